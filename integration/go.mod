@@ -1,0 +1,9 @@
+module github.com/parleyhq/parley/integration
+
+go 1.26.8
+
+replace (
+	github.com/parleyhq/parley/gen => ../gen
+	github.com/parleyhq/parley/libs => ../libs
+	github.com/parleyhq/parley/services/provider-worker => ../services/provider-worker
+)

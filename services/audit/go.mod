@@ -1,0 +1,8 @@
+module github.com/parleyhq/parley/services/audit
+
+go 1.26.8
+
+replace (
+	github.com/parleyhq/parley/gen => ../../gen
+	github.com/parleyhq/parley/libs => ../../libs
+)
