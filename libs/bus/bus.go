@@ -1,0 +1,94 @@
+// Package bus owns the NATS connection and its JetStream context.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/fx"
+
+	"github.com/parleyhq/parley/libs/logging"
+	"github.com/parleyhq/parley/libs/rpcserver"
+)
+
+// Config locates the NATS server.
+type Config struct {
+	// URL is one or more comma-separated NATS URLs.
+	URL string `env:"NATS_URL, default=nats://127.0.0.1:4222"`
+	// ConnectTimeout bounds the first connection at start-up.
+	ConnectTimeout time.Duration `env:"NATS_CONNECT_TIMEOUT, default=5s"`
+}
+
+// Conn is a NATS connection that knows when it has closed.
+type Conn struct {
+	*nats.Conn
+	closed chan struct{}
+}
+
+// Connect dials NATS, failing at once when the server cannot be reached; after that the
+// connection reconnects forever.
+func Connect(cfg Config, name string, logger *slog.Logger) (*Conn, error) {
+	c := &Conn{closed: make(chan struct{})}
+	nc, err := nats.Connect(cfg.URL,
+		nats.Name(name),
+		nats.Timeout(cfg.ConnectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ClosedHandler(func(*nats.Conn) { close(c.closed) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at NATS_URL=%s: %w", cfg.URL, err)
+	}
+	c.Conn = nc
+	return c, nil
+}
+
+// Drain drains subscriptions and publishes, then closes, waiting until closed or ctx ends.
+func (c *Conn) Drain(ctx context.Context) error {
+	if err := c.Conn.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		return fmt.Errorf("drain nats: %w", err)
+	}
+	select {
+	case <-c.closed:
+		return nil
+	case <-ctx.Done():
+		c.Close()
+		return fmt.Errorf("drain nats: %w", ctx.Err())
+	}
+}
+
+// Ready reports whether the connection is up.
+func (c *Conn) Ready(context.Context) error {
+	if s := c.Status(); s != nats.CONNECTED {
+		return fmt.Errorf("nats %s", s)
+	}
+	return nil
+}
+
+// Module provides *Conn, jetstream.JetStream and a readiness check; the connection drains
+// on stop, after everything that uses it has stopped.
+var Module = fx.Module("bus",
+	fx.Provide(
+		func(lc fx.Lifecycle, cfg Config, name logging.ServiceName, logger *slog.Logger) (*Conn, error) {
+			c, err := Connect(cfg, "parley-"+string(name), logger)
+			if err != nil {
+				return nil, err
+			}
+			lc.Append(fx.StopHook(c.Drain))
+			return c, nil
+		},
+		func(c *Conn) (jetstream.JetStream, error) { return jetstream.New(c.Conn) },
+		rpcserver.AsCheck(func(c *Conn) rpcserver.Check { return rpcserver.Check{Name: "nats", Check: c.Ready} }),
+	),
+)

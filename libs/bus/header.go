@@ -1,0 +1,22 @@
+package bus
+
+import "github.com/nats-io/nats.go"
+
+// HeaderCarrier adapts a NATS header to OpenTelemetry's TextMapCarrier, so trace context
+// crosses the bus.
+type HeaderCarrier nats.Header
+
+// Get returns the first value of key.
+func (h HeaderCarrier) Get(key string) string { return nats.Header(h).Get(key) }
+
+// Set sets key to value.
+func (h HeaderCarrier) Set(key, value string) { nats.Header(h).Set(key, value) }
+
+// Keys lists the keys present.
+func (h HeaderCarrier) Keys() []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	return keys
+}

@@ -1,0 +1,242 @@
+// Package rpcserver runs a service's single HTTP server: Connect, gRPC and gRPC-Web
+// handlers over HTTP/1.1 and cleartext HTTP/2 (h2c), plus grpc.health.v1, gRPC reflection,
+// /healthz, /readyz and /metrics, with a graceful shutdown.
+package rpcserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/fx"
+
+	"github.com/parleyhq/parley/libs/metrics"
+)
+
+// Config configures the listener. Each service supplies its own default address.
+type Config struct {
+	// Addr is the main listen address, e.g. ":3500".
+	Addr string `env:"RPC_ADDR"`
+	// ExtraAddrs are more addresses serving the same handlers (router: Dapr's gRPC port).
+	ExtraAddrs []string `env:"RPC_EXTRA_ADDRS"`
+	// MaxMessageBytes caps a Connect/gRPC request message.
+	MaxMessageBytes int `env:"RPC_MAX_MESSAGE_BYTES, default=4194304"`
+	// ReadHeaderTimeout bounds how long a client may take to send headers.
+	ReadHeaderTimeout time.Duration `env:"RPC_READ_HEADER_TIMEOUT, default=5s"`
+}
+
+// Validate checks the limits.
+func (c *Config) Validate() error {
+	if c.MaxMessageBytes <= 0 {
+		return fmt.Errorf("RPC_MAX_MESSAGE_BYTES must be positive, got %d", c.MaxMessageBytes)
+	}
+	return nil
+}
+
+// Defaults are a service's default addresses, used where the environment sets none.
+type Defaults struct {
+	Addr       string
+	ExtraAddrs []string
+}
+
+// Route is an HTTP handler mounted on the server. Service, when set, is a gRPC service
+// name announced through health checks and reflection.
+type Route struct {
+	Pattern string
+	Handler http.Handler
+	Service string
+}
+
+// Check is a readiness check run by /readyz.
+type Check struct {
+	Name  string
+	Check func(context.Context) error
+}
+
+// AsRoute annotates a constructor of Route so that its result joins the server.
+func AsRoute(f any) any {
+	return fx.Annotate(f, fx.ResultTags(`group:"rpc_routes"`))
+}
+
+// AsCheck annotates a constructor of Check so that /readyz runs it.
+func AsCheck(f any) any {
+	return fx.Annotate(f, fx.ResultTags(`group:"readiness_checks"`))
+}
+
+// Server is the service's HTTP server.
+type Server struct {
+	cfg       Config
+	logger    *slog.Logger
+	srv       *http.Server
+	health    *grpchealth.StaticChecker
+	services  []string
+	checks    []Check
+	listeners []net.Listener
+	stopping  atomic.Bool
+	wg        sync.WaitGroup
+}
+
+// Params are New's dependencies.
+type Params struct {
+	fx.In
+
+	Config   Config
+	Defaults Defaults `optional:"true"`
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	Routes   []Route `group:"rpc_routes"`
+	Checks   []Check `group:"readiness_checks"`
+}
+
+// New builds the server; it listens only when Start is called.
+func New(p Params) (*Server, error) {
+	cfg := p.Config
+	if cfg.Addr == "" {
+		cfg.Addr = p.Defaults.Addr
+	}
+	if len(cfg.ExtraAddrs) == 0 {
+		cfg.ExtraAddrs = p.Defaults.ExtraAddrs
+	}
+	if cfg.Addr == "" {
+		return nil, errors.New("RPC_ADDR is not set and the service has no default")
+	}
+	s := &Server{cfg: cfg, logger: p.Logger, checks: p.Checks}
+	mux := http.NewServeMux()
+	for _, r := range p.Routes {
+		mux.Handle(r.Pattern, r.Handler)
+		if r.Service != "" {
+			s.services = append(s.services, r.Service)
+		}
+	}
+	slices.Sort(s.services)
+	s.services = slices.Compact(s.services)
+	s.health = grpchealth.NewStaticChecker(s.services...)
+	mux.Handle(grpchealth.NewHandler(s.health))
+	reflector := grpcreflect.NewStaticReflector(s.services...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", metrics.Handler(p.Registry))
+
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.srv = &http.Server{
+		Handler:           recoverHandler(p.Logger, mux),
+		Protocols:         protocols,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(p.Logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Start binds every address synchronously, so a bind error fails start-up, then serves.
+func (s *Server) Start(_ context.Context) error {
+	for _, addr := range append([]string{s.cfg.Addr}, s.cfg.ExtraAddrs...) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range s.listeners {
+				_ = l.Close()
+			}
+			return fmt.Errorf("listen on %s (RPC_ADDR/RPC_EXTRA_ADDRS): %w", addr, err)
+		}
+		s.listeners = append(s.listeners, ln)
+	}
+	for _, ln := range s.listeners {
+		s.logger.Info("rpc server listening", "addr", ln.Addr().String())
+		s.wg.Go(func() {
+			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.logger.Error("rpc server stopped", "addr", ln.Addr().String(), "err", err)
+			}
+		})
+	}
+	return nil
+}
+
+// Stop reports NOT_SERVING, then drains in-flight requests until ctx ends.
+func (s *Server) Stop(ctx context.Context) error {
+	s.stopping.Store(true)
+	for _, svc := range s.services {
+		s.health.SetStatus(svc, grpchealth.StatusNotServing)
+	}
+	s.health.SetStatus("", grpchealth.StatusNotServing)
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, s.srv.Close())
+	}
+	s.wg.Wait()
+	return err
+}
+
+// Addr is the main listener's address once started.
+func (s *Server) Addr() string {
+	if len(s.listeners) == 0 {
+		return s.cfg.Addr
+	}
+	return s.listeners[0].Addr().String()
+}
+
+// URL is the base URL of the main listener once started.
+func (s *Server) URL() string {
+	return "http://" + s.Addr()
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	failures := map[string]string{}
+	if s.stopping.Load() {
+		failures["server"] = "shutting down"
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	for _, c := range s.checks {
+		if err := c.Check(ctx); err != nil {
+			failures[c.Name] = err.Error()
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if len(failures) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "not ready", "failures": failures})
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
+}
+
+// recoverHandler turns a panic in any handler into a logged 500 instead of a dropped
+// connection. Connect handlers recover on their own first (see Middleware).
+func recoverHandler(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as http does
+					panic(v)
+				}
+				logger.ErrorContext(r.Context(), "handler panic", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Module provides *Server and its Middleware and runs the server for the app's lifetime.
+var Module = fx.Module("rpcserver",
+	fx.Provide(New, NewMiddleware),
+	fx.Invoke(func(lc fx.Lifecycle, s *Server) { lc.Append(fx.StartStopHook(s.Start, s.Stop)) }),
+)

@@ -1,0 +1,139 @@
+package rpcserver_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+
+	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
+	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
+	"github.com/parleyhq/parley/libs/platform"
+	"github.com/parleyhq/parley/libs/rpcclient"
+	"github.com/parleyhq/parley/libs/rpcserver"
+)
+
+// scrubber answers by the text it gets, to exercise each error path.
+type scrubber struct{}
+
+func (scrubber) Scrub(_ context.Context, req *piiv1.ScrubRequest) (*piiv1.ScrubResponse, error) {
+	switch strings.Join(req.GetTexts(), "") {
+	case "panic":
+		panic("boom")
+	case "leak":
+		return nil, errors.New("password=hunter2 at db.internal")
+	case "coded":
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("bad text"))
+	}
+	return &piiv1.ScrubResponse{Results: []*piiv1.ScrubResult{{Text: "ok"}}}, nil
+}
+
+func startApp(t *testing.T, ready *error) (*rpcserver.Server, *rpcclient.Factory) {
+	t.Helper()
+	var srv *rpcserver.Server
+	var clients *rpcclient.Factory
+	app := fxtest.New(t,
+		platform.Module("test"),
+		platform.Clients,
+		fx.Replace(rpcserver.Config{Addr: "127.0.0.1:0", ExtraAddrs: []string{"127.0.0.1:0"}, MaxMessageBytes: 1 << 10}),
+		fx.Provide(
+			rpcserver.AsRoute(func(mw *rpcserver.Middleware) rpcserver.Route {
+				path, h := piiv1connect.NewScrubberServiceHandler(scrubber{}, mw.HandlerOption())
+				return rpcserver.Route{Pattern: path, Handler: h, Service: piiv1connect.ScrubberServiceName}
+			}),
+			rpcserver.AsCheck(func() rpcserver.Check {
+				return rpcserver.Check{Name: "dep", Check: func(context.Context) error { return *ready }}
+			}),
+		),
+		fx.Populate(&srv, &clients),
+	)
+	app.RequireStart()
+	t.Cleanup(app.RequireStop)
+	return srv, clients
+}
+
+func TestServerProtocolsAndErrors(t *testing.T) {
+	t.Parallel()
+	var ready error
+	srv, clients := startApp(t, &ready)
+
+	for _, proto := range []struct {
+		name string
+		opts []connect.ClientOption
+	}{
+		{"connect", nil},
+		{"grpc", []connect.ClientOption{connect.WithGRPC()}},
+		{"grpcweb", []connect.ClientOption{connect.WithGRPCWeb()}},
+	} {
+		client := piiv1connect.NewScrubberServiceClient(clients.HTTPClient(), srv.URL(), append(clients.Options(), proto.opts...)...)
+		tests := []struct {
+			name     string
+			text     string
+			wantCode connect.Code
+			wantMsg  string
+			notMsg   string
+		}{
+			{name: "ok", text: "hello"},
+			{name: "coded error passes", text: "coded", wantCode: connect.CodeInvalidArgument, wantMsg: "bad text"},
+			{name: "uncoded error is masked", text: "leak", wantCode: connect.CodeInternal, wantMsg: "internal error (id ", notMsg: "hunter2"},
+			{name: "panic is recovered", text: "panic", wantCode: connect.CodeInternal, wantMsg: "internal error (id ", notMsg: "boom"},
+			{name: "oversized message", text: strings.Repeat("x", 2048), wantCode: connect.CodeResourceExhausted},
+		}
+		for _, tt := range tests {
+			t.Run(proto.name+"/"+tt.name, func(t *testing.T) {
+				res, err := client.Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{tt.text}})
+				if tt.wantCode == 0 {
+					require.NoError(t, err)
+					require.Equal(t, "ok", res.GetResults()[0].GetText())
+					return
+				}
+				require.Equal(t, tt.wantCode, connect.CodeOf(err), "err: %v", err)
+				require.ErrorContains(t, err, tt.wantMsg)
+				if tt.notMsg != "" {
+					require.NotContains(t, err.Error(), tt.notMsg)
+				}
+			})
+		}
+	}
+
+	// The server keeps serving after every failure above.
+	health := grpchealth.NewClient(clients.HTTPClient(), srv.URL(), connect.WithGRPC())
+	res, err := health.Check(t.Context(), &grpchealth.CheckRequest{Service: piiv1connect.ScrubberServiceName})
+	require.NoError(t, err)
+	require.Equal(t, grpchealth.StatusServing, res.Status)
+
+	body := get(t, srv.URL()+"/metrics", http.StatusOK)
+	require.Contains(t, body, `parley_rpc_server_handled_total{code="internal",procedure="/parley.pii.v1.ScrubberService/Scrub"} 6`)
+	require.Contains(t, body, `parley_rpc_server_handled_total{code="ok",procedure="/parley.pii.v1.ScrubberService/Scrub"} 3`)
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
+	var ready error
+	srv, _ := startApp(t, &ready)
+	require.Equal(t, "ok\n", get(t, srv.URL()+"/healthz", http.StatusOK))
+	require.Contains(t, get(t, srv.URL()+"/readyz", http.StatusOK), `"ready"`)
+	ready = errors.New("database down")
+	require.Contains(t, get(t, srv.URL()+"/readyz", http.StatusServiceUnavailable), "database down")
+}
+
+func get(t *testing.T, url string, wantStatus int) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	require.NoError(t, err)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.Equal(t, wantStatus, res.StatusCode, string(b))
+	return string(b)
+}
