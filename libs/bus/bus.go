@@ -56,7 +56,16 @@ func Connect(cfg Config, name string, logger *slog.Logger) (*Conn, error) {
 
 // Drain drains subscriptions and publishes, then closes, waiting until closed or ctx ends.
 func (c *Conn) Drain(ctx context.Context) error {
-	if err := c.Conn.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+	if err := c.Conn.Drain(); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		// While NATS is unreachable there is nothing to drain to: close instead of failing
+		// the whole shutdown.
+		if errors.Is(err, nats.ErrConnectionReconnecting) {
+			c.Close()
+			return nil
+		}
 		return fmt.Errorf("drain nats: %w", err)
 	}
 	select {

@@ -60,6 +60,8 @@ func NewMiddleware(cfg Config, logger *slog.Logger, reg prometheus.Registerer, t
 			return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
 		}),
 		connect.WithReadMaxBytes(cfg.MaxMessageBytes),
+		// Small messages cost more CPU to gzip than they save on the wire.
+		connect.WithCompressMinBytes(4096),
 	)}, nil
 }
 

@@ -1,0 +1,94 @@
+// Command parley-up runs the whole Parley constellation locally (`make up`): embedded
+// NATS with JetStream unless NATS_URL is set, PostgreSQL from DATABASE_URL or
+// 127.0.0.1:5432 or a private instance under .data/, and the five services with
+// prefixed logs. Ctrl-C stops everything.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/parleyhq/parley/integration/stack"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "parley-up:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	root, err := stack.FindRepoRoot(wd)
+	if err != nil {
+		return err
+	}
+	components := flag.String("components", filepath.Join(root, "deploy", "components"), "directory of Dapr component files")
+	data := flag.String("data", filepath.Join(root, ".data"), "directory for the NATS store, a private PostgreSQL and binaries")
+	race := flag.Bool("race", false, "build the services with the race detector")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	abs, err := filepath.Abs(*components)
+	if err != nil {
+		return err
+	}
+	s, err := stack.Start(ctx, stack.Options{
+		RepoRoot:      root,
+		DataDir:       *data,
+		ComponentsDir: abs,
+		Ports:         stack.DefaultPorts,
+		NATSURL:       os.Getenv("NATS_URL"),
+		Postgres:      stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), Install: true},
+		Race:          *race,
+		Log:           os.Stdout,
+		Progress:      os.Stdout,
+		ReadyTimeout:  90 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	r := s.URL("router")
+	fmt.Printf(`
+Parley is up.
+
+  router        %s   (Dapr HTTP, Connect, gRPC, gRPC-Web)
+  router gRPC   %s        (Dapr SDKs: DAPR_GRPC_ENDPOINT=%s)
+  pii-scrubber  %s
+  cache         %s
+  worker        %s   (health, metrics)
+  audit         %s
+  NATS          %s
+  components    %s
+
+Try:
+
+  curl -s %s/v1.0-alpha2/conversation/echo/converse \
+    -H 'Content-Type: application/json' \
+    -d '{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"my email is test@test.com"}]}}]}],"scrubPii":true}'
+
+Ctrl-C stops everything.
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, abs, r)
+
+	<-ctx.Done()
+	fmt.Println("\nstopping ...")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := s.Stop(stopCtx); err != nil {
+		return err
+	}
+	fmt.Println("stopped")
+	return nil
+}

@@ -1,0 +1,437 @@
+// Package stack starts Parley's whole constellation on one machine as separate processes:
+// NATS with JetStream (embedded, unless a URL is given), PostgreSQL (given, found on
+// 127.0.0.1:5432, or a private instance), and the five services built from this
+// repository. `make up` and the end-to-end tests use it alike.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Services lists the services in start order; they stop in reverse.
+var Services = []string{"audit", "cache", "pii-scrubber", "provider-worker", "router"}
+
+// DefaultPorts are DESIGN.md's local ports.
+var DefaultPorts = Ports{Router: 3500, RouterGRPC: 50001, Scrubber: 3510, Cache: 3520, Worker: 3530, Audit: 3540}
+
+// Ports are the services' listen ports on 127.0.0.1.
+type Ports struct {
+	Router, RouterGRPC, Scrubber, Cache, Worker, Audit int
+}
+
+// FreePorts picks free loopback ports for every service.
+func FreePorts() (Ports, error) {
+	ps := make([]int, 6)
+	for i := range ps {
+		p, err := FreePort()
+		if err != nil {
+			return Ports{}, err
+		}
+		ps[i] = p
+	}
+	return Ports{Router: ps[0], RouterGRPC: ps[1], Scrubber: ps[2], Cache: ps[3], Worker: ps[4], Audit: ps[5]}, nil
+}
+
+// FreePort asks the kernel for a free loopback port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Options configure Start.
+type Options struct {
+	// RepoRoot is the repository root (the folder with go.work).
+	RepoRoot string
+	// DataDir keeps the embedded NATS store, a private PostgreSQL and the binaries.
+	DataDir string
+	// ComponentsDir holds the Dapr component files for router and provider-worker.
+	ComponentsDir string
+	// Ports for the services.
+	Ports Ports
+	// NATSURL uses an existing NATS server instead of the embedded one.
+	NATSURL string
+	// Postgres locates the database server.
+	Postgres PostgresOptions
+	// Race builds the service binaries with the race detector.
+	Race bool
+	// Env is added to every service's environment.
+	Env map[string]string
+	// Log receives every service's output, each line prefixed with the service name.
+	Log io.Writer
+	// Progress receives one line per start-up step.
+	Progress io.Writer
+	// ReadyTimeout bounds the wait for every service to become ready.
+	ReadyTimeout time.Duration
+}
+
+// Stack is a running constellation.
+type Stack struct {
+	opts        Options
+	Ports       Ports
+	NATSURL     string
+	DatabaseURL string
+	nats        *embeddedNATS
+	pg          *Postgres
+	mu          sync.Mutex
+	logMu       sync.Mutex
+	procs       map[string]*Process
+	binDir      string
+}
+
+// Process is one running service.
+type Process struct {
+	Name string
+	Env  []string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	log  *tailBuffer
+}
+
+// Start builds the services, starts the dependencies and the services, and waits until
+// every service is ready. On error everything started is stopped again.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = 60 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	s := &Stack{opts: opts, Ports: opts.Ports, procs: map[string]*Process{}, binDir: filepath.Join(opts.DataDir, "bin")}
+	defer func() {
+		if err != nil {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_ = s.Stop(stopCtx)
+		}
+	}()
+
+	fmt.Fprintln(opts.Progress, "building services ...")
+	if err := Build(ctx, opts.RepoRoot, s.binDir, opts.Race); err != nil {
+		return s, err
+	}
+
+	if opts.NATSURL != "" {
+		s.NATSURL = opts.NATSURL
+		fmt.Fprintf(opts.Progress, "using NATS at %s\n", s.NATSURL)
+	} else {
+		n, err := startNATS(filepath.Join(opts.DataDir, "nats"))
+		if err != nil {
+			return s, err
+		}
+		s.nats = n
+		s.NATSURL = n.URL()
+		fmt.Fprintf(opts.Progress, "started embedded NATS with JetStream at %s\n", s.NATSURL)
+	}
+
+	pg, dbURL, err := ResolvePostgres(ctx, opts.Postgres, filepath.Join(opts.DataDir, "postgres"), opts.Progress)
+	if err != nil {
+		return s, err
+	}
+	s.pg, s.DatabaseURL = pg, dbURL
+
+	for _, name := range Services {
+		if err := s.StartService(ctx, name); err != nil {
+			return s, err
+		}
+	}
+	for _, name := range Services {
+		if err := s.WaitReady(ctx, name, opts.ReadyTimeout); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// Build compiles the five services into binDir.
+func Build(ctx context.Context, repoRoot, binDir string, race bool) error {
+	args := []string{"build", "-o", binDir + string(filepath.Separator)}
+	if race {
+		args = append(args, "-race")
+	}
+	for _, name := range Services {
+		args = append(args, "./services/"+name+"/cmd/"+name)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = repoRoot
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build services: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// URL is the base URL of service name.
+func (s *Stack) URL(name string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d", s.port(name))
+}
+
+// RouterGRPCAddr is the router's Dapr gRPC address (host:port).
+func (s *Stack) RouterGRPCAddr() string {
+	return fmt.Sprintf("127.0.0.1:%d", s.Ports.RouterGRPC)
+}
+
+func (s *Stack) port(name string) int {
+	switch name {
+	case "router":
+		return s.Ports.Router
+	case "pii-scrubber":
+		return s.Ports.Scrubber
+	case "cache":
+		return s.Ports.Cache
+	case "provider-worker":
+		return s.Ports.Worker
+	case "audit":
+		return s.Ports.Audit
+	}
+	return 0
+}
+
+// ServiceEnv is the environment service name gets.
+func (s *Stack) ServiceEnv(name string) []string {
+	env := map[string]string{
+		"LOG_LEVEL": "info",
+		"RPC_ADDR":  fmt.Sprintf("127.0.0.1:%d", s.port(name)),
+		"NATS_URL":  s.NATSURL,
+	}
+	switch name {
+	case "router":
+		env["RPC_EXTRA_ADDRS"] = s.RouterGRPCAddr()
+		env["COMPONENTS_DIR"] = s.opts.ComponentsDir
+		env["ROUTER_SCRUBBER_URL"] = s.URL("pii-scrubber")
+		env["ROUTER_CACHE_URL"] = s.URL("cache")
+		env["ROUTER_AUDIT_URL"] = s.URL("audit")
+	case "provider-worker":
+		env["COMPONENTS_DIR"] = s.opts.ComponentsDir
+	case "audit":
+		env["DATABASE_URL"] = s.DatabaseURL
+	}
+	for k, v := range s.opts.Env {
+		env[k] = v
+	}
+	out := os.Environ()
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// StartService starts (or restarts) one service process.
+func (s *Stack) StartService(ctx context.Context, name string) error {
+	return s.StartServiceWithEnv(ctx, name, s.ServiceEnv(name))
+}
+
+// StartServiceWithEnv starts one service process with env.
+func (s *Stack) StartServiceWithEnv(_ context.Context, name string, env []string) error {
+	// The process outlives any request context: it is stopped by Stop or StopService.
+	cmd := exec.Command(filepath.Join(s.binDir, name)) //nolint:gosec // our own binary
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p := &Process{Name: name, Env: env, cmd: cmd, done: make(chan struct{}), log: newTailBuffer(64 << 10)}
+	w := io.MultiWriter(newPrefixWriter(&s.logMu, s.opts.Log, name), p.log)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	s.mu.Lock()
+	s.procs[name] = p
+	s.mu.Unlock()
+	return nil
+}
+
+// Process returns the running process of service name.
+func (s *Stack) Process(name string) *Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.procs[name]
+}
+
+// WaitReady polls the service's /readyz until it answers 200.
+func (s *Stack) WaitReady(ctx context.Context, name string, timeout time.Duration) error {
+	p := s.Process(name)
+	url := s.URL(name) + "/readyz"
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before it was ready (%v):\n%s", name, p.err, p.log.String())
+		default:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("readiness request: %w", err)
+		}
+		if res, err := client.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s:\n%s", name, timeout, p.log.String())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Signal sends sig to service name.
+func (s *Stack) Signal(name string, sig syscall.Signal) error {
+	p := s.Process(name)
+	if p == nil {
+		return fmt.Errorf("%s is not running", name)
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// Wait waits until p exits or ctx ends and returns its exit error.
+func (p *Process) Wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Log returns the tail of the process's output.
+func (p *Process) Log() string { return p.log.String() }
+
+// StopService sends SIGTERM and waits for a clean exit, killing the process if ctx ends first.
+func (s *Stack) StopService(ctx context.Context, name string) error {
+	p := s.Process(name)
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		var ee *exec.ExitError
+		if p.err != nil && !errors.As(p.err, &ee) {
+			return fmt.Errorf("%s: %w", name, p.err)
+		}
+		if p.err != nil {
+			return fmt.Errorf("%s exited with %w after SIGTERM:\n%s", name, p.err, p.log.String())
+		}
+		return nil
+	case <-ctx.Done():
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		return fmt.Errorf("%s did not stop in time; killed", name)
+	}
+}
+
+// Stop stops the services in reverse order, then NATS and a private PostgreSQL.
+func (s *Stack) Stop(ctx context.Context) error {
+	var errs []error
+	for i := len(Services) - 1; i >= 0; i-- {
+		errs = append(errs, s.StopService(ctx, Services[i]))
+	}
+	if s.nats != nil {
+		s.nats.Stop()
+	}
+	if s.pg != nil {
+		errs = append(errs, s.pg.Stop(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// FindRepoRoot walks up from dir to the folder that holds go.work.
+func FindRepoRoot(dir string) (string, error) {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.work above %s", dir)
+		}
+	}
+}
+
+// prefixWriter prefixes each complete line with [name].
+type prefixWriter struct {
+	mu     *sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func newPrefixWriter(mu *sync.Mutex, w io.Writer, name string) *prefixWriter {
+	return &prefixWriter{mu: mu, w: w, prefix: fmt.Sprintf("%-16s| ", name)}
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := strings.IndexByte(string(p.buf), '\n')
+		if i < 0 {
+			break
+		}
+		p.mu.Lock()
+		_, _ = io.WriteString(p.w, p.prefix+string(p.buf[:i+1]))
+		p.mu.Unlock()
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+// tailBuffer keeps the last max bytes written.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+
+func (t *tailBuffer) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, b...)
+	if len(t.b) > t.max {
+		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
+	}
+	return len(b), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}

@@ -1,0 +1,155 @@
+// Package app wires the router.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/fx"
+
+	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
+	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
+	"github.com/parleyhq/parley/gen/pb/parley/cache/v1/cachev1connect"
+	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
+	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
+	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/bus"
+	"github.com/parleyhq/parley/libs/config"
+	"github.com/parleyhq/parley/libs/platform"
+	"github.com/parleyhq/parley/libs/rpcclient"
+	"github.com/parleyhq/parley/libs/rpcserver"
+	"github.com/parleyhq/parley/libs/telemetry"
+	"github.com/parleyhq/parley/services/router/internal/auditapi"
+	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/daprapi"
+	"github.com/parleyhq/parley/services/router/internal/nativeapi"
+	"github.com/parleyhq/parley/services/router/internal/upstream"
+)
+
+// Config is the router's own configuration.
+type Config struct {
+	// ComponentsDir holds the Dapr component YAML files.
+	ComponentsDir string `env:"COMPONENTS_DIR, default=/etc/parley/components"`
+	ScrubberURL   string `env:"ROUTER_SCRUBBER_URL, default=http://127.0.0.1:3510"`
+	CacheURL      string `env:"ROUTER_CACHE_URL, default=http://127.0.0.1:3520"`
+	AuditURL      string `env:"ROUTER_AUDIT_URL, default=http://127.0.0.1:3540"`
+	// MaxBodyBytes caps a Dapr HTTP request body.
+	MaxBodyBytes int64 `env:"ROUTER_MAX_BODY_BYTES, default=4194304"`
+	// RequestTimeout bounds a conversation whose client set no deadline.
+	RequestTimeout time.Duration `env:"ROUTER_REQUEST_TIMEOUT, default=60s"`
+	// WorkerIdleTimeout is how long a worker may stay silent before it is presumed dead.
+	WorkerIdleTimeout time.Duration `env:"ROUTER_WORKER_IDLE_TIMEOUT, default=5s"`
+	// DispatchAttempts is how many workers a request may be tried on.
+	DispatchAttempts int `env:"ROUTER_DISPATCH_ATTEMPTS, default=2"`
+	// CacheTimeout bounds each cache call; a slower cache is skipped.
+	CacheTimeout time.Duration `env:"ROUTER_CACHE_TIMEOUT, default=250ms"`
+	// AuditMode is "required" (a call fails when its audit event cannot be stored) or
+	// "best-effort".
+	AuditMode string `env:"AUDIT_MODE, default=required"`
+	// AuditScrub stores scrubbed text in the audit log for every request.
+	AuditScrub bool `env:"ROUTER_AUDIT_SCRUB, default=true"`
+	// AuditPublishTimeout bounds the wait for the audit stream's ack.
+	AuditPublishTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_TIMEOUT, default=5s"`
+	// AuditStreamReplicas is used when the router creates the audit stream.
+	AuditStreamReplicas int `env:"AUDIT_STREAM_REPLICAS, default=1"`
+}
+
+// Validate checks cross-field rules.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.AuditMode != "required" && c.AuditMode != "best-effort" {
+		errs = append(errs, fmt.Errorf("AUDIT_MODE must be required or best-effort, got %q", c.AuditMode))
+	}
+	positive := map[string]int64{
+		"ROUTER_MAX_BODY_BYTES": c.MaxBodyBytes, "ROUTER_DISPATCH_ATTEMPTS": int64(c.DispatchAttempts),
+		"ROUTER_REQUEST_TIMEOUT": int64(c.RequestTimeout), "ROUTER_WORKER_IDLE_TIMEOUT": int64(c.WorkerIdleTimeout),
+		"ROUTER_CACHE_TIMEOUT": int64(c.CacheTimeout), "ROUTER_AUDIT_PUBLISH_TIMEOUT": int64(c.AuditPublishTimeout),
+		"AUDIT_STREAM_REPLICAS": int64(c.AuditStreamReplicas),
+	}
+	for name, v := range positive {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Module is the router's fx module.
+var Module = fx.Module("router",
+	platform.Bus,
+	platform.Clients,
+	fx.Supply(rpcserver.Defaults{Addr: ":3500", ExtraAddrs: []string{":50001"}}),
+	fx.Provide(
+		config.Provider[Config](),
+		func(c Config) (*upstream.Components, error) { return upstream.LoadComponents(c.ComponentsDir) },
+		newDispatcher,
+		newAuditPublisher,
+		func(f *rpcclient.Factory, c Config) *upstream.Scrubber {
+			return upstream.NewScrubber(piiv1connect.NewScrubberServiceClient(f.HTTPClient(), c.ScrubberURL, f.Options()...))
+		},
+		func(f *rpcclient.Factory, c Config) *upstream.Cache {
+			return upstream.NewCache(cachev1connect.NewCacheServiceClient(f.HTTPClient(), c.CacheURL, f.Options()...), c.CacheTimeout)
+		},
+		func(f *rpcclient.Factory, c Config) *auditapi.Handler {
+			return auditapi.New(auditv1connect.NewAuditServiceClient(f.HTTPClient(), c.AuditURL, f.Options()...))
+		},
+		newService,
+		func(s *conversation.Service, comps *upstream.Components, c Config, l *slog.Logger) *daprapi.Handler {
+			return daprapi.New(s, comps, daprapi.Options{MaxBodyBytes: c.MaxBodyBytes, Timeout: c.RequestTimeout}, l)
+		},
+		func(s *conversation.Service, c Config) *nativeapi.Handler { return nativeapi.New(s, c.RequestTimeout) },
+		rpcserver.AsRoute(func(h *daprapi.Handler, mw *rpcserver.Middleware) rpcserver.Route {
+			path, handler := runtimev1connect.NewDaprHandler(h, mw.HandlerOption())
+			return rpcserver.Route{Pattern: path, Handler: handler, Service: runtimev1connect.DaprName}
+		}),
+		rpcserver.AsRoute(func(h *daprapi.Handler) rpcserver.Route {
+			return rpcserver.Route{Pattern: "POST /v1.0-alpha1/conversation/{name}/converse", Handler: http.HandlerFunc(h.HTTPAlpha1)}
+		}),
+		rpcserver.AsRoute(func(h *daprapi.Handler) rpcserver.Route {
+			return rpcserver.Route{Pattern: "POST /v1.0-alpha2/conversation/{name}/converse", Handler: http.HandlerFunc(h.HTTPAlpha2)}
+		}),
+		rpcserver.AsRoute(func(h *daprapi.Handler) rpcserver.Route {
+			return rpcserver.Route{Pattern: "GET /v1.0/metadata", Handler: http.HandlerFunc(h.Metadata)}
+		}),
+		rpcserver.AsRoute(func(h *nativeapi.Handler, mw *rpcserver.Middleware) rpcserver.Route {
+			path, handler := conversationv1connect.NewConversationServiceHandler(h, mw.HandlerOption())
+			return rpcserver.Route{Pattern: path, Handler: handler, Service: conversationv1connect.ConversationServiceName}
+		}),
+		rpcserver.AsRoute(func(h *auditapi.Handler, mw *rpcserver.Middleware) rpcserver.Route {
+			path, handler := auditv1connect.NewAuditServiceHandler(h, mw.HandlerOption())
+			return rpcserver.Route{Pattern: path, Handler: handler, Service: auditv1connect.AuditServiceName}
+		}),
+	),
+)
+
+func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg Config) (*upstream.Dispatcher, error) {
+	d, err := upstream.NewDispatcher(c.Conn, tel.Propagator, upstream.DispatcherConfig{
+		IdleTimeout: cfg.WorkerIdleTimeout, Attempts: cfg.DispatchAttempts,
+	})
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StopHook(d.Close))
+	return d, nil
+}
+
+func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config) *upstream.AuditPublisher {
+	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		_, err := auditevent.Ensure(ctx, js, cfg.AuditStreamReplicas)
+		return err
+	}))
+	return upstream.NewAuditPublisher(js, cfg.AuditPublishTimeout)
+}
+
+func newService(comps *upstream.Components, scrubber *upstream.Scrubber, cache *upstream.Cache, d *upstream.Dispatcher,
+	audit *upstream.AuditPublisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer,
+) (*conversation.Service, error) {
+	return conversation.New(comps, scrubber, cache, d, audit,
+		conversation.Options{AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub}, logger, reg)
+}

@@ -1,0 +1,126 @@
+// Package conversation runs one conversation through the constellation: input scrubbing,
+// the response cache, a provider worker, output scrubbing and the audit log. It knows
+// nothing of the APIs in front of it (Dapr alpha1/alpha2, native) or of the transports
+// behind it; both sides meet it through the types and interfaces declared here.
+package conversation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+)
+
+// DefaultTenant is every caller's tenant until API keys exist.
+const DefaultTenant = "default"
+
+// Finding is one PII entity found by the scrubber.
+type Finding struct {
+	Entity     string
+	Start, End int
+}
+
+// Scrubbed is the scrubber's answer for one text.
+type Scrubbed struct {
+	Text     string
+	Findings []Finding
+}
+
+// Scrubber replaces PII in texts; the result has one entry per text, in order.
+type Scrubber interface {
+	Scrub(ctx context.Context, texts []string) ([]Scrubbed, error)
+}
+
+// Cache is the shared response cache.
+type Cache interface {
+	Get(ctx context.Context, key string) ([]byte, bool, error)
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+}
+
+// Dispatcher sends a provider request to a worker of the request's component.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, req *providerv1.Request) (*Dispatched, error)
+}
+
+// Dispatched is a worker's answer and how it was obtained.
+type Dispatched struct {
+	Response *providerv1.Response
+	Attempts int
+}
+
+// AuditLog records a conversation durably before the caller gets its answer.
+type AuditLog interface {
+	Record(ctx context.Context, ev *auditv1.ConversationEvent) error
+}
+
+// Component is what the router knows of a configured component.
+type Component struct {
+	Name     string
+	Type     string
+	Model    string
+	CacheTTL time.Duration
+}
+
+// Components resolves component names.
+type Components interface {
+	Lookup(name string) (Component, bool)
+}
+
+// Request is one conversation turn, already validated and translated by an API adapter.
+type Request struct {
+	API auditv1.Api
+	// Provider is the request the worker will get; its texts are scrubbed in place where
+	// ScrubInput says so.
+	Provider *providerv1.Request
+	// ScrubInput has one flag per message of Provider.Messages.
+	ScrubInput []bool
+	// ScrubOutput scrubs the content of every choice.
+	ScrubOutput bool
+	// ScrubToolArguments also scrubs string values in tool-call arguments of the output.
+	ScrubToolArguments bool
+	// BypassCache neither reads nor writes the cache.
+	BypassCache bool
+	// ContextID is echoed back and recorded.
+	ContextID string
+}
+
+// Result is the answer to a Request.
+type Result struct {
+	RequestID string
+	Response  *providerv1.Response
+	CacheHit  bool
+}
+
+// Domain errors. API adapters map them to their own error codes.
+var (
+	// ErrComponentNotFound means no component of that name is configured.
+	ErrComponentNotFound = errors.New("component not found")
+	// ErrNoWorker means no worker serves the component.
+	ErrNoWorker = errors.New("no worker serves the component")
+	// ErrWorkerLost means the worker stopped answering and no retry succeeded.
+	ErrWorkerLost = errors.New("worker stopped responding")
+)
+
+// ProviderError is a failure reported by a worker.
+type ProviderError struct {
+	Code    providerv1.ErrorCode
+	Message string
+}
+
+func (e *ProviderError) Error() string { return e.Message }
+
+// ScrubError means scrubbing that the caller asked for could not be done; the request
+// is not sent anywhere.
+type ScrubError struct{ Err error }
+
+func (e *ScrubError) Error() string { return fmt.Sprintf("scrub pii: %v", e.Err) }
+func (e *ScrubError) Unwrap() error { return e.Err }
+
+// AuditError means the audit event could not be stored while AUDIT_MODE=required.
+type AuditError struct{ Err error }
+
+func (e *AuditError) Error() string { return fmt.Sprintf("record audit event: %v", e.Err) }
+func (e *AuditError) Unwrap() error { return e.Err }

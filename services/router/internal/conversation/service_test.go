@@ -1,0 +1,301 @@
+package conversation
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+)
+
+// The neighbours below are in-memory stand-ins for the unit tier; the real services are
+// exercised end to end in integration/.
+
+type components map[string]Component
+
+func (c components) Lookup(name string) (Component, bool) { comp, ok := c[name]; return comp, ok }
+
+// upperScrubber replaces "secret" with <SECRET>, or fails when err is set.
+type upperScrubber struct{ err error }
+
+func (s upperScrubber) Scrub(_ context.Context, texts []string) ([]Scrubbed, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	out := make([]Scrubbed, len(texts))
+	for i, t := range texts {
+		out[i].Text = strings.ReplaceAll(t, "secret", "<SECRET>")
+		for range strings.Count(t, "secret") {
+			out[i].Findings = append(out[i].Findings, Finding{Entity: "SECRET"})
+		}
+	}
+	return out, nil
+}
+
+type memCache struct {
+	mu  sync.Mutex
+	m   map[string][]byte
+	err error
+}
+
+func (c *memCache) Get(_ context.Context, key string) ([]byte, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return nil, false, c.err
+	}
+	b, ok := c.m[key]
+	return b, ok, nil
+}
+
+func (c *memCache) Put(_ context.Context, key string, value []byte, _ time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	c.m[key] = value
+	return nil
+}
+
+// echoDispatcher answers with the joined texts it received.
+type echoDispatcher struct {
+	calls int
+	err   error
+}
+
+func (d *echoDispatcher) Dispatch(_ context.Context, req *providerv1.Request) (*Dispatched, error) {
+	d.calls++
+	if d.err != nil {
+		return nil, d.err
+	}
+	var texts []string
+	for _, m := range req.GetMessages() {
+		for _, p := range m.GetParts() {
+			texts = append(texts, p.GetText())
+		}
+	}
+	return &Dispatched{Attempts: 1, Response: &providerv1.Response{
+		WorkerId: "w1",
+		Choices:  []*providerv1.Choice{{FinishReason: "stop", Content: strings.Join(texts, "\n")}},
+		Usage:    &providerv1.Usage{PromptTokens: 1, CompletionTokens: 1, TotalTokens: 2},
+	}}, nil
+}
+
+type memAudit struct {
+	events []*auditv1.ConversationEvent
+	err    error
+}
+
+func (a *memAudit) Record(_ context.Context, ev *auditv1.ConversationEvent) error {
+	if a.err != nil {
+		return a.err
+	}
+	a.events = append(a.events, ev)
+	return nil
+}
+
+type fixture struct {
+	svc   *Service
+	cache *memCache
+	disp  *echoDispatcher
+	audit *memAudit
+}
+
+func newFixture(t *testing.T, scrubErr, cacheErr, auditErr error, opts Options) fixture {
+	t.Helper()
+	f := fixture{cache: &memCache{m: map[string][]byte{}, err: cacheErr}, disp: &echoDispatcher{}, audit: &memAudit{err: auditErr}}
+	comps := components{"echo": {Name: "echo", Type: "conversation.echo", CacheTTL: time.Minute}, "nocache": {Name: "nocache", Type: "conversation.echo"}}
+	svc, err := New(comps, upperScrubber{err: scrubErr}, f.cache, f.disp, f.audit, opts,
+		slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	require.NoError(t, err)
+	f.svc = svc
+	return f
+}
+
+func request(component, text string, scrubIn, scrubOut bool) Request {
+	return Request{
+		API: auditv1.Api_API_ALPHA2,
+		Provider: &providerv1.Request{Component: component, Messages: []*providerv1.Message{{
+			Role: providerv1.Role_ROLE_USER, Parts: []*providerv1.Part{{Kind: &providerv1.Part_Text{Text: text}}},
+		}}},
+		ScrubInput:  []bool{scrubIn},
+		ScrubOutput: scrubOut,
+	}
+}
+
+func TestConverse(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	tests := []struct {
+		name                          string
+		scrubErr, cacheErr, auditErr  error
+		opts                          Options
+		component, text               string
+		scrubIn, scrubOut             bool
+		wantErr                       string
+		wantContent, wantAuditRequest string
+		wantHitSecond                 bool
+	}{
+		{name: "scrub inputs", opts: Options{AuditScrub: true}, component: "echo", text: "a secret", scrubIn: true, scrubOut: false,
+			wantContent: "a <SECRET>", wantAuditRequest: "a <SECRET>", wantHitSecond: true},
+		{name: "audit scrubs what the caller did not", opts: Options{AuditScrub: true}, component: "echo", text: "a secret", scrubIn: false, scrubOut: false,
+			wantContent: "a secret", wantAuditRequest: "a <SECRET>", wantHitSecond: true},
+		{name: "no audit scrub keeps text", component: "echo", text: "a secret", scrubIn: false, scrubOut: false,
+			wantContent: "a secret", wantAuditRequest: "a secret", wantHitSecond: true},
+		{name: "scrub outputs", opts: Options{AuditScrub: true}, component: "echo", text: "a secret", scrubIn: false, scrubOut: true,
+			wantContent: "a <SECRET>", wantAuditRequest: "a <SECRET>", wantHitSecond: true},
+		{name: "no ttl no cache", opts: Options{AuditScrub: true}, component: "nocache", text: "x", scrubIn: false, scrubOut: false,
+			wantContent: "x", wantAuditRequest: "x"},
+		{name: "cache down falls back to the provider", cacheErr: boom, component: "echo", text: "x", scrubIn: false, scrubOut: false,
+			wantContent: "x", wantAuditRequest: "x"},
+		{name: "scrubber down with scrubbing asked fails", scrubErr: boom, component: "echo", text: "a secret", scrubIn: true, scrubOut: false,
+			wantErr: "scrub pii: boom", wantAuditRequest: redactedText},
+		{name: "scrubber down for audit only redacts the record", scrubErr: boom, opts: Options{AuditScrub: true}, component: "echo", text: "a secret", scrubIn: false, scrubOut: false,
+			wantContent: "a secret", wantAuditRequest: redactedText, wantHitSecond: true},
+		{name: "audit down and required fails", auditErr: boom, opts: Options{AuditRequired: true}, component: "echo", text: "x", scrubIn: false, scrubOut: false,
+			wantErr: "record audit event: boom"},
+		{name: "audit down best effort answers", auditErr: boom, component: "echo", text: "x", scrubIn: false, scrubOut: false,
+			wantContent: "x", wantHitSecond: true},
+		{name: "unknown component", component: "nope", text: "x", scrubIn: false, scrubOut: false, wantErr: "component not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, tt.scrubErr, tt.cacheErr, tt.auditErr, tt.opts)
+			res, err := f.svc.Converse(t.Context(), request(tt.component, tt.text, tt.scrubIn, tt.scrubOut))
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+			} else {
+				require.NoError(t, err)
+				require.Equal(t, tt.wantContent, res.Response.GetChoices()[0].GetContent())
+				require.False(t, res.CacheHit)
+				require.NotEmpty(t, res.RequestID)
+			}
+			if tt.wantAuditRequest != "" {
+				require.Len(t, f.audit.events, 1)
+				require.Contains(t, string(f.audit.events[0].GetRequestJson()), tt.wantAuditRequest)
+				if tt.wantAuditRequest != tt.text {
+					require.NotContains(t, string(f.audit.events[0].GetRequestJson()), tt.text)
+				}
+			}
+			if tt.wantErr != "" {
+				return
+			}
+			res2, err := f.svc.Converse(t.Context(), request(tt.component, tt.text, tt.scrubIn, tt.scrubOut))
+			require.NoError(t, err)
+			require.Equal(t, tt.wantHitSecond, res2.CacheHit)
+			require.Equal(t, tt.wantContent, res2.Response.GetChoices()[0].GetContent())
+			if tt.wantHitSecond {
+				require.Equal(t, 1, f.disp.calls, "a hit does not reach the provider")
+			}
+		})
+	}
+}
+
+func TestAuditEvent(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil, nil, nil, Options{AuditScrub: true})
+	req := request("echo", "two secret secret", true, false)
+	req.ContextID = "ctx"
+	res, err := f.svc.Converse(t.Context(), req)
+	require.NoError(t, err)
+	require.Len(t, f.audit.events, 1)
+	ev := f.audit.events[0]
+	require.Equal(t, res.RequestID, ev.GetRequestId())
+	require.Equal(t, DefaultTenant, ev.GetTenant())
+	require.Equal(t, "echo", ev.GetComponent())
+	require.Equal(t, "conversation.echo", ev.GetProvider())
+	require.Equal(t, "ctx", ev.GetContextId())
+	require.Equal(t, auditv1.Status_STATUS_OK, ev.GetStatus())
+	require.Equal(t, "stop", ev.GetFinishReason())
+	require.EqualValues(t, 2, ev.GetUsage().GetTotalTokens())
+	require.EqualValues(t, 1, ev.GetAttempts())
+	require.Equal(t, "w1", ev.GetWorkerId())
+	// Two in the request; the provider got them scrubbed, so none come back.
+	require.EqualValues(t, 2, ev.GetPiiFindings()["SECRET"])
+	require.NotNil(t, ev.GetCreatedAt())
+	require.Positive(t, ev.GetLatency().AsDuration())
+}
+
+func TestCacheKey(t *testing.T) {
+	t.Parallel()
+	comp := Component{Name: "echo", Type: "conversation.echo", Model: "m"}
+	base := func() *providerv1.Request {
+		params, _ := structpb.NewStruct(map[string]any{"type": "object", "properties": map[string]any{"a": map[string]any{}, "b": map[string]any{}}})
+		max := int64(10)
+		return &providerv1.Request{
+			RequestId: "id", Tenant: "default", Component: "echo",
+			Messages:   []*providerv1.Message{{Role: providerv1.Role_ROLE_USER, Parts: []*providerv1.Part{{Kind: &providerv1.Part_Text{Text: "hi"}}}}},
+			Tools:      []*providerv1.Tool{{Type: "function", Name: "f", Parameters: params}},
+			ToolChoice: "auto", Temperature: 0.5, MaxTokens: &max, Stop: []string{"x"},
+			Metadata: map[string]string{"a": "1", "b": "2"},
+		}
+	}
+	key := CacheKey(comp, base())
+	require.Len(t, key, 64)
+
+	same := base()
+	same.RequestId, same.Deadline = "other", nil
+	require.Equal(t, key, CacheKey(comp, same), "request id and deadline do not change the key")
+
+	changes := map[string]func(r *providerv1.Request){
+		"text":        func(r *providerv1.Request) { r.Messages[0].Parts[0].Kind = &providerv1.Part_Text{Text: "ho"} },
+		"role":        func(r *providerv1.Request) { r.Messages[0].Role = providerv1.Role_ROLE_SYSTEM },
+		"tool":        func(r *providerv1.Request) { r.Tools[0].Name = "g" },
+		"tool choice": func(r *providerv1.Request) { r.ToolChoice = "none" },
+		"temperature": func(r *providerv1.Request) { r.Temperature = 0.6 },
+		"max tokens":  func(r *providerv1.Request) { v := int64(11); r.MaxTokens = &v },
+		"stop":        func(r *providerv1.Request) { r.Stop = nil },
+		"metadata":    func(r *providerv1.Request) { r.Metadata["a"] = "3" },
+		"tenant":      func(r *providerv1.Request) { r.Tenant = "t2" },
+	}
+	for name, change := range changes {
+		r := base()
+		change(r)
+		require.NotEqual(t, key, CacheKey(comp, r), name)
+	}
+	require.NotEqual(t, key, CacheKey(Component{Name: "echo2", Type: "conversation.echo", Model: "m"}, base()), "component")
+	require.NotEqual(t, key, CacheKey(Component{Name: "echo", Type: "conversation.echo", Model: "m2"}, base()), "model")
+}
+
+func TestCacheable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		reason string
+		want   bool
+	}{{"stop", true}, {"tool_calls", true}, {"end_turn", true}, {"length", false}, {"max_tokens", false}, {"content_filter", false}}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, Cacheable(&providerv1.Response{Choices: []*providerv1.Choice{{FinishReason: tt.reason}}}), tt.reason)
+	}
+	require.False(t, Cacheable(&providerv1.Response{}), "no choices")
+}
+
+func TestErrorCode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		api  auditv1.Api
+		err  error
+		want string
+	}{
+		{auditv1.Api_API_ALPHA2, ErrComponentNotFound, "ERR_CONVERSATION_NOT_FOUND"},
+		{auditv1.Api_API_ALPHA1, ErrNoWorker, "ERR_CONVERSATION_INVOKE"},
+		{auditv1.Api_API_NATIVE, ErrNoWorker, "unavailable"},
+		{auditv1.Api_API_NATIVE, context.DeadlineExceeded, "deadline_exceeded"},
+		{auditv1.Api_API_NATIVE, &ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT}, "invalid_argument"},
+		{auditv1.Api_API_NATIVE, errors.New("x"), "internal"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, ErrorCode(tt.api, tt.err))
+	}
+}

@@ -1,0 +1,75 @@
+// Package daprapi serves Dapr's Conversation API, alpha1 and alpha2, over HTTP and gRPC
+// with Dapr's exact JSON, field names, status codes, error codes and messages.
+package daprapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"connectrpc.com/connect"
+
+	"github.com/parleyhq/parley/services/router/internal/conversation"
+)
+
+// Error is a Dapr API error: the same condition has an HTTP status and errorCode on the
+// HTTP API and a gRPC code on the gRPC API, with one message.
+type Error struct {
+	HTTPStatus int
+	GRPCCode   connect.Code
+	ErrorCode  string
+	Message    string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// connectError is the gRPC form: status code and message, no details, as Dapr sends.
+func (e *Error) connectError() *connect.Error {
+	return connect.NewError(e.GRPCCode, errors.New(e.Message))
+}
+
+func errNotFound(name string) *Error {
+	return &Error{http.StatusBadRequest, connect.CodeInvalidArgument, "ERR_CONVERSATION_NOT_FOUND",
+		"failed finding conversation component " + name}
+}
+
+func errMissingInputs(name string) *Error {
+	return &Error{http.StatusBadRequest, connect.CodeInvalidArgument, "ERR_CONVERSATION_MISSING_INPUTS",
+		fmt.Sprintf("failed conversing with component %s: missing inputs in request", name)}
+}
+
+// errInvalidParams uses the message format of Dapr master, without the
+// "%!(EXTRA ...)" artefact of Dapr 1.15-1.18.
+func errInvalidParams(name, detail string) *Error {
+	return &Error{http.StatusBadRequest, connect.CodeInvalidArgument, "ERR_CONVERSATION_INVALID_PARMS",
+		fmt.Sprintf("failed conversing with component %s: invalid params: %s", name, detail)}
+}
+
+func errInvoke(name string, err error) *Error {
+	return &Error{http.StatusInternalServerError, connect.CodeInternal, "ERR_CONVERSATION_INVOKE",
+		fmt.Sprintf("failed conversing with component %s: %v", name, err)}
+}
+
+func errMalformed(err error) *Error {
+	return &Error{http.StatusBadRequest, connect.CodeInvalidArgument, "ERR_MALFORMED_REQUEST",
+		"failed deserializing HTTP body: " + err.Error()}
+}
+
+func errBodyRead(err error) *Error {
+	return &Error{http.StatusBadRequest, connect.CodeInvalidArgument, "ERR_BODY_READ",
+		"failed to read request body: " + err.Error()}
+}
+
+// fromDomain maps a conversation error to Dapr's: an unknown component is NOT_FOUND,
+// anything else that happened while conversing is INVOKE.
+func fromDomain(name string, err error) *Error {
+	if errors.Is(err, conversation.ErrComponentNotFound) {
+		return errNotFound(name)
+	}
+	if errors.Is(err, context.Canceled) {
+		return &Error{499, connect.CodeCanceled, "ERR_CONVERSATION_INVOKE",
+			fmt.Sprintf("failed conversing with component %s: %v", name, err)}
+	}
+	return errInvoke(name, err)
+}

@@ -1,0 +1,242 @@
+package daprapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
+	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
+	"github.com/parleyhq/parley/services/router/internal/conversation"
+)
+
+// Converser runs conversations.
+type Converser interface {
+	Lookup(name string) (conversation.Component, bool)
+	Converse(ctx context.Context, req conversation.Request) (*conversation.Result, error)
+}
+
+// ComponentLister lists the configured components for GET /v1.0/metadata.
+type ComponentLister interface {
+	List() []conversation.Component
+}
+
+// CacheHeader tells HTTP callers whether the answer came from the response cache
+// ("hit", "miss"); gRPC callers get it as response metadata "parley-cache".
+const CacheHeader = "Parley-Cache"
+
+// RequestIDHeader carries the audit log's request id.
+const RequestIDHeader = "Parley-Request-Id"
+
+// Options tune the Handler.
+type Options struct {
+	// MaxBodyBytes caps an HTTP request body.
+	MaxBodyBytes int64
+	// Timeout bounds a call whose client set no deadline.
+	Timeout time.Duration
+}
+
+// Handler serves Dapr's conversation API over HTTP and gRPC.
+type Handler struct {
+	conv       Converser
+	components ComponentLister
+	opts       Options
+	logger     *slog.Logger
+}
+
+var _ runtimev1connect.DaprHandler = (*Handler)(nil)
+
+// New returns a Handler.
+func New(conv Converser, components ComponentLister, opts Options, logger *slog.Logger) *Handler {
+	return &Handler{conv: conv, components: components, opts: opts, logger: logger}
+}
+
+var (
+	decodeOptions = protojson.UnmarshalOptions{DiscardUnknown: true, AllowPartial: true}
+	encodeOptions = protojson.MarshalOptions{}
+)
+
+func (h *Handler) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok || h.opts.Timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, h.opts.Timeout)
+}
+
+func (h *Handler) alpha1(ctx context.Context, req *runtimev1.ConversationRequest) (*runtimev1.ConversationResponse, *conversation.Result, *Error) {
+	name := req.GetName()
+	if _, ok := h.conv.Lookup(name); !ok {
+		return nil, nil, errNotFound(name)
+	}
+	creq, derr := fromAlpha1(name, req)
+	if derr != nil {
+		return nil, nil, derr
+	}
+	ctx, cancel := h.withTimeout(ctx)
+	defer cancel()
+	res, err := h.conv.Converse(ctx, creq)
+	if err != nil {
+		return nil, nil, fromDomain(name, err)
+	}
+	return toAlpha1(req, res), res, nil
+}
+
+func (h *Handler) alpha2(ctx context.Context, req *runtimev1.ConversationRequestAlpha2) (*runtimev1.ConversationResponseAlpha2, *conversation.Result, *Error) {
+	name := req.GetName()
+	if _, ok := h.conv.Lookup(name); !ok {
+		return nil, nil, errNotFound(name)
+	}
+	creq, derr := fromAlpha2(name, req)
+	if derr != nil {
+		return nil, nil, derr
+	}
+	ctx, cancel := h.withTimeout(ctx)
+	defer cancel()
+	res, err := h.conv.Converse(ctx, creq)
+	if err != nil {
+		return nil, nil, fromDomain(name, err)
+	}
+	return toAlpha2(req, res), res, nil
+}
+
+// ConverseAlpha1 is the gRPC alpha1 method.
+func (h *Handler) ConverseAlpha1(ctx context.Context, req *runtimev1.ConversationRequest) (*runtimev1.ConversationResponse, error) {
+	out, res, derr := h.alpha1(ctx, req)
+	if derr != nil {
+		return nil, derr.connectError()
+	}
+	setGRPCMeta(ctx, res)
+	return out, nil
+}
+
+// ConverseAlpha2 is the gRPC alpha2 method.
+func (h *Handler) ConverseAlpha2(ctx context.Context, req *runtimev1.ConversationRequestAlpha2) (*runtimev1.ConversationResponseAlpha2, error) {
+	out, res, derr := h.alpha2(ctx, req)
+	if derr != nil {
+		return nil, derr.connectError()
+	}
+	setGRPCMeta(ctx, res)
+	return out, nil
+}
+
+func setGRPCMeta(ctx context.Context, res *conversation.Result) {
+	if ci, ok := connect.CallInfoForHandlerContext(ctx); ok {
+		ci.ResponseHeader().Set("parley-cache", cacheValue(res))
+		ci.ResponseHeader().Set("parley-request-id", res.RequestID)
+	}
+}
+
+func cacheValue(res *conversation.Result) string {
+	if res.CacheHit {
+		return "hit"
+	}
+	return "miss"
+}
+
+// HTTPAlpha1 serves POST /v1.0-alpha1/conversation/{name}/converse.
+func (h *Handler) HTTPAlpha1(w http.ResponseWriter, r *http.Request) {
+	req := &runtimev1.ConversationRequest{}
+	if derr := h.decode(w, r, req); derr != nil {
+		h.writeError(w, r, derr)
+		return
+	}
+	req.Name = r.PathValue("name")
+	out, res, derr := h.alpha1(r.Context(), req)
+	if derr != nil {
+		h.writeError(w, r, derr)
+		return
+	}
+	h.writeResult(w, r, out, res)
+}
+
+// HTTPAlpha2 serves POST /v1.0-alpha2/conversation/{name}/converse.
+func (h *Handler) HTTPAlpha2(w http.ResponseWriter, r *http.Request) {
+	req := &runtimev1.ConversationRequestAlpha2{}
+	if derr := h.decode(w, r, req); derr != nil {
+		h.writeError(w, r, derr)
+		return
+	}
+	req.Name = r.PathValue("name")
+	out, res, derr := h.alpha2(r.Context(), req)
+	if derr != nil {
+		h.writeError(w, r, derr)
+		return
+	}
+	h.writeResult(w, r, out, res)
+}
+
+// decode reads the body as Dapr does: protojson, unknown fields ignored, an empty body
+// an empty request.
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request, into proto.Message) *Error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		return errBodyRead(err)
+	}
+	if len(body) == 0 {
+		return nil
+	}
+	if err := decodeOptions.Unmarshal(body, into); err != nil {
+		return errMalformed(err)
+	}
+	return nil
+}
+
+func (h *Handler) writeResult(w http.ResponseWriter, r *http.Request, out proto.Message, res *conversation.Result) {
+	b, err := encodeOptions.Marshal(out)
+	if err != nil {
+		h.writeError(w, r, &Error{http.StatusInternalServerError, connect.CodeInternal, "ERR_CONVERSATION_INVOKE", "failed encoding response"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(CacheHeader, cacheValue(res))
+	w.Header().Set(RequestIDHeader, res.RequestID)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, derr *Error) {
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "dapr request failed",
+		slog.String("path", r.URL.Path), slog.String("error_code", derr.ErrorCode), slog.Int("status", derr.HTTPStatus))
+	writeJSON(w, derr.HTTPStatus, map[string]string{"errorCode": derr.ErrorCode, "message": derr.Message})
+}
+
+// Metadata serves GET /v1.0/metadata with the conversation components, as Dapr lists them.
+func (h *Handler) Metadata(w http.ResponseWriter, _ *http.Request) {
+	type comp struct {
+		Name         string   `json:"name"`
+		Type         string   `json:"type"`
+		Version      string   `json:"version"`
+		Capabilities []string `json:"capabilities,omitempty"`
+	}
+	list := h.components.List()
+	comps := make([]comp, 0, len(list))
+	for _, c := range list {
+		comps = append(comps, comp{Name: c.Name, Type: c.Type, Version: "v1"})
+	}
+	slices.SortFunc(comps, func(a, b comp) int { return strings.Compare(a.Name, b.Name) })
+	writeJSON(w, http.StatusOK, map[string]any{
+		"id":             "parley",
+		"runtimeVersion": "parley",
+		"components":     comps,
+		"extended":       map[string]string{},
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"errorCode":"ERR_INTERNAL","message":"failed encoding response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

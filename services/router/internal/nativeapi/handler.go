@@ -1,0 +1,223 @@
+// Package nativeapi serves parley.conversation.v1.ConversationService: Dapr's alpha2
+// model made typed, over Connect, gRPC and gRPC-Web.
+package nativeapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"connectrpc.com/connect"
+
+	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
+	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
+	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/services/router/internal/conversation"
+)
+
+// Converser runs conversations.
+type Converser interface {
+	Converse(ctx context.Context, req conversation.Request) (*conversation.Result, error)
+}
+
+// Handler implements ConversationService.
+type Handler struct {
+	conv    Converser
+	timeout time.Duration
+}
+
+var _ conversationv1connect.ConversationServiceHandler = (*Handler)(nil)
+
+// New returns a Handler; timeout bounds calls whose client set no deadline.
+func New(conv Converser, timeout time.Duration) *Handler {
+	return &Handler{conv: conv, timeout: timeout}
+}
+
+// Converse runs one conversation turn.
+func (h *Handler) Converse(ctx context.Context, req *conversationv1.ConverseRequest) (*conversationv1.ConverseResponse, error) {
+	creq, err := fromNative(req)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	if _, ok := ctx.Deadline(); !ok && h.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.timeout)
+		defer cancel()
+	}
+	res, err := h.conv.Converse(ctx, creq)
+	if err != nil {
+		return nil, toConnect(req.GetComponent(), err)
+	}
+	return toNative(req, res), nil
+}
+
+// ConverseStream is not available yet.
+func (h *Handler) ConverseStream(context.Context, *conversationv1.ConverseStreamRequest, *connect.ServerStream[conversationv1.ConverseStreamResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("streaming is not implemented yet"))
+}
+
+func fromNative(req *conversationv1.ConverseRequest) (conversation.Request, error) {
+	if req.GetComponent() == "" {
+		return conversation.Request{}, errors.New("component is required")
+	}
+	if len(req.GetMessages()) == 0 {
+		return conversation.Request{}, errors.New("messages must not be empty")
+	}
+	if req.MaxTokens != nil && req.GetMaxTokens() <= 0 {
+		return conversation.Request{}, errors.New("max_tokens must be positive")
+	}
+	if req.Temperature != nil && (req.GetTemperature() < 0 || req.GetTemperature() > 2) {
+		return conversation.Request{}, errors.New("temperature must be between 0 and 2")
+	}
+	p := &providerv1.Request{
+		Component:      req.GetComponent(),
+		Temperature:    req.GetTemperature(),
+		Stop:           req.GetStop(),
+		ResponseFormat: req.GetResponseFormat(),
+		Metadata:       req.GetMetadata(),
+	}
+	if req.MaxTokens != nil {
+		v := req.GetMaxTokens()
+		p.MaxTokens = &v
+	}
+	for i, t := range req.GetTools() {
+		if t.GetName() == "" {
+			return conversation.Request{}, fmt.Errorf("tools[%d].name is required", i)
+		}
+		p.Tools = append(p.Tools, &providerv1.Tool{Type: "function", Name: t.GetName(), Description: t.GetDescription(), Parameters: t.GetParameters()})
+	}
+	choice := req.GetToolChoice()
+	if choice == "" && len(p.Tools) > 0 {
+		choice = "auto"
+	}
+	switch choice {
+	case "", "auto", "none":
+	case "required":
+		if len(p.Tools) == 0 {
+			return conversation.Request{}, errors.New(`tool_choice "required" needs at least one tool`)
+		}
+	default:
+		if !slices.ContainsFunc(p.Tools, func(t *providerv1.Tool) bool { return t.GetName() == choice }) {
+			return conversation.Request{}, fmt.Errorf("tool_choice %q names no tool of the request", choice)
+		}
+	}
+	p.ToolChoice = choice
+	for i, m := range req.GetMessages() {
+		msg, err := fromNativeMessage(m)
+		if err != nil {
+			return conversation.Request{}, fmt.Errorf("messages[%d]: %w", i, err)
+		}
+		p.Messages = append(p.Messages, msg)
+	}
+	scrub := make([]bool, len(p.Messages))
+	if req.GetScrub().GetInputs() {
+		for i := range scrub {
+			scrub[i] = true
+		}
+	}
+	return conversation.Request{
+		API:                auditv1.Api_API_NATIVE,
+		Provider:           p,
+		ScrubInput:         scrub,
+		ScrubOutput:        req.GetScrub().GetOutputs(),
+		ScrubToolArguments: req.GetScrub().GetOutputs(),
+		BypassCache:        req.GetCacheMode() == conversationv1.CacheMode_CACHE_MODE_BYPASS,
+		ContextID:          req.GetContextId(),
+	}, nil
+}
+
+func fromNativeMessage(m *conversationv1.Message) (*providerv1.Message, error) {
+	text := &providerv1.Part{Kind: &providerv1.Part_Text{Text: m.GetContent()}}
+	switch m.GetRole() {
+	case conversationv1.Role_ROLE_SYSTEM:
+		return &providerv1.Message{Role: providerv1.Role_ROLE_SYSTEM, Parts: []*providerv1.Part{text}}, nil
+	case conversationv1.Role_ROLE_DEVELOPER:
+		return &providerv1.Message{Role: providerv1.Role_ROLE_DEVELOPER, Parts: []*providerv1.Part{text}}, nil
+	case conversationv1.Role_ROLE_USER:
+		return &providerv1.Message{Role: providerv1.Role_ROLE_USER, Parts: []*providerv1.Part{text}}, nil
+	case conversationv1.Role_ROLE_ASSISTANT:
+		msg := &providerv1.Message{Role: providerv1.Role_ROLE_ASSISTANT}
+		if m.GetContent() != "" || len(m.GetToolCalls()) == 0 {
+			msg.Parts = append(msg.Parts, text)
+		}
+		for _, tc := range m.GetToolCalls() {
+			if tc.GetName() == "" {
+				return nil, errors.New("tool call name is required")
+			}
+			msg.Parts = append(msg.Parts, &providerv1.Part{Kind: &providerv1.Part_ToolCall{ToolCall: &providerv1.ToolCall{
+				Id: tc.GetId(), Type: "function", Name: tc.GetName(), Arguments: tc.GetArguments(),
+			}}})
+		}
+		return msg, nil
+	case conversationv1.Role_ROLE_TOOL:
+		return &providerv1.Message{Role: providerv1.Role_ROLE_TOOL, Parts: []*providerv1.Part{{Kind: &providerv1.Part_ToolResult{
+			ToolResult: &providerv1.ToolResult{ToolCallId: m.GetToolCallId(), Name: m.GetName(), Content: m.GetContent()},
+		}}}}, nil
+	default:
+		return nil, errors.New("role is required")
+	}
+}
+
+func toNative(req *conversationv1.ConverseRequest, res *conversation.Result) *conversationv1.ConverseResponse {
+	resp := res.Response
+	out := &conversationv1.ConverseResponse{
+		RequestId: res.RequestID,
+		ContextId: req.GetContextId(),
+		Model:     resp.GetModel(),
+		CacheHit:  res.CacheHit,
+	}
+	if u := resp.GetUsage(); u != nil {
+		out.Usage = &conversationv1.Usage{
+			PromptTokens: u.GetPromptTokens(), CompletionTokens: u.GetCompletionTokens(), TotalTokens: u.GetTotalTokens(),
+			CachedTokens: u.GetPromptCachedTokens(), ReasoningTokens: u.GetCompletionReasoningTokens(),
+		}
+	}
+	for _, c := range resp.GetChoices() {
+		msg := &conversationv1.Message{Role: conversationv1.Role_ROLE_ASSISTANT, Content: c.GetContent()}
+		for _, tc := range c.GetToolCalls() {
+			msg.ToolCalls = append(msg.ToolCalls, &conversationv1.ToolCall{Id: tc.GetId(), Name: tc.GetName(), Arguments: tc.GetArguments()})
+		}
+		out.Choices = append(out.Choices, &conversationv1.Choice{Index: c.GetIndex(), FinishReason: c.GetFinishReason(), Message: msg})
+	}
+	return out
+}
+
+// toConnect maps domain errors to Connect codes; this is the only place that does.
+func toConnect(component string, err error) error {
+	var pe *conversation.ProviderError
+	var se *conversation.ScrubError
+	var ae *conversation.AuditError
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, conversation.ErrComponentNotFound):
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("component %q is not configured", component))
+	case errors.Is(err, conversation.ErrNoWorker), errors.Is(err, conversation.ErrWorkerLost):
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("component %q: %w", component, err))
+	case errors.As(err, &se):
+		return connect.NewError(connect.CodeUnavailable, errors.New("pii scrubbing is unavailable; the request was not sent"))
+	case errors.As(err, &ae):
+		return connect.NewError(connect.CodeUnavailable, errors.New("the audit log is unavailable; the answer was withheld"))
+	case errors.As(err, &pe):
+		return connect.NewError(providerCode(pe.Code), fmt.Errorf("component %q: %s", component, pe.Message))
+	}
+	return err
+}
+
+func providerCode(c providerv1.ErrorCode) connect.Code {
+	switch c {
+	case providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT:
+		return connect.CodeInvalidArgument
+	case providerv1.ErrorCode_ERROR_CODE_NOT_FOUND:
+		return connect.CodeNotFound
+	case providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE:
+		return connect.CodeUnavailable
+	case providerv1.ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED:
+		return connect.CodeDeadlineExceeded
+	default:
+		return connect.CodeInternal
+	}
+}

@@ -1,0 +1,107 @@
+package upstream_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/protobuf/proto"
+
+	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/libs/natstest"
+	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/upstream"
+)
+
+func reply(t *testing.T, nc *nats.Conn, to string, r *providerv1.Reply) {
+	t.Helper()
+	b, err := proto.Marshal(r)
+	require.NoError(t, err)
+	require.NoError(t, nc.Publish(to, b))
+}
+
+// TestDispatch runs the dispatcher against real NATS and responders that behave like
+// healthy, slow, failing and dying workers.
+func TestDispatch(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	nc := natstest.Connect(t, srv)
+	worker := natstest.Connect(t, srv)
+	d, err := upstream.NewDispatcher(nc, propagation.TraceContext{}, upstream.DispatcherConfig{IdleTimeout: 300 * time.Millisecond, Attempts: 2})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+
+	ok := &providerv1.Reply{Kind: &providerv1.Reply_Response{Response: &providerv1.Response{WorkerId: "w", Choices: []*providerv1.Choice{{Content: "done"}}}}}
+	heartbeat := &providerv1.Reply{Kind: &providerv1.Reply_Heartbeat{Heartbeat: &providerv1.Heartbeat{WorkerId: "w"}}}
+
+	// healthy answers at once.
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"healthy", "q", func(m *nats.Msg) { reply(t, worker, m.Reply, ok) })
+	require.NoError(t, err)
+	// slow sends heartbeats for longer than the idle timeout, then answers.
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"slow", "q", func(m *nats.Msg) {
+		go func() {
+			for range 6 {
+				reply(t, worker, m.Reply, heartbeat)
+				time.Sleep(100 * time.Millisecond)
+			}
+			reply(t, worker, m.Reply, ok)
+		}()
+	})
+	require.NoError(t, err)
+	// failing reports a provider error.
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"failing", "q", func(m *nats.Msg) {
+		reply(t, worker, m.Reply, &providerv1.Reply{Kind: &providerv1.Reply_Error{Error: &providerv1.Error{
+			Code: providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Message: "bad temperature",
+		}}})
+	})
+	require.NoError(t, err)
+	// flaky dies silently on the first delivery and answers the retry.
+	var flakyCalls atomic.Int32
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"flaky", "q", func(m *nats.Msg) {
+		if flakyCalls.Add(1) == 1 {
+			return
+		}
+		reply(t, worker, m.Reply, ok)
+	})
+	require.NoError(t, err)
+	// dead never answers.
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"dead", "q", func(*nats.Msg) {})
+	require.NoError(t, err)
+	require.NoError(t, worker.Flush())
+
+	tests := []struct {
+		component    string
+		wantErr      error
+		wantProvider string
+		wantAttempts int
+	}{
+		{component: "healthy", wantAttempts: 1},
+		{component: "slow", wantAttempts: 1},
+		{component: "flaky", wantAttempts: 2},
+		{component: "failing", wantProvider: "bad temperature"},
+		{component: "dead", wantErr: conversation.ErrWorkerLost},
+		{component: "absent", wantErr: conversation.ErrNoWorker},
+	}
+	for _, tt := range tests {
+		t.Run(tt.component, func(t *testing.T) {
+			t.Parallel()
+			got, err := d.Dispatch(t.Context(), &providerv1.Request{Component: tt.component})
+			switch {
+			case tt.wantErr != nil:
+				require.ErrorIs(t, err, tt.wantErr)
+			case tt.wantProvider != "":
+				var pe *conversation.ProviderError
+				require.ErrorAs(t, err, &pe)
+				require.Equal(t, tt.wantProvider, pe.Message)
+				require.Equal(t, providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, pe.Code)
+			default:
+				require.NoError(t, err)
+				require.Equal(t, "done", got.Response.GetChoices()[0].GetContent())
+				require.Equal(t, tt.wantAttempts, got.Attempts)
+			}
+		})
+	}
+}
