@@ -11,9 +11,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
-	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 )

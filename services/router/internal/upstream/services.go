@@ -2,11 +2,9 @@ package upstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	cachev1 "github.com/parleyhq/parley/gen/pb/parley/cache/v1"
@@ -22,7 +20,9 @@ type Scrubber struct {
 }
 
 // NewScrubber wraps a generated client.
-func NewScrubber(client piiv1connect.ScrubberServiceClient) *Scrubber { return &Scrubber{client: client} }
+func NewScrubber(client piiv1connect.ScrubberServiceClient) *Scrubber {
+	return &Scrubber{client: client}
+}
 
 // Scrub scrubs texts in one call.
 func (s *Scrubber) Scrub(ctx context.Context, texts []string) ([]conversation.Scrubbed, error) {
@@ -75,9 +75,4 @@ func (c *Cache) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 		return fmt.Errorf("cache put: %w", err)
 	}
 	return nil
-}
-
-// IsUnavailable reports whether err means a neighbour could not be reached.
-func IsUnavailable(err error) bool {
-	return connect.CodeOf(err) == connect.CodeUnavailable || errors.Is(err, context.DeadlineExceeded)
 }
