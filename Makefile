@@ -1,0 +1,76 @@
+# Parley's developer entry points. `make up` runs the constellation; `make test` runs every
+# test (unit, component, end-to-end) with the race detector.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BIN     := $(CURDIR)/.bin
+export PATH := $(BIN):$(PATH)
+# Every Go module of the workspace shares this prefix, so one pattern tests them all.
+PKGS    := github.com/parleyhq/parley/...
+MODULES := gen libs services/router services/pii-scrubber services/cache services/provider-worker services/audit integration deploy tilt
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: up
+up: ## run the whole constellation locally (Ctrl-C stops it)
+	go run ./integration/cmd/parley-up
+
+.PHONY: test
+test: ## run every test with -race (starts what the tests need)
+	go run ./integration/cmd/parley-test -race -count=1 -timeout 15m $(PKGS)
+
+.PHONY: test-short
+test-short: ## unit tests only: nothing external
+	go test -short -race -count=1 $(PKGS)
+
+.PHONY: test-modules
+test-modules: ## test each module alone (GOWORK=off), as its own go.sum resolves it
+	@for m in $(MODULES); do echo "== $$m"; (cd $$m && GOWORK=off go test -short -count=1 ./...) || exit 1; done
+
+.PHONY: bench
+bench: ## load-test the router against a direct call to the echo logic
+	go run ./integration/cmd/parley-bench
+
+$(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go: tools/go.mod tools/go.sum
+	cd tools && GOWORK=off go build -o $(BIN)/ github.com/bufbuild/buf/cmd/buf google.golang.org/protobuf/cmd/protoc-gen-go connectrpc.com/connect/cmd/protoc-gen-connect-go
+
+$(BIN)/golangci-lint: tools/golangci/go.mod tools/golangci/go.sum
+	cd tools/golangci && GOWORK=off go build -o $(BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+.PHONY: tools
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go ## build buf and the protoc plugins into .bin
+
+.PHONY: generate
+generate: tools ## regenerate gen/ from proto/ with local plugins
+	buf lint
+	buf generate
+
+.PHONY: check-generated
+check-generated: generate ## fail when gen/ differs from what buf generates
+	@git add -N gen >/dev/null 2>&1 || true
+	@if ! git diff --quiet -- gen; then echo "gen/ is stale: run make generate and commit"; git diff --stat -- gen; exit 1; fi
+	@echo "gen/ is current"
+
+.PHONY: fmt-check
+fmt-check: ## fail on unformatted Go files
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
+
+.PHONY: vet
+vet: ## go vet every module
+	go vet $(PKGS)
+
+.PHONY: lint
+lint: fmt-check vet tools $(BIN)/golangci-lint ## gofmt, go vet, buf lint and golangci-lint
+	buf lint
+	golangci-lint run $(addsuffix /...,$(addprefix ./,$(filter-out gen,$(MODULES))))
+
+.PHONY: tidy
+tidy: ## go mod tidy every module, then sync the workspace
+	@for m in $(MODULES); do (cd $$m && GOWORK=off go mod tidy) || exit 1; done
+	go work sync
+
+.PHONY: clean
+clean: ## remove built tools and local data (.bin, .data)
+	rm -rf .bin .data
