@@ -61,7 +61,7 @@ func ResolvePostgres(ctx context.Context, opts PostgresOptions, dataDir string, 
 	pg := &Postgres{}
 	switch {
 	case server != "":
-		fmt.Fprintln(progress, "using PostgreSQL from DATABASE_URL")
+		fmt.Fprintln(progress, "using the PostgreSQL server given (DATABASE_URL or PG_TEST_DSN)")
 		if !opts.FreshDatabase {
 			return nil, server, nil
 		}
@@ -283,4 +283,23 @@ func aptInstall(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// PostgresServer returns the URL of a PostgreSQL server tests may create databases on:
+// 127.0.0.1:5432 if it answers, else a private instance in dataDir (installed with
+// apt-get when install is set and the caller is root). stop undoes what was started.
+func PostgresServer(ctx context.Context, dataDir string, install bool, progress io.Writer) (dsn string, stop func(context.Context) error, err error) {
+	if ping(ctx, LocalPostgresURL) == nil {
+		fmt.Fprintln(progress, "using PostgreSQL at 127.0.0.1:5432")
+		return LocalPostgresURL, func(context.Context) error { return nil }, nil
+	}
+	port, err := FreePort()
+	if err != nil {
+		return "", nil, err
+	}
+	pg, err := StartPrivatePostgres(ctx, dataDir, port, install, progress)
+	if err != nil {
+		return "", nil, err
+	}
+	return pg.URL, pg.Stop, nil
 }

@@ -1,0 +1,228 @@
+// Command parley-bench (`make bench`) measures what Parley's hops cost: it starts the
+// constellation (or uses a running router), drives Dapr ConverseAlpha2 over gRPC at
+// concurrency 1 and 32, and prints requests per second and p50/p99 latency next to the
+// same figures for a direct, in-process call to the echo provider.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
+	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/integration/stack"
+	"github.com/parleyhq/parley/services/provider-worker/provider/echo"
+)
+
+const components = `apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: echo
+spec:
+  type: conversation.echo
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: echo-cached
+spec:
+  type: conversation.echo
+  metadata:
+  - name: responseCacheTTL
+    value: 10m
+`
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "parley-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	duration := flag.Duration("duration", 5*time.Second, "how long each scenario runs")
+	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack)")
+	flag.Parse()
+	ctx := context.Background()
+
+	target := *addr
+	if target == "" {
+		s, stop, err := startStack(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		target = s.RouterGRPCAddr()
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", target, err)
+	}
+	defer conn.Close()
+
+	request := func(component string, scrub bool) *runtimev1.ConversationRequestAlpha2 {
+		r := &runtimev1.ConversationRequestAlpha2{
+			Name: component,
+			Inputs: []*runtimev1.ConversationInputAlpha2{{Messages: []*runtimev1.ConversationMessage{{
+				MessageTypes: &runtimev1.ConversationMessage_OfUser{OfUser: &runtimev1.ConversationMessageOfUser{
+					Content: []*runtimev1.ConversationMessageContent{{Text: "What is the capital of France? Answer in one word, please."}},
+				}},
+			}}}},
+		}
+		if scrub {
+			r.Inputs[0].ScrubPii = &scrub
+			r.ScrubPii = &scrub
+		}
+		return r
+	}
+	viaRouter := func(component string, scrub bool) func(context.Context) error {
+		req := request(component, scrub)
+		return func(ctx context.Context) error {
+			return conn.Invoke(ctx, "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2", req, &runtimev1.ConversationResponseAlpha2{})
+		}
+	}
+	e := echo.New()
+	direct := func(ctx context.Context) error {
+		_, err := e.Converse(ctx, &providerv1.Request{Messages: []*providerv1.Message{{
+			Role:  providerv1.Role_ROLE_USER,
+			Parts: []*providerv1.Part{{Kind: &providerv1.Part_Text{Text: "What is the capital of France? Answer in one word, please."}}},
+		}}})
+		return err
+	}
+	scenarios := []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"echo in process (direct call)", direct},
+		{"router → worker (alpha2 gRPC)", viaRouter("echo", false)},
+		{"router → scrubber → worker (scrubPii)", viaRouter("echo", true)},
+		{"router → cache hit", viaRouter("echo-cached", false)},
+	}
+	// Warm up connections and the cache.
+	for _, sc := range scenarios {
+		for range 200 {
+			if err := sc.call(ctx); err != nil {
+				return fmt.Errorf("%s: %w", sc.name, err)
+			}
+		}
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tconcurrency\trequests\treq/s\tp50\tp99\terrors\t")
+	for _, sc := range scenarios {
+		for _, c := range []int{1, 32} {
+			r := load(ctx, sc.call, c, *duration)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%d\t\n", sc.name, c, r.n, r.rps, fmtDur(r.p50), fmtDur(r.p99), r.errors)
+		}
+	}
+	return tw.Flush()
+}
+
+type result struct {
+	n, errors int
+	rps       float64
+	p50, p99  time.Duration
+}
+
+// load runs call from c goroutines for d and collects every latency.
+func load(ctx context.Context, call func(context.Context) error, c int, d time.Duration) result {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			local := make([]time.Duration, 0, 1<<14)
+			localErrs := 0
+			for ctx.Err() == nil {
+				t := time.Now()
+				err := call(context.WithoutCancel(ctx))
+				local = append(local, time.Since(t))
+				if err != nil {
+					localErrs++
+				}
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			errs += localErrs
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
+	}
+	return result{n: len(lat), errors: errs, rps: float64(len(lat)) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
+}
+
+func fmtDur(d time.Duration) string {
+	if d < time.Millisecond {
+		return fmt.Sprintf("%.0fµs", float64(d.Nanoseconds())/1e3)
+	}
+	return fmt.Sprintf("%.2fms", float64(d.Nanoseconds())/1e6)
+}
+
+func startStack(ctx context.Context) (*stack.Stack, func(), error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, nil, err
+	}
+	root, err := stack.FindRepoRoot(wd)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := os.MkdirTemp("", "parley-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	comps := filepath.Join(data, "components")
+	if err := os.MkdirAll(comps, 0o755); err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(comps, "echo.yaml"), []byte(components), 0o644); err != nil {
+		return nil, nil, err
+	}
+	ports, err := stack.FreePorts()
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := os.Create(filepath.Join(data, "services.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := stack.Start(ctx, stack.Options{
+		RepoRoot: root, DataDir: data, ComponentsDir: comps, Ports: ports,
+		NATSURL:  os.Getenv("NATS_URL"),
+		Postgres: stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), FreshDatabase: true, Install: true},
+		Env:      map[string]string{"LOG_LEVEL": "warn"},
+		Log:      log, Progress: os.Stderr,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(os.Stderr, "stack up (logs: %s)\n", log.Name())
+	return s, func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_ = s.Stop(stopCtx)
+		_ = log.Close()
+		_ = os.RemoveAll(data)
+	}, nil
+}

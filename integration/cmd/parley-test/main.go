@@ -1,0 +1,70 @@
+// Command parley-test runs `go test` with the PostgreSQL server the tests need: the one
+// in PG_TEST_DSN, else 127.0.0.1:5432 if it answers, else a private instance under
+// .data/test-postgres (installing PostgreSQL with apt-get when missing and run as root).
+// NATS needs nothing: tests embed nats-server. Arguments go to `go test` unchanged.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/parleyhq/parley/integration/stack"
+)
+
+func main() {
+	code, err := run()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "parley-test:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run() (int, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return 0, err
+	}
+	root, err := stack.FindRepoRoot(wd)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	dsn := os.Getenv("PG_TEST_DSN")
+	if dsn == "" {
+		var stop func(context.Context) error
+		dsn, stop, err = stack.PostgresServer(ctx, filepath.Join(root, ".data", "test-postgres"), true, os.Stdout)
+		if err != nil {
+			return 0, err
+		}
+		defer func() {
+			stopCtx, stopCancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer stopCancel()
+			if err := stop(stopCtx); err != nil {
+				fmt.Fprintln(os.Stderr, "parley-test: stop postgres:", err)
+			}
+		}()
+	}
+	cmd := exec.CommandContext(ctx, "go", append([]string{"test"}, os.Args[1:]...)...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "PG_TEST_DSN="+dsn)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("go test: %w", err)
+	}
+	return 0, nil
+}
