@@ -1,0 +1,118 @@
+package scrub
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// email looks for an address around the '@' at byte at.
+//
+// The local part is the longest run before '@' of letters, digits and
+// ._%+- (Unicode letters included), stopping at ".." and without leading
+// dots. It deliberately excludes '=', '?', '/', ':' and '&', so an address
+// inside a URL query string (?email=alice@example.com&x=1) is found on its
+// own. The domain is the longest prefix of dot-separated labels that has at
+// least two labels and ends with a plausible top-level domain.
+//
+// Each '@' reads back only to the previous non-local byte (at the latest the
+// previous '@') and forward only over its domain, so the work is linear.
+func (sc *scanner) email(at int) {
+	t := sc.text
+	j := at
+	for j > 0 {
+		c := t[j-1]
+		if c < utf8.RuneSelf {
+			if sc.class[c]&clsLocal == 0 || (c == '.' && j >= 2 && t[j-2] == '.') {
+				break
+			}
+			j--
+			continue
+		}
+		r, size := utf8.DecodeLastRuneInString(t[:j])
+		if !isWordRune(r) {
+			break
+		}
+		j -= size
+	}
+	for j < at && t[j] == '.' {
+		j++
+	}
+	if j == at {
+		return
+	}
+	if end := sc.domainEnd(at + 1); end > 0 {
+		sc.add(j, end, entEmail, scoreEmail)
+	}
+}
+
+// domainEnd returns the end of the longest valid domain starting at p, or -1.
+// A valid end follows at least two labels, the last being a top-level domain
+// (two or more letters, or punycode xn--). A TLD may also end just before a
+// '-', so "bob@example.com--see" still yields bob@example.com.
+func (sc *scanner) domainEnd(p int) int {
+	t := sc.text
+	n := len(t)
+	last := -1
+	labels := 0 // complete labels so far
+	k := p
+	for k < n {
+		ls := k
+		letters := true // the label so far is only letters
+		runes := 0
+		for k < n {
+			c := t[k]
+			if c < utf8.RuneSelf {
+				if isAlnum(c) {
+					letters = letters && isAlpha(c)
+					runes++
+					k++
+					continue
+				}
+				if c != '-' || k == ls {
+					break
+				}
+				if labels > 0 && letters && runes >= 2 && t[k-1] != '-' {
+					last = k
+				}
+				letters = false
+				runes++
+				k++
+				continue
+			}
+			r, size := utf8.DecodeRuneInString(t[k:])
+			if !isWordRune(r) {
+				break
+			}
+			letters = letters && (unicode.IsLetter(r) || unicode.IsMark(r))
+			runes++
+			k += size
+		}
+		if k == ls || t[k-1] == '-' {
+			break
+		}
+		labels++
+		if labels >= 2 && ((letters && runes >= 2) || isPunycodeTLD(t[ls:k])) {
+			last = k
+		}
+		if k+1 < n && t[k] == '.' && sc.labelStart(k+1) {
+			k++
+			continue
+		}
+		break
+	}
+	return last
+}
+
+func (sc *scanner) labelStart(i int) bool {
+	c := sc.text[i]
+	if c < utf8.RuneSelf {
+		return isAlnum(c)
+	}
+	r, _ := utf8.DecodeRuneInString(sc.text[i:])
+	return isWordRune(r)
+}
+
+func isPunycodeTLD(label string) bool {
+	return len(label) > 4 && strings.EqualFold(label[:4], "xn--")
+}
