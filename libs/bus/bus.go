@@ -46,6 +46,13 @@ func Connect(cfg Config, name string, logger *slog.Logger) (*Conn, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ClosedHandler(func(*nats.Conn) { close(c.closed) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			logger.Error("nats async error", "subject", subject, "err", err)
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at NATS_URL=%s: %w", cfg.URL, err)

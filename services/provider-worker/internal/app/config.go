@@ -1,0 +1,74 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config holds the provider worker's own settings.
+type Config struct {
+	// ComponentsDir holds the Dapr component YAML files.
+	ComponentsDir string `env:"COMPONENTS_DIR, default=/etc/parley/components"`
+	// SecretsDir, when set, holds mounted secret files <SecretsDir>/<name>/<key> that
+	// secretKeyRef entries resolve to before the environment is tried.
+	SecretsDir string `env:"SECRETS_DIR"`
+	// Components names the components this worker serves; empty means every loaded one.
+	Components []string `env:"WORKER_COMPONENTS"`
+	// Concurrency is the most provider calls the worker runs at once.
+	Concurrency int `env:"WORKER_CONCURRENCY, default=64"`
+	// HeartbeatInterval is the time between heartbeats while a call runs; it must stay well
+	// below the router's ROUTER_WORKER_IDLE_TIMEOUT.
+	HeartbeatInterval time.Duration `env:"WORKER_HEARTBEAT_INTERVAL, default=1s"`
+	// WorkerID names the worker in replies; empty means <hostname>-<pid>.
+	WorkerID string `env:"WORKER_ID"`
+}
+
+// maxConcurrency bounds WORKER_CONCURRENCY: each slot may hold a goroutine and a request.
+const maxConcurrency = 1 << 16
+
+// Validate reports every bad setting, naming its variable.
+func (c *Config) Validate() error {
+	var errs []error
+	if strings.TrimSpace(c.ComponentsDir) == "" {
+		errs = append(errs, errors.New("COMPONENTS_DIR must not be empty"))
+	}
+	for _, name := range c.Components {
+		if n := strings.TrimSpace(name); n != "" && strings.ContainsAny(n, "*> \t") {
+			errs = append(errs, fmt.Errorf("WORKER_COMPONENTS: %q is not a component name", n))
+		}
+	}
+	if c.Concurrency <= 0 || c.Concurrency > maxConcurrency {
+		errs = append(errs, fmt.Errorf("WORKER_CONCURRENCY must be between 1 and %d, got %d", maxConcurrency, c.Concurrency))
+	}
+	if c.HeartbeatInterval <= 0 {
+		errs = append(errs, fmt.Errorf("WORKER_HEARTBEAT_INTERVAL must be positive, got %s", c.HeartbeatInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// ServedComponents returns the names listed in WORKER_COMPONENTS, trimmed, without empty
+// entries.
+func (c Config) ServedComponents() []string {
+	var out []string
+	for _, name := range c.Components {
+		if n := strings.TrimSpace(name); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ID returns WORKER_ID, or <hostname>-<pid> when it is unset.
+func (c Config) ID() string {
+	if c.WorkerID != "" {
+		return c.WorkerID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "provider-worker"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
