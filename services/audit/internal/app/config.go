@@ -1,0 +1,89 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/parleyhq/parley/services/audit/internal/ingest"
+)
+
+// maxBatchRows bounds AUDIT_BATCH_MAX_ROWS; a transaction of more rows gains nothing.
+const maxBatchRows = 100_000
+
+// Config holds the audit service's own settings.
+type Config struct {
+	// Consumer is the durable JetStream consumer's name; replicas sharing it share the work.
+	Consumer string `env:"AUDIT_CONSUMER, default=parley-audit"`
+	// BatchMaxRows is the most events written in one transaction.
+	BatchMaxRows int `env:"AUDIT_BATCH_MAX_ROWS, default=500"`
+	// BatchMaxBytes is the most message bytes in one batch (raised to the NATS server's
+	// max_payload when lower, so that a large event can always be delivered).
+	BatchMaxBytes int `env:"AUDIT_BATCH_MAX_BYTES, default=4194304"`
+	// BatchMaxWait is how long a batch waits to fill before it is written.
+	BatchMaxWait time.Duration `env:"AUDIT_BATCH_MAX_WAIT, default=200ms"`
+	// MaxDeliver is how many times JetStream delivers an event; one PostgreSQL still
+	// rejects on its last delivery goes to the dead-letter subject. A database outage does
+	// not spend deliveries.
+	MaxDeliver int `env:"AUDIT_MAX_DELIVER, default=5"`
+	// AckWait is how long JetStream waits for an acknowledgement before redelivering.
+	AckWait time.Duration `env:"AUDIT_ACK_WAIT, default=30s"`
+	// StreamReplicas is the replica count of the PARLEY_AUDIT stream when audit creates it
+	// (1 to 5); an existing stream is left as it is.
+	StreamReplicas int `env:"AUDIT_STREAM_REPLICAS, default=1"`
+}
+
+// Validate reports every bad setting, naming its variable.
+func (c *Config) Validate() error {
+	var errs []error
+	if !validConsumer(c.Consumer) {
+		errs = append(errs, fmt.Errorf("AUDIT_CONSUMER %q must be non-empty letters, digits, '-' or '_'", c.Consumer))
+	}
+	if c.BatchMaxRows < 1 || c.BatchMaxRows > maxBatchRows {
+		errs = append(errs, fmt.Errorf("AUDIT_BATCH_MAX_ROWS must be between 1 and %d, got %d", maxBatchRows, c.BatchMaxRows))
+	}
+	if c.BatchMaxBytes < 1 {
+		errs = append(errs, fmt.Errorf("AUDIT_BATCH_MAX_BYTES must be positive, got %d", c.BatchMaxBytes))
+	}
+	if c.BatchMaxWait <= 0 {
+		errs = append(errs, fmt.Errorf("AUDIT_BATCH_MAX_WAIT must be positive, got %s", c.BatchMaxWait))
+	}
+	if c.MaxDeliver < 1 {
+		errs = append(errs, fmt.Errorf("AUDIT_MAX_DELIVER must be at least 1, got %d", c.MaxDeliver))
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("AUDIT_ACK_WAIT must be at least 1s, got %s", c.AckWait))
+	} else if c.BatchMaxWait > 0 && c.BatchMaxWait >= c.AckWait/2 {
+		// Messages wait in a filling batch; they must not be redelivered meanwhile.
+		errs = append(errs, fmt.Errorf("AUDIT_BATCH_MAX_WAIT (%s) must be less than half of AUDIT_ACK_WAIT (%s)", c.BatchMaxWait, c.AckWait))
+	}
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
+		errs = append(errs, fmt.Errorf("AUDIT_STREAM_REPLICAS must be between 1 and 5, got %d", c.StreamReplicas))
+	}
+	return errors.Join(errs...)
+}
+
+func validConsumer(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// Ingest returns the ingest loop's view of the settings.
+func (c Config) Ingest() ingest.Config {
+	return ingest.Config{
+		Consumer:       c.Consumer,
+		MaxRows:        c.BatchMaxRows,
+		MaxBytes:       c.BatchMaxBytes,
+		MaxWait:        c.BatchMaxWait,
+		MaxDeliver:     c.MaxDeliver,
+		AckWait:        c.AckWait,
+		StreamReplicas: c.StreamReplicas,
+	}
+}

@@ -1,0 +1,69 @@
+// Package app wires the audit service: configuration, the PostgreSQL store and its
+// migrations, the JetStream ingest loop, the AuditService handler and readiness checks.
+package app
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/fx"
+
+	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
+	"github.com/parleyhq/parley/libs/config"
+	"github.com/parleyhq/parley/libs/pg"
+	"github.com/parleyhq/parley/libs/platform"
+	"github.com/parleyhq/parley/libs/rpcserver"
+	"github.com/parleyhq/parley/services/audit/internal/ingest"
+	"github.com/parleyhq/parley/services/audit/internal/rpc"
+	"github.com/parleyhq/parley/services/audit/internal/store"
+)
+
+// Module is the audit service on top of platform.Module("audit").
+var Module = fx.Module("audit",
+	platform.Bus,
+	platform.Postgres,
+	fx.Supply(rpcserver.Defaults{Addr: ":3540"}),
+	fx.Provide(
+		config.Provider[Config](),
+		newStore,
+		func(s *store.Store) rpc.Store { return s },
+		func(s *store.Store) ingest.Store { return s },
+		rpc.NewHandler,
+		newIngester,
+		rpcserver.AsRoute(func(h *rpc.Handler, mw *rpcserver.Middleware) rpcserver.Route {
+			path, handler := auditv1connect.NewAuditServiceHandler(h, mw.HandlerOption())
+			return rpcserver.Route{Pattern: path, Handler: handler, Service: auditv1connect.AuditServiceName}
+		}),
+		rpcserver.AsCheck(func(pool *pgxpool.Pool) rpcserver.Check {
+			return rpcserver.Check{Name: "postgres", Check: pool.Ping}
+		}),
+		rpcserver.AsCheck(func(in *ingest.Ingester) rpcserver.Check {
+			return rpcserver.Check{Name: "audit_consumer", Check: in.Ready}
+		}),
+	),
+	// The loop has no other dependant than its readiness check; ask for it explicitly.
+	fx.Invoke(func(*ingest.Ingester) {}),
+)
+
+// newStore builds the store and migrates the schema at start. Everything that uses the
+// store is built after it, so their start hooks (the ingest loop, the server) run after
+// the migration.
+func newStore(lc fx.Lifecycle, pool *pgxpool.Pool) *store.Store {
+	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		return pg.Migrate(ctx, pool, store.Migrations())
+	}))
+	return store.New(pool)
+}
+
+// newIngester builds the ingest loop, run from start to stop.
+func newIngester(lc fx.Lifecycle, js jetstream.JetStream, st ingest.Store, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*ingest.Ingester, error) {
+	in, err := ingest.New(js, st, cfg.Ingest(), logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StartStopHook(in.Start, in.Stop))
+	return in, nil
+}

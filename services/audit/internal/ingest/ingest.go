@@ -1,0 +1,562 @@
+// Package ingest moves conversation events from the PARLEY_AUDIT JetStream stream into
+// PostgreSQL, in batches and idempotently, so that nothing the router published is lost.
+//
+// One owned goroutine pulls batches from a durable consumer (bounded by rows, bytes and a
+// maximum wait), sets poison events aside on the dead-letter subject, writes the rest in
+// one transaction and acknowledges every message only after the commit. A crash between
+// commit and ack causes a redelivery, which the table's key absorbs.
+//
+// Failures are told apart by their cause. When PostgreSQL is unavailable the batch is held
+// and retried in place, with backoff, for as long as it takes: a negative acknowledgement
+// would spend one of the consumer's MaxDeliver deliveries per attempt, and JetStream stops
+// delivering a message once they are spent, so an outage of a few seconds would otherwise
+// push healthy events out of the log. When PostgreSQL rejects a row because of its data,
+// the batch is split until the row is alone; that row is negatively acknowledged with a
+// delay and, on its last delivery, dead-lettered. Only the stream holds unwritten events;
+// the service keeps nothing that a restart could lose.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/services/audit/internal/store"
+)
+
+const (
+	// maxBackoff caps the wait between retries and the delay of a negative ack.
+	maxBackoff = 5 * time.Second
+	// minBackoff is the first retry's wait.
+	minBackoff = 100 * time.Millisecond
+	// apiTimeout bounds a JetStream API call made by the loop.
+	apiTimeout = 5 * time.Second
+	// abandonTimeout bounds the dead-lettering of held messages on their last delivery at
+	// stop, after the stop context has ended.
+	abandonTimeout = 2 * time.Second
+	// payloadOverhead is room for the subject, reply subject and protocol framing that
+	// JetStream counts against a pull request's byte budget on top of headers and data.
+	payloadOverhead = 4096
+	// ackConcurrency bounds the acknowledgements in flight for one batch.
+	ackConcurrency = 32
+	// stillDownEvery is how many failed retries of a held batch pass between warnings
+	// (about a minute once the backoff is at its ceiling).
+	stillDownEvery = 12
+	// maxRows bounds Config.MaxRows.
+	maxRows = 100_000
+)
+
+// Config tunes the ingest loop.
+type Config struct {
+	// Consumer is the durable consumer's name. Replicas sharing it share the work.
+	Consumer string
+	// MaxRows is the most events written in one transaction.
+	MaxRows int
+	// MaxBytes is the most message bytes in one batch. It is raised to the NATS server's
+	// max_payload when lower, since a message larger than a pull request's byte budget is
+	// never delivered.
+	MaxBytes int
+	// MaxWait is how long a batch waits to fill before it is written.
+	MaxWait time.Duration
+	// MaxDeliver is the consumer's delivery limit; a row PostgreSQL still rejects on its
+	// last delivery is dead-lettered.
+	MaxDeliver int
+	// AckWait is how long JetStream waits for an acknowledgement before redelivering.
+	AckWait time.Duration
+	// StreamReplicas is the replica count used when the stream has to be created.
+	StreamReplicas int
+}
+
+func (c Config) check() error {
+	var errs []error
+	if !validName(c.Consumer) {
+		errs = append(errs, fmt.Errorf("consumer name %q must be letters, digits, '-' or '_'", c.Consumer))
+	}
+	if c.MaxRows < 1 || c.MaxRows > maxRows {
+		errs = append(errs, fmt.Errorf("max rows must be between 1 and %d, got %d", maxRows, c.MaxRows))
+	}
+	if c.MaxBytes < 1 {
+		errs = append(errs, fmt.Errorf("max bytes must be positive, got %d", c.MaxBytes))
+	}
+	if c.MaxWait <= 0 {
+		errs = append(errs, fmt.Errorf("max wait must be positive, got %s", c.MaxWait))
+	}
+	if c.MaxDeliver < 1 {
+		errs = append(errs, fmt.Errorf("max deliver must be at least 1, got %d", c.MaxDeliver))
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("ack wait must be at least 1s, got %s", c.AckWait))
+	}
+	if c.StreamReplicas < 1 {
+		errs = append(errs, fmt.Errorf("stream replicas must be at least 1, got %d", c.StreamReplicas))
+	}
+	return errors.Join(errs...)
+}
+
+// validName reports whether s is usable as a durable consumer name.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// Store is what the loop needs from the audit store.
+type Store interface {
+	InsertBatch(ctx context.Context, events []*auditv1.ConversationEvent) (int64, error)
+}
+
+// Ingester runs the ingest loop. Start and Stop tie it to a lifecycle.
+type Ingester struct {
+	js     jetstream.JetStream
+	store  Store
+	cfg    Config
+	logger *slog.Logger
+	m      *metrics
+
+	mu         sync.Mutex
+	consumer   jetstream.Consumer
+	fetchBytes int
+	started    bool
+	stopOnce   sync.Once
+	quit       chan struct{}      // closed by Stop: finish the current batch, fetch no more
+	abort      context.CancelFunc // cancels the loop's context: abandon the current batch
+	done       chan struct{}      // closed when the loop has returned
+}
+
+// New returns an Ingester writing to st; its metrics register with reg.
+func New(js jetstream.JetStream, st Store, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Ingester, error) {
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("ingest config: %w", err)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Ingester{
+		js:     js,
+		store:  st,
+		cfg:    cfg,
+		logger: logger,
+		m:      m,
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}, nil
+}
+
+// consumerConfig is the durable consumer's configuration. MaxAckPending leaves room for
+// several replicas' batches plus rows waiting out a delayed redelivery.
+func (in *Ingester) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       in.cfg.Consumer,
+		Description:   "Parley audit writer: conversation events into PostgreSQL",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       in.cfg.AckWait,
+		MaxDeliver:    in.cfg.MaxDeliver,
+		FilterSubject: auditevent.Subject,
+		MaxAckPending: max(1000, 4*in.cfg.MaxRows),
+	}
+}
+
+// attach makes sure the stream and the durable consumer exist and remembers the consumer.
+func (in *Ingester) attach(ctx context.Context) error {
+	s, err := auditevent.Ensure(ctx, in.js, in.cfg.StreamReplicas)
+	if err != nil {
+		return err
+	}
+	c, err := s.CreateOrUpdateConsumer(ctx, in.consumerConfig())
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", in.cfg.Consumer, err)
+	}
+	in.mu.Lock()
+	in.consumer = c
+	in.mu.Unlock()
+	return nil
+}
+
+func (in *Ingester) currentConsumer() jetstream.Consumer {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.consumer
+}
+
+// Start creates the stream and the consumer, so a NATS problem fails start-up, then
+// starts the loop. It returns at once; Stop ends the loop.
+func (in *Ingester) Start(ctx context.Context) error {
+	in.mu.Lock()
+	started := in.started
+	in.started = true
+	in.mu.Unlock()
+	if started {
+		return errors.New("ingest: already started")
+	}
+	if err := in.attach(ctx); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	fetchBytes := in.cfg.MaxBytes
+	if limit := int(in.js.Conn().MaxPayload()) + payloadOverhead; fetchBytes < limit {
+		in.logger.WarnContext(ctx, "batch byte limit raised to nats max payload",
+			"configured_bytes", in.cfg.MaxBytes, "limit_bytes", limit)
+		fetchBytes = limit
+	}
+	// The loop outlives the start context, which fx cancels once start-up is over.
+	loopCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	in.mu.Lock()
+	in.fetchBytes = fetchBytes
+	in.abort = abort
+	in.mu.Unlock()
+	in.logger.InfoContext(ctx, "ingest started", "consumer", in.cfg.Consumer,
+		"max_rows", in.cfg.MaxRows, "max_bytes", fetchBytes, "max_wait", in.cfg.MaxWait.String())
+	go in.run(loopCtx)
+	return nil
+}
+
+// Stop asks the loop to finish its current batch and waits for it. When ctx ends first
+// the loop abandons the batch (its messages are negatively acknowledged, so they are
+// redelivered at once) and Stop returns after it has.
+func (in *Ingester) Stop(ctx context.Context) error {
+	in.mu.Lock()
+	started, abort := in.started && in.abort != nil, in.abort
+	in.mu.Unlock()
+	if !started {
+		return nil
+	}
+	in.stopOnce.Do(func() { close(in.quit) })
+	select {
+	case <-in.done:
+		abort()
+		return nil
+	case <-ctx.Done():
+		abort()
+		<-in.done
+		return fmt.Errorf("ingest: stop: %w", ctx.Err())
+	}
+}
+
+// Ready reports whether the loop runs and the consumer exists on the server.
+func (in *Ingester) Ready(ctx context.Context) error {
+	c := in.currentConsumer()
+	if c == nil {
+		return errors.New("audit consumer not started")
+	}
+	select {
+	case <-in.done:
+		return errors.New("audit consumer stopped")
+	default:
+	}
+	if _, err := c.Info(ctx); err != nil {
+		return fmt.Errorf("audit consumer %s: %w", in.cfg.Consumer, err)
+	}
+	return nil
+}
+
+// run is the loop. It returns when Stop is called, after finishing the current batch, or
+// when ctx is cancelled, after abandoning it.
+func (in *Ingester) run(ctx context.Context) {
+	defer close(in.done)
+	failures := 0
+	for {
+		select {
+		case <-in.quit:
+			return
+		case <-ctx.Done():
+			return
+		default:
+		}
+		msgs, err := in.fetch(ctx)
+		if len(msgs) > 0 {
+			in.handle(ctx, msgs)
+		}
+		in.refreshLag(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			failures = 0
+			continue
+		}
+		failures++
+		in.logger.WarnContext(ctx, "fetch failed", "consumer", in.cfg.Consumer, "attempt", failures, "err", err)
+		if !in.sleep(ctx, backoff(failures, maxBackoff)) {
+			return
+		}
+		// The consumer or the stream may have been deleted; recreating them is harmless
+		// when they exist.
+		actx, cancel := context.WithTimeout(ctx, apiTimeout)
+		if err := in.attach(actx); err != nil {
+			in.logger.WarnContext(ctx, "consumer attach failed", "consumer", in.cfg.Consumer, "err", err)
+		}
+		cancel()
+	}
+}
+
+// fetch pulls one batch: up to MaxRows messages and fetchBytes bytes, waiting up to
+// MaxWait for it to fill. Messages received before an error are returned with it.
+func (in *Ingester) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+	in.mu.Lock()
+	c, fetchBytes := in.consumer, in.fetchBytes
+	in.mu.Unlock()
+	batch, err := c.Fetch(in.cfg.MaxRows, jetstream.FetchMaxBytes(fetchBytes), jetstream.FetchMaxWait(in.cfg.MaxWait))
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	var msgs []jetstream.Msg
+	ch := batch.Messages()
+	for {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				if err := batch.Error(); err != nil {
+					return msgs, fmt.Errorf("fetch: %w", err)
+				}
+				return msgs, nil
+			}
+			msgs = append(msgs, m)
+		case <-ctx.Done():
+			// Messages still on their way are redelivered after AckWait.
+			return msgs, fmt.Errorf("fetch: %w", ctx.Err())
+		}
+	}
+}
+
+// handle sets poison messages aside and writes the others.
+func (in *Ingester) handle(ctx context.Context, msgs []jetstream.Msg) {
+	good := make([]jetstream.Msg, 0, len(msgs))
+	events := make([]*auditv1.ConversationEvent, 0, len(msgs))
+	for _, m := range msgs {
+		ev := &auditv1.ConversationEvent{}
+		if err := proto.Unmarshal(m.Data(), ev); err != nil {
+			in.deadLetter(ctx, m, ReasonDecode, fmt.Errorf("decode: %w", err))
+			continue
+		}
+		if err := store.ValidateEvent(ev); err != nil {
+			in.deadLetter(ctx, m, ReasonInvalid, err)
+			continue
+		}
+		good = append(good, m)
+		events = append(events, ev)
+	}
+	in.write(ctx, good, events)
+}
+
+// write stores events and acknowledges msgs (one per event), or decides what to do when
+// PostgreSQL fails: split a batch that holds a rejected row, hold one it could not write.
+func (in *Ingester) write(ctx context.Context, msgs []jetstream.Msg, events []*auditv1.ConversationEvent) {
+	if len(events) == 0 {
+		return
+	}
+	err := in.insert(ctx, msgs, events)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		in.abandon(ctx, msgs)
+	case rowFault(err):
+		in.isolate(ctx, msgs, events, err)
+	default:
+		in.hold(ctx, msgs, events, err)
+	}
+}
+
+// insert writes events in one transaction and, once committed, acknowledges msgs.
+func (in *Ingester) insert(ctx context.Context, msgs []jetstream.Msg, events []*auditv1.ConversationEvent) error {
+	// Bounded so that a hung connection cannot keep the batch past AckWait unnoticed.
+	ictx, cancel := context.WithTimeout(ctx, in.cfg.AckWait/2)
+	n, err := in.store.InsertBatch(ictx, events)
+	cancel()
+	if err != nil {
+		in.m.batches.WithLabelValues(outcomeError).Inc()
+		return err
+	}
+	in.m.batches.WithLabelValues(outcomeOK).Inc()
+	in.m.batchRows.Observe(float64(len(events)))
+	in.m.rows.Add(float64(n))
+	in.ackAll(ctx, msgs)
+	return nil
+}
+
+// ackAll acknowledges msgs and waits for the server to confirm each, a few at a time. A
+// lost acknowledgement only causes a redelivery, which the table's key absorbs.
+func (in *Ingester) ackAll(ctx context.Context, msgs []jetstream.Msg) {
+	var (
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, ackConcurrency)
+		failMu sync.Mutex
+		failed int
+		first  error
+	)
+	for _, m := range msgs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := m.DoubleAck(ctx); err != nil {
+				failMu.Lock()
+				failed++
+				if first == nil {
+					first = err
+				}
+				failMu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if failed > 0 {
+		in.logger.WarnContext(ctx, "ack failed", "messages", failed, "err", first)
+	}
+}
+
+// isolate splits a batch that PostgreSQL rejected because of some row's data, so that
+// the good rows are written and the bad one ends up alone.
+func (in *Ingester) isolate(ctx context.Context, msgs []jetstream.Msg, events []*auditv1.ConversationEvent, err error) {
+	if len(events) == 1 {
+		in.reject(ctx, msgs[0], err)
+		return
+	}
+	mid := len(events) / 2
+	in.write(ctx, msgs[:mid], events[:mid])
+	in.write(ctx, msgs[mid:], events[mid:])
+}
+
+// hold retries a batch PostgreSQL could not write, with backoff, until it is written, a
+// row is found at fault, or the loop is told to stop. InProgress keeps the messages from
+// being redelivered meanwhile, and no delivery is spent.
+func (in *Ingester) hold(ctx context.Context, msgs []jetstream.Msg, events []*auditv1.ConversationEvent, err error) {
+	in.logger.WarnContext(ctx, "database unavailable, holding batch", "rows", len(events), "err", err)
+	// The wait stays well inside AckWait so that InProgress arrives in time.
+	ceiling := min(maxBackoff, in.cfg.AckWait/3)
+	for attempt := 1; ; attempt++ {
+		for _, m := range msgs {
+			_ = m.InProgress() // on failure the message is redelivered, which is harmless
+		}
+		if !in.sleep(ctx, backoff(attempt, ceiling)) {
+			in.abandon(ctx, msgs)
+			return
+		}
+		in.refreshLag(ctx)
+		err = in.insert(ctx, msgs, events)
+		switch {
+		case err == nil:
+			in.logger.InfoContext(ctx, "database available, held batch written", "rows", len(events), "attempts", attempt+1)
+			return
+		case ctx.Err() != nil:
+			in.abandon(ctx, msgs)
+			return
+		case rowFault(err):
+			in.isolate(ctx, msgs, events, err)
+			return
+		}
+		level := slog.LevelDebug
+		if attempt%stillDownEvery == 0 {
+			level = slog.LevelWarn
+		}
+		in.logger.Log(ctx, level, "database still unavailable", "rows", len(events), "attempt", attempt, "err", err)
+	}
+}
+
+// reject handles a message whose row PostgreSQL refused on its own: it is redelivered
+// later with a delay, or dead-lettered on its last delivery.
+func (in *Ingester) reject(ctx context.Context, m jetstream.Msg, err error) {
+	seq, delivered := meta(m)
+	if delivered >= uint64(in.cfg.MaxDeliver) {
+		in.deadLetter(ctx, m, ReasonMaxDeliver, err)
+		return
+	}
+	delay := backoff(int(delivered), maxBackoff) //nolint:gosec // delivered < MaxDeliver, an int
+	_ = m.NakWithDelay(delay)                    // on failure AckWait brings it back
+	in.logger.WarnContext(ctx, "event rejected by database, will retry",
+		"stream_seq", seq, "num_delivered", delivered, "delay_ms", delay.Milliseconds(), "err", err)
+}
+
+// abandon gives msgs back to JetStream at stop. A message on its last delivery would
+// never be delivered again, so it is dead-lettered instead.
+func (in *Ingester) abandon(ctx context.Context, msgs []jetstream.Msg) {
+	in.m.batches.WithLabelValues(outcomeAbandoned).Inc()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+	defer cancel()
+	for _, m := range msgs {
+		if _, delivered := meta(m); delivered >= uint64(in.cfg.MaxDeliver) {
+			in.deadLetter(dctx, m, ReasonMaxDeliver, errAbandoned)
+			continue
+		}
+		_ = m.Nak() // on failure AckWait brings it back
+	}
+	in.logger.InfoContext(ctx, "batch abandoned", "messages", len(msgs))
+}
+
+var errAbandoned = errors.New("abandoned at stop on its last delivery")
+
+// refreshLag sets the lag gauge from the consumer's state.
+func (in *Ingester) refreshLag(ctx context.Context) {
+	c := in.currentConsumer()
+	if c == nil || ctx.Err() != nil {
+		return
+	}
+	ictx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	info, err := c.Info(ictx)
+	if err != nil {
+		// The fetch reports the same trouble; the gauge keeps its last value.
+		in.logger.DebugContext(ctx, "consumer info failed", "err", err)
+		return
+	}
+	in.m.lag.Set(float64(info.NumPending) + float64(info.NumAckPending))
+}
+
+// sleep waits for d; it reports false when the loop must stop instead.
+func (in *Ingester) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-in.quit:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// backoff is the wait before retry attempt n (from 1): doubling from minBackoff, capped.
+func backoff(n int, ceiling time.Duration) time.Duration {
+	d := minBackoff
+	for i := 1; i < n && d < ceiling; i++ {
+		d *= 2
+	}
+	return min(d, ceiling)
+}
+
+// rowFault reports whether PostgreSQL refused a batch because of the data of some row
+// (SQLSTATE classes 22 data exception, 23 integrity constraint violation and 54 program
+// limit exceeded, e.g. a row too big), rather than because it is unavailable or
+// misconfigured. Only such errors can be cured by setting a row aside; any other error
+// holds the batch until the database recovers, since dead-lettering on it would empty the
+// log into the dead-letter subject during an outage (a full disk, a revoked grant).
+func rowFault(err error) bool {
+	if errors.Is(err, store.ErrInvalidEvent) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
+}

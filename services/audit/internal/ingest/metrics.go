@@ -1,0 +1,78 @@
+package ingest
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Batch outcomes, the values of parley_audit_batches_total's outcome label.
+const (
+	outcomeOK        = "ok"
+	outcomeError     = "error"
+	outcomeAbandoned = "abandoned"
+)
+
+// Dead-letter reasons, the values of the Parley-Dead-Letter-Reason header and of
+// parley_audit_dead_letters_total's reason label.
+const (
+	// ReasonDecode means the payload is not a parley.audit.v1.ConversationEvent.
+	ReasonDecode = "decode"
+	// ReasonInvalid means the event decodes but can never be stored (store.ValidateEvent).
+	ReasonInvalid = "invalid"
+	// ReasonMaxDeliver means PostgreSQL rejected the row on the consumer's last delivery,
+	// or the service stopped while holding it on that delivery; JetStream would never
+	// deliver it again.
+	ReasonMaxDeliver = "max_deliver"
+)
+
+type metrics struct {
+	rows            prometheus.Counter
+	batches         *prometheus.CounterVec
+	batchRows       prometheus.Histogram
+	deadLetters     *prometheus.CounterVec
+	deadLetterFails prometheus.Counter
+	lag             prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		rows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_audit_rows_written_total",
+			Help: "Conversation rows inserted into PostgreSQL (redelivered duplicates not counted).",
+		}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_audit_batches_total",
+			Help: "Insert attempts by outcome: ok, error (retried or isolated), abandoned (at stop).",
+		}, []string{"outcome"}),
+		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "parley_audit_batch_rows",
+			Help:    "Events per committed batch.",
+			Buckets: []float64{1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000},
+		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_audit_dead_letters_total",
+			Help: "Events moved to the dead-letter subject, by reason.",
+		}, []string{"reason"}),
+		deadLetterFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_audit_dead_letter_failures_total",
+			Help: "Poison events that could not be published to the dead-letter subject.",
+		}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_audit_ingest_lag",
+			Help: "Events in the stream not yet written: the consumer's pending plus ack-pending messages.",
+		}),
+	}
+	for _, o := range []string{outcomeOK, outcomeError, outcomeAbandoned} {
+		m.batches.WithLabelValues(o)
+	}
+	for _, r := range []string{ReasonDecode, ReasonInvalid, ReasonMaxDeliver} {
+		m.deadLetters.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.rows, m.batches, m.batchRows, m.deadLetters, m.deadLetterFails, m.lag} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register ingest metrics: %w", err)
+		}
+	}
+	return m, nil
+}
