@@ -27,7 +27,7 @@ func do(t *testing.T, method, path, body string) httpResult {
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	return httpResult{status: res.StatusCode, header: res.Header, body: string(b)}
@@ -61,7 +61,7 @@ func get(t *testing.T, url string) httpResult {
 	require.NoError(t, err)
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	return httpResult{status: res.StatusCode, header: res.Header, body: string(b)}

@@ -42,7 +42,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(data)
+	defer func() { _ = os.RemoveAll(data) }()
 	logFile, err := os.Create(filepath.Join(data, "services.log"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -61,12 +61,12 @@ func ResolvePostgres(ctx context.Context, opts PostgresOptions, dataDir string, 
 	pg := &Postgres{}
 	switch {
 	case server != "":
-		fmt.Fprintln(progress, "using the PostgreSQL server given (DATABASE_URL or PG_TEST_DSN)")
+		_, _ = fmt.Fprintln(progress, "using the PostgreSQL server given (DATABASE_URL or PG_TEST_DSN)")
 		if !opts.FreshDatabase {
 			return nil, server, nil
 		}
 	case !opts.SkipLocal && ping(ctx, LocalPostgresURL) == nil:
-		fmt.Fprintln(progress, "using PostgreSQL at 127.0.0.1:5432")
+		_, _ = fmt.Fprintln(progress, "using PostgreSQL at 127.0.0.1:5432")
 		server = LocalPostgresURL
 	default:
 		port, err := FreePort()
@@ -104,7 +104,7 @@ func ping(ctx context.Context, dsn string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	return conn.Ping(ctx)
 }
 
@@ -115,10 +115,10 @@ func createDatabase(ctx context.Context, adminURL, name string) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("connect to postgres: %w", err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	var pgErr *pgconn.PgError
-	if err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42P04") {
+	if err != nil && (!errors.As(err, &pgErr) || pgErr.Code != "42P04") {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
 	u, err := url.Parse(adminURL)
@@ -136,7 +136,7 @@ func createDatabase(ctx context.Context, adminURL, name string) (string, error) 
 func StartPrivatePostgres(ctx context.Context, dataDir string, port int, install bool, progress io.Writer) (*Postgres, error) {
 	bin, err := findPostgresBin()
 	if err != nil && install && os.Geteuid() == 0 {
-		fmt.Fprintln(progress, "PostgreSQL binaries not found: apt-get install -y postgresql ...")
+		_, _ = fmt.Fprintln(progress, "PostgreSQL binaries not found: apt-get install -y postgresql ...")
 		if ierr := aptInstall(ctx); ierr != nil {
 			return nil, ierr
 		}
@@ -159,7 +159,7 @@ func StartPrivatePostgres(ctx context.Context, dataDir string, port int, install
 		}
 	}
 	if _, err := os.Stat(filepath.Join(abs, "PG_VERSION")); err != nil {
-		fmt.Fprintf(progress, "initialising a private PostgreSQL in %s ...\n", abs)
+		_, _ = fmt.Fprintf(progress, "initialising a private PostgreSQL in %s ...\n", abs)
 		if out, err := pg.run(ctx, "initdb", "-D", abs, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
 			return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 		}
@@ -172,7 +172,7 @@ func StartPrivatePostgres(ctx context.Context, dataDir string, port int, install
 		return nil, fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
 	}
 	pg.URL = "postgres://postgres@127.0.0.1:" + strconv.Itoa(port) + "/postgres?sslmode=disable"
-	fmt.Fprintf(progress, "started a private PostgreSQL on 127.0.0.1:%d\n", port)
+	_, _ = fmt.Fprintf(progress, "started a private PostgreSQL on 127.0.0.1:%d\n", port)
 	return pg, nil
 }
 
@@ -290,7 +290,7 @@ func aptInstall(ctx context.Context) error {
 // apt-get when install is set and the caller is root). stop undoes what was started.
 func PostgresServer(ctx context.Context, dataDir string, install bool, progress io.Writer) (dsn string, stop func(context.Context) error, err error) {
 	if ping(ctx, LocalPostgresURL) == nil {
-		fmt.Fprintln(progress, "using PostgreSQL at 127.0.0.1:5432")
+		_, _ = fmt.Fprintln(progress, "using PostgreSQL at 127.0.0.1:5432")
 		return LocalPostgresURL, func(context.Context) error { return nil }, nil
 	}
 	port, err := FreePort()

@@ -50,7 +50,7 @@ func FreePort() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find free port: %w", err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -128,14 +128,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}()
 
-	fmt.Fprintln(opts.Progress, "building services ...")
+	_, _ = fmt.Fprintln(opts.Progress, "building services ...")
 	if err := Build(ctx, opts.RepoRoot, s.binDir, opts.Race); err != nil {
 		return s, err
 	}
 
 	if opts.NATSURL != "" {
 		s.NATSURL = opts.NATSURL
-		fmt.Fprintf(opts.Progress, "using NATS at %s\n", s.NATSURL)
+		_, _ = fmt.Fprintf(opts.Progress, "using NATS at %s\n", s.NATSURL)
 	} else {
 		n, err := startNATS(filepath.Join(opts.DataDir, "nats"))
 		if err != nil {
@@ -143,7 +143,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 		s.nats = n
 		s.NATSURL = n.URL()
-		fmt.Fprintf(opts.Progress, "started embedded NATS with JetStream at %s\n", s.NATSURL)
+		_, _ = fmt.Fprintf(opts.Progress, "started embedded NATS with JetStream at %s\n", s.NATSURL)
 	}
 
 	pg, dbURL, err := ResolvePostgres(ctx, opts.Postgres, filepath.Join(opts.DataDir, "postgres"), opts.Progress)
@@ -281,7 +281,10 @@ func (s *Stack) WaitReady(ctx context.Context, name string, timeout time.Duratio
 	for {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited before it was ready (%v):\n%s", name, p.err, p.log.String())
+			if p.err == nil {
+				return fmt.Errorf("%s exited with status 0 before it was ready:\n%s", name, p.log.String())
+			}
+			return fmt.Errorf("%s exited before it was ready (%w):\n%s", name, p.err, p.log.String())
 		default:
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -63,8 +63,8 @@ func (c Component) LogValue() slog.Value {
 		slog.String("type", c.Type),
 		slog.String("version", c.Version),
 		slog.String("file", c.File),
-		slog.Any("metadataKeys", c.metadataKeys()),
-		slog.Duration("cacheTTL", c.CacheTTL),
+		slog.Any("metadata_keys", c.metadataKeys()),
+		slog.Duration("cache_ttl", c.CacheTTL),
 	)
 }
 

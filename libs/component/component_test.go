@@ -76,6 +76,6 @@ func TestComponentNeverPrintsSecrets(t *testing.T) {
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("loaded", "component", c)
 	require.NotContains(t, buf.String(), "sk-secret-value")
-	require.Contains(t, buf.String(), `"metadataKeys":["key","model"]`)
+	require.Contains(t, buf.String(), `"metadata_keys":["key","model"]`)
 	require.Contains(t, buf.String(), `"name":"openai"`)
 }

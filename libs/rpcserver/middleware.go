@@ -93,9 +93,9 @@ func (o *observer) observe(ctx context.Context, procedure string, start time.Tim
 	o.handled.WithLabelValues(procedure, code).Inc()
 	o.duration.WithLabelValues(procedure).Observe(elapsed.Seconds())
 	if err != nil {
-		o.logger.LogAttrs(ctx, slog.LevelInfo, "rpc failed",
-			slog.String("rpc_method", procedure), slog.String("code", code),
-			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000), slog.String("err", err.Error()))
+		o.logger.InfoContext(ctx, "rpc failed",
+			"rpc_method", procedure, "code", code,
+			"duration_ms", float64(elapsed.Microseconds())/1000, "err", err.Error())
 	}
 }
 

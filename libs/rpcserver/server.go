@@ -225,7 +225,7 @@ func recoverHandler(logger *slog.Logger, next http.Handler) http.Handler {
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as http does
-					panic(v)
+					panic(v) //nolint:forbidigo // re-raise http.ErrAbortHandler: net/http expects it to abort the response silently
 				}
 				logger.ErrorContext(r.Context(), "handler panic", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				http.Error(w, "internal error", http.StatusInternalServerError)

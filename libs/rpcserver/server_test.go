@@ -131,7 +131,7 @@ func get(t *testing.T, url string, wantStatus int) string {
 	require.NoError(t, err)
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	require.Equal(t, wantStatus, res.StatusCode, string(b))

@@ -68,7 +68,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", target, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 
 	request := func(component string, scrub bool) *runtimev1.ConversationRequestAlpha2 {
 		r := &runtimev1.ConversationRequestAlpha2{
@@ -117,11 +117,11 @@ func run() error {
 		}
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tconcurrency\trequests\treq/s\tp50\tp99\terrors\t")
+	_, _ = fmt.Fprintln(tw, "scenario\tconcurrency\trequests\treq/s\tp50\tp99\terrors\t")
 	for _, sc := range scenarios {
 		for _, c := range []int{1, 32} {
 			r := load(ctx, sc.call, c, *duration)
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%d\t\n", sc.name, c, r.n, r.rps, fmtDur(r.p50), fmtDur(r.p99), r.errors)
+			_, _ = fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%d\t\n", sc.name, c, r.n, r.rps, fmtDur(r.p50), fmtDur(r.p99), r.errors)
 		}
 	}
 	return tw.Flush()

@@ -3,7 +3,6 @@ package ingest_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -81,7 +80,7 @@ func (e *env) start(tb testing.TB, cfg ingest.Config) *ingest.Ingester {
 
 func testLogger(tb testing.TB) *slog.Logger {
 	if _, ok := tb.(*testing.B); ok {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return slog.New(slog.DiscardHandler)
 	}
 	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

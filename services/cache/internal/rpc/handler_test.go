@@ -240,7 +240,7 @@ func httpGet(tb testing.TB, client *http.Client, url string, wantStatus int) str
 	require.NoError(tb, err)
 	res, err := client.Do(req)
 	require.NoError(tb, err)
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	body, err := io.ReadAll(res.Body)
 	require.NoError(tb, err)
 	require.Equal(tb, wantStatus, res.StatusCode, "body: %s", body)

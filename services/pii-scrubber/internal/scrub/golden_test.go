@@ -21,7 +21,7 @@ func TestGolden(t *testing.T) {
 	t.Parallel()
 	in, err := os.Open(filepath.Join("testdata", "corpus.txt"))
 	require.NoError(t, err)
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 
 	s := New()
 	var got strings.Builder

@@ -66,7 +66,7 @@ func (sc *scanner) tryV6(a, e int) {
 	if err != nil || !addr.Is6() {
 		return
 	}
-	if strings.IndexAny(s, "0123456789") < 0 && strings.Count(s, ":") < 3 {
+	if !strings.ContainsAny(s, "0123456789") && strings.Count(s, ":") < 3 {
 		return
 	}
 	sc.add(a, e, entIP, scoreIP)

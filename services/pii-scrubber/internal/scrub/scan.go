@@ -170,9 +170,9 @@ func (sc *scanner) numLeftOK(s int) bool {
 	case isAlnum(c) || c == '_' || c == '$' || placeholderEndsAt(t, s):
 		return false
 	case c == '-': // the tail of a dashed id such as ab12-555-123-4567
-		return s < 2 || !(sc.wordBefore(s-1) || placeholderEndsAt(t, s-1))
+		return s < 2 || (!sc.wordBefore(s-1) && !placeholderEndsAt(t, s-1))
 	case c == '.': // the tail of a dotted number such as 1.555.123.4567
-		return s < 2 || !(isDigit(t[s-2]) || placeholderEndsAt(t, s-1))
+		return s < 2 || (!isDigit(t[s-2]) && !placeholderEndsAt(t, s-1))
 	}
 	return true
 }
@@ -190,9 +190,9 @@ func (sc *scanner) numRightOK(e int) bool {
 	if e+1 < len(t) {
 		switch c {
 		case '-':
-			return !(sc.wordAt(e+1) || placeholderStartsAt(t, e+1))
+			return !sc.wordAt(e+1) && !placeholderStartsAt(t, e+1)
 		case '.':
-			return !(isDigit(t[e+1]) || placeholderStartsAt(t, e+1))
+			return !isDigit(t[e+1]) && !placeholderStartsAt(t, e+1)
 		}
 	}
 	return true
@@ -210,9 +210,9 @@ func (sc *scanner) ipLeftOK(s int) bool {
 	}
 	switch t[s-1] {
 	case '.': // 1.2.3.4.5 must not yield 2.3.4.5
-		return s < 2 || !(isDigit(t[s-2]) || placeholderEndsAt(t, s-1))
+		return s < 2 || (!isDigit(t[s-2]) && !placeholderEndsAt(t, s-1))
 	case '-':
-		return s < 2 || !(sc.letterBefore(s-1) || placeholderEndsAt(t, s-1))
+		return s < 2 || (!sc.letterBefore(s-1) && !placeholderEndsAt(t, s-1))
 	}
 	return true
 }

@@ -318,7 +318,7 @@ func get(t *testing.T, url string, wantStatus int) string {
 	require.NoError(t, err)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, wantStatus, resp.StatusCode, "body: %s", body)

@@ -3,7 +3,6 @@ package serve_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -25,7 +24,7 @@ func BenchmarkEchoOverNATS(b *testing.B) {
 	srv := natstest.RunServer(b)
 	w, err := serve.New(natstest.Connect(b, srv), map[string]serve.Provider{"bench": echo.New()}, serve.Options{
 		WorkerID: "bench", Concurrency: 64, HeartbeatInterval: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		b.Fatal(err)

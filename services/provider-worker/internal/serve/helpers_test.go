@@ -49,7 +49,7 @@ func (p *scripted) Converse(ctx context.Context, req *providerv1.Request) (*prov
 		panic("provider bug near " + secretPrompt)
 	case text == "panic:runtime":
 		var m map[string]int
-		m[secretPrompt]++
+		m[secretPrompt]++ //nolint:staticcheck // deliberate runtime panic: tests assert its "assignment to entry in nil map" is logged without the request text
 		return nil, nil
 	case strings.HasPrefix(text, "sleep:"):
 		d, err := time.ParseDuration(strings.TrimPrefix(text, "sleep:"))

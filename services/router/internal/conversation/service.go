@@ -138,11 +138,10 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 
 // record carries what the audit event needs while a conversation runs.
 type record struct {
-	ev          *auditv1.ConversationEvent
-	findings    map[string]int64
-	auditReq    *providerv1.Request
-	auditResp   *providerv1.Response
-	redactedReq bool
+	ev        *auditv1.ConversationEvent
+	findings  map[string]int64
+	auditReq  *providerv1.Request
+	auditResp *providerv1.Response
 }
 
 func (s *Service) run(ctx context.Context, req Request, comp Component, rec *record) (*Result, error) {

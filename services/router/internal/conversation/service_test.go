@@ -3,7 +3,6 @@ package conversation
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -117,7 +116,7 @@ func newFixture(t *testing.T, scrubErr, cacheErr, auditErr error, opts Options) 
 	f := fixture{cache: &memCache{m: map[string][]byte{}, err: cacheErr}, disp: &echoDispatcher{}, audit: &memAudit{err: auditErr}}
 	comps := components{"echo": {Name: "echo", Type: "conversation.echo", CacheTTL: time.Minute}, "nocache": {Name: "nocache", Type: "conversation.echo"}}
 	svc, err := New(comps, upperScrubber{err: scrubErr}, f.cache, f.disp, f.audit, opts,
-		slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	require.NoError(t, err)
 	f.svc = svc
 	return f

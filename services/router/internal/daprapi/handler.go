@@ -204,8 +204,8 @@ func (h *Handler) writeResult(w http.ResponseWriter, r *http.Request, out proto.
 }
 
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, derr *Error) {
-	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "dapr request failed",
-		slog.String("path", r.URL.Path), slog.String("error_code", derr.ErrorCode), slog.Int("status", derr.HTTPStatus))
+	h.logger.InfoContext(r.Context(), "dapr request failed",
+		"path", r.URL.Path, "error_code", derr.ErrorCode, "status", derr.HTTPStatus)
 	writeJSON(w, derr.HTTPStatus, map[string]string{"errorCode": derr.ErrorCode, "message": derr.Message})
 }
 

@@ -3,7 +3,6 @@ package daprapi
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -61,7 +60,7 @@ func (echoConverser) List() []conversation.Component {
 
 func newTestHandler() *Handler {
 	c := echoConverser{}
-	return New(c, c, Options{MaxBodyBytes: 1 << 16, Timeout: time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return New(c, c, Options{MaxBodyBytes: 1 << 16, Timeout: time.Second}, slog.New(slog.DiscardHandler))
 }
 
 func serve(h *Handler, version, name, body string) *httptest.ResponseRecorder {
