@@ -38,6 +38,11 @@ func (scrubber) Scrub(_ context.Context, req *piiv1.ScrubRequest) (*piiv1.ScrubR
 
 func startApp(t *testing.T, ready *error) (*rpcserver.Server, *rpcclient.Factory) {
 	t.Helper()
+	return startAppB(t, ready)
+}
+
+func startAppB(t testing.TB, ready *error) (*rpcserver.Server, *rpcclient.Factory) {
+	t.Helper()
 	var srv *rpcserver.Server
 	var clients *rpcclient.Factory
 	app := fxtest.New(t,

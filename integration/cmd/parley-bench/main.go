@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -52,12 +53,14 @@ func main() {
 func run() error {
 	duration := flag.Duration("duration", 5*time.Second, "how long each scenario runs")
 	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack)")
+	env := envFlag{}
+	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
 	flag.Parse()
 	ctx := context.Background()
 
 	target := *addr
 	if target == "" {
-		s, stop, err := startStack(ctx)
+		s, stop, err := startStack(ctx, env)
 		if err != nil {
 			return err
 		}
@@ -179,7 +182,29 @@ func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d.Nanoseconds())/1e6)
 }
 
-func startStack(ctx context.Context) (*stack.Stack, func(), error) {
+func withDefaults(env envFlag) map[string]string {
+	out := map[string]string{"LOG_LEVEL": "warn"}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
+}
+
+// envFlag collects -set KEY=VALUE flags.
+type envFlag map[string]string
+
+func (e envFlag) String() string { return fmt.Sprint(map[string]string(e)) }
+
+func (e envFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	e[k] = val
+	return nil
+}
+
+func startStack(ctx context.Context, env envFlag) (*stack.Stack, func(), error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return nil, nil, err
@@ -211,7 +236,7 @@ func startStack(ctx context.Context) (*stack.Stack, func(), error) {
 		RepoRoot: root, DataDir: data, ComponentsDir: comps, Ports: ports,
 		NATSURL:  os.Getenv("NATS_URL"),
 		Postgres: stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), FreshDatabase: true, Install: true},
-		Env:      map[string]string{"LOG_LEVEL": "warn"},
+		Env:      withDefaults(env),
 		Log:      log, Progress: os.Stderr,
 	})
 	if err != nil {
