@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -292,6 +293,9 @@ func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 			}
 		} else {
 			value, err = scalar(entry["value"])
+			if err == nil {
+				value = l.expandTemplates(value)
+			}
 		}
 		if err != nil {
 			errs = append(errs, fieldError{field, err})
@@ -555,4 +559,30 @@ func kindName(n *yaml.Node) string {
 	default:
 		return "an unexpected node"
 	}
+}
+
+// expandTemplates resolves Dapr's templated metadata values: {uuid} (a random UUIDv4 per
+// occurrence), {podName} (POD_NAME, else the host name), {namespace} (NAMESPACE, default
+// "default", joined with the app id as Dapr does: "<namespace>.<appID>") and {appID}
+// (APP_ID, default "parley").
+func (l loader) expandTemplates(v string) string {
+	if !strings.Contains(v, "{") {
+		return v
+	}
+	env := func(key, def string) string {
+		if x, ok := l.lookupEnv(key); ok && x != "" {
+			return x
+		}
+		return def
+	}
+	appID := env("APP_ID", "parley")
+	for strings.Contains(v, "{uuid}") {
+		v = strings.Replace(v, "{uuid}", uuid.NewString(), 1)
+	}
+	if strings.Contains(v, "{podName}") {
+		host, _ := os.Hostname()
+		v = strings.ReplaceAll(v, "{podName}", env("POD_NAME", host))
+	}
+	v = strings.ReplaceAll(v, "{namespace}", env("NAMESPACE", "default")+"."+appID)
+	return strings.ReplaceAll(v, "{appID}", appID)
 }

@@ -704,3 +704,36 @@ spec:
 	require.True(t, ok)
 	require.Equal(t, component.SecretPlaceholder, v)
 }
+
+func TestLoadDirTemplates(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"echo.yaml": `apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: echo
+spec:
+  type: conversation.echo
+  metadata:
+  - name: a
+    value: "{appID}-{podName}"
+  - name: b
+    value: "{namespace}"
+  - name: c
+    value: "{uuid}/{uuid}"
+  - name: d
+    value: "{literal}"
+`})
+	got, err := component.LoadDir(dir, component.Options{LookupEnv: envFrom(map[string]string{"APP_ID": "app", "POD_NAME": "pod-1", "NAMESPACE": "ns"})})
+	require.NoError(t, err)
+	md := got[0].Metadata
+	require.Equal(t, "app-pod-1", md["a"])
+	require.Equal(t, "ns.app", md["b"])
+	require.Equal(t, "{literal}", md["d"])
+	ids := strings.Split(md["c"], "/")
+	require.Len(t, ids, 2)
+	require.NotEqual(t, ids[0], ids[1])
+	for _, id := range ids {
+		require.Len(t, id, 36)
+	}
+}
