@@ -15,11 +15,13 @@ help: ## list the targets
 
 .PHONY: up
 up: ## run the whole constellation locally (Ctrl-C stops it)
-	go run ./integration/cmd/parley-up
+	go build -o $(BIN)/parley-up ./integration/cmd/parley-up
+	$(BIN)/parley-up
 
 .PHONY: test
 test: ## run every test with -race (starts what the tests need)
-	go run ./integration/cmd/parley-test -race -count=1 -timeout 15m $(PKGS)
+	go build -o $(BIN)/parley-test ./integration/cmd/parley-test
+	$(BIN)/parley-test -race -count=1 -timeout 15m $(PKGS)
 
 .PHONY: test-short
 test-short: ## unit tests only: nothing external
@@ -31,7 +33,8 @@ test-modules: ## test each module alone (GOWORK=off), as its own go.sum resolves
 
 .PHONY: bench
 bench: ## load-test the router against a direct call to the echo logic
-	go run ./integration/cmd/parley-bench
+	go build -o $(BIN)/parley-bench ./integration/cmd/parley-bench
+	$(BIN)/parley-bench
 
 $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go: tools/go.mod tools/go.sum
 	cd tools && GOWORK=off go build -o $(BIN)/ github.com/bufbuild/buf/cmd/buf google.golang.org/protobuf/cmd/protoc-gen-go connectrpc.com/connect/cmd/protoc-gen-connect-go
