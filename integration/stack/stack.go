@@ -183,6 +183,9 @@ func Build(ctx context.Context, repoRoot, binDir string, race bool) error {
 	return nil
 }
 
+// Binary is the path of service name's built binary.
+func (s *Stack) Binary(name string) string { return filepath.Join(s.binDir, name) }
+
 // URL is the base URL of service name.
 func (s *Stack) URL(name string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d", s.port(name))

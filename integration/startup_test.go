@@ -1,0 +1,43 @@
+package integration_test
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestBadStartup: a missing dependency or a bad setting fails start-up with exit status 1
+// and a message that names the variable.
+func TestBadStartup(t *testing.T) {
+	need(t)
+	t.Parallel()
+	base := []string{"PATH=" + os.Getenv("PATH"), "RPC_ADDR=127.0.0.1:0", "RPC_EXTRA_ADDRS=127.0.0.1:0", "NATS_CONNECT_TIMEOUT=1s"}
+	tests := []struct {
+		name    string
+		service string
+		env     []string
+		want    string
+	}{
+		{"nats unreachable", "router", []string{"NATS_URL=nats://127.0.0.1:1", "COMPONENTS_DIR=testdata/components"}, "NATS_URL=nats://127.0.0.1:1"},
+		{"no components dir", "router", []string{"NATS_URL=" + st.NATSURL, "COMPONENTS_DIR=/nonexistent"}, "COMPONENTS_DIR=/nonexistent"},
+		{"bad number", "router", []string{"NATS_URL=" + st.NATSURL, "COMPONENTS_DIR=testdata/components", "ROUTER_DISPATCH_ATTEMPTS=0"}, "ROUTER_DISPATCH_ATTEMPTS must be positive"},
+		{"bad duration", "pii-scrubber", []string{"RPC_READ_HEADER_TIMEOUT=soon"}, "RPC_READ_HEADER_TIMEOUT"},
+		{"database missing", "audit", []string{"NATS_URL=" + st.NATSURL}, "DATABASE_URL"},
+		{"database unreachable", "audit", []string{"NATS_URL=" + st.NATSURL, "DATABASE_URL=postgres://postgres@127.0.0.1:1/x?connect_timeout=1"}, "DATABASE_URL"},
+		{"port taken", "cache", []string{"NATS_URL=" + st.NATSURL, "RPC_ADDR=" + st.URL("router")[len("http://"):]}, "RPC_ADDR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.CommandContext(t.Context(), st.Binary(tt.service)) //nolint:gosec // our own binary
+			cmd.Env = append(append([]string{}, base...), tt.env...)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, "%s must not start:\n%s", tt.service, out)
+			require.Equal(t, 1, ee.ExitCode(), string(out))
+			require.Contains(t, string(out), tt.want)
+		})
+	}
+}
