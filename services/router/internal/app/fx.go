@@ -25,6 +25,7 @@ import (
 	"github.com/parleyhq/parley/libs/rpcclient"
 	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/libs/telemetry"
+	"github.com/parleyhq/parley/services/router/internal/apitoken"
 	"github.com/parleyhq/parley/services/router/internal/auditapi"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 	"github.com/parleyhq/parley/services/router/internal/daprapi"
@@ -58,6 +59,9 @@ type Config struct {
 	AuditPublishTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_TIMEOUT, default=5s"`
 	// AuditStreamReplicas is used when the router creates the audit stream.
 	AuditStreamReplicas int `env:"AUDIT_STREAM_REPLICAS, default=1"`
+	// APIToken, when set, must come with every API call in the dapr-api-token header, as
+	// daprd's DAPR_API_TOKEN.
+	APIToken apitoken.Token `env:"DAPR_API_TOKEN"`
 }
 
 // Validate checks cross-field rules.
@@ -104,29 +108,43 @@ var Module = fx.Module("router",
 			return daprapi.New(s, comps, daprapi.Options{MaxBodyBytes: c.MaxBodyBytes, Timeout: c.RequestTimeout}, l)
 		},
 		func(s *conversation.Service, c Config) *nativeapi.Handler { return nativeapi.New(s, c.RequestTimeout) },
-		rpcserver.AsRoute(func(h *daprapi.Handler, mw *rpcserver.Middleware) rpcserver.Route {
+		newGuard,
+		// Every API route checks the API token; health, readiness, metrics, grpc.health.v1
+		// and reflection are rpcserver's own routes and stay open.
+		rpcserver.AsRoute(func(h *daprapi.Handler, mw *rpcserver.Middleware, g *apitoken.Guard) rpcserver.Route {
 			path, handler := runtimev1connect.NewDaprHandler(h, mw.HandlerOption())
-			return rpcserver.Route{Pattern: path, Handler: handler, Service: runtimev1connect.DaprName}
+			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: runtimev1connect.DaprName}
 		}),
-		rpcserver.AsRoute(func(h *daprapi.Handler) rpcserver.Route {
-			return rpcserver.Route{Pattern: "POST /v1.0-alpha1/conversation/{name}/converse", Handler: http.HandlerFunc(h.HTTPAlpha1)}
+		rpcserver.AsRoute(func(h *daprapi.Handler, g *apitoken.Guard) rpcserver.Route {
+			return rpcserver.Route{Pattern: "POST /v1.0-alpha1/conversation/{name}/converse", Handler: g.HTTP(http.HandlerFunc(h.HTTPAlpha1))}
 		}),
-		rpcserver.AsRoute(func(h *daprapi.Handler) rpcserver.Route {
-			return rpcserver.Route{Pattern: "POST /v1.0-alpha2/conversation/{name}/converse", Handler: http.HandlerFunc(h.HTTPAlpha2)}
+		rpcserver.AsRoute(func(h *daprapi.Handler, g *apitoken.Guard) rpcserver.Route {
+			return rpcserver.Route{Pattern: "POST /v1.0-alpha2/conversation/{name}/converse", Handler: g.HTTP(http.HandlerFunc(h.HTTPAlpha2))}
 		}),
-		rpcserver.AsRoute(func(h *daprapi.Handler) rpcserver.Route {
-			return rpcserver.Route{Pattern: "GET /v1.0/metadata", Handler: http.HandlerFunc(h.Metadata)}
+		rpcserver.AsRoute(func(h *daprapi.Handler, g *apitoken.Guard) rpcserver.Route {
+			return rpcserver.Route{Pattern: "GET /v1.0/metadata", Handler: g.HTTP(http.HandlerFunc(h.Metadata))}
 		}),
-		rpcserver.AsRoute(func(h *nativeapi.Handler, mw *rpcserver.Middleware) rpcserver.Route {
+		rpcserver.AsRoute(func(h *nativeapi.Handler, mw *rpcserver.Middleware, g *apitoken.Guard) rpcserver.Route {
 			path, handler := conversationv1connect.NewConversationServiceHandler(h, mw.HandlerOption())
-			return rpcserver.Route{Pattern: path, Handler: handler, Service: conversationv1connect.ConversationServiceName}
+			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: conversationv1connect.ConversationServiceName}
 		}),
-		rpcserver.AsRoute(func(h *auditapi.Handler, mw *rpcserver.Middleware) rpcserver.Route {
+		rpcserver.AsRoute(func(h *auditapi.Handler, mw *rpcserver.Middleware, g *apitoken.Guard) rpcserver.Route {
 			path, handler := auditv1connect.NewAuditServiceHandler(h, mw.HandlerOption())
-			return rpcserver.Route{Pattern: path, Handler: handler, Service: auditv1connect.AuditServiceName}
+			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: auditv1connect.AuditServiceName}
 		}),
 	),
 )
+
+func newGuard(c Config, reg prometheus.Registerer, logger *slog.Logger) (*apitoken.Guard, error) {
+	g, err := apitoken.New(c.APIToken, reg, logger)
+	if err != nil {
+		return nil, err
+	}
+	if g.Enabled() {
+		logger.Info("api token authentication enabled", "header", apitoken.Header)
+	}
+	return g, nil
+}
 
 func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg Config) (*upstream.Dispatcher, error) {
 	d, err := upstream.NewDispatcher(c.Conn, tel.Propagator, upstream.DispatcherConfig{

@@ -25,6 +25,7 @@ func TestConfig(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", env: map[string]string{}},
+		{name: "api token", env: map[string]string{"DAPR_API_TOKEN": "s3cret"}},
 		{name: "bad audit mode", env: map[string]string{"AUDIT_MODE": "sometimes"}, wantErr: "AUDIT_MODE must be required or best-effort"},
 		{name: "bad duration", env: map[string]string{"ROUTER_REQUEST_TIMEOUT": "soon"}, wantErr: "ROUTER_REQUEST_TIMEOUT"},
 		{name: "zero attempts", env: map[string]string{"ROUTER_DISPATCH_ATTEMPTS": "0"}, wantErr: "ROUTER_DISPATCH_ATTEMPTS must be positive"},
