@@ -14,6 +14,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/parleyhq/parley/gen v0.0.0-00010101000000-000000000000
+	github.com/parleyhq/parley/libs v0.0.0-00010101000000-000000000000
 	github.com/parleyhq/parley/services/provider-worker v0.0.0-00010101000000-000000000000
 	github.com/stretchr/testify v1.12.1
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc

@@ -30,6 +30,10 @@ type Options struct {
 	// is the file <SecretsDir>/N/K (K defaults to N), as Kubernetes mounts secrets. One
 	// trailing newline is trimmed from the file content.
 	SecretsDir string
+	// Only, when not empty, loads just the components of these names; the others are skipped
+	// before their metadata (and secrets) are read. A worker that serves a few components
+	// needs only their secrets.
+	Only []string
 	// SkipSecrets leaves secretKeyRef references unresolved: their values read
 	// SecretPlaceholder. The router uses it, so provider keys never reach it.
 	SkipSecrets bool
@@ -48,7 +52,7 @@ func LoadDir(dir string, opts Options) ([]Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read components directory: %w", err)
 	}
-	l := loader{secretsDir: opts.SecretsDir, lookupEnv: opts.LookupEnv, skipSecrets: opts.SkipSecrets}
+	l := loader{secretsDir: opts.SecretsDir, lookupEnv: opts.LookupEnv, skipSecrets: opts.SkipSecrets, only: opts.Only}
 	if l.lookupEnv == nil {
 		l.lookupEnv = os.LookupEnv
 	}
@@ -105,6 +109,7 @@ type loader struct {
 	secretsDir  string
 	lookupEnv   func(string) (string, bool)
 	skipSecrets bool
+	only        []string
 }
 
 // loaded is the outcome of one conversation component document. comp.Name is set whenever the
@@ -190,6 +195,9 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 		fail("metadata.name", fmt.Errorf("%q: %w", name, err))
 	} else {
 		d.comp.Name = name
+		if len(l.only) > 0 && !slices.Contains(l.only, name) {
+			return loaded{}, false
+		}
 	}
 
 	spec, err := mapping(top["spec"])

@@ -737,3 +737,31 @@ spec:
 		require.Len(t, id, 36)
 	}
 }
+
+func TestLoadDirOnly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"c.yaml": `apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: openai
+spec:
+  type: conversation.openai
+  metadata:
+  - name: key
+    secretKeyRef: {name: MISSING_KEY, key: MISSING_KEY}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: echo
+spec:
+  type: conversation.echo
+`})
+	_, err := component.LoadDir(dir, component.Options{LookupEnv: envFrom(nil)})
+	require.ErrorContains(t, err, "MISSING_KEY")
+	got, err := component.LoadDir(dir, component.Options{LookupEnv: envFrom(nil), Only: []string{"echo"}})
+	require.NoError(t, err, "the secret of a component not served is never read")
+	require.Len(t, got, 1)
+	require.Equal(t, "echo", got[0].Name)
+}

@@ -48,9 +48,10 @@ func TestConfig(t *testing.T) {
 			env: map[string]string{
 				"COMPONENTS_DIR": "/c", "SECRETS_DIR": "/s", "WORKER_COMPONENTS": "a,b",
 				"WORKER_CONCURRENCY": "8", "WORKER_HEARTBEAT_INTERVAL": "250ms", "WORKER_ID": "w-1",
+				"RESILIENCY_DIR": "/r",
 			},
 			want: app.Config{
-				ComponentsDir: "/c", SecretsDir: "/s", Components: []string{"a", "b"},
+				ComponentsDir: "/c", ResiliencyDir: "/r", SecretsDir: "/s", Components: []string{"a", "b"},
 				Concurrency: 8, HeartbeatInterval: 250 * time.Millisecond, WorkerID: "w-1",
 			},
 		},
@@ -111,6 +112,27 @@ func TestConfigServedComponentsAndID(t *testing.T) {
 	require.Equal(t, fmt.Sprintf("%s-%d", host, os.Getpid()), app.Config{}.ID())
 }
 
+func TestConfigResiliencySource(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		give        app.Config
+		wantDir     string
+		wantSetting string
+	}{
+		{"set", app.Config{ComponentsDir: "/c", ResiliencyDir: "/r"}, "/r", "RESILIENCY_DIR=/r"},
+		{"unset: the components directory", app.Config{ComponentsDir: "/c"}, "/c", "RESILIENCY_DIR (unset, so COMPONENTS_DIR=/c)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir, setting := tt.give.ResiliencySource()
+			require.Equal(t, tt.wantDir, dir)
+			require.Equal(t, tt.wantSetting, setting)
+		})
+	}
+}
+
 func TestValidateApp(t *testing.T) {
 	t.Parallel()
 	require.NoError(t, fx.ValidateApp(platform.Module("provider-worker"), app.Module))
@@ -139,6 +161,13 @@ spec:
 	return dir
 }
 
+// writeResiliency writes a Resiliency document with the given spec into dir.
+func writeResiliency(t *testing.T, dir, spec string) {
+	t.Helper()
+	doc := "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: policies\nspec:\n" + spec
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "resiliency.yaml"), []byte(doc), 0o600))
+}
+
 // secretsDir returns a mounted-secrets directory holding provider-key/key.
 func secretsDir(t *testing.T) string {
 	t.Helper()
@@ -165,8 +194,18 @@ func options(t *testing.T, srv *server.Server, cfg app.Config) fx.Option {
 func TestAppServesOverNATS(t *testing.T) {
 	t.Parallel()
 	srv := natstest.RunServer(t)
+	components := writeComponents(t, map[string]string{"chat": "conversation.echo", "other": "conversation.echo", "gpt": "conversation.openai"})
+	// Dapr's resources directory holds the policies next to the components.
+	writeResiliency(t, components, `  policies:
+    timeouts: {t: 30s}
+    retries: {r: {maxRetries: 2}}
+    circuitBreakers: {cb: {}}
+  targets:
+    components:
+      chat: {outbound: {timeout: t, retry: r, circuitBreaker: cb}}
+`)
 	cfg := app.Config{
-		ComponentsDir:     writeComponents(t, map[string]string{"chat": "conversation.echo", "other": "conversation.echo", "gpt": "conversation.openai"}),
+		ComponentsDir:     components,
 		SecretsDir:        secretsDir(t),
 		Components:        []string{"chat"},
 		Concurrency:       4,
@@ -206,6 +245,7 @@ func TestAppServesOverNATS(t *testing.T) {
 			require.NoError(t, proto.Unmarshal(m.Data, &r))
 			require.Equal(t, "ping", r.GetResponse().GetChoices()[0].GetContent())
 			require.Equal(t, "w-app", r.GetResponse().GetWorkerId())
+			require.Equal(t, int32(1), r.GetResponse().GetAttempts())
 		})
 	}
 
@@ -215,7 +255,11 @@ func TestAppServesOverNATS(t *testing.T) {
 		return strings.Contains(get(t, rpc.URL()+"/metrics", http.StatusOK), `parley_worker_requests_total{component="chat",outcome="ok"} 1`)
 	}, 5*time.Second, 20*time.Millisecond)
 	metrics := get(t, rpc.URL()+"/metrics", http.StatusOK)
-	for _, name := range []string{"parley_worker_request_duration_seconds", "parley_worker_inflight", "parley_worker_rejected_total"} {
+	for _, name := range []string{
+		"parley_worker_request_duration_seconds", "parley_worker_inflight", "parley_worker_rejected_total",
+		`parley_worker_attempts_total{component="chat",outcome="ok"} 1`,
+		`parley_worker_circuit_breaker_state{component="chat"} 0`,
+	} {
 		require.Contains(t, metrics, name)
 	}
 
@@ -243,14 +287,15 @@ func TestAppStartFailures(t *testing.T) {
 			want: `WORKER_COMPONENTS: "missing": component is not loaded (loaded: chat)`,
 		},
 		{
-			name: "served component of an unimplemented type",
+			name: "provider endpoint outside the allow-list",
 			give: func(t *testing.T) app.Config {
 				c := base
 				c.ComponentsDir = writeComponents(t, map[string]string{"chat": "conversation.echo", "openai": "conversation.openai"})
 				c.SecretsDir = secretsDir(t)
+				c.EndpointAllowlist = "llm.internal.example"
 				return c
 			},
-			want: `component "openai": type conversation.openai is not implemented by this worker yet`,
+			want: `component "openai" (conversation.openai)`,
 		},
 		{
 			name: "no components",
@@ -269,6 +314,40 @@ func TestAppStartFailures(t *testing.T) {
 				return c
 			},
 			want: "COMPONENTS_DIR=",
+		},
+		{
+			name: "invalid resiliency file next to the components",
+			give: func(t *testing.T) app.Config {
+				c := base
+				c.ComponentsDir = writeComponents(t, map[string]string{"chat": "conversation.echo"})
+				c.SecretsDir = secretsDir(t)
+				writeResiliency(t, c.ComponentsDir, "  policies:\n    retries:\n      r: {maxRetries: lots}\n")
+				return c
+			},
+			want: `load resiliency policies from RESILIENCY_DIR (unset, so COMPONENTS_DIR=`,
+		},
+		{
+			name: "resiliency target names an unknown policy",
+			give: func(t *testing.T) app.Config {
+				c := base
+				c.ComponentsDir = writeComponents(t, map[string]string{"chat": "conversation.echo"})
+				c.SecretsDir = secretsDir(t)
+				c.ResiliencyDir = t.TempDir()
+				writeResiliency(t, c.ResiliencyDir, "  targets:\n    components:\n      chat: {outbound: {retry: nope}}\n")
+				return c
+			},
+			want: `spec.targets.components.chat.outbound.retry: unknown retry policy "nope"`,
+		},
+		{
+			name: "missing resiliency directory",
+			give: func(t *testing.T) app.Config {
+				c := base
+				c.ComponentsDir = writeComponents(t, map[string]string{"chat": "conversation.echo"})
+				c.SecretsDir = secretsDir(t)
+				c.ResiliencyDir = filepath.Join(t.TempDir(), "absent")
+				return c
+			},
+			want: "load resiliency policies from RESILIENCY_DIR=",
 		},
 		{
 			name: "secret not found",

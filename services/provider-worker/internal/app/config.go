@@ -12,6 +12,9 @@ import (
 type Config struct {
 	// ComponentsDir holds the Dapr component YAML files.
 	ComponentsDir string `env:"COMPONENTS_DIR, default=/etc/parley/components"`
+	// ResiliencyDir holds the Dapr Resiliency YAML files; empty means ComponentsDir, since
+	// Dapr reads both from its resources directory.
+	ResiliencyDir string `env:"RESILIENCY_DIR"`
 	// SecretsDir, when set, holds mounted secret files <SecretsDir>/<name>/<key> that
 	// secretKeyRef entries resolve to before the environment is tried.
 	SecretsDir string `env:"SECRETS_DIR"`
@@ -24,6 +27,9 @@ type Config struct {
 	HeartbeatInterval time.Duration `env:"WORKER_HEARTBEAT_INTERVAL, default=1s"`
 	// WorkerID names the worker in replies; empty means <hostname>-<pid>.
 	WorkerID string `env:"WORKER_ID"`
+	// EndpointAllowlist restricts provider endpoints to these hosts (comma-separated;
+	// host, host:port or *.domain); empty allows any http(s) endpoint.
+	EndpointAllowlist string `env:"WORKER_ENDPOINT_ALLOWLIST"`
 }
 
 // maxConcurrency bounds WORKER_CONCURRENCY: each slot may hold a goroutine and a request.
@@ -59,6 +65,15 @@ func (c Config) ServedComponents() []string {
 		}
 	}
 	return out
+}
+
+// ResiliencySource returns the directory of the Resiliency files and how the configuration
+// names it, for messages.
+func (c Config) ResiliencySource() (dir, setting string) {
+	if c.ResiliencyDir != "" {
+		return c.ResiliencyDir, "RESILIENCY_DIR=" + c.ResiliencyDir
+	}
+	return c.ComponentsDir, "RESILIENCY_DIR (unset, so COMPONENTS_DIR=" + c.ComponentsDir + ")"
 }
 
 // ID returns WORKER_ID, or <hostname>-<pid> when it is unset.

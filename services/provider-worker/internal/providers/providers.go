@@ -1,6 +1,6 @@
 // Package providers maps loaded conversation components to the provider implementations that
-// serve them. Only conversation.echo is implemented today; every other known type fails
-// start-up with a message that says so, rather than failing each request later.
+// serve them: every type Dapr ships (openai incl. Azure, anthropic incl. Foundry,
+// aws.bedrock, deepseek, googleai, huggingface, mistral, ollama) and echo.
 package providers
 
 import (
@@ -13,7 +13,16 @@ import (
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/component"
+	"github.com/parleyhq/parley/services/provider-worker/provider"
+	"github.com/parleyhq/parley/services/provider-worker/provider/anthropic"
+	"github.com/parleyhq/parley/services/provider-worker/provider/bedrock"
+	"github.com/parleyhq/parley/services/provider-worker/provider/deepseek"
 	"github.com/parleyhq/parley/services/provider-worker/provider/echo"
+	"github.com/parleyhq/parley/services/provider-worker/provider/googleai"
+	"github.com/parleyhq/parley/services/provider-worker/provider/huggingface"
+	"github.com/parleyhq/parley/services/provider-worker/provider/mistral"
+	"github.com/parleyhq/parley/services/provider-worker/provider/ollama"
+	"github.com/parleyhq/parley/services/provider-worker/provider/openai"
 )
 
 // Provider answers one conversation request. Implementations must be safe for concurrent
@@ -24,6 +33,13 @@ type Provider interface {
 
 // Error is a provider failure that carries the code the router should see, for example
 // UNAVAILABLE when the upstream API is overloaded. Failures without a code are INTERNAL.
+//
+// The code also steers the component's resiliency policy: INVALID_ARGUMENT and NOT_FOUND say
+// the request itself cannot succeed, so the worker neither retries them nor counts them
+// against the circuit breaker; every other failure may be retried. A provider that got a
+// Retry-After answer wraps its Error with resiliency.RetryAfterHint, and the worker waits
+// that long instead of its backoff (provider.Error carries its hint in a field, which the
+// worker reads through provider.RetryAfterOf).
 type Error struct {
 	// Code classifies the failure.
 	Code providerv1.ErrorCode
@@ -44,14 +60,57 @@ func (e *Error) ErrorCode() providerv1.ErrorCode { return e.Code }
 // define it.
 var ErrNotLoaded = errors.New("component is not loaded")
 
-// New returns the provider implementing c's type.
-func New(c component.Component) (Provider, error) {
-	switch c.Provider() {
-	case "echo":
-		return echo.New(), nil
-	default:
-		return nil, fmt.Errorf("component %q: type %s is not implemented by this worker yet", c.Name, c.Type)
+// constructor builds the provider of one component. ctx bounds start-up work (loading
+// AWS credentials); it is not kept.
+type constructor func(ctx context.Context, c component.Component, opts provider.Options) (Provider, error)
+
+// typed adapts a constructor of a concrete provider type, returning a nil interface rather
+// than a typed nil on error.
+func typed[P Provider](f func(component.Component, provider.Options) (P, error)) constructor {
+	return func(_ context.Context, c component.Component, opts provider.Options) (Provider, error) {
+		p, err := f(c, opts)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
 	}
+}
+
+// constructors maps the provider part of a component type (conversation.<provider>) to its
+// constructor.
+func constructors() map[string]constructor {
+	return map[string]constructor{
+		"echo": func(context.Context, component.Component, provider.Options) (Provider, error) {
+			return echo.New(), nil
+		},
+		"openai":      typed(openai.New),
+		"deepseek":    typed(deepseek.New),
+		"googleai":    typed(googleai.New),
+		"huggingface": typed(huggingface.New),
+		"ollama":      typed(ollama.New),
+		"mistral":     typed(mistral.New),
+		"anthropic":   typed(anthropic.New),
+		"aws.bedrock": func(ctx context.Context, c component.Component, opts provider.Options) (Provider, error) {
+			p, err := bedrock.New(ctx, c, opts)
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+	}
+}
+
+// New returns the provider implementing c's type.
+func New(ctx context.Context, c component.Component, opts provider.Options) (Provider, error) {
+	ctor, ok := constructors()[strings.ToLower(c.Provider())]
+	if !ok {
+		return nil, fmt.Errorf("component %q: type %s is not implemented by this worker", c.Name, c.Type)
+	}
+	p, err := ctor(ctx, c, opts)
+	if err != nil {
+		return nil, fmt.Errorf("component %q (%s): %w", c.Name, c.Type, err)
+	}
+	return p, nil
 }
 
 // Select returns the components named in names, in that order, or every component when
@@ -103,11 +162,11 @@ type Registry struct {
 
 // Build creates the provider of every component in comps. It reports every component it
 // cannot serve, not just the first.
-func Build(comps []component.Component) (*Registry, error) {
+func Build(ctx context.Context, comps []component.Component, opts provider.Options) (*Registry, error) {
 	r := &Registry{providers: make(map[string]Provider, len(comps))}
 	var errs []error
 	for _, c := range comps {
-		p, err := New(c)
+		p, err := New(ctx, c, opts)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -1,8 +1,6 @@
 package providers_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/component"
 	"github.com/parleyhq/parley/services/provider-worker/internal/providers"
+	"github.com/parleyhq/parley/services/provider-worker/provider"
 )
 
 // writeComponent writes a component file of type typ named name into dir.
@@ -57,7 +56,7 @@ func TestBuild(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			reg, err := providers.Build(load(t, tt.give))
+			reg, err := providers.Build(t.Context(), load(t, tt.give), provider.Options{})
 			require.NoError(t, err)
 			require.Equal(t, tt.wantNames, reg.Names())
 			var seen []string
@@ -76,81 +75,43 @@ func TestBuild(t *testing.T) {
 	}
 }
 
-func TestBuildRejectsUnimplementedTypes(t *testing.T) {
+func TestBuildEveryType(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name string
-		give map[string]string
-		want []string
-	}{
-		{
-			name: "openai",
-			give: map[string]string{"openai": "conversation.openai", "chat": "conversation.echo"},
-			want: []string{`component "openai": type conversation.openai is not implemented by this worker yet`},
-		},
-		{
-			name: "every problem is reported",
-			give: map[string]string{"claude": "conversation.anthropic", "local": "conversation.ollama"},
-			want: []string{
-				`component "claude": type conversation.anthropic is not implemented by this worker yet`,
-				`component "local": type conversation.ollama is not implemented by this worker yet`,
-			},
-		},
+	dir := t.TempDir()
+	doc := func(name, typ, md string) string {
+		return "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: " + name +
+			"\nspec:\n  type: " + typ + "\n  metadata:\n" + md + "---\n"
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := providers.Build(load(t, tt.give))
-			for _, want := range tt.want {
-				require.ErrorContains(t, err, want)
-			}
-		})
-	}
+	key := "  - name: key\n    value: k\n"
+	yaml := doc("oa", "conversation.openai", key) +
+		doc("az", "conversation.openai", key+"  - name: apiType\n    value: azure\n  - name: endpoint\n    value: https://x.openai.azure.com\n  - name: apiVersion\n    value: 2024-10-21\n") +
+		doc("an", "conversation.anthropic", key) +
+		doc("br", "conversation.aws.bedrock", "  - name: region\n    value: us-east-1\n  - name: accessKey\n    value: a\n  - name: secretKey\n    value: s\n") +
+		doc("ds", "conversation.deepseek", key) +
+		doc("gg", "conversation.googleai", key) +
+		doc("hf", "conversation.huggingface", key) +
+		doc("mi", "conversation.mistral", key) +
+		doc("ol", "conversation.ollama", "  - name: model\n    value: llama3.2\n") +
+		doc("ec", "conversation.echo", "  - name: responseCacheTTL\n    value: 1m\n")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "all.yaml"), []byte(yaml), 0o600))
+	comps, err := component.LoadDir(dir, component.Options{LookupEnv: func(string) (string, bool) { return "", false }})
+	require.NoError(t, err)
+	reg, err := providers.Build(t.Context(), comps, provider.Options{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"an", "az", "br", "ds", "ec", "gg", "hf", "mi", "oa", "ol"}, reg.Names())
 }
 
-func TestSelect(t *testing.T) {
+func TestBuildRejectsBadEndpoints(t *testing.T) {
 	t.Parallel()
-	comps := load(t, map[string]string{"a": "conversation.echo", "b": "conversation.echo", "c": "conversation.openai"})
-	names := func(cs []component.Component) []string {
-		out := make([]string, len(cs))
-		for i, c := range cs {
-			out[i] = c.Name
-		}
-		return out
-	}
-	tests := []struct {
-		name string
-		give []string
-		want []string
-	}{
-		{"empty means all", nil, []string{"a", "b", "c"}},
-		{"subset in the given order", []string{"b", "a"}, []string{"b", "a"}},
-		{"repeats served once", []string{"a", "a"}, []string{"a"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := providers.Select(comps, tt.give)
-			require.NoError(t, err)
-			require.Equal(t, tt.want, names(got))
-		})
-	}
-
-	t.Run("unknown name", func(t *testing.T) {
-		t.Parallel()
-		_, err := providers.Select(comps, []string{"a", "nope"})
-		require.ErrorIs(t, err, providers.ErrNotLoaded)
-		require.ErrorContains(t, err, `"nope": component is not loaded (loaded: a, b, c)`)
-	})
-}
-
-func TestErrorCarriesCode(t *testing.T) {
-	t.Parallel()
-	cause := context.DeadlineExceeded
-	var err error = &providers.Error{Code: providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, Err: cause}
-	var coded interface{ ErrorCode() providerv1.ErrorCode }
-	require.ErrorAs(t, fmt.Errorf("call: %w", err), &coded)
-	require.Equal(t, providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, coded.ErrorCode())
-	require.True(t, errors.Is(err, cause))
-	require.Equal(t, cause.Error(), err.Error())
+	dir := t.TempDir()
+	yaml := "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: oa\nspec:\n  type: conversation.openai\n  metadata:\n" +
+		"  - name: key\n    value: k\n  - name: endpoint\n    value: file:///etc/passwd\n---\n" +
+		"apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ol\nspec:\n  type: conversation.ollama\n  metadata:\n" +
+		"  - name: endpoint\n    value: http://evil.example:11434/v1\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte(yaml), 0o600))
+	comps, err := component.LoadDir(dir, component.Options{LookupEnv: func(string) (string, bool) { return "", false }})
+	require.NoError(t, err)
+	_, err = providers.Build(t.Context(), comps, provider.Options{EndpointAllowlist: provider.ParseAllowlist("localhost")})
+	require.ErrorContains(t, err, `component "oa"`)
+	require.ErrorContains(t, err, `component "ol"`)
 }

@@ -34,6 +34,21 @@
 // A panicking provider is recovered and answered INTERNAL "provider panicked"; the worker
 // keeps serving.
 //
+// # Resiliency
+//
+// Each provider call runs under its component's policy from Options.Resiliency (Dapr
+// Resiliency documents; see libs/resiliency): every attempt under the policy's timeout,
+// failed attempts retried with backoff while the request's deadline leaves room, all through
+// the component's circuit breaker. Retries happen inside the call, so heartbeats continue
+// while the policy waits. Errors with code INVALID_ARGUMENT or NOT_FOUND blame the request:
+// they are not retried and do not count against the circuit breaker. Empty answers and
+// errors whose Retryable() method says false are not retried either, but do count. A
+// Retry-After hint the Set can read (resiliency.RetryAfterHint, or its WithRetryAfter hook)
+// replaces the backoff. The Response carries the number of attempts. A call the circuit
+// breaker refuses is answered UNAVAILABLE "circuit breaker is open" (or "too many requests"
+// while half-open) without calling the provider; a call whose last attempt hit the policy's
+// timeout is answered DEADLINE_EXCEEDED "attempt timed out after ...".
+//
 // # Stopping
 //
 // Stop drains the subscriptions first, so no new work arrives and buffered messages are still

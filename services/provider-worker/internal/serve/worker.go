@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -25,6 +26,7 @@ import (
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/bus"
+	"github.com/parleyhq/parley/libs/resiliency"
 )
 
 // SubjectPrefix is the prefix of the per-component work subjects; the queue group has the
@@ -73,10 +75,26 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the worker's metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
+	// Resiliency holds each component's timeout, retry and circuit breaker policies; nil
+	// means one attempt per request, bounded only by the request's deadline.
+	Resiliency *resiliency.Set
 }
 
 // errStopping is the cancellation cause of calls still running when Stop gives up waiting.
 var errStopping = errors.New("worker is stopping")
+
+// errNoResponse is a provider's answer of neither a response nor an error.
+var errNoResponse = errors.New("provider returned no response")
+
+// final marks a provider failure that another attempt would repeat but that is the
+// provider's fault, not the request's: it is not retried, yet counts against the circuit
+// breaker (unlike resiliency.Permanent).
+type final struct{ error }
+
+func (f final) Unwrap() error { return f.error }
+
+// Retryable implements the hook of resiliency.IsRetryable.
+func (final) Retryable() bool { return false }
 
 // Worker subscribes to the work subjects of its components and answers their requests. It
 // starts once and stops once.
@@ -100,12 +118,14 @@ type Worker struct {
 	stopped bool
 }
 
-// route is one served component with its metrics bound to its label.
+// route is one served component with its policy and its metrics bound to its label.
 type route struct {
 	name     string
 	subject  string
 	provider Provider
+	policy   *resiliency.Policy
 	requests map[outcome]prometheus.Counter
+	attempts map[attemptOutcome]prometheus.Counter
 	duration prometheus.Observer
 	inflight prometheus.Gauge
 	rejected prometheus.Counter
@@ -185,7 +205,10 @@ func New(nc *nats.Conn, providers map[string]Provider, opts Options) (*Worker, e
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		w.routes = append(w.routes, m.route(name, providers[name]))
+		w.routes = append(w.routes, m.route(name, providers[name], opts.Resiliency.ForComponent(name)))
+	}
+	if err := opts.Registerer.Register(newBreakerStates(w.routes)); err != nil {
+		return nil, fmt.Errorf("register worker metrics: %w", err)
 	}
 	return w, nil
 }
@@ -228,6 +251,11 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.logger.InfoContext(ctx, "worker subscribed",
 		"components", w.Components(), "worker_id", w.opts.WorkerID, "concurrency", w.opts.Concurrency)
+	for _, rt := range w.routes {
+		if !rt.policy.Empty() {
+			w.logger.InfoContext(ctx, "resiliency policy", "policy", rt.policy)
+		}
+	}
 	return nil
 }
 
@@ -379,6 +407,7 @@ type exchange struct {
 	requestID string
 	received  time.Time
 	span      trace.Span
+	attempts  int // provider calls made, once known
 }
 
 func (w *Worker) process(ctx context.Context, rt *route, m *nats.Msg, received time.Time) outcome {
@@ -421,8 +450,9 @@ func (w *Worker) process(ctx context.Context, rt *route, m *nats.Msg, received t
 	callCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	results := make(chan result, 1)
-	// The goroutine is owned by this call: every path below waits for its result.
-	go func() { results <- call(callCtx, rt.provider, &req) }()
+	// The goroutine is owned by this call: every path below waits for its result. Retries
+	// happen inside it, so heartbeats go on while the policy waits between attempts.
+	go func() { results <- w.call(callCtx, x, &req) }()
 	ticker := time.NewTicker(w.opts.HeartbeatInterval)
 	defer ticker.Stop()
 	abort := w.abort
@@ -446,11 +476,12 @@ func (w *Worker) process(ctx context.Context, rt *route, m *nats.Msg, received t
 	}
 }
 
-// result is the outcome of one provider call.
+// result is the outcome of one request's provider calls.
 type result struct {
-	resp    *providerv1.Response
-	err     error
-	latency time.Duration
+	resp     *providerv1.Response
+	err      error
+	latency  time.Duration
+	attempts int
 }
 
 // panicError is a recovered provider panic. Its message, sent to the router, says only that
@@ -462,16 +493,55 @@ type panicError struct {
 
 func (e *panicError) Error() string { return "provider panicked" }
 
-func call(ctx context.Context, p Provider, req *providerv1.Request) (res result) {
+// call runs the provider under the component's resiliency policy and recovers a panic,
+// which ends the retries. Errors that blame the request (INVALID_ARGUMENT, NOT_FOUND) are
+// neither retried nor held against the component; empty answers, a provider bug, are not
+// retried.
+func (w *Worker) call(ctx context.Context, x *exchange, req *providerv1.Request) (res result) {
+	rt := x.rt
 	start := time.Now()
 	defer func() {
 		res.latency = time.Since(start)
 		if v := recover(); v != nil {
+			rt.attempts[attemptError].Inc()
 			res = result{err: &panicError{value: panicValue(v), stack: debug.Stack()}, latency: time.Since(start)}
 		}
 	}()
-	res.resp, res.err = p.Converse(ctx, req)
+	res.attempts, res.err = rt.policy.Run(ctx, func(actx context.Context) error {
+		resp, err := rt.provider.Converse(actx, req)
+		switch {
+		case err == nil && resp == nil:
+			err = final{errNoResponse}
+		case err != nil && blamesRequest(err):
+			err = resiliency.Permanent(err)
+		}
+		out := attemptOutcomeOf(ctx, actx, err)
+		rt.attempts[out].Inc()
+		if err != nil {
+			w.logger.DebugContext(ctx, "attempt failed", "component", rt.name, "request_id", x.requestID,
+				"outcome", string(out), "err", err)
+			return err
+		}
+		res.resp = resp
+		return nil
+	})
+	switch {
+	case errors.Is(res.err, resiliency.ErrOpenState):
+		rt.attempts[attemptCircuitOpen].Inc()
+	case errors.Is(res.err, resiliency.ErrTooManyRequests):
+		rt.attempts[attemptTooManyRequests].Inc()
+	}
 	return res
+}
+
+// blamesRequest reports whether a provider error says the request itself cannot succeed.
+func blamesRequest(err error) bool {
+	var c coder
+	if !errors.As(err, &c) {
+		return false
+	}
+	code := c.ErrorCode()
+	return code == providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT || code == providerv1.ErrorCode_ERROR_CODE_NOT_FOUND
 }
 
 // panicValue describes a panic without risking request text in the log: runtime errors carry
@@ -484,6 +554,7 @@ func panicValue(v any) string {
 }
 
 func (w *Worker) finish(ctx, callCtx context.Context, x *exchange, res result) outcome {
+	x.attempts = res.attempts
 	if res.err != nil {
 		if callCtx.Err() != nil {
 			code, err := contextError(callCtx)
@@ -492,10 +563,11 @@ func (w *Worker) finish(ctx, callCtx context.Context, x *exchange, res result) o
 		return w.fail(ctx, x, providerErrorCode(res.err), res.err)
 	}
 	if res.resp == nil {
-		return w.fail(ctx, x, providerv1.ErrorCode_ERROR_CODE_INTERNAL, errors.New("provider returned no response"))
+		return w.fail(ctx, x, providerv1.ErrorCode_ERROR_CODE_INTERNAL, errNoResponse)
 	}
 	res.resp.WorkerId = w.opts.WorkerID
 	res.resp.ProviderLatency = durationpb.New(res.latency)
+	res.resp.Attempts = int32(min(res.attempts, math.MaxInt32))
 	data, err := proto.Marshal(&providerv1.Reply{Kind: &providerv1.Reply_Response{Response: res.resp}})
 	if err != nil {
 		return w.fail(ctx, x, providerv1.ErrorCode_ERROR_CODE_INTERNAL, fmt.Errorf("encode response: %w", err))
@@ -510,7 +582,7 @@ func (w *Worker) finish(ctx, callCtx context.Context, x *exchange, res result) o
 		return outcomeInternal
 	}
 	w.logger.DebugContext(ctx, "request served", "component", x.rt.name, "request_id", x.requestID,
-		"duration_ms", time.Since(x.received).Milliseconds())
+		"attempts", x.attempts, "duration_ms", time.Since(x.received).Milliseconds())
 	return outcomeOK
 }
 
@@ -522,8 +594,13 @@ func contextError(ctx context.Context) (providerv1.ErrorCode, error) {
 	return providerv1.ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED, errors.New("deadline exceeded while the provider was running")
 }
 
-// providerErrorCode classifies an error the provider returned while its context was live.
+// providerErrorCode classifies an error the provider, or the component's circuit breaker,
+// returned while the request's context was live. A per-attempt timeout of the resiliency
+// policy is DEADLINE_EXCEEDED unless the provider's own error has a code.
 func providerErrorCode(err error) providerv1.ErrorCode {
+	if errors.Is(err, resiliency.ErrOpenState) || errors.Is(err, resiliency.ErrTooManyRequests) {
+		return providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE
+	}
 	var c coder
 	if errors.As(err, &c) && c.ErrorCode() != providerv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
 		return c.ErrorCode()
@@ -545,7 +622,7 @@ func (w *Worker) fail(ctx context.Context, x *exchange, code providerv1.ErrorCod
 	}
 	attrs := []any{
 		"component", x.rt.name, "request_id", x.requestID, "code", string(out), "err", err,
-		"duration_ms", time.Since(x.received).Milliseconds(),
+		"attempts", x.attempts, "duration_ms", time.Since(x.received).Milliseconds(),
 	}
 	var pe *panicError
 	if errors.As(err, &pe) {

@@ -88,7 +88,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, req *providerv1.Request) (*co
 		if err != nil {
 			return nil, err
 		}
-		return &conversation.Dispatched{Response: resp, Attempts: attempt}, nil
+		// Attempts counts provider calls: the worker's own (resiliency retries) on the last
+		// dispatch, plus at least one for every worker that went silent before it.
+		return &conversation.Dispatched{Response: resp, Attempts: attempt - 1 + max(1, int(resp.GetAttempts()))}, nil
 	}
 }
 

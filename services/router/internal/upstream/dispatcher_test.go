@@ -67,6 +67,13 @@ func TestDispatch(t *testing.T) {
 		reply(t, worker, m.Reply, ok)
 	})
 	require.NoError(t, err)
+	// retried answers after the worker's own resiliency retries.
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"retried", "q", func(m *nats.Msg) {
+		reply(t, worker, m.Reply, &providerv1.Reply{Kind: &providerv1.Reply_Response{Response: &providerv1.Response{
+			Attempts: 3, Choices: []*providerv1.Choice{{Content: "done"}},
+		}}})
+	})
+	require.NoError(t, err)
 	// dead never answers.
 	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"dead", "q", func(*nats.Msg) {})
 	require.NoError(t, err)
@@ -81,6 +88,7 @@ func TestDispatch(t *testing.T) {
 		{component: "healthy", wantAttempts: 1},
 		{component: "slow", wantAttempts: 1},
 		{component: "flaky", wantAttempts: 2},
+		{component: "retried", wantAttempts: 3},
 		{component: "failing", wantProvider: "bad temperature"},
 		{component: "dead", wantErr: conversation.ErrWorkerLost},
 		{component: "absent", wantErr: conversation.ErrNoWorker},

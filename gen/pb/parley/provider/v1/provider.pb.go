@@ -840,8 +840,11 @@ type Response struct {
 	Usage           *Usage                 `protobuf:"bytes,3,opt,name=usage,proto3" json:"usage,omitempty"`
 	WorkerId        string                 `protobuf:"bytes,4,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	ProviderLatency *durationpb.Duration   `protobuf:"bytes,5,opt,name=provider_latency,json=providerLatency,proto3" json:"provider_latency,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Provider calls the worker made for this answer under the component's resiliency policy:
+	// 1 without retries. Calls on other workers after a lost worker are not included.
+	Attempts      int32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Response) Reset() {
@@ -907,6 +910,13 @@ func (x *Response) GetProviderLatency() *durationpb.Duration {
 		return x.ProviderLatency
 	}
 	return nil
+}
+
+func (x *Response) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
 }
 
 // Error is the outcome of a failed call.
@@ -1183,13 +1193,14 @@ const file_parley_provider_v1_provider_proto_rawDesc = "" +
 	"\rfinish_reason\x18\x02 \x01(\tR\ffinishReason\x12\x18\n" +
 	"\acontent\x18\x03 \x01(\tR\acontent\x12;\n" +
 	"\n" +
-	"tool_calls\x18\x04 \x03(\v2\x1c.parley.provider.v1.ToolCallR\ttoolCalls\"\xea\x01\n" +
+	"tool_calls\x18\x04 \x03(\v2\x1c.parley.provider.v1.ToolCallR\ttoolCalls\"\x86\x02\n" +
 	"\bResponse\x124\n" +
 	"\achoices\x18\x01 \x03(\v2\x1a.parley.provider.v1.ChoiceR\achoices\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12/\n" +
 	"\x05usage\x18\x03 \x01(\v2\x19.parley.provider.v1.UsageR\x05usage\x12\x1b\n" +
 	"\tworker_id\x18\x04 \x01(\tR\bworkerId\x12D\n" +
-	"\x10provider_latency\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0fproviderLatency\"q\n" +
+	"\x10provider_latency\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0fproviderLatency\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\"q\n" +
 	"\x05Error\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.parley.provider.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1b\n" +
