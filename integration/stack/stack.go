@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -92,6 +93,15 @@ type Stack struct {
 	logMu       sync.Mutex
 	procs       map[string]*Process
 	binDir      string
+	// instances are extra processes of a service (StartInstance), in start order.
+	instances []instance
+}
+
+// instance is one more process of a service, under its own name and ports.
+type instance struct {
+	name, service   string
+	port, extraPort int
+	env             map[string]string
 }
 
 // Process is one running service.
@@ -197,6 +207,9 @@ func (s *Stack) RouterGRPCAddr() string {
 }
 
 func (s *Stack) port(name string) int {
+	if inst, ok := s.instance(name); ok {
+		return inst.port
+	}
 	switch name {
 	case "router":
 		return s.Ports.Router
@@ -214,6 +227,28 @@ func (s *Stack) port(name string) int {
 
 // ServiceEnv is the environment service name gets.
 func (s *Stack) ServiceEnv(name string) []string {
+	var env map[string]string
+	if inst, ok := s.instance(name); ok {
+		env = s.serviceEnv(inst.service)
+		env["RPC_ADDR"] = fmt.Sprintf("127.0.0.1:%d", inst.port)
+		if inst.service == "router" {
+			env["RPC_EXTRA_ADDRS"] = fmt.Sprintf("127.0.0.1:%d", inst.extraPort)
+		}
+		for k, v := range inst.env {
+			env[k] = v
+		}
+	} else {
+		env = s.serviceEnv(name)
+	}
+	out := os.Environ()
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// serviceEnv is the environment of service name, without the process environment.
+func (s *Stack) serviceEnv(name string) map[string]string {
 	env := map[string]string{
 		"LOG_LEVEL": "info",
 		"RPC_ADDR":  fmt.Sprintf("127.0.0.1:%d", s.port(name)),
@@ -234,11 +269,54 @@ func (s *Stack) ServiceEnv(name string) []string {
 	for k, v := range s.opts.Env {
 		env[k] = v
 	}
-	out := os.Environ()
-	for k, v := range env {
-		out = append(out, k+"="+v)
+	return env
+}
+
+// StartInstance starts one more process of service (a second router, say) under name,
+// on free loopback ports, with env on top of the service's usual environment, and
+// waits until it is ready. StartService, StopService, Process, URL and Signal accept
+// name afterwards; Stop stops instances before the services.
+func (s *Stack) StartInstance(ctx context.Context, service, name string, env map[string]string) error {
+	if !slices.Contains(Services, service) {
+		return fmt.Errorf("start instance %s: unknown service %q", name, service)
 	}
-	return out
+	if _, ok := s.instance(name); ok || slices.Contains(Services, name) {
+		return fmt.Errorf("start instance %s: the name is taken", name)
+	}
+	inst := instance{name: name, service: service, env: env}
+	var err error
+	if inst.port, err = FreePort(); err != nil {
+		return err
+	}
+	if inst.extraPort, err = FreePort(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.instances = append(s.instances, inst)
+	s.mu.Unlock()
+	if err := s.StartService(ctx, name); err != nil {
+		return err
+	}
+	return s.WaitReady(ctx, name, s.opts.ReadyTimeout)
+}
+
+// GRPCAddr is the extra (Dapr gRPC) address of a router instance.
+func (s *Stack) GRPCAddr(name string) string {
+	if inst, ok := s.instance(name); ok {
+		return fmt.Sprintf("127.0.0.1:%d", inst.extraPort)
+	}
+	return s.RouterGRPCAddr()
+}
+
+func (s *Stack) instance(name string) (instance, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, inst := range s.instances {
+		if inst.name == name {
+			return inst, true
+		}
+	}
+	return instance{}, false
 }
 
 // StartService starts (or restarts) one service process.
@@ -249,7 +327,11 @@ func (s *Stack) StartService(ctx context.Context, name string) error {
 // StartServiceWithEnv starts one service process with env.
 func (s *Stack) StartServiceWithEnv(_ context.Context, name string, env []string) error {
 	// The process outlives any request context: it is stopped by Stop or StopService.
-	cmd := exec.Command(filepath.Join(s.binDir, name)) //nolint:gosec // our own binary
+	binary := name
+	if inst, ok := s.instance(name); ok {
+		binary = inst.service
+	}
+	cmd := exec.Command(filepath.Join(s.binDir, binary)) //nolint:gosec // our own binary
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &Process{Name: name, Env: env, cmd: cmd, done: make(chan struct{}), log: newTailBuffer(64 << 10)}
@@ -366,6 +448,12 @@ func (s *Stack) StopService(ctx context.Context, name string) error {
 // Stop stops the services in reverse order, then NATS and a private PostgreSQL.
 func (s *Stack) Stop(ctx context.Context) error {
 	var errs []error
+	s.mu.Lock()
+	instances := slices.Clone(s.instances)
+	s.mu.Unlock()
+	for i := len(instances) - 1; i >= 0; i-- {
+		errs = append(errs, s.StopService(ctx, instances[i].name))
+	}
 	for i := len(Services) - 1; i >= 0; i-- {
 		errs = append(errs, s.StopService(ctx, Services[i]))
 	}

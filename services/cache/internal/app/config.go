@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/parleyhq/parley/services/cache/internal/store"
 )
@@ -18,6 +19,11 @@ type Config struct {
 	MaxBucketBytes int64 `env:"CACHE_MAX_BUCKET_BYTES, default=1073741824"`
 	// Replicas is the number of JetStream replicas of the bucket (1 to 5).
 	Replicas int `env:"CACHE_REPLICAS, default=1"`
+	// L1MaxBytes caps the in-process cache in front of the bucket; 0 turns it off.
+	L1MaxBytes int64 `env:"CACHE_L1_MAX_BYTES, default=67108864"`
+	// MaxLeaseTTL caps how long a caller may hold a key's lease while it asks the
+	// provider, and so how long others wait for it.
+	MaxLeaseTTL time.Duration `env:"CACHE_MAX_LEASE_TTL, default=2m"`
 }
 
 // maxEntryBytes keeps the entry limit inside JetStream's int32 message size, with room
@@ -47,6 +53,12 @@ func (c *Config) Validate() error {
 	if c.Replicas <= 0 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("CACHE_REPLICAS must be between 1 and 5, got %d", c.Replicas))
 	}
+	if c.L1MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("CACHE_L1_MAX_BYTES must not be negative, got %d", c.L1MaxBytes))
+	}
+	if c.MaxLeaseTTL < time.Second || c.MaxLeaseTTL > time.Hour {
+		errs = append(errs, fmt.Errorf("CACHE_MAX_LEASE_TTL must be between 1s and 1h, got %s", c.MaxLeaseTTL))
+	}
 	return errors.Join(errs...)
 }
 
@@ -57,5 +69,7 @@ func (c Config) Store() store.Config {
 		MaxEntryBytes:  c.MaxEntryBytes,
 		MaxBucketBytes: c.MaxBucketBytes,
 		Replicas:       c.Replicas,
+		L1MaxBytes:     c.L1MaxBytes,
+		MaxLeaseTTL:    c.MaxLeaseTTL,
 	}
 }

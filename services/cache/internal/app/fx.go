@@ -32,6 +32,9 @@ var Module = fx.Module("cache",
 			return rpcserver.Check{Name: "cache_bucket", Check: s.Ready}
 		}),
 	),
+	// Appended after the RPC server's hooks, so it runs before the server stops: pending
+	// Waits answer "no value" at once instead of holding the graceful shutdown open.
+	fx.Invoke(func(lc fx.Lifecycle, s *store.Store) { lc.Append(fx.StopHook(s.EndWaits)) }),
 )
 
 // newStore builds the store and creates its bucket at start, before the server serves.
@@ -40,6 +43,6 @@ func newStore(lc fx.Lifecycle, js jetstream.JetStream, cfg Config, reg prometheu
 	if err != nil {
 		return nil, err
 	}
-	lc.Append(fx.StartHook(s.Start))
+	lc.Append(fx.StartStopHook(s.Start, s.Stop))
 	return s, nil
 }

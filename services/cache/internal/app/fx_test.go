@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 	"github.com/stretchr/testify/require"
@@ -28,15 +29,16 @@ func TestConfig(t *testing.T) {
 		{
 			name: "defaults",
 			env:  map[string]string{},
-			want: app.Config{Bucket: "parley_cache", MaxEntryBytes: 1 << 20, MaxBucketBytes: 1 << 30, Replicas: 1},
+			want: app.Config{Bucket: "parley_cache", MaxEntryBytes: 1 << 20, MaxBucketBytes: 1 << 30, Replicas: 1, L1MaxBytes: 64 << 20, MaxLeaseTTL: 2 * time.Minute},
 		},
 		{
 			name: "overrides",
 			env: map[string]string{
 				"CACHE_BUCKET": "tenant-a_cache", "CACHE_MAX_ENTRY_BYTES": "2048",
 				"CACHE_MAX_BUCKET_BYTES": "1048576", "CACHE_REPLICAS": "3",
+				"CACHE_L1_MAX_BYTES": "0", "CACHE_MAX_LEASE_TTL": "30s",
 			},
-			want: app.Config{Bucket: "tenant-a_cache", MaxEntryBytes: 2048, MaxBucketBytes: 1 << 20, Replicas: 3},
+			want: app.Config{Bucket: "tenant-a_cache", MaxEntryBytes: 2048, MaxBucketBytes: 1 << 20, Replicas: 3, MaxLeaseTTL: 30 * time.Second},
 		},
 		{name: "zero entry size", env: map[string]string{"CACHE_MAX_ENTRY_BYTES": "0"}, wantErr: []string{"CACHE_MAX_ENTRY_BYTES"}},
 		{name: "negative bucket size", env: map[string]string{"CACHE_MAX_BUCKET_BYTES": "-1"}, wantErr: []string{"CACHE_MAX_BUCKET_BYTES"}},
@@ -45,6 +47,9 @@ func TestConfig(t *testing.T) {
 		{name: "bucket with a dot", env: map[string]string{"CACHE_BUCKET": "a.b"}, wantErr: []string{"CACHE_BUCKET"}},
 		{name: "bucket smaller than an entry", env: map[string]string{"CACHE_MAX_ENTRY_BYTES": "4096", "CACHE_MAX_BUCKET_BYTES": "1024"}, wantErr: []string{"CACHE_MAX_BUCKET_BYTES"}},
 		{name: "not a number", env: map[string]string{"CACHE_REPLICAS": "two"}, wantErr: []string{"CACHE_REPLICAS"}},
+		{name: "negative l1", env: map[string]string{"CACHE_L1_MAX_BYTES": "-1"}, wantErr: []string{"CACHE_L1_MAX_BYTES"}},
+		{name: "lease under a second", env: map[string]string{"CACHE_MAX_LEASE_TTL": "500ms"}, wantErr: []string{"CACHE_MAX_LEASE_TTL"}},
+		{name: "lease over an hour", env: map[string]string{"CACHE_MAX_LEASE_TTL": "2h"}, wantErr: []string{"CACHE_MAX_LEASE_TTL"}},
 		{
 			name:    "every problem at once",
 			env:     map[string]string{"CACHE_MAX_ENTRY_BYTES": "-5", "CACHE_MAX_BUCKET_BYTES": "0", "CACHE_REPLICAS": "-1"},

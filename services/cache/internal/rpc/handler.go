@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	cachev1 "github.com/parleyhq/parley/gen/pb/parley/cache/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/cache/v1/cachev1connect"
@@ -17,8 +18,12 @@ import (
 
 // Cache is what the handler needs from the store.
 type Cache interface {
-	Get(ctx context.Context, key string) ([]byte, bool, error)
-	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Get(ctx context.Context, k store.Key) ([]byte, bool, error)
+	Put(ctx context.Context, k store.Key, value []byte, ttl time.Duration, lease uint64) error
+	Lookup(ctx context.Context, k store.Key, leaseTTL time.Duration) (store.Lookup, error)
+	Wait(ctx context.Context, k store.Key, maxWait time.Duration) ([]byte, bool, error)
+	Release(ctx context.Context, k store.Key, lease uint64) error
+	Purge(ctx context.Context, tenant, component string) (store.Purged, error)
 }
 
 // Handler implements CacheService over a Cache.
@@ -35,32 +40,114 @@ func NewHandler(c Cache) *Handler {
 
 // Get returns the entry under the request's key, if it is live.
 func (h *Handler) Get(ctx context.Context, req *cachev1.GetRequest) (*cachev1.GetResponse, error) {
-	value, found, err := h.cache.Get(ctx, req.GetKey())
+	k := store.Key{Tenant: req.GetTenant(), Component: req.GetComponent(), Hash: req.GetKey()}
+	value, found, err := h.cache.Get(ctx, k)
 	if err != nil {
 		return nil, toConnect(err)
 	}
 	return &cachev1.GetResponse{Found: found, Value: value}, nil
 }
 
-// Put stores the request's value under its key for its TTL.
+// Put stores the request's value under its key for its TTL and ends its lease.
 func (h *Handler) Put(ctx context.Context, req *cachev1.PutRequest) (*cachev1.PutResponse, error) {
-	if req.GetTtl() == nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("ttl is required"))
+	ttl, err := positive("ttl", req.GetTtl())
+	if err != nil {
+		return nil, err
 	}
-	if err := req.GetTtl().CheckValid(); err != nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("ttl: %w", err))
-	}
-	if err := h.cache.Put(ctx, req.GetKey(), req.GetValue(), req.GetTtl().AsDuration()); err != nil {
+	k := store.Key{Tenant: req.GetTenant(), Component: req.GetComponent(), Hash: req.GetKey()}
+	if err := h.cache.Put(ctx, k, req.GetValue(), ttl, req.GetLease()); err != nil {
 		return nil, toConnect(err)
 	}
 	return &cachev1.PutResponse{}, nil
+}
+
+// Lookup returns the entry, a lease, or word that another caller holds the lease.
+func (h *Handler) Lookup(ctx context.Context, req *cachev1.LookupRequest) (*cachev1.LookupResponse, error) {
+	var leaseTTL time.Duration
+	if d := req.GetLeaseTtl(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("lease_ttl: %w", err))
+		}
+		leaseTTL = d.AsDuration()
+	}
+	k := store.Key{Tenant: req.GetTenant(), Component: req.GetComponent(), Hash: req.GetKey()}
+	res, err := h.cache.Lookup(ctx, k, leaseTTL)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	out := &cachev1.LookupResponse{}
+	switch res.Outcome {
+	case store.OutcomeHit:
+		out.Outcome, out.Value = cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT, res.Value
+		out.Layer = cachev1.Layer_LAYER_L2
+		if res.Layer == store.LayerL1 {
+			out.Layer = cachev1.Layer_LAYER_L1
+		}
+	case store.OutcomeLeased:
+		out.Outcome, out.Lease = cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, res.Lease
+		out.LeaseRemaining = durationpb.New(res.LeaseRemaining)
+	case store.OutcomeBusy:
+		out.Outcome = cachev1.LookupOutcome_LOOKUP_OUTCOME_BUSY
+		out.LeaseRemaining = durationpb.New(res.LeaseRemaining)
+	case store.OutcomeMiss:
+		out.Outcome = cachev1.LookupOutcome_LOOKUP_OUTCOME_MISS
+	}
+	return out, nil
+}
+
+// Wait waits for the lease holder's value.
+func (h *Handler) Wait(ctx context.Context, req *cachev1.WaitRequest) (*cachev1.WaitResponse, error) {
+	maxWait, err := positive("max_wait", req.GetMaxWait())
+	if err != nil {
+		return nil, err
+	}
+	k := store.Key{Tenant: req.GetTenant(), Component: req.GetComponent(), Hash: req.GetKey()}
+	value, found, err := h.cache.Wait(ctx, k, maxWait)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return &cachev1.WaitResponse{Found: found, Value: value}, nil
+}
+
+// Release ends the caller's lease without a value.
+func (h *Handler) Release(ctx context.Context, req *cachev1.ReleaseRequest) (*cachev1.ReleaseResponse, error) {
+	k := store.Key{Tenant: req.GetTenant(), Component: req.GetComponent(), Hash: req.GetKey()}
+	if err := h.cache.Release(ctx, k, req.GetLease()); err != nil {
+		return nil, toConnect(err)
+	}
+	return &cachev1.ReleaseResponse{}, nil
+}
+
+// Purge drops the entries of a tenant, a component, or a component of a tenant.
+func (h *Handler) Purge(ctx context.Context, req *cachev1.PurgeRequest) (*cachev1.PurgeResponse, error) {
+	p, err := h.cache.Purge(ctx, req.GetTenant(), req.GetComponent())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return &cachev1.PurgeResponse{Purged: p.Bucket, PurgedLocal: p.Local}, nil
+}
+
+// positive reads a required, positive duration field.
+func positive(field string, d *durationpb.Duration) (time.Duration, error) {
+	if d == nil {
+		return 0, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s is required", field))
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: %w", field, err))
+	}
+	if d.AsDuration() <= 0 {
+		return 0, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s must be positive", field))
+	}
+	return d.AsDuration(), nil
 }
 
 // toConnect maps the store's errors to codes. Anything unmapped is returned as is, and
 // the shared middleware masks it as Internal.
 func toConnect(err error) error {
 	switch {
-	case errors.Is(err, store.ErrInvalidKey), errors.Is(err, store.ErrInvalidTTL), errors.Is(err, store.ErrTooLarge):
+	case errors.Is(err, store.ErrInvalidKey), errors.Is(err, store.ErrInvalidScope), errors.Is(err, store.ErrInvalidPurge),
+		errors.Is(err, store.ErrInvalidTTL), errors.Is(err, store.ErrInvalidWait), errors.Is(err, store.ErrInvalidLease),
+		errors.Is(err, store.ErrTooLarge):
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.Is(err, store.ErrFull):
 		return connect.NewError(connect.CodeResourceExhausted, store.ErrFull)

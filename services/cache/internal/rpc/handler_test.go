@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,11 @@ func key(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+const (
+	tenant    = "default"
+	component = "echo"
+)
+
 // startApp boots the whole cache service in process against srv and returns the
 // running app and its server.
 func startApp(tb testing.TB, srv *server.Server) (*fxtest.App, *rpcserver.Server) {
@@ -48,7 +54,10 @@ func startApp(tb testing.TB, srv *server.Server) (*fxtest.App, *rpcserver.Server
 		fx.Replace(
 			rpcserver.Config{Addr: "127.0.0.1:0", MaxMessageBytes: 4 << 20},
 			bus.Config{URL: srv.ClientURL(), ConnectTimeout: 5 * time.Second},
-			app.Config{Bucket: "parley_cache", MaxEntryBytes: maxEntry, MaxBucketBytes: 64 << 20, Replicas: 1},
+			app.Config{
+				Bucket: "parley_cache", MaxEntryBytes: maxEntry, MaxBucketBytes: 64 << 20, Replicas: 1,
+				L1MaxBytes: 1 << 20, MaxLeaseTTL: time.Minute,
+			},
 			logging.Config{Level: slog.LevelError},
 		),
 		fx.Populate(&server),
@@ -96,44 +105,44 @@ func TestCacheService(t *testing.T) {
 		}{
 			{
 				name:   "put then get",
-				put:    &cachev1.PutRequest{Key: key(proto.name + "/hit"), Value: []byte("cached response"), Ttl: hour},
+				put:    &cachev1.PutRequest{Tenant: tenant, Component: component, Key: key(proto.name + "/hit"), Value: []byte("cached response"), Ttl: hour},
 				getKey: key(proto.name + "/hit"), wantFound: true, wantValue: []byte("cached response"),
 			},
 			{
 				name:   "largest value",
-				put:    &cachev1.PutRequest{Key: key(proto.name + "/large"), Value: bytes.Repeat([]byte{7}, maxEntry), Ttl: hour},
+				put:    &cachev1.PutRequest{Tenant: tenant, Component: component, Key: key(proto.name + "/large"), Value: bytes.Repeat([]byte{7}, maxEntry), Ttl: hour},
 				getKey: key(proto.name + "/large"), wantFound: true, wantValue: bytes.Repeat([]byte{7}, maxEntry),
 			},
 			{name: "miss", getKey: key(proto.name + "/miss")},
 			{name: "get with invalid key", getKey: "not-a-sha256", wantCode: connect.CodeInvalidArgument, wantMsg: "64 lowercase hex"},
 			{
 				name:     "put with invalid key",
-				put:      &cachev1.PutRequest{Key: strings.Repeat("A", 64), Value: []byte("v"), Ttl: hour},
+				put:      &cachev1.PutRequest{Tenant: tenant, Component: component, Key: strings.Repeat("A", 64), Value: []byte("v"), Ttl: hour},
 				wantCode: connect.CodeInvalidArgument, wantMsg: "64 lowercase hex",
 			},
 			{
 				name:     "put without ttl",
-				put:      &cachev1.PutRequest{Key: key("no ttl"), Value: []byte("v")},
+				put:      &cachev1.PutRequest{Tenant: tenant, Component: component, Key: key("no ttl"), Value: []byte("v")},
 				wantCode: connect.CodeInvalidArgument, wantMsg: "ttl is required",
 			},
 			{
 				name:     "put with zero ttl",
-				put:      &cachev1.PutRequest{Key: key("zero ttl"), Value: []byte("v"), Ttl: durationpb.New(0)},
+				put:      &cachev1.PutRequest{Tenant: tenant, Component: component, Key: key("zero ttl"), Value: []byte("v"), Ttl: durationpb.New(0)},
 				wantCode: connect.CodeInvalidArgument, wantMsg: "ttl must be positive",
 			},
 			{
 				name:     "put with negative ttl",
-				put:      &cachev1.PutRequest{Key: key("negative ttl"), Value: []byte("v"), Ttl: durationpb.New(-time.Minute)},
+				put:      &cachev1.PutRequest{Tenant: tenant, Component: component, Key: key("negative ttl"), Value: []byte("v"), Ttl: durationpb.New(-time.Minute)},
 				wantCode: connect.CodeInvalidArgument, wantMsg: "ttl must be positive",
 			},
 			{
 				name:     "put with malformed ttl",
-				put:      &cachev1.PutRequest{Key: key("bad ttl"), Value: []byte("v"), Ttl: &durationpb.Duration{Seconds: 1, Nanos: -1}},
+				put:      &cachev1.PutRequest{Tenant: tenant, Component: component, Key: key("bad ttl"), Value: []byte("v"), Ttl: &durationpb.Duration{Seconds: 1, Nanos: -1}},
 				wantCode: connect.CodeInvalidArgument, wantMsg: "ttl",
 			},
 			{
 				name:     "put too large",
-				put:      &cachev1.PutRequest{Key: key("large"), Value: make([]byte, maxEntry+1), Ttl: hour},
+				put:      &cachev1.PutRequest{Tenant: tenant, Component: component, Key: key("large"), Value: make([]byte, maxEntry+1), Ttl: hour},
 				wantCode: connect.CodeInvalidArgument, wantMsg: fmt.Sprintf("value too large: %d bytes, limit %d", maxEntry+1, maxEntry),
 			},
 		}
@@ -152,7 +161,7 @@ func TestCacheService(t *testing.T) {
 				if tt.getKey == "" {
 					return
 				}
-				res, err := client.Get(t.Context(), &cachev1.GetRequest{Key: tt.getKey})
+				res, err := client.Get(t.Context(), &cachev1.GetRequest{Tenant: tenant, Component: component, Key: tt.getKey})
 				if tt.wantCode != 0 {
 					require.Equal(t, tt.wantCode, connect.CodeOf(err), "err: %v", err)
 					require.ErrorContains(t, err, tt.wantMsg)
@@ -169,10 +178,161 @@ func TestCacheService(t *testing.T) {
 		t.Parallel()
 		require.Contains(t, httpGet(t, httpClient, server.URL()+"/readyz", http.StatusOK), "ready")
 		metrics := httpGet(t, httpClient, server.URL()+"/metrics", http.StatusOK)
-		for _, name := range []string{"parley_cache_hits_total", "parley_cache_misses_total", "parley_cache_puts_total", "parley_cache_bytes_written_total", `parley_cache_errors_total{op="get"}`} {
+		for _, name := range []string{
+			`parley_cache_hits_total{layer="l1"}`, "parley_cache_misses_total", "parley_cache_puts_total",
+			"parley_cache_bytes_written_total", "parley_cache_bytes_served_total", `parley_cache_errors_total{op="get"}`,
+			`parley_cache_l1_evictions_total{cause="size"}`, "parley_cache_l1_bytes", `parley_cache_leases_total{result="granted"}`,
+			`parley_cache_waits_total{result="value"}`, "parley_cache_purges_total",
+		} {
 			require.Contains(t, metrics, name)
 		}
 	})
+}
+
+// TestLeases drives the single-flight protocol over both protocols: the first Lookup
+// gets the lease, the next is told to wait, the waiter gets the holder's value.
+func TestLeases(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	fxApp, server := startApp(t, srv)
+	t.Cleanup(fxApp.RequireStop)
+	httpClient := h2cClient(t)
+
+	for _, proto := range protocols {
+		client := cachev1connect.NewCacheServiceClient(httpClient, server.URL(), proto.opts...)
+		t.Run(proto.name+"/put ends the lease and wakes the waiter", func(t *testing.T) {
+			t.Parallel()
+			k := key(proto.name + "/lease put")
+			first, err := client.Lookup(t.Context(), &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: k, LeaseTtl: durationpb.New(30 * time.Second)})
+			require.NoError(t, err)
+			require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, first.GetOutcome())
+			require.NotZero(t, first.GetLease())
+			require.Equal(t, 30*time.Second, first.GetLeaseRemaining().AsDuration())
+
+			second, err := client.Lookup(t.Context(), &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: k})
+			require.NoError(t, err)
+			require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_BUSY, second.GetOutcome())
+			require.Positive(t, second.GetLeaseRemaining().AsDuration())
+
+			waited := make(chan *cachev1.WaitResponse, 1)
+			go func() {
+				res, err := client.Wait(t.Context(), &cachev1.WaitRequest{Tenant: tenant, Component: component, Key: k, MaxWait: durationpb.New(time.Minute)})
+				if err != nil {
+					t.Errorf("wait: %v", err)
+				}
+				waited <- res
+			}()
+			_, err = client.Put(t.Context(), &cachev1.PutRequest{
+				Tenant: tenant, Component: component, Key: k, Value: []byte("answer"), Ttl: durationpb.New(time.Hour), Lease: first.GetLease(),
+			})
+			require.NoError(t, err)
+			res := <-waited
+			require.True(t, res.GetFound())
+			require.Equal(t, "answer", string(res.GetValue()))
+
+			hit, err := client.Lookup(t.Context(), &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: k})
+			require.NoError(t, err)
+			require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT, hit.GetOutcome())
+			require.Equal(t, cachev1.Layer_LAYER_L1, hit.GetLayer())
+			require.Equal(t, "answer", string(hit.GetValue()))
+		})
+		t.Run(proto.name+"/release sends the waiter to the provider", func(t *testing.T) {
+			t.Parallel()
+			k := key(proto.name + "/lease release")
+			first, err := client.Lookup(t.Context(), &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: k})
+			require.NoError(t, err)
+			require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, first.GetOutcome())
+			waited := make(chan *cachev1.WaitResponse, 1)
+			go func() {
+				res, err := client.Wait(t.Context(), &cachev1.WaitRequest{Tenant: tenant, Component: component, Key: k, MaxWait: durationpb.New(time.Minute)})
+				if err != nil {
+					t.Errorf("wait: %v", err)
+				}
+				waited <- res
+			}()
+			_, err = client.Release(t.Context(), &cachev1.ReleaseRequest{Tenant: tenant, Component: component, Key: k, Lease: first.GetLease()})
+			require.NoError(t, err)
+			require.False(t, (<-waited).GetFound())
+			again, err := client.Lookup(t.Context(), &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: k})
+			require.NoError(t, err)
+			require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, again.GetOutcome(), "the released lease is free")
+		})
+		t.Run(proto.name+"/purge", func(t *testing.T) {
+			t.Parallel()
+			k := key(proto.name + "/purge")
+			purgeTenant := "purge-" + proto.name
+			_, err := client.Put(t.Context(), &cachev1.PutRequest{Tenant: purgeTenant, Component: component, Key: k, Value: []byte("v"), Ttl: durationpb.New(time.Hour)})
+			require.NoError(t, err)
+			res, err := client.Purge(t.Context(), &cachev1.PurgeRequest{Tenant: purgeTenant})
+			require.NoError(t, err)
+			require.EqualValues(t, 1, res.GetPurged())
+			require.EqualValues(t, 1, res.GetPurgedLocal())
+			got, err := client.Get(t.Context(), &cachev1.GetRequest{Tenant: purgeTenant, Component: component, Key: k})
+			require.NoError(t, err)
+			require.False(t, got.GetFound())
+		})
+		invalid := []struct {
+			name    string
+			call    func(t *testing.T) error
+			wantMsg string
+		}{
+			{"get without tenant", func(t *testing.T) error {
+				_, err := client.Get(t.Context(), &cachev1.GetRequest{Component: component, Key: key("x")})
+				return err
+			}, "tenant and component are required"},
+			{"lookup with a malformed lease ttl", func(t *testing.T) error {
+				_, err := client.Lookup(t.Context(), &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: key("x"), LeaseTtl: &durationpb.Duration{Seconds: 1, Nanos: -1}})
+				return err
+			}, "lease_ttl"},
+			{"wait without max_wait", func(t *testing.T) error {
+				_, err := client.Wait(t.Context(), &cachev1.WaitRequest{Tenant: tenant, Component: component, Key: key("x")})
+				return err
+			}, "max_wait is required"},
+			{"release without a lease", func(t *testing.T) error {
+				_, err := client.Release(t.Context(), &cachev1.ReleaseRequest{Tenant: tenant, Component: component, Key: key("x")})
+				return err
+			}, "lease is required"},
+			{"purge of everything", func(t *testing.T) error {
+				_, err := client.Purge(t.Context(), &cachev1.PurgeRequest{})
+				return err
+			}, "purge needs a tenant, a component or both"},
+		}
+		for _, tt := range invalid {
+			t.Run(proto.name+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				err := tt.call(t)
+				require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err), "err: %v", err)
+				require.ErrorContains(t, err, tt.wantMsg)
+			})
+		}
+	}
+}
+
+// TestShutdownEndsWaits: a replica stopping while a caller waits answers "no value" at
+// once, so the caller goes to the provider and the shutdown is not held open.
+func TestShutdownEndsWaits(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	fxApp, server := startApp(t, srv)
+	client := cachev1connect.NewCacheServiceClient(h2cClient(t), server.URL())
+	k := key("shutdown")
+	first, err := client.Lookup(t.Context(), &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: k})
+	require.NoError(t, err)
+	require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, first.GetOutcome())
+
+	waited := make(chan *cachev1.WaitResponse, 1)
+	go func() {
+		res, err := client.Wait(t.Context(), &cachev1.WaitRequest{Tenant: tenant, Component: component, Key: k, MaxWait: durationpb.New(10 * time.Minute)})
+		if err != nil {
+			t.Errorf("wait: %v", err)
+		}
+		waited <- res
+	}()
+	require.Eventually(t, func() bool {
+		return strings.Contains(httpGet(t, h2cClient(t), server.URL()+"/metrics", http.StatusOK), "parley_cache_waiting_keys 1")
+	}, 10*time.Second, 10*time.Millisecond)
+	fxApp.RequireStop()
+	require.False(t, (<-waited).GetFound())
 }
 
 // TestEntriesOutliveTheApp checks that one replica's entries survive its restart and
@@ -185,14 +345,14 @@ func TestEntriesOutliveTheApp(t *testing.T) {
 
 	first, firstServer := startApp(t, srv)
 	client := cachev1connect.NewCacheServiceClient(httpClient, firstServer.URL())
-	_, err := client.Put(t.Context(), &cachev1.PutRequest{Key: k, Value: []byte("kept"), Ttl: durationpb.New(time.Hour)})
+	_, err := client.Put(t.Context(), &cachev1.PutRequest{Tenant: tenant, Component: component, Key: k, Value: []byte("kept"), Ttl: durationpb.New(time.Hour)})
 	require.NoError(t, err)
 	first.RequireStop()
 
 	second, secondServer := startApp(t, srv)
 	t.Cleanup(second.RequireStop)
 	client = cachev1connect.NewCacheServiceClient(httpClient, secondServer.URL(), connect.WithGRPC())
-	res, err := client.Get(t.Context(), &cachev1.GetRequest{Key: k})
+	res, err := client.Get(t.Context(), &cachev1.GetRequest{Tenant: tenant, Component: component, Key: k})
 	require.NoError(t, err)
 	require.True(t, res.GetFound())
 	require.Equal(t, "kept", string(res.GetValue()))
@@ -211,13 +371,13 @@ func TestNATSDown(t *testing.T) {
 			client := cachev1connect.NewCacheServiceClient(httpClient, server.URL(), proto.opts...)
 			t.Run(proto.name+"/get", func(t *testing.T) {
 				t.Parallel()
-				_, err := client.Get(t.Context(), &cachev1.GetRequest{Key: key("x")})
+				_, err := client.Get(t.Context(), &cachev1.GetRequest{Tenant: tenant, Component: component, Key: key("x")})
 				require.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "err: %v", err)
 				require.ErrorContains(t, err, "cache backend unavailable")
 			})
 			t.Run(proto.name+"/put", func(t *testing.T) {
 				t.Parallel()
-				_, err := client.Put(t.Context(), &cachev1.PutRequest{Key: key("x"), Value: []byte("v"), Ttl: durationpb.New(time.Hour)})
+				_, err := client.Put(t.Context(), &cachev1.PutRequest{Tenant: tenant, Component: component, Key: key("x"), Value: []byte("v"), Ttl: durationpb.New(time.Hour)})
 				require.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "err: %v", err)
 			})
 		}
@@ -247,6 +407,8 @@ func httpGet(tb testing.TB, client *http.Client, url string, wantStatus int) str
 	return string(body)
 }
 
+// BenchmarkRPCGet reads a 1 KiB entry through the service: serially and from parallel
+// callers (throughput; HTTP/2 multiplexes them on one connection).
 func BenchmarkRPCGet(b *testing.B) {
 	srv := natstest.RunServer(b)
 	fxApp, server := startApp(b, srv)
@@ -254,20 +416,64 @@ func BenchmarkRPCGet(b *testing.B) {
 	for _, proto := range protocols {
 		client := cachev1connect.NewCacheServiceClient(h2cClient(b), server.URL(), proto.opts...)
 		k := key("bench get " + proto.name)
-		_, err := client.Put(b.Context(), &cachev1.PutRequest{Key: k, Value: make([]byte, 1<<10), Ttl: durationpb.New(time.Hour)})
+		_, err := client.Put(b.Context(), &cachev1.PutRequest{Tenant: tenant, Component: component, Key: k, Value: make([]byte, 1<<10), Ttl: durationpb.New(time.Hour)})
 		require.NoError(b, err)
-		b.Run(proto.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				res, err := client.Get(b.Context(), &cachev1.GetRequest{Key: k})
-				if err != nil || !res.GetFound() {
-					b.Fatalf("get: found=%v err=%v", res.GetFound(), err)
-				}
+		get := func(b *testing.B) error {
+			res, err := client.Get(b.Context(), &cachev1.GetRequest{Tenant: tenant, Component: component, Key: k})
+			if err != nil || !res.GetFound() {
+				return fmt.Errorf("get: found=%v err=%w", res.GetFound(), err)
 			}
-		})
+			return nil
+		}
+		b.Run(proto.name, func(b *testing.B) { serial(b, get) })
+		b.Run(proto.name+"/parallel", func(b *testing.B) { parallel(b, get) })
 	}
 }
 
+// BenchmarkRPCLookupHit is the router's hit path in the cache service.
+func BenchmarkRPCLookupHit(b *testing.B) {
+	srv := natstest.RunServer(b)
+	fxApp, server := startApp(b, srv)
+	b.Cleanup(fxApp.RequireStop)
+	client := cachev1connect.NewCacheServiceClient(h2cClient(b), server.URL())
+	k := key("bench lookup")
+	_, err := client.Put(b.Context(), &cachev1.PutRequest{Tenant: tenant, Component: component, Key: k, Value: make([]byte, 1<<10), Ttl: durationpb.New(time.Hour)})
+	require.NoError(b, err)
+	lookup := func(b *testing.B) error {
+		res, err := client.Lookup(b.Context(), &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: k})
+		if err != nil || res.GetOutcome() != cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT {
+			return fmt.Errorf("lookup: %v %w", res.GetOutcome(), err)
+		}
+		return nil
+	}
+	b.Run("serial", func(b *testing.B) { serial(b, lookup) })
+	b.Run("parallel", func(b *testing.B) { parallel(b, lookup) })
+}
+
+func serial(b *testing.B, call func(*testing.B) error) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := call(b); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// parallel runs call from 16 goroutines per GOMAXPROCS, as a loaded router would.
+func parallel(b *testing.B, call func(*testing.B) error) {
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := call(b); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkRPCPut stores 1 KiB entries through the service, serially and in parallel.
 func BenchmarkRPCPut(b *testing.B) {
 	srv := natstest.RunServer(b)
 	fxApp, server := startApp(b, srv)
@@ -275,24 +481,28 @@ func BenchmarkRPCPut(b *testing.B) {
 	value := make([]byte, 1<<10)
 	for _, proto := range protocols {
 		client := cachev1connect.NewCacheServiceClient(h2cClient(b), server.URL(), proto.opts...)
+		// A fixed set of keys: the bucket keeps one revision per key, so its size stays
+		// bounded however long the benchmark runs.
+		keys := make([]string, 1024)
+		for i := range keys {
+			keys[i] = key(fmt.Sprint(proto.name, i))
+		}
+		ttl := durationpb.New(time.Hour)
+		var i atomic.Int64
+		put := func(b *testing.B) error {
+			req := &cachev1.PutRequest{Tenant: tenant, Component: component, Key: keys[i.Add(1)%int64(len(keys))], Value: value, Ttl: ttl}
+			if _, err := client.Put(b.Context(), req); err != nil {
+				return fmt.Errorf("put: %w", err)
+			}
+			return nil
+		}
 		b.Run(proto.name, func(b *testing.B) {
-			b.ReportAllocs()
 			b.SetBytes(int64(len(value)))
-			// A fixed set of keys: the bucket keeps one revision per key, so its size stays
-			// bounded however long the benchmark runs.
-			keys := make([]string, 1024)
-			for i := range keys {
-				keys[i] = key(fmt.Sprint(proto.name, i))
-			}
-			ttl := durationpb.New(time.Hour)
-			i := 0
-			for b.Loop() {
-				i++
-				req := &cachev1.PutRequest{Key: keys[i%len(keys)], Value: value, Ttl: ttl}
-				if _, err := client.Put(b.Context(), req); err != nil {
-					b.Fatalf("put: %v", err)
-				}
-			}
+			serial(b, put)
+		})
+		b.Run(proto.name+"/parallel", func(b *testing.B) {
+			b.SetBytes(int64(len(value)))
+			parallel(b, put)
 		})
 	}
 }

@@ -1,6 +1,8 @@
-// Package store keeps cache entries in a NATS JetStream key-value bucket. Every replica
-// of the cache service (and every router behind it) sees the same entries, and they
-// survive restarts because the bucket uses file storage.
+// Package store keeps cache entries in a NATS JetStream key-value bucket, with an
+// in-process L1 in front of it. Every replica of the cache service (and every router
+// behind it) sees the same entries, and they survive restarts because the bucket uses
+// file storage. Leases in the same bucket make identical concurrent misses reach the
+// provider once, across replicas (docs/cache.md).
 package store
 
 import (
@@ -8,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,8 +22,14 @@ import (
 var (
 	// ErrInvalidKey means the key is not 64 lowercase hex characters (a SHA-256).
 	ErrInvalidKey = errors.New("key must be 64 lowercase hex characters")
+	// ErrInvalidScope means the tenant or component is missing or too long.
+	ErrInvalidScope = errors.New("tenant and component are required (at most 1024 bytes each)")
+	// ErrInvalidPurge means a purge named neither a tenant nor a component.
+	ErrInvalidPurge = errors.New("purge needs a tenant, a component or both")
 	// ErrInvalidTTL means the TTL is not positive.
 	ErrInvalidTTL = errors.New("ttl must be positive")
+	// ErrInvalidWait means the wait is not positive.
+	ErrInvalidWait = errors.New("max_wait must be positive")
 	// ErrTooLarge means the value exceeds the maximum entry size.
 	ErrTooLarge = errors.New("value too large")
 	// ErrFull means the bucket has reached its byte limit; entries free space as they expire.
@@ -32,20 +41,32 @@ var (
 )
 
 const (
-	// markerTTL is how long JetStream keeps the marker left when a key expires. A
-	// marker is required for per-key TTL (it turns on the stream's AllowMsgTTL); Get
-	// treats the marker as a miss, so a short life only saves space.
+	// markerTTL is how long JetStream keeps the marker left when a key expires or a
+	// lease ends. A marker is required for per-key TTL (it turns on the stream's
+	// AllowMsgTTL); reads treat it as a miss, so a short life only saves space.
 	markerTTL = time.Minute
 	// headerReserve is room in the stream's message limit for the headers a put
-	// carries (Nats-TTL, Nats-Expected-Stream): JetStream counts headers against
-	// MaxMsgSize, the Store checks the value alone against MaxEntryBytes.
+	// carries (Nats-TTL, Nats-Expected-Stream) and the entry's own 9-byte header:
+	// JetStream counts them against MaxMsgSize, the Store checks the value alone
+	// against MaxEntryBytes.
 	headerReserve = 1024
 	// jsErrStoreFailed is JetStream's JSStreamStoreFailedF code, returned with
 	// "maximum bytes exceeded" when a DiscardNew stream (every KV bucket) is full.
 	jsErrStoreFailed jetstream.ErrorCode = 10077
+	// minLeaseTTL is JetStream's TTL granularity.
+	minLeaseTTL = time.Second
+	// leaseGrace is how long past a lease's expiry a waiter trusts neither the lease
+	// nor its missing expiry marker.
+	leaseGrace = time.Second
+	// noticeTTL is how long purge notices stay in the bucket; a replica that is cut off
+	// from NATS for longer may keep purged entries in memory until they expire.
+	noticeTTL = time.Hour
+	// noticePrefix starts the keys of purge notices. It is not a 16-hex-digit token,
+	// so no purge filter ever selects a notice.
+	noticePrefix = "_purge."
 )
 
-// Config sizes the bucket.
+// Config sizes the bucket and the in-process cache.
 type Config struct {
 	// Bucket is the key-value bucket name.
 	Bucket string
@@ -55,6 +76,10 @@ type Config struct {
 	MaxBucketBytes int64
 	// Replicas is the number of JetStream replicas of the bucket.
 	Replicas int
+	// L1MaxBytes caps the in-process cache (keys, values and overhead); 0 turns it off.
+	L1MaxBytes int64
+	// MaxLeaseTTL caps leases and waits.
+	MaxLeaseTTL time.Duration
 }
 
 // Store is the cache over a JetStream key-value bucket with per-entry TTL.
@@ -64,12 +89,15 @@ type Store struct {
 	kv      jetstream.KeyValue
 	subject string // the bucket's subject prefix, "$KV.<bucket>."
 	stream  string // the bucket's stream name, "KV_<bucket>"
-	metrics metrics
-}
+	l1      *l1
+	metrics *metrics
+	flights flights
+	waits   waits
 
-type metrics struct {
-	hits, misses, puts, bytesWritten prometheus.Counter
-	errors                           *prometheus.CounterVec
+	// bg tracks the store's goroutines: the purge-notice watcher and one watcher per
+	// key being waited for. stopNotices ends the first; waits.close the others.
+	bg          sync.WaitGroup
+	stopNotices context.CancelFunc
 }
 
 // New builds a Store and registers its metrics on reg. It does no I/O: Start creates
@@ -78,36 +106,35 @@ func New(js jetstream.JetStream, cfg Config, reg prometheus.Registerer) (*Store,
 	if cfg.MaxEntryBytes <= 0 || cfg.MaxEntryBytes > math.MaxInt32-headerReserve {
 		return nil, fmt.Errorf("max entry bytes %d out of range", cfg.MaxEntryBytes)
 	}
-	m := metrics{
-		hits:   prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_cache_hits_total", Help: "Get calls that found an entry."}),
-		misses: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_cache_misses_total", Help: "Get calls that found no live entry."}),
-		puts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_cache_puts_total", Help: "Entries stored."}),
-		bytesWritten: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "parley_cache_bytes_written_total", Help: "Value bytes stored.",
-		}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_cache_errors_total", Help: "Cache operations that failed in the backend (not bad input), by op.",
-		}, []string{"op"}),
+	if cfg.L1MaxBytes < 0 {
+		return nil, fmt.Errorf("l1 max bytes %d is negative", cfg.L1MaxBytes)
 	}
-	for _, c := range []prometheus.Collector{m.hits, m.misses, m.puts, m.bytesWritten, m.errors} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register cache metrics: %w", err)
-		}
+	if cfg.MaxLeaseTTL < minLeaseTTL {
+		cfg.MaxLeaseTTL = minLeaseTTL
 	}
-	// Pre-create the label values so the series exist before the first failure.
-	m.errors.WithLabelValues("get")
-	m.errors.WithLabelValues("put")
-	return &Store{
+	s := &Store{
 		cfg:     cfg,
 		js:      js,
 		subject: "$KV." + cfg.Bucket + ".",
 		stream:  "KV_" + cfg.Bucket,
-		metrics: m,
-	}, nil
+		flights: flights{m: map[string]*flight{}},
+		waits:   waits{m: map[string]*waiter{}},
+	}
+	m, err := newMetrics(reg, s)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	if cfg.L1MaxBytes > 0 {
+		if s.l1, err = newL1(cfg.L1MaxBytes, m); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
-// Start creates the bucket, or updates it to the configured limits. A Store must be
-// started before use.
+// Start creates the bucket, or updates it to the configured limits, and starts
+// watching for purges made through other replicas. A Store must be started before use.
 func (s *Store) Start(ctx context.Context) error {
 	if nc := s.js.Conn(); nc != nil && int64(s.cfg.MaxEntryBytes) > nc.MaxPayload() {
 		return fmt.Errorf("max entry bytes %d exceeds the NATS server's max_payload %d", s.cfg.MaxEntryBytes, nc.MaxPayload())
@@ -127,8 +154,48 @@ func (s *Store) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create kv bucket %s: %w", s.cfg.Bucket, err)
 	}
+	if s.l1 != nil {
+		// The watcher outlives the start-up context; Stop ends it.
+		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		w, err := kv.Watch(wctx, noticePrefix+">", jetstream.UpdatesOnly())
+		if err != nil {
+			cancel()
+			return fmt.Errorf("watch purge notices in %s: %w", s.cfg.Bucket, err)
+		}
+		s.stopNotices = cancel
+		s.bg.Add(1)
+		go s.followPurges(wctx, w)
+	}
 	s.kv = kv
 	return nil
+}
+
+// EndWaits answers every pending and future Wait with "no value", so a shutting-down
+// replica sends its waiters to the provider instead of holding the server open.
+func (s *Store) EndWaits(context.Context) error {
+	s.waits.close()
+	return nil
+}
+
+// Stop ends the store's goroutines and waits for them.
+func (s *Store) Stop(ctx context.Context) error {
+	s.waits.close()
+	if s.stopNotices != nil {
+		s.stopNotices()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.bg.Wait()
+		s.waits.wg.Wait()
+		close(done)
+	}()
+	defer s.l1.stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop cache store: %w", ctx.Err())
+	}
 }
 
 // Ready reports whether the bucket answers.
@@ -142,33 +209,58 @@ func (s *Store) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Get returns the value under key. A missing or expired entry is (nil, false, nil).
-func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	if !validKey(key) {
-		return nil, false, ErrInvalidKey
+// Get returns the value under k. A missing or expired entry is (nil, false, nil).
+func (s *Store) Get(ctx context.Context, k Key) ([]byte, bool, error) {
+	if err := k.validate(); err != nil {
+		return nil, false, err
 	}
 	if s.kv == nil {
 		return nil, false, ErrNotStarted
 	}
-	e, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	ek := k.entryKey()
+	if v, ok := s.l1.get(ek); ok {
+		s.metrics.hit(s.metrics.hitL1, v)
+		return v, true, nil
+	}
+	v, found, err := s.readEntry(ctx, ek)
+	if err != nil {
+		s.metrics.errors.WithLabelValues("get").Inc()
+		return nil, false, fmt.Errorf("kv get: %w", err)
+	}
+	if !found {
 		s.metrics.misses.Inc()
 		return nil, false, nil
 	}
-	if err != nil {
-		s.metrics.errors.WithLabelValues("get").Inc()
-		return nil, false, fmt.Errorf("kv get: %w", classify(ctx, err))
-	}
-	s.metrics.hits.Inc()
-	return e.Value(), true, nil
+	s.metrics.hit(s.metrics.hitL2, v)
+	return v, true, nil
 }
 
-// Put stores value under key for ttl, replacing any earlier entry. JetStream keeps TTLs
-// in whole seconds, so ttl is rounded up to the next second.
-func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+// readEntry reads ek from the bucket and keeps a live value in L1.
+func (s *Store) readEntry(ctx context.Context, ek string) ([]byte, bool, error) {
+	gen := s.l1.generation()
+	e, err := s.kv.Get(ctx, ek)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, classify(ctx, err)
+	}
+	v, expires, ok := decodeEntry(e.Value())
+	if !ok || !time.Now().Before(expires) {
+		return nil, false, nil
+	}
+	s.l1.set(ek, v, expires, gen)
+	return v, true, nil
+}
+
+// Put stores value under k for ttl, replacing any earlier entry, and ends lease if it
+// is non-zero. JetStream removes the entry at the next whole second after ttl; reads
+// see it expire at ttl.
+func (s *Store) Put(ctx context.Context, k Key, value []byte, ttl time.Duration, lease uint64) error {
+	if err := k.validate(); err != nil {
+		return err
+	}
 	switch {
-	case !validKey(key):
-		return ErrInvalidKey
 	case ttl <= 0:
 		return ErrInvalidTTL
 	case len(value) > s.cfg.MaxEntryBytes:
@@ -176,13 +268,10 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	case s.kv == nil:
 		return ErrNotStarted
 	}
-	// nats.go v1.55.0's KeyValue.Put takes no options, jetstream.KeyTTL applies only to
-	// Create (which fails on an existing key) and Update clears the TTL. So Put publishes
-	// to the bucket's subject with the same Nats-TTL header Create sends: a plain put
-	// with a per-key TTL, in one round trip.
-	msg := &nats.Msg{Subject: s.subject + key, Data: value}
-	_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(roundUpToSecond(ttl)), jetstream.WithExpectStream(s.stream))
-	if err != nil {
+	ek := k.entryKey()
+	gen := s.l1.generation()
+	expires := time.Now().Add(ttl)
+	if err := s.publish(ctx, ek, encodeEntry(value, expires), ttl); err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			return fmt.Errorf("%w: %d bytes with headers exceed the NATS max_payload", ErrTooLarge, len(value))
 		}
@@ -191,6 +280,29 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	}
 	s.metrics.puts.Inc()
 	s.metrics.bytesWritten.Add(float64(len(value)))
+	s.l1.set(ek, value, expires, gen)
+	s.waits.finish(ek, value, true)
+	if lease != 0 {
+		// The value is stored; a lease that cannot be ended expires on its own, so
+		// its failure is counted, not returned.
+		if _, err := s.endLease(ctx, ek, lease); err != nil {
+			s.metrics.errors.WithLabelValues("release").Inc()
+		}
+	}
+	return nil
+}
+
+// publish stores data under key with a per-message TTL. nats.go v1.55.0's
+// KeyValue.Put takes no options, jetstream.KeyTTL applies only to Create (which fails
+// on an existing key) and Update clears the TTL. So this publishes to the bucket's
+// subject with the same Nats-TTL header Create sends: a plain put with a per-key TTL,
+// in one round trip.
+func (s *Store) publish(ctx context.Context, key string, data []byte, ttl time.Duration) error {
+	msg := &nats.Msg{Subject: s.subject + key, Data: data}
+	_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(roundUpToSecond(ttl)), jetstream.WithExpectStream(s.stream))
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", key, err)
+	}
 	return nil
 }
 
@@ -222,19 +334,4 @@ func roundUpToSecond(d time.Duration) time.Duration {
 		d += time.Second - r
 	}
 	return d
-}
-
-// validKey accepts exactly 64 lowercase hex characters, which are also a valid NATS
-// subject token.
-func validKey(key string) bool {
-	if len(key) != 64 {
-		return false
-	}
-	for i := range len(key) {
-		c := key[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

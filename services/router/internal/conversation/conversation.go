@@ -34,10 +34,40 @@ type Scrubber interface {
 	Scrub(ctx context.Context, texts []string) ([]Scrubbed, error)
 }
 
-// Cache is the shared response cache.
+// Cache is the shared response cache, with single flight across routers: Lookup
+// answers with the entry, or a lease (the caller asks the provider and then Puts or
+// Releases), or word that another caller holds the lease (the caller Waits for its
+// value). docs/cache.md describes the protocol.
 type Cache interface {
-	Get(ctx context.Context, key string) ([]byte, bool, error)
-	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Lookup finds id; leaseTTL is how long a lease granted now may last.
+	Lookup(ctx context.Context, id CacheID, leaseTTL time.Duration) (CacheLookup, error)
+	// Wait waits at most maxWait for the lease holder's value; found is false when the
+	// lease ended without one.
+	Wait(ctx context.Context, id CacheID, maxWait time.Duration) (value []byte, found bool, err error)
+	// Put stores value for ttl and ends lease, if non-zero.
+	Put(ctx context.Context, id CacheID, value []byte, ttl time.Duration, lease uint64) error
+	// Release ends lease without a value.
+	Release(ctx context.Context, id CacheID, lease uint64) error
+}
+
+// CacheID names a cache entry: the request's hash (CacheKey) and the tenant and
+// component it belongs to, by which entries can be purged.
+type CacheID struct {
+	Tenant    string
+	Component string
+	Hash      string
+}
+
+// CacheLookup is the answer of Cache.Lookup.
+type CacheLookup struct {
+	// Found and Value: the entry exists.
+	Found bool
+	Value []byte
+	// Lease, when non-zero, is the caller's: it must Put or Release.
+	Lease uint64
+	// Busy means another caller holds the lease, for LeaseRemaining at most.
+	Busy           bool
+	LeaseRemaining time.Duration
 }
 
 // Dispatcher sends a provider request to a worker of the request's component.
@@ -48,6 +78,8 @@ type Dispatcher interface {
 // Dispatched is a worker's answer and how it was obtained.
 type Dispatched struct {
 	Response *providerv1.Response
+	// Attempts is the number of provider calls made: the worker's retries plus one for
+	// every worker that went silent.
 	Attempts int
 }
 

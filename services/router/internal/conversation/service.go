@@ -3,6 +3,7 @@ package conversation
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -66,7 +67,7 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 		}, []string{"api", "component"}),
 		cacheFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_router_cache_errors_total",
-			Help: "Cache calls that failed; the conversation went on without the cache.",
+			Help: "Cache calls that failed, by op (lookup, wait, decode, put, release); the conversation went on without the cache.",
 		}, []string{"op"}),
 		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_router_audit_publish_failures_total",
@@ -81,6 +82,9 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric: %w", err)
 		}
+	}
+	for _, op := range []string{"lookup", "wait", "decode", "put", "release"} {
+		m.cacheFallbacks.WithLabelValues(op)
 	}
 	return &Service{
 		components: components, scrubber: scrubber, cache: cache, dispatcher: dispatcher, audit: audit,
@@ -150,44 +154,31 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 		return nil, err
 	}
 
-	var key string
-	if comp.CacheTTL > 0 && !req.BypassCache {
-		key = CacheKey(comp, p)
+	cacheOn := comp.CacheTTL > 0 && !req.BypassCache
+	var id CacheID
+	if cacheOn {
+		id = CacheID{Tenant: p.GetTenant(), Component: comp.Name, Hash: CacheKey(comp, p)}
 	}
-	var resp *providerv1.Response
-	hit := false
-	if key != "" {
-		b, found, err := s.cache.Get(ctx, key)
-		switch {
-		case err != nil:
-			s.m.cacheFallbacks.WithLabelValues("get").Inc()
-			s.logger.WarnContext(ctx, "cache get failed, calling the provider", "component", comp.Name, "err", err)
-		case found:
-			cached := &providerv1.Response{}
-			if uerr := proto.Unmarshal(b, cached); uerr != nil {
-				s.m.cacheFallbacks.WithLabelValues("decode").Inc()
-				s.logger.WarnContext(ctx, "cache entry undecodable, calling the provider", "component", comp.Name, "err", uerr)
-			} else {
-				resp, hit = cached, true
-			}
-		}
+	var (
+		resp  *providerv1.Response
+		lease uint64
+	)
+	if cacheOn {
+		resp, lease = s.cacheLookup(ctx, id)
 	}
+	hit := resp != nil
 	if resp == nil {
 		d, err := s.dispatcher.Dispatch(ctx, p)
 		if err != nil {
+			s.cacheRelease(ctx, id, lease)
 			return nil, err
 		}
 		resp = d.Response
 		rec.ev.Attempts = int32(d.Attempts) //nolint:gosec // attempts are a handful
 		rec.ev.WorkerId = resp.GetWorkerId()
 		rec.ev.ProviderLatency = resp.GetProviderLatency()
-		if key != "" && Cacheable(resp) {
-			if b, err := proto.Marshal(resp); err == nil {
-				if err := s.cache.Put(ctx, key, b, comp.CacheTTL); err != nil {
-					s.m.cacheFallbacks.WithLabelValues("put").Inc()
-					s.logger.WarnContext(ctx, "cache put failed", "component", comp.Name, "err", err)
-				}
-			}
+		if cacheOn {
+			s.cacheStore(ctx, id, comp.CacheTTL, resp, lease)
 		}
 	}
 	rec.ev.CacheHit = hit
@@ -196,6 +187,90 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 	}
 	fillOutcome(rec.ev, resp)
 	return &Result{RequestID: p.GetRequestId(), Response: resp, CacheHit: hit}, nil
+}
+
+// leaseGrace is added to another caller's remaining lease when bounding a wait for
+// it: JetStream expires leases on whole seconds.
+const leaseGrace = time.Second
+
+// cacheLookup returns the cached answer for id, waiting for it when another request
+// (in any router) is computing it; or the lease this request must Put or Release; or
+// neither, when the cache failed (counted) or the lease holder gave up.
+func (s *Service) cacheLookup(ctx context.Context, id CacheID) (*providerv1.Response, uint64) {
+	var leaseTTL time.Duration // 0: the cache's maximum
+	if dl, ok := ctx.Deadline(); ok {
+		leaseTTL = time.Until(dl)
+	}
+	lk, err := s.cache.Lookup(ctx, id, leaseTTL)
+	if err != nil {
+		s.cacheFailed(ctx, "lookup", id, err)
+		return nil, 0
+	}
+	value := lk.Value
+	switch {
+	case lk.Found:
+	case lk.Busy:
+		wait := lk.LeaseRemaining + leaseGrace
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(dl))
+		}
+		if wait <= 0 {
+			return nil, 0
+		}
+		var found bool
+		if value, found, err = s.cache.Wait(ctx, id, wait); err != nil {
+			s.cacheFailed(ctx, "wait", id, err)
+			return nil, 0
+		}
+		if !found {
+			return nil, 0
+		}
+	default:
+		return nil, lk.Lease
+	}
+	cached := &providerv1.Response{}
+	if err := proto.Unmarshal(value, cached); err != nil {
+		s.cacheFailed(ctx, "decode", id, err)
+		return nil, lk.Lease
+	}
+	return cached, 0
+}
+
+// cacheStore stores a cacheable answer and ends the lease; an answer that may not be
+// cached ends the lease without a value, so requests waiting for it go to the provider.
+func (s *Service) cacheStore(ctx context.Context, id CacheID, ttl time.Duration, resp *providerv1.Response, lease uint64) {
+	if !Cacheable(resp) {
+		s.cacheRelease(ctx, id, lease)
+		return
+	}
+	b, err := proto.Marshal(resp)
+	if err == nil {
+		err = s.cache.Put(ctx, id, b, ttl, lease)
+	}
+	if err != nil {
+		s.cacheFailed(ctx, "put", id, err)
+		s.cacheRelease(ctx, id, lease)
+	}
+}
+
+// cacheRelease ends a lease this request holds (a no-op for lease 0).
+func (s *Service) cacheRelease(ctx context.Context, id CacheID, lease uint64) {
+	if lease == 0 {
+		return
+	}
+	if err := s.cache.Release(ctx, id, lease); err != nil {
+		s.cacheFailed(ctx, "release", id, err)
+	}
+}
+
+// cacheFailed counts and logs a cache failure; the conversation goes on without the
+// cache. The caller's own cancellation is not the cache's failure.
+func (s *Service) cacheFailed(ctx context.Context, op string, id CacheID, err error) {
+	if ctx.Err() != nil && op != "put" && op != "release" {
+		return
+	}
+	s.m.cacheFallbacks.WithLabelValues(op).Inc()
+	s.logger.WarnContext(ctx, "cache call failed, going on without the cache", "op", op, "component", id.Component, "err", err)
 }
 
 // Cacheable reports whether a response may be cached: complete answers only.
@@ -211,15 +286,29 @@ func Cacheable(resp *providerv1.Response) bool {
 	return true
 }
 
-// CacheKey is the hex SHA-256 over the tenant, the component, its model and every
-// output-affecting field of the request; request id, deadline and tenant field are
-// left out, and deterministic marshalling makes map order irrelevant.
+// cacheKeyVersion starts every key's hash input. Bump it whenever the encoding below
+// changes (TestCacheKeyGolden fails when it does), so old entries are never read with
+// a new meaning.
+const cacheKeyVersion = "parley-cache-v1"
+
+// CacheKey is the hex SHA-256 of everything that shapes the answer (docs/cache.md):
+// the tenant, the component's name, type and model, and every output-affecting field
+// of the request after input scrubbing, encoded by deterministic protobuf marshalling
+// (map entries, including the keys of JSON objects in tool parameters and the response
+// format, in sorted order, so neither field order nor map order changes the key). The
+// request id, the deadline and the component field (the component's name is hashed
+// instead) are left out. TestCacheKeyCoversEveryField fails when a field is added to
+// providerv1.Request without a decision here.
 func CacheKey(comp Component, p *providerv1.Request) string {
+	temperature := p.GetTemperature()
+	if temperature == 0 { // -0 from a client is 0: both mean "provider default"
+		temperature = 0
+	}
 	keyed := &providerv1.Request{
 		Messages:             p.GetMessages(),
 		Tools:                p.GetTools(),
 		ToolChoice:           p.GetToolChoice(),
-		Temperature:          p.GetTemperature(),
+		Temperature:          temperature,
 		MaxTokens:            p.MaxTokens,
 		Stop:                 p.GetStop(),
 		ResponseFormat:       p.GetResponseFormat(),
@@ -228,9 +317,11 @@ func CacheKey(comp Component, p *providerv1.Request) string {
 	}
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(keyed) // in-memory messages always marshal
 	h := sha256.New()
-	for _, part := range []string{"parley-cache-v1", p.GetTenant(), comp.Name, comp.Type, comp.Model} {
+	for _, part := range []string{cacheKeyVersion, p.GetTenant(), comp.Name, comp.Type, comp.Model} {
+		// Length-prefixed, so no two different tuples share an encoding.
+		var n [binary.MaxVarintLen64]byte
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))])
 		h.Write([]byte(part))
-		h.Write([]byte{0})
 	}
 	h.Write(b)
 	return hex.EncodeToString(h.Sum(nil))

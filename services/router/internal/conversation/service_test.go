@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
@@ -41,36 +40,87 @@ func (s upperScrubber) Scrub(_ context.Context, texts []string) ([]Scrubbed, err
 	return out, nil
 }
 
+// memCache is the lease protocol in memory: an entry is a hit, a key with a lease is
+// busy (Wait then answers with waitValue/waitFound/waitErr), any other key gets a new
+// lease. Each error field fails its call.
 type memCache struct {
-	mu  sync.Mutex
-	m   map[string][]byte
-	err error
+	mu                                     sync.Mutex
+	m                                      map[string][]byte
+	leases                                 map[string]uint64
+	next                                   uint64
+	lookupErr, waitErr, putErr, releaseErr error
+	waitValue                              []byte
+	waitFound                              bool
+	lookups, waits                         int
+	leaseTTLs, maxWaits                    []time.Duration
+	puts, releases                         []uint64 // the lease each named
+	ids                                    []CacheID
 }
 
-func (c *memCache) Get(_ context.Context, key string) ([]byte, bool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return nil, false, c.err
-	}
-	b, ok := c.m[key]
-	return b, ok, nil
+func newMemCache(err error) *memCache {
+	return &memCache{m: map[string][]byte{}, leases: map[string]uint64{}, lookupErr: err, waitErr: err, putErr: err, releaseErr: err}
 }
 
-func (c *memCache) Put(_ context.Context, key string, value []byte, _ time.Duration) error {
+func (c *memCache) Lookup(_ context.Context, id CacheID, leaseTTL time.Duration) (CacheLookup, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil {
-		return c.err
+	c.lookups++
+	c.ids = append(c.ids, id)
+	c.leaseTTLs = append(c.leaseTTLs, leaseTTL)
+	if c.lookupErr != nil {
+		return CacheLookup{}, c.lookupErr
 	}
-	c.m[key] = value
+	if b, ok := c.m[id.Hash]; ok {
+		return CacheLookup{Found: true, Value: b}, nil
+	}
+	if c.leases[id.Hash] != 0 {
+		return CacheLookup{Busy: true, LeaseRemaining: 2 * time.Second}, nil
+	}
+	c.next++
+	c.leases[id.Hash] = c.next
+	return CacheLookup{Lease: c.next, LeaseRemaining: leaseTTL}, nil
+}
+
+func (c *memCache) Wait(_ context.Context, _ CacheID, maxWait time.Duration) ([]byte, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waits++
+	c.maxWaits = append(c.maxWaits, maxWait)
+	return c.waitValue, c.waitFound, c.waitErr
+}
+
+func (c *memCache) Put(_ context.Context, id CacheID, value []byte, _ time.Duration, lease uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.puts = append(c.puts, lease)
+	if c.putErr != nil {
+		return c.putErr
+	}
+	c.m[id.Hash] = value
+	if lease != 0 && c.leases[id.Hash] == lease {
+		delete(c.leases, id.Hash)
+	}
+	return nil
+}
+
+func (c *memCache) Release(_ context.Context, id CacheID, lease uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releases = append(c.releases, lease)
+	if c.releaseErr != nil {
+		return c.releaseErr
+	}
+	if c.leases[id.Hash] == lease {
+		delete(c.leases, id.Hash)
+	}
 	return nil
 }
 
 // echoDispatcher answers with the joined texts it received.
 type echoDispatcher struct {
-	calls int
-	err   error
+	calls  int
+	err    error
+	finish string // "stop" when empty
 }
 
 func (d *echoDispatcher) Dispatch(_ context.Context, req *providerv1.Request) (*Dispatched, error) {
@@ -84,9 +134,13 @@ func (d *echoDispatcher) Dispatch(_ context.Context, req *providerv1.Request) (*
 			texts = append(texts, p.GetText())
 		}
 	}
+	finish := d.finish
+	if finish == "" {
+		finish = "stop"
+	}
 	return &Dispatched{Attempts: 1, Response: &providerv1.Response{
 		WorkerId: "w1",
-		Choices:  []*providerv1.Choice{{FinishReason: "stop", Content: strings.Join(texts, "\n")}},
+		Choices:  []*providerv1.Choice{{FinishReason: finish, Content: strings.Join(texts, "\n")}},
 		Usage:    &providerv1.Usage{PromptTokens: 1, CompletionTokens: 1, TotalTokens: 2},
 	}}, nil
 }
@@ -113,7 +167,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, scrubErr, cacheErr, auditErr error, opts Options) fixture {
 	t.Helper()
-	f := fixture{cache: &memCache{m: map[string][]byte{}, err: cacheErr}, disp: &echoDispatcher{}, audit: &memAudit{err: auditErr}}
+	f := fixture{cache: newMemCache(cacheErr), disp: &echoDispatcher{}, audit: &memAudit{err: auditErr}}
 	comps := components{"echo": {Name: "echo", Type: "conversation.echo", CacheTTL: time.Minute}, "nocache": {Name: "nocache", Type: "conversation.echo"}}
 	svc, err := New(comps, upperScrubber{err: scrubErr}, f.cache, f.disp, f.audit, opts,
 		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
@@ -225,47 +279,6 @@ func TestAuditEvent(t *testing.T) {
 	require.EqualValues(t, 2, ev.GetPiiFindings()["SECRET"])
 	require.NotNil(t, ev.GetCreatedAt())
 	require.Positive(t, ev.GetLatency().AsDuration())
-}
-
-func TestCacheKey(t *testing.T) {
-	t.Parallel()
-	comp := Component{Name: "echo", Type: "conversation.echo", Model: "m"}
-	base := func() *providerv1.Request {
-		params, _ := structpb.NewStruct(map[string]any{"type": "object", "properties": map[string]any{"a": map[string]any{}, "b": map[string]any{}}})
-		max := int64(10)
-		return &providerv1.Request{
-			RequestId: "id", Tenant: "default", Component: "echo",
-			Messages:   []*providerv1.Message{{Role: providerv1.Role_ROLE_USER, Parts: []*providerv1.Part{{Kind: &providerv1.Part_Text{Text: "hi"}}}}},
-			Tools:      []*providerv1.Tool{{Type: "function", Name: "f", Parameters: params}},
-			ToolChoice: "auto", Temperature: 0.5, MaxTokens: &max, Stop: []string{"x"},
-			Metadata: map[string]string{"a": "1", "b": "2"},
-		}
-	}
-	key := CacheKey(comp, base())
-	require.Len(t, key, 64)
-
-	same := base()
-	same.RequestId, same.Deadline = "other", nil
-	require.Equal(t, key, CacheKey(comp, same), "request id and deadline do not change the key")
-
-	changes := map[string]func(r *providerv1.Request){
-		"text":        func(r *providerv1.Request) { r.Messages[0].Parts[0].Kind = &providerv1.Part_Text{Text: "ho"} },
-		"role":        func(r *providerv1.Request) { r.Messages[0].Role = providerv1.Role_ROLE_SYSTEM },
-		"tool":        func(r *providerv1.Request) { r.Tools[0].Name = "g" },
-		"tool choice": func(r *providerv1.Request) { r.ToolChoice = "none" },
-		"temperature": func(r *providerv1.Request) { r.Temperature = 0.6 },
-		"max tokens":  func(r *providerv1.Request) { v := int64(11); r.MaxTokens = &v },
-		"stop":        func(r *providerv1.Request) { r.Stop = nil },
-		"metadata":    func(r *providerv1.Request) { r.Metadata["a"] = "3" },
-		"tenant":      func(r *providerv1.Request) { r.Tenant = "t2" },
-	}
-	for name, change := range changes {
-		r := base()
-		change(r)
-		require.NotEqual(t, key, CacheKey(comp, r), name)
-	}
-	require.NotEqual(t, key, CacheKey(Component{Name: "echo2", Type: "conversation.echo", Model: "m"}, base()), "component")
-	require.NotEqual(t, key, CacheKey(Component{Name: "echo", Type: "conversation.echo", Model: "m2"}, base()), "model")
 }
 
 func TestCacheable(t *testing.T) {

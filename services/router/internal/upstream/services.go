@@ -43,36 +43,81 @@ func (s *Scrubber) Scrub(ctx context.Context, texts []string) ([]conversation.Sc
 	return out, nil
 }
 
-// Cache calls the cache service. Each call is bounded by timeout so a slow cache costs
-// little: the conversation goes on without it.
+// Cache calls the cache service. Every call but Wait is bounded by timeout, so a slow
+// cache costs little: the conversation goes on without it. Wait is bounded by the
+// wait the service was asked for, plus timeout.
 type Cache struct {
 	client  cachev1connect.CacheServiceClient
 	timeout time.Duration
 }
+
+var _ conversation.Cache = (*Cache)(nil)
 
 // NewCache wraps a generated client.
 func NewCache(client cachev1connect.CacheServiceClient, timeout time.Duration) *Cache {
 	return &Cache{client: client, timeout: timeout}
 }
 
-// Get returns the entry under key.
-func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool, error) {
+// Lookup finds the entry of id, or takes its lease for leaseTTL (0: the cache's maximum).
+func (c *Cache) Lookup(ctx context.Context, id conversation.CacheID, leaseTTL time.Duration) (conversation.CacheLookup, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	res, err := c.client.Get(ctx, &cachev1.GetRequest{Key: key})
+	req := &cachev1.LookupRequest{Key: id.Hash, Tenant: id.Tenant, Component: id.Component}
+	if leaseTTL > 0 {
+		req.LeaseTtl = durationpb.New(leaseTTL)
+	}
+	res, err := c.client.Lookup(ctx, req)
 	if err != nil {
-		return nil, false, fmt.Errorf("cache get: %w", err)
+		return conversation.CacheLookup{}, fmt.Errorf("cache lookup: %w", err)
+	}
+	switch res.GetOutcome() {
+	case cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT:
+		return conversation.CacheLookup{Found: true, Value: res.GetValue()}, nil
+	case cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED:
+		return conversation.CacheLookup{Lease: res.GetLease(), LeaseRemaining: res.GetLeaseRemaining().AsDuration()}, nil
+	case cachev1.LookupOutcome_LOOKUP_OUTCOME_BUSY:
+		return conversation.CacheLookup{Busy: true, LeaseRemaining: res.GetLeaseRemaining().AsDuration()}, nil
+	case cachev1.LookupOutcome_LOOKUP_OUTCOME_MISS:
+		return conversation.CacheLookup{}, nil
+	}
+	return conversation.CacheLookup{}, fmt.Errorf("cache lookup: unknown outcome %v", res.GetOutcome())
+}
+
+// Wait waits at most maxWait for the value of the lease holder of id.
+func (c *Cache) Wait(ctx context.Context, id conversation.CacheID, maxWait time.Duration) ([]byte, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, maxWait+c.timeout)
+	defer cancel()
+	res, err := c.client.Wait(ctx, &cachev1.WaitRequest{
+		Key: id.Hash, Tenant: id.Tenant, Component: id.Component, MaxWait: durationpb.New(maxWait),
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("cache wait: %w", err)
 	}
 	return res.GetValue(), res.GetFound(), nil
 }
 
-// Put stores value under key for ttl.
-func (c *Cache) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+// Put stores value under id for ttl and ends lease. It runs even when the caller has
+// gone: the answer is paid for, and waiters of other requests want it.
+func (c *Cache) Put(ctx context.Context, id conversation.CacheID, value []byte, ttl time.Duration, lease uint64) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
-	_, err := c.client.Put(ctx, &cachev1.PutRequest{Key: key, Value: value, Ttl: durationpb.New(ttl)})
+	_, err := c.client.Put(ctx, &cachev1.PutRequest{
+		Key: id.Hash, Tenant: id.Tenant, Component: id.Component, Value: value, Ttl: durationpb.New(ttl), Lease: lease,
+	})
 	if err != nil {
 		return fmt.Errorf("cache put: %w", err)
+	}
+	return nil
+}
+
+// Release ends lease on id without a value. Like Put, it runs even when the caller
+// has gone, so that waiters need not wait for the lease to expire.
+func (c *Cache) Release(ctx context.Context, id conversation.CacheID, lease uint64) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+	defer cancel()
+	_, err := c.client.Release(ctx, &cachev1.ReleaseRequest{Key: id.Hash, Tenant: id.Tenant, Component: id.Component, Lease: lease})
+	if err != nil {
+		return fmt.Errorf("cache release: %w", err)
 	}
 	return nil
 }

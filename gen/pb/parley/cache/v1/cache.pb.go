@@ -22,11 +22,128 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// LookupOutcome is what a Lookup found.
+type LookupOutcome int32
+
+const (
+	LookupOutcome_LOOKUP_OUTCOME_UNSPECIFIED LookupOutcome = 0
+	// The entry exists: value holds it.
+	LookupOutcome_LOOKUP_OUTCOME_HIT LookupOutcome = 1
+	// No entry; the caller holds the key's lease and must Put or Release it.
+	LookupOutcome_LOOKUP_OUTCOME_LEASED LookupOutcome = 2
+	// No entry; another caller holds the lease. Wait for its value.
+	LookupOutcome_LOOKUP_OUTCOME_BUSY LookupOutcome = 3
+	// No entry, and no lease could be taken (the bucket is full): call the provider and
+	// Put without a lease.
+	LookupOutcome_LOOKUP_OUTCOME_MISS LookupOutcome = 4
+)
+
+// Enum value maps for LookupOutcome.
+var (
+	LookupOutcome_name = map[int32]string{
+		0: "LOOKUP_OUTCOME_UNSPECIFIED",
+		1: "LOOKUP_OUTCOME_HIT",
+		2: "LOOKUP_OUTCOME_LEASED",
+		3: "LOOKUP_OUTCOME_BUSY",
+		4: "LOOKUP_OUTCOME_MISS",
+	}
+	LookupOutcome_value = map[string]int32{
+		"LOOKUP_OUTCOME_UNSPECIFIED": 0,
+		"LOOKUP_OUTCOME_HIT":         1,
+		"LOOKUP_OUTCOME_LEASED":      2,
+		"LOOKUP_OUTCOME_BUSY":        3,
+		"LOOKUP_OUTCOME_MISS":        4,
+	}
+)
+
+func (x LookupOutcome) Enum() *LookupOutcome {
+	p := new(LookupOutcome)
+	*p = x
+	return p
+}
+
+func (x LookupOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LookupOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_cache_v1_cache_proto_enumTypes[0].Descriptor()
+}
+
+func (LookupOutcome) Type() protoreflect.EnumType {
+	return &file_parley_cache_v1_cache_proto_enumTypes[0]
+}
+
+func (x LookupOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LookupOutcome.Descriptor instead.
+func (LookupOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{0}
+}
+
+// Layer is where a hit was found.
+type Layer int32
+
+const (
+	Layer_LAYER_UNSPECIFIED Layer = 0
+	// The cache replica's memory.
+	Layer_LAYER_L1 Layer = 1
+	// The shared NATS key-value bucket.
+	Layer_LAYER_L2 Layer = 2
+)
+
+// Enum value maps for Layer.
+var (
+	Layer_name = map[int32]string{
+		0: "LAYER_UNSPECIFIED",
+		1: "LAYER_L1",
+		2: "LAYER_L2",
+	}
+	Layer_value = map[string]int32{
+		"LAYER_UNSPECIFIED": 0,
+		"LAYER_L1":          1,
+		"LAYER_L2":          2,
+	}
+)
+
+func (x Layer) Enum() *Layer {
+	p := new(Layer)
+	*p = x
+	return p
+}
+
+func (x Layer) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Layer) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_cache_v1_cache_proto_enumTypes[1].Descriptor()
+}
+
+func (Layer) Type() protoreflect.EnumType {
+	return &file_parley_cache_v1_cache_proto_enumTypes[1]
+}
+
+func (x Layer) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Layer.Descriptor instead.
+func (Layer) EnumDescriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{1}
+}
+
 // GetRequest names an entry.
 type GetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// A hex SHA-256 computed by the router.
-	Key           string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// A hex SHA-256 computed by the router (64 lowercase hex characters).
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The tenant the entry belongs to. Required.
+	Tenant string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The component the entry belongs to. Required.
+	Component     string `protobuf:"bytes,3,opt,name=component,proto3" json:"component,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -64,6 +181,20 @@ func (*GetRequest) Descriptor() ([]byte, []int) {
 func (x *GetRequest) GetKey() string {
 	if x != nil {
 		return x.Key
+	}
+	return ""
+}
+
+func (x *GetRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
 	}
 	return ""
 }
@@ -127,7 +258,13 @@ type PutRequest struct {
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// Required and positive.
-	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// The tenant the entry belongs to. Required.
+	Tenant string `protobuf:"bytes,4,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The component the entry belongs to. Required.
+	Component string `protobuf:"bytes,5,opt,name=component,proto3" json:"component,omitempty"`
+	// The lease a Lookup granted the caller, if any; 0 for none.
+	Lease         uint64 `protobuf:"varint,6,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -183,6 +320,27 @@ func (x *PutRequest) GetTtl() *durationpb.Duration {
 	return nil
 }
 
+func (x *PutRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *PutRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *PutRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 // PutResponse is empty.
 type PutResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -220,26 +378,569 @@ func (*PutResponse) Descriptor() ([]byte, []int) {
 	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{3}
 }
 
+// LookupRequest names an entry and how long a lease on it may last.
+type LookupRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Tenant    string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Component string                 `protobuf:"bytes,3,opt,name=component,proto3" json:"component,omitempty"`
+	// How long the caller's provider call may take, usually the time left before the
+	// caller's deadline. Clamped to [1s, CACHE_MAX_LEASE_TTL]; unset means the maximum.
+	LeaseTtl      *durationpb.Duration `protobuf:"bytes,4,opt,name=lease_ttl,json=leaseTtl,proto3" json:"lease_ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupRequest) Reset() {
+	*x = LookupRequest{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupRequest) ProtoMessage() {}
+
+func (x *LookupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
+func (*LookupRequest) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LookupRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *LookupRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *LookupRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *LookupRequest) GetLeaseTtl() *durationpb.Duration {
+	if x != nil {
+		return x.LeaseTtl
+	}
+	return nil
+}
+
+// LookupResponse is the entry, a lease, or word that someone else holds the lease.
+type LookupResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Outcome LookupOutcome          `protobuf:"varint,1,opt,name=outcome,proto3,enum=parley.cache.v1.LookupOutcome" json:"outcome,omitempty"`
+	// HIT: the entry.
+	Value []byte `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// LEASED: the lease to name in Put or Release.
+	Lease uint64 `protobuf:"varint,3,opt,name=lease,proto3" json:"lease,omitempty"`
+	// BUSY: how long the current lease can still run; a Wait need not last longer.
+	LeaseRemaining *durationpb.Duration `protobuf:"bytes,4,opt,name=lease_remaining,json=leaseRemaining,proto3" json:"lease_remaining,omitempty"`
+	// HIT: where it was found.
+	Layer         Layer `protobuf:"varint,5,opt,name=layer,proto3,enum=parley.cache.v1.Layer" json:"layer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupResponse) Reset() {
+	*x = LookupResponse{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupResponse) ProtoMessage() {}
+
+func (x *LookupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupResponse.ProtoReflect.Descriptor instead.
+func (*LookupResponse) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LookupResponse) GetOutcome() LookupOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return LookupOutcome_LOOKUP_OUTCOME_UNSPECIFIED
+}
+
+func (x *LookupResponse) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *LookupResponse) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *LookupResponse) GetLeaseRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.LeaseRemaining
+	}
+	return nil
+}
+
+func (x *LookupResponse) GetLayer() Layer {
+	if x != nil {
+		return x.Layer
+	}
+	return Layer_LAYER_UNSPECIFIED
+}
+
+// WaitRequest names an entry being computed by the holder of its lease.
+type WaitRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Tenant    string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Component string                 `protobuf:"bytes,3,opt,name=component,proto3" json:"component,omitempty"`
+	// Required and positive; the cache service caps it at CACHE_MAX_LEASE_TTL.
+	MaxWait       *durationpb.Duration `protobuf:"bytes,4,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitRequest) Reset() {
+	*x = WaitRequest{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitRequest) ProtoMessage() {}
+
+func (x *WaitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
+func (*WaitRequest) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *WaitRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *WaitRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *WaitRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *WaitRequest) GetMaxWait() *durationpb.Duration {
+	if x != nil {
+		return x.MaxWait
+	}
+	return nil
+}
+
+// WaitResponse carries the value when the lease holder stored one. found is false when
+// the lease ended without a value or max_wait passed: call the provider.
+type WaitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitResponse) Reset() {
+	*x = WaitResponse{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitResponse) ProtoMessage() {}
+
+func (x *WaitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
+func (*WaitResponse) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WaitResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *WaitResponse) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// ReleaseRequest ends a lease.
+type ReleaseRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Tenant    string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Component string                 `protobuf:"bytes,3,opt,name=component,proto3" json:"component,omitempty"`
+	// The lease from LookupResponse. A lease that has already expired is ignored.
+	Lease         uint64 `protobuf:"varint,4,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseRequest) Reset() {
+	*x = ReleaseRequest{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRequest) ProtoMessage() {}
+
+func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReleaseRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ReleaseRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ReleaseRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *ReleaseRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+// ReleaseResponse is empty.
+type ReleaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseResponse) Reset() {
+	*x = ReleaseResponse{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseResponse) ProtoMessage() {}
+
+func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{9}
+}
+
+// PurgeRequest selects the entries to drop. At least one field is required; both
+// select one component of one tenant.
+type PurgeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Component     string                 `protobuf:"bytes,2,opt,name=component,proto3" json:"component,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeRequest) Reset() {
+	*x = PurgeRequest{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeRequest) ProtoMessage() {}
+
+func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeRequest.ProtoReflect.Descriptor instead.
+func (*PurgeRequest) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PurgeRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *PurgeRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+// PurgeResponse says how much was dropped.
+type PurgeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Messages removed from the bucket (entries, leases and expiry markers).
+	Purged uint64 `protobuf:"varint,1,opt,name=purged,proto3" json:"purged,omitempty"`
+	// Entries removed from this replica's memory; other replicas drop theirs when the
+	// purge notice reaches them.
+	PurgedLocal   uint64 `protobuf:"varint,2,opt,name=purged_local,json=purgedLocal,proto3" json:"purged_local,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeResponse) Reset() {
+	*x = PurgeResponse{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeResponse) ProtoMessage() {}
+
+func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeResponse.ProtoReflect.Descriptor instead.
+func (*PurgeResponse) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PurgeResponse) GetPurged() uint64 {
+	if x != nil {
+		return x.Purged
+	}
+	return 0
+}
+
+func (x *PurgeResponse) GetPurgedLocal() uint64 {
+	if x != nil {
+		return x.PurgedLocal
+	}
+	return 0
+}
+
 var File_parley_cache_v1_cache_proto protoreflect.FileDescriptor
 
 const file_parley_cache_v1_cache_proto_rawDesc = "" +
 	"\n" +
-	"\x1bparley/cache/v1/cache.proto\x12\x0fparley.cache.v1\x1a\x1egoogle/protobuf/duration.proto\"\x1e\n" +
+	"\x1bparley/cache/v1/cache.proto\x12\x0fparley.cache.v1\x1a\x1egoogle/protobuf/duration.proto\"T\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"9\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1c\n" +
+	"\tcomponent\x18\x03 \x01(\tR\tcomponent\"9\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"a\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\xad\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12+\n" +
-	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\r\n" +
-	"\vPutResponse2\x92\x01\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
+	"\x06tenant\x18\x04 \x01(\tR\x06tenant\x12\x1c\n" +
+	"\tcomponent\x18\x05 \x01(\tR\tcomponent\x12\x14\n" +
+	"\x05lease\x18\x06 \x01(\x04R\x05lease\"\r\n" +
+	"\vPutResponse\"\x8f\x01\n" +
+	"\rLookupRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1c\n" +
+	"\tcomponent\x18\x03 \x01(\tR\tcomponent\x126\n" +
+	"\tlease_ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bleaseTtl\"\xe8\x01\n" +
+	"\x0eLookupResponse\x128\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2\x1e.parley.cache.v1.LookupOutcomeR\aoutcome\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x14\n" +
+	"\x05lease\x18\x03 \x01(\x04R\x05lease\x12B\n" +
+	"\x0flease_remaining\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0eleaseRemaining\x12,\n" +
+	"\x05layer\x18\x05 \x01(\x0e2\x16.parley.cache.v1.LayerR\x05layer\"\x8b\x01\n" +
+	"\vWaitRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1c\n" +
+	"\tcomponent\x18\x03 \x01(\tR\tcomponent\x124\n" +
+	"\bmax_wait\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\":\n" +
+	"\fWaitResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"n\n" +
+	"\x0eReleaseRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1c\n" +
+	"\tcomponent\x18\x03 \x01(\tR\tcomponent\x12\x14\n" +
+	"\x05lease\x18\x04 \x01(\x04R\x05lease\"\x11\n" +
+	"\x0fReleaseResponse\"D\n" +
+	"\fPurgeRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1c\n" +
+	"\tcomponent\x18\x02 \x01(\tR\tcomponent\"J\n" +
+	"\rPurgeResponse\x12\x16\n" +
+	"\x06purged\x18\x01 \x01(\x04R\x06purged\x12!\n" +
+	"\fpurged_local\x18\x02 \x01(\x04R\vpurgedLocal*\x94\x01\n" +
+	"\rLookupOutcome\x12\x1e\n" +
+	"\x1aLOOKUP_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12LOOKUP_OUTCOME_HIT\x10\x01\x12\x19\n" +
+	"\x15LOOKUP_OUTCOME_LEASED\x10\x02\x12\x17\n" +
+	"\x13LOOKUP_OUTCOME_BUSY\x10\x03\x12\x17\n" +
+	"\x13LOOKUP_OUTCOME_MISS\x10\x04*:\n" +
+	"\x05Layer\x12\x15\n" +
+	"\x11LAYER_UNSPECIFIED\x10\x00\x12\f\n" +
+	"\bLAYER_L1\x10\x01\x12\f\n" +
+	"\bLAYER_L2\x10\x022\xb8\x03\n" +
 	"\fCacheService\x12@\n" +
 	"\x03Get\x12\x1b.parley.cache.v1.GetRequest\x1a\x1c.parley.cache.v1.GetResponse\x12@\n" +
-	"\x03Put\x12\x1b.parley.cache.v1.PutRequest\x1a\x1c.parley.cache.v1.PutResponseB\xba\x01\n" +
+	"\x03Put\x12\x1b.parley.cache.v1.PutRequest\x1a\x1c.parley.cache.v1.PutResponse\x12I\n" +
+	"\x06Lookup\x12\x1e.parley.cache.v1.LookupRequest\x1a\x1f.parley.cache.v1.LookupResponse\x12C\n" +
+	"\x04Wait\x12\x1c.parley.cache.v1.WaitRequest\x1a\x1d.parley.cache.v1.WaitResponse\x12L\n" +
+	"\aRelease\x12\x1f.parley.cache.v1.ReleaseRequest\x1a .parley.cache.v1.ReleaseResponse\x12F\n" +
+	"\x05Purge\x12\x1d.parley.cache.v1.PurgeRequest\x1a\x1e.parley.cache.v1.PurgeResponseB\xba\x01\n" +
 	"\x13com.parley.cache.v1B\n" +
 	"CacheProtoP\x01Z9github.com/parleyhq/parley/gen/pb/parley/cache/v1;cachev1\xa2\x02\x03PCX\xaa\x02\x0fParley.Cache.V1\xca\x02\x0fParley\\Cache\\V1\xe2\x02\x1bParley\\Cache\\V1\\GPBMetadata\xea\x02\x11Parley::Cache::V1b\x06proto3"
 
@@ -255,25 +956,49 @@ func file_parley_cache_v1_cache_proto_rawDescGZIP() []byte {
 	return file_parley_cache_v1_cache_proto_rawDescData
 }
 
-var file_parley_cache_v1_cache_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_parley_cache_v1_cache_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_parley_cache_v1_cache_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_parley_cache_v1_cache_proto_goTypes = []any{
-	(*GetRequest)(nil),          // 0: parley.cache.v1.GetRequest
-	(*GetResponse)(nil),         // 1: parley.cache.v1.GetResponse
-	(*PutRequest)(nil),          // 2: parley.cache.v1.PutRequest
-	(*PutResponse)(nil),         // 3: parley.cache.v1.PutResponse
-	(*durationpb.Duration)(nil), // 4: google.protobuf.Duration
+	(LookupOutcome)(0),          // 0: parley.cache.v1.LookupOutcome
+	(Layer)(0),                  // 1: parley.cache.v1.Layer
+	(*GetRequest)(nil),          // 2: parley.cache.v1.GetRequest
+	(*GetResponse)(nil),         // 3: parley.cache.v1.GetResponse
+	(*PutRequest)(nil),          // 4: parley.cache.v1.PutRequest
+	(*PutResponse)(nil),         // 5: parley.cache.v1.PutResponse
+	(*LookupRequest)(nil),       // 6: parley.cache.v1.LookupRequest
+	(*LookupResponse)(nil),      // 7: parley.cache.v1.LookupResponse
+	(*WaitRequest)(nil),         // 8: parley.cache.v1.WaitRequest
+	(*WaitResponse)(nil),        // 9: parley.cache.v1.WaitResponse
+	(*ReleaseRequest)(nil),      // 10: parley.cache.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),     // 11: parley.cache.v1.ReleaseResponse
+	(*PurgeRequest)(nil),        // 12: parley.cache.v1.PurgeRequest
+	(*PurgeResponse)(nil),       // 13: parley.cache.v1.PurgeResponse
+	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
 }
 var file_parley_cache_v1_cache_proto_depIdxs = []int32{
-	4, // 0: parley.cache.v1.PutRequest.ttl:type_name -> google.protobuf.Duration
-	0, // 1: parley.cache.v1.CacheService.Get:input_type -> parley.cache.v1.GetRequest
-	2, // 2: parley.cache.v1.CacheService.Put:input_type -> parley.cache.v1.PutRequest
-	1, // 3: parley.cache.v1.CacheService.Get:output_type -> parley.cache.v1.GetResponse
-	3, // 4: parley.cache.v1.CacheService.Put:output_type -> parley.cache.v1.PutResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	14, // 0: parley.cache.v1.PutRequest.ttl:type_name -> google.protobuf.Duration
+	14, // 1: parley.cache.v1.LookupRequest.lease_ttl:type_name -> google.protobuf.Duration
+	0,  // 2: parley.cache.v1.LookupResponse.outcome:type_name -> parley.cache.v1.LookupOutcome
+	14, // 3: parley.cache.v1.LookupResponse.lease_remaining:type_name -> google.protobuf.Duration
+	1,  // 4: parley.cache.v1.LookupResponse.layer:type_name -> parley.cache.v1.Layer
+	14, // 5: parley.cache.v1.WaitRequest.max_wait:type_name -> google.protobuf.Duration
+	2,  // 6: parley.cache.v1.CacheService.Get:input_type -> parley.cache.v1.GetRequest
+	4,  // 7: parley.cache.v1.CacheService.Put:input_type -> parley.cache.v1.PutRequest
+	6,  // 8: parley.cache.v1.CacheService.Lookup:input_type -> parley.cache.v1.LookupRequest
+	8,  // 9: parley.cache.v1.CacheService.Wait:input_type -> parley.cache.v1.WaitRequest
+	10, // 10: parley.cache.v1.CacheService.Release:input_type -> parley.cache.v1.ReleaseRequest
+	12, // 11: parley.cache.v1.CacheService.Purge:input_type -> parley.cache.v1.PurgeRequest
+	3,  // 12: parley.cache.v1.CacheService.Get:output_type -> parley.cache.v1.GetResponse
+	5,  // 13: parley.cache.v1.CacheService.Put:output_type -> parley.cache.v1.PutResponse
+	7,  // 14: parley.cache.v1.CacheService.Lookup:output_type -> parley.cache.v1.LookupResponse
+	9,  // 15: parley.cache.v1.CacheService.Wait:output_type -> parley.cache.v1.WaitResponse
+	11, // 16: parley.cache.v1.CacheService.Release:output_type -> parley.cache.v1.ReleaseResponse
+	13, // 17: parley.cache.v1.CacheService.Purge:output_type -> parley.cache.v1.PurgeResponse
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_parley_cache_v1_cache_proto_init() }
@@ -286,13 +1011,14 @@ func file_parley_cache_v1_cache_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_cache_v1_cache_proto_rawDesc), len(file_parley_cache_v1_cache_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   4,
+			NumEnums:      2,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_parley_cache_v1_cache_proto_goTypes,
 		DependencyIndexes: file_parley_cache_v1_cache_proto_depIdxs,
+		EnumInfos:         file_parley_cache_v1_cache_proto_enumTypes,
 		MessageInfos:      file_parley_cache_v1_cache_proto_msgTypes,
 	}.Build()
 	File_parley_cache_v1_cache_proto = out.File

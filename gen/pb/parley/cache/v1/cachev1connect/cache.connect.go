@@ -37,14 +37,34 @@ const (
 	CacheServiceGetProcedure = "/parley.cache.v1.CacheService/Get"
 	// CacheServicePutProcedure is the fully-qualified name of the CacheService's Put RPC.
 	CacheServicePutProcedure = "/parley.cache.v1.CacheService/Put"
+	// CacheServiceLookupProcedure is the fully-qualified name of the CacheService's Lookup RPC.
+	CacheServiceLookupProcedure = "/parley.cache.v1.CacheService/Lookup"
+	// CacheServiceWaitProcedure is the fully-qualified name of the CacheService's Wait RPC.
+	CacheServiceWaitProcedure = "/parley.cache.v1.CacheService/Wait"
+	// CacheServiceReleaseProcedure is the fully-qualified name of the CacheService's Release RPC.
+	CacheServiceReleaseProcedure = "/parley.cache.v1.CacheService/Release"
+	// CacheServicePurgeProcedure is the fully-qualified name of the CacheService's Purge RPC.
+	CacheServicePurgeProcedure = "/parley.cache.v1.CacheService/Purge"
 )
 
 // CacheServiceClient is a client for the parley.cache.v1.CacheService service.
 type CacheServiceClient interface {
-	// Get returns the entry under key, if it exists and has not expired.
+	// Get returns the entry, if it exists and has not expired. It takes no lease.
 	Get(context.Context, *v1.GetRequest) (*v1.GetResponse, error)
-	// Put stores value under key for ttl.
+	// Put stores value under key for ttl. When it names the caller's lease, it ends it
+	// and wakes the callers waiting for the key.
 	Put(context.Context, *v1.PutRequest) (*v1.PutResponse, error)
+	// Lookup returns the entry, or grants the caller the key's lease, or says that
+	// another caller holds it.
+	Lookup(context.Context, *v1.LookupRequest) (*v1.LookupResponse, error)
+	// Wait waits for the holder of the key's lease to store a value, at most max_wait.
+	Wait(context.Context, *v1.WaitRequest) (*v1.WaitResponse, error)
+	// Release ends the caller's lease without storing a value (the provider failed or
+	// the answer is not cacheable); waiting callers go to the provider themselves.
+	Release(context.Context, *v1.ReleaseRequest) (*v1.ReleaseResponse, error)
+	// Purge drops every entry of a tenant, of a component (in every tenant), or of a
+	// component of a tenant, from the bucket and from every replica's memory.
+	Purge(context.Context, *v1.PurgeRequest) (*v1.PurgeResponse, error)
 }
 
 // NewCacheServiceClient constructs a client for the parley.cache.v1.CacheService service. By
@@ -70,13 +90,41 @@ func NewCacheServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(cacheServiceMethods.ByName("Put")),
 			connect.WithClientOptions(opts...),
 		),
+		lookup: connect.NewClient[v1.LookupRequest, v1.LookupResponse](
+			httpClient,
+			baseURL+CacheServiceLookupProcedure,
+			connect.WithSchema(cacheServiceMethods.ByName("Lookup")),
+			connect.WithClientOptions(opts...),
+		),
+		wait: connect.NewClient[v1.WaitRequest, v1.WaitResponse](
+			httpClient,
+			baseURL+CacheServiceWaitProcedure,
+			connect.WithSchema(cacheServiceMethods.ByName("Wait")),
+			connect.WithClientOptions(opts...),
+		),
+		release: connect.NewClient[v1.ReleaseRequest, v1.ReleaseResponse](
+			httpClient,
+			baseURL+CacheServiceReleaseProcedure,
+			connect.WithSchema(cacheServiceMethods.ByName("Release")),
+			connect.WithClientOptions(opts...),
+		),
+		purge: connect.NewClient[v1.PurgeRequest, v1.PurgeResponse](
+			httpClient,
+			baseURL+CacheServicePurgeProcedure,
+			connect.WithSchema(cacheServiceMethods.ByName("Purge")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // cacheServiceClient implements CacheServiceClient.
 type cacheServiceClient struct {
-	get *connect.Client[v1.GetRequest, v1.GetResponse]
-	put *connect.Client[v1.PutRequest, v1.PutResponse]
+	get     *connect.Client[v1.GetRequest, v1.GetResponse]
+	put     *connect.Client[v1.PutRequest, v1.PutResponse]
+	lookup  *connect.Client[v1.LookupRequest, v1.LookupResponse]
+	wait    *connect.Client[v1.WaitRequest, v1.WaitResponse]
+	release *connect.Client[v1.ReleaseRequest, v1.ReleaseResponse]
+	purge   *connect.Client[v1.PurgeRequest, v1.PurgeResponse]
 }
 
 // Get calls parley.cache.v1.CacheService.Get.
@@ -97,12 +145,60 @@ func (c *cacheServiceClient) Put(ctx context.Context, req *v1.PutRequest) (*v1.P
 	return nil, err
 }
 
+// Lookup calls parley.cache.v1.CacheService.Lookup.
+func (c *cacheServiceClient) Lookup(ctx context.Context, req *v1.LookupRequest) (*v1.LookupResponse, error) {
+	response, err := c.lookup.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// Wait calls parley.cache.v1.CacheService.Wait.
+func (c *cacheServiceClient) Wait(ctx context.Context, req *v1.WaitRequest) (*v1.WaitResponse, error) {
+	response, err := c.wait.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// Release calls parley.cache.v1.CacheService.Release.
+func (c *cacheServiceClient) Release(ctx context.Context, req *v1.ReleaseRequest) (*v1.ReleaseResponse, error) {
+	response, err := c.release.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// Purge calls parley.cache.v1.CacheService.Purge.
+func (c *cacheServiceClient) Purge(ctx context.Context, req *v1.PurgeRequest) (*v1.PurgeResponse, error) {
+	response, err := c.purge.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // CacheServiceHandler is an implementation of the parley.cache.v1.CacheService service.
 type CacheServiceHandler interface {
-	// Get returns the entry under key, if it exists and has not expired.
+	// Get returns the entry, if it exists and has not expired. It takes no lease.
 	Get(context.Context, *v1.GetRequest) (*v1.GetResponse, error)
-	// Put stores value under key for ttl.
+	// Put stores value under key for ttl. When it names the caller's lease, it ends it
+	// and wakes the callers waiting for the key.
 	Put(context.Context, *v1.PutRequest) (*v1.PutResponse, error)
+	// Lookup returns the entry, or grants the caller the key's lease, or says that
+	// another caller holds it.
+	Lookup(context.Context, *v1.LookupRequest) (*v1.LookupResponse, error)
+	// Wait waits for the holder of the key's lease to store a value, at most max_wait.
+	Wait(context.Context, *v1.WaitRequest) (*v1.WaitResponse, error)
+	// Release ends the caller's lease without storing a value (the provider failed or
+	// the answer is not cacheable); waiting callers go to the provider themselves.
+	Release(context.Context, *v1.ReleaseRequest) (*v1.ReleaseResponse, error)
+	// Purge drops every entry of a tenant, of a component (in every tenant), or of a
+	// component of a tenant, from the bucket and from every replica's memory.
+	Purge(context.Context, *v1.PurgeRequest) (*v1.PurgeResponse, error)
 }
 
 // NewCacheServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -124,12 +220,44 @@ func NewCacheServiceHandler(svc CacheServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(cacheServiceMethods.ByName("Put")),
 		connect.WithHandlerOptions(opts...),
 	)
+	cacheServiceLookupHandler := connect.NewUnaryHandlerSimple(
+		CacheServiceLookupProcedure,
+		svc.Lookup,
+		connect.WithSchema(cacheServiceMethods.ByName("Lookup")),
+		connect.WithHandlerOptions(opts...),
+	)
+	cacheServiceWaitHandler := connect.NewUnaryHandlerSimple(
+		CacheServiceWaitProcedure,
+		svc.Wait,
+		connect.WithSchema(cacheServiceMethods.ByName("Wait")),
+		connect.WithHandlerOptions(opts...),
+	)
+	cacheServiceReleaseHandler := connect.NewUnaryHandlerSimple(
+		CacheServiceReleaseProcedure,
+		svc.Release,
+		connect.WithSchema(cacheServiceMethods.ByName("Release")),
+		connect.WithHandlerOptions(opts...),
+	)
+	cacheServicePurgeHandler := connect.NewUnaryHandlerSimple(
+		CacheServicePurgeProcedure,
+		svc.Purge,
+		connect.WithSchema(cacheServiceMethods.ByName("Purge")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/parley.cache.v1.CacheService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CacheServiceGetProcedure:
 			cacheServiceGetHandler.ServeHTTP(w, r)
 		case CacheServicePutProcedure:
 			cacheServicePutHandler.ServeHTTP(w, r)
+		case CacheServiceLookupProcedure:
+			cacheServiceLookupHandler.ServeHTTP(w, r)
+		case CacheServiceWaitProcedure:
+			cacheServiceWaitHandler.ServeHTTP(w, r)
+		case CacheServiceReleaseProcedure:
+			cacheServiceReleaseHandler.ServeHTTP(w, r)
+		case CacheServicePurgeProcedure:
+			cacheServicePurgeHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -145,4 +273,20 @@ func (UnimplementedCacheServiceHandler) Get(context.Context, *v1.GetRequest) (*v
 
 func (UnimplementedCacheServiceHandler) Put(context.Context, *v1.PutRequest) (*v1.PutResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.cache.v1.CacheService.Put is not implemented"))
+}
+
+func (UnimplementedCacheServiceHandler) Lookup(context.Context, *v1.LookupRequest) (*v1.LookupResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.cache.v1.CacheService.Lookup is not implemented"))
+}
+
+func (UnimplementedCacheServiceHandler) Wait(context.Context, *v1.WaitRequest) (*v1.WaitResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.cache.v1.CacheService.Wait is not implemented"))
+}
+
+func (UnimplementedCacheServiceHandler) Release(context.Context, *v1.ReleaseRequest) (*v1.ReleaseResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.cache.v1.CacheService.Release is not implemented"))
+}
+
+func (UnimplementedCacheServiceHandler) Purge(context.Context, *v1.PurgeRequest) (*v1.PurgeResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.cache.v1.CacheService.Purge is not implemented"))
 }
