@@ -166,5 +166,6 @@ func TestDaprMetadataListsComponents(t *testing.T) {
 	require.JSONEq(t, `{"id":"parley","runtimeVersion":"parley","extended":{},"components":[
 		{"name":"echo","type":"conversation.echo","version":"v1"},
 		{"name":"echo-nocache","type":"conversation.echo","version":"v1"},
-		{"name":"orphan","type":"conversation.echo","version":"v1"}]}`, res.body)
+		{"name":"orphan","type":"conversation.echo","version":"v1"},
+		{"name":"primary-down","type":"conversation.echo","version":"v1"}]}`, res.body)
 }

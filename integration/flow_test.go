@@ -156,3 +156,21 @@ func jsonText(t *testing.T, v *structpb.Value) string {
 	require.NoError(t, enc.Encode(v.AsInterface()))
 	return b.String()
 }
+
+// TestFallbackComponent: a component whose workers cannot answer hands the request to its
+// fallbacks, in order, and the audit record names the fallback used.
+func TestFallbackComponent(t *testing.T) {
+	need(t)
+	t.Parallel()
+	n := nonce(t)
+	res := post(t, "/v1.0-alpha2/conversation/primary-down/converse",
+		fmt.Sprintf(`{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"via fallback %s"}]}}]}]}`, n))
+	require.Equal(t, http.StatusOK, res.status, res.body)
+	require.JSONEq(t, fmt.Sprintf(`{"outputs":[{"choices":[{"finishReason":"stop","message":{"content":"via fallback %s"}}],
+		"usage":{"completionTokens":"3","promptTokens":"3","totalTokens":"6"}}]}`, n), res.body)
+	audit := auditv1connect.NewAuditServiceClient(http.DefaultClient, st.URL("router"))
+	row := auditRow(t, audit, res.header.Get("Parley-Request-Id"))
+	require.Equal(t, "primary-down", row.GetComponent())
+	require.Equal(t, []string{"echo-nocache"}, row.GetFallbacks())
+	require.EqualValues(t, 2, row.GetAttempts())
+}

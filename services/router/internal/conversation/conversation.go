@@ -94,6 +94,9 @@ type Component struct {
 	Type     string
 	Model    string
 	CacheTTL time.Duration
+	// Fallbacks are other components tried in order when this one cannot answer (no
+	// worker, worker lost, provider unavailable or circuit open, deadline on the attempt).
+	Fallbacks []string
 }
 
 // Components resolves component names.

@@ -48,6 +48,7 @@ type serviceMetrics struct {
 	duration       *prometheus.HistogramVec
 	cacheFallbacks *prometheus.CounterVec
 	auditFailures  prometheus.Counter
+	fallbacks      *prometheus.CounterVec
 	auditRedacted  prometheus.Counter
 }
 
@@ -73,12 +74,16 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 			Name: "parley_router_audit_publish_failures_total",
 			Help: "Audit events that could not be stored in the audit stream.",
 		}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_router_fallbacks_total",
+			Help: "Requests sent to a fallback component, by primary and fallback.",
+		}, []string{"component", "fallback"}),
 		auditRedacted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_router_audit_redacted_total",
 			Help: "Audit records whose texts were fully redacted because the scrubber was unavailable.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted} {
+	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.fallbacks} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric: %w", err)
 		}
@@ -168,17 +173,21 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 	}
 	hit := resp != nil
 	if resp == nil {
-		d, err := s.dispatcher.Dispatch(ctx, p)
+		d, used, err := s.dispatch(ctx, p, comp, rec)
 		if err != nil {
 			s.cacheRelease(ctx, id, lease)
 			return nil, err
 		}
 		resp = d.Response
-		rec.ev.Attempts = int32(d.Attempts) //nolint:gosec // attempts are a handful
 		rec.ev.WorkerId = resp.GetWorkerId()
 		rec.ev.ProviderLatency = resp.GetProviderLatency()
-		if cacheOn {
+		switch {
+		case !cacheOn:
+		case used == comp.Name:
 			s.cacheStore(ctx, id, comp.CacheTTL, resp, lease)
+		default:
+			// A fallback's answer comes from another model: it is not the primary's to cache.
+			s.cacheRelease(ctx, id, lease)
 		}
 	}
 	rec.ev.CacheHit = hit
@@ -271,6 +280,65 @@ func (s *Service) cacheFailed(ctx context.Context, op string, id CacheID, err er
 	}
 	s.m.cacheFallbacks.WithLabelValues(op).Inc()
 	s.logger.WarnContext(ctx, "cache call failed, going on without the cache", "op", op, "component", id.Component, "err", err)
+}
+
+// dispatch sends p to comp's workers and, when they cannot answer, to comp's fallbacks in
+// order. It returns the answer and the component that gave it; the audit record gets the
+// provider calls of every try and the fallbacks used.
+func (s *Service) dispatch(ctx context.Context, p *providerv1.Request, comp Component, rec *record) (*Dispatched, string, error) {
+	primary := p.GetComponent()
+	defer func() { p.Component = primary }()
+	attempts := 0
+	try := func(name string) (*Dispatched, error) {
+		p.Component = name
+		d, err := s.dispatcher.Dispatch(ctx, p)
+		if d != nil {
+			attempts += d.Attempts
+		} else {
+			attempts++
+		}
+		rec.ev.Attempts = int32(attempts) //nolint:gosec // attempts are a handful
+		return d, err
+	}
+	d, err := try(comp.Name)
+	if err == nil || !fallbackWorthy(err) {
+		return d, comp.Name, err
+	}
+	for _, fb := range comp.Fallbacks {
+		if ctx.Err() != nil {
+			break
+		}
+		if _, ok := s.components.Lookup(fb); !ok {
+			continue
+		}
+		rec.ev.Fallbacks = append(rec.ev.Fallbacks, fb)
+		s.m.fallbacks.WithLabelValues(comp.Name, fb).Inc()
+		fd, ferr := try(fb)
+		if ferr == nil {
+			return fd, fb, nil
+		}
+		if !fallbackWorthy(ferr) {
+			return nil, fb, ferr
+		}
+	}
+	return nil, comp.Name, err
+}
+
+// fallbackWorthy reports whether another component might answer where this one failed:
+// not for a request the provider rejected as invalid, nor when the caller has gone.
+func fallbackWorthy(err error) bool {
+	var pe *ProviderError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return false
+	case errors.Is(err, ErrNoWorker), errors.Is(err, ErrWorkerLost):
+		return true
+	case errors.As(err, &pe):
+		return pe.Code == providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE ||
+			pe.Code == providerv1.ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED ||
+			pe.Code == providerv1.ErrorCode_ERROR_CODE_INTERNAL
+	}
+	return false
 }
 
 // Cacheable reports whether a response may be cached: complete answers only.

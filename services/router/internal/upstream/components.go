@@ -1,7 +1,9 @@
 package upstream
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/parleyhq/parley/libs/component"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
@@ -24,8 +26,22 @@ func LoadComponents(dir string) (*Components, error) {
 	for _, x := range cs {
 		model, _ := x.Get("model")
 		comp := conversation.Component{Name: x.Name, Type: x.Type, Model: model, CacheTTL: x.CacheTTL}
+		if v, ok := x.Get("fallbacks"); ok {
+			comp.Fallbacks = splitNames(v)
+		}
 		c.byName[x.Name] = comp
 		c.list = append(c.list, comp)
+	}
+	var errs []error
+	for _, x := range cs {
+		for _, fb := range c.byName[x.Name].Fallbacks {
+			if _, ok := c.byName[fb]; !ok || fb == x.Name {
+				errs = append(errs, fmt.Errorf("%s: component %q: metadata \"fallbacks\": %q is not another loaded component", x.File, x.Name, fb))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("load components from COMPONENTS_DIR=%s: %w", dir, errors.Join(errs...))
 	}
 	return c, nil
 }
@@ -38,3 +54,14 @@ func (c *Components) Lookup(name string) (conversation.Component, bool) {
 
 // List returns every component.
 func (c *Components) List() []conversation.Component { return c.list }
+
+// splitNames splits a comma-separated list, dropping blanks.
+func splitNames(v string) []string {
+	var out []string
+	for _, n := range strings.Split(v, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
