@@ -186,7 +186,31 @@ func TestNativeConverse(t *testing.T) {
 			for stream.Receive() {
 				t.Fatal("no message expected")
 			}
-			require.Equal(t, connect.CodeUnimplemented, connect.CodeOf(stream.Err()))
+			require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(stream.Err()))
+		})
+		t.Run(proto.name+"/stream", func(t *testing.T) {
+			t.Parallel()
+			n := nonce(t)
+			req := &conversationv1.ConverseStreamRequest{Request: &conversationv1.ConverseRequest{
+				Component: "echo",
+				Messages:  []*conversationv1.Message{{Role: conversationv1.Role_ROLE_USER, Content: "stream me " + n}},
+			}}
+			// The second stream is a cache hit, replayed as a stream.
+			for _, wantHit := range []bool{false, true} {
+				stream, err := client.ConverseStream(t.Context(), req)
+				require.NoError(t, err)
+				var got []*conversationv1.ConverseStreamResponse
+				for stream.Receive() {
+					got = append(got, stream.Msg())
+				}
+				require.NoError(t, stream.Err())
+				require.Len(t, got, 1)
+				require.Equal(t, "stream me "+n, got[0].GetContentDelta())
+				require.Equal(t, "stop", got[0].GetFinishReason())
+				require.EqualValues(t, 3, got[0].GetUsage().GetPromptTokens())
+				require.NotEmpty(t, got[0].GetRequestId())
+				require.Equal(t, wantHit, got[0].GetCacheHit())
+			}
 		})
 	}
 }

@@ -54,9 +54,36 @@ func (h *Handler) Converse(ctx context.Context, req *conversationv1.ConverseRequ
 	return toNative(req, res), nil
 }
 
-// ConverseStream is not available yet.
-func (h *Handler) ConverseStream(context.Context, *conversationv1.ConverseStreamRequest, *connect.ServerStream[conversationv1.ConverseStreamResponse]) error {
-	return connect.NewError(connect.CodeUnimplemented, errors.New("streaming is not implemented yet"))
+// ConverseStream runs one conversation turn and streams the answer: one message per
+// choice, the last one carrying usage and whether the answer came from the cache. Providers
+// answer whole today, so each choice arrives in one message; a cache hit is replayed the
+// same way. Clients written against the stream keep working when providers stream tokens.
+func (h *Handler) ConverseStream(ctx context.Context, req *conversationv1.ConverseStreamRequest, stream *connect.ServerStream[conversationv1.ConverseStreamResponse]) error {
+	res, err := h.Converse(ctx, req.GetRequest())
+	if err != nil {
+		return err
+	}
+	choices := res.GetChoices()
+	if len(choices) == 0 {
+		return stream.Send(&conversationv1.ConverseStreamResponse{RequestId: res.GetRequestId(), Usage: res.GetUsage(), CacheHit: res.GetCacheHit()})
+	}
+	for i, c := range choices {
+		msg := &conversationv1.ConverseStreamResponse{
+			RequestId:    res.GetRequestId(),
+			Index:        c.GetIndex(),
+			ContentDelta: c.GetMessage().GetContent(),
+			ToolCalls:    c.GetMessage().GetToolCalls(),
+			FinishReason: c.GetFinishReason(),
+		}
+		if i == len(choices)-1 {
+			msg.Usage = res.GetUsage()
+			msg.CacheHit = res.GetCacheHit()
+		}
+		if err := stream.Send(msg); err != nil {
+			return fmt.Errorf("send stream message: %w", err)
+		}
+	}
+	return nil
 }
 
 func fromNative(req *conversationv1.ConverseRequest) (conversation.Request, error) {
