@@ -71,6 +71,9 @@ type Options struct {
 	Postgres PostgresOptions
 	// Race builds the service binaries with the race detector.
 	Race bool
+	// BinDir, when set, holds service binaries built already (another stack's, say:
+	// filepath.Dir(other.Binary("router"))), and Start builds nothing; Race is then moot.
+	BinDir string
 	// Env is added to every service's environment.
 	Env map[string]string
 	// Log receives every service's output, each line prefixed with the service name.
@@ -130,6 +133,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	s := &Stack{opts: opts, Ports: opts.Ports, procs: map[string]*Process{}, binDir: filepath.Join(opts.DataDir, "bin")}
+	if opts.BinDir != "" {
+		s.binDir = opts.BinDir
+	}
 	defer func() {
 		if err != nil {
 			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -138,9 +144,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}()
 
-	_, _ = fmt.Fprintln(opts.Progress, "building services ...")
-	if err := Build(ctx, opts.RepoRoot, s.binDir, opts.Race); err != nil {
-		return s, err
+	if opts.BinDir == "" {
+		_, _ = fmt.Fprintln(opts.Progress, "building services ...")
+		if err := Build(ctx, opts.RepoRoot, s.binDir, opts.Race); err != nil {
+			return s, err
+		}
 	}
 
 	if opts.NATSURL != "" {
