@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -53,6 +54,7 @@ type Provider struct {
 	model  string
 	client *http.Client
 	now    func() time.Time
+	log    *slog.Logger
 }
 
 // New returns the provider of component c. It fails when the key is missing, when apiType
@@ -100,6 +102,7 @@ func New(c component.Component, opts provider.Options) (*Provider, error) {
 		model:  opts.Model(c, ModelEnv, DefaultModel),
 		client: opts.HTTPClient(),
 		now:    opts.Clock(),
+		log:    opts.Log(),
 	}, nil
 }
 
@@ -123,7 +126,10 @@ func (p *Provider) URL() string { return p.url }
 // 529 overloaded_error is UNAVAILABLE like any 5xx); a done ctx gives an error wrapping
 // ctx.Err(). No error text holds the key, the prompt or the provider's free-text message.
 func (p *Provider) Converse(ctx context.Context, req *providerv1.Request) (*providerv1.Response, error) {
-	body, err := encodeRequest(p.model, req)
+	body, responseTool, err := encodeRequest(p.model, req, func(err error) {
+		p.log.WarnContext(ctx, "response_format ignored: not convertible to a json_schema",
+			"provider", "anthropic", "request_id", req.GetRequestId(), "err", err)
+	})
 	if err != nil {
 		return nil, provider.InvalidArgument(fmt.Errorf("anthropic: %w", err))
 	}
@@ -159,7 +165,7 @@ func (p *Provider) Converse(ctx context.Context, req *providerv1.Request) (*prov
 	if resp.StatusCode != http.StatusOK {
 		return nil, provider.HTTPError("anthropic", resp.StatusCode, resp.Header, provider.ParseAPIError(data), p.now())
 	}
-	out, err := decodeResponse(data)
+	out, err := decodeResponse(data, responseTool)
 	if err != nil {
 		return nil, provider.Internal(fmt.Errorf("anthropic: decode response: %w", err))
 	}

@@ -1,10 +1,12 @@
 package anthropic_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -376,6 +378,128 @@ func TestConverse(t *testing.T) {
 				Usage:   &providerv1.Usage{PromptTokens: 12, CompletionTokens: 6, TotalTokens: 18},
 			},
 		},
+		{
+			name: "response format: forced tool, tool_use input as content",
+			req: func(t testing.TB) *providerv1.Request {
+				return &providerv1.Request{
+					Messages: []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("Weather in Paris?"))},
+					ResponseFormat: mustStruct(t, map[string]any{
+						"type": "object", "name": "weather", "description": "The weather", "strict": true,
+						"properties": map[string]any{
+							"city":   map[string]any{"type": "string", "description": "City name", "format": "dropped"},
+							"temp_c": map[string]any{"type": "number"},
+							"sky":    map[string]any{"type": "string", "enum": []any{"clear", "cloudy", 3}},
+							"tags":   map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
+						},
+						"required": []any{"city", "temp_c", 7},
+						"$schema":  "https://json-schema.org/draft/2020-12/schema",
+					}),
+				}
+			},
+			wantBody: `{"model":"claude-sonnet-4-20250514","max_tokens":4096,
+				"messages":[{"role":"user","content":[{"type":"text","text":"Weather in Paris?"}]}],
+				"tools":[{"name":"weather","description":"The weather","input_schema":{
+					"type":"object","description":"The weather","additionalProperties":false,"required":["city","temp_c"],
+					"properties":{
+						"city":{"type":"string","description":"City name"},
+						"temp_c":{"type":"number"},
+						"sky":{"type":"string","enum":["clear","cloudy","3"]},
+						"tags":{"type":"array","items":{"type":"string"}}}}}],
+				"tool_choice":{"type":"tool","name":"weather"}}`,
+			respond: `{
+  "id": "msg_01Aq9w938a90dw8q",
+  "type": "message",
+  "role": "assistant",
+  "model": "claude-sonnet-4-20250514",
+  "content": [{"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": "weather",
+    "input": {"city": "Paris", "temp_c": 21.5, "sky": "clear", "tags": []}}],
+  "stop_reason": "tool_use",
+  "stop_sequence": null,
+  "usage": {"input_tokens": 410, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 58}
+}`,
+			want: &providerv1.Response{
+				Model: "claude-sonnet-4-20250514",
+				Choices: []*providerv1.Choice{{FinishReason: "stop",
+					Content: `{"city":"Paris","temp_c":21.5,"sky":"clear","tags":[]}`}},
+				Usage: &providerv1.Usage{PromptTokens: 410, CompletionTokens: 58, TotalTokens: 468},
+			},
+		},
+		{
+			name: "response format: default name, tool_choice without tools overridden, max_tokens kept",
+			req: func(t testing.TB) *providerv1.Request {
+				return &providerv1.Request{
+					Messages:       []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("x"))},
+					ToolChoice:     "auto",
+					ResponseFormat: mustStruct(t, map[string]any{"type": "object"}),
+				}
+			},
+			wantBody: `{"model":"claude-sonnet-4-20250514","max_tokens":4096,
+				"messages":[{"role":"user","content":[{"type":"text","text":"x"}]}],
+				"tools":[{"name":"response","input_schema":{"type":"object","additionalProperties":false}}],
+				"tool_choice":{"type":"tool","name":"response"}}`,
+			respond: `{"type":"message","model":"claude-x","content":[{"type":"text","text":"ignored"},
+				{"type":"tool_use","id":"t","name":"response","input":{"a":  "trunc"}}],"stop_reason":"max_tokens"}`,
+			want: &providerv1.Response{
+				Model:   "claude-x",
+				Choices: []*providerv1.Choice{{FinishReason: "max_tokens", Content: `{"a":"trunc"}`}},
+			},
+		},
+		{
+			name: "response format: answer without the response tool mapped as usual",
+			req: func(t testing.TB) *providerv1.Request {
+				return &providerv1.Request{
+					Messages:       []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("x"))},
+					ResponseFormat: mustStruct(t, map[string]any{"type": "object"}),
+				}
+			},
+			wantBody: `{"model":"claude-sonnet-4-20250514","max_tokens":4096,
+				"messages":[{"role":"user","content":[{"type":"text","text":"x"}]}],
+				"tools":[{"name":"response","input_schema":{"type":"object","additionalProperties":false}}],
+				"tool_choice":{"type":"tool","name":"response"}}`,
+			respond: okBody,
+			want: &providerv1.Response{
+				Model:   "claude-sonnet-4-20250514",
+				Choices: []*providerv1.Choice{{FinishReason: "end_turn", Content: "Hello!"}},
+				Usage:   &providerv1.Usage{PromptTokens: 12, CompletionTokens: 6, TotalTokens: 18},
+			},
+		},
+		{
+			name: "invalid response format ignored",
+			req: func(t testing.TB) *providerv1.Request {
+				return &providerv1.Request{
+					Messages: []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("x"))},
+					ResponseFormat: mustStruct(t, map[string]any{"type": "object",
+						"properties": map[string]any{"a": map[string]any{"description": "no type"}}}),
+				}
+			},
+			wantBody: `{"model":"claude-sonnet-4-20250514","max_tokens":4096,
+				"messages":[{"role":"user","content":[{"type":"text","text":"x"}]}]}`,
+			respond: okBody,
+			want: &providerv1.Response{
+				Model:   "claude-sonnet-4-20250514",
+				Choices: []*providerv1.Choice{{FinishReason: "end_turn", Content: "Hello!"}},
+				Usage:   &providerv1.Usage{PromptTokens: 12, CompletionTokens: 6, TotalTokens: 18},
+			},
+		},
+		{
+			name: "invalid response format ignored with tools",
+			req: func(t testing.TB) *providerv1.Request {
+				return &providerv1.Request{
+					Messages:       []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("x"))},
+					Tools:          []*providerv1.Tool{{Type: "function", Name: "f"}},
+					ResponseFormat: mustStruct(t, map[string]any{"name": "no type"}),
+				}
+			},
+			wantBody: `{"model":"claude-sonnet-4-20250514","max_tokens":4096,
+				"messages":[{"role":"user","content":[{"type":"text","text":"x"}]}],
+				"tools":[{"name":"f","input_schema":{"type":"object","properties":{}}}]}`,
+			respond: okBody,
+			want: &providerv1.Response{
+				Model:   "claude-sonnet-4-20250514",
+				Choices: []*providerv1.Choice{{FinishReason: "end_turn", Content: "Hello!"}},
+				Usage:   &providerv1.Usage{PromptTokens: 12, CompletionTokens: 6, TotalTokens: 18},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -448,6 +572,10 @@ func TestConverseInvalidRequest(t *testing.T) {
 			Tools: []*providerv1.Tool{{Name: "f"}}, ToolChoice: "g"}, `"g" names no tool`},
 		{"non-function tool", &providerv1.Request{Messages: []*providerv1.Message{user},
 			Tools: []*providerv1.Tool{{Type: "retrieval", Name: "f"}}}, "only function"},
+		{"response format with tools", &providerv1.Request{Messages: []*providerv1.Message{user},
+			Tools:          []*providerv1.Tool{{Type: "function", Name: "f"}},
+			ResponseFormat: mustStruct(t, map[string]any{"type": "object"})},
+			"anthropic: response_format cannot be combined with tools for this provider"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -461,6 +589,28 @@ func TestConverseInvalidRequest(t *testing.T) {
 			require.Empty(t, api.requests(), "an invalid request must not reach the API")
 		})
 	}
+}
+
+func TestConverseInvalidResponseFormatLogged(t *testing.T) {
+	t.Parallel()
+	api := newFakeAPI(t, http.StatusOK, okBody, nil)
+	var logs bytes.Buffer
+	p, err := anthropic.New(comp("key", testKey, "endpoint", api.srv.URL+"/v1"),
+		provider.Options{LookupEnv: noEnv, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	require.NoError(t, err)
+	_, err = p.Converse(t.Context(), &providerv1.Request{
+		RequestId:      "req-7",
+		Messages:       []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("secret-prompt-text"))},
+		ResponseFormat: mustStruct(t, map[string]any{"type": 1}),
+	})
+	require.NoError(t, err)
+	require.Len(t, api.requests(), 1)
+	require.NotContains(t, string(api.requests()[0].body), "tool")
+	require.Contains(t, logs.String(), `"msg":"response_format ignored: not convertible to a json_schema"`)
+	require.Contains(t, logs.String(), `"request_id":"req-7"`)
+	require.Contains(t, logs.String(), "schema type is required and must be a string")
+	require.NotContains(t, logs.String(), "secret-prompt-text")
+	require.NotContains(t, logs.String(), testKey)
 }
 
 // codeOf is what a test reads from a *provider.Error.

@@ -59,7 +59,7 @@ func BenchmarkEncodeRequest(b *testing.B) {
 	req := benchRequest(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		body, err := encodeRequest(DefaultModel, req)
+		body, _, err := encodeRequest(DefaultModel, req, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func BenchmarkDecodeResponse(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := decodeResponse(data); err != nil {
+		if _, err := decodeResponse(data, ""); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -23,7 +23,7 @@ func FuzzDecodeResponse(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte(``))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		res, err := decodeResponse(data)
+		res, err := decodeResponse(data, "")
 		if err != nil {
 			require.Nil(t, res)
 			return
@@ -76,7 +76,7 @@ func FuzzEncodeRequest(f *testing.F) {
 			Tools:      []*providerv1.Tool{{Type: "function", Name: "f"}},
 			ToolChoice: choice,
 		}
-		body, err := encodeRequest("m", req)
+		body, _, err := encodeRequest("m", req, nil)
 		if err != nil {
 			return
 		}

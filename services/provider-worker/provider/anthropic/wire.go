@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/services/provider-worker/provider"
 )
 
 // Wire shapes of the Messages API (https://docs.anthropic.com/en/api/messages), only the
@@ -93,6 +94,10 @@ const (
 
 // emptySchema is the input_schema of a tool that declares no parameters: the API requires
 // an object schema.
+// errResponseFormatWithTools refuses a request with both a response_format and tools: the
+// structured output is a forced tool, which would keep the model from calling the others.
+var errResponseFormatWithTools = errors.New("response_format cannot be combined with tools for this provider")
+
 // errNotMessage reports a 200 answer whose type is not "message".
 var errNotMessage = errors.New(`response type is not "message"`)
 
@@ -113,11 +118,18 @@ const emptySchema = `{"type":"object","properties":{}}`
 //     stop becomes stop_sequences;
 //   - tool_choice auto, none, required (or any) and a tool name become {"type": "auto"},
 //     {"type": "none"}, {"type": "any"} and {"type": "tool", "name": ...}; it is sent only
-//     with tools.
+//     with tools;
+//   - response_format, when it converts as Dapr's (provider.ConvertResponseFormat), becomes
+//     the only tool, named after the schema (default "response"), whose input_schema is the
+//     converted schema, forced with {"type": "tool", "name": ...}; decodeResponse turns its
+//     tool_use input back into the content. It cannot be combined with the request's own
+//     tools (an error). A schema that does not convert is passed to schemaWarn and the
+//     request goes on without it, as in Dapr. "strict" is not sent.
 //
-// Request metadata, response_format and prompt_cache_retention are not sent, as Dapr's
-// Anthropic component ignores them.
-func encodeRequest(model string, req *providerv1.Request) ([]byte, error) {
+// It returns the body and the name of the response tool ("" without response_format).
+// Request metadata and prompt_cache_retention are not sent, as Dapr's Anthropic component
+// ignores them.
+func encodeRequest(model string, req *providerv1.Request, schemaWarn func(error)) ([]byte, string, error) {
 	out := messagesRequest{
 		Model:         model,
 		MaxTokens:     DefaultMaxTokens,
@@ -125,24 +137,44 @@ func encodeRequest(model string, req *providerv1.Request) ([]byte, error) {
 	}
 	if req.MaxTokens != nil {
 		if req.GetMaxTokens() <= 0 {
-			return nil, fmt.Errorf("max_tokens must be > 0, got %d", req.GetMaxTokens())
+			return nil, "", fmt.Errorf("max_tokens must be > 0, got %d", req.GetMaxTokens())
 		}
 		out.MaxTokens = req.GetMaxTokens()
+	}
+	rs, err := provider.ConvertResponseFormat(req.GetResponseFormat())
+	if err != nil {
+		if schemaWarn != nil {
+			schemaWarn(err)
+		}
+		rs = nil
+	}
+	if rs != nil && len(req.GetTools()) > 0 {
+		return nil, "", errResponseFormatWithTools
 	}
 	if t := req.GetTemperature(); t > 0 {
 		out.Temperature = t
 	}
 	if err := encodeMessages(&out, req.GetMessages()); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := encodeTools(&out, req.GetTools(), req.GetToolChoice()); err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	responseTool := ""
+	if rs != nil {
+		schema, err := json.Marshal(rs.Schema)
+		if err != nil {
+			return nil, "", fmt.Errorf("response_format: %w", err)
+		}
+		responseTool = rs.Name
+		out.Tools = []tool{{Name: rs.Name, Description: rs.Description, InputSchema: schema}}
+		out.ToolChoice = &toolChoice{Type: "tool", Name: rs.Name}
 	}
 	data, err := json.Marshal(&out)
 	if err != nil {
-		return nil, fmt.Errorf("encode request: %w", err)
+		return nil, "", fmt.Errorf("encode request: %w", err)
 	}
-	return data, nil
+	return data, responseTool, nil
 }
 
 func encodeMessages(out *messagesRequest, msgs []*providerv1.Message) error {
@@ -330,7 +362,13 @@ func encodeTools(out *messagesRequest, tools []*providerv1.Tool, choice string) 
 // reason ("unknown" when absent), the model and the usage. The prompt token count includes
 // the cached and cache-creation input tokens, which Anthropic counts apart from
 // input_tokens, so that it means what it means for OpenAI-compatible providers.
-func decodeResponse(data []byte) (*providerv1.Response, error) {
+//
+// When responseTool is not "" (the request had a response_format), the input of the first
+// tool_use block of that name becomes the content, as compact JSON, instead of the text and
+// of a tool call; the finish reason is then "stop", unless the API stopped for another
+// reason than tool_use or end_turn (max_tokens, refusal, …), which is kept. An answer
+// without that block is mapped as any other.
+func decodeResponse(data []byte, responseTool string) (*providerv1.Response, error) {
 	var r messagesResponse
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, jsonError(err)
@@ -343,6 +381,7 @@ func decodeResponse(data []byte) (*providerv1.Response, error) {
 		choice.FinishReason = "unknown"
 	}
 	var text strings.Builder
+	structured, found := "", false
 	for i, b := range r.Content {
 		switch b.Type {
 		case blockText:
@@ -356,6 +395,10 @@ func decodeResponse(data []byte) (*providerv1.Response, error) {
 				}
 				args = buf.String()
 			}
+			if responseTool != "" && !found && b.Name == responseTool {
+				structured, found = args, true
+				continue
+			}
 			choice.ToolCalls = append(choice.ToolCalls, &providerv1.ToolCall{
 				Id: b.ID, Type: "function", Name: b.Name, Arguments: args,
 			})
@@ -364,6 +407,12 @@ func decodeResponse(data []byte) (*providerv1.Response, error) {
 		}
 	}
 	choice.Content = text.String()
+	if found {
+		choice.Content = structured
+		if r.StopReason == "" || r.StopReason == "tool_use" || r.StopReason == "end_turn" {
+			choice.FinishReason = "stop"
+		}
+	}
 	out := &providerv1.Response{Choices: []*providerv1.Choice{choice}, Model: r.Model}
 	if u := r.Usage; u != nil {
 		prompt := u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens

@@ -13,6 +13,7 @@ package bedrock
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -53,6 +54,7 @@ type Provider struct {
 	// the service ever echo them.
 	secrets []string
 	now     func() time.Time
+	log     *slog.Logger
 }
 
 // New returns the provider of component c. It resolves the region and the credential chain
@@ -133,7 +135,7 @@ func New(ctx context.Context, c component.Component, opts provider.Options, load
 	if model == "" {
 		model, modelSet = DefaultModel, false
 	}
-	p := &Provider{client: client, model: model, modelSet: modelSet, now: opts.Clock()}
+	p := &Provider{client: client, model: model, modelSet: modelSet, now: opts.Clock(), log: opts.Log()}
 	for _, s := range []string{accessKey, secretKey, sessionToken} {
 		if s != "" {
 			p.secrets = append(p.secrets, s)
@@ -149,7 +151,10 @@ func (p *Provider) Model() string { return p.model }
 // values whose code says whether another try may work; a done ctx gives an error wrapping
 // ctx.Err().
 func (p *Provider) Converse(ctx context.Context, req *providerv1.Request) (*providerv1.Response, error) {
-	in, err := encodeRequest(p.model, req)
+	in, responseTool, err := encodeRequest(p.model, req, func(err error) {
+		p.log.WarnContext(ctx, "response_format ignored: not convertible to a json_schema",
+			"provider", "bedrock", "request_id", req.GetRequestId(), "err", err)
+	})
 	if err != nil {
 		return nil, provider.InvalidArgument(fmt.Errorf("bedrock: %w", err))
 	}
@@ -160,7 +165,7 @@ func (p *Provider) Converse(ctx context.Context, req *providerv1.Request) (*prov
 		}
 		return nil, p.callError(err)
 	}
-	res, err := decodeResponse(out)
+	res, err := decodeResponse(out, responseTool)
 	if err != nil {
 		return nil, provider.Internal(fmt.Errorf("bedrock: %w", err))
 	}

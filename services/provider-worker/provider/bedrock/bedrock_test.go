@@ -1,10 +1,12 @@
 package bedrock_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -433,6 +435,129 @@ func TestConverse(t *testing.T) {
 				Usage:   &providerv1.Usage{PromptTokens: 12, CompletionTokens: 6, TotalTokens: 18},
 			},
 		},
+		{
+			name: "response format: forced tool, toolUse input as content",
+			meta: []string{"model", "anthropic.claude-3-5-haiku-20241022-v1:0"},
+			req: func(t testing.TB) *providerv1.Request {
+				rf, err := structpb.NewStruct(map[string]any{
+					"type": "object", "name": "weather", "description": "The weather", "strict": true,
+					"properties": map[string]any{
+						"city": map[string]any{"type": "string", "description": "City name", "minLength": 1},
+						"days": map[string]any{"type": "integer", "maximum": 7},
+						"sky":  map[string]any{"type": "string", "enum": []any{"clear", "cloudy", 3}},
+						"tags": map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
+					},
+					"required": []any{"city", 7},
+				})
+				require.NoError(t, err)
+				return &providerv1.Request{
+					Messages:       []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("Weather in Paris?"))},
+					ResponseFormat: rf,
+				}
+			},
+			wantPath: "/model/anthropic.claude-3-5-haiku-20241022-v1:0/converse",
+			wantBody: `{"messages":[{"role":"user","content":[{"text":"Weather in Paris?"}]}],
+				"toolConfig":{"tools":[{"toolSpec":{"name":"weather","description":"The weather","inputSchema":{"json":{
+					"type":"object","description":"The weather","additionalProperties":false,"required":["city"],
+					"properties":{
+						"city":{"type":"string","description":"City name"},
+						"days":{"type":"integer"},
+						"sky":{"type":"string","enum":["clear","cloudy","3"]},
+						"tags":{"type":"array","items":{"type":"string"}}}}}}}],
+				"toolChoice":{"tool":{"name":"weather"}}}}`,
+			respond: `{"metrics":{"latencyMs":1290},"output":{"message":{"content":[{"toolUse":{
+				"input":{"city":"Paris","days":3,"sky":"clear","tags":["mild"]},"name":"weather",
+				"toolUseId":"tooluse_kZJMlvQmRJ6eAyJE5GIl7Q"}}],"role":"assistant"}},
+				"stopReason":"tool_use","usage":{"inputTokens":402,"outputTokens":61,"totalTokens":463}}`,
+			want: &providerv1.Response{
+				Model: "anthropic.claude-3-5-haiku-20241022-v1:0",
+				Choices: []*providerv1.Choice{{FinishReason: "stop",
+					Content: `{"city":"Paris","days":3,"sky":"clear","tags":["mild"]}`}},
+				Usage: &providerv1.Usage{PromptTokens: 402, CompletionTokens: 61, TotalTokens: 463},
+			},
+		},
+		{
+			name: "response format: default name, tool history, max_tokens kept",
+			req: func(t testing.TB) *providerv1.Request {
+				rf, err := structpb.NewStruct(map[string]any{"type": "object"})
+				require.NoError(t, err)
+				return &providerv1.Request{
+					Messages: []*providerv1.Message{
+						msg(providerv1.Role_ROLE_ASSISTANT, toolCall("t", "f", `{}`)),
+						msg(providerv1.Role_ROLE_TOOL, toolResult("t", "ok")),
+					},
+					ToolChoice:     "none",
+					ResponseFormat: rf,
+				}
+			},
+			wantPath: "/model/amazon.titan-text-lite-v1/converse",
+			wantBody: `{"messages":[{"role":"assistant","content":[{"toolUse":{"toolUseId":"t","name":"f","input":{}}}]},
+				{"role":"user","content":[{"toolResult":{"toolUseId":"t","content":[{"text":"ok"}]}}]}],
+				"toolConfig":{"tools":[{"toolSpec":{"name":"response","inputSchema":{"json":{"type":"object","additionalProperties":false}}}}],
+				"toolChoice":{"tool":{"name":"response"}}}}`,
+			respond: `{"output":{"message":{"role":"assistant","content":[{"text":"dropped"},
+				{"toolUse":{"toolUseId":"u","name":"response","input":{"a":  "trunc"}}}]}},"stopReason":"max_tokens"}`,
+			want: &providerv1.Response{Choices: []*providerv1.Choice{{FinishReason: "max_tokens", Content: `{"a":"trunc"}`}}},
+		},
+		{
+			name: "response format: answer without the response tool mapped as usual",
+			req: func(t testing.TB) *providerv1.Request {
+				rf, err := structpb.NewStruct(map[string]any{"type": "object"})
+				require.NoError(t, err)
+				return &providerv1.Request{
+					Messages:       []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("x"))},
+					ResponseFormat: rf,
+				}
+			},
+			wantPath: "/model/amazon.titan-text-lite-v1/converse",
+			wantBody: `{"messages":[{"role":"user","content":[{"text":"x"}]}],
+				"toolConfig":{"tools":[{"toolSpec":{"name":"response","inputSchema":{"json":{"type":"object","additionalProperties":false}}}}],
+				"toolChoice":{"tool":{"name":"response"}}}}`,
+			respond: okBody,
+			want: &providerv1.Response{
+				Choices: []*providerv1.Choice{{FinishReason: "end_turn", Content: "Hello!"}},
+				Usage:   &providerv1.Usage{PromptTokens: 12, CompletionTokens: 6, TotalTokens: 18},
+			},
+		},
+		{
+			name: "invalid response format ignored",
+			req: func(t testing.TB) *providerv1.Request {
+				rf, err := structpb.NewStruct(map[string]any{"type": "object",
+					"properties": map[string]any{"a": map[string]any{"description": "no type"}}})
+				require.NoError(t, err)
+				return &providerv1.Request{
+					Messages:       []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("x"))},
+					ResponseFormat: rf,
+				}
+			},
+			wantPath: "/model/amazon.titan-text-lite-v1/converse",
+			wantBody: `{"messages":[{"role":"user","content":[{"text":"x"}]}]}`,
+			respond:  okBody,
+			want: &providerv1.Response{
+				Choices: []*providerv1.Choice{{FinishReason: "end_turn", Content: "Hello!"}},
+				Usage:   &providerv1.Usage{PromptTokens: 12, CompletionTokens: 6, TotalTokens: 18},
+			},
+		},
+		{
+			name: "invalid response format ignored with tools",
+			req: func(t testing.TB) *providerv1.Request {
+				rf, err := structpb.NewStruct(map[string]any{"name": "no type"})
+				require.NoError(t, err)
+				return &providerv1.Request{
+					Messages:       []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("x"))},
+					Tools:          []*providerv1.Tool{{Type: "function", Name: "f"}},
+					ResponseFormat: rf,
+				}
+			},
+			wantPath: "/model/amazon.titan-text-lite-v1/converse",
+			wantBody: `{"messages":[{"role":"user","content":[{"text":"x"}]}],
+				"toolConfig":{"tools":[{"toolSpec":{"name":"f","inputSchema":{"json":{"type":"object","properties":{}}}}}]}}`,
+			respond: okBody,
+			want: &providerv1.Response{
+				Choices: []*providerv1.Choice{{FinishReason: "end_turn", Content: "Hello!"}},
+				Usage:   &providerv1.Usage{PromptTokens: 12, CompletionTokens: 6, TotalTokens: 18},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -561,6 +686,8 @@ func TestConverseErrors(t *testing.T) {
 func TestConverseInvalidRequest(t *testing.T) {
 	t.Parallel()
 	huge := int64(1) << 40
+	objectSchema, err := structpb.NewStruct(map[string]any{"type": "object"})
+	require.NoError(t, err)
 	user := msg(providerv1.Role_ROLE_USER, text("x"))
 	tests := []struct {
 		name    string
@@ -586,6 +713,10 @@ func TestConverseInvalidRequest(t *testing.T) {
 			"needs at least one tool"},
 		{"unknown tool name", &providerv1.Request{Messages: []*providerv1.Message{user},
 			Tools: []*providerv1.Tool{{Name: "f"}}, ToolChoice: "g"}, `"g" names no tool`},
+		{"response format with tools", &providerv1.Request{Messages: []*providerv1.Message{user},
+			Tools:          []*providerv1.Tool{{Type: "function", Name: "f"}},
+			ResponseFormat: objectSchema},
+			"bedrock: response_format cannot be combined with tools for this provider"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -599,6 +730,31 @@ func TestConverseInvalidRequest(t *testing.T) {
 			require.Empty(t, api.requests(), "an invalid request must not reach the API")
 		})
 	}
+}
+
+func TestConverseInvalidResponseFormatLogged(t *testing.T) {
+	t.Parallel()
+	api := newFakeBedrock(t, http.StatusOK, okBody, nil)
+	var logs bytes.Buffer
+	opts := options(nil)
+	opts.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	p, err := bedrock.New(t.Context(), staticComp(api.srv.URL), opts, hermetic()...)
+	require.NoError(t, err)
+	rf, err := structpb.NewStruct(map[string]any{"type": 1})
+	require.NoError(t, err)
+	_, err = p.Converse(t.Context(), &providerv1.Request{
+		RequestId:      "req-7",
+		Messages:       []*providerv1.Message{msg(providerv1.Role_ROLE_USER, text("secret-prompt-text"))},
+		ResponseFormat: rf,
+	})
+	require.NoError(t, err)
+	require.Len(t, api.requests(), 1)
+	require.NotContains(t, string(api.requests()[0].body), "toolConfig")
+	require.Contains(t, logs.String(), `"msg":"response_format ignored: not convertible to a json_schema"`)
+	require.Contains(t, logs.String(), `"request_id":"req-7"`)
+	require.Contains(t, logs.String(), "schema type is required and must be a string")
+	require.NotContains(t, logs.String(), "secret-prompt-text")
+	require.NotContains(t, logs.String(), testSecretKey)
 }
 
 func TestConverseTransportErrors(t *testing.T) {

@@ -146,7 +146,7 @@ func BenchmarkEncodeRequest(b *testing.B) {
 	req := benchRequest(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := encodeRequest(DefaultModel, req); err != nil {
+		if _, _, err := encodeRequest(DefaultModel, req, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -168,7 +168,7 @@ func BenchmarkDecodeResponse(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := decodeResponse(out); err != nil {
+		if _, err := decodeResponse(out, ""); err != nil {
 			b.Fatal(err)
 		}
 	}

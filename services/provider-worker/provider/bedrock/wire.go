@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/services/provider-worker/provider"
 )
 
 // encodeRequest builds the Converse input for req:
@@ -37,25 +38,59 @@ import (
 //     toolUse or toolResult blocks, which the API accepts only with a toolConfig; then the
 //     tools are sent without a toolChoice and the model may still call one;
 //   - inferenceConfig carries maxTokens, temperature (only when > 0) and stopSequences, and
-//     is left out when none is set.
+//     is left out when none is set;
+//   - response_format, when it converts as Dapr's (provider.ConvertResponseFormat), becomes
+//     the only tool of toolConfig, named after the schema (default "response"), whose
+//     inputSchema.json is the converted schema, forced with toolChoice {"tool": {"name"}};
+//     decodeResponse turns its toolUse input back into the content. It cannot be combined
+//     with the request's own tools (an error). A schema that does not convert is passed to
+//     schemaWarn and the request goes on without it, as in Dapr. "strict" is not sent.
 //
-// Request metadata, response_format and prompt_cache_retention are not sent, as Dapr's
-// Bedrock component ignores them.
-func encodeRequest(model string, req *providerv1.Request) (*bedrockruntime.ConverseInput, error) {
+// It returns the input and the name of the response tool ("" without response_format).
+// Request metadata and prompt_cache_retention are not sent, as Dapr's Bedrock component
+// ignores them.
+func encodeRequest(model string, req *providerv1.Request, schemaWarn func(error)) (
+	*bedrockruntime.ConverseInput, string, error,
+) {
 	in := &bedrockruntime.ConverseInput{ModelId: aws.String(model)}
+	rs, err := provider.ConvertResponseFormat(req.GetResponseFormat())
+	if err != nil {
+		if schemaWarn != nil {
+			schemaWarn(err)
+		}
+		rs = nil
+	}
+	if rs != nil && len(req.GetTools()) > 0 {
+		return nil, "", errResponseFormatWithTools
+	}
 	hasToolBlocks, err := encodeMessages(in, req.GetMessages())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := encodeTools(in, req.GetTools(), req.GetToolChoice(), hasToolBlocks); err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	responseTool := ""
+	if rs != nil {
+		responseTool = rs.Name
+		spec := types.ToolSpecification{
+			Name:        aws.String(rs.Name),
+			InputSchema: &types.ToolInputSchemaMemberJson{Value: document.NewLazyDocument(rs.Schema)},
+		}
+		if rs.Description != "" {
+			spec.Description = aws.String(rs.Description)
+		}
+		in.ToolConfig = &types.ToolConfiguration{
+			Tools:      []types.Tool{&types.ToolMemberToolSpec{Value: spec}},
+			ToolChoice: &types.ToolChoiceMemberTool{Value: types.SpecificToolChoice{Name: aws.String(rs.Name)}},
+		}
 	}
 	var ic types.InferenceConfiguration
 	set := false
 	if req.MaxTokens != nil {
 		n := req.GetMaxTokens()
 		if n <= 0 || n > math.MaxInt32 {
-			return nil, fmt.Errorf("max_tokens must be in 1..%d, got %d", math.MaxInt32, n)
+			return nil, "", fmt.Errorf("max_tokens must be in 1..%d, got %d", math.MaxInt32, n)
 		}
 		ic.MaxTokens, set = aws.Int32(int32(n)), true
 	}
@@ -68,7 +103,7 @@ func encodeRequest(model string, req *providerv1.Request) (*bedrockruntime.Conve
 	if set {
 		in.InferenceConfig = &ic
 	}
-	return in, nil
+	return in, responseTool, nil
 }
 
 func encodeMessages(in *bedrockruntime.ConverseInput, msgs []*providerv1.Message) (bool, error) {
@@ -247,6 +282,10 @@ func parseJSON(data []byte) (any, error) {
 	return toDocument(v)
 }
 
+// errResponseFormatWithTools refuses a request with both a response_format and tools: the
+// structured output is a forced tool, which would keep the model from calling the others.
+var errResponseFormatWithTools = errors.New("response_format cannot be combined with tools for this provider")
+
 // errEmptyKey reports an object member named "", which the SDK's document encoder cannot
 // write (it would send a malformed body).
 var errEmptyKey = errors.New(`an object member has the empty name ""`)
@@ -392,7 +431,13 @@ func valueDocument(v *structpb.Value) (any, error) {
 // reason ("unknown" when absent) and the usage. The prompt token count includes the cache
 // read and write tokens, which Bedrock counts apart from inputTokens; the total is
 // Bedrock's totalTokens, or prompt + completion when that is larger.
-func decodeResponse(out *bedrockruntime.ConverseOutput) (*providerv1.Response, error) {
+//
+// When responseTool is not "" (the request had a response_format), the input of the first
+// toolUse block of that name becomes the content, as compact JSON, instead of the text and
+// of a tool call; the finish reason is then "stop", unless the model stopped for another
+// reason than tool_use or end_turn (max_tokens, guardrail_intervened, …), which is kept.
+// An answer without that block is mapped as any other.
+func decodeResponse(out *bedrockruntime.ConverseOutput, responseTool string) (*providerv1.Response, error) {
 	msg, ok := out.Output.(*types.ConverseOutputMemberMessage)
 	if !ok {
 		return nil, fmt.Errorf("decode response: output is %T, not a message", out.Output)
@@ -402,6 +447,7 @@ func decodeResponse(out *bedrockruntime.ConverseOutput) (*providerv1.Response, e
 		choice.FinishReason = "unknown"
 	}
 	var text strings.Builder
+	structured, found := "", false
 	for i, b := range msg.Value.Content {
 		switch block := b.(type) {
 		case *types.ContentBlockMemberText:
@@ -410,6 +456,10 @@ func decodeResponse(out *bedrockruntime.ConverseOutput) (*providerv1.Response, e
 			args, err := documentJSON(block.Value.Input)
 			if err != nil {
 				return nil, fmt.Errorf("decode response: content %d input: %w", i, err)
+			}
+			if responseTool != "" && !found && aws.ToString(block.Value.Name) == responseTool {
+				structured, found = args, true
+				continue
 			}
 			choice.ToolCalls = append(choice.ToolCalls, &providerv1.ToolCall{
 				Id:        aws.ToString(block.Value.ToolUseId),
@@ -422,6 +472,14 @@ func decodeResponse(out *bedrockruntime.ConverseOutput) (*providerv1.Response, e
 		}
 	}
 	choice.Content = text.String()
+	if found {
+		choice.Content = structured
+		switch out.StopReason {
+		case "", types.StopReasonToolUse, types.StopReasonEndTurn:
+			choice.FinishReason = "stop"
+		default:
+		}
+	}
 	res := &providerv1.Response{Choices: []*providerv1.Choice{choice}}
 	if u := out.Usage; u != nil {
 		prompt := nonNegative(u.InputTokens) + nonNegative(u.CacheReadInputTokens) + nonNegative(u.CacheWriteInputTokens)
