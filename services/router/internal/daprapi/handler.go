@@ -72,38 +72,37 @@ func (h *Handler) withTimeout(ctx context.Context) (context.Context, context.Can
 	return context.WithTimeout(ctx, h.opts.Timeout)
 }
 
-func (h *Handler) alpha1(ctx context.Context, req *runtimev1.ConversationRequest) (*runtimev1.ConversationResponse, *conversation.Result, *Error) {
-	name := req.GetName()
+// converse runs what both API versions share: component lookup (NOT_FOUND comes before
+// any validation, as in Dapr), the version's translation, and the call.
+func (h *Handler) converse(ctx context.Context, name string, translate func() (conversation.Request, *Error)) (*conversation.Result, *Error) {
 	if _, ok := h.conv.Lookup(name); !ok {
-		return nil, nil, errNotFound(name)
+		return nil, errNotFound(name)
 	}
-	creq, derr := fromAlpha1(name, req)
+	creq, derr := translate()
 	if derr != nil {
-		return nil, nil, derr
+		return nil, derr
 	}
 	ctx, cancel := h.withTimeout(ctx)
 	defer cancel()
 	res, err := h.conv.Converse(ctx, creq)
 	if err != nil {
-		return nil, nil, fromDomain(name, err)
+		return nil, fromDomain(name, err)
+	}
+	return res, nil
+}
+
+func (h *Handler) alpha1(ctx context.Context, req *runtimev1.ConversationRequest) (*runtimev1.ConversationResponse, *conversation.Result, *Error) {
+	res, derr := h.converse(ctx, req.GetName(), func() (conversation.Request, *Error) { return fromAlpha1(req.GetName(), req) })
+	if derr != nil {
+		return nil, nil, derr
 	}
 	return toAlpha1(req, res), res, nil
 }
 
 func (h *Handler) alpha2(ctx context.Context, req *runtimev1.ConversationRequestAlpha2) (*runtimev1.ConversationResponseAlpha2, *conversation.Result, *Error) {
-	name := req.GetName()
-	if _, ok := h.conv.Lookup(name); !ok {
-		return nil, nil, errNotFound(name)
-	}
-	creq, derr := fromAlpha2(name, req)
+	res, derr := h.converse(ctx, req.GetName(), func() (conversation.Request, *Error) { return fromAlpha2(req.GetName(), req) })
 	if derr != nil {
 		return nil, nil, derr
-	}
-	ctx, cancel := h.withTimeout(ctx)
-	defer cancel()
-	res, err := h.conv.Converse(ctx, creq)
-	if err != nil {
-		return nil, nil, fromDomain(name, err)
 	}
 	return toAlpha2(req, res), res, nil
 }
