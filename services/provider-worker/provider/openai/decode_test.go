@@ -2,6 +2,7 @@ package openai
 
 import (
 	"encoding/json"
+	"github.com/parleyhq/parley/services/provider-worker/provider"
 	"log/slog"
 	"strings"
 	"testing"
@@ -229,7 +230,7 @@ func TestStructuredOutput(t *testing.T) {
 			t.Parallel()
 			var s structpb.Struct
 			require.NoError(t, s.UnmarshalJSON([]byte(tt.schema)))
-			got, err := structuredOutput(s.AsMap())
+			got, err := structuredOutput(&s)
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
 				return
@@ -247,7 +248,7 @@ func TestStructuredOutputDepth(t *testing.T) {
 	js := strings.Repeat(`{"type":"array","items":`, 100) + `{"type":"string"}` + strings.Repeat(`}`, 100)
 	var s structpb.Struct
 	require.NoError(t, s.UnmarshalJSON([]byte(js)))
-	_, err := structuredOutput(s.AsMap())
+	_, err := structuredOutput(&s)
 	require.ErrorContains(t, err, "schema nests deeper than 64 levels")
 }
 
@@ -325,4 +326,13 @@ func BenchmarkDecodeResponse(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// structuredOutput is the json_schema the encoder sends for s.
+func structuredOutput(s *structpb.Struct) (*jsonSchema, error) {
+	rs, err := provider.ConvertResponseFormat(s)
+	if err != nil {
+		return nil, err
+	}
+	return &jsonSchema{Name: rs.Name, Description: rs.Description, Schema: rs.Schema, Strict: rs.Strict}, nil
 }

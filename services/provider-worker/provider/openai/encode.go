@@ -65,11 +65,13 @@ func (c *Client) buildRequest(req *providerv1.Request, schemaWarn func(error)) (
 	}
 	out.ToolChoice = toolChoice(req.GetToolChoice())
 	if rf := req.GetResponseFormat(); rf != nil {
-		js, err := structuredOutput(rf.AsMap())
+		rs, err := provider.ConvertResponseFormat(rf)
 		if err != nil {
 			schemaWarn(err)
 		} else {
-			out.ResponseFormat = &responseFormat{Type: "json_schema", JSONSchema: js}
+			out.ResponseFormat = &responseFormat{Type: "json_schema", JSONSchema: &jsonSchema{
+				Name: rs.Name, Description: rs.Description, Schema: rs.Schema, Strict: rs.Strict,
+			}}
 		}
 	}
 	if c.dialect.ForwardMetadata {

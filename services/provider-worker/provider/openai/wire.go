@@ -77,22 +77,13 @@ type responseFormat struct {
 	JSONSchema *jsonSchema `json:"json_schema,omitempty"`
 }
 
+// jsonSchema is the converted schema (provider.ConvertResponseFormat: the subset Dapr's
+// convertToStructuredOutputDefinition keeps).
 type jsonSchema struct {
-	Name        string      `json:"name"`
-	Description string      `json:"description,omitempty"`
-	Schema      *schemaNode `json:"schema"`
-	Strict      bool        `json:"strict"`
-}
-
-// schemaNode is the JSON Schema subset Dapr's convertToStructuredOutputDefinition keeps.
-type schemaNode struct {
-	Type                 string                 `json:"type"`
-	Description          string                 `json:"description,omitempty"`
-	Properties           map[string]*schemaNode `json:"properties,omitempty"`
-	Items                *schemaNode            `json:"items,omitempty"`
-	Required             []string               `json:"required,omitempty"`
-	AdditionalProperties *bool                  `json:"additionalProperties,omitempty"`
-	Enum                 []string               `json:"enum,omitempty"`
+	Name        string         `json:"name"`
+	Description string         `json:"description,omitempty"`
+	Schema      map[string]any `json:"schema"`
+	Strict      bool           `json:"strict"`
 }
 
 // chatResponse is the body of a successful answer.
