@@ -9,9 +9,11 @@ replace (
 
 require (
 	connectrpc.com/connect v1.21.1
+	github.com/nyaruka/phonenumbers v1.8.1
 	github.com/parleyhq/parley/gen v0.0.0-00010101000000-000000000000
 	github.com/parleyhq/parley/libs v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
+	github.com/sethvargo/go-envconfig v1.4.3
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/fx v1.24.0
 )
@@ -47,7 +49,6 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/sethvargo/go-envconfig v1.4.3 // indirect
 	github.com/shopspring/decimal v1.4.0 // indirect
 	github.com/spf13/cast v1.7.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect

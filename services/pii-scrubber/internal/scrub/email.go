@@ -15,12 +15,16 @@ import (
 // own. The domain is the longest prefix of dot-separated labels that has at
 // least two labels and ends with a plausible top-level domain.
 //
-// Each '@' reads back only to the previous non-local byte (at the latest the
-// previous '@') and forward only over its domain, so the work is linear.
+// The local part is at most 64 bytes (RFC 5321); of a longer run only the
+// last 64 bytes are taken, so the decision never depends on text further
+// back, which keeps stream output equal to batch output.
+//
+// Each '@' reads back at most 64 bytes and forward only over its domain
+// (at most 255 bytes), so the work is linear.
 func (sc *scanner) email(at int) {
 	t := sc.text
 	j := at
-	for j > 0 {
+	for j > 0 && at-j < maxLocal {
 		c := t[j-1]
 		if c < utf8.RuneSelf {
 			if sc.class[c]&clsLocal == 0 || (c == '.' && j >= 2 && t[j-2] == '.') {
@@ -56,11 +60,11 @@ func (sc *scanner) domainEnd(p int) int {
 	last := -1
 	labels := 0 // complete labels so far
 	k := p
-	for k < n {
+	for k < n && k-p <= maxDomain {
 		ls := k
 		letters := true // the label so far is only letters
 		runes := 0
-		for k < n {
+		for k < n && k-p <= maxDomain {
 			c := t[k]
 			if c < utf8.RuneSelf {
 				if isAlnum(c) {
@@ -72,7 +76,7 @@ func (sc *scanner) domainEnd(p int) int {
 				if c != '-' || k == ls {
 					break
 				}
-				if labels > 0 && letters && runes >= 2 && t[k-1] != '-' {
+				if labels > 0 && letters && runes >= 2 && t[k-1] != '-' && k-p <= maxDomain {
 					last = k
 				}
 				letters = false
@@ -81,18 +85,18 @@ func (sc *scanner) domainEnd(p int) int {
 				continue
 			}
 			r, size := utf8.DecodeRuneInString(t[k:])
-			if !isWordRune(r) {
+			if !isLabelRune(r) {
 				break
 			}
 			letters = letters && (unicode.IsLetter(r) || unicode.IsMark(r))
 			runes++
 			k += size
 		}
-		if k == ls || t[k-1] == '-' {
+		if k == ls || t[k-1] == '-' || k-p > maxDomain {
 			break
 		}
 		labels++
-		if labels >= 2 && ((letters && runes >= 2) || isPunycodeTLD(t[ls:k])) {
+		if k-p <= maxDomain && labels >= 2 && ((letters && runes >= 2) || isPunycodeTLD(t[ls:k])) {
 			last = k
 		}
 		if k+1 < n && t[k] == '.' && sc.labelStart(k+1) {
@@ -104,13 +108,19 @@ func (sc *scanner) domainEnd(p int) int {
 	return last
 }
 
+// Length limits of an address (RFC 5321).
+const (
+	maxLocal  = 64
+	maxDomain = 255
+)
+
 func (sc *scanner) labelStart(i int) bool {
 	c := sc.text[i]
 	if c < utf8.RuneSelf {
 		return isAlnum(c)
 	}
 	r, _ := utf8.DecodeRuneInString(sc.text[i:])
-	return isWordRune(r)
+	return isLabelRune(r)
 }
 
 func isPunycodeTLD(label string) bool {

@@ -23,7 +23,7 @@ func TestGolden(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { _ = in.Close() }()
 
-	s := New()
+	s := mustNew(t)
 	var got strings.Builder
 	lines := bufio.NewScanner(in)
 	for lines.Scan() {

@@ -3,8 +3,8 @@ package scrub
 import "net/netip"
 
 // maxDigits bounds the digits read from one start: 19 is the longest card
-// number, and nothing this package detects is longer. It also bounds the
-// work per start, which keeps the scan linear.
+// number, and nothing this package detects in digit groups is longer. It
+// also bounds the work per start, which keeps the scan linear.
 const maxDigits = 19
 
 // sepKind is the separator between two digit groups.
@@ -16,6 +16,7 @@ const (
 	sepHyphen         // '-'
 	sepDash           // U+2010..U+2013, hyphen look-alikes
 	sepDot            // '.'
+	sepSlash          // '/', as in 030/1234567
 )
 
 // class folds the hyphen look-alikes into sepHyphen.
@@ -38,6 +39,8 @@ func sepAt(t string, i int) (sepKind, int) {
 		return sepHyphen, 1
 	case '.':
 		return sepDot, 1
+	case '/':
+		return sepSlash, 1
 	case 0xC2: // U+00A0 no-break space
 		if i+1 < len(t) && t[i+1] == 0xA0 {
 			return sepSpace, 2
@@ -55,10 +58,10 @@ func sepAt(t string, i int) (sepKind, int) {
 	return sepNone, 0
 }
 
-// sepBefore returns the space separator ending at byte i, if any.
+// sepBefore returns the space or hyphen separator ending at byte i, if any.
 func sepBefore(t string, i int) (sepKind, int) {
 	for w := 1; w <= 3 && w <= i; w++ {
-		if k, kw := sepAt(t, i-w); kw == w && k == sepSpace {
+		if k, kw := sepAt(t, i-w); kw == w && (k == sepSpace || k.class() == sepHyphen) {
 			return k, w
 		}
 	}
@@ -144,14 +147,28 @@ func (d *digitRun) parse(t string) {
 	}
 }
 
-// number runs the digit-based detectors (phone, card, SSN, IPv4) from byte s,
-// which is a digit, '+' or '('. Only the first digit of a run is a start, so
-// each start reads at most maxDigits digit groups: linear overall.
+// number runs the digit-based detectors (phone, card, SSN, IPv4, IBAN and
+// the country identifiers) from byte s, which is a digit, '+' or '('. Only
+// the first digit of a run is a start, so each start reads at most
+// maxDigits digit groups: linear overall.
 func (sc *scanner) number(s int) {
 	t := sc.text
 	c := t[s]
 	if isDigit(c) {
 		if s > 0 && isDigit(t[s-1]) {
+			return
+		}
+		if s >= 2 && isAlpha(t[s-1]) && isAlpha(t[s-2]) && (s == 2 || !isWordByte(t[s-3])) && !placeholderEndsAt(t, s-2) && sc.set.has(entIBAN) {
+			sc.iban(s - 2)
+		}
+		// Fast path: a run of fewer than eight digits that no separator
+		// continues (a year, a count, a time) is no entity: every number
+		// this package detects has eight digits or more, or groups.
+		e := s + 1
+		for e < len(t) && e-s < 8 && isDigit(t[e]) {
+			e++
+		}
+		if e-s < 8 && (e == len(t) || !mayContinue(t[e])) {
 			return
 		}
 	} else if s+1 >= len(t) || !isDigit(t[s+1]) {
@@ -186,14 +203,30 @@ func (sc *scanner) number(s int) {
 	if sc.set.has(entCard) {
 		sc.card(d)
 	}
-	if sc.set.has(entPhone) {
-		sc.phoneNANP(d)
-		sc.phoneTrunk(d)
+	if sc.set.has(entPhone) && d.start >= sc.intlEnd {
+		// The national part of "+1 (555) 123-4567" is covered already.
+		sc.phoneNational(d)
+	}
+	if sc.set.hasAny(entNHS, entSIN, entAadhaar, entNIF) {
+		sc.countryIDs(d)
 	}
 }
 
+// mayContinue reports whether byte c after a digit run may continue a
+// number: a separator (the first byte of U+00A0, U+202F and the dashes
+// included) or a parenthesis.
+func mayContinue(c byte) bool {
+	switch c {
+	case ' ', '-', '.', '/', '(', ')', 0xC2, 0xE2:
+		return true
+	}
+	return false
+}
+
 // ipv4 accepts four dot-separated groups that netip parses as IPv4 (no
-// leading zeros, each at most 255), not followed by another ".digit".
+// leading zeros, each at most 255), not followed by another ".digit". The
+// score drops after words such as "version" or "build": 1.2.3.4 is as
+// often a version as an address.
 func (sc *scanner) ipv4(d *digitRun) {
 	if d.ng < 4 {
 		return
@@ -209,39 +242,82 @@ func (sc *scanner) ipv4(d *digitRun) {
 		return
 	}
 	if a, err := netip.ParseAddr(sc.text[d.start:e]); err == nil && a.Is4() {
-		sc.add(d.start, e, entIP, scoreIP)
+		sc.add(d.start, e, entIP, sc.adjust(d.start, entIP, scoreIP))
 	}
 }
 
-// ssn accepts ddd-dd-dddd with the SSA's never-issued numbers excluded:
-// area 000, 666 or 900-999, group 00, serial 0000. Unformatted nine-digit
-// runs are not SSNs here: without context they are mostly other ids.
+// ssn accepts ddd-dd-dddd, and ddd dd dddd or ddd.dd.dddd with a lower
+// score, with the SSA's never-issued numbers excluded: area 000, 666 or
+// 900-999, group 00, serial 0000, and the numbers of Presidio's list
+// (123-45-6789 excepted: it is the usual example and reads as an SSN).
+// The dashed form scores 0.85, the others 0.6 before context.
+// Nine bare digits are an SSN only after a context word such as "SSN".
 func (sc *scanner) ssn(d *digitRun) {
-	if d.ng < 3 {
-		return
-	}
 	g := &d.groups
-	if g[0].paren || g[1].paren || g[2].paren || g[0].len() != 3 || g[1].len() != 2 || g[2].len() != 4 ||
-		g[1].sep != sepHyphen || g[2].sep != sepHyphen {
-		return
-	}
 	x := &d.digits
-	if string(x[0:3]) == "000" || string(x[0:3]) == "666" || x[0] == '9' || string(x[3:5]) == "00" || string(x[5:9]) == "0000" {
-		return
+	switch {
+	case d.ng >= 3 && !g[0].paren && !g[1].paren && !g[2].paren && g[0].len() == 3 && g[1].len() == 2 && g[2].len() == 4 &&
+		g[1].sep == g[2].sep && (g[1].sep.class() == sepHyphen || g[1].sep == sepSpace || g[1].sep == sepDot):
+		if !ssnValid(x[:9]) || !sc.numRightOK(g[2].end) {
+			return
+		}
+		if (d.ng > 3 && g[3].sep == g[2].sep) || sc.placeholderGroupAt(g[2].end) {
+			return // more groups: some other grouped number
+		}
+		// The dashed form is distinctive enough that a context word such as
+		// "id" does not outweigh it (Dapr's "order id 123-45-6789" leak);
+		// spaced and dotted forms need the context.
+		score := scoreSSN
+		if g[1].sep.class() != sepHyphen {
+			score = sc.adjust(d.start, entSSN, scoreSSNSpaced)
+		} else if sc.context(d.start, entSSN) > 0 {
+			score = 1
+		}
+		sc.add(d.start, g[2].end, entSSN, score)
+	case d.ng == 1 && g[0].len() == 9 && !g[0].paren:
+		if ssnValid(x[:9]) && sc.numRightOK(g[0].end) && sc.context(d.start, entSSN) > 0 {
+			sc.add(d.start, g[0].end, entSSN, scoreSSNSpaced+0.1)
+		}
 	}
-	if sc.numRightOK(g[2].end) {
-		sc.add(d.start, g[2].end, entSSN, scoreSSN)
+}
+
+func ssnValid(x []byte) bool {
+	area, grp, serial := string(x[0:3]), string(x[3:5]), string(x[5:9])
+	if area == "000" || area == "666" || x[0] == '9' || grp == "00" || serial == "0000" {
+		return false
 	}
+	same := true
+	for _, c := range x[1:9] {
+		same = same && c == x[0]
+	}
+	if string(x[:9]) == "078051120" { // the Woolworth wallet card
+		return false
+	}
+	return !same
 }
 
 // card accepts 12 to 19 digits, bare or grouped with spaces or dashes (first
 // group of four, one separator kind), that pass Luhn and start with a known
-// issuer prefix valid for that length. The longest such prefix of the run
-// wins, so a trailing CVV or expiry does not hide the number.
+// issuer prefix valid for that length. When the whole run fails, a prefix
+// of 15 or more digits may stand alone, so a trailing CVV or expiry does not
+// hide the number; shorter prefixes may not, or any long grouped number
+// would hide a "card" one time in ten. The same holds for a run that
+// continues a grouped number written before it (the tail of an IBAN or of a
+// longer id): only a full-length card may start there, as in a phone number
+// followed by a card number.
 func (sc *scanner) card(d *digitRun) {
 	g := &d.groups
 	if g[0].paren {
 		return
+	}
+	t := sc.text
+	// tail: the run continues a grouped number written before it with the
+	// same separator (a placeholder stands for what it replaced, digits
+	// included). A bare number is never a tail.
+	tail := false
+	if k, w := sepBefore(t, d.start); k != sepNone && d.ng > 1 && k.class() == g[1].sep.class() && d.start > w &&
+		((isDigit(t[d.start-w-1]) && sc.lastEnd != d.start-w) || placeholderEndsAt(t, d.start-w)) {
+		tail = true
 	}
 	last := 0 // the longest prefix of groups with card-like grouping
 	if d.ng > 1 && g[0].len() == 4 {
@@ -254,169 +330,97 @@ func (sc *scanner) card(d *digitRun) {
 	}
 	for k := last; k >= 0; k-- {
 		nd := d.cum[k]
-		if nd < 12 {
+		if nd < 12 || ((k < last || tail) && nd < 15) {
 			return
+		}
+		if tail && k > 0 && sc.groupAt(g[k].end, g[k].sep.class()) {
+			continue // inside a longer grouped number on both sides
 		}
 		digits := d.digits[:nd]
 		if knownIIN(digits) && luhn(digits) && sc.numRightOK(g[k].end) {
-			sc.add(d.start, g[k].end, entCard, scoreCard)
+			sc.add(d.start, g[k].end, entCard, sc.adjust(d.start, entCard, scoreCard))
 			return
 		}
 	}
 }
 
-// phoneIntl accepts '+' and a country code followed by digit groups: 7 to 15
-// digits (E.164), not counting a "(0)" trunk prefix, and exactly 11 for +1.
-// Separators may be spaces, dashes or dots, groups may be parenthesised.
-// The longest acceptable prefix wins.
-func (sc *scanner) phoneIntl(d *digitRun) {
-	if d.digits[0] == '0' {
-		return
-	}
-	trunk := 0
-	for k := 0; k < d.ng; k++ {
-		g := &d.groups[k]
-		if g.paren && g.len() == 1 && d.digits[d.cum[k]-1] == '0' {
-			trunk++
-		}
-	}
-	for k := d.ng - 1; k >= 0; k-- {
-		g := &d.groups[k]
-		if g.paren && g.len() == 1 && d.digits[d.cum[k]-1] == '0' {
-			trunk--
-			continue
-		}
-		nd := d.cum[k] - trunk
-		ok := nd >= 7 && nd <= 15
-		if d.digits[0] == '1' {
-			ok = nd == 11
-		}
-		if !ok {
-			continue
-		}
-		if end, ok := sc.phoneEnd(g.close); ok {
-			sc.add(d.start, end, entPhone, scorePhoneIntl)
-			return
-		}
-	}
+// groupAt reports whether a separator of class cls and another digit group
+// (or a placeholder standing for one) follow byte e.
+func (sc *scanner) groupAt(e int, cls sepKind) bool {
+	k, w := sepAt(sc.text, e)
+	return k.class() == cls && e+w < len(sc.text) && (isDigit(sc.text[e+w]) || placeholderStartsAt(sc.text, e+w))
 }
 
-// phoneNANP accepts the North American formats [1 ](555) 123-4567,
-// [1-]555-123-4567, 555.123.4567 and 555 123 4567, with an extension.
-// Bare ten-digit runs are left alone: they are far more often ids and
-// timestamps than phone numbers.
-func (sc *scanner) phoneNANP(d *digitRun) {
-	g := &d.groups
-	k := 0
-	if !g[0].paren && g[0].len() == 1 && d.digits[0] == '1' {
-		k = 1
-	}
-	if d.ng < k+3 {
-		return
-	}
-	area, exch, line := &g[k], &g[k+1], &g[k+2]
-	if area.len() != 3 || exch.len() != 3 || exch.paren || line.len() != 4 || line.paren {
-		return
-	}
-	if end, ok := sc.phoneEnd(line.end); ok {
-		sc.add(d.start, end, entPhone, scorePhoneNational)
-	}
+// placeholderGroupAt reports whether a separator and a placeholder follow
+// byte e: the placeholder stands for the digit group it replaced, so a rule
+// that refuses a number followed by another group must refuse this too, or
+// a second pass would find what the first one left alone.
+func (sc *scanner) placeholderGroupAt(e int) bool {
+	k, w := sepAt(sc.text, e)
+	return k != sepNone && placeholderStartsAt(sc.text, e+w)
 }
 
-// phoneTrunk accepts national numbers with a trunk prefix 0, as written in
-// most of Europe, Asia and Oceania: 020 7946 0958, 01 42 68 53 00,
-// (030) 1234567. It needs 10 or 11 digits in at least two groups of 2 to 8
-// digits (2 to 5 for the first) joined by one kind of separator; after a
-// parenthesised first group the next separator may be a space or nothing.
-func (sc *scanner) phoneTrunk(d *digitRun) {
+// groupedAs reports whether the run is exactly the groups of the given
+// sizes joined by one space or hyphen kind, or one bare group of their sum.
+// It returns the end of the number and whether it was grouped.
+func (d *digitRun) groupedAs(sizes ...int) (end int, grouped, ok bool) {
 	g := &d.groups
-	if d.ng < 2 || d.digits[0] != '0' || d.digits[1] == '0' || g[0].len() < 2 || g[0].len() > 5 {
-		return
+	total := 0
+	for _, s := range sizes {
+		total += s
 	}
-	if k, w := sepBefore(sc.text, d.start); k == sepSpace && d.start > w {
-		if isDigit(sc.text[d.start-w-1]) || placeholderEndsAt(sc.text, d.start-w) {
-			return // the tail of a longer grouped number, such as an IBAN
-		}
+	if d.ng >= 1 && !g[0].paren && g[0].len() == total {
+		return g[0].end, false, true
+	}
+	if d.ng < len(sizes) {
+		return 0, false, false
 	}
 	cls := g[1].sep.class()
-	if g[0].paren && d.ng > 2 {
-		cls = g[2].sep.class()
+	if cls != sepSpace && cls != sepHyphen {
+		return 0, false, false
 	}
-	last := 0
-	for k := 1; k < d.ng; k++ {
-		gk := &g[k]
-		sepOK := gk.sep.class() == cls || (k == 1 && g[0].paren && (gk.sep == sepNone || gk.sep == sepSpace))
-		if gk.paren || gk.len() < 2 || gk.len() > 8 || !sepOK {
-			break
+	for k, s := range sizes {
+		if g[k].paren || g[k].len() != s || (k > 0 && g[k].sep.class() != cls) {
+			return 0, false, false
 		}
-		last = k
 	}
-	for k := last; k >= 1; k-- {
-		if d.cum[k] > 11 {
-			continue
-		}
-		if d.cum[k] < 10 {
+	if d.ng > len(sizes) && g[len(sizes)].sep.class() == cls {
+		return 0, false, false // the number goes on
+	}
+	return g[len(sizes)-1].end, true, true
+}
+
+// countryIDs runs the opt-in national identifiers: UK NHS (3-3-4, mod 11),
+// Canadian SIN (3-3-3, Luhn), Indian Aadhaar (4-4-4, Verhoeff) and the
+// Spanish DNI (8 digits and a check letter).
+func (sc *scanner) countryIDs(d *digitRun) {
+	x := d.digits[:]
+	id := func(e entity, end int, grouped bool, valid bool) {
+		if !valid || !sc.numRightOK(end) || (grouped && sc.placeholderGroupAt(end)) {
 			return
 		}
-		if end, ok := sc.phoneEnd(g[k].end); ok {
-			sc.add(d.start, end, entPhone, scorePhoneNational)
+		score := scoreCountryIDBare
+		if grouped {
+			score = scoreCountryID
 		}
-		return
+		sc.add(d.start, end, e, sc.adjust(d.start, e, score))
 	}
-}
-
-// phoneEnd applies the right boundary to a phone number ending at e, after
-// an optional extension (" ext. 12", " x12", " #12").
-func (sc *scanner) phoneEnd(e int) (int, bool) {
-	if x, ok := sc.extension(e); ok && sc.numRightOK(x) {
-		return x, true
-	}
-	return e, sc.numRightOK(e)
-}
-
-func (sc *scanner) extension(e int) (int, bool) {
-	t := sc.text
-	n := len(t)
-	p := e
-	for p < n && t[p] == ' ' && p-e < 3 {
-		p++
-	}
-	switch {
-	case hasPrefixFold(t[p:], "extension"):
-		p += len("extension")
-	case hasPrefixFold(t[p:], "ext"):
-		p += len("ext")
-		if p < n && (t[p] == '.' || t[p] == ':') {
-			p++
-		}
-	case p < n && (t[p] == 'x' || t[p] == 'X' || t[p] == '#'):
-		p++
-	default:
-		return 0, false
-	}
-	sp := p
-	for p < n && t[p] == ' ' && p-sp < 2 {
-		p++
-	}
-	ds := p
-	for p < n && isDigit(t[p]) && p-ds <= 6 {
-		p++
-	}
-	if p == ds || p-ds > 6 {
-		return 0, false
-	}
-	return p, true
-}
-
-// hasPrefixFold is strings.HasPrefix ignoring ASCII case.
-func hasPrefixFold(s, prefix string) bool {
-	if len(s) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		if s[i]|0x20 != prefix[i] {
-			return false
+	if sc.set.has(entNHS) {
+		if end, grouped, ok := d.groupedAs(3, 3, 4); ok {
+			id(entNHS, end, grouped, nhsValid(x[:10]))
 		}
 	}
-	return true
+	if sc.set.has(entSIN) {
+		if end, grouped, ok := d.groupedAs(3, 3, 3); ok {
+			id(entSIN, end, grouped, x[0] != '0' && x[0] != '8' && luhn(x[:9]))
+		}
+	}
+	if sc.set.has(entAadhaar) {
+		if end, grouped, ok := d.groupedAs(4, 4, 4); ok {
+			id(entAadhaar, end, grouped, x[0] >= '2' && verhoeff(x[:12]))
+		}
+	}
+	if sc.set.has(entNIF) && d.ng == 1 && d.groups[0].len() == 8 {
+		sc.dni(d.groups[0].start, d.groups[0].end)
+	}
 }

@@ -1,40 +1,102 @@
 package scrub
 
 import (
-	"strings"
 	"unicode"
 	"unicode/utf8"
 )
 
 // Byte classes stored in Scrubber.class.
 const (
-	clsTrigger uint8 = 1 << iota // may start or anchor a candidate: digit @ : + (
+	clsTrigger uint8 = 1 << iota // may start or anchor a candidate: digit @ : + ( < = -
 	clsLocal                     // ASCII byte allowed in an e-mail local part
 	clsV6                        // hex digit, ':' or '.', the bytes of an IPv6 token
+	clsWord                      // may start a word-shaped entity: digits and some letters
+	clsB58                       // a character of Bitcoin's Base58 alphabet
+	clsLetter                    // an ASCII letter
 )
 
-// scanner holds the state of one Scrub call. It lives on the caller's stack:
+// byteClasses builds the class table of the hot loops.
+func byteClasses() [256]uint8 {
+	var class [256]uint8
+	for c := range 256 {
+		b := byte(c)
+		var k uint8
+		switch {
+		case isDigit(b):
+			k |= clsTrigger | clsWord
+		case b == '@' || b == ':' || b == '+' || b == '(' || b == '<' || b == '=' || b == '-':
+			k |= clsTrigger
+		}
+		if isAlnum(b) || b == '.' || b == '_' || b == '%' || b == '+' || b == '-' {
+			k |= clsLocal
+		}
+		if isHex(b) || b == ':' || b == '.' {
+			k |= clsV6
+		}
+		if isHex(b) || wordStartLetter(b) {
+			k |= clsWord
+		}
+		if isAlnum(b) && b != '0' && b != 'O' && b != 'I' && b != 'l' {
+			k |= clsB58
+		}
+		if isAlpha(b) {
+			k |= clsLetter
+		}
+		class[c] = k
+	}
+	return class
+}
+
+// wordStartLetter reports whether a word-shaped entity may start with the
+// letter b: the first letters of the secret prefixes, Bitcoin's bc1, the
+// NIE's X, Y and Z, and "Bearer". Hex letters (MAC addresses) are added by
+// byteClasses.
+func wordStartLetter(b byte) bool {
+	switch b {
+	case 'A', 'B', 'b', 'e', 'g', 'h', 'n', 'r', 's', 'x', 'S', 'X', 'Y', 'Z':
+		return true
+	}
+	return false
+}
+
+// scanner holds the state of one scan. It lives on the caller's stack:
 // candidates go to the fixed buf, and only a text with more candidates than
 // buf holds allocates.
 type scanner struct {
-	class  *[256]uint8
-	text   string
-	set    entitySet
-	n      int // candidates in buf
-	buf    [16]candidate
-	more   []candidate // all candidates, once buf has overflowed
-	digits digitRun    // scratch space of number
+	class   *[256]uint8
+	phone   *phoneMeta
+	thr     [numEntities]float64 // by value: a pointer would move the Call to the heap
+	text    string
+	set     entitySet
+	partial bool // the text may continue after its end (streams)
+	pending int  // see Call.find
+	n       int  // candidates in buf
+	buf     [16]candidate
+	more    []candidate // all candidates, once buf has overflowed
+	digits  digitRun    // scratch space of number
+	tokDone int         // end of the last token examined for secrets
+	intlEnd int         // end of the last international phone number found
+	lastEnd int         // end of the candidates found so far
+	pemEnd  int         // position of the next "-----END " at or after a BEGIN, or -1
 }
 
+// add records a candidate whose score reaches its entity's threshold.
 func (sc *scanner) add(start, end int, ent entity, score float64) {
+	if score > 1 {
+		score = 1
+	}
+	if !sc.set.has(ent) || score < sc.thr[ent] || score <= 0 || start >= end {
+		return
+	}
 	c := candidate{start: start, end: end, ent: ent, score: score}
+	sc.lastEnd = max(sc.lastEnd, end)
 	if sc.more == nil {
 		if sc.n < len(sc.buf) {
 			sc.buf[sc.n] = c
 			sc.n++
 			return
 		}
-		sc.more = make([]candidate, len(sc.buf), 4*len(sc.buf))
+		sc.more = make([]candidate, len(sc.buf), max(4*len(sc.buf), len(sc.text)/32))
 		copy(sc.more, sc.buf[:])
 	}
 	sc.more = append(sc.more, c)
@@ -49,27 +111,74 @@ func (sc *scanner) candidates() []candidate {
 }
 
 // run makes one pass over the text. Most bytes only cost a table look-up;
-// the detectors run at trigger bytes and each reads a bounded neighbourhood,
-// or a region no other trigger reads again, so the pass is linear.
+// the detectors run at trigger bytes and at the starts of words, and each
+// reads a bounded neighbourhood, or a region no other trigger reads again,
+// so the pass is linear.
 func (sc *scanner) run() {
 	t := sc.text
-	wantNum := sc.set&(1<<entPhone|1<<entIP|1<<entCard|1<<entSSN) != 0
-	wantV6 := sc.set.has(entIP)
-	wantEmail := sc.set.has(entEmail)
+	set := sc.set
+	wantNum := set.hasAny(entPhone, entIP, entCard, entSSN, entIBAN, entNHS, entSIN, entNIF, entAadhaar, entCrypto, entMAC)
+	wantV6 := set.hasAny(entIP, entMAC)
+	wantEmail := set.has(entEmail)
+	wantSecret := set.has(entSecret)
+	wantWord := set.hasAny(entMAC, entCrypto, entSecret, entNIF)
+	sc.pemEnd = -1
 	v6done := 0 // end of the last IPv6 token examined
 	for i := 0; i < len(t); i++ {
 		c := t[i]
-		if sc.class[c]&clsTrigger == 0 {
+		k := sc.class[c]
+		if k&(clsTrigger|clsWord|clsLetter) == 0 {
+			continue
+		}
+		if k&clsLetter != 0 {
+			// A word: only its start can start an entity.
+			if k&clsWord != 0 && wantWord && (i == 0 || !isWordByte(t[i-1])) {
+				sc.word(i)
+			}
+			for i+1 < len(t) && sc.class[t[i+1]]&clsLetter != 0 {
+				i++
+			}
+			continue
+		}
+		if isDigit(c) {
+			// A run of digits: only its first digit starts a number.
+			if wantWord && (i == 0 || !isWordByte(t[i-1])) {
+				sc.word(i)
+			}
+			if wantNum {
+				sc.number(i)
+			}
+			for i+1 < len(t) && isDigit(t[i+1]) {
+				i++
+			}
 			continue
 		}
 		switch c {
+		case '<':
+			if end := placeholderAt(t, i); end > 0 {
+				i = end - 1 // nothing inside a placeholder is text
+			}
 		case '@':
+			if wantSecret && sc.urlPassword(i) {
+				continue
+			}
 			if wantEmail {
 				sc.email(i)
 			}
 		case ':':
 			if wantV6 && i >= v6done {
 				v6done = sc.ipv6(i)
+			}
+			if wantSecret {
+				sc.assignment(i)
+			}
+		case '=':
+			if wantSecret {
+				sc.assignment(i)
+			}
+		case '-':
+			if wantSecret && i+1 < len(t) && t[i+1] == '-' {
+				i = sc.pem(i)
 			}
 		default:
 			if wantNum {
@@ -85,8 +194,24 @@ func isAlpha(c byte) bool { return (c|0x20)-'a' < 26 }
 
 func isAlnum(c byte) bool { return isDigit(c) || isAlpha(c) }
 
-// isWordRune reports whether r belongs to a word: letters, digits, marks.
+func isHex(c byte) bool { return isDigit(c) || (c|0x20)-'a' < 6 }
+
+// isWordByte reports whether c belongs to a word for the purpose of finding
+// word starts: ASCII letters, digits, '_' and every byte of a multi-byte
+// character (so a letter after "é" is not a word start).
+func isWordByte(c byte) bool { return isAlnum(c) || c == '_' || c >= utf8.RuneSelf }
+
+// isWordRune reports whether r belongs to a word for the boundary rules:
+// letters, digits and marks, except the scripts written without spaces
+// (Han, kana, Hangul, Thai), where a number follows a word directly:
+// 電話番号は03-1234-5678です.
 func isWordRune(r rune) bool {
+	return isLabelRune(r) && !unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul, unicode.Thai)
+}
+
+// isLabelRune reports whether r may appear in a domain label or a word:
+// letters, digits, marks.
+func isLabelRune(r rune) bool {
 	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
 }
 
@@ -128,32 +253,6 @@ func (sc *scanner) letterBefore(i int) bool {
 // it replaced: once a neighbour has been replaced, a candidate it used to
 // block stays blocked, which keeps scrubbing idempotent. Other markup, such
 // as <td>555-123-4567</td>, is ordinary punctuation.
-
-// placeholderEndsAt reports whether one of the placeholders ends at byte i.
-func placeholderEndsAt(t string, i int) bool {
-	if i == 0 || t[i-1] != '>' {
-		return false
-	}
-	for e := entEmail; e <= entSSN; e++ {
-		if strings.HasSuffix(t[:i], e.placeholder()) {
-			return true
-		}
-	}
-	return false
-}
-
-// placeholderStartsAt reports whether one of the placeholders starts at byte i.
-func placeholderStartsAt(t string, i int) bool {
-	if i >= len(t) || t[i] != '<' {
-		return false
-	}
-	for e := entEmail; e <= entSSN; e++ {
-		if strings.HasPrefix(t[i:], e.placeholder()) {
-			return true
-		}
-	}
-	return false
-}
 
 // numLeftOK is the left boundary of phone numbers, cards and SSNs starting at s.
 func (sc *scanner) numLeftOK(s int) bool {
@@ -228,6 +327,42 @@ func (sc *scanner) ipRightOK(e int) bool {
 	}
 	if t[e] == '.' && e+1 < len(t) && (isDigit(t[e+1]) || placeholderStartsAt(t, e+1)) {
 		return false
+	}
+	return true
+}
+
+// tokenLeftOK is the left boundary of word-shaped entities (MAC, crypto,
+// secrets) starting at s: no word character, placeholder or token glue
+// ('-', '.', '/', '+') attached to a word before.
+func (sc *scanner) tokenLeftOK(s int) bool {
+	if s == 0 {
+		return true
+	}
+	t := sc.text
+	if sc.wordBefore(s) || placeholderEndsAt(t, s) {
+		return false
+	}
+	switch t[s-1] {
+	case '-', '.', '/', '+':
+		return s < 2 || (!sc.wordBefore(s-1) && !placeholderEndsAt(t, s-1))
+	}
+	return true
+}
+
+// tokenRightOK is the right boundary of word-shaped entities ending at e.
+func (sc *scanner) tokenRightOK(e int) bool {
+	t := sc.text
+	if e >= len(t) {
+		return true
+	}
+	if sc.wordAt(e) || placeholderStartsAt(t, e) {
+		return false
+	}
+	switch t[e] {
+	case '-', '/', '+':
+		return e+1 >= len(t) || (!sc.wordAt(e+1) && !placeholderStartsAt(t, e+1))
+	case '.':
+		return e+1 >= len(t) || (!isAlnum(t[e+1]) && !placeholderStartsAt(t, e+1))
 	}
 	return true
 }

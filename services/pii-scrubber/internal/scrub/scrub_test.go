@@ -20,7 +20,7 @@ type scrubCase struct {
 
 func runScrubTable(t *testing.T, tests []scrubCase) {
 	t.Helper()
-	s := New()
+	s := mustNew(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -70,7 +70,7 @@ func checkResult(t testing.TB, s *Scrubber, in string, entities []string, res Re
 	}
 	again, err := s.Scrub(res.Text, entities)
 	require.NoError(t, err)
-	require.Equal(t, res.Text, again.Text, "not idempotent")
+	require.Equal(t, res.Text, again.Text, "not idempotent: %q", in)
 	require.Empty(t, again.Findings, "second pass found something")
 }
 
@@ -211,7 +211,7 @@ func TestScrubPhoneNegative(t *testing.T) {
 		{"hex id", "ab12-555-123-4567", ""},
 		{"trunk list", "0 1 2 3 4 5 6 7 8 9", ""},
 		{"leading double zero", "00 42 68 53 00", ""},
-		{"iban tail", "IBAN DE89 3704 0044 0532 0130 00", ""},
+		{"iban tail", "IBAN DE89 3704 0044 0532 0130 01", ""},
 		{"grouped number tail", "5 020 7946 0958", ""},
 	}.sameOut())
 }
@@ -258,7 +258,6 @@ func TestScrubIPNegative(t *testing.T) {
 		{"short hex words", "a::b and cafe::babe", ""},
 		{"unspecified", "the :: operator", ""},
 		{"time", "10:30:00", ""},
-		{"mac", "00:1A:2B:3C:4D:5E", ""},
 		{"ratio", "16:9", ""},
 		{"glued to word", "x10.0.0.1", ""},
 		{"glued after", "10.0.0.1x", ""},
@@ -348,6 +347,10 @@ func TestScrubSSN(t *testing.T) {
 		{"area 665", "665-12-3456", "<US_SSN>"},
 		{"after isbn", "ISBN 978-3-16-148410-0 and order id 123-45-6789", "ISBN 978-3-16-148410-0 and order id <US_SSN>"},
 		{"json", `{"ssn":"123-45-6789"}`, `{"ssn":"<US_SSN>"}`},
+		{"spaces", "123 45 6789", "<US_SSN>"},
+		{"dots", "123.45.6789", "<US_SSN>"},
+		{"bare after ssn", "SSN: 123456789", "SSN: <US_SSN>"},
+		{"dashed after order id", "order id 123-45-6789", "order id <US_SSN>"},
 	})
 }
 
@@ -361,8 +364,8 @@ func TestScrubSSNNegative(t *testing.T) {
 		{"group 00", "123-00-4567", ""},
 		{"serial 0000", "123-45-0000", ""},
 		{"unformatted", "123456789", ""},
-		{"spaces", "123 45 6789", ""},
-		{"dots", "123.45.6789", ""},
+		{"mixed separators", "123-45 6789", ""},
+		{"spaced after order", "order 123 45 6789", ""},
 		{"serial too long", "123-45-67890", ""},
 		{"area too long", "1234-56-7890", ""},
 		{"dashed tail", "123-45-6789-1", ""},
@@ -409,7 +412,7 @@ func TestScrubOverlaps(t *testing.T) {
 
 func TestScrubFindings(t *testing.T) {
 	t.Parallel()
-	s := New()
+	s := mustNew(t)
 	in := "Grüße an josé@münchen.de, ruf +49 30 12345678 an; 🙂 IP 10.0.0.1"
 	res, err := s.Scrub(in, nil)
 	require.NoError(t, err)
@@ -423,8 +426,8 @@ func TestScrubFindings(t *testing.T) {
 	}
 	require.Equal(t, []span{
 		{EntityEmail, "josé@münchen.de", scoreEmail},
-		{EntityPhone, "+49 30 12345678", scorePhoneIntl},
-		{EntityIP, "10.0.0.1", scoreIP},
+		{EntityPhone, "+49 30 12345678", scorePhoneIntlValid},
+		{EntityIP, "10.0.0.1", 1}, // raised by the context word "IP"
 	}, got)
 	require.Equal(t, "Grüße an <EMAIL_ADDRESS>, ruf <PHONE_NUMBER> an; 🙂 IP <IP>", res.Text)
 }
@@ -447,7 +450,7 @@ func TestScrubEntities(t *testing.T) {
 		{"ssn", []string{EntityUSSSN}, "bob@example.com 555-123-4567 10.0.0.1 4111111111111111 <US_SSN>"},
 		{"two with duplicate", []string{EntityIP, EntityUSSSN, EntityIP}, "bob@example.com 555-123-4567 <IP> 4111111111111111 <US_SSN>"},
 	}
-	s := New()
+	s := mustNew(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -468,9 +471,9 @@ func TestScrubUnknownEntity(t *testing.T) {
 		{"dapr library name", []string{"PHONE"}},
 		{"lower case", []string{"email_address"}},
 		{"empty name", []string{""}},
-		{"after a known one", []string{EntityEmail, "IBAN"}},
+		{"after a known one", []string{EntityEmail, "ZIP_CODE"}},
 	}
-	s := New()
+	s := mustNew(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -485,14 +488,24 @@ func TestScrubUnknownEntity(t *testing.T) {
 func TestEntities(t *testing.T) {
 	t.Parallel()
 	got := Entities()
-	require.Equal(t, []string{"EMAIL_ADDRESS", "PHONE_NUMBER", "IP", "CREDIT_CARD", "US_SSN"}, got)
+	require.Equal(t, []string{"EMAIL_ADDRESS", "PHONE_NUMBER", "IP", "CREDIT_CARD", "US_SSN", "IBAN", "MAC_ADDRESS",
+		"CRYPTO", "SECRET", "UK_NHS", "CA_SIN", "ES_NIF", "IN_AADHAAR"}, got)
 	got[0] = "changed"
 	require.Equal(t, EntityEmail, Entities()[0], "Entities must return a fresh slice")
+	require.Equal(t, []string{"EMAIL_ADDRESS", "PHONE_NUMBER", "IP", "CREDIT_CARD", "US_SSN", "IBAN", "MAC_ADDRESS",
+		"CRYPTO", "SECRET"}, DefaultEntities())
+	for _, name := range got[1:] {
+		e, ok := entityOf(name)
+		require.True(t, ok, name)
+		require.Equal(t, name, e.name())
+		ph := "<" + name + ">"
+		require.Equal(t, len(ph), placeholderAt(ph, 0), "placeholder %s", ph)
+	}
 }
 
 func TestScrubUnchangedIsNotCopied(t *testing.T) {
 	t.Parallel()
-	s := New()
+	s := mustNew(t)
 	for _, in := range []string{"", "plain prose without anything", "year 2025, v1.2.3.4.5, 10:30", strings.Repeat("é", 100)} {
 		res, err := s.Scrub(in, nil)
 		require.NoError(t, err)
@@ -503,7 +516,7 @@ func TestScrubUnchangedIsNotCopied(t *testing.T) {
 }
 
 func TestScrubAllocations(t *testing.T) {
-	s := New()
+	s := mustNew(t)
 	clean := strings.Repeat("Nothing to see here, version 1.2.3 shipped in 2025. ", 20)
 	allocs := testing.AllocsPerRun(50, func() {
 		_, _ = s.Scrub(clean, nil)
@@ -514,12 +527,12 @@ func TestScrubAllocations(t *testing.T) {
 	allocs = testing.AllocsPerRun(50, func() {
 		_, _ = s.Scrub(dirty, nil)
 	})
-	require.LessOrEqual(t, allocs, 2.0, "findings and text only")
+	require.LessOrEqual(t, allocs, 3.0, "findings, text and the phone number's digits for validation")
 }
 
 func TestScrubConcurrent(t *testing.T) {
 	t.Parallel()
-	s := New()
+	s := mustNew(t)
 	inputs := []string{
 		"well hello there, my phone number is +2222222222",
 		"mail bob@example.com from 10.0.0.1 about 4111 1111 1111 1111",
@@ -570,8 +583,8 @@ func TestMerge(t *testing.T) {
 		},
 		{
 			name: "touching spans stay apart",
-			give: []candidate{c(0, 3, entIP, scoreIP), c(3, 6, entPhone, scorePhoneIntl)},
-			want: []candidate{c(0, 3, entIP, scoreIP), c(3, 6, entPhone, scorePhoneIntl)},
+			give: []candidate{c(0, 3, entIP, scoreIP), c(3, 6, entPhone, scorePhoneIntlValid)},
+			want: []candidate{c(0, 3, entIP, scoreIP), c(3, 6, entPhone, scorePhoneIntlValid)},
 		},
 		{
 			name: "nested weaker is absorbed",
@@ -580,13 +593,13 @@ func TestMerge(t *testing.T) {
 		},
 		{
 			name: "partial overlap covers the union with the stronger label",
-			give: []candidate{c(0, 15, entPhone, scorePhoneIntl), c(11, 25, entCard, scoreCard)},
+			give: []candidate{c(0, 15, entPhone, 0.8), c(11, 25, entCard, scoreCard)},
 			want: []candidate{c(0, 25, entCard, scoreCard)},
 		},
 		{
 			name: "same score longer wins",
-			give: []candidate{c(2, 14, entPhone, scorePhoneIntl), c(0, 14, entPhone, scorePhoneIntl)},
-			want: []candidate{c(0, 14, entPhone, scorePhoneIntl)},
+			give: []candidate{c(2, 14, entPhone, scorePhoneIntlValid), c(0, 14, entPhone, scorePhoneIntlValid)},
+			want: []candidate{c(0, 14, entPhone, scorePhoneIntlValid)},
 		},
 		{
 			name: "a false positive nested in an earlier match does not hide a later entity",
@@ -637,4 +650,12 @@ func TestKnownIIN(t *testing.T) {
 			require.Equal(t, tt.want, knownIIN([]byte(tt.give)))
 		})
 	}
+}
+
+// mustNew returns a Scrubber with the default configuration.
+func mustNew(tb testing.TB) *Scrubber {
+	tb.Helper()
+	s, err := New(Config{})
+	require.NoError(tb, err)
+	return s
 }

@@ -21,12 +21,144 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Mode is how a finding is written into the output.
+type Mode int32
+
+const (
+	// MODE_UNSPECIFIED is MODE_REPLACE.
+	Mode_MODE_UNSPECIFIED Mode = 0
+	// MODE_REPLACE writes the entity's placeholder, e.g. <EMAIL_ADDRESS> (Dapr's output).
+	Mode_MODE_REPLACE Mode = 1
+	// MODE_MASK writes '*' over every letter and digit and keeps punctuation; card numbers and
+	// IBANs keep their last four characters.
+	Mode_MODE_MASK Mode = 2
+	// MODE_HASH writes the placeholder with a keyed HMAC-SHA-256 of the normalized value,
+	// e.g. <EMAIL_ADDRESS:3f0c9a1b2d4e5f60>: equal values give equal outputs across calls and
+	// the value cannot be recovered without the service's key.
+	Mode_MODE_HASH Mode = 3
+	// MODE_TOKENIZE writes numbered placeholders such as <EMAIL_ADDRESS_1> and returns the
+	// mapping from each token to its original text, so the caller can restore outputs. Equal
+	// values get the same token throughout one call, across all its texts.
+	Mode_MODE_TOKENIZE Mode = 4
+)
+
+// Enum value maps for Mode.
+var (
+	Mode_name = map[int32]string{
+		0: "MODE_UNSPECIFIED",
+		1: "MODE_REPLACE",
+		2: "MODE_MASK",
+		3: "MODE_HASH",
+		4: "MODE_TOKENIZE",
+	}
+	Mode_value = map[string]int32{
+		"MODE_UNSPECIFIED": 0,
+		"MODE_REPLACE":     1,
+		"MODE_MASK":        2,
+		"MODE_HASH":        3,
+		"MODE_TOKENIZE":    4,
+	}
+)
+
+func (x Mode) Enum() *Mode {
+	p := new(Mode)
+	*p = x
+	return p
+}
+
+func (x Mode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Mode) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_pii_v1_scrubber_proto_enumTypes[0].Descriptor()
+}
+
+func (Mode) Type() protoreflect.EnumType {
+	return &file_parley_pii_v1_scrubber_proto_enumTypes[0]
+}
+
+func (x Mode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Mode.Descriptor instead.
+func (Mode) EnumDescriptor() ([]byte, []int) {
+	return file_parley_pii_v1_scrubber_proto_rawDescGZIP(), []int{0}
+}
+
+// Format is how a text is to be read.
+type Format int32
+
+const (
+	// FORMAT_UNSPECIFIED is FORMAT_TEXT.
+	Format_FORMAT_UNSPECIFIED Format = 0
+	// FORMAT_TEXT is free text.
+	Format_FORMAT_TEXT Format = 1
+	// FORMAT_JSON is a JSON document, such as tool-call arguments: string values and numbers
+	// are scrubbed, object keys and structure are kept, and the output is valid JSON. A text
+	// that is not valid JSON is scrubbed as FORMAT_TEXT.
+	Format_FORMAT_JSON Format = 2
+)
+
+// Enum value maps for Format.
+var (
+	Format_name = map[int32]string{
+		0: "FORMAT_UNSPECIFIED",
+		1: "FORMAT_TEXT",
+		2: "FORMAT_JSON",
+	}
+	Format_value = map[string]int32{
+		"FORMAT_UNSPECIFIED": 0,
+		"FORMAT_TEXT":        1,
+		"FORMAT_JSON":        2,
+	}
+)
+
+func (x Format) Enum() *Format {
+	p := new(Format)
+	*p = x
+	return p
+}
+
+func (x Format) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Format) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_pii_v1_scrubber_proto_enumTypes[1].Descriptor()
+}
+
+func (Format) Type() protoreflect.EnumType {
+	return &file_parley_pii_v1_scrubber_proto_enumTypes[1]
+}
+
+func (x Format) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Format.Descriptor instead.
+func (Format) EnumDescriptor() ([]byte, []int) {
+	return file_parley_pii_v1_scrubber_proto_rawDescGZIP(), []int{1}
+}
+
 // ScrubRequest carries the texts to scrub.
 type ScrubRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Texts []string               `protobuf:"bytes,1,rep,name=texts,proto3" json:"texts,omitempty"`
 	// Entity types to look for, e.g. EMAIL_ADDRESS; empty means the service's defaults.
-	Entities      []string `protobuf:"bytes,2,rep,name=entities,proto3" json:"entities,omitempty"`
+	Entities []string `protobuf:"bytes,2,rep,name=entities,proto3" json:"entities,omitempty"`
+	// How findings are written; unspecified is MODE_REPLACE.
+	Mode Mode `protobuf:"varint,3,opt,name=mode,proto3,enum=parley.pii.v1.Mode" json:"mode,omitempty"`
+	// Per-entity score thresholds overriding the service's (SCRUBBER_THRESHOLDS) for this call:
+	// a candidate is reported when its score is at least the threshold of its entity.
+	Thresholds map[string]float64 `protobuf:"bytes,4,rep,name=thresholds,proto3" json:"thresholds,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// MODE_TOKENIZE only: the mapping returned by an earlier call of the same conversation.
+	// Values found again get the same tokens and new ones continue the numbering, so the
+	// answer to a tokenized prompt can be scrubbed consistently with the prompt.
+	Tokens []*Token `protobuf:"bytes,5,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// The format of each text, parallel to texts; missing entries are FORMAT_TEXT.
+	Formats       []Format `protobuf:"varint,6,rep,packed,name=formats,proto3,enum=parley.pii.v1.Format" json:"formats,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -71,6 +203,34 @@ func (x *ScrubRequest) GetTexts() []string {
 func (x *ScrubRequest) GetEntities() []string {
 	if x != nil {
 		return x.Entities
+	}
+	return nil
+}
+
+func (x *ScrubRequest) GetMode() Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return Mode_MODE_UNSPECIFIED
+}
+
+func (x *ScrubRequest) GetThresholds() map[string]float64 {
+	if x != nil {
+		return x.Thresholds
+	}
+	return nil
+}
+
+func (x *ScrubRequest) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+func (x *ScrubRequest) GetFormats() []Format {
+	if x != nil {
+		return x.Formats
 	}
 	return nil
 }
@@ -200,17 +360,84 @@ func (x *ScrubResult) GetFindings() []*Finding {
 	return nil
 }
 
+// Token is one entry of a MODE_TOKENIZE mapping.
+type Token struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The placeholder written into the output, e.g. <EMAIL_ADDRESS_1>.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// The entity type, e.g. EMAIL_ADDRESS.
+	Entity string `protobuf:"bytes,2,opt,name=entity,proto3" json:"entity,omitempty"`
+	// The original text the token stands for (its first occurrence).
+	Value         string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Token) Reset() {
+	*x = Token{}
+	mi := &file_parley_pii_v1_scrubber_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Token) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Token) ProtoMessage() {}
+
+func (x *Token) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_pii_v1_scrubber_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Token.ProtoReflect.Descriptor instead.
+func (*Token) Descriptor() ([]byte, []int) {
+	return file_parley_pii_v1_scrubber_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Token) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *Token) GetEntity() string {
+	if x != nil {
+		return x.Entity
+	}
+	return ""
+}
+
+func (x *Token) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // ScrubResponse has one result per request text, in order.
 type ScrubResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*ScrubResult         `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*ScrubResult         `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// MODE_TOKENIZE only: the whole mapping of the call (the request's tokens plus new ones).
+	// It holds the original values: keep it for the request only, never log or store it.
+	Tokens        []*Token `protobuf:"bytes,2,rep,name=tokens,proto3" json:"tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ScrubResponse) Reset() {
 	*x = ScrubResponse{}
-	mi := &file_parley_pii_v1_scrubber_proto_msgTypes[3]
+	mi := &file_parley_pii_v1_scrubber_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -222,7 +449,7 @@ func (x *ScrubResponse) String() string {
 func (*ScrubResponse) ProtoMessage() {}
 
 func (x *ScrubResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_pii_v1_scrubber_proto_msgTypes[3]
+	mi := &file_parley_pii_v1_scrubber_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -235,7 +462,7 @@ func (x *ScrubResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrubResponse.ProtoReflect.Descriptor instead.
 func (*ScrubResponse) Descriptor() ([]byte, []int) {
-	return file_parley_pii_v1_scrubber_proto_rawDescGZIP(), []int{3}
+	return file_parley_pii_v1_scrubber_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ScrubResponse) GetResults() []*ScrubResult {
@@ -245,14 +472,183 @@ func (x *ScrubResponse) GetResults() []*ScrubResult {
 	return nil
 }
 
+func (x *ScrubResponse) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+// ScrubStreamRequest is one message of a ScrubStream call. The first message sets the
+// options (entities, mode, thresholds, tokens); later messages only carry text.
+type ScrubStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next chunk of the text.
+	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	// End of the text: scrub and return everything held back. The stream may then end.
+	Flush bool `protobuf:"varint,2,opt,name=flush,proto3" json:"flush,omitempty"`
+	// As in ScrubRequest; read from the first message only.
+	Entities      []string           `protobuf:"bytes,3,rep,name=entities,proto3" json:"entities,omitempty"`
+	Mode          Mode               `protobuf:"varint,4,opt,name=mode,proto3,enum=parley.pii.v1.Mode" json:"mode,omitempty"`
+	Thresholds    map[string]float64 `protobuf:"bytes,5,rep,name=thresholds,proto3" json:"thresholds,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Tokens        []*Token           `protobuf:"bytes,6,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScrubStreamRequest) Reset() {
+	*x = ScrubStreamRequest{}
+	mi := &file_parley_pii_v1_scrubber_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScrubStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScrubStreamRequest) ProtoMessage() {}
+
+func (x *ScrubStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_pii_v1_scrubber_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScrubStreamRequest.ProtoReflect.Descriptor instead.
+func (*ScrubStreamRequest) Descriptor() ([]byte, []int) {
+	return file_parley_pii_v1_scrubber_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ScrubStreamRequest) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *ScrubStreamRequest) GetFlush() bool {
+	if x != nil {
+		return x.Flush
+	}
+	return false
+}
+
+func (x *ScrubStreamRequest) GetEntities() []string {
+	if x != nil {
+		return x.Entities
+	}
+	return nil
+}
+
+func (x *ScrubStreamRequest) GetMode() Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return Mode_MODE_UNSPECIFIED
+}
+
+func (x *ScrubStreamRequest) GetThresholds() map[string]float64 {
+	if x != nil {
+		return x.Thresholds
+	}
+	return nil
+}
+
+func (x *ScrubStreamRequest) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+// ScrubStreamResponse is scrubbed output that became safe to release.
+type ScrubStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next piece of the output; the pieces concatenated are the scrubbed text.
+	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	// Findings in this piece, with offsets into the whole input stream.
+	Findings []*Finding `protobuf:"bytes,2,rep,name=findings,proto3" json:"findings,omitempty"`
+	// MODE_TOKENIZE only: tokens first used in this piece.
+	Tokens        []*Token `protobuf:"bytes,3,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScrubStreamResponse) Reset() {
+	*x = ScrubStreamResponse{}
+	mi := &file_parley_pii_v1_scrubber_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScrubStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScrubStreamResponse) ProtoMessage() {}
+
+func (x *ScrubStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_pii_v1_scrubber_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScrubStreamResponse.ProtoReflect.Descriptor instead.
+func (*ScrubStreamResponse) Descriptor() ([]byte, []int) {
+	return file_parley_pii_v1_scrubber_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ScrubStreamResponse) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *ScrubStreamResponse) GetFindings() []*Finding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+func (x *ScrubStreamResponse) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
 var File_parley_pii_v1_scrubber_proto protoreflect.FileDescriptor
 
 const file_parley_pii_v1_scrubber_proto_rawDesc = "" +
 	"\n" +
-	"\x1cparley/pii/v1/scrubber.proto\x12\rparley.pii.v1\"@\n" +
+	"\x1cparley/pii/v1/scrubber.proto\x12\rparley.pii.v1\"\xd4\x02\n" +
 	"\fScrubRequest\x12\x14\n" +
 	"\x05texts\x18\x01 \x03(\tR\x05texts\x12\x1a\n" +
-	"\bentities\x18\x02 \x03(\tR\bentities\"_\n" +
+	"\bentities\x18\x02 \x03(\tR\bentities\x12'\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x13.parley.pii.v1.ModeR\x04mode\x12K\n" +
+	"\n" +
+	"thresholds\x18\x04 \x03(\v2+.parley.pii.v1.ScrubRequest.ThresholdsEntryR\n" +
+	"thresholds\x12,\n" +
+	"\x06tokens\x18\x05 \x03(\v2\x14.parley.pii.v1.TokenR\x06tokens\x12/\n" +
+	"\aformats\x18\x06 \x03(\x0e2\x15.parley.pii.v1.FormatR\aformats\x1a=\n" +
+	"\x0fThresholdsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"_\n" +
 	"\aFinding\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\x03R\x05start\x12\x10\n" +
@@ -260,11 +656,43 @@ const file_parley_pii_v1_scrubber_proto_rawDesc = "" +
 	"\x05score\x18\x04 \x01(\x01R\x05score\"U\n" +
 	"\vScrubResult\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x122\n" +
-	"\bfindings\x18\x02 \x03(\v2\x16.parley.pii.v1.FindingR\bfindings\"E\n" +
+	"\bfindings\x18\x02 \x03(\v2\x16.parley.pii.v1.FindingR\bfindings\"K\n" +
+	"\x05Token\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
+	"\x06entity\x18\x02 \x01(\tR\x06entity\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\"s\n" +
 	"\rScrubResponse\x124\n" +
-	"\aresults\x18\x01 \x03(\v2\x1a.parley.pii.v1.ScrubResultR\aresults2U\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.parley.pii.v1.ScrubResultR\aresults\x12,\n" +
+	"\x06tokens\x18\x02 \x03(\v2\x14.parley.pii.v1.TokenR\x06tokens\"\xc3\x02\n" +
+	"\x12ScrubStreamRequest\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n" +
+	"\x05flush\x18\x02 \x01(\bR\x05flush\x12\x1a\n" +
+	"\bentities\x18\x03 \x03(\tR\bentities\x12'\n" +
+	"\x04mode\x18\x04 \x01(\x0e2\x13.parley.pii.v1.ModeR\x04mode\x12Q\n" +
+	"\n" +
+	"thresholds\x18\x05 \x03(\v21.parley.pii.v1.ScrubStreamRequest.ThresholdsEntryR\n" +
+	"thresholds\x12,\n" +
+	"\x06tokens\x18\x06 \x03(\v2\x14.parley.pii.v1.TokenR\x06tokens\x1a=\n" +
+	"\x0fThresholdsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x8b\x01\n" +
+	"\x13ScrubStreamResponse\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x122\n" +
+	"\bfindings\x18\x02 \x03(\v2\x16.parley.pii.v1.FindingR\bfindings\x12,\n" +
+	"\x06tokens\x18\x03 \x03(\v2\x14.parley.pii.v1.TokenR\x06tokens*_\n" +
+	"\x04Mode\x12\x14\n" +
+	"\x10MODE_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fMODE_REPLACE\x10\x01\x12\r\n" +
+	"\tMODE_MASK\x10\x02\x12\r\n" +
+	"\tMODE_HASH\x10\x03\x12\x11\n" +
+	"\rMODE_TOKENIZE\x10\x04*B\n" +
+	"\x06Format\x12\x16\n" +
+	"\x12FORMAT_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vFORMAT_TEXT\x10\x01\x12\x0f\n" +
+	"\vFORMAT_JSON\x10\x022\xaf\x01\n" +
 	"\x0fScrubberService\x12B\n" +
-	"\x05Scrub\x12\x1b.parley.pii.v1.ScrubRequest\x1a\x1c.parley.pii.v1.ScrubResponseB\xaf\x01\n" +
+	"\x05Scrub\x12\x1b.parley.pii.v1.ScrubRequest\x1a\x1c.parley.pii.v1.ScrubResponse\x12X\n" +
+	"\vScrubStream\x12!.parley.pii.v1.ScrubStreamRequest\x1a\".parley.pii.v1.ScrubStreamResponse(\x010\x01B\xaf\x01\n" +
 	"\x11com.parley.pii.v1B\rScrubberProtoP\x01Z5github.com/parleyhq/parley/gen/pb/parley/pii/v1;piiv1\xa2\x02\x03PPX\xaa\x02\rParley.Pii.V1\xca\x02\rParley\\Pii\\V1\xe2\x02\x19Parley\\Pii\\V1\\GPBMetadata\xea\x02\x0fParley::Pii::V1b\x06proto3"
 
 var (
@@ -279,23 +707,43 @@ func file_parley_pii_v1_scrubber_proto_rawDescGZIP() []byte {
 	return file_parley_pii_v1_scrubber_proto_rawDescData
 }
 
-var file_parley_pii_v1_scrubber_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_parley_pii_v1_scrubber_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_parley_pii_v1_scrubber_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_parley_pii_v1_scrubber_proto_goTypes = []any{
-	(*ScrubRequest)(nil),  // 0: parley.pii.v1.ScrubRequest
-	(*Finding)(nil),       // 1: parley.pii.v1.Finding
-	(*ScrubResult)(nil),   // 2: parley.pii.v1.ScrubResult
-	(*ScrubResponse)(nil), // 3: parley.pii.v1.ScrubResponse
+	(Mode)(0),                   // 0: parley.pii.v1.Mode
+	(Format)(0),                 // 1: parley.pii.v1.Format
+	(*ScrubRequest)(nil),        // 2: parley.pii.v1.ScrubRequest
+	(*Finding)(nil),             // 3: parley.pii.v1.Finding
+	(*ScrubResult)(nil),         // 4: parley.pii.v1.ScrubResult
+	(*Token)(nil),               // 5: parley.pii.v1.Token
+	(*ScrubResponse)(nil),       // 6: parley.pii.v1.ScrubResponse
+	(*ScrubStreamRequest)(nil),  // 7: parley.pii.v1.ScrubStreamRequest
+	(*ScrubStreamResponse)(nil), // 8: parley.pii.v1.ScrubStreamResponse
+	nil,                         // 9: parley.pii.v1.ScrubRequest.ThresholdsEntry
+	nil,                         // 10: parley.pii.v1.ScrubStreamRequest.ThresholdsEntry
 }
 var file_parley_pii_v1_scrubber_proto_depIdxs = []int32{
-	1, // 0: parley.pii.v1.ScrubResult.findings:type_name -> parley.pii.v1.Finding
-	2, // 1: parley.pii.v1.ScrubResponse.results:type_name -> parley.pii.v1.ScrubResult
-	0, // 2: parley.pii.v1.ScrubberService.Scrub:input_type -> parley.pii.v1.ScrubRequest
-	3, // 3: parley.pii.v1.ScrubberService.Scrub:output_type -> parley.pii.v1.ScrubResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	0,  // 0: parley.pii.v1.ScrubRequest.mode:type_name -> parley.pii.v1.Mode
+	9,  // 1: parley.pii.v1.ScrubRequest.thresholds:type_name -> parley.pii.v1.ScrubRequest.ThresholdsEntry
+	5,  // 2: parley.pii.v1.ScrubRequest.tokens:type_name -> parley.pii.v1.Token
+	1,  // 3: parley.pii.v1.ScrubRequest.formats:type_name -> parley.pii.v1.Format
+	3,  // 4: parley.pii.v1.ScrubResult.findings:type_name -> parley.pii.v1.Finding
+	4,  // 5: parley.pii.v1.ScrubResponse.results:type_name -> parley.pii.v1.ScrubResult
+	5,  // 6: parley.pii.v1.ScrubResponse.tokens:type_name -> parley.pii.v1.Token
+	0,  // 7: parley.pii.v1.ScrubStreamRequest.mode:type_name -> parley.pii.v1.Mode
+	10, // 8: parley.pii.v1.ScrubStreamRequest.thresholds:type_name -> parley.pii.v1.ScrubStreamRequest.ThresholdsEntry
+	5,  // 9: parley.pii.v1.ScrubStreamRequest.tokens:type_name -> parley.pii.v1.Token
+	3,  // 10: parley.pii.v1.ScrubStreamResponse.findings:type_name -> parley.pii.v1.Finding
+	5,  // 11: parley.pii.v1.ScrubStreamResponse.tokens:type_name -> parley.pii.v1.Token
+	2,  // 12: parley.pii.v1.ScrubberService.Scrub:input_type -> parley.pii.v1.ScrubRequest
+	7,  // 13: parley.pii.v1.ScrubberService.ScrubStream:input_type -> parley.pii.v1.ScrubStreamRequest
+	6,  // 14: parley.pii.v1.ScrubberService.Scrub:output_type -> parley.pii.v1.ScrubResponse
+	8,  // 15: parley.pii.v1.ScrubberService.ScrubStream:output_type -> parley.pii.v1.ScrubStreamResponse
+	14, // [14:16] is the sub-list for method output_type
+	12, // [12:14] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_parley_pii_v1_scrubber_proto_init() }
@@ -308,13 +756,14 @@ func file_parley_pii_v1_scrubber_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_pii_v1_scrubber_proto_rawDesc), len(file_parley_pii_v1_scrubber_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   4,
+			NumEnums:      2,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_parley_pii_v1_scrubber_proto_goTypes,
 		DependencyIndexes: file_parley_pii_v1_scrubber_proto_depIdxs,
+		EnumInfos:         file_parley_pii_v1_scrubber_proto_enumTypes,
 		MessageInfos:      file_parley_pii_v1_scrubber_proto_msgTypes,
 	}.Build()
 	File_parley_pii_v1_scrubber_proto = out.File

@@ -35,12 +35,21 @@ const (
 const (
 	// ScrubberServiceScrubProcedure is the fully-qualified name of the ScrubberService's Scrub RPC.
 	ScrubberServiceScrubProcedure = "/parley.pii.v1.ScrubberService/Scrub"
+	// ScrubberServiceScrubStreamProcedure is the fully-qualified name of the ScrubberService's
+	// ScrubStream RPC.
+	ScrubberServiceScrubStreamProcedure = "/parley.pii.v1.ScrubberService/ScrubStream"
 )
 
 // ScrubberServiceClient is a client for the parley.pii.v1.ScrubberService service.
 type ScrubberServiceClient interface {
 	// Scrub scrubs many texts in one call.
 	Scrub(context.Context, *v1.ScrubRequest) (*v1.ScrubResponse, error)
+	// ScrubStream scrubs one text that arrives in chunks, such as a streamed model answer.
+	// The service holds back a window at the end of the text seen so far, so an entity split
+	// across chunks is still found; the concatenated output texts equal the text of a Scrub
+	// call on the whole input with the same options. Each response carries the output that
+	// became safe since the previous one; a request with flush set releases the rest.
+	ScrubStream(context.Context) (*connect.BidiStreamForClientSimple[v1.ScrubStreamRequest, v1.ScrubStreamResponse], error)
 }
 
 // NewScrubberServiceClient constructs a client for the parley.pii.v1.ScrubberService service. By
@@ -60,12 +69,19 @@ func NewScrubberServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(scrubberServiceMethods.ByName("Scrub")),
 			connect.WithClientOptions(opts...),
 		),
+		scrubStream: connect.NewClient[v1.ScrubStreamRequest, v1.ScrubStreamResponse](
+			httpClient,
+			baseURL+ScrubberServiceScrubStreamProcedure,
+			connect.WithSchema(scrubberServiceMethods.ByName("ScrubStream")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // scrubberServiceClient implements ScrubberServiceClient.
 type scrubberServiceClient struct {
-	scrub *connect.Client[v1.ScrubRequest, v1.ScrubResponse]
+	scrub       *connect.Client[v1.ScrubRequest, v1.ScrubResponse]
+	scrubStream *connect.Client[v1.ScrubStreamRequest, v1.ScrubStreamResponse]
 }
 
 // Scrub calls parley.pii.v1.ScrubberService.Scrub.
@@ -77,10 +93,21 @@ func (c *scrubberServiceClient) Scrub(ctx context.Context, req *v1.ScrubRequest)
 	return nil, err
 }
 
+// ScrubStream calls parley.pii.v1.ScrubberService.ScrubStream.
+func (c *scrubberServiceClient) ScrubStream(ctx context.Context) (*connect.BidiStreamForClientSimple[v1.ScrubStreamRequest, v1.ScrubStreamResponse], error) {
+	return c.scrubStream.CallBidiStreamSimple(ctx)
+}
+
 // ScrubberServiceHandler is an implementation of the parley.pii.v1.ScrubberService service.
 type ScrubberServiceHandler interface {
 	// Scrub scrubs many texts in one call.
 	Scrub(context.Context, *v1.ScrubRequest) (*v1.ScrubResponse, error)
+	// ScrubStream scrubs one text that arrives in chunks, such as a streamed model answer.
+	// The service holds back a window at the end of the text seen so far, so an entity split
+	// across chunks is still found; the concatenated output texts equal the text of a Scrub
+	// call on the whole input with the same options. Each response carries the output that
+	// became safe since the previous one; a request with flush set releases the rest.
+	ScrubStream(context.Context, *connect.BidiStream[v1.ScrubStreamRequest, v1.ScrubStreamResponse]) error
 }
 
 // NewScrubberServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -96,10 +123,18 @@ func NewScrubberServiceHandler(svc ScrubberServiceHandler, opts ...connect.Handl
 		connect.WithSchema(scrubberServiceMethods.ByName("Scrub")),
 		connect.WithHandlerOptions(opts...),
 	)
+	scrubberServiceScrubStreamHandler := connect.NewBidiStreamHandler(
+		ScrubberServiceScrubStreamProcedure,
+		svc.ScrubStream,
+		connect.WithSchema(scrubberServiceMethods.ByName("ScrubStream")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/parley.pii.v1.ScrubberService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ScrubberServiceScrubProcedure:
 			scrubberServiceScrubHandler.ServeHTTP(w, r)
+		case ScrubberServiceScrubStreamProcedure:
+			scrubberServiceScrubStreamHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -111,4 +146,8 @@ type UnimplementedScrubberServiceHandler struct{}
 
 func (UnimplementedScrubberServiceHandler) Scrub(context.Context, *v1.ScrubRequest) (*v1.ScrubResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.pii.v1.ScrubberService.Scrub is not implemented"))
+}
+
+func (UnimplementedScrubberServiceHandler) ScrubStream(context.Context, *connect.BidiStream[v1.ScrubStreamRequest, v1.ScrubStreamResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("parley.pii.v1.ScrubberService.ScrubStream is not implemented"))
 }

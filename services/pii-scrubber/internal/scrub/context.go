@@ -1,0 +1,141 @@
+package scrub
+
+// Context words: the words just before a candidate say what a number is.
+// "Card 4111 1111 1111 1111" is a card, "order 4111 1111 1111 1111" is
+// probably an order id that happens to pass Luhn (one random number in ten
+// does). The nearest decisive word among the few before the candidate wins;
+// words that say nothing ("number", "my", "is") are skipped.
+
+const (
+	contextBytes = 48 // how far back context words are looked for
+	contextWords = 4  // how many words back
+	boostUp      = 0.35
+	boostDown    = 0.45
+)
+
+// context returns +1 when the nearest decisive word before byte s supports
+// entity e, -1 when it argues against it, and 0 when there is none.
+//
+// Only words separated from the candidate, and from each other, by spaces
+// and light punctuation count ("Order #: ", "Tel.: ", "(card) "). A digit,
+// an '@', a placeholder or any other character ends the context. This keeps
+// scrubbing idempotent: the words a decision rests on can never be part of
+// another entity, which a first pass would have read and a second pass
+// would find replaced by its placeholder.
+func (sc *scanner) context(s int, e entity) int {
+	t := sc.text
+	lo := max(0, s-contextBytes)
+	i := s
+	var buf [16]byte
+	for range contextWords {
+		for i > lo && contextGap(t[i-1]) {
+			i--
+		}
+		if i <= lo || !isAlpha(t[i-1]) {
+			return 0
+		}
+		end := i
+		for i > lo && isAlpha(t[i-1]) {
+			i--
+		}
+		if (i == lo && lo > 0) || (i > 0 && !contextGap(t[i-1])) {
+			return 0 // cut by the window, or glued to something else
+		}
+		w := t[i:end]
+		if len(w) > len(buf) {
+			continue
+		}
+		for k := 0; k < len(w); k++ {
+			buf[k] = w[k] | 0x20
+		}
+		if v := contextVerdict(e, string(buf[:len(w)])); v != 0 {
+			return v
+		}
+	}
+	return 0
+}
+
+// contextGap reports whether c may separate context words.
+func contextGap(c byte) bool {
+	switch c {
+	case ' ', '\t', ':', '#', '(', ')', '"', '\'', ',', '-', '=', '*', '[', ']', '.', '/':
+		return true
+	}
+	return false
+}
+
+// adjust applies the context of byte s to a score.
+func (sc *scanner) adjust(s int, e entity, score float64) float64 {
+	switch sc.context(s, e) {
+	case 1:
+		return min(1, score+boostUp)
+	case -1:
+		return score - boostDown
+	}
+	return score
+}
+
+// contextVerdict is the meaning of one lower-case word for entity e.
+func contextVerdict(e entity, w string) int {
+	switch e {
+	case entPhone:
+		switch w {
+		case "phone", "phones", "tel", "telephone", "call", "calling", "cell", "cellphone", "mobile", "mob", "fax",
+			"whatsapp", "sms", "text", "ring", "dial", "contact", "hotline", "landline", "ph", "telefon", "telefono",
+			"handy", "portable", "movil", "cellulare", "numero", "nummer", "mobiel", "celular":
+			return 1
+		}
+	case entCard:
+		switch w {
+		case "card", "cards", "credit", "debit", "visa", "mastercard", "amex", "discover", "jcb", "diners", "maestro",
+			"cc", "pan", "unionpay", "kreditkarte", "carte", "tarjeta":
+			return 1
+		}
+	case entSSN:
+		switch w {
+		case "ssn", "social", "security", "ss", "ssa":
+			return 1
+		}
+	case entIP:
+		switch w {
+		case "ip", "ipv", "host", "server", "address", "addr", "gateway", "dns", "subnet", "client", "from":
+			return 1
+		case "version", "ver", "v", "build", "release", "firmware", "rev", "revision", "patch", "update", "upgrade",
+			"sdk", "driver", "kernel", "chrome", "python", "node", "oid", "semver", "tag", "changelog":
+			return -1
+		}
+		return 0
+	case entNHS:
+		switch w {
+		case "nhs", "health", "patient":
+			return 1
+		}
+	case entSIN:
+		switch w {
+		case "sin", "insurance", "social", "nas":
+			return 1
+		}
+	case entAadhaar:
+		switch w {
+		case "aadhaar", "aadhar", "uid", "uidai":
+			return 1
+		}
+	default:
+		return 0
+	}
+	// Words that mark a number as a reference of some other kind.
+	switch w {
+	case "order", "orders", "invoice", "tracking", "track", "ref", "reference", "ticket", "transaction", "txn",
+		"confirmation", "isbn", "serial", "sku", "part", "case", "booking", "shipment", "parcel", "awb",
+		"barcode", "ean", "upc", "zip", "postcode", "version", "build", "batch", "lot", "policy", "claim", "receipt",
+		"bestellung", "bestellnummer", "auftragsnummer", "rechnungsnummer", "sendungsnummer", "commande", "facture",
+		"pedido", "factura", "referencia", "ordine", "fattura", "bestelling", "factuur", "zendingnummer", "fatura":
+		return -1
+	case "account", "acct", "customer", "member", "employee", "student", "id", "nhs", "sin", "aadhaar", "ssn", "nino",
+		"passport", "licence", "license", "iban", "tin", "vat", "kundennummer":
+		if e == entPhone {
+			return -1 // another kind of identifier
+		}
+	}
+	return 0
+}
