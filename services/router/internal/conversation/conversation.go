@@ -29,9 +29,54 @@ type Scrubbed struct {
 	Findings []Finding
 }
 
-// Scrubber replaces PII in texts; the result has one entry per text, in order.
+// ScrubMode is how the scrubber writes what it finds.
+type ScrubMode int
+
+const (
+	// ScrubReplace writes the entity's placeholder, e.g. <EMAIL_ADDRESS> (Dapr's output).
+	ScrubReplace ScrubMode = iota
+	// ScrubTokenize writes numbered placeholders, e.g. <EMAIL_ADDRESS_1>, and returns the
+	// mapping back to the original values.
+	ScrubTokenize
+)
+
+// TextFormat is how the scrubber reads a text.
+type TextFormat int
+
+const (
+	// FormatText is free text.
+	FormatText TextFormat = iota
+	// FormatJSON is a JSON document (tool-call arguments, JSON tool results): string values
+	// are scrubbed and the output stays valid JSON. Invalid JSON is scrubbed as text.
+	FormatJSON
+)
+
+// Token is one entry of a tokenize-mode mapping. Value is an original value: it lives in
+// memory for one request and is never logged, cached or audited.
+type Token struct {
+	Token, Entity, Value string
+}
+
+// ScrubCall is one call to the scrubber.
+type ScrubCall struct {
+	Texts []string
+	// Formats is parallel to Texts; missing entries are FormatText.
+	Formats []TextFormat
+	Mode    ScrubMode
+	// Tokens (ScrubTokenize only) continues an earlier call's mapping.
+	Tokens []Token
+}
+
+// ScrubOutcome is the scrubber's answer: one result per text, in order, and in tokenize
+// mode the call's whole mapping.
+type ScrubOutcome struct {
+	Results []Scrubbed
+	Tokens  []Token
+}
+
+// Scrubber replaces PII in texts.
 type Scrubber interface {
-	Scrub(ctx context.Context, texts []string) ([]Scrubbed, error)
+	Scrub(ctx context.Context, call ScrubCall) (ScrubOutcome, error)
 }
 
 // Cache is the shared response cache, with single flight across routers: Lookup
@@ -116,6 +161,9 @@ type Request struct {
 	ScrubOutput bool
 	// ScrubToolArguments also scrubs string values in tool-call arguments of the output.
 	ScrubToolArguments bool
+	// Tokenize scrubs in tokenize mode: the provider sees numbered placeholders and the
+	// caller gets the answer with the values of its own input put back.
+	Tokenize bool
 	// BypassCache neither reads nor writes the cache.
 	BypassCache bool
 	// ContextID is echoed back and recorded.

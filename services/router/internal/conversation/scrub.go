@@ -3,19 +3,22 @@ package conversation
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/services/pii-scrubber/restore"
 )
 
 // redactedText replaces every text of an audit record when the scrubber cannot be
 // reached: the record is kept, the text is not.
 const redactedText = "<REDACTED: scrubber unavailable>"
 
-// textRef points at one scrubbable text of a request: a text part or a tool result.
+// textRef points at one scrubbable text of a request: a text part, a tool result, or the
+// arguments of a tool call in the history.
 type textRef struct {
 	msg  int
 	part *providerv1.Part
@@ -27,6 +30,8 @@ func (r textRef) get() string {
 		return k.Text
 	case *providerv1.Part_ToolResult:
 		return k.ToolResult.GetContent()
+	case *providerv1.Part_ToolCall:
+		return k.ToolCall.GetArguments()
 	}
 	return ""
 }
@@ -37,25 +42,104 @@ func (r textRef) set(s string) {
 		k.Text = s
 	case *providerv1.Part_ToolResult:
 		k.ToolResult.Content = s
+	case *providerv1.Part_ToolCall:
+		k.ToolCall.Arguments = s
 	}
+}
+
+// format is how the scrubber is to read the text: tool-call arguments and tool results
+// that are valid JSON as JSON (the output stays valid JSON), everything else as text.
+func (r textRef) format() TextFormat {
+	switch k := r.part.GetKind().(type) {
+	case *providerv1.Part_ToolCall:
+		return FormatJSON
+	case *providerv1.Part_ToolResult:
+		if json.Valid([]byte(k.ToolResult.GetContent())) {
+			return FormatJSON
+		}
+	}
+	return FormatText
 }
 
 func inputRefs(p *providerv1.Request) []textRef {
 	var refs []textRef
 	for i, m := range p.GetMessages() {
 		for _, part := range m.GetParts() {
-			switch part.GetKind().(type) {
+			switch k := part.GetKind().(type) {
 			case *providerv1.Part_Text, *providerv1.Part_ToolResult:
 				refs = append(refs, textRef{msg: i, part: part})
+			case *providerv1.Part_ToolCall:
+				if k.ToolCall.GetArguments() != "" {
+					refs = append(refs, textRef{msg: i, part: part})
+				}
 			}
 		}
 	}
 	return refs
 }
 
+// scrubMode is the scrubber mode of req.
+func scrubMode(req Request) ScrubMode {
+	if req.Tokenize {
+		return ScrubTokenize
+	}
+	return ScrubReplace
+}
+
+// tokenMap is a tokenize-mode request's mapping, held in memory for the request only.
+type tokenMap struct {
+	// all is the input call's whole mapping, passed on to the output call.
+	all []Token
+	// text and json restore the tokens that the provider saw, in text and inside JSON
+	// strings (values JSON-escaped); nil when there is nothing to restore.
+	text, json *restore.Restorer
+}
+
+// newTokenMap keeps, for restoring, the tokens that occur in sent (the texts the provider
+// sees): tokens of audit-only texts never reached the provider.
+func newTokenMap(all []Token, sent []string) *tokenMap {
+	tm := &tokenMap{all: all}
+	plain, escaped := map[string]string{}, map[string]string{}
+	for _, t := range all {
+		if !slices.ContainsFunc(sent, func(s string) bool { return strings.Contains(s, t.Token) }) {
+			continue
+		}
+		plain[t.Token] = t.Value
+		b, err := json.Marshal(t.Value)
+		if err != nil {
+			continue
+		}
+		escaped[t.Token] = string(b[1 : len(b)-1])
+	}
+	if len(plain) > 0 {
+		tm.text, tm.json = restore.New(plain), restore.New(escaped)
+	}
+	return tm
+}
+
+// restoreResponse puts the caller's values back into the answer: content and tool-call
+// arguments.
+func (tm *tokenMap) restoreResponse(resp *providerv1.Response) {
+	if tm == nil || tm.text == nil {
+		return
+	}
+	for _, c := range resp.GetChoices() {
+		c.Content = tm.text.Text(c.GetContent())
+		for _, tc := range c.GetToolCalls() {
+			args := tc.GetArguments()
+			if json.Valid([]byte(args)) {
+				tc.Arguments = tm.json.Text(args)
+			} else {
+				tc.Arguments = tm.text.Text(args)
+			}
+		}
+	}
+}
+
 // scrubInputs scrubs, in one scrubber call, the texts of flagged messages in the provider
-// request and, with AuditScrub, every text of the copy kept for the audit log.
-func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) error {
+// request and, with AuditScrub, every text of the copy kept for the audit log. In tokenize
+// mode it returns the mapping (nil otherwise).
+func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*tokenMap, error) {
 	p := req.Provider
 	refs := inputRefs(p)
 	flagged := func(r textRef) bool { return r.msg < len(req.ScrubInput) && req.ScrubInput[r.msg] }
@@ -71,43 +155,55 @@ func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) err
 	}
 	rec.auditReq = p
 	if len(send) == 0 {
-		return nil
+		return nil, nil
 	}
-	texts := make([]string, len(send))
+	call := ScrubCall{Texts: make([]string, len(send)), Formats: make([]TextFormat, len(send)), Mode: scrubMode(req)}
 	for j, i := range send {
-		texts[j] = refs[i].get()
+		call.Texts[j] = refs[i].get()
+		call.Formats[j] = refs[i].format()
 	}
-	out, err := s.scrubber.Scrub(ctx, texts)
+	res, err := s.scrubber.Scrub(ctx, call)
+	if err == nil && len(res.Results) != len(send) {
+		err = fmt.Errorf("%d results for %d texts", len(res.Results), len(send))
+	}
 	if err != nil {
 		rec.auditReq = redactRequest(p)
 		if anyFlagged {
-			return &ScrubError{Err: err}
+			return nil, &ScrubError{Err: err}
 		}
 		s.m.auditRedacted.Inc()
-		return nil
+		return nil, nil
 	}
+	out := res.Results
 	var arefs []textRef
 	if s.opts.AuditScrub && !allFlagged {
 		audit, _ := proto.Clone(p).(*providerv1.Request)
 		rec.auditReq = audit
 		arefs = inputRefs(audit)
 	}
+	var sent []string
 	for j, i := range send {
 		rec.count(out[j].Findings)
 		if flagged(refs[i]) {
 			refs[i].set(out[j].Text)
+			sent = append(sent, out[j].Text)
 		}
 		if arefs != nil {
 			arefs[i].set(out[j].Text)
 		}
 	}
-	return nil
+	if !req.Tokenize {
+		return nil, nil
+	}
+	return newTokenMap(res.Tokens, sent), nil
 }
 
 // scrubOutputs scrubs the model's output where the caller asked for it (choice content,
-// and string values inside tool-call arguments), and every output text of the audit copy
-// with AuditScrub. All texts go to the scrubber in one call.
-func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv1.Response, rec *record) error {
+// and tool-call arguments as JSON), and every output text of the audit copy with
+// AuditScrub. All texts go to the scrubber in one call; in tokenize mode it continues the
+// input's mapping, so values the model repeats get their input tokens and new values new
+// ones (which are never restored).
+func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv1.Response, rec *record, tm *tokenMap) error {
 	rec.auditResp = resp
 	if !req.ScrubOutput && !req.ScrubToolArguments && !s.opts.AuditScrub {
 		return nil
@@ -116,11 +212,20 @@ func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv
 	if len(texts) == 0 {
 		return nil
 	}
-	in := make([]string, len(texts))
+	call := ScrubCall{Texts: make([]string, len(texts)), Formats: make([]TextFormat, len(texts)), Mode: scrubMode(req)}
 	for i, t := range texts {
-		in[i] = t.text
+		call.Texts[i] = t.text
+		if t.call >= 0 {
+			call.Formats[i] = FormatJSON
+		}
 	}
-	out, err := s.scrubber.Scrub(ctx, in)
+	if tm != nil {
+		call.Tokens = tm.all
+	}
+	res, err := s.scrubber.Scrub(ctx, call)
+	if err == nil && len(res.Results) != len(texts) {
+		err = fmt.Errorf("%d results for %d texts", len(res.Results), len(texts))
+	}
 	if err != nil {
 		rec.auditResp = redactResponse(resp)
 		if req.ScrubOutput || req.ScrubToolArguments {
@@ -129,6 +234,7 @@ func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv
 		s.m.auditRedacted.Inc()
 		return nil
 	}
+	out := res.Results
 	callerWants := func(t outputText) bool {
 		if t.call < 0 {
 			return req.ScrubOutput
@@ -157,11 +263,11 @@ func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv
 	return nil
 }
 
-// outputText is one scrubbable text of a response: a choice's content (call < 0) or a
-// string value inside the arguments of one of its tool calls.
+// outputText is one scrubbable text of a response: a choice's content (call < 0) or the
+// arguments of one of its tool calls.
 type outputText struct {
-	choice, call, leaf int
-	text               string
+	choice, call int
+	text         string
 }
 
 func outputTexts(resp *providerv1.Response) []outputText {
@@ -171,8 +277,8 @@ func outputTexts(resp *providerv1.Response) []outputText {
 			out = append(out, outputText{choice: i, call: -1, text: c.GetContent()})
 		}
 		for j, tc := range c.GetToolCalls() {
-			for k, leaf := range argumentStrings(tc.GetArguments()) {
-				out = append(out, outputText{choice: i, call: j, leaf: k, text: leaf})
+			if tc.GetArguments() != "" {
+				out = append(out, outputText{choice: i, call: j, text: tc.GetArguments()})
 			}
 		}
 	}
@@ -181,91 +287,17 @@ func outputTexts(resp *providerv1.Response) []outputText {
 
 // applyOutputTexts writes the scrubbed texts that want selects into resp.
 func applyOutputTexts(resp *providerv1.Response, texts []outputText, scrubbed []string, want func(outputText) bool) {
-	type callKey struct{ choice, call int }
-	leaves := map[callKey]map[int]string{}
 	for i, t := range texts {
-		if !want(t) || scrubbed[i] == t.text {
+		if !want(t) {
 			continue
 		}
+		c := resp.GetChoices()[t.choice]
 		if t.call < 0 {
-			resp.GetChoices()[t.choice].Content = scrubbed[i]
-			continue
-		}
-		k := callKey{t.choice, t.call}
-		if leaves[k] == nil {
-			leaves[k] = map[int]string{}
-		}
-		leaves[k][t.leaf] = scrubbed[i]
-	}
-	for k, repl := range leaves {
-		tc := resp.GetChoices()[k.choice].GetToolCalls()[k.call]
-		tc.Arguments = replaceArgumentStrings(tc.GetArguments(), repl)
-	}
-}
-
-// argumentStrings lists the string values of tool-call arguments (JSON, keys excluded) in a
-// stable order; arguments that are not JSON are one text.
-func argumentStrings(args string) []string {
-	if args == "" {
-		return nil
-	}
-	var v any
-	if json.Unmarshal([]byte(args), &v) != nil {
-		return []string{args}
-	}
-	var out []string
-	walkStrings(v, func(s string) string { out = append(out, s); return s })
-	return out
-}
-
-// replaceArgumentStrings replaces the string values numbered in repl (in argumentStrings'
-// order) and re-encodes the JSON.
-func replaceArgumentStrings(args string, repl map[int]string) string {
-	var v any
-	if json.Unmarshal([]byte(args), &v) != nil {
-		if r, ok := repl[0]; ok {
-			return r
-		}
-		return args
-	}
-	n := 0
-	v = walkStrings(v, func(s string) string {
-		defer func() { n++ }()
-		if r, ok := repl[n]; ok {
-			return r
-		}
-		return s
-	})
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if enc.Encode(v) != nil {
-		return args
-	}
-	return strings.TrimSuffix(b.String(), "\n")
-}
-
-// walkStrings visits every string value of a decoded JSON value in a stable order (object
-// keys sorted) and replaces it with f's result.
-func walkStrings(v any, f func(string) string) any {
-	switch x := v.(type) {
-	case string:
-		return f(x)
-	case []any:
-		for i := range x {
-			x[i] = walkStrings(x[i], f)
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			x[k] = walkStrings(x[k], f)
+			c.Content = scrubbed[i]
+		} else {
+			c.GetToolCalls()[t.call].Arguments = scrubbed[i]
 		}
 	}
-	return v
 }
 
 func (r *record) count(fs []Finding) {

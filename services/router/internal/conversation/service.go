@@ -155,7 +155,8 @@ type record struct {
 
 func (s *Service) run(ctx context.Context, req Request, comp Component, rec *record) (*Result, error) {
 	p := req.Provider
-	if err := s.scrubInputs(ctx, req, rec); err != nil {
+	tokens, err := s.scrubInputs(ctx, req, rec)
+	if err != nil {
 		return nil, err
 	}
 
@@ -191,8 +192,15 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 		}
 	}
 	rec.ev.CacheHit = hit
-	if err := s.scrubOutputs(ctx, req, resp, rec); err != nil {
+	if err := s.scrubOutputs(ctx, req, resp, rec, tokens); err != nil {
 		return nil, err
+	}
+	if tokens != nil && tokens.text != nil {
+		// The audit record keeps the tokenized answer; the caller gets its values back.
+		if rec.auditResp == resp {
+			rec.auditResp, _ = proto.Clone(resp).(*providerv1.Response)
+		}
+		tokens.restoreResponse(resp)
 	}
 	fillOutcome(rec.ev, resp)
 	return &Result{RequestID: p.GetRequestId(), Response: resp, CacheHit: hit}, nil

@@ -3,7 +3,9 @@ package conversation
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,21 +25,61 @@ type components map[string]Component
 
 func (c components) Lookup(name string) (Component, bool) { comp, ok := c[name]; return comp, ok }
 
-// upperScrubber replaces "secret" with <SECRET>, or fails when err is set.
-type upperScrubber struct{ err error }
+// upperScrubber replaces "secret" with <SECRET>, or in tokenize mode with <SECRET_n> (one
+// token per value, here always <SECRET_1>, continuing the mapping it is given; "email"
+// gets <EMAIL_n> the same way), or fails when err is set. It records every call.
+type upperScrubber struct {
+	err   error
+	mu    *sync.Mutex
+	calls *[]ScrubCall
+}
 
-func (s upperScrubber) Scrub(_ context.Context, texts []string) ([]Scrubbed, error) {
+func (s upperScrubber) Scrub(_ context.Context, call ScrubCall) (ScrubOutcome, error) {
+	if s.calls != nil {
+		s.mu.Lock()
+		*s.calls = append(*s.calls, call)
+		s.mu.Unlock()
+	}
 	if s.err != nil {
-		return nil, s.err
+		return ScrubOutcome{}, s.err
 	}
-	out := make([]Scrubbed, len(texts))
-	for i, t := range texts {
-		out[i].Text = strings.ReplaceAll(t, "secret", "<SECRET>")
-		for range strings.Count(t, "secret") {
-			out[i].Findings = append(out[i].Findings, Finding{Entity: "SECRET"})
+	res := ScrubOutcome{Results: make([]Scrubbed, len(call.Texts))}
+	tokens := slices.Clone(call.Tokens)
+	tokenFor := func(entity, value string) string {
+		n := 0
+		for _, t := range tokens {
+			if t.Value == value {
+				return t.Token
+			}
+			if t.Entity == entity {
+				n++
+			}
 		}
+		tok := fmt.Sprintf("<%s_%d>", entity, n+1)
+		tokens = append(tokens, Token{Token: tok, Entity: entity, Value: value})
+		return tok
 	}
-	return out, nil
+	for i, t := range call.Texts {
+		out := t
+		for _, e := range []struct{ value, entity string }{{"secret", "SECRET"}, {"email", "EMAIL"}} {
+			if e.entity == "EMAIL" && call.Mode != ScrubTokenize {
+				continue
+			}
+			repl := "<" + e.entity + ">"
+			if call.Mode == ScrubTokenize && strings.Contains(out, e.value) {
+				repl = tokenFor(e.entity, e.value)
+			}
+			for range strings.Count(out, e.value) {
+				res.Results[i].Findings = append(res.Results[i].Findings, Finding{Entity: e.entity})
+			}
+			out = strings.ReplaceAll(out, e.value, repl)
+		}
+		res.Results[i].Text = out
+	}
+	if call.Mode == ScrubTokenize {
+		res.Tokens = tokens
+	}
+	return res, nil
 }
 
 // memCache is the lease protocol in memory: an entry is a hit, a key with a lease is
@@ -163,13 +205,15 @@ type fixture struct {
 	cache *memCache
 	disp  *echoDispatcher
 	audit *memAudit
+	calls *[]ScrubCall
 }
 
 func newFixture(t *testing.T, scrubErr, cacheErr, auditErr error, opts Options) fixture {
 	t.Helper()
 	f := fixture{cache: newMemCache(cacheErr), disp: &echoDispatcher{}, audit: &memAudit{err: auditErr}}
 	comps := components{"echo": {Name: "echo", Type: "conversation.echo", CacheTTL: time.Minute}, "nocache": {Name: "nocache", Type: "conversation.echo"}}
-	svc, err := New(comps, upperScrubber{err: scrubErr}, f.cache, f.disp, f.audit, opts,
+	f.calls = &[]ScrubCall{}
+	svc, err := New(comps, upperScrubber{err: scrubErr, mu: &sync.Mutex{}, calls: f.calls}, f.cache, f.disp, f.audit, opts,
 		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	require.NoError(t, err)
 	f.svc = svc

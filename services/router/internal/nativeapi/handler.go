@@ -93,6 +93,9 @@ func fromNative(req *conversationv1.ConverseRequest) (conversation.Request, erro
 	if len(req.GetMessages()) == 0 {
 		return conversation.Request{}, errors.New("messages must not be empty")
 	}
+	if _, ok := conversationv1.ScrubMode_name[int32(req.GetScrub().GetMode())]; !ok {
+		return conversation.Request{}, fmt.Errorf("unknown scrub mode %d", req.GetScrub().GetMode())
+	}
 	if req.MaxTokens != nil && req.GetMaxTokens() <= 0 {
 		return conversation.Request{}, errors.New("max_tokens must be positive")
 	}
@@ -151,6 +154,7 @@ func fromNative(req *conversationv1.ConverseRequest) (conversation.Request, erro
 		ScrubInput:         scrub,
 		ScrubOutput:        req.GetScrub().GetOutputs(),
 		ScrubToolArguments: req.GetScrub().GetOutputs(),
+		Tokenize:           req.GetScrub().GetMode() == conversationv1.ScrubMode_SCRUB_MODE_TOKENIZE,
 		BypassCache:        req.GetCacheMode() == conversationv1.CacheMode_CACHE_MODE_BYPASS,
 		ContextID:          req.GetContextId(),
 	}, nil

@@ -31,6 +31,18 @@ func TestFromNative(t *testing.T) {
 		{name: "required without tools", req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{user}, ToolChoice: "required"}, wantErr: "needs at least one tool"},
 		{name: "unknown tool", req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{user}, Tools: []*conversationv1.Tool{{Name: "f"}}, ToolChoice: "g"}, wantErr: `"g" names no tool`},
 		{name: "no role", req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{{Content: "x"}}}, wantErr: "messages[0]: role is required"},
+		{name: "unknown scrub mode", req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{user}, Scrub: &conversationv1.Scrub{Mode: 9}}, wantErr: "unknown scrub mode 9"},
+		{
+			name: "tokenize",
+			req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{user},
+				Scrub: &conversationv1.Scrub{Inputs: true, Mode: conversationv1.ScrubMode_SCRUB_MODE_TOKENIZE}},
+			check: func(t *testing.T, r conversation.Request) {
+				t.Helper()
+				require.True(t, r.Tokenize)
+				require.Equal(t, []bool{true}, r.ScrubInput)
+				require.False(t, r.ScrubOutput)
+			},
+		},
 		{
 			name: "every role and option",
 			req: &conversationv1.ConverseRequest{
@@ -61,6 +73,7 @@ func TestFromNative(t *testing.T) {
 				require.Equal(t, []bool{true, true, true, true, true}, r.ScrubInput)
 				require.True(t, r.ScrubOutput)
 				require.True(t, r.ScrubToolArguments)
+				require.False(t, r.Tokenize, "replace mode by default")
 				require.True(t, r.BypassCache)
 				require.Equal(t, []string{"END"}, p.GetStop())
 			},

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -24,21 +25,40 @@ func NewScrubber(client piiv1connect.ScrubberServiceClient) *Scrubber {
 	return &Scrubber{client: client}
 }
 
-// Scrub scrubs texts in one call.
-func (s *Scrubber) Scrub(ctx context.Context, texts []string) ([]conversation.Scrubbed, error) {
-	res, err := s.client.Scrub(ctx, &piiv1.ScrubRequest{Texts: texts})
-	if err != nil {
-		return nil, fmt.Errorf("pii-scrubber: %w", err)
-	}
-	if len(res.GetResults()) != len(texts) {
-		return nil, fmt.Errorf("pii-scrubber: %d results for %d texts", len(res.GetResults()), len(texts))
-	}
-	out := make([]conversation.Scrubbed, len(texts))
-	for i, r := range res.GetResults() {
-		out[i].Text = r.GetText()
-		for _, f := range r.GetFindings() {
-			out[i].Findings = append(out[i].Findings, conversation.Finding{Entity: f.GetEntity(), Start: int(f.GetStart()), End: int(f.GetEnd())})
+// Scrub scrubs the call's texts in one request.
+func (s *Scrubber) Scrub(ctx context.Context, call conversation.ScrubCall) (conversation.ScrubOutcome, error) {
+	req := &piiv1.ScrubRequest{Texts: call.Texts}
+	if call.Mode == conversation.ScrubTokenize {
+		req.Mode = piiv1.Mode_MODE_TOKENIZE
+		for _, t := range call.Tokens {
+			req.Tokens = append(req.Tokens, &piiv1.Token{Token: t.Token, Entity: t.Entity, Value: t.Value})
 		}
+	}
+	if slices.Contains(call.Formats, conversation.FormatJSON) {
+		req.Formats = make([]piiv1.Format, len(call.Formats))
+		for i, f := range call.Formats {
+			req.Formats[i] = piiv1.Format_FORMAT_TEXT
+			if f == conversation.FormatJSON {
+				req.Formats[i] = piiv1.Format_FORMAT_JSON
+			}
+		}
+	}
+	res, err := s.client.Scrub(ctx, req)
+	if err != nil {
+		return conversation.ScrubOutcome{}, fmt.Errorf("pii-scrubber: %w", err)
+	}
+	if len(res.GetResults()) != len(call.Texts) {
+		return conversation.ScrubOutcome{}, fmt.Errorf("pii-scrubber: %d results for %d texts", len(res.GetResults()), len(call.Texts))
+	}
+	out := conversation.ScrubOutcome{Results: make([]conversation.Scrubbed, len(call.Texts))}
+	for i, r := range res.GetResults() {
+		out.Results[i].Text = r.GetText()
+		for _, f := range r.GetFindings() {
+			out.Results[i].Findings = append(out.Results[i].Findings, conversation.Finding{Entity: f.GetEntity(), Start: int(f.GetStart()), End: int(f.GetEnd())})
+		}
+	}
+	for _, t := range res.GetTokens() {
+		out.Tokens = append(out.Tokens, conversation.Token{Token: t.GetToken(), Entity: t.GetEntity(), Value: t.GetValue()})
 	}
 	return out, nil
 }

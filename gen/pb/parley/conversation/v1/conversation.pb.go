@@ -130,6 +130,62 @@ func (CacheMode) EnumDescriptor() ([]byte, []int) {
 	return file_parley_conversation_v1_conversation_proto_rawDescGZIP(), []int{1}
 }
 
+// ScrubMode is how scrubbed values are written.
+type ScrubMode int32
+
+const (
+	// SCRUB_MODE_UNSPECIFIED is SCRUB_MODE_REPLACE.
+	ScrubMode_SCRUB_MODE_UNSPECIFIED ScrubMode = 0
+	// SCRUB_MODE_REPLACE writes the entity's placeholder, e.g. <EMAIL_ADDRESS>, as Dapr does.
+	ScrubMode_SCRUB_MODE_REPLACE ScrubMode = 1
+	// SCRUB_MODE_TOKENIZE (with inputs) writes numbered placeholders such as <EMAIL_ADDRESS_1>
+	// into the request the provider sees and puts the original values back into the answer.
+	// The mapping lives in the router's memory for this request only; the audit log keeps the
+	// tokenized text. With outputs, PII that the answer adds gets new tokens and stays scrubbed.
+	ScrubMode_SCRUB_MODE_TOKENIZE ScrubMode = 2
+)
+
+// Enum value maps for ScrubMode.
+var (
+	ScrubMode_name = map[int32]string{
+		0: "SCRUB_MODE_UNSPECIFIED",
+		1: "SCRUB_MODE_REPLACE",
+		2: "SCRUB_MODE_TOKENIZE",
+	}
+	ScrubMode_value = map[string]int32{
+		"SCRUB_MODE_UNSPECIFIED": 0,
+		"SCRUB_MODE_REPLACE":     1,
+		"SCRUB_MODE_TOKENIZE":    2,
+	}
+)
+
+func (x ScrubMode) Enum() *ScrubMode {
+	p := new(ScrubMode)
+	*p = x
+	return p
+}
+
+func (x ScrubMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ScrubMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_conversation_v1_conversation_proto_enumTypes[2].Descriptor()
+}
+
+func (ScrubMode) Type() protoreflect.EnumType {
+	return &file_parley_conversation_v1_conversation_proto_enumTypes[2]
+}
+
+func (x ScrubMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ScrubMode.Descriptor instead.
+func (ScrubMode) EnumDescriptor() ([]byte, []int) {
+	return file_parley_conversation_v1_conversation_proto_rawDescGZIP(), []int{2}
+}
+
 // Message is one message of the chat history.
 type Message struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -341,7 +397,9 @@ type Scrub struct {
 	// Scrub every message text before the provider sees it.
 	Inputs bool `protobuf:"varint,1,opt,name=inputs,proto3" json:"inputs,omitempty"`
 	// Scrub the model's output (content and tool-call arguments).
-	Outputs       bool `protobuf:"varint,2,opt,name=outputs,proto3" json:"outputs,omitempty"`
+	Outputs bool `protobuf:"varint,2,opt,name=outputs,proto3" json:"outputs,omitempty"`
+	// How found values are written; unspecified is SCRUB_MODE_REPLACE.
+	Mode          ScrubMode `protobuf:"varint,3,opt,name=mode,proto3,enum=parley.conversation.v1.ScrubMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,6 +446,13 @@ func (x *Scrub) GetOutputs() bool {
 		return x.Outputs
 	}
 	return false
+}
+
+func (x *Scrub) GetMode() ScrubMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ScrubMode_SCRUB_MODE_UNSPECIFIED
 }
 
 // ConverseRequest is a conversation turn.
@@ -916,10 +981,11 @@ const file_parley_conversation_v1_conversation_proto_rawDesc = "" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x127\n" +
 	"\n" +
 	"parameters\x18\x03 \x01(\v2\x17.google.protobuf.StructR\n" +
-	"parameters\"9\n" +
+	"parameters\"p\n" +
 	"\x05Scrub\x12\x16\n" +
 	"\x06inputs\x18\x01 \x01(\bR\x06inputs\x12\x18\n" +
-	"\aoutputs\x18\x02 \x01(\bR\aoutputs\"\xa7\x05\n" +
+	"\aoutputs\x18\x02 \x01(\bR\aoutputs\x125\n" +
+	"\x04mode\x18\x03 \x01(\x0e2!.parley.conversation.v1.ScrubModeR\x04mode\"\xa7\x05\n" +
 	"\x0fConverseRequest\x12\x1c\n" +
 	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12;\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1f.parley.conversation.v1.MessageR\bmessages\x122\n" +
@@ -983,7 +1049,11 @@ const file_parley_conversation_v1_conversation_proto_rawDesc = "" +
 	"\tROLE_TOOL\x10\x05*>\n" +
 	"\tCacheMode\x12\x1a\n" +
 	"\x16CACHE_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
-	"\x11CACHE_MODE_BYPASS\x10\x012\xe7\x01\n" +
+	"\x11CACHE_MODE_BYPASS\x10\x01*X\n" +
+	"\tScrubMode\x12\x1a\n" +
+	"\x16SCRUB_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12SCRUB_MODE_REPLACE\x10\x01\x12\x17\n" +
+	"\x13SCRUB_MODE_TOKENIZE\x10\x022\xe7\x01\n" +
 	"\x13ConversationService\x12]\n" +
 	"\bConverse\x12'.parley.conversation.v1.ConverseRequest\x1a(.parley.conversation.v1.ConverseResponse\x12q\n" +
 	"\x0eConverseStream\x12-.parley.conversation.v1.ConverseStreamRequest\x1a..parley.conversation.v1.ConverseStreamResponse0\x01B\xf2\x01\n" +
@@ -1001,49 +1071,51 @@ func file_parley_conversation_v1_conversation_proto_rawDescGZIP() []byte {
 	return file_parley_conversation_v1_conversation_proto_rawDescData
 }
 
-var file_parley_conversation_v1_conversation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_parley_conversation_v1_conversation_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_parley_conversation_v1_conversation_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_parley_conversation_v1_conversation_proto_goTypes = []any{
 	(Role)(0),                      // 0: parley.conversation.v1.Role
 	(CacheMode)(0),                 // 1: parley.conversation.v1.CacheMode
-	(*Message)(nil),                // 2: parley.conversation.v1.Message
-	(*ToolCall)(nil),               // 3: parley.conversation.v1.ToolCall
-	(*Tool)(nil),                   // 4: parley.conversation.v1.Tool
-	(*Scrub)(nil),                  // 5: parley.conversation.v1.Scrub
-	(*ConverseRequest)(nil),        // 6: parley.conversation.v1.ConverseRequest
-	(*Usage)(nil),                  // 7: parley.conversation.v1.Usage
-	(*Choice)(nil),                 // 8: parley.conversation.v1.Choice
-	(*ConverseResponse)(nil),       // 9: parley.conversation.v1.ConverseResponse
-	(*ConverseStreamRequest)(nil),  // 10: parley.conversation.v1.ConverseStreamRequest
-	(*ConverseStreamResponse)(nil), // 11: parley.conversation.v1.ConverseStreamResponse
-	nil,                            // 12: parley.conversation.v1.ConverseRequest.MetadataEntry
-	(*structpb.Struct)(nil),        // 13: google.protobuf.Struct
+	(ScrubMode)(0),                 // 2: parley.conversation.v1.ScrubMode
+	(*Message)(nil),                // 3: parley.conversation.v1.Message
+	(*ToolCall)(nil),               // 4: parley.conversation.v1.ToolCall
+	(*Tool)(nil),                   // 5: parley.conversation.v1.Tool
+	(*Scrub)(nil),                  // 6: parley.conversation.v1.Scrub
+	(*ConverseRequest)(nil),        // 7: parley.conversation.v1.ConverseRequest
+	(*Usage)(nil),                  // 8: parley.conversation.v1.Usage
+	(*Choice)(nil),                 // 9: parley.conversation.v1.Choice
+	(*ConverseResponse)(nil),       // 10: parley.conversation.v1.ConverseResponse
+	(*ConverseStreamRequest)(nil),  // 11: parley.conversation.v1.ConverseStreamRequest
+	(*ConverseStreamResponse)(nil), // 12: parley.conversation.v1.ConverseStreamResponse
+	nil,                            // 13: parley.conversation.v1.ConverseRequest.MetadataEntry
+	(*structpb.Struct)(nil),        // 14: google.protobuf.Struct
 }
 var file_parley_conversation_v1_conversation_proto_depIdxs = []int32{
 	0,  // 0: parley.conversation.v1.Message.role:type_name -> parley.conversation.v1.Role
-	3,  // 1: parley.conversation.v1.Message.tool_calls:type_name -> parley.conversation.v1.ToolCall
-	13, // 2: parley.conversation.v1.Tool.parameters:type_name -> google.protobuf.Struct
-	2,  // 3: parley.conversation.v1.ConverseRequest.messages:type_name -> parley.conversation.v1.Message
-	4,  // 4: parley.conversation.v1.ConverseRequest.tools:type_name -> parley.conversation.v1.Tool
-	13, // 5: parley.conversation.v1.ConverseRequest.response_format:type_name -> google.protobuf.Struct
-	12, // 6: parley.conversation.v1.ConverseRequest.metadata:type_name -> parley.conversation.v1.ConverseRequest.MetadataEntry
-	5,  // 7: parley.conversation.v1.ConverseRequest.scrub:type_name -> parley.conversation.v1.Scrub
-	1,  // 8: parley.conversation.v1.ConverseRequest.cache_mode:type_name -> parley.conversation.v1.CacheMode
-	2,  // 9: parley.conversation.v1.Choice.message:type_name -> parley.conversation.v1.Message
-	8,  // 10: parley.conversation.v1.ConverseResponse.choices:type_name -> parley.conversation.v1.Choice
-	7,  // 11: parley.conversation.v1.ConverseResponse.usage:type_name -> parley.conversation.v1.Usage
-	6,  // 12: parley.conversation.v1.ConverseStreamRequest.request:type_name -> parley.conversation.v1.ConverseRequest
-	3,  // 13: parley.conversation.v1.ConverseStreamResponse.tool_calls:type_name -> parley.conversation.v1.ToolCall
-	7,  // 14: parley.conversation.v1.ConverseStreamResponse.usage:type_name -> parley.conversation.v1.Usage
-	6,  // 15: parley.conversation.v1.ConversationService.Converse:input_type -> parley.conversation.v1.ConverseRequest
-	10, // 16: parley.conversation.v1.ConversationService.ConverseStream:input_type -> parley.conversation.v1.ConverseStreamRequest
-	9,  // 17: parley.conversation.v1.ConversationService.Converse:output_type -> parley.conversation.v1.ConverseResponse
-	11, // 18: parley.conversation.v1.ConversationService.ConverseStream:output_type -> parley.conversation.v1.ConverseStreamResponse
-	17, // [17:19] is the sub-list for method output_type
-	15, // [15:17] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	4,  // 1: parley.conversation.v1.Message.tool_calls:type_name -> parley.conversation.v1.ToolCall
+	14, // 2: parley.conversation.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	2,  // 3: parley.conversation.v1.Scrub.mode:type_name -> parley.conversation.v1.ScrubMode
+	3,  // 4: parley.conversation.v1.ConverseRequest.messages:type_name -> parley.conversation.v1.Message
+	5,  // 5: parley.conversation.v1.ConverseRequest.tools:type_name -> parley.conversation.v1.Tool
+	14, // 6: parley.conversation.v1.ConverseRequest.response_format:type_name -> google.protobuf.Struct
+	13, // 7: parley.conversation.v1.ConverseRequest.metadata:type_name -> parley.conversation.v1.ConverseRequest.MetadataEntry
+	6,  // 8: parley.conversation.v1.ConverseRequest.scrub:type_name -> parley.conversation.v1.Scrub
+	1,  // 9: parley.conversation.v1.ConverseRequest.cache_mode:type_name -> parley.conversation.v1.CacheMode
+	3,  // 10: parley.conversation.v1.Choice.message:type_name -> parley.conversation.v1.Message
+	9,  // 11: parley.conversation.v1.ConverseResponse.choices:type_name -> parley.conversation.v1.Choice
+	8,  // 12: parley.conversation.v1.ConverseResponse.usage:type_name -> parley.conversation.v1.Usage
+	7,  // 13: parley.conversation.v1.ConverseStreamRequest.request:type_name -> parley.conversation.v1.ConverseRequest
+	4,  // 14: parley.conversation.v1.ConverseStreamResponse.tool_calls:type_name -> parley.conversation.v1.ToolCall
+	8,  // 15: parley.conversation.v1.ConverseStreamResponse.usage:type_name -> parley.conversation.v1.Usage
+	7,  // 16: parley.conversation.v1.ConversationService.Converse:input_type -> parley.conversation.v1.ConverseRequest
+	11, // 17: parley.conversation.v1.ConversationService.ConverseStream:input_type -> parley.conversation.v1.ConverseStreamRequest
+	10, // 18: parley.conversation.v1.ConversationService.Converse:output_type -> parley.conversation.v1.ConverseResponse
+	12, // 19: parley.conversation.v1.ConversationService.ConverseStream:output_type -> parley.conversation.v1.ConverseStreamResponse
+	18, // [18:20] is the sub-list for method output_type
+	16, // [16:18] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_parley_conversation_v1_conversation_proto_init() }
@@ -1057,7 +1129,7 @@ func file_parley_conversation_v1_conversation_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_conversation_v1_conversation_proto_rawDesc), len(file_parley_conversation_v1_conversation_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
