@@ -22,7 +22,9 @@ import (
 )
 
 // scrubber answers by the text it gets, to exercise each error path.
-type scrubber struct{}
+type scrubber struct {
+	piiv1connect.UnimplementedScrubberServiceHandler
+}
 
 func (scrubber) Scrub(_ context.Context, req *piiv1.ScrubRequest) (*piiv1.ScrubResponse, error) {
 	switch strings.Join(req.GetTexts(), "") {
