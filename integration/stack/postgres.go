@@ -45,6 +45,7 @@ type PostgresOptions struct {
 // server it started, or both.
 type Postgres struct {
 	dataDir    string
+	port       int
 	bin        string
 	asPostgres bool
 	adminURL   string
@@ -166,14 +167,27 @@ func StartPrivatePostgres(ctx context.Context, dataDir string, port int, install
 	}
 	// A server left running by an earlier launcher that was killed is stopped first.
 	_, _ = pg.run(ctx, "pg_ctl", "-D", abs, "-m", "immediate", "-w", "stop")
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", port, abs)
-	if out, err := pg.run(ctx, "pg_ctl", "-D", abs, "-o", opts, "-l", filepath.Join(abs, "server.log"), "-w", "-t", "60", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(abs, "server.log"))
-		return nil, fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
+	pg.port = port
+	if err := pg.StartServer(ctx); err != nil {
+		return nil, err
 	}
 	pg.URL = "postgres://postgres@127.0.0.1:" + strconv.Itoa(port) + "/postgres?sslmode=disable"
 	_, _ = fmt.Fprintf(progress, "started a private PostgreSQL on 127.0.0.1:%d\n", port)
 	return pg, nil
+}
+
+// StartServer starts a private server stopped by StopServer again, on the same port and
+// with the same data (outage tests).
+func (p *Postgres) StartServer(ctx context.Context) error {
+	if p.dataDir == "" {
+		return errors.New("start postgres: not a private server")
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", p.port, p.dataDir)
+	if out, err := p.run(ctx, "pg_ctl", "-D", p.dataDir, "-o", opts, "-l", filepath.Join(p.dataDir, "server.log"), "-w", "-t", "60", "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(p.dataDir, "server.log"))
+		return fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
+	}
+	return nil
 }
 
 // Stop drops a database the launcher created for tests and stops a private server.

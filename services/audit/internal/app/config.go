@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/services/audit/internal/ingest"
+	"github.com/parleyhq/parley/services/audit/internal/maintenance"
 )
 
 // maxBatchRows bounds AUDIT_BATCH_MAX_ROWS; a transaction of more rows gains nothing.
@@ -31,7 +32,29 @@ type Config struct {
 	// StreamReplicas is the replica count of the PARLEY_AUDIT stream when audit creates it
 	// (1 to 5); an existing stream is left as it is.
 	StreamReplicas int `env:"AUDIT_STREAM_REPLICAS, default=1"`
+	// Retention is how long conversations are kept: a day's partition is dropped once the
+	// day ended this long ago. Zero keeps everything.
+	Retention Period `env:"AUDIT_RETENTION, default=30d"`
+	// UsageRetention is how long the daily usage roll-up is kept; zero keeps it all.
+	UsageRetention Period `env:"AUDIT_USAGE_RETENTION, default=400d"`
+	// PartitionsAhead is how many days after today have their partition created in
+	// advance.
+	PartitionsAhead int `env:"AUDIT_PARTITIONS_AHEAD, default=7"`
+	// MaintenanceInterval is the time between runs of the partition maintenance.
+	MaintenanceInterval time.Duration `env:"AUDIT_MAINTENANCE_INTERVAL, default=1h"`
+	// SearchIndex is when a day's search index is built: "sealed" once the day is over
+	// (plus SearchIndexDelay), keeping it off the ingest path, or "live" with the
+	// partition, so that rows are indexed as they are written.
+	SearchIndex string `env:"AUDIT_SEARCH_INDEX, default=sealed"`
+	// SearchIndexDelay is how long after a day ends its search index is built ("sealed").
+	SearchIndexDelay time.Duration `env:"AUDIT_SEARCH_INDEX_DELAY, default=1h"`
 }
+
+// Search index modes, the values of AUDIT_SEARCH_INDEX.
+const (
+	SearchIndexSealed = "sealed"
+	SearchIndexLive   = "live"
+)
 
 // Validate reports every bad setting, naming its variable.
 func (c *Config) Validate() error {
@@ -60,6 +83,26 @@ func (c *Config) Validate() error {
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("AUDIT_STREAM_REPLICAS must be between 1 and 5, got %d", c.StreamReplicas))
 	}
+	for _, p := range []struct {
+		name string
+		v    Period
+	}{{"AUDIT_RETENTION", c.Retention}, {"AUDIT_USAGE_RETENTION", c.UsageRetention}} {
+		if p.v != 0 && p.v.Duration() < 24*time.Hour {
+			errs = append(errs, fmt.Errorf("%s must be 0 (keep everything) or at least 1d, got %s", p.name, p.v))
+		}
+	}
+	if c.PartitionsAhead < 1 || c.PartitionsAhead > 366 {
+		errs = append(errs, fmt.Errorf("AUDIT_PARTITIONS_AHEAD must be between 1 and 366, got %d", c.PartitionsAhead))
+	}
+	if c.MaintenanceInterval < time.Second || c.MaintenanceInterval > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("AUDIT_MAINTENANCE_INTERVAL must be between 1s and 24h, got %s", c.MaintenanceInterval))
+	}
+	if c.SearchIndex != SearchIndexSealed && c.SearchIndex != SearchIndexLive {
+		errs = append(errs, fmt.Errorf("AUDIT_SEARCH_INDEX must be %s or %s, got %q", SearchIndexSealed, SearchIndexLive, c.SearchIndex))
+	}
+	if c.SearchIndexDelay < 0 {
+		errs = append(errs, fmt.Errorf("AUDIT_SEARCH_INDEX_DELAY must not be negative, got %s", c.SearchIndexDelay))
+	}
 	return errors.Join(errs...)
 }
 
@@ -73,6 +116,17 @@ func validConsumer(s string) bool {
 		}
 	}
 	return true
+}
+
+// Maintenance returns the maintenance job's view of the settings.
+func (c Config) Maintenance() maintenance.Config {
+	return maintenance.Config{
+		Interval:         c.MaintenanceInterval,
+		Ahead:            c.PartitionsAhead,
+		Retention:        c.Retention.Duration(),
+		UsageRetention:   c.UsageRetention.Duration(),
+		SearchIndexDelay: c.SearchIndexDelay,
+	}
 }
 
 // Ingest returns the ingest loop's view of the settings.

@@ -20,9 +20,12 @@ func TestValidateApp(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	t.Parallel()
+	const dayLen = 24 * time.Hour
 	defaults := app.Config{
 		Consumer: "parley-audit", BatchMaxRows: 500, BatchMaxBytes: 4 << 20, BatchMaxWait: 200 * time.Millisecond,
 		MaxDeliver: 5, AckWait: 30 * time.Second, StreamReplicas: 1,
+		Retention: app.Period(30 * dayLen), UsageRetention: app.Period(400 * dayLen), PartitionsAhead: 7,
+		MaintenanceInterval: time.Hour, SearchIndex: "sealed", SearchIndexDelay: time.Hour,
 	}
 	tests := []struct {
 		name    string
@@ -36,10 +39,14 @@ func TestConfig(t *testing.T) {
 			env: map[string]string{
 				"AUDIT_CONSUMER": "audit_b-2", "AUDIT_BATCH_MAX_ROWS": "2000", "AUDIT_BATCH_MAX_BYTES": "8388608",
 				"AUDIT_BATCH_MAX_WAIT": "1s", "AUDIT_MAX_DELIVER": "10", "AUDIT_ACK_WAIT": "1m", "AUDIT_STREAM_REPLICAS": "3",
+				"AUDIT_RETENTION": "2160h", "AUDIT_USAGE_RETENTION": "0", "AUDIT_PARTITIONS_AHEAD": "3",
+				"AUDIT_MAINTENANCE_INTERVAL": "10m", "AUDIT_SEARCH_INDEX": "live", "AUDIT_SEARCH_INDEX_DELAY": "0s",
 			},
 			want: app.Config{
 				Consumer: "audit_b-2", BatchMaxRows: 2000, BatchMaxBytes: 8 << 20, BatchMaxWait: time.Second,
 				MaxDeliver: 10, AckWait: time.Minute, StreamReplicas: 3,
+				Retention: app.Period(90 * dayLen), UsageRetention: 0, PartitionsAhead: 3,
+				MaintenanceInterval: 10 * time.Minute, SearchIndex: "live", SearchIndexDelay: 0,
 			},
 		},
 		{name: "empty consumer", env: map[string]string{"AUDIT_CONSUMER": ""}, wantErr: []string{"AUDIT_CONSUMER"}},
@@ -58,6 +65,13 @@ func TestConfig(t *testing.T) {
 		},
 		{name: "zero replicas", env: map[string]string{"AUDIT_STREAM_REPLICAS": "0"}, wantErr: []string{"AUDIT_STREAM_REPLICAS"}},
 		{name: "too many replicas", env: map[string]string{"AUDIT_STREAM_REPLICAS": "7"}, wantErr: []string{"AUDIT_STREAM_REPLICAS"}},
+		{name: "retention in hours under a day", env: map[string]string{"AUDIT_RETENTION": "12h"}, wantErr: []string{"AUDIT_RETENTION"}},
+		{name: "retention not a period", env: map[string]string{"AUDIT_RETENTION": "a month"}, wantErr: []string{"AUDIT_RETENTION"}},
+		{name: "negative usage retention", env: map[string]string{"AUDIT_USAGE_RETENTION": "-24h"}, wantErr: []string{"AUDIT_USAGE_RETENTION"}},
+		{name: "no partitions ahead", env: map[string]string{"AUDIT_PARTITIONS_AHEAD": "0"}, wantErr: []string{"AUDIT_PARTITIONS_AHEAD"}},
+		{name: "maintenance too often", env: map[string]string{"AUDIT_MAINTENANCE_INTERVAL": "10ms"}, wantErr: []string{"AUDIT_MAINTENANCE_INTERVAL"}},
+		{name: "unknown search index mode", env: map[string]string{"AUDIT_SEARCH_INDEX": "never"}, wantErr: []string{"AUDIT_SEARCH_INDEX"}},
+		{name: "negative search index delay", env: map[string]string{"AUDIT_SEARCH_INDEX_DELAY": "-1s"}, wantErr: []string{"AUDIT_SEARCH_INDEX_DELAY"}},
 		{
 			name:    "every problem at once",
 			env:     map[string]string{"AUDIT_BATCH_MAX_ROWS": "-1", "AUDIT_MAX_DELIVER": "-1", "AUDIT_STREAM_REPLICAS": "9"},

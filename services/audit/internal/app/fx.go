@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/audit/internal/ingest"
+	"github.com/parleyhq/parley/services/audit/internal/maintenance"
 	"github.com/parleyhq/parley/services/audit/internal/rpc"
 	"github.com/parleyhq/parley/services/audit/internal/store"
 )
@@ -43,19 +44,31 @@ var Module = fx.Module("audit",
 		rpcserver.AsCheck(func(in *ingest.Ingester) rpcserver.Check {
 			return rpcserver.Check{Name: "audit_consumer", Check: in.Ready}
 		}),
+		func(s *store.Store) maintenance.Store { return s },
+		newMaintenance,
 	),
-	// The loop has no other dependant than its readiness check; ask for it explicitly.
-	fx.Invoke(func(*ingest.Ingester) {}),
+	// The loops have no other dependant than a readiness check; ask for them explicitly.
+	fx.Invoke(func(*ingest.Ingester, *maintenance.Job) {}),
 )
 
 // newStore builds the store and migrates the schema at start. Everything that uses the
 // store is built after it, so their start hooks (the ingest loop, the server) run after
 // the migration.
-func newStore(lc fx.Lifecycle, pool *pgxpool.Pool) *store.Store {
+func newStore(lc fx.Lifecycle, pool *pgxpool.Pool, cfg Config) *store.Store {
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
 		return pg.Migrate(ctx, pool, store.Migrations())
 	}))
-	return store.New(pool)
+	return store.New(pool, store.WithLiveSearchIndex(cfg.SearchIndex == SearchIndexLive))
+}
+
+// newMaintenance builds the partition maintenance job, run from start to stop.
+func newMaintenance(lc fx.Lifecycle, st maintenance.Store, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*maintenance.Job, error) {
+	j, err := maintenance.New(st, cfg.Maintenance(), logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StartStopHook(j.Start, j.Stop))
+	return j, nil
 }
 
 // newIngester builds the ingest loop, run from start to stop.

@@ -62,6 +62,11 @@ func startApp(t *testing.T) (*rpcserver.Server, jetstream.JetStream) {
 			pg.Config{URL: databaseURL(t, pool.Config().ConnConfig.Database), MaxConns: 4},
 			logging.Config{Level: slog.LevelError},
 		),
+		// The events are dated March 2026; keep them whatever the day the test runs.
+		fx.Decorate(func(c app.Config) app.Config {
+			c.Retention = 0
+			return c
+		}),
 		fx.Populate(&server),
 	)
 	fxApp.RequireStart()
@@ -209,6 +214,40 @@ func TestAuditService(t *testing.T) {
 		}
 	}
 
+	t.Run("usage stats", func(t *testing.T) {
+		t.Parallel()
+		day := &auditv1.GetUsageStatsRequest{
+			StartTime: timestamppb.New(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)),
+			EndTime:   timestamppb.New(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)),
+		}
+		for _, p := range protocols {
+			client := auditv1connect.NewAuditServiceClient(httpClient, server.URL(), p.opts...)
+			tests := []struct {
+				name         string
+				tenant       string
+				req          *auditv1.GetUsageStatsRequest
+				wantCode     connect.Code // 0: success
+				wantRequests int64
+			}{
+				{name: "own rows", tenant: "tenant-a", req: day, wantRequests: 3},
+				{name: "other tenant's own rows", tenant: "tenant-b", req: day, wantRequests: 2},
+				{name: "missing tenant", req: day, wantCode: connect.CodePermissionDenied},
+				{name: "bad bucket", tenant: "tenant-a", req: &auditv1.GetUsageStatsRequest{Bucket: 7}, wantCode: connect.CodeInvalidArgument},
+			}
+			for _, tt := range tests {
+				resp, err := client.GetUsageStats(withTenant(t.Context(), tt.tenant), tt.req)
+				if tt.wantCode != 0 {
+					require.Equal(t, tt.wantCode, connect.CodeOf(err), "%s %s: %v", p.name, tt.name, err)
+					continue
+				}
+				require.NoError(t, err, "%s %s", p.name, tt.name)
+				require.Len(t, resp.GetStats(), 1)
+				require.Equal(t, tt.tenant, resp.GetStats()[0].GetTenant())
+				require.Equal(t, tt.wantRequests, resp.GetStats()[0].GetRequests())
+			}
+		}
+	})
+
 	t.Run("pages", func(t *testing.T) {
 		t.Parallel()
 		ctx := withTenant(t.Context(), "tenant-a")
@@ -239,7 +278,9 @@ func TestAuditService(t *testing.T) {
 		require.NoError(t, res.Body.Close())
 		for _, name := range []string{
 			"parley_audit_rows_written_total 5", "parley_audit_batches_total", "parley_audit_batch_rows_count",
+			"parley_audit_batch_bytes_count", "parley_audit_ingest_delay_seconds_count",
 			"parley_audit_dead_letters_total", "parley_audit_ingest_lag",
+			"parley_audit_maintenance_runs_total", "parley_audit_partitions_created_total",
 		} {
 			require.True(t, strings.Contains(string(body), name), "metrics lack %q", name)
 		}

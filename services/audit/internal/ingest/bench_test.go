@@ -3,39 +3,61 @@ package ingest_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/services/audit/internal/ingest"
 	"github.com/parleyhq/parley/services/audit/internal/store"
 )
 
 // BenchmarkIngest measures sustained ingest from the stream into PostgreSQL: b.N events
-// (about 1 KiB of request JSON each) wait in the stream, then the loop starts and the
-// clock runs until every row is committed and acknowledged. It reports rows/s. Run it with
-// a fixed count, e.g. -benchtime=20000x, since each run needs a fresh stream and database.
+// (about 1 KiB of prose in the request, some 150 distinct words, as a real prompt) wait in
+// the stream, then the loop starts and the clock runs until every row is committed and
+// acknowledged. It reports rows/s, and the CPU time per row of this process (ingester and
+// embedded NATS server) and of the database's backends. Run it with a fixed count, e.g.
+// -benchtime=20000x, since each run needs a fresh stream and database.
+//
+// The last case indexes every row for text search as it is written
+// (AUDIT_SEARCH_INDEX=live), to show what that costs.
 func BenchmarkIngest(b *testing.B) {
-	for _, rows := range []int{100, 500, 2000} {
-		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+	for _, tt := range []struct {
+		rows int
+		live bool
+	}{{rows: 100}, {rows: 500}, {rows: 2000}, {rows: 500, live: true}} {
+		name := fmt.Sprintf("rows=%d", tt.rows)
+		if tt.live {
+			name += ",live-search-index"
+		}
+		rows := tt.rows
+		b.Run(name, func(b *testing.B) {
 			e := newEnv(b)
 			events := make([]*auditv1.ConversationEvent, b.N)
 			for i := range events {
-				events[i] = event(b, fmt.Sprintf("tenant-%d", i%10), i, 1024)
+				events[i] = event(b, fmt.Sprintf("tenant-%d", i%10), i, 0)
+				events[i].RequestJson = fmt.Appendf(nil, `{"inputs":[{"content":%q,"role":"user"}],"temperature":0.5}`, prose(i, 1024))
 			}
 			e.publishAll(b, events)
 			cfg := testConfig()
 			cfg.MaxRows = rows
-			in, err := ingest.New(e.js, store.New(e.pool), cfg, testLogger(b), e.reg)
+			in, err := ingest.New(e.js, store.New(e.pool, store.WithLiveSearchIndex(tt.live)), cfg, testLogger(b), e.reg)
 			require.NoError(b, err)
 
+			cpu := startCPU(b, e.pool)
 			b.ResetTimer()
 			start := time.Now()
 			require.NoError(b, in.Start(b.Context()))
 			for metric(b, e.reg, "parley_audit_rows_written_total") < float64(b.N) {
-				time.Sleep(time.Millisecond)
+				time.Sleep(5 * time.Millisecond)
 			}
 			e.requireDrained(b, cfg.Consumer)
 			elapsed := time.Since(start)
@@ -48,6 +70,84 @@ func BenchmarkIngest(b *testing.B) {
 			require.Equal(b, b.N, total)
 			require.Equal(b, b.N, distinct)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
+			cpu.report(b, e.pool, b.N)
+		})
+	}
+}
+
+// prose returns about size bytes of text drawn from a vocabulary of 4096 words, different
+// for every i, as the text of real prompts is.
+func prose(i, size int) string {
+	var b strings.Builder
+	x := uint64(i)*0x9E3779B97F4A7C15 + 1
+	for b.Len() < size {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		n := x % 4096
+		fmt.Fprintf(&b, "%s%d ", syllables[n%16]+syllables[(n/16)%16], n/256)
+	}
+	return b.String()
+}
+
+var syllables = [16]string{"ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ba", "de", "fi", "go", "hu", "ja", "pe", "zu"}
+
+// BenchmarkPublish measures what recording a conversation adds to the router's request
+// path: publishing its event to the stream with Nats-Msg-Id and waiting for the stream's
+// ack, as upstream.AuditPublisher.Record does (AUDIT_MODE=required), with a typical event
+// of about 1.5 KiB. It reports the p50 and p99 of one publish, with the stream idle and
+// while an ingester drains it into PostgreSQL, one publisher at a time and 16 at once.
+func BenchmarkPublish(b *testing.B) {
+	for _, tt := range []struct {
+		name     string
+		drain    bool
+		parallel int
+	}{
+		{name: "idle/serial", parallel: 1},
+		{name: "idle/parallel=16", parallel: 16},
+		{name: "draining/serial", drain: true, parallel: 1},
+		{name: "draining/parallel=16", drain: true, parallel: 16},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			e := newEnv(b)
+			if tt.drain {
+				e.start(b, testConfig())
+			}
+			data := make([][]byte, b.N)
+			ids := make([]string, b.N)
+			for i := range data {
+				ev := event(b, "tenant-1", i, 0)
+				ev.RequestJson = fmt.Appendf(nil, `{"inputs":[{"content":%q,"role":"user"}]}`, prose(i, 1024))
+				data[i], ids[i] = encode(b, ev), ev.GetRequestId()
+			}
+			lat := make([]time.Duration, b.N)
+			var next atomic.Int64
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for range tt.parallel {
+				wg.Go(func() {
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= b.N {
+							return
+						}
+						start := time.Now()
+						_, err := e.js.PublishMsg(b.Context(), &nats.Msg{
+							Subject: auditevent.Subject, Data: data[i], Header: nats.Header{},
+						}, jetstream.WithMsgID(ids[i]))
+						lat[i] = time.Since(start)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 		})
 	}
 }

@@ -1,10 +1,11 @@
 // Package ingest moves conversation events from the PARLEY_AUDIT JetStream stream into
 // PostgreSQL, in batches and idempotently, so that nothing the router published is lost.
 //
-// One owned goroutine pulls batches from a durable consumer (bounded by rows, bytes and a
-// maximum wait), sets poison events aside on the dead-letter subject, writes the rest in
-// one transaction and acknowledges every message only after the commit. A crash between
-// commit and ack causes a redelivery, which the table's key absorbs.
+// Two owned goroutines form a pipeline: one pulls batches from a durable consumer (bounded
+// by rows, bytes and a maximum wait), sets poison events aside on the dead-letter subject
+// and prepares the rows; the other writes each batch in one transaction and acknowledges
+// every message only after the commit, while the next batch is being prepared. A crash
+// between commit and ack causes a redelivery, which the table's key absorbs.
 //
 // Failures are told apart by their cause. When PostgreSQL is unavailable the batch is held
 // and retried in place, with backoff, for as long as it takes: a negative acknowledgement
@@ -47,8 +48,6 @@ const (
 	// payloadOverhead is room for the subject, reply subject and protocol framing that
 	// JetStream counts against a pull request's byte budget on top of headers and data.
 	payloadOverhead = 4096
-	// ackConcurrency bounds the acknowledgements in flight for one batch.
-	ackConcurrency = 32
 	// stillDownEvery is how many failed retries of a held batch pass between warnings
 	// (about a minute once the backoff is at its ceiling).
 	stillDownEvery = 12
@@ -118,7 +117,18 @@ func validName(s string) bool {
 
 // Store is what the loop needs from the audit store.
 type Store interface {
-	InsertBatch(ctx context.Context, events []*auditv1.ConversationEvent) (int64, error)
+	InsertRows(ctx context.Context, rows []store.Row) (int64, error)
+}
+
+// batch is fetched messages with their events and prepared rows, index for index.
+type batch struct {
+	msgs   []jetstream.Msg
+	events []*auditv1.ConversationEvent
+	rows   []store.Row
+}
+
+func (b batch) slice(i, j int) batch {
+	return batch{msgs: b.msgs[i:j], events: b.events[i:j], rows: b.rows[i:j]}
 }
 
 // Ingester runs the ingest loop. Start and Stop tie it to a lifecycle.
@@ -227,9 +237,10 @@ func (in *Ingester) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop asks the loop to finish its current batch and waits for it. When ctx ends first
-// the loop abandons the batch (its messages are negatively acknowledged, so they are
-// redelivered at once) and Stop returns after it has.
+// Stop asks the loop to finish the batches in hand (the one being written and the one
+// prepared next) and waits for it. When ctx ends first the loop abandons them (their
+// messages are negatively acknowledged, so they are redelivered at once) and Stop returns
+// after it has.
 func (in *Ingester) Stop(ctx context.Context) error {
 	in.mu.Lock()
 	started, abort := in.started && in.abort != nil, in.abort
@@ -266,10 +277,27 @@ func (in *Ingester) Ready(ctx context.Context) error {
 	return nil
 }
 
-// run is the loop. It returns when Stop is called, after finishing the current batch, or
-// when ctx is cancelled, after abandoning it.
+// run is the loop: a producer goroutine fetches and prepares the next batch while run
+// writes the current one, so that decoding and converting in Go overlap with PostgreSQL's
+// work. It returns when Stop is called, after finishing the batches in hand, or when ctx
+// is cancelled, after abandoning them.
 func (in *Ingester) run(ctx context.Context) {
 	defer close(in.done)
+	ready := make(chan batch)
+	go in.produce(ctx, ready)
+	for b := range ready {
+		if ctx.Err() != nil {
+			in.abandon(ctx, b.msgs)
+			continue
+		}
+		in.write(ctx, b)
+	}
+}
+
+// produce fetches and prepares batches and hands them to run until Stop is called or ctx
+// is cancelled; it closes ready when it returns.
+func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
+	defer close(ready)
 	failures := 0
 	for {
 		select {
@@ -281,7 +309,9 @@ func (in *Ingester) run(ctx context.Context) {
 		}
 		msgs, err := in.fetch(ctx)
 		if len(msgs) > 0 {
-			in.handle(ctx, msgs)
+			if b := in.prepare(ctx, msgs); len(b.msgs) > 0 && !in.handOver(ctx, ready, b) {
+				return
+			}
 		}
 		in.refreshLag(ctx)
 		if ctx.Err() != nil {
@@ -303,6 +333,27 @@ func (in *Ingester) run(ctx context.Context) {
 			in.logger.WarnContext(ctx, "consumer attach failed", "consumer", in.cfg.Consumer, "err", err)
 		}
 		cancel()
+	}
+}
+
+// handOver passes b to run. While run is busy (a slow write, or a batch held through a
+// database outage), InProgress keeps b's messages from being redelivered. It reports
+// false when ctx ends first; b is then abandoned.
+func (in *Ingester) handOver(ctx context.Context, ready chan<- batch, b batch) bool {
+	t := time.NewTicker(in.cfg.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case ready <- b:
+			return true
+		case <-t.C:
+			for _, m := range b.msgs {
+				_ = m.InProgress() // on failure the message is redelivered, which is harmless
+			}
+		case <-ctx.Done():
+			in.abandon(ctx, b.msgs)
+			return false
+		}
 	}
 }
 
@@ -335,86 +386,88 @@ func (in *Ingester) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 	}
 }
 
-// handle sets poison messages aside and writes the others.
-func (in *Ingester) handle(ctx context.Context, msgs []jetstream.Msg) {
-	good := make([]jetstream.Msg, 0, len(msgs))
-	events := make([]*auditv1.ConversationEvent, 0, len(msgs))
+// prepare decodes and converts msgs, and sets poison messages aside.
+func (in *Ingester) prepare(ctx context.Context, msgs []jetstream.Msg) batch {
+	b := batch{
+		msgs:   make([]jetstream.Msg, 0, len(msgs)),
+		events: make([]*auditv1.ConversationEvent, 0, len(msgs)),
+		rows:   make([]store.Row, 0, len(msgs)),
+	}
 	for _, m := range msgs {
 		ev := &auditv1.ConversationEvent{}
 		if err := proto.Unmarshal(m.Data(), ev); err != nil {
 			in.deadLetter(ctx, m, ReasonDecode, fmt.Errorf("decode: %w", err))
 			continue
 		}
-		if err := store.ValidateEvent(ev); err != nil {
+		row, err := store.PrepareRow(ev)
+		if err != nil {
 			in.deadLetter(ctx, m, ReasonInvalid, err)
 			continue
 		}
-		good = append(good, m)
-		events = append(events, ev)
+		b.msgs = append(b.msgs, m)
+		b.events = append(b.events, ev)
+		b.rows = append(b.rows, row)
 	}
-	in.write(ctx, good, events)
+	return b
 }
 
-// write stores events and acknowledges msgs (one per event), or decides what to do when
+// write stores b's rows and acknowledges its messages, or decides what to do when
 // PostgreSQL fails: split a batch that holds a rejected row, hold one it could not write.
-func (in *Ingester) write(ctx context.Context, msgs []jetstream.Msg, events []*auditv1.ConversationEvent) {
-	if len(events) == 0 {
+func (in *Ingester) write(ctx context.Context, b batch) {
+	if len(b.rows) == 0 {
 		return
 	}
-	err := in.insert(ctx, msgs, events)
+	err := in.insert(ctx, b)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
-		in.abandon(ctx, msgs)
+		in.abandon(ctx, b.msgs)
 	case rowFault(err):
-		in.isolate(ctx, msgs, events, err)
+		in.isolate(ctx, b, err)
 	default:
-		in.hold(ctx, msgs, events, err)
+		in.hold(ctx, b, err)
 	}
 }
 
-// insert writes events in one transaction and, once committed, acknowledges msgs.
-func (in *Ingester) insert(ctx context.Context, msgs []jetstream.Msg, events []*auditv1.ConversationEvent) error {
+// insert writes b's rows in one transaction and, once committed, acknowledges its
+// messages.
+func (in *Ingester) insert(ctx context.Context, b batch) error {
 	// Bounded so that a hung connection cannot keep the batch past AckWait unnoticed.
 	ictx, cancel := context.WithTimeout(ctx, in.cfg.AckWait/2)
-	n, err := in.store.InsertBatch(ictx, events)
+	n, err := in.store.InsertRows(ictx, b.rows)
 	cancel()
 	if err != nil {
 		in.m.batches.WithLabelValues(outcomeError).Inc()
 		return err
 	}
+	now := time.Now()
+	bytes := 0
+	for i, m := range b.msgs {
+		bytes += len(m.Data())
+		in.m.delay.Observe(max(now.Sub(b.events[i].GetCreatedAt().AsTime()).Seconds(), 0))
+	}
 	in.m.batches.WithLabelValues(outcomeOK).Inc()
-	in.m.batchRows.Observe(float64(len(events)))
+	in.m.batchRows.Observe(float64(len(b.rows)))
+	in.m.batchBytes.Observe(float64(bytes))
 	in.m.rows.Add(float64(n))
-	in.ackAll(ctx, msgs)
+	in.ackAll(ctx, b.msgs)
 	return nil
 }
 
-// ackAll acknowledges msgs and waits for the server to confirm each, a few at a time. A
-// lost acknowledgement only causes a redelivery, which the table's key absorbs.
+// ackAll acknowledges msgs. The acknowledgements are sent without waiting for the server
+// to confirm them: one that is lost only causes a redelivery, which the table's key
+// absorbs, and waiting would cost a round trip per message.
 func (in *Ingester) ackAll(ctx context.Context, msgs []jetstream.Msg) {
-	var (
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, ackConcurrency)
-		failMu sync.Mutex
-		failed int
-		first  error
-	)
+	failed := 0
+	var first error
 	for _, m := range msgs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := m.DoubleAck(ctx); err != nil {
-				failMu.Lock()
-				failed++
-				if first == nil {
-					first = err
-				}
-				failMu.Unlock()
+		if err := m.Ack(); err != nil {
+			failed++
+			if first == nil {
+				first = err
 			}
-		})
+		}
 	}
-	wg.Wait()
 	if failed > 0 {
 		in.logger.WarnContext(ctx, "ack failed", "messages", failed, "err", first)
 	}
@@ -422,49 +475,49 @@ func (in *Ingester) ackAll(ctx context.Context, msgs []jetstream.Msg) {
 
 // isolate splits a batch that PostgreSQL rejected because of some row's data, so that
 // the good rows are written and the bad one ends up alone.
-func (in *Ingester) isolate(ctx context.Context, msgs []jetstream.Msg, events []*auditv1.ConversationEvent, err error) {
-	if len(events) == 1 {
-		in.reject(ctx, msgs[0], err)
+func (in *Ingester) isolate(ctx context.Context, b batch, err error) {
+	if len(b.rows) == 1 {
+		in.reject(ctx, b.msgs[0], err)
 		return
 	}
-	mid := len(events) / 2
-	in.write(ctx, msgs[:mid], events[:mid])
-	in.write(ctx, msgs[mid:], events[mid:])
+	mid := len(b.rows) / 2
+	in.write(ctx, b.slice(0, mid))
+	in.write(ctx, b.slice(mid, len(b.rows)))
 }
 
 // hold retries a batch PostgreSQL could not write, with backoff, until it is written, a
 // row is found at fault, or the loop is told to stop. InProgress keeps the messages from
 // being redelivered meanwhile, and no delivery is spent.
-func (in *Ingester) hold(ctx context.Context, msgs []jetstream.Msg, events []*auditv1.ConversationEvent, err error) {
-	in.logger.WarnContext(ctx, "database unavailable, holding batch", "rows", len(events), "err", err)
+func (in *Ingester) hold(ctx context.Context, b batch, err error) {
+	in.logger.WarnContext(ctx, "database unavailable, holding batch", "rows", len(b.rows), "err", err)
 	// The wait stays well inside AckWait so that InProgress arrives in time.
 	ceiling := min(maxBackoff, in.cfg.AckWait/3)
 	for attempt := 1; ; attempt++ {
-		for _, m := range msgs {
+		for _, m := range b.msgs {
 			_ = m.InProgress() // on failure the message is redelivered, which is harmless
 		}
 		if !in.sleep(ctx, backoff(attempt, ceiling)) {
-			in.abandon(ctx, msgs)
+			in.abandon(ctx, b.msgs)
 			return
 		}
 		in.refreshLag(ctx)
-		err = in.insert(ctx, msgs, events)
+		err = in.insert(ctx, b)
 		switch {
 		case err == nil:
-			in.logger.InfoContext(ctx, "database available, held batch written", "rows", len(events), "attempts", attempt+1)
+			in.logger.InfoContext(ctx, "database available, held batch written", "rows", len(b.rows), "attempts", attempt+1)
 			return
 		case ctx.Err() != nil:
-			in.abandon(ctx, msgs)
+			in.abandon(ctx, b.msgs)
 			return
 		case rowFault(err):
-			in.isolate(ctx, msgs, events, err)
+			in.isolate(ctx, b, err)
 			return
 		}
 		level := slog.LevelDebug
 		if attempt%stillDownEvery == 0 {
 			level = slog.LevelWarn
 		}
-		in.logger.Log(ctx, level, "database still unavailable", "rows", len(events), "attempt", attempt, "err", err)
+		in.logger.Log(ctx, level, "database still unavailable", "rows", len(b.rows), "attempt", attempt, "err", err)
 	}
 }
 

@@ -18,7 +18,7 @@ const (
 const (
 	// ReasonDecode means the payload is not a parley.audit.v1.ConversationEvent.
 	ReasonDecode = "decode"
-	// ReasonInvalid means the event decodes but can never be stored (store.ValidateEvent).
+	// ReasonInvalid means the event decodes but can never be stored (store.PrepareRow refuses it).
 	ReasonInvalid = "invalid"
 	// ReasonMaxDeliver means PostgreSQL rejected the row on the consumer's last delivery,
 	// or the service stopped while holding it on that delivery; JetStream would never
@@ -30,6 +30,8 @@ type metrics struct {
 	rows            prometheus.Counter
 	batches         *prometheus.CounterVec
 	batchRows       prometheus.Histogram
+	batchBytes      prometheus.Histogram
+	delay           prometheus.Histogram
 	deadLetters     *prometheus.CounterVec
 	deadLetterFails prometheus.Counter
 	lag             prometheus.Gauge
@@ -50,6 +52,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Events per committed batch.",
 			Buckets: []float64{1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000},
 		}),
+		batchBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "parley_audit_batch_bytes",
+			Help:    "Message bytes per committed batch.",
+			Buckets: prometheus.ExponentialBuckets(1024, 4, 10), // 1 KiB to 256 MiB
+		}),
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_audit_ingest_delay_seconds",
+			Help: "Time from the router stamping a conversation to its row being committed " +
+				"(includes any clock difference between the hosts).",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400},
+		}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_audit_dead_letters_total",
 			Help: "Events moved to the dead-letter subject, by reason.",
@@ -69,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{ReasonDecode, ReasonInvalid, ReasonMaxDeliver} {
 		m.deadLetters.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.rows, m.batches, m.batchRows, m.deadLetters, m.deadLetterFails, m.lag} {
+	for _, c := range []prometheus.Collector{m.rows, m.batches, m.batchRows, m.batchBytes, m.delay, m.deadLetters, m.deadLetterFails, m.lag} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register ingest metrics: %w", err)
 		}

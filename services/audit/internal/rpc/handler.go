@@ -19,6 +19,7 @@ import (
 type Store interface {
 	Get(ctx context.Context, tenant, requestID string) (*auditv1.Conversation, error)
 	List(ctx context.Context, tenant string, req *auditv1.ListConversationsRequest) (*auditv1.ListConversationsResponse, error)
+	UsageStats(ctx context.Context, tenant string, req *auditv1.GetUsageStatsRequest) (*auditv1.GetUsageStatsResponse, error)
 }
 
 // Handler implements AuditService over a Store. The tenant of every call comes from the
@@ -62,6 +63,19 @@ func (h *Handler) GetConversation(ctx context.Context, req *auditv1.GetConversat
 		return nil, toConnect(err)
 	}
 	return &auditv1.GetConversationResponse{Conversation: c}, nil
+}
+
+// GetUsageStats returns usage statistics over the caller's conversations.
+func (h *Handler) GetUsageStats(ctx context.Context, req *auditv1.GetUsageStatsRequest) (*auditv1.GetUsageStatsResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := h.store.UsageStats(ctx, tenant, req)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return resp, nil
 }
 
 var errMissingTenant = errors.New("missing tenant")

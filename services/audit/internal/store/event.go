@@ -14,20 +14,24 @@ import (
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 )
 
-// columnList names the columns of conversations in the order toRow produces them.
+// columnList names the columns of conversations that are read back; toRow produces them in
+// this order, followed by those of insertColumnList.
 const columnList = "request_id, created_at, tenant, api, component, provider, model, context_id, " +
 	"request, response, finish_reason, status, error_code, error_message, " +
 	"prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, " +
 	"cache_hit, pii_findings, attempts, fallbacks, worker_id, latency_us, provider_latency_us"
 
-// ValidateEvent reports whether InsertBatch can store ev. The ingest path calls it on every
-// message before batching, so a poison event can be set aside alone instead of failing its
-// whole batch over and over. Errors wrap ErrInvalidEvent.
+// insertColumnList names every column toRow produces: columnList and the write-only ones.
+const insertColumnList = columnList + ", search_hashes"
+
+// ValidateEvent reports whether the store can ever store ev, as PrepareRow does but
+// without converting it. Errors wrap ErrInvalidEvent: the event is a poison message, to
+// be set aside alone rather than fail its batch over and over.
 //
-// Text PostgreSQL cannot store (NUL characters, invalid UTF-8) is not an error: InsertBatch
+// Text PostgreSQL cannot store (NUL characters, invalid UTF-8) is not an error: the store
 // replaces it with U+FFFD, so hostile input cannot keep a conversation out of the log.
 func ValidateEvent(ev *auditv1.ConversationEvent) error {
-	_, err := toRow(ev)
+	_, err := convert(ev, false)
 	return err
 }
 
@@ -85,6 +89,12 @@ func statusFromDB(s string) auditv1.Status {
 
 // toRow converts ev into the values of one conversations row, in columnList order.
 func toRow(ev *auditv1.ConversationEvent) ([]any, error) {
+	return convert(ev, true)
+}
+
+// convert checks ev and, with search, computes the row's search hashes too; without, the
+// row's last value is nil (validation only needs the checks).
+func convert(ev *auditv1.ConversationEvent, search bool) ([]any, error) {
 	if ev == nil {
 		return nil, fmt.Errorf("%w: nil event", ErrInvalidEvent)
 	}
@@ -156,6 +166,7 @@ func toRow(ev *auditv1.ConversationEvent) ([]any, error) {
 		cleanText(ev.GetWorkerId()),
 		ev.GetLatency().AsDuration().Microseconds(),
 		ev.GetProviderLatency().AsDuration().Microseconds(),
+		hashesIf(search, request, response),
 	}, nil
 }
 
@@ -184,4 +195,11 @@ func piiJSON(m map[string]int64) ([]byte, error) {
 
 func micros(us int64) time.Duration {
 	return time.Duration(us) * time.Microsecond
+}
+
+func hashesIf(search bool, request, response []byte) []int64 {
+	if !search {
+		return nil
+	}
+	return searchHashes(request, response)
 }

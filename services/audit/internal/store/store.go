@@ -1,5 +1,8 @@
 // Package store keeps the audit log of conversations in PostgreSQL: batched, idempotent
-// inserts from the ingest path, and tenant-confined queries for the AuditService.
+// inserts from the ingest path into day partitions, with the daily usage roll-up updated
+// in the same transaction; partition maintenance (creation ahead, retention, search
+// indexes); and tenant-confined queries for the AuditService (list with filters, text
+// search and keyset pages, get, usage statistics).
 package store
 
 import (
@@ -9,10 +12,12 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -53,58 +58,213 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// Store reads and writes the conversations table.
+// Store reads and writes the conversations table, its partitions and the usage_daily
+// roll-up.
 type Store struct {
 	pool    *pgxpool.Pool
 	columns []string
+	now     func() time.Time
+	// liveSearch creates each partition with its search index (AUDIT_SEARCH_INDEX=live).
+	liveSearch bool
+
+	mu sync.Mutex
+	// days holds the UTC days (days since the Unix epoch) whose partition is known to
+	// exist, so that a batch checks the catalog only for a day it has not seen.
+	days map[int64]struct{}
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock sets the clock that usage statistics default their time range from.
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) { s.now = now }
+}
+
+// WithLiveSearchIndex makes every partition the store creates carry its search index from
+// the start, so that rows are searchable by index as soon as they are written, at a cost
+// to every insert. Without it, the search index of a day is built by
+// EnsureSearchIndexes once the day is over.
+func WithLiveSearchIndex(live bool) Option {
+	return func(s *Store) { s.liveSearch = live }
 }
 
 // New returns a Store on pool, which must point at a migrated database.
-func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, columns: strings.Split(columnList, ", ")}
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{pool: pool, columns: strings.Split(insertColumnList, ", "), now: time.Now, days: map[int64]struct{}{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
-const stageTable = "conversations_stage"
+const (
+	stageTable = "conversations_stage"
+	// Rows in the stage live for one transaction: toast_tuple_target keeps all but huge
+	// ones from being compressed on the way in.
+	createStageSQL = "CREATE TEMP TABLE IF NOT EXISTS " + stageTable +
+		" (LIKE conversations INCLUDING DEFAULTS) WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS"
+)
 
-// InsertBatch writes events in one transaction and returns how many rows are new. Events
-// already stored (JetStream redeliveries after a crash between commit and ack) and duplicates
-// within the batch are skipped. The COPY protocol cannot do ON CONFLICT, so rows are copied
-// into a temporary staging table and moved with INSERT ... ON CONFLICT DO NOTHING.
-//
-// An event that fails ValidateEvent fails the whole batch with an error wrapping
-// ErrInvalidEvent, before anything is written; any other error is the database's and worth
-// retrying.
-func (s *Store) InsertBatch(ctx context.Context, events []*auditv1.ConversationEvent) (inserted int64, err error) {
-	if len(events) == 0 {
-		return 0, nil
+// Row is an event converted for InsertRows.
+type Row struct {
+	values []any
+	key    rowKey
+	usage  usageKey
+	counts usageCounts
+}
+
+// rowKey is a row's primary key.
+type rowKey struct {
+	id        [16]byte
+	createdAt int64 // Unix microseconds
+}
+
+// PrepareRow checks ev and converts it for InsertRows, text search hashes included. The
+// ingest path prepares the next batch this way while the store writes the current one.
+// Errors wrap ErrInvalidEvent.
+func PrepareRow(ev *auditv1.ConversationEvent) (Row, error) {
+	values, err := toRow(ev)
+	if err != nil {
+		return Row{}, err
 	}
-	rows := make([][]any, len(events))
+	created := ev.GetCreatedAt().AsTime()
+	r := Row{
+		values: values,
+		key:    rowKey{id: values[0].(pgtype.UUID).Bytes, createdAt: created.UnixMicro()},
+		usage: usageKey{
+			tenant: values[2].(string), day: dayOf(created),
+			component: values[4].(string), model: values[6].(string),
+		},
+	}
+	r.counts.add(ev)
+	return r, nil
+}
+
+// InsertBatch prepares events (PrepareRow) and writes them with InsertRows. An event that
+// cannot be prepared fails the whole batch, before anything is written, with an error
+// wrapping ErrInvalidEvent that names its index.
+func (s *Store) InsertBatch(ctx context.Context, events []*auditv1.ConversationEvent) (int64, error) {
+	rows := make([]Row, len(events))
 	for i, ev := range events {
-		if rows[i], err = toRow(ev); err != nil {
+		r, err := PrepareRow(ev)
+		if err != nil {
 			return 0, fmt.Errorf("insert batch: event %d: %w", i, err)
 		}
+		rows[i] = r
 	}
+	return s.InsertRows(ctx, rows)
+}
 
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx,
-			"CREATE TEMP TABLE "+stageTable+" (LIKE conversations INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
-			return fmt.Errorf("create stage: %w", err)
+// InsertRows writes rows in one transaction and returns how many are new. Rows already
+// stored (JetStream redeliveries after a crash between commit and ack) and duplicates
+// within the batch are skipped, and so are not counted again in the usage roll-up. The
+// COPY protocol cannot do ON CONFLICT: rows are copied straight into the table, and when
+// that fails on a duplicate key, copied into a temporary staging table and moved with
+// INSERT ... ON CONFLICT DO NOTHING instead.
+//
+// The partition of every row's day is created first if it does not exist, so a row is
+// never refused for its date, however old or far ahead. Every error is the database's
+// and may be worth retrying; a row it refuses for its data gives a PostgreSQL error of
+// class 22, 23 or 54.
+func (s *Store) InsertRows(ctx context.Context, rows []Row) (inserted int64, err error) {
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	days := map[int64]struct{}{}
+	for _, r := range rows {
+		days[r.usage.day] = struct{}{}
+	}
+	for attempt := 0; ; attempt++ {
+		if err := s.ensureDays(ctx, days); err != nil {
+			return 0, fmt.Errorf("insert rows: %w", err)
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, s.columns, pgx.CopyFromRows(rows)); err != nil {
+		inserted, err = s.insert(ctx, rows)
+		if err == nil {
+			return inserted, nil
+		}
+		// Another replica's retention job may have dropped a partition this one thought
+		// existed (an event older than the retention); forget the days and create again.
+		if attempt == 0 && isNoPartition(err) {
+			s.forgetDays(days)
+			continue
+		}
+		return 0, fmt.Errorf("insert rows: %w", err)
+	}
+}
+
+// insert writes rows in one transaction. The fast path copies them straight into
+// conversations; only when a row is there already (a redelivery) does it fall back to
+// the staging table and INSERT ... ON CONFLICT DO NOTHING, which skips the rows stored
+// before. Either way the usage roll-up is updated, in the same transaction, with exactly
+// the rows inserted.
+func (s *Store) insert(ctx context.Context, rows []Row) (inserted int64, err error) {
+	values := make([][]any, len(rows))
+	for i, r := range rows {
+		values[i] = r.values
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"conversations"}, s.columns, pgx.CopyFromRows(values)); err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
-		tag, err := tx.Exec(ctx, "INSERT INTO conversations ("+columnList+") SELECT "+columnList+
-			" FROM "+stageTable+" ON CONFLICT DO NOTHING")
+		return upsertUsage(ctx, tx, rows)
+	})
+	if err == nil {
+		return int64(len(rows)), nil
+	}
+	if !isUniqueViolation(err) {
+		return 0, err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// One staging table per connection, emptied at every commit: creating and
+		// dropping one per batch would churn the catalog.
+		if _, err := tx.Exec(ctx, createStageSQL); err != nil {
+			return fmt.Errorf("create stage: %w", err)
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, s.columns, pgx.CopyFromRows(values)); err != nil {
+			return fmt.Errorf("copy to stage: %w", err)
+		}
+		res, err := tx.Query(ctx, "INSERT INTO conversations ("+insertColumnList+") SELECT "+insertColumnList+
+			" FROM "+stageTable+" ON CONFLICT DO NOTHING RETURNING request_id, created_at")
 		if err != nil {
 			return fmt.Errorf("move from stage: %w", err)
 		}
-		inserted = tag.RowsAffected()
-		return nil
+		added := map[rowKey]bool{}
+		var (
+			id pgtype.UUID
+			at time.Time
+		)
+		if _, err := pgx.ForEachRow(res, []any{&id, &at}, func() error {
+			added[rowKey{id: id.Bytes, createdAt: at.UnixMicro()}] = true
+			return nil
+		}); err != nil {
+			return fmt.Errorf("move from stage: %w", err)
+		}
+		var fresh []Row
+		for _, r := range rows {
+			if added[r.key] {
+				fresh = append(fresh, r)
+				delete(added, r.key) // a duplicate within the batch counts once
+			}
+		}
+		inserted = int64(len(fresh))
+		return upsertUsage(ctx, tx, fresh)
 	})
-	if err != nil {
-		return 0, fmt.Errorf("insert batch: %w", err)
-	}
-	return inserted, nil
+	return inserted, err
+}
+
+// isUniqueViolation reports whether err is PostgreSQL's unique_violation (23505).
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// isNoPartition reports whether err is PostgreSQL's refusal of a row for which no
+// partition exists.
+func isNoPartition(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == checkViolation &&
+		strings.HasPrefix(pgErr.Message, "no partition of relation")
 }
 
 // Get returns the tenant's conversation with requestID. A request id that is not a UUID
@@ -128,115 +288,6 @@ func (s *Store) Get(ctx context.Context, tenant, requestID string) (*auditv1.Con
 		return nil, fmt.Errorf("get conversation: %w", err)
 	}
 	return r.conversation(), nil
-}
-
-// List returns one page of the tenant's conversations that match every filter set in req,
-// newest first. start_time is inclusive and end_time exclusive. Pages are keyset-paginated on
-// (created_at, request_id), so rows inserted while a client pages through never cause gaps or
-// repeats. A bad page token gives ErrInvalidPageToken; a bad filter or page size,
-// ErrInvalidRequest.
-func (s *Store) List(ctx context.Context, tenant string, req *auditv1.ListConversationsRequest) (*auditv1.ListConversationsResponse, error) {
-	q, limit, err := listQuery(tenant, req)
-	if err != nil {
-		return nil, fmt.Errorf("list conversations: %w", err)
-	}
-	rows, err := s.pool.Query(ctx, q.sql(), q.args...)
-	if err != nil {
-		return nil, fmt.Errorf("list conversations: %w", err)
-	}
-	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
-	if err != nil {
-		return nil, fmt.Errorf("list conversations: %w", err)
-	}
-
-	resp := &auditv1.ListConversationsResponse{}
-	if len(rs) > limit {
-		rs = rs[:limit]
-		last := rs[limit-1]
-		resp.NextPageToken = encodePageToken(pageCursor{createdAt: last.CreatedAt, requestID: last.RequestID.Bytes})
-	}
-	resp.Conversations = make([]*auditv1.Conversation, len(rs))
-	for i := range rs {
-		resp.Conversations[i] = rs[i].conversation()
-	}
-	return resp, nil
-}
-
-type query struct {
-	where []string
-	args  []any
-	limit int
-}
-
-func (q *query) add(cond string, args ...any) {
-	n := make([]any, len(args))
-	for i := range args {
-		n[i] = len(q.args) + i + 1
-	}
-	q.where = append(q.where, fmt.Sprintf(cond, n...))
-	q.args = append(q.args, args...)
-}
-
-func (q *query) sql() string {
-	return "SELECT " + columnList + " FROM conversations WHERE " + strings.Join(q.where, " AND ") +
-		" ORDER BY created_at DESC, request_id DESC LIMIT " + fmt.Sprint(q.limit)
-}
-
-// listQuery builds the query for req; it fetches one row more than the page size to learn
-// whether another page follows.
-func listQuery(tenant string, req *auditv1.ListConversationsRequest) (*query, int, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, 0, fmt.Errorf("%w: negative page_size %d", ErrInvalidRequest, size)
-	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
-	}
-	q := &query{limit: size + 1}
-	q.add("tenant = $%d", tenant)
-
-	if req.GetStartTime() != nil {
-		if err := req.GetStartTime().CheckValid(); err != nil {
-			return nil, 0, fmt.Errorf("%w: start_time: %w", ErrInvalidRequest, err)
-		}
-		q.add("created_at >= $%d", req.GetStartTime().AsTime())
-	}
-	if req.GetEndTime() != nil {
-		if err := req.GetEndTime().CheckValid(); err != nil {
-			return nil, 0, fmt.Errorf("%w: end_time: %w", ErrInvalidRequest, err)
-		}
-		q.add("created_at < $%d", req.GetEndTime().AsTime())
-	}
-	for _, f := range []struct{ column, value string }{
-		{"component", req.GetComponent()},
-		{"model", req.GetModel()},
-		{"error_code", req.GetErrorCode()},
-		{"context_id", req.GetContextId()},
-	} {
-		if f.value != "" {
-			q.add(f.column+" = $%d", f.value)
-		}
-	}
-	if req.GetStatus() != auditv1.Status_STATUS_UNSPECIFIED {
-		st, ok := statusToDB(req.GetStatus())
-		if !ok {
-			return nil, 0, fmt.Errorf("%w: unknown status %v", ErrInvalidRequest, req.GetStatus())
-		}
-		q.add("status = $%d", st)
-	}
-	if req.CacheHit != nil {
-		q.add("cache_hit = $%d", req.GetCacheHit())
-	}
-	if req.GetPageToken() != "" {
-		c, err := decodePageToken(req.GetPageToken())
-		if err != nil {
-			return nil, 0, err
-		}
-		q.add("(created_at, request_id) < ($%d, $%d)", c.createdAt, pgtype.UUID{Bytes: c.requestID, Valid: true})
-	}
-	return q, size, nil
 }
 
 // row is one conversations row as read back.

@@ -321,6 +321,9 @@ func TestListFilters(t *testing.T) {
 			ev.ErrorCode = []string{"ERR_CONVERSATION_INVOKE", "DeadlineExceeded"}[i%2]
 			ev.ResponseJson = nil
 		}
+		ev.Latency = durationpb.New(time.Duration(i) * 100 * time.Millisecond)
+		ev.RequestJson = fmt.Appendf(nil, `{"inputs":[{"content":"Please check %s number %d","role":"user"}],"temperature":0.5}`,
+			[]string{"the Invoice", "this receipt", "the invoice_42"}[i%3], i)
 		events = append(events, ev)
 	}
 	insert(t, s, events...)
@@ -373,6 +376,24 @@ func TestListFilters(t *testing.T) {
 				return i >= 1 && i < 11 && e.GetComponent() == "openai" && e.GetModel() == "m-a" &&
 					e.GetStatus() == auditv1.Status_STATUS_OK && !e.GetCacheHit()
 			})},
+		{name: "min latency inclusive", give: &auditv1.ListConversationsRequest{MinLatency: durationpb.New(700 * time.Millisecond)},
+			want: expect(func(i int, _ *auditv1.ConversationEvent) bool { return i >= 7 })},
+		{name: "min latency rounds up to a microsecond", give: &auditv1.ListConversationsRequest{MinLatency: durationpb.New(700*time.Millisecond + 1)},
+			want: expect(func(i int, _ *auditv1.ConversationEvent) bool { return i >= 8 })},
+		{name: "zero min latency", give: &auditv1.ListConversationsRequest{MinLatency: durationpb.New(0)},
+			want: expect(func(int, *auditv1.ConversationEvent) bool { return true })},
+		{name: "text one word any case", give: &auditv1.ListConversationsRequest{TextQuery: "INVOICE"},
+			want: expect(func(i int, _ *auditv1.ConversationEvent) bool { return i%3 != 1 })},
+		{name: "text every word must occur", give: &auditv1.ListConversationsRequest{TextQuery: "invoice 42"},
+			want: expect(func(i int, _ *auditv1.ConversationEvent) bool { return i%3 == 2 })},
+		{name: "text words in any order and punctuation", give: &auditv1.ListConversationsRequest{TextQuery: "number, receipt!"},
+			want: expect(func(i int, _ *auditv1.ConversationEvent) bool { return i%3 == 1 })},
+		{name: "text in the response", give: &auditv1.ListConversationsRequest{TextQuery: "redacted"},
+			want: expect(func(_ int, e *auditv1.ConversationEvent) bool { return e.GetResponseJson() != nil })},
+		{name: "text is whole words", give: &auditv1.ListConversationsRequest{TextQuery: "invoic"}, want: nil},
+		{name: "text does not match keys", give: &auditv1.ListConversationsRequest{TextQuery: "role"}, want: nil},
+		{name: "text and other filters", give: &auditv1.ListConversationsRequest{TextQuery: "number 9", Model: "m-a"},
+			want: expect(func(i int, _ *auditv1.ConversationEvent) bool { return i == 9 })},
 		{name: "no match", give: &auditv1.ListConversationsRequest{Component: "nope"}, want: nil},
 		{name: "other tenant's context id", give: &auditv1.ListConversationsRequest{ContextId: "ctx-2"}, want: nil},
 	}
@@ -573,6 +594,14 @@ func TestListInvalidRequests(t *testing.T) {
 		{name: "unknown status", give: &auditv1.ListConversationsRequest{Status: 9}, wantErr: store.ErrInvalidRequest},
 		{name: "invalid start time", give: &auditv1.ListConversationsRequest{StartTime: &timestamppb.Timestamp{Seconds: -1 << 62}}, wantErr: store.ErrInvalidRequest},
 		{name: "invalid end time", give: &auditv1.ListConversationsRequest{EndTime: &timestamppb.Timestamp{Nanos: 2e9}}, wantErr: store.ErrInvalidRequest},
+		{name: "negative min latency", give: &auditv1.ListConversationsRequest{MinLatency: durationpb.New(-time.Second)}, wantErr: store.ErrInvalidRequest},
+		{name: "invalid min latency", give: &auditv1.ListConversationsRequest{MinLatency: &durationpb.Duration{Seconds: 1, Nanos: -1}}, wantErr: store.ErrInvalidRequest},
+		{name: "text without words", give: &auditv1.ListConversationsRequest{TextQuery: "?!-"}, wantErr: store.ErrInvalidRequest},
+		{name: "text too long", give: &auditv1.ListConversationsRequest{TextQuery: strings.Repeat("a", store.MaxTextQuery+1)}, wantErr: store.ErrInvalidRequest},
+		{name: "text with too many words", give: &auditv1.ListConversationsRequest{TextQuery: manyWords(store.MaxQueryWords + 1)}, wantErr: store.ErrInvalidRequest},
+		{name: "text not utf8", give: &auditv1.ListConversationsRequest{TextQuery: "abc\xff"}, wantErr: store.ErrInvalidRequest},
+		{name: "component not utf8", give: &auditv1.ListConversationsRequest{Component: "\xffx"}, wantErr: store.ErrInvalidRequest},
+		{name: "context id with nul", give: &auditv1.ListConversationsRequest{ContextId: "a\x00b"}, wantErr: store.ErrInvalidRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -582,6 +611,15 @@ func TestListInvalidRequests(t *testing.T) {
 			require.Nil(t, resp)
 		})
 	}
+}
+
+// manyWords returns n distinct words.
+func manyWords(n int) string {
+	words := make([]string, n)
+	for i := range words {
+		words[i] = fmt.Sprintf("w%d", i)
+	}
+	return strings.Join(words, " ")
 }
 
 func TestMigrationsEmbedded(t *testing.T) {

@@ -40,3 +40,8 @@ func (h *Handler) ListConversations(ctx context.Context, req *auditv1.ListConver
 func (h *Handler) GetConversation(ctx context.Context, req *auditv1.GetConversationRequest) (*auditv1.GetConversationResponse, error) {
 	return h.client.GetConversation(tenantContext(ctx), req)
 }
+
+// GetUsageStats returns usage statistics over the caller's conversations.
+func (h *Handler) GetUsageStats(ctx context.Context, req *auditv1.GetUsageStatsRequest) (*auditv1.GetUsageStatsResponse, error) {
+	return h.client.GetUsageStats(tenantContext(ctx), req)
+}

@@ -24,6 +24,107 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// UsageBucket is the time bucket of usage statistics; buckets start on UTC hours or days.
+type UsageBucket int32
+
+const (
+	UsageBucket_USAGE_BUCKET_UNSPECIFIED UsageBucket = 0
+	UsageBucket_USAGE_BUCKET_HOUR        UsageBucket = 1
+	UsageBucket_USAGE_BUCKET_DAY         UsageBucket = 2
+)
+
+// Enum value maps for UsageBucket.
+var (
+	UsageBucket_name = map[int32]string{
+		0: "USAGE_BUCKET_UNSPECIFIED",
+		1: "USAGE_BUCKET_HOUR",
+		2: "USAGE_BUCKET_DAY",
+	}
+	UsageBucket_value = map[string]int32{
+		"USAGE_BUCKET_UNSPECIFIED": 0,
+		"USAGE_BUCKET_HOUR":        1,
+		"USAGE_BUCKET_DAY":         2,
+	}
+)
+
+func (x UsageBucket) Enum() *UsageBucket {
+	p := new(UsageBucket)
+	*p = x
+	return p
+}
+
+func (x UsageBucket) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UsageBucket) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_audit_v1_audit_proto_enumTypes[0].Descriptor()
+}
+
+func (UsageBucket) Type() protoreflect.EnumType {
+	return &file_parley_audit_v1_audit_proto_enumTypes[0]
+}
+
+func (x UsageBucket) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UsageBucket.Descriptor instead.
+func (UsageBucket) EnumDescriptor() ([]byte, []int) {
+	return file_parley_audit_v1_audit_proto_rawDescGZIP(), []int{0}
+}
+
+// UsageDimension is a dimension that usage statistics can be grouped by, besides the time
+// bucket and the caller's tenant.
+type UsageDimension int32
+
+const (
+	UsageDimension_USAGE_DIMENSION_UNSPECIFIED UsageDimension = 0
+	UsageDimension_USAGE_DIMENSION_COMPONENT   UsageDimension = 1
+	UsageDimension_USAGE_DIMENSION_MODEL       UsageDimension = 2
+)
+
+// Enum value maps for UsageDimension.
+var (
+	UsageDimension_name = map[int32]string{
+		0: "USAGE_DIMENSION_UNSPECIFIED",
+		1: "USAGE_DIMENSION_COMPONENT",
+		2: "USAGE_DIMENSION_MODEL",
+	}
+	UsageDimension_value = map[string]int32{
+		"USAGE_DIMENSION_UNSPECIFIED": 0,
+		"USAGE_DIMENSION_COMPONENT":   1,
+		"USAGE_DIMENSION_MODEL":       2,
+	}
+)
+
+func (x UsageDimension) Enum() *UsageDimension {
+	p := new(UsageDimension)
+	*p = x
+	return p
+}
+
+func (x UsageDimension) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UsageDimension) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_audit_v1_audit_proto_enumTypes[1].Descriptor()
+}
+
+func (UsageDimension) Type() protoreflect.EnumType {
+	return &file_parley_audit_v1_audit_proto_enumTypes[1]
+}
+
+func (x UsageDimension) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UsageDimension.Descriptor instead.
+func (UsageDimension) EnumDescriptor() ([]byte, []int) {
+	return file_parley_audit_v1_audit_proto_rawDescGZIP(), []int{1}
+}
+
 // Conversation is one row of the audit log.
 type Conversation struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -253,7 +354,14 @@ type ListConversationsRequest struct {
 	// At most 1000; 50 when unset.
 	PageSize int32 `protobuf:"varint,9,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page.
-	PageToken     string `protobuf:"bytes,10,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,10,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only conversations that took at least this long, end to end.
+	MinLatency *durationpb.Duration `protobuf:"bytes,11,opt,name=min_latency,json=minLatency,proto3" json:"min_latency,omitempty"`
+	// Words that the scrubbed request and response (their JSON string values, the first
+	// 64 KiB of each) must all contain, in any order and case: a word is a run of letters
+	// and digits, so "<EMAIL_ADDRESS>" is the words email and address. 1 to 16 words, at
+	// most 256 bytes.
+	TextQuery     string `protobuf:"bytes,12,opt,name=text_query,json=textQuery,proto3" json:"text_query,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +462,20 @@ func (x *ListConversationsRequest) GetPageSize() int32 {
 func (x *ListConversationsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListConversationsRequest) GetMinLatency() *durationpb.Duration {
+	if x != nil {
+		return x.MinLatency
+	}
+	return nil
+}
+
+func (x *ListConversationsRequest) GetTextQuery() string {
+	if x != nil {
+		return x.TextQuery
 	}
 	return ""
 }
@@ -502,6 +624,303 @@ func (x *GetConversationResponse) GetConversation() *Conversation {
 	return nil
 }
 
+// GetUsageStatsRequest selects the conversations to summarise and how to group them.
+type GetUsageStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Inclusive; by default end_time less 7 days (day buckets) or 24 hours (hour buckets).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Exclusive; by default the end of the current UTC day (day buckets) or hour (hour
+	// buckets).
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Day buckets when unspecified. A range spans at most 366 days of day buckets or 31
+	// days of hour buckets.
+	Bucket UsageBucket `protobuf:"varint,3,opt,name=bucket,proto3,enum=parley.audit.v1.UsageBucket" json:"bucket,omitempty"`
+	// Dimensions to group by; none gives one row per bucket.
+	GroupBy []UsageDimension `protobuf:"varint,4,rep,packed,name=group_by,json=groupBy,proto3,enum=parley.audit.v1.UsageDimension" json:"group_by,omitempty"`
+	// Only this component, when set.
+	Component string `protobuf:"bytes,5,opt,name=component,proto3" json:"component,omitempty"`
+	// Only this model, when set.
+	Model         string `protobuf:"bytes,6,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageStatsRequest) Reset() {
+	*x = GetUsageStatsRequest{}
+	mi := &file_parley_audit_v1_audit_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageStatsRequest) ProtoMessage() {}
+
+func (x *GetUsageStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_audit_v1_audit_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetUsageStatsRequest) Descriptor() ([]byte, []int) {
+	return file_parley_audit_v1_audit_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetUsageStatsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *GetUsageStatsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *GetUsageStatsRequest) GetBucket() UsageBucket {
+	if x != nil {
+		return x.Bucket
+	}
+	return UsageBucket_USAGE_BUCKET_UNSPECIFIED
+}
+
+func (x *GetUsageStatsRequest) GetGroupBy() []UsageDimension {
+	if x != nil {
+		return x.GroupBy
+	}
+	return nil
+}
+
+func (x *GetUsageStatsRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *GetUsageStatsRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+// UsageStats summarises the conversations of one bucket and group.
+type UsageStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start of the UTC hour or day.
+	BucketStart *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=bucket_start,json=bucketStart,proto3" json:"bucket_start,omitempty"`
+	Tenant      string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Empty unless grouped by component.
+	Component string `protobuf:"bytes,3,opt,name=component,proto3" json:"component,omitempty"`
+	// Empty unless grouped by model.
+	Model    string `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
+	Requests int64  `protobuf:"varint,5,opt,name=requests,proto3" json:"requests,omitempty"`
+	// Requests with status error.
+	Errors int64 `protobuf:"varint,6,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Requests answered from the cache.
+	CacheHits int64 `protobuf:"varint,7,opt,name=cache_hits,json=cacheHits,proto3" json:"cache_hits,omitempty"`
+	// cache_hits / requests.
+	CacheHitRate float64 `protobuf:"fixed64,8,opt,name=cache_hit_rate,json=cacheHitRate,proto3" json:"cache_hit_rate,omitempty"`
+	// Token counts summed over the requests.
+	Usage *TokenUsage `protobuf:"bytes,9,opt,name=usage,proto3" json:"usage,omitempty"`
+	// Mean end-to-end latency.
+	LatencyMean *durationpb.Duration `protobuf:"bytes,10,opt,name=latency_mean,json=latencyMean,proto3" json:"latency_mean,omitempty"`
+	LatencyP50  *durationpb.Duration `protobuf:"bytes,11,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
+	LatencyP90  *durationpb.Duration `protobuf:"bytes,12,opt,name=latency_p90,json=latencyP90,proto3" json:"latency_p90,omitempty"`
+	LatencyP99  *durationpb.Duration `protobuf:"bytes,13,opt,name=latency_p99,json=latencyP99,proto3" json:"latency_p99,omitempty"`
+	// True when the percentiles are estimated from the daily roll-up's latency histogram
+	// (within about 10%) rather than computed from every row.
+	LatencyEstimated bool `protobuf:"varint,14,opt,name=latency_estimated,json=latencyEstimated,proto3" json:"latency_estimated,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *UsageStats) Reset() {
+	*x = UsageStats{}
+	mi := &file_parley_audit_v1_audit_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageStats) ProtoMessage() {}
+
+func (x *UsageStats) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_audit_v1_audit_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageStats.ProtoReflect.Descriptor instead.
+func (*UsageStats) Descriptor() ([]byte, []int) {
+	return file_parley_audit_v1_audit_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *UsageStats) GetBucketStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BucketStart
+	}
+	return nil
+}
+
+func (x *UsageStats) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *UsageStats) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *UsageStats) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *UsageStats) GetRequests() int64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *UsageStats) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *UsageStats) GetCacheHits() int64 {
+	if x != nil {
+		return x.CacheHits
+	}
+	return 0
+}
+
+func (x *UsageStats) GetCacheHitRate() float64 {
+	if x != nil {
+		return x.CacheHitRate
+	}
+	return 0
+}
+
+func (x *UsageStats) GetUsage() *TokenUsage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *UsageStats) GetLatencyMean() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyMean
+	}
+	return nil
+}
+
+func (x *UsageStats) GetLatencyP50() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP50
+	}
+	return nil
+}
+
+func (x *UsageStats) GetLatencyP90() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP90
+	}
+	return nil
+}
+
+func (x *UsageStats) GetLatencyP99() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP99
+	}
+	return nil
+}
+
+func (x *UsageStats) GetLatencyEstimated() bool {
+	if x != nil {
+		return x.LatencyEstimated
+	}
+	return false
+}
+
+// GetUsageStatsResponse lists the statistics ordered by bucket, then component and model.
+type GetUsageStatsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stats         []*UsageStats          `protobuf:"bytes,1,rep,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageStatsResponse) Reset() {
+	*x = GetUsageStatsResponse{}
+	mi := &file_parley_audit_v1_audit_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageStatsResponse) ProtoMessage() {}
+
+func (x *GetUsageStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_audit_v1_audit_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetUsageStatsResponse) Descriptor() ([]byte, []int) {
+	return file_parley_audit_v1_audit_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetUsageStatsResponse) GetStats() []*UsageStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
 var File_parley_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_audit_proto_rawDesc = "" +
@@ -537,7 +956,7 @@ const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9b\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf6\x03\n" +
 	"\x18ListConversationsRequest\x129\n" +
 	"\n" +
 	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
@@ -553,7 +972,11 @@ const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\tpage_size\x18\t \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\n" +
-	" \x01(\tR\tpageTokenB\f\n" +
+	" \x01(\tR\tpageToken\x12:\n" +
+	"\vmin_latency\x18\v \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"minLatency\x12\x1d\n" +
+	"\n" +
+	"text_query\x18\f \x01(\tR\ttextQueryB\f\n" +
 	"\n" +
 	"_cache_hit\"\x88\x01\n" +
 	"\x19ListConversationsResponse\x12C\n" +
@@ -563,10 +986,50 @@ const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\"\\\n" +
 	"\x17GetConversationResponse\x12A\n" +
-	"\fconversation\x18\x01 \x01(\v2\x1d.parley.audit.v1.ConversationR\fconversation2\xe0\x01\n" +
+	"\fconversation\x18\x01 \x01(\v2\x1d.parley.audit.v1.ConversationR\fconversation\"\xae\x02\n" +
+	"\x14GetUsageStatsRequest\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x124\n" +
+	"\x06bucket\x18\x03 \x01(\x0e2\x1c.parley.audit.v1.UsageBucketR\x06bucket\x12:\n" +
+	"\bgroup_by\x18\x04 \x03(\x0e2\x1f.parley.audit.v1.UsageDimensionR\agroupBy\x12\x1c\n" +
+	"\tcomponent\x18\x05 \x01(\tR\tcomponent\x12\x14\n" +
+	"\x05model\x18\x06 \x01(\tR\x05model\"\xe2\x04\n" +
+	"\n" +
+	"UsageStats\x12=\n" +
+	"\fbucket_start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vbucketStart\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1c\n" +
+	"\tcomponent\x18\x03 \x01(\tR\tcomponent\x12\x14\n" +
+	"\x05model\x18\x04 \x01(\tR\x05model\x12\x1a\n" +
+	"\brequests\x18\x05 \x01(\x03R\brequests\x12\x16\n" +
+	"\x06errors\x18\x06 \x01(\x03R\x06errors\x12\x1d\n" +
+	"\n" +
+	"cache_hits\x18\a \x01(\x03R\tcacheHits\x12$\n" +
+	"\x0ecache_hit_rate\x18\b \x01(\x01R\fcacheHitRate\x121\n" +
+	"\x05usage\x18\t \x01(\v2\x1b.parley.audit.v1.TokenUsageR\x05usage\x12<\n" +
+	"\flatency_mean\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\vlatencyMean\x12:\n" +
+	"\vlatency_p50\x18\v \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP50\x12:\n" +
+	"\vlatency_p90\x18\f \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP90\x12:\n" +
+	"\vlatency_p99\x18\r \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP99\x12+\n" +
+	"\x11latency_estimated\x18\x0e \x01(\bR\x10latencyEstimated\"J\n" +
+	"\x15GetUsageStatsResponse\x121\n" +
+	"\x05stats\x18\x01 \x03(\v2\x1b.parley.audit.v1.UsageStatsR\x05stats*X\n" +
+	"\vUsageBucket\x12\x1c\n" +
+	"\x18USAGE_BUCKET_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11USAGE_BUCKET_HOUR\x10\x01\x12\x14\n" +
+	"\x10USAGE_BUCKET_DAY\x10\x02*k\n" +
+	"\x0eUsageDimension\x12\x1f\n" +
+	"\x1bUSAGE_DIMENSION_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19USAGE_DIMENSION_COMPONENT\x10\x01\x12\x19\n" +
+	"\x15USAGE_DIMENSION_MODEL\x10\x022\xc0\x02\n" +
 	"\fAuditService\x12j\n" +
 	"\x11ListConversations\x12).parley.audit.v1.ListConversationsRequest\x1a*.parley.audit.v1.ListConversationsResponse\x12d\n" +
-	"\x0fGetConversation\x12'.parley.audit.v1.GetConversationRequest\x1a(.parley.audit.v1.GetConversationResponseB\xba\x01\n" +
+	"\x0fGetConversation\x12'.parley.audit.v1.GetConversationRequest\x1a(.parley.audit.v1.GetConversationResponse\x12^\n" +
+	"\rGetUsageStats\x12%.parley.audit.v1.GetUsageStatsRequest\x1a&.parley.audit.v1.GetUsageStatsResponseB\xba\x01\n" +
 	"\x13com.parley.audit.v1B\n" +
 	"AuditProtoP\x01Z9github.com/parleyhq/parley/gen/pb/parley/audit/v1;auditv1\xa2\x02\x03PAX\xaa\x02\x0fParley.Audit.V1\xca\x02\x0fParley\\Audit\\V1\xe2\x02\x1bParley\\Audit\\V1\\GPBMetadata\xea\x02\x11Parley::Audit::V1b\x06proto3"
 
@@ -582,45 +1045,65 @@ func file_parley_audit_v1_audit_proto_rawDescGZIP() []byte {
 	return file_parley_audit_v1_audit_proto_rawDescData
 }
 
-var file_parley_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_parley_audit_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_parley_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_parley_audit_v1_audit_proto_goTypes = []any{
-	(*Conversation)(nil),              // 0: parley.audit.v1.Conversation
-	(*ListConversationsRequest)(nil),  // 1: parley.audit.v1.ListConversationsRequest
-	(*ListConversationsResponse)(nil), // 2: parley.audit.v1.ListConversationsResponse
-	(*GetConversationRequest)(nil),    // 3: parley.audit.v1.GetConversationRequest
-	(*GetConversationResponse)(nil),   // 4: parley.audit.v1.GetConversationResponse
-	nil,                               // 5: parley.audit.v1.Conversation.PiiFindingsEntry
-	(Api)(0),                          // 6: parley.audit.v1.Api
-	(*structpb.Value)(nil),            // 7: google.protobuf.Value
-	(Status)(0),                       // 8: parley.audit.v1.Status
-	(*TokenUsage)(nil),                // 9: parley.audit.v1.TokenUsage
-	(*durationpb.Duration)(nil),       // 10: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 11: google.protobuf.Timestamp
+	(UsageBucket)(0),                  // 0: parley.audit.v1.UsageBucket
+	(UsageDimension)(0),               // 1: parley.audit.v1.UsageDimension
+	(*Conversation)(nil),              // 2: parley.audit.v1.Conversation
+	(*ListConversationsRequest)(nil),  // 3: parley.audit.v1.ListConversationsRequest
+	(*ListConversationsResponse)(nil), // 4: parley.audit.v1.ListConversationsResponse
+	(*GetConversationRequest)(nil),    // 5: parley.audit.v1.GetConversationRequest
+	(*GetConversationResponse)(nil),   // 6: parley.audit.v1.GetConversationResponse
+	(*GetUsageStatsRequest)(nil),      // 7: parley.audit.v1.GetUsageStatsRequest
+	(*UsageStats)(nil),                // 8: parley.audit.v1.UsageStats
+	(*GetUsageStatsResponse)(nil),     // 9: parley.audit.v1.GetUsageStatsResponse
+	nil,                               // 10: parley.audit.v1.Conversation.PiiFindingsEntry
+	(Api)(0),                          // 11: parley.audit.v1.Api
+	(*structpb.Value)(nil),            // 12: google.protobuf.Value
+	(Status)(0),                       // 13: parley.audit.v1.Status
+	(*TokenUsage)(nil),                // 14: parley.audit.v1.TokenUsage
+	(*durationpb.Duration)(nil),       // 15: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
 }
 var file_parley_audit_v1_audit_proto_depIdxs = []int32{
-	6,  // 0: parley.audit.v1.Conversation.api:type_name -> parley.audit.v1.Api
-	7,  // 1: parley.audit.v1.Conversation.request:type_name -> google.protobuf.Value
-	7,  // 2: parley.audit.v1.Conversation.response:type_name -> google.protobuf.Value
-	8,  // 3: parley.audit.v1.Conversation.status:type_name -> parley.audit.v1.Status
-	9,  // 4: parley.audit.v1.Conversation.usage:type_name -> parley.audit.v1.TokenUsage
-	5,  // 5: parley.audit.v1.Conversation.pii_findings:type_name -> parley.audit.v1.Conversation.PiiFindingsEntry
-	10, // 6: parley.audit.v1.Conversation.latency:type_name -> google.protobuf.Duration
-	10, // 7: parley.audit.v1.Conversation.provider_latency:type_name -> google.protobuf.Duration
-	11, // 8: parley.audit.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
-	11, // 9: parley.audit.v1.ListConversationsRequest.start_time:type_name -> google.protobuf.Timestamp
-	11, // 10: parley.audit.v1.ListConversationsRequest.end_time:type_name -> google.protobuf.Timestamp
-	8,  // 11: parley.audit.v1.ListConversationsRequest.status:type_name -> parley.audit.v1.Status
-	0,  // 12: parley.audit.v1.ListConversationsResponse.conversations:type_name -> parley.audit.v1.Conversation
-	0,  // 13: parley.audit.v1.GetConversationResponse.conversation:type_name -> parley.audit.v1.Conversation
-	1,  // 14: parley.audit.v1.AuditService.ListConversations:input_type -> parley.audit.v1.ListConversationsRequest
-	3,  // 15: parley.audit.v1.AuditService.GetConversation:input_type -> parley.audit.v1.GetConversationRequest
-	2,  // 16: parley.audit.v1.AuditService.ListConversations:output_type -> parley.audit.v1.ListConversationsResponse
-	4,  // 17: parley.audit.v1.AuditService.GetConversation:output_type -> parley.audit.v1.GetConversationResponse
-	16, // [16:18] is the sub-list for method output_type
-	14, // [14:16] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 0: parley.audit.v1.Conversation.api:type_name -> parley.audit.v1.Api
+	12, // 1: parley.audit.v1.Conversation.request:type_name -> google.protobuf.Value
+	12, // 2: parley.audit.v1.Conversation.response:type_name -> google.protobuf.Value
+	13, // 3: parley.audit.v1.Conversation.status:type_name -> parley.audit.v1.Status
+	14, // 4: parley.audit.v1.Conversation.usage:type_name -> parley.audit.v1.TokenUsage
+	10, // 5: parley.audit.v1.Conversation.pii_findings:type_name -> parley.audit.v1.Conversation.PiiFindingsEntry
+	15, // 6: parley.audit.v1.Conversation.latency:type_name -> google.protobuf.Duration
+	15, // 7: parley.audit.v1.Conversation.provider_latency:type_name -> google.protobuf.Duration
+	16, // 8: parley.audit.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
+	16, // 9: parley.audit.v1.ListConversationsRequest.start_time:type_name -> google.protobuf.Timestamp
+	16, // 10: parley.audit.v1.ListConversationsRequest.end_time:type_name -> google.protobuf.Timestamp
+	13, // 11: parley.audit.v1.ListConversationsRequest.status:type_name -> parley.audit.v1.Status
+	15, // 12: parley.audit.v1.ListConversationsRequest.min_latency:type_name -> google.protobuf.Duration
+	2,  // 13: parley.audit.v1.ListConversationsResponse.conversations:type_name -> parley.audit.v1.Conversation
+	2,  // 14: parley.audit.v1.GetConversationResponse.conversation:type_name -> parley.audit.v1.Conversation
+	16, // 15: parley.audit.v1.GetUsageStatsRequest.start_time:type_name -> google.protobuf.Timestamp
+	16, // 16: parley.audit.v1.GetUsageStatsRequest.end_time:type_name -> google.protobuf.Timestamp
+	0,  // 17: parley.audit.v1.GetUsageStatsRequest.bucket:type_name -> parley.audit.v1.UsageBucket
+	1,  // 18: parley.audit.v1.GetUsageStatsRequest.group_by:type_name -> parley.audit.v1.UsageDimension
+	16, // 19: parley.audit.v1.UsageStats.bucket_start:type_name -> google.protobuf.Timestamp
+	14, // 20: parley.audit.v1.UsageStats.usage:type_name -> parley.audit.v1.TokenUsage
+	15, // 21: parley.audit.v1.UsageStats.latency_mean:type_name -> google.protobuf.Duration
+	15, // 22: parley.audit.v1.UsageStats.latency_p50:type_name -> google.protobuf.Duration
+	15, // 23: parley.audit.v1.UsageStats.latency_p90:type_name -> google.protobuf.Duration
+	15, // 24: parley.audit.v1.UsageStats.latency_p99:type_name -> google.protobuf.Duration
+	8,  // 25: parley.audit.v1.GetUsageStatsResponse.stats:type_name -> parley.audit.v1.UsageStats
+	3,  // 26: parley.audit.v1.AuditService.ListConversations:input_type -> parley.audit.v1.ListConversationsRequest
+	5,  // 27: parley.audit.v1.AuditService.GetConversation:input_type -> parley.audit.v1.GetConversationRequest
+	7,  // 28: parley.audit.v1.AuditService.GetUsageStats:input_type -> parley.audit.v1.GetUsageStatsRequest
+	4,  // 29: parley.audit.v1.AuditService.ListConversations:output_type -> parley.audit.v1.ListConversationsResponse
+	6,  // 30: parley.audit.v1.AuditService.GetConversation:output_type -> parley.audit.v1.GetConversationResponse
+	9,  // 31: parley.audit.v1.AuditService.GetUsageStats:output_type -> parley.audit.v1.GetUsageStatsResponse
+	29, // [29:32] is the sub-list for method output_type
+	26, // [26:29] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_parley_audit_v1_audit_proto_init() }
@@ -635,13 +1118,14 @@ func file_parley_audit_v1_audit_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_audit_v1_audit_proto_rawDesc), len(file_parley_audit_v1_audit_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   6,
+			NumEnums:      2,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_parley_audit_v1_audit_proto_goTypes,
 		DependencyIndexes: file_parley_audit_v1_audit_proto_depIdxs,
+		EnumInfos:         file_parley_audit_v1_audit_proto_enumTypes,
 		MessageInfos:      file_parley_audit_v1_audit_proto_msgTypes,
 	}.Build()
 	File_parley_audit_v1_audit_proto = out.File

@@ -39,6 +39,9 @@ const (
 	// AuditServiceGetConversationProcedure is the fully-qualified name of the AuditService's
 	// GetConversation RPC.
 	AuditServiceGetConversationProcedure = "/parley.audit.v1.AuditService/GetConversation"
+	// AuditServiceGetUsageStatsProcedure is the fully-qualified name of the AuditService's
+	// GetUsageStats RPC.
+	AuditServiceGetUsageStatsProcedure = "/parley.audit.v1.AuditService/GetUsageStats"
 )
 
 // AuditServiceClient is a client for the parley.audit.v1.AuditService service.
@@ -47,6 +50,9 @@ type AuditServiceClient interface {
 	ListConversations(context.Context, *v1.ListConversationsRequest) (*v1.ListConversationsResponse, error)
 	// GetConversation returns one conversation by request id.
 	GetConversation(context.Context, *v1.GetConversationRequest) (*v1.GetConversationResponse, error)
+	// GetUsageStats returns request, token, error, cache and latency statistics per time
+	// bucket (hour or day), optionally grouped by component and model.
+	GetUsageStats(context.Context, *v1.GetUsageStatsRequest) (*v1.GetUsageStatsResponse, error)
 }
 
 // NewAuditServiceClient constructs a client for the parley.audit.v1.AuditService service. By
@@ -72,6 +78,12 @@ func NewAuditServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(auditServiceMethods.ByName("GetConversation")),
 			connect.WithClientOptions(opts...),
 		),
+		getUsageStats: connect.NewClient[v1.GetUsageStatsRequest, v1.GetUsageStatsResponse](
+			httpClient,
+			baseURL+AuditServiceGetUsageStatsProcedure,
+			connect.WithSchema(auditServiceMethods.ByName("GetUsageStats")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -79,6 +91,7 @@ func NewAuditServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 type auditServiceClient struct {
 	listConversations *connect.Client[v1.ListConversationsRequest, v1.ListConversationsResponse]
 	getConversation   *connect.Client[v1.GetConversationRequest, v1.GetConversationResponse]
+	getUsageStats     *connect.Client[v1.GetUsageStatsRequest, v1.GetUsageStatsResponse]
 }
 
 // ListConversations calls parley.audit.v1.AuditService.ListConversations.
@@ -99,12 +112,24 @@ func (c *auditServiceClient) GetConversation(ctx context.Context, req *v1.GetCon
 	return nil, err
 }
 
+// GetUsageStats calls parley.audit.v1.AuditService.GetUsageStats.
+func (c *auditServiceClient) GetUsageStats(ctx context.Context, req *v1.GetUsageStatsRequest) (*v1.GetUsageStatsResponse, error) {
+	response, err := c.getUsageStats.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // AuditServiceHandler is an implementation of the parley.audit.v1.AuditService service.
 type AuditServiceHandler interface {
 	// ListConversations lists conversations, newest first.
 	ListConversations(context.Context, *v1.ListConversationsRequest) (*v1.ListConversationsResponse, error)
 	// GetConversation returns one conversation by request id.
 	GetConversation(context.Context, *v1.GetConversationRequest) (*v1.GetConversationResponse, error)
+	// GetUsageStats returns request, token, error, cache and latency statistics per time
+	// bucket (hour or day), optionally grouped by component and model.
+	GetUsageStats(context.Context, *v1.GetUsageStatsRequest) (*v1.GetUsageStatsResponse, error)
 }
 
 // NewAuditServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -126,12 +151,20 @@ func NewAuditServiceHandler(svc AuditServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(auditServiceMethods.ByName("GetConversation")),
 		connect.WithHandlerOptions(opts...),
 	)
+	auditServiceGetUsageStatsHandler := connect.NewUnaryHandlerSimple(
+		AuditServiceGetUsageStatsProcedure,
+		svc.GetUsageStats,
+		connect.WithSchema(auditServiceMethods.ByName("GetUsageStats")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/parley.audit.v1.AuditService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuditServiceListConversationsProcedure:
 			auditServiceListConversationsHandler.ServeHTTP(w, r)
 		case AuditServiceGetConversationProcedure:
 			auditServiceGetConversationHandler.ServeHTTP(w, r)
+		case AuditServiceGetUsageStatsProcedure:
+			auditServiceGetUsageStatsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -147,4 +180,8 @@ func (UnimplementedAuditServiceHandler) ListConversations(context.Context, *v1.L
 
 func (UnimplementedAuditServiceHandler) GetConversation(context.Context, *v1.GetConversationRequest) (*v1.GetConversationResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.audit.v1.AuditService.GetConversation is not implemented"))
+}
+
+func (UnimplementedAuditServiceHandler) GetUsageStats(context.Context, *v1.GetUsageStatsRequest) (*v1.GetUsageStatsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.audit.v1.AuditService.GetUsageStats is not implemented"))
 }

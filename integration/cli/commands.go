@@ -1,0 +1,191 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
+)
+
+// timeRange holds the -since, -start and -end flags.
+type timeRange struct {
+	since, start, end string
+}
+
+func (r *timeRange) register(fs *flag.FlagSet, sinceHelp string) {
+	fs.StringVar(&r.since, "since", "", sinceHelp)
+	fs.StringVar(&r.start, "start", "", "start, inclusive: RFC 3339 time or YYYY-MM-DD (UTC)")
+	fs.StringVar(&r.end, "end", "", "end, exclusive: RFC 3339 time or YYYY-MM-DD (UTC)")
+}
+
+// resolve returns the range's timestamps; nil means unset.
+func (r *timeRange) resolve(now time.Time) (start, end *timestamppb.Timestamp, err error) {
+	if r.since != "" && r.start != "" {
+		return nil, nil, fmt.Errorf("%w: -since and -start exclude each other", errUsage)
+	}
+	if r.since != "" {
+		d, err := ParseSince(r.since)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: -since: %w", errUsage, err)
+		}
+		start = timestamppb.New(now.Add(-d))
+	}
+	if r.start != "" {
+		t, err := ParseTime(r.start)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: -start: %w", errUsage, err)
+		}
+		start = timestamppb.New(t)
+	}
+	if r.end != "" {
+		t, err := ParseTime(r.end)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: -end: %w", errUsage, err)
+		}
+		end = timestamppb.New(t)
+	}
+	return start, end, nil
+}
+
+func parseFlags(fs *flag.FlagSet, args []string, positional int) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError(err)
+	}
+	if fs.NArg() != positional {
+		return fmt.Errorf("%w: %s takes %d argument(s), got %q", errUsage, fs.Name(), positional, fs.Args())
+	}
+	return nil
+}
+
+func list(ctx context.Context, client auditv1connect.AuditServiceClient, args []string, p printer, io IO) error {
+	fs := flag.NewFlagSet("parley audit list", flag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	var (
+		r                                       timeRange
+		component, model, status, errorCode     string
+		contextID, cacheHit, minLatency, search string
+		pageToken                               string
+		pageSize, limit                         int
+		all                                     bool
+	)
+	r.register(fs, "only the last period: 30m, 24h, 7d")
+	fs.StringVar(&component, "component", "", "component name")
+	fs.StringVar(&model, "model", "", "model")
+	fs.StringVar(&status, "status", "", "ok or error")
+	fs.StringVar(&errorCode, "error-code", "", "error code, e.g. ERR_CONVERSATION_INVOKE")
+	fs.StringVar(&contextID, "context-id", "", "conversation context id")
+	fs.StringVar(&cacheHit, "cache-hit", "", "true or false")
+	fs.StringVar(&minLatency, "min-latency", "", "only conversations at least this slow, e.g. 500ms")
+	fs.StringVar(&search, "search", "", "words that the scrubbed request or response must all contain")
+	fs.IntVar(&pageSize, "page-size", 0, "conversations per page (server default 50, at most 1000)")
+	fs.StringVar(&pageToken, "page-token", "", "continue from a previous page")
+	fs.BoolVar(&all, "all", false, "follow every page (up to -limit conversations)")
+	fs.IntVar(&limit, "limit", 10000, "with -all, stop after this many conversations")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	req := &auditv1.ListConversationsRequest{
+		Component: component, Model: model, ErrorCode: errorCode, ContextId: contextID, TextQuery: search,
+		PageToken: pageToken,
+	}
+	if pageSize < 0 || pageSize > 1<<30 {
+		return fmt.Errorf("%w: -page-size must not be negative, got %d", errUsage, pageSize)
+	}
+	req.PageSize = int32(pageSize) //nolint:gosec // bounded above
+	var err error
+	if req.StartTime, req.EndTime, err = r.resolve(io.Now()); err != nil {
+		return err
+	}
+	if req.Status, err = ParseStatus(status); err != nil {
+		return fmt.Errorf("%w: -status: %w", errUsage, err)
+	}
+	if cacheHit != "" {
+		b, err := ParseBool(cacheHit)
+		if err != nil {
+			return fmt.Errorf("%w: -cache-hit: %w", errUsage, err)
+		}
+		req.CacheHit = proto.Bool(b)
+	}
+	if minLatency != "" {
+		d, err := time.ParseDuration(minLatency)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%w: -min-latency: want a duration such as 500ms, got %q", errUsage, minLatency)
+		}
+		req.MinLatency = durationpb.New(d)
+	}
+
+	out := &auditv1.ListConversationsResponse{}
+	for {
+		resp, err := client.ListConversations(ctx, req)
+		if err != nil {
+			return callError("list conversations", err)
+		}
+		out.Conversations = append(out.Conversations, resp.GetConversations()...)
+		out.NextPageToken = resp.GetNextPageToken()
+		if !all || out.GetNextPageToken() == "" || len(out.GetConversations()) >= limit {
+			break
+		}
+		req.PageToken = out.GetNextPageToken()
+	}
+	if err := p.list(out); err != nil {
+		return err
+	}
+	if !p.json && out.GetNextPageToken() != "" {
+		_, _ = fmt.Fprintf(io.Stderr, "more: -page-token %s\n", out.GetNextPageToken())
+	}
+	return nil
+}
+
+func get(ctx context.Context, client auditv1connect.AuditServiceClient, args []string, p printer, io IO) error {
+	fs := flag.NewFlagSet("parley audit get", flag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	if err := parseFlags(fs, args, 1); err != nil {
+		return err
+	}
+	resp, err := client.GetConversation(ctx, &auditv1.GetConversationRequest{RequestId: fs.Arg(0)})
+	if err != nil {
+		return callError("get conversation", err)
+	}
+	return p.conversation(resp.GetConversation())
+}
+
+func stats(ctx context.Context, client auditv1connect.AuditServiceClient, args []string, p printer, io IO) error {
+	fs := flag.NewFlagSet("parley audit stats", flag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	var (
+		r                timeRange
+		bucket, groupBy  string
+		component, model string
+	)
+	r.register(fs, "the last period: 24h, 7d (default 7 days of day buckets, 24 hours of hour buckets)")
+	fs.StringVar(&bucket, "bucket", "day", "hour or day")
+	fs.StringVar(&groupBy, "group-by", "", "comma-separated: component, model")
+	fs.StringVar(&component, "component", "", "only this component")
+	fs.StringVar(&model, "model", "", "only this model")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	req := &auditv1.GetUsageStatsRequest{Component: component, Model: model}
+	var err error
+	if req.Bucket, err = ParseBucket(bucket); err != nil {
+		return fmt.Errorf("%w: -bucket: %w", errUsage, err)
+	}
+	if req.GroupBy, err = ParseGroupBy(groupBy); err != nil {
+		return fmt.Errorf("%w: -group-by: %w", errUsage, err)
+	}
+	if req.StartTime, req.EndTime, err = r.resolve(io.Now()); err != nil {
+		return err
+	}
+	resp, err := client.GetUsageStats(ctx, req)
+	if err != nil {
+		return callError("usage stats", err)
+	}
+	return p.stats(resp, req.GetGroupBy())
+}

@@ -1,0 +1,112 @@
+package auditapi_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
+	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/services/router/internal/auditapi"
+	"github.com/parleyhq/parley/services/router/internal/conversation"
+)
+
+// fakeAudit plays the audit service: it records the tenant and request of each call.
+type fakeAudit struct {
+	mu      sync.Mutex
+	tenants []string
+	reqs    []proto.Message
+}
+
+func (f *fakeAudit) record(h http.Header, req proto.Message) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tenants = append(f.tenants, h.Get(auditevent.TenantHeader))
+	f.reqs = append(f.reqs, req)
+}
+
+func (f *fakeAudit) ListConversations(ctx context.Context, req *auditv1.ListConversationsRequest) (*auditv1.ListConversationsResponse, error) {
+	f.record(callHeader(ctx), req)
+	return &auditv1.ListConversationsResponse{NextPageToken: "next", Conversations: []*auditv1.Conversation{{RequestId: "r1"}}}, nil
+}
+
+func (f *fakeAudit) GetConversation(ctx context.Context, req *auditv1.GetConversationRequest) (*auditv1.GetConversationResponse, error) {
+	f.record(callHeader(ctx), req)
+	return nil, connect.NewError(connect.CodeNotFound, errors.New("conversation not found"))
+}
+
+func (f *fakeAudit) GetUsageStats(ctx context.Context, req *auditv1.GetUsageStatsRequest) (*auditv1.GetUsageStatsResponse, error) {
+	f.record(callHeader(ctx), req)
+	return &auditv1.GetUsageStatsResponse{Stats: []*auditv1.UsageStats{{Tenant: "default", Requests: 7}}}, nil
+}
+
+func callHeader(ctx context.Context) http.Header {
+	ci, _ := connect.CallInfoForHandlerContext(ctx)
+	return ci.RequestHeader()
+}
+
+func serve(t *testing.T, h auditv1connect.AuditServiceHandler) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle(auditv1connect.NewAuditServiceHandler(h))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestForwardsWithTheCallersTenant checks every RPC: the request reaches the audit service
+// unchanged, with the tenant the router sets (a header the caller sends is not passed
+// on), and the answer or the error code comes back unchanged, over Connect and gRPC.
+func TestForwardsWithTheCallersTenant(t *testing.T) {
+	t.Parallel()
+	fake := &fakeAudit{}
+	router := serve(t, auditapi.New(auditv1connect.NewAuditServiceClient(http.DefaultClient, serve(t, fake))))
+	h2c := new(http.Protocols)
+	h2c.SetUnencryptedHTTP2(true)
+	grpcClient := &http.Client{Transport: &http.Transport{Protocols: h2c}}
+
+	for _, p := range []struct {
+		name   string
+		client auditv1connect.AuditServiceClient
+	}{
+		{"connect", auditv1connect.NewAuditServiceClient(http.DefaultClient, router)},
+		{"grpc", auditv1connect.NewAuditServiceClient(grpcClient, router, connect.WithGRPC())},
+	} {
+		t.Run(p.name, func(t *testing.T) {
+			ctx, ci := connect.NewClientContext(t.Context())
+			ci.RequestHeader().Set(auditevent.TenantHeader, "someone-else")
+
+			list := &auditv1.ListConversationsRequest{Component: "echo", TextQuery: "invoice", PageSize: 5}
+			lresp, err := p.client.ListConversations(ctx, list)
+			require.NoError(t, err)
+			require.Equal(t, "next", lresp.GetNextPageToken())
+
+			_, err = p.client.GetConversation(ctx, &auditv1.GetConversationRequest{RequestId: "x"})
+			require.Equal(t, connect.CodeNotFound, connect.CodeOf(err))
+
+			stats := &auditv1.GetUsageStatsRequest{Bucket: auditv1.UsageBucket_USAGE_BUCKET_HOUR, Model: "m"}
+			sresp, err := p.client.GetUsageStats(ctx, stats)
+			require.NoError(t, err)
+			require.EqualValues(t, 7, sresp.GetStats()[0].GetRequests())
+
+			fake.mu.Lock()
+			defer fake.mu.Unlock()
+			require.Equal(t, []string{conversation.DefaultTenant, conversation.DefaultTenant, conversation.DefaultTenant}, fake.tenants)
+			require.True(t, proto.Equal(list, fake.reqs[0]))
+			require.True(t, proto.Equal(stats, fake.reqs[2]))
+			fake.tenants, fake.reqs = nil, nil
+		})
+	}
+}
