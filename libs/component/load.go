@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/uuid"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/parleyhq/parley/libs/yamlnode"
 )
 
 // APIVersion is the only apiVersion accepted for conversation components.
@@ -156,8 +158,8 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 		}
 		root = root.Content[0]
 	}
-	root = deref(root)
-	if isNull(root) {
+	root = yamlnode.Deref(root)
+	if yamlnode.IsNull(root) {
 		return d, false
 	}
 	if root.Kind != yaml.MappingNode {
@@ -166,8 +168,8 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 
 	// Decide whether the document is ours. Anything unclear here means "not a conversation
 	// component": Dapr resource directories hold many other kinds.
-	kind, _ := scalar(lookup(root, "kind"))
-	typ, _ := scalar(lookup(lookup(root, "spec"), "type"))
+	kind, _ := yamlnode.Scalar(yamlnode.Lookup(root, "kind"))
+	typ, _ := yamlnode.Scalar(yamlnode.Lookup(yamlnode.Lookup(root, "spec"), "type"))
 	typ = strings.ToLower(typ)
 	if !strings.HasPrefix(typ, TypePrefix) {
 		return d, false
@@ -187,7 +189,7 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 	}
 	if meta, err := mapping(top["metadata"]); err != nil {
 		fail("metadata", err)
-	} else if name, err := scalar(meta["name"]); err != nil {
+	} else if name, err := yamlnode.Scalar(meta["name"]); err != nil {
 		fail("metadata.name", err)
 	} else if name == "" {
 		fail("metadata.name", errors.New("required"))
@@ -206,7 +208,7 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 		return d, true
 	}
 
-	if v, err := scalar(top["apiVersion"]); err != nil {
+	if v, err := yamlnode.Scalar(top["apiVersion"]); err != nil {
 		fail("apiVersion", err)
 	} else if v != APIVersion {
 		fail("apiVersion", fmt.Errorf("%q: must be %q", v, APIVersion))
@@ -219,7 +221,7 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 			"deepseek, huggingface, mistral, echo, googleai or ollama)", typ))
 	}
 
-	if v, err := scalar(spec["version"]); err != nil {
+	if v, err := yamlnode.Scalar(spec["version"]); err != nil {
 		fail("spec.version", err)
 	} else {
 		v = strings.ToLower(v)
@@ -261,12 +263,12 @@ type fieldError struct {
 // metadata decodes spec.metadata: a list of {name, value} or {name, secretKeyRef: {name, key}}.
 func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 	out := make(map[string]string)
-	n = deref(n)
-	if isNull(n) {
+	n = yamlnode.Deref(n)
+	if yamlnode.IsNull(n) {
 		return out, nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		return out, []fieldError{{"spec.metadata", fmt.Errorf("must be a list, got %s", kindName(n))}}
+		return out, []fieldError{{"spec.metadata", fmt.Errorf("must be a list, got %s", yamlnode.KindName(n))}}
 	}
 	var errs []fieldError
 	for i, item := range n.Content {
@@ -275,7 +277,7 @@ func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 			errs = append(errs, fieldError{fmt.Sprintf("spec.metadata[%d]", i), err})
 			continue
 		}
-		name, err := scalar(entry["name"])
+		name, err := yamlnode.Scalar(entry["name"])
 		if err == nil && name == "" {
 			err = errors.New("required")
 		}
@@ -284,7 +286,7 @@ func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 			continue
 		}
 		field := fmt.Sprintf("metadata %q", name)
-		if err := onlyKeys(entry, "name", "value", "secretKeyRef"); err != nil {
+		if err := yamlnode.OnlyKeys(entry, "name", "value", "secretKeyRef"); err != nil {
 			errs = append(errs, fieldError{field, err})
 			continue
 		}
@@ -300,7 +302,7 @@ func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 				value, err = l.secret(ref)
 			}
 		} else {
-			value, err = scalar(entry["value"])
+			value, err = yamlnode.Scalar(entry["value"])
 			if err == nil {
 				value = l.expandTemplates(value)
 			}
@@ -324,17 +326,17 @@ func (l loader) secret(n *yaml.Node) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("secretKeyRef: %w", err)
 	}
-	if err := onlyKeys(ref, "name", "key"); err != nil {
+	if err := yamlnode.OnlyKeys(ref, "name", "key"); err != nil {
 		return "", fmt.Errorf("secretKeyRef: %w", err)
 	}
-	name, err := scalar(ref["name"])
+	name, err := yamlnode.Scalar(ref["name"])
 	if err != nil {
 		return "", fmt.Errorf("secretKeyRef.name: %w", err)
 	}
 	if name == "" {
 		return "", errors.New("secretKeyRef.name: required")
 	}
-	key, err := scalar(ref["key"])
+	key, err := yamlnode.Scalar(ref["key"])
 	if err != nil {
 		return "", fmt.Errorf("secretKeyRef.key: %w", err)
 	}
@@ -481,30 +483,18 @@ func duplicateKey(m map[string]string, name string) string {
 	return ""
 }
 
-// deref follows aliases.
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
-
 // mapping returns the keys of a mapping node. A missing or null node is an empty mapping.
 func mapping(n *yaml.Node) (map[string]*yaml.Node, error) {
-	n = deref(n)
-	if isNull(n) {
+	n = yamlnode.Deref(n)
+	if yamlnode.IsNull(n) {
 		return map[string]*yaml.Node{}, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("must be a mapping, got %s", kindName(n))
+		return nil, fmt.Errorf("must be a mapping, got %s", yamlnode.KindName(n))
 	}
 	out := make(map[string]*yaml.Node, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := deref(n.Content[i])
+		k := yamlnode.Deref(n.Content[i])
 		if k == nil || k.Kind != yaml.ScalarNode {
 			return nil, fmt.Errorf("line %d: keys must be scalars", n.Content[i].Line)
 		}
@@ -514,59 +504,6 @@ func mapping(n *yaml.Node) (map[string]*yaml.Node, error) {
 		out[k.Value] = n.Content[i+1]
 	}
 	return out, nil
-}
-
-// lookup returns the value of key in a mapping node, or nil.
-func lookup(n *yaml.Node, key string) *yaml.Node {
-	n = deref(n)
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := deref(n.Content[i]); k != nil && k.Kind == yaml.ScalarNode && k.Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-// scalar returns a scalar's text; a missing or null node is "".
-func scalar(n *yaml.Node) (string, error) {
-	n = deref(n)
-	if isNull(n) {
-		return "", nil
-	}
-	if n.Kind != yaml.ScalarNode {
-		return "", fmt.Errorf("must be a scalar, got %s", kindName(n))
-	}
-	return n.Value, nil
-}
-
-func onlyKeys(m map[string]*yaml.Node, allowed ...string) error {
-	var unknown []string
-	for k := range m {
-		if !slices.Contains(allowed, k) {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	slices.Sort(unknown)
-	return fmt.Errorf("unknown field %q (want %s)", unknown[0], strings.Join(allowed, ", "))
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return fmt.Sprintf("%s %q", n.ShortTag(), n.Value)
-	default:
-		return "an unexpected node"
-	}
 }
 
 // expandTemplates resolves Dapr's templated metadata values: {uuid} (a random UUIDv4 per

@@ -8,12 +8,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/parleyhq/parley/libs/yamlnode"
 )
 
 // APIVersion is the only apiVersion accepted for Resiliency documents.
@@ -164,11 +165,11 @@ func (l *loader) document(at origin, node *yaml.Node) {
 		}
 		root = root.Content[0]
 	}
-	root = deref(root)
-	if isNull(root) || root.Kind != yaml.MappingNode {
+	root = yamlnode.Deref(root)
+	if yamlnode.IsNull(root) || root.Kind != yaml.MappingNode {
 		return // not a Kubernetes-style resource
 	}
-	kind, _ := scalar(lookup(root, "kind"))
+	kind, _ := yamlnode.Scalar(yamlnode.Lookup(root, "kind"))
 	if kind != Kind {
 		if strings.EqualFold(kind, Kind) {
 			l.fail(at, "kind", fmt.Errorf("%q: must be exactly %q", kind, Kind))
@@ -183,15 +184,15 @@ func (l *loader) document(at origin, node *yaml.Node) {
 	m := asMap(top)
 	if meta, err := mapping(m["metadata"]); err != nil {
 		l.fail(at, "metadata", err)
-	} else if name, err := scalar(meta["name"]); err != nil {
+	} else if name, err := yamlnode.Scalar(meta["name"]); err != nil {
 		l.fail(at, "metadata.name", err)
 	} else {
 		at.name = name
 	}
-	if err := onlyKeys(m, "apiVersion", "kind", "metadata", "spec", "scopes"); err != nil {
+	if err := yamlnode.OnlyKeys(m, "apiVersion", "kind", "metadata", "spec", "scopes"); err != nil {
 		l.fail(at, "", err)
 	}
-	if v, err := scalar(m["apiVersion"]); err != nil {
+	if v, err := yamlnode.Scalar(m["apiVersion"]); err != nil {
 		l.fail(at, "apiVersion", err)
 	} else if v != APIVersion {
 		l.fail(at, "apiVersion", fmt.Errorf("%q: must be %q", v, APIVersion))
@@ -204,7 +205,7 @@ func (l *loader) document(at origin, node *yaml.Node) {
 		l.fail(at, "spec", err)
 		return
 	}
-	if err := onlyKeys(spec, "policies", "targets"); err != nil {
+	if err := yamlnode.OnlyKeys(spec, "policies", "targets"); err != nil {
 		l.fail(at, "spec", err)
 	}
 	l.policies(at, spec["policies"])
@@ -218,11 +219,11 @@ func (l *loader) policies(at origin, n *yaml.Node) {
 		l.fail(at, field, err)
 		return
 	}
-	if err := onlyKeys(policies, "timeouts", "retries", "circuitBreakers"); err != nil {
+	if err := yamlnode.OnlyKeys(policies, "timeouts", "retries", "circuitBreakers"); err != nil {
 		l.fail(at, field, err)
 	}
 	l.each(at, field+".timeouts", policies["timeouts"], "timeout", func(field, name string, v *yaml.Node) {
-		s, err := scalar(v)
+		s, err := yamlnode.Scalar(v)
 		if err == nil && s == "" {
 			err = errors.New("required")
 		}
@@ -280,7 +281,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 		return nil
 	}
 	before := len(l.errs)
-	if err := onlyKeys(m, "policy", "duration", "initialInterval", "maxInterval", "maxRetries", "matching"); err != nil {
+	if err := yamlnode.OnlyKeys(m, "policy", "duration", "initialInterval", "maxInterval", "maxRetries", "matching"); err != nil {
 		l.fail(at, field, err)
 	}
 	r := &Retry{
@@ -291,7 +292,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 		MaxInterval:     DefaultRetryMaxInterval,
 		MaxRetries:      DefaultRetryMaxRetries,
 	}
-	if s, err := scalar(m["policy"]); err != nil {
+	if s, err := yamlnode.Scalar(m["policy"]); err != nil {
 		l.fail(at, field+".policy", err)
 	} else {
 		switch p := BackoffPolicy(strings.ToLower(s)); p {
@@ -320,7 +321,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 			l.fail(at, field+".initialInterval", fmt.Errorf("%s exceeds maxInterval %s", r.InitialInterval, r.MaxInterval))
 		}
 	}
-	if s, err := scalar(m["maxRetries"]); err != nil {
+	if s, err := yamlnode.Scalar(m["maxRetries"]); err != nil {
 		l.fail(at, field+".maxRetries", err)
 	} else if s != "" {
 		v, err := strconv.ParseInt(s, 10, 64)
@@ -336,7 +337,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 	if matching, err := mapping(m["matching"]); err != nil {
 		l.fail(at, field+".matching", err)
 	} else {
-		if err := onlyKeys(matching, "httpStatusCodes", "gRPCStatusCodes"); err != nil {
+		if err := yamlnode.OnlyKeys(matching, "httpStatusCodes", "gRPCStatusCodes"); err != nil {
 			l.fail(at, field+".matching", err)
 		}
 		for _, c := range []struct {
@@ -347,7 +348,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 			{"httpStatusCodes", &r.HTTPStatusCodes, 100, 599},
 			{"gRPCStatusCodes", &r.GRPCStatusCodes, 0, 16},
 		} {
-			s, err := scalar(matching[c.key])
+			s, err := yamlnode.Scalar(matching[c.key])
 			if err == nil {
 				err = checkCodes(s, c.low, c.high)
 			}
@@ -372,11 +373,11 @@ func (l *loader) breaker(at origin, field, name string, n *yaml.Node) *CircuitBr
 		return nil
 	}
 	before := len(l.errs)
-	if err := onlyKeys(m, "maxRequests", "interval", "timeout", "trip"); err != nil {
+	if err := yamlnode.OnlyKeys(m, "maxRequests", "interval", "timeout", "trip"); err != nil {
 		l.fail(at, field, err)
 	}
 	cb := &CircuitBreaker{Name: name, MaxRequests: DefaultCircuitBreakerMaxRequests, Timeout: DefaultCircuitBreakerTimeout}
-	if s, err := scalar(m["maxRequests"]); err != nil {
+	if s, err := yamlnode.Scalar(m["maxRequests"]); err != nil {
 		l.fail(at, field+".maxRequests", err)
 	} else if s != "" {
 		v, err := strconv.ParseUint(s, 10, 32)
@@ -395,7 +396,7 @@ func (l *loader) breaker(at origin, field, name string, n *yaml.Node) *CircuitBr
 	} else if cb.Timeout == 0 {
 		cb.Timeout = DefaultCircuitBreakerTimeout // as in gobreaker
 	}
-	trip, err := scalar(m["trip"])
+	trip, err := yamlnode.Scalar(m["trip"])
 	if err == nil {
 		if strings.TrimSpace(trip) == "" {
 			trip = DefaultTrip
@@ -418,7 +419,7 @@ func (l *loader) targets(at origin, n *yaml.Node) {
 		l.fail(at, field, err)
 		return
 	}
-	if err := onlyKeys(targets, "apps", "actors", "components"); err != nil {
+	if err := yamlnode.OnlyKeys(targets, "apps", "actors", "components"); err != nil {
 		l.fail(at, field, err)
 	}
 	for _, key := range []string{"apps", "actors"} {
@@ -443,7 +444,7 @@ func (l *loader) targets(at origin, n *yaml.Node) {
 			l.fail(at, f, err)
 			continue
 		}
-		if err := onlyKeys(directions, "inbound", "outbound"); err != nil {
+		if err := yamlnode.OnlyKeys(directions, "inbound", "outbound"); err != nil {
 			l.fail(at, f, err)
 		}
 		for _, dir := range []string{"inbound", "outbound"} {
@@ -463,7 +464,7 @@ func (l *loader) names(at origin, field string, n *yaml.Node) (Names, bool) {
 		return Names{}, false
 	}
 	ok := true
-	if err := onlyKeys(m, "timeout", "retry", "circuitBreaker"); err != nil {
+	if err := yamlnode.OnlyKeys(m, "timeout", "retry", "circuitBreaker"); err != nil {
 		l.fail(at, field, err)
 		ok = false
 	}
@@ -477,7 +478,7 @@ func (l *loader) names(at origin, field string, n *yaml.Node) (Names, bool) {
 		{"retry", &names.Retry, "retry"},
 		{"circuitBreaker", &names.CircuitBreaker, "circuit breaker"},
 	} {
-		s, err := scalar(m[ref.key])
+		s, err := yamlnode.Scalar(m[ref.key])
 		if err != nil {
 			l.fail(at, field+"."+ref.key, err)
 			ok = false
@@ -524,7 +525,7 @@ func parseDuration(s string) (time.Duration, error) {
 
 // durationField sets *dst from a scalar node; a missing or null node leaves it unchanged.
 func durationField(n *yaml.Node, dst *time.Duration) error {
-	s, err := scalar(n)
+	s, err := yamlnode.Scalar(n)
 	if err != nil || s == "" {
 		return err
 	}
@@ -573,17 +574,17 @@ type pair struct {
 
 // pairs returns the entries of a mapping node in order. A missing or null node is empty.
 func pairs(n *yaml.Node) ([]pair, error) {
-	n = deref(n)
-	if isNull(n) {
+	n = yamlnode.Deref(n)
+	if yamlnode.IsNull(n) {
 		return nil, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("must be a mapping, got %s", kindName(n))
+		return nil, fmt.Errorf("must be a mapping, got %s", yamlnode.KindName(n))
 	}
 	out := make([]pair, 0, len(n.Content)/2)
 	seen := make(map[string]bool, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := deref(n.Content[i])
+		k := yamlnode.Deref(n.Content[i])
 		if k == nil || k.Kind != yaml.ScalarNode {
 			return nil, fmt.Errorf("line %d: keys must be scalars", n.Content[i].Line)
 		}
@@ -615,82 +616,17 @@ func mapping(n *yaml.Node) (map[string]*yaml.Node, error) {
 
 // scalarList checks that n is missing, null or a list of scalars.
 func scalarList(n *yaml.Node) error {
-	n = deref(n)
-	if isNull(n) {
+	n = yamlnode.Deref(n)
+	if yamlnode.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		return fmt.Errorf("must be a list, got %s", kindName(n))
+		return fmt.Errorf("must be a list, got %s", yamlnode.KindName(n))
 	}
 	for i, item := range n.Content {
-		if _, err := scalar(item); err != nil {
+		if _, err := yamlnode.Scalar(item); err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
 	}
 	return nil
-}
-
-// deref follows aliases.
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
-
-// lookup returns the value of key in a mapping node, or nil.
-func lookup(n *yaml.Node, key string) *yaml.Node {
-	n = deref(n)
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := deref(n.Content[i]); k != nil && k.Kind == yaml.ScalarNode && k.Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-// scalar returns a scalar's text; a missing or null node is "".
-func scalar(n *yaml.Node) (string, error) {
-	n = deref(n)
-	if isNull(n) {
-		return "", nil
-	}
-	if n.Kind != yaml.ScalarNode {
-		return "", fmt.Errorf("must be a scalar, got %s", kindName(n))
-	}
-	return n.Value, nil
-}
-
-func onlyKeys(m map[string]*yaml.Node, allowed ...string) error {
-	var unknown []string
-	for k := range m {
-		if !slices.Contains(allowed, k) {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	slices.Sort(unknown)
-	return fmt.Errorf("unknown field %q (want %s)", unknown[0], strings.Join(allowed, ", "))
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return fmt.Sprintf("%s %q", n.ShortTag(), n.Value)
-	default:
-		return "an unexpected node"
-	}
 }

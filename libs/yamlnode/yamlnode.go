@@ -1,0 +1,79 @@
+// Package yamlnode reads parsed YAML nodes with precise errors: the node helpers the Dapr
+// resource loaders (components, resiliency policies) share.
+package yamlnode
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Deref follows alias nodes (at most 100 deep) to the node they name.
+func Deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// IsNull reports whether n is missing or a YAML null.
+func IsNull(n *yaml.Node) bool {
+	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// KindName describes n for an error message.
+func KindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%s %q", n.ShortTag(), n.Value)
+	default:
+		return "an unexpected node"
+	}
+}
+
+// Lookup returns the value of key in a mapping node, or nil.
+func Lookup(n *yaml.Node, key string) *yaml.Node {
+	n = Deref(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := Deref(n.Content[i]); k != nil && k.Kind == yaml.ScalarNode && k.Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// OnlyKeys fails on the first key of m (sorted) that allowed does not list.
+func OnlyKeys(m map[string]*yaml.Node, allowed ...string) error {
+	var unknown []string
+	for k := range m {
+		if !slices.Contains(allowed, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return fmt.Errorf("unknown field %q (want %s)", unknown[0], strings.Join(allowed, ", "))
+}
+
+// Scalar returns a scalar's text; a missing or null node is "".
+func Scalar(n *yaml.Node) (string, error) {
+	n = Deref(n)
+	if IsNull(n) {
+		return "", nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		return "", fmt.Errorf("must be a scalar, got %s", KindName(n))
+	}
+	return n.Value, nil
+}

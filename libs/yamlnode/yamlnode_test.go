@@ -1,0 +1,42 @@
+package yamlnode_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/parleyhq/parley/libs/yamlnode"
+)
+
+func TestNodes(t *testing.T) {
+	t.Parallel()
+	var doc yaml.Node
+	require.NoError(t, yaml.Unmarshal([]byte("a: &x 1\nb: *x\nc: null\nd: [1]\n"), &doc))
+	root := doc.Content[0]
+	tests := []struct {
+		key     string
+		want    string
+		wantErr string
+	}{
+		{key: "a", want: "1"},
+		{key: "b", want: "1"},
+		{key: "c", want: ""},
+		{key: "missing", want: ""},
+		{key: "d", wantErr: "must be a scalar, got a list"},
+	}
+	for _, tt := range tests {
+		got, err := yamlnode.Scalar(yamlnode.Lookup(root, tt.key))
+		if tt.wantErr != "" {
+			require.EqualError(t, err, tt.wantErr)
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, tt.want, got, tt.key)
+	}
+	require.True(t, yamlnode.IsNull(yamlnode.Lookup(root, "c")))
+	require.Nil(t, yamlnode.Lookup(yamlnode.Lookup(root, "a"), "x"), "lookup in a scalar")
+	m := map[string]*yaml.Node{"name": nil, "zeta": nil, "alpha": nil}
+	require.EqualError(t, yamlnode.OnlyKeys(m, "name"), `unknown field "alpha" (want name)`)
+	require.NoError(t, yamlnode.OnlyKeys(map[string]*yaml.Node{"name": nil}, "name", "value"))
+}
