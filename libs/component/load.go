@@ -17,7 +17,7 @@ import (
 	"github.com/google/uuid"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/parleyhq/parley/libs/yamlnode"
+	"github.com/parleyhq/parley/libs/resourceyaml"
 )
 
 // APIVersion is the only apiVersion accepted for conversation components.
@@ -50,7 +50,7 @@ const SecretPlaceholder = "<secret>"
 // document is invalid, LoadDir returns no components and all the problems found, joined; each
 // is an *Error unless it concerns the whole file.
 func LoadDir(dir string, opts Options) ([]Component, error) {
-	entries, err := os.ReadDir(dir)
+	files, errs, err := resourceyaml.ReadDir(dir, "component")
 	if err != nil {
 		return nil, fmt.Errorf("read components directory: %w", err)
 	}
@@ -61,29 +61,11 @@ func LoadDir(dir string, opts Options) ([]Component, error) {
 
 	var (
 		components []Component
-		errs       []error
 		definedIn  = make(map[string]string)
 	)
-	for _, entry := range entries {
-		ext := strings.ToLower(filepath.Ext(entry.Name()))
-		if ext != ".yaml" && ext != ".yml" {
-			continue
-		}
-		path := filepath.Join(dir, entry.Name())
-		info, err := os.Stat(path) // follows symlinks, as in Kubernetes ConfigMap mounts
-		if err != nil {
-			errs = append(errs, fmt.Errorf("stat component file: %w", err))
-			continue
-		}
-		if !info.Mode().IsRegular() {
-			continue
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("read component file: %w", err))
-			continue
-		}
-		for _, d := range l.loadFile(path, data) {
+	for _, f := range files {
+		path := f.Path
+		for _, d := range l.loadFile(path, f.Data) {
 			errs = append(errs, d.errs...)
 			if d.comp.Name == "" {
 				continue
@@ -158,8 +140,8 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 		}
 		root = root.Content[0]
 	}
-	root = yamlnode.Deref(root)
-	if yamlnode.IsNull(root) {
+	root = resourceyaml.Deref(root)
+	if resourceyaml.IsNull(root) {
 		return d, false
 	}
 	if root.Kind != yaml.MappingNode {
@@ -168,8 +150,8 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 
 	// Decide whether the document is ours. Anything unclear here means "not a conversation
 	// component": Dapr resource directories hold many other kinds.
-	kind, _ := yamlnode.Scalar(yamlnode.Lookup(root, "kind"))
-	typ, _ := yamlnode.Scalar(yamlnode.Lookup(yamlnode.Lookup(root, "spec"), "type"))
+	kind, _ := resourceyaml.Scalar(resourceyaml.Lookup(root, "kind"))
+	typ, _ := resourceyaml.Scalar(resourceyaml.Lookup(resourceyaml.Lookup(root, "spec"), "type"))
 	typ = strings.ToLower(typ)
 	if !strings.HasPrefix(typ, TypePrefix) {
 		return d, false
@@ -189,7 +171,7 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 	}
 	if meta, err := mapping(top["metadata"]); err != nil {
 		fail("metadata", err)
-	} else if name, err := yamlnode.Scalar(meta["name"]); err != nil {
+	} else if name, err := resourceyaml.Scalar(meta["name"]); err != nil {
 		fail("metadata.name", err)
 	} else if name == "" {
 		fail("metadata.name", errors.New("required"))
@@ -208,7 +190,7 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 		return d, true
 	}
 
-	if v, err := yamlnode.Scalar(top["apiVersion"]); err != nil {
+	if v, err := resourceyaml.Scalar(top["apiVersion"]); err != nil {
 		fail("apiVersion", err)
 	} else if v != APIVersion {
 		fail("apiVersion", fmt.Errorf("%q: must be %q", v, APIVersion))
@@ -221,7 +203,7 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 			"deepseek, huggingface, mistral, echo, googleai or ollama)", typ))
 	}
 
-	if v, err := yamlnode.Scalar(spec["version"]); err != nil {
+	if v, err := resourceyaml.Scalar(spec["version"]); err != nil {
 		fail("spec.version", err)
 	} else {
 		v = strings.ToLower(v)
@@ -263,12 +245,12 @@ type fieldError struct {
 // metadata decodes spec.metadata: a list of {name, value} or {name, secretKeyRef: {name, key}}.
 func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 	out := make(map[string]string)
-	n = yamlnode.Deref(n)
-	if yamlnode.IsNull(n) {
+	n = resourceyaml.Deref(n)
+	if resourceyaml.IsNull(n) {
 		return out, nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		return out, []fieldError{{"spec.metadata", fmt.Errorf("must be a list, got %s", yamlnode.KindName(n))}}
+		return out, []fieldError{{"spec.metadata", fmt.Errorf("must be a list, got %s", resourceyaml.KindName(n))}}
 	}
 	var errs []fieldError
 	for i, item := range n.Content {
@@ -277,7 +259,7 @@ func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 			errs = append(errs, fieldError{fmt.Sprintf("spec.metadata[%d]", i), err})
 			continue
 		}
-		name, err := yamlnode.Scalar(entry["name"])
+		name, err := resourceyaml.Scalar(entry["name"])
 		if err == nil && name == "" {
 			err = errors.New("required")
 		}
@@ -286,7 +268,7 @@ func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 			continue
 		}
 		field := fmt.Sprintf("metadata %q", name)
-		if err := yamlnode.OnlyKeys(entry, "name", "value", "secretKeyRef"); err != nil {
+		if err := resourceyaml.OnlyKeys(entry, "name", "value", "secretKeyRef"); err != nil {
 			errs = append(errs, fieldError{field, err})
 			continue
 		}
@@ -302,7 +284,7 @@ func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 				value, err = l.secret(ref)
 			}
 		} else {
-			value, err = yamlnode.Scalar(entry["value"])
+			value, err = resourceyaml.Scalar(entry["value"])
 			if err == nil {
 				value = l.expandTemplates(value)
 			}
@@ -326,17 +308,17 @@ func (l loader) secret(n *yaml.Node) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("secretKeyRef: %w", err)
 	}
-	if err := yamlnode.OnlyKeys(ref, "name", "key"); err != nil {
+	if err := resourceyaml.OnlyKeys(ref, "name", "key"); err != nil {
 		return "", fmt.Errorf("secretKeyRef: %w", err)
 	}
-	name, err := yamlnode.Scalar(ref["name"])
+	name, err := resourceyaml.Scalar(ref["name"])
 	if err != nil {
 		return "", fmt.Errorf("secretKeyRef.name: %w", err)
 	}
 	if name == "" {
 		return "", errors.New("secretKeyRef.name: required")
 	}
-	key, err := yamlnode.Scalar(ref["key"])
+	key, err := resourceyaml.Scalar(ref["key"])
 	if err != nil {
 		return "", fmt.Errorf("secretKeyRef.key: %w", err)
 	}
@@ -485,16 +467,16 @@ func duplicateKey(m map[string]string, name string) string {
 
 // mapping returns the keys of a mapping node. A missing or null node is an empty mapping.
 func mapping(n *yaml.Node) (map[string]*yaml.Node, error) {
-	n = yamlnode.Deref(n)
-	if yamlnode.IsNull(n) {
+	n = resourceyaml.Deref(n)
+	if resourceyaml.IsNull(n) {
 		return map[string]*yaml.Node{}, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("must be a mapping, got %s", yamlnode.KindName(n))
+		return nil, fmt.Errorf("must be a mapping, got %s", resourceyaml.KindName(n))
 	}
 	out := make(map[string]*yaml.Node, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := yamlnode.Deref(n.Content[i])
+		k := resourceyaml.Deref(n.Content[i])
 		if k == nil || k.Kind != yaml.ScalarNode {
 			return nil, fmt.Errorf("line %d: keys must be scalars", n.Content[i].Line)
 		}

@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/parleyhq/parley/libs/yamlnode"
+	"github.com/parleyhq/parley/libs/resourceyaml"
 )
 
 // APIVersion is the only apiVersion accepted for Resiliency documents.
@@ -73,31 +71,13 @@ func (e *Error) Unwrap() error { return e.Err }
 // an *Error unless it concerns a whole file. Scopes and the apps and actors targets are
 // accepted and ignored: they concern Dapr sidecars, not conversation components.
 func Load(dir string, opts ...Option) (*Set, error) {
-	entries, err := os.ReadDir(dir)
+	files, problems, err := resourceyaml.ReadDir(dir, "resiliency")
 	if err != nil {
 		return nil, fmt.Errorf("read resiliency directory: %w", err)
 	}
-	l := &loader{set: newSet(opts...), defined: make(map[string]origin)}
-	for _, entry := range entries {
-		ext := strings.ToLower(filepath.Ext(entry.Name()))
-		if ext != ".yaml" && ext != ".yml" {
-			continue
-		}
-		path := filepath.Join(dir, entry.Name())
-		info, err := os.Stat(path) // follows symlinks, as in Kubernetes ConfigMap mounts
-		if err != nil {
-			l.errs = append(l.errs, fmt.Errorf("stat resiliency file: %w", err))
-			continue
-		}
-		if !info.Mode().IsRegular() {
-			continue
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			l.errs = append(l.errs, fmt.Errorf("read resiliency file: %w", err))
-			continue
-		}
-		l.file(path, data)
+	l := &loader{set: newSet(opts...), defined: make(map[string]origin), errs: problems}
+	for _, f := range files {
+		l.file(f.Path, f.Data)
 	}
 	l.resolve()
 	if len(l.errs) > 0 {
@@ -165,11 +145,11 @@ func (l *loader) document(at origin, node *yaml.Node) {
 		}
 		root = root.Content[0]
 	}
-	root = yamlnode.Deref(root)
-	if yamlnode.IsNull(root) || root.Kind != yaml.MappingNode {
+	root = resourceyaml.Deref(root)
+	if resourceyaml.IsNull(root) || root.Kind != yaml.MappingNode {
 		return // not a Kubernetes-style resource
 	}
-	kind, _ := yamlnode.Scalar(yamlnode.Lookup(root, "kind"))
+	kind, _ := resourceyaml.Scalar(resourceyaml.Lookup(root, "kind"))
 	if kind != Kind {
 		if strings.EqualFold(kind, Kind) {
 			l.fail(at, "kind", fmt.Errorf("%q: must be exactly %q", kind, Kind))
@@ -184,15 +164,15 @@ func (l *loader) document(at origin, node *yaml.Node) {
 	m := asMap(top)
 	if meta, err := mapping(m["metadata"]); err != nil {
 		l.fail(at, "metadata", err)
-	} else if name, err := yamlnode.Scalar(meta["name"]); err != nil {
+	} else if name, err := resourceyaml.Scalar(meta["name"]); err != nil {
 		l.fail(at, "metadata.name", err)
 	} else {
 		at.name = name
 	}
-	if err := yamlnode.OnlyKeys(m, "apiVersion", "kind", "metadata", "spec", "scopes"); err != nil {
+	if err := resourceyaml.OnlyKeys(m, "apiVersion", "kind", "metadata", "spec", "scopes"); err != nil {
 		l.fail(at, "", err)
 	}
-	if v, err := yamlnode.Scalar(m["apiVersion"]); err != nil {
+	if v, err := resourceyaml.Scalar(m["apiVersion"]); err != nil {
 		l.fail(at, "apiVersion", err)
 	} else if v != APIVersion {
 		l.fail(at, "apiVersion", fmt.Errorf("%q: must be %q", v, APIVersion))
@@ -205,7 +185,7 @@ func (l *loader) document(at origin, node *yaml.Node) {
 		l.fail(at, "spec", err)
 		return
 	}
-	if err := yamlnode.OnlyKeys(spec, "policies", "targets"); err != nil {
+	if err := resourceyaml.OnlyKeys(spec, "policies", "targets"); err != nil {
 		l.fail(at, "spec", err)
 	}
 	l.policies(at, spec["policies"])
@@ -219,11 +199,11 @@ func (l *loader) policies(at origin, n *yaml.Node) {
 		l.fail(at, field, err)
 		return
 	}
-	if err := yamlnode.OnlyKeys(policies, "timeouts", "retries", "circuitBreakers"); err != nil {
+	if err := resourceyaml.OnlyKeys(policies, "timeouts", "retries", "circuitBreakers"); err != nil {
 		l.fail(at, field, err)
 	}
 	l.each(at, field+".timeouts", policies["timeouts"], "timeout", func(field, name string, v *yaml.Node) {
-		s, err := yamlnode.Scalar(v)
+		s, err := resourceyaml.Scalar(v)
 		if err == nil && s == "" {
 			err = errors.New("required")
 		}
@@ -281,7 +261,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 		return nil
 	}
 	before := len(l.errs)
-	if err := yamlnode.OnlyKeys(m, "policy", "duration", "initialInterval", "maxInterval", "maxRetries", "matching"); err != nil {
+	if err := resourceyaml.OnlyKeys(m, "policy", "duration", "initialInterval", "maxInterval", "maxRetries", "matching"); err != nil {
 		l.fail(at, field, err)
 	}
 	r := &Retry{
@@ -292,7 +272,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 		MaxInterval:     DefaultRetryMaxInterval,
 		MaxRetries:      DefaultRetryMaxRetries,
 	}
-	if s, err := yamlnode.Scalar(m["policy"]); err != nil {
+	if s, err := resourceyaml.Scalar(m["policy"]); err != nil {
 		l.fail(at, field+".policy", err)
 	} else {
 		switch p := BackoffPolicy(strings.ToLower(s)); p {
@@ -321,7 +301,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 			l.fail(at, field+".initialInterval", fmt.Errorf("%s exceeds maxInterval %s", r.InitialInterval, r.MaxInterval))
 		}
 	}
-	if s, err := yamlnode.Scalar(m["maxRetries"]); err != nil {
+	if s, err := resourceyaml.Scalar(m["maxRetries"]); err != nil {
 		l.fail(at, field+".maxRetries", err)
 	} else if s != "" {
 		v, err := strconv.ParseInt(s, 10, 64)
@@ -337,7 +317,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 	if matching, err := mapping(m["matching"]); err != nil {
 		l.fail(at, field+".matching", err)
 	} else {
-		if err := yamlnode.OnlyKeys(matching, "httpStatusCodes", "gRPCStatusCodes"); err != nil {
+		if err := resourceyaml.OnlyKeys(matching, "httpStatusCodes", "gRPCStatusCodes"); err != nil {
 			l.fail(at, field+".matching", err)
 		}
 		for _, c := range []struct {
@@ -348,7 +328,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 			{"httpStatusCodes", &r.HTTPStatusCodes, 100, 599},
 			{"gRPCStatusCodes", &r.GRPCStatusCodes, 0, 16},
 		} {
-			s, err := yamlnode.Scalar(matching[c.key])
+			s, err := resourceyaml.Scalar(matching[c.key])
 			if err == nil {
 				err = checkCodes(s, c.low, c.high)
 			}
@@ -373,11 +353,11 @@ func (l *loader) breaker(at origin, field, name string, n *yaml.Node) *CircuitBr
 		return nil
 	}
 	before := len(l.errs)
-	if err := yamlnode.OnlyKeys(m, "maxRequests", "interval", "timeout", "trip"); err != nil {
+	if err := resourceyaml.OnlyKeys(m, "maxRequests", "interval", "timeout", "trip"); err != nil {
 		l.fail(at, field, err)
 	}
 	cb := &CircuitBreaker{Name: name, MaxRequests: DefaultCircuitBreakerMaxRequests, Timeout: DefaultCircuitBreakerTimeout}
-	if s, err := yamlnode.Scalar(m["maxRequests"]); err != nil {
+	if s, err := resourceyaml.Scalar(m["maxRequests"]); err != nil {
 		l.fail(at, field+".maxRequests", err)
 	} else if s != "" {
 		v, err := strconv.ParseUint(s, 10, 32)
@@ -396,7 +376,7 @@ func (l *loader) breaker(at origin, field, name string, n *yaml.Node) *CircuitBr
 	} else if cb.Timeout == 0 {
 		cb.Timeout = DefaultCircuitBreakerTimeout // as in gobreaker
 	}
-	trip, err := yamlnode.Scalar(m["trip"])
+	trip, err := resourceyaml.Scalar(m["trip"])
 	if err == nil {
 		if strings.TrimSpace(trip) == "" {
 			trip = DefaultTrip
@@ -419,7 +399,7 @@ func (l *loader) targets(at origin, n *yaml.Node) {
 		l.fail(at, field, err)
 		return
 	}
-	if err := yamlnode.OnlyKeys(targets, "apps", "actors", "components"); err != nil {
+	if err := resourceyaml.OnlyKeys(targets, "apps", "actors", "components"); err != nil {
 		l.fail(at, field, err)
 	}
 	for _, key := range []string{"apps", "actors"} {
@@ -444,7 +424,7 @@ func (l *loader) targets(at origin, n *yaml.Node) {
 			l.fail(at, f, err)
 			continue
 		}
-		if err := yamlnode.OnlyKeys(directions, "inbound", "outbound"); err != nil {
+		if err := resourceyaml.OnlyKeys(directions, "inbound", "outbound"); err != nil {
 			l.fail(at, f, err)
 		}
 		for _, dir := range []string{"inbound", "outbound"} {
@@ -464,7 +444,7 @@ func (l *loader) names(at origin, field string, n *yaml.Node) (Names, bool) {
 		return Names{}, false
 	}
 	ok := true
-	if err := yamlnode.OnlyKeys(m, "timeout", "retry", "circuitBreaker"); err != nil {
+	if err := resourceyaml.OnlyKeys(m, "timeout", "retry", "circuitBreaker"); err != nil {
 		l.fail(at, field, err)
 		ok = false
 	}
@@ -478,7 +458,7 @@ func (l *loader) names(at origin, field string, n *yaml.Node) (Names, bool) {
 		{"retry", &names.Retry, "retry"},
 		{"circuitBreaker", &names.CircuitBreaker, "circuit breaker"},
 	} {
-		s, err := yamlnode.Scalar(m[ref.key])
+		s, err := resourceyaml.Scalar(m[ref.key])
 		if err != nil {
 			l.fail(at, field+"."+ref.key, err)
 			ok = false
@@ -525,7 +505,7 @@ func parseDuration(s string) (time.Duration, error) {
 
 // durationField sets *dst from a scalar node; a missing or null node leaves it unchanged.
 func durationField(n *yaml.Node, dst *time.Duration) error {
-	s, err := yamlnode.Scalar(n)
+	s, err := resourceyaml.Scalar(n)
 	if err != nil || s == "" {
 		return err
 	}
@@ -574,17 +554,17 @@ type pair struct {
 
 // pairs returns the entries of a mapping node in order. A missing or null node is empty.
 func pairs(n *yaml.Node) ([]pair, error) {
-	n = yamlnode.Deref(n)
-	if yamlnode.IsNull(n) {
+	n = resourceyaml.Deref(n)
+	if resourceyaml.IsNull(n) {
 		return nil, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("must be a mapping, got %s", yamlnode.KindName(n))
+		return nil, fmt.Errorf("must be a mapping, got %s", resourceyaml.KindName(n))
 	}
 	out := make([]pair, 0, len(n.Content)/2)
 	seen := make(map[string]bool, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := yamlnode.Deref(n.Content[i])
+		k := resourceyaml.Deref(n.Content[i])
 		if k == nil || k.Kind != yaml.ScalarNode {
 			return nil, fmt.Errorf("line %d: keys must be scalars", n.Content[i].Line)
 		}
@@ -616,15 +596,15 @@ func mapping(n *yaml.Node) (map[string]*yaml.Node, error) {
 
 // scalarList checks that n is missing, null or a list of scalars.
 func scalarList(n *yaml.Node) error {
-	n = yamlnode.Deref(n)
-	if yamlnode.IsNull(n) {
+	n = resourceyaml.Deref(n)
+	if resourceyaml.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		return fmt.Errorf("must be a list, got %s", yamlnode.KindName(n))
+		return fmt.Errorf("must be a list, got %s", resourceyaml.KindName(n))
 	}
 	for i, item := range n.Content {
-		if _, err := yamlnode.Scalar(item); err != nil {
+		if _, err := resourceyaml.Scalar(item); err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package yamlnode_test
+package resourceyaml_test
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/parleyhq/parley/libs/yamlnode"
+	"github.com/parleyhq/parley/libs/resourceyaml"
 )
 
 func TestNodes(t *testing.T) {
@@ -26,7 +26,7 @@ func TestNodes(t *testing.T) {
 		{key: "d", wantErr: "must be a scalar, got a list"},
 	}
 	for _, tt := range tests {
-		got, err := yamlnode.Scalar(yamlnode.Lookup(root, tt.key))
+		got, err := resourceyaml.Scalar(resourceyaml.Lookup(root, tt.key))
 		if tt.wantErr != "" {
 			require.EqualError(t, err, tt.wantErr)
 			continue
@@ -34,9 +34,9 @@ func TestNodes(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, tt.want, got, tt.key)
 	}
-	require.True(t, yamlnode.IsNull(yamlnode.Lookup(root, "c")))
-	require.Nil(t, yamlnode.Lookup(yamlnode.Lookup(root, "a"), "x"), "lookup in a scalar")
+	require.True(t, resourceyaml.IsNull(resourceyaml.Lookup(root, "c")))
+	require.Nil(t, resourceyaml.Lookup(resourceyaml.Lookup(root, "a"), "x"), "lookup in a scalar")
 	m := map[string]*yaml.Node{"name": nil, "zeta": nil, "alpha": nil}
-	require.EqualError(t, yamlnode.OnlyKeys(m, "name"), `unknown field "alpha" (want name)`)
-	require.NoError(t, yamlnode.OnlyKeys(map[string]*yaml.Node{"name": nil}, "name", "value"))
+	require.EqualError(t, resourceyaml.OnlyKeys(m, "name"), `unknown field "alpha" (want name)`)
+	require.NoError(t, resourceyaml.OnlyKeys(map[string]*yaml.Node{"name": nil}, "name", "value"))
 }

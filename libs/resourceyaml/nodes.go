@@ -1,6 +1,7 @@
-// Package yamlnode reads parsed YAML nodes with precise errors: the node helpers the Dapr
-// resource loaders (components, resiliency policies) share.
-package yamlnode
+// Package resourceyaml reads Dapr resource YAML (component and resiliency files): the files
+// of a resources folder, and parsed nodes with precise errors. The component and resiliency
+// loaders share it.
+package resourceyaml
 
 import (
 	"fmt"
