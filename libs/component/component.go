@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/parleyhq/parley/libs/resourceyaml"
 )
 
 // TypePrefix is the prefix of every conversation component type, as in "conversation.openai".
@@ -94,20 +96,7 @@ type Error struct {
 
 // Error implements error.
 func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Component != "" {
-		fmt.Fprintf(&b, ": component %q", e.Component)
-	} else if e.Document > 0 {
-		fmt.Fprintf(&b, ": document %d", e.Document)
-	}
-	if e.Field != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Field)
-	}
-	b.WriteString(": ")
-	b.WriteString(e.Err.Error())
-	return b.String()
+	return resourceyaml.ErrorText(e.File, "component", e.Component, e.Document, e.Field, e.Err)
 }
 
 // Unwrap returns the underlying problem.

@@ -39,20 +39,7 @@ type Error struct {
 
 // Error implements error.
 func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Resiliency != "" {
-		fmt.Fprintf(&b, ": resiliency %q", e.Resiliency)
-	} else if e.Document > 0 {
-		fmt.Fprintf(&b, ": document %d", e.Document)
-	}
-	if e.Field != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Field)
-	}
-	b.WriteString(": ")
-	b.WriteString(e.Err.Error())
-	return b.String()
+	return resourceyaml.ErrorText(e.File, "resiliency", e.Resiliency, e.Document, e.Field, e.Err)
 }
 
 // Unwrap returns the underlying problem.

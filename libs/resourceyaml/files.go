@@ -45,3 +45,22 @@ func ReadDir(dir, kind string) (files []File, problems []error, err error) {
 	}
 	return files, problems, nil
 }
+
+// ErrorText is the message of a problem in one document: the file, the document (by kind
+// and metadata.name, else by 1-based position), the field when known, and the problem.
+func ErrorText(file, kind, name string, doc int, field string, err error) string {
+	var b strings.Builder
+	b.WriteString(file)
+	if name != "" {
+		fmt.Fprintf(&b, ": %s %q", kind, name)
+	} else if doc > 0 {
+		fmt.Fprintf(&b, ": document %d", doc)
+	}
+	if field != "" {
+		b.WriteString(": ")
+		b.WriteString(field)
+	}
+	b.WriteString(": ")
+	b.WriteString(err.Error())
+	return b.String()
+}
