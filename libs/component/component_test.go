@@ -79,3 +79,34 @@ func TestComponentNeverPrintsSecrets(t *testing.T) {
 	require.Contains(t, buf.String(), `"metadata_keys":["key","model"]`)
 	require.Contains(t, buf.String(), `"name":"openai"`)
 }
+
+func TestCheckName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		give    string
+		wantErr string
+	}{
+		{"chat", ""},
+		{"openai-gpt_4.1", ""},
+		{"0a", ""},
+		{"", "must not be empty"},
+		{"-a", "must start with a letter or digit"},
+		{"a.*", "contain only letters"},
+		{"a>", "contain only letters"},
+		{"a b", "contain only letters"},
+		{"a/b", "contain only letters"},
+		{"a.", "must not end with '.'"},
+		{"a..b", "contain '..'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			t.Parallel()
+			err := component.CheckName(tt.give)
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+}

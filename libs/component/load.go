@@ -164,18 +164,18 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 		return d, false
 	}
 
-	top, err := mapping(root)
+	top, err := resourceyaml.Mapping(root)
 	if err != nil {
 		fail("", err)
 		return d, true
 	}
-	if meta, err := mapping(top["metadata"]); err != nil {
+	if meta, err := resourceyaml.Mapping(top["metadata"]); err != nil {
 		fail("metadata", err)
 	} else if name, err := resourceyaml.Scalar(meta["name"]); err != nil {
 		fail("metadata.name", err)
 	} else if name == "" {
 		fail("metadata.name", errors.New("required"))
-	} else if err := checkName(name); err != nil {
+	} else if err := CheckName(name); err != nil {
 		fail("metadata.name", fmt.Errorf("%q: %w", name, err))
 	} else {
 		d.comp.Name = name
@@ -184,7 +184,7 @@ func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, boo
 		}
 	}
 
-	spec, err := mapping(top["spec"])
+	spec, err := resourceyaml.Mapping(top["spec"])
 	if err != nil {
 		fail("spec", err)
 		return d, true
@@ -254,7 +254,7 @@ func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 	}
 	var errs []fieldError
 	for i, item := range n.Content {
-		entry, err := mapping(item)
+		entry, err := resourceyaml.Mapping(item)
 		if err != nil {
 			errs = append(errs, fieldError{fmt.Sprintf("spec.metadata[%d]", i), err})
 			continue
@@ -304,7 +304,7 @@ func (l loader) metadata(n *yaml.Node) (map[string]string, []fieldError) {
 
 // secret resolves a secretKeyRef node from SecretsDir, then from the environment.
 func (l loader) secret(n *yaml.Node) (string, error) {
-	ref, err := mapping(n)
+	ref, err := resourceyaml.Mapping(n)
 	if err != nil {
 		return "", fmt.Errorf("secretKeyRef: %w", err)
 	}
@@ -437,8 +437,13 @@ func (r providerRule) required(c Component) []requirement {
 	return out
 }
 
-// checkName accepts names that are safe in URLs and as a NATS subject token sequence.
-func checkName(name string) error {
+// CheckName reports whether name can name a component: it must be safe in URL paths and as a
+// sequence of NATS subject tokens (no wildcard, white space or empty token). Everything that
+// takes a component name from outside the component files checks it with this function.
+func CheckName(name string) error {
+	if name == "" {
+		return errors.New("must not be empty")
+	}
 	const rule = "must start with a letter or digit and contain only letters, digits, '-', '_' and '.'"
 	for i, r := range name {
 		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
@@ -463,29 +468,6 @@ func duplicateKey(m map[string]string, name string) string {
 		}
 	}
 	return ""
-}
-
-// mapping returns the keys of a mapping node. A missing or null node is an empty mapping.
-func mapping(n *yaml.Node) (map[string]*yaml.Node, error) {
-	n = resourceyaml.Deref(n)
-	if resourceyaml.IsNull(n) {
-		return map[string]*yaml.Node{}, nil
-	}
-	if n.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("must be a mapping, got %s", resourceyaml.KindName(n))
-	}
-	out := make(map[string]*yaml.Node, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := resourceyaml.Deref(n.Content[i])
-		if k == nil || k.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("line %d: keys must be scalars", n.Content[i].Line)
-		}
-		if _, dup := out[k.Value]; dup {
-			return nil, fmt.Errorf("line %d: key %q defined twice", k.Line, k.Value)
-		}
-		out[k.Value] = n.Content[i+1]
-	}
-	return out, nil
 }
 
 // expandTemplates resolves Dapr's templated metadata values: {uuid} (a random UUIDv4 per

@@ -143,13 +143,12 @@ func (l *loader) document(at origin, node *yaml.Node) {
 		}
 		return
 	}
-	top, err := pairs(root)
+	m, err := resourceyaml.Mapping(root)
 	if err != nil {
 		l.fail(at, "", err)
 		return
 	}
-	m := asMap(top)
-	if meta, err := mapping(m["metadata"]); err != nil {
+	if meta, err := resourceyaml.Mapping(m["metadata"]); err != nil {
 		l.fail(at, "metadata", err)
 	} else if name, err := resourceyaml.Scalar(meta["name"]); err != nil {
 		l.fail(at, "metadata.name", err)
@@ -164,10 +163,10 @@ func (l *loader) document(at origin, node *yaml.Node) {
 	} else if v != APIVersion {
 		l.fail(at, "apiVersion", fmt.Errorf("%q: must be %q", v, APIVersion))
 	}
-	if err := scalarList(m["scopes"]); err != nil {
+	if err := resourceyaml.ScalarList(m["scopes"]); err != nil {
 		l.fail(at, "scopes", err)
 	}
-	spec, err := mapping(m["spec"])
+	spec, err := resourceyaml.Mapping(m["spec"])
 	if err != nil {
 		l.fail(at, "spec", err)
 		return
@@ -181,7 +180,7 @@ func (l *loader) document(at origin, node *yaml.Node) {
 
 func (l *loader) policies(at origin, n *yaml.Node) {
 	const field = "spec.policies"
-	policies, err := mapping(n)
+	policies, err := resourceyaml.Mapping(n)
 	if err != nil {
 		l.fail(at, field, err)
 		return
@@ -219,30 +218,30 @@ func (l *loader) policies(at origin, n *yaml.Node) {
 // each calls fn for every entry of the mapping n of named definitions of kind, after
 // checking that the name is new.
 func (l *loader) each(at origin, field string, n *yaml.Node, kind string, fn func(field, name string, v *yaml.Node)) {
-	entries, err := pairs(n)
+	entries, err := resourceyaml.Pairs(n)
 	if err != nil {
 		l.fail(at, field, err)
 		return
 	}
 	for _, e := range entries {
-		f := field + "." + e.key
-		if e.key == "" {
+		f := field + "." + e.Key
+		if e.Key == "" {
 			l.fail(at, f, errors.New("empty name"))
 			continue
 		}
-		key := kind + "/" + e.key
+		key := kind + "/" + e.Key
 		if first, dup := l.defined[key]; dup {
-			l.fail(at, f, fmt.Errorf("%s %q is also defined in %s", kind, e.key, first))
+			l.fail(at, f, fmt.Errorf("%s %q is also defined in %s", kind, e.Key, first))
 			continue
 		}
 		l.defined[key] = at
-		fn(f, e.key, e.value)
+		fn(f, e.Key, e.Value)
 	}
 }
 
 // retry reads one retry policy; nil when it is invalid (the problems are recorded).
 func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
-	m, err := mapping(n)
+	m, err := resourceyaml.Mapping(n)
 	if err != nil {
 		l.fail(at, field, err)
 		return nil
@@ -301,7 +300,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 			r.MaxRetries = v
 		}
 	}
-	if matching, err := mapping(m["matching"]); err != nil {
+	if matching, err := resourceyaml.Mapping(m["matching"]); err != nil {
 		l.fail(at, field+".matching", err)
 	} else {
 		if err := resourceyaml.OnlyKeys(matching, "httpStatusCodes", "gRPCStatusCodes"); err != nil {
@@ -334,7 +333,7 @@ func (l *loader) retry(at origin, field, name string, n *yaml.Node) *Retry {
 
 // breaker reads one circuit breaker policy; nil when it is invalid.
 func (l *loader) breaker(at origin, field, name string, n *yaml.Node) *CircuitBreaker {
-	m, err := mapping(n)
+	m, err := resourceyaml.Mapping(n)
 	if err != nil {
 		l.fail(at, field, err)
 		return nil
@@ -381,7 +380,7 @@ func (l *loader) breaker(at origin, field, name string, n *yaml.Node) *CircuitBr
 
 func (l *loader) targets(at origin, n *yaml.Node) {
 	const field = "spec.targets"
-	targets, err := mapping(n)
+	targets, err := resourceyaml.Mapping(n)
 	if err != nil {
 		l.fail(at, field, err)
 		return
@@ -390,23 +389,23 @@ func (l *loader) targets(at origin, n *yaml.Node) {
 		l.fail(at, field, err)
 	}
 	for _, key := range []string{"apps", "actors"} {
-		if _, err := mapping(targets[key]); err != nil {
+		if _, err := resourceyaml.Mapping(targets[key]); err != nil {
 			l.fail(at, field+"."+key, err)
 		}
 	}
-	comps, err := pairs(targets["components"])
+	comps, err := resourceyaml.Pairs(targets["components"])
 	if err != nil {
 		l.fail(at, field+".components", err)
 		return
 	}
 	for _, c := range comps {
-		f := field + ".components." + c.key
-		if first, dup := l.defined["target/"+c.key]; dup {
-			l.fail(at, f, fmt.Errorf("component target %q is also defined in %s", c.key, first))
+		f := field + ".components." + c.Key
+		if first, dup := l.defined["target/"+c.Key]; dup {
+			l.fail(at, f, fmt.Errorf("component target %q is also defined in %s", c.Key, first))
 			continue
 		}
-		l.defined["target/"+c.key] = at
-		directions, err := mapping(c.value)
+		l.defined["target/"+c.Key] = at
+		directions, err := resourceyaml.Mapping(c.Value)
 		if err != nil {
 			l.fail(at, f, err)
 			continue
@@ -417,7 +416,7 @@ func (l *loader) targets(at origin, n *yaml.Node) {
 		for _, dir := range []string{"inbound", "outbound"} {
 			names, ok := l.names(at, f+"."+dir, directions[dir])
 			if ok && dir == "outbound" {
-				l.set.targets[c.key] = names
+				l.set.targets[c.Key] = names
 			}
 		}
 	}
@@ -425,7 +424,7 @@ func (l *loader) targets(at origin, n *yaml.Node) {
 
 // names reads {timeout, retry, circuitBreaker} and records the references.
 func (l *loader) names(at origin, field string, n *yaml.Node) (Names, bool) {
-	m, err := mapping(n)
+	m, err := resourceyaml.Mapping(n)
 	if err != nil {
 		l.fail(at, field, err)
 		return Names{}, false
@@ -528,71 +527,6 @@ func checkCodes(s string, low, high int) error {
 		}
 		if len(bounds) == 2 && vals[1] < vals[0] {
 			return fmt.Errorf("%q: range %q ends before it starts", s, item)
-		}
-	}
-	return nil
-}
-
-// pair is one entry of a mapping node, in document order.
-type pair struct {
-	key   string
-	value *yaml.Node
-}
-
-// pairs returns the entries of a mapping node in order. A missing or null node is empty.
-func pairs(n *yaml.Node) ([]pair, error) {
-	n = resourceyaml.Deref(n)
-	if resourceyaml.IsNull(n) {
-		return nil, nil
-	}
-	if n.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("must be a mapping, got %s", resourceyaml.KindName(n))
-	}
-	out := make([]pair, 0, len(n.Content)/2)
-	seen := make(map[string]bool, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := resourceyaml.Deref(n.Content[i])
-		if k == nil || k.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("line %d: keys must be scalars", n.Content[i].Line)
-		}
-		if seen[k.Value] {
-			return nil, fmt.Errorf("line %d: key %q defined twice", k.Line, k.Value)
-		}
-		seen[k.Value] = true
-		out = append(out, pair{key: k.Value, value: n.Content[i+1]})
-	}
-	return out, nil
-}
-
-func asMap(ps []pair) map[string]*yaml.Node {
-	m := make(map[string]*yaml.Node, len(ps))
-	for _, p := range ps {
-		m[p.key] = p.value
-	}
-	return m
-}
-
-// mapping returns the keys of a mapping node. A missing or null node is an empty mapping.
-func mapping(n *yaml.Node) (map[string]*yaml.Node, error) {
-	ps, err := pairs(n)
-	if err != nil {
-		return nil, err
-	}
-	return asMap(ps), nil
-}
-
-// scalarList checks that n is missing, null or a list of scalars.
-func scalarList(n *yaml.Node) error {
-	n = resourceyaml.Deref(n)
-	if resourceyaml.IsNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		return fmt.Errorf("must be a list, got %s", resourceyaml.KindName(n))
-	}
-	for i, item := range n.Content {
-		if _, err := resourceyaml.Scalar(item); err != nil {
-			return fmt.Errorf("item %d: %w", i, err)
 		}
 	}
 	return nil

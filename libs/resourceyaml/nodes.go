@@ -78,3 +78,66 @@ func Scalar(n *yaml.Node) (string, error) {
 	}
 	return n.Value, nil
 }
+
+// Pair is one entry of a mapping node, in document order.
+type Pair struct {
+	Key   string
+	Value *yaml.Node
+}
+
+// Pairs returns the entries of a mapping node in document order. A missing or null node has
+// none; keys must be scalars and unique.
+func Pairs(n *yaml.Node) ([]Pair, error) {
+	n = Deref(n)
+	if IsNull(n) {
+		return nil, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("must be a mapping, got %s", KindName(n))
+	}
+	out := make([]Pair, 0, len(n.Content)/2)
+	seen := make(map[string]bool, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := Deref(n.Content[i])
+		if k == nil || k.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("line %d: keys must be scalars", n.Content[i].Line)
+		}
+		if seen[k.Value] {
+			return nil, fmt.Errorf("line %d: key %q defined twice", k.Line, k.Value)
+		}
+		seen[k.Value] = true
+		out = append(out, Pair{Key: k.Value, Value: n.Content[i+1]})
+	}
+	return out, nil
+}
+
+// Mapping returns the entries of a mapping node by key. A missing or null node is an empty
+// mapping; keys must be scalars and unique.
+func Mapping(n *yaml.Node) (map[string]*yaml.Node, error) {
+	ps, err := Pairs(n)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]*yaml.Node, len(ps))
+	for _, p := range ps {
+		m[p.Key] = p.Value
+	}
+	return m, nil
+}
+
+// ScalarList checks that n is missing, null or a list of scalars.
+func ScalarList(n *yaml.Node) error {
+	n = Deref(n)
+	if IsNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return fmt.Errorf("must be a list, got %s", KindName(n))
+	}
+	for i, item := range n.Content {
+		if _, err := Scalar(item); err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+	}
+	return nil
+}
