@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/services/audit/internal/ingest"
 	"github.com/parleyhq/parley/services/audit/internal/maintenance"
 )
@@ -59,8 +60,8 @@ const (
 // Validate reports every bad setting, naming its variable.
 func (c *Config) Validate() error {
 	var errs []error
-	if !validConsumer(c.Consumer) {
-		errs = append(errs, fmt.Errorf("AUDIT_CONSUMER %q must be non-empty letters, digits, '-' or '_'", c.Consumer))
+	if err := bus.CheckName(c.Consumer); err != nil {
+		errs = append(errs, fmt.Errorf("AUDIT_CONSUMER %q %w", c.Consumer, err))
 	}
 	if c.BatchMaxRows < 1 || c.BatchMaxRows > maxBatchRows {
 		errs = append(errs, fmt.Errorf("AUDIT_BATCH_MAX_ROWS must be between 1 and %d, got %d", maxBatchRows, c.BatchMaxRows))
@@ -104,18 +105,6 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("AUDIT_SEARCH_INDEX_DELAY must not be negative, got %s", c.SearchIndexDelay))
 	}
 	return errors.Join(errs...)
-}
-
-func validConsumer(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' {
-			return false
-		}
-	}
-	return true
 }
 
 // Maintenance returns the maintenance job's view of the settings.

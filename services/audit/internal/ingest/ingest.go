@@ -51,11 +51,10 @@ const (
 	// stillDownEvery is how many failed retries of a held batch pass between warnings
 	// (about a minute once the backoff is at its ceiling).
 	stillDownEvery = 12
-	// maxRows bounds Config.MaxRows.
-	maxRows = 100_000
 )
 
-// Config tunes the ingest loop.
+// Config tunes the ingest loop. The service's configuration validates every field, naming
+// its variable (app.Config.Validate); New takes the values as they are.
 type Config struct {
 	// Consumer is the durable consumer's name. Replicas sharing it share the work.
 	Consumer string
@@ -74,45 +73,6 @@ type Config struct {
 	AckWait time.Duration
 	// StreamReplicas is the replica count used when the stream has to be created.
 	StreamReplicas int
-}
-
-func (c Config) check() error {
-	var errs []error
-	if !validName(c.Consumer) {
-		errs = append(errs, fmt.Errorf("consumer name %q must be letters, digits, '-' or '_'", c.Consumer))
-	}
-	if c.MaxRows < 1 || c.MaxRows > maxRows {
-		errs = append(errs, fmt.Errorf("max rows must be between 1 and %d, got %d", maxRows, c.MaxRows))
-	}
-	if c.MaxBytes < 1 {
-		errs = append(errs, fmt.Errorf("max bytes must be positive, got %d", c.MaxBytes))
-	}
-	if c.MaxWait <= 0 {
-		errs = append(errs, fmt.Errorf("max wait must be positive, got %s", c.MaxWait))
-	}
-	if c.MaxDeliver < 1 {
-		errs = append(errs, fmt.Errorf("max deliver must be at least 1, got %d", c.MaxDeliver))
-	}
-	if c.AckWait < time.Second {
-		errs = append(errs, fmt.Errorf("ack wait must be at least 1s, got %s", c.AckWait))
-	}
-	if c.StreamReplicas < 1 {
-		errs = append(errs, fmt.Errorf("stream replicas must be at least 1, got %d", c.StreamReplicas))
-	}
-	return errors.Join(errs...)
-}
-
-// validName reports whether s is usable as a durable consumer name.
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' {
-			return false
-		}
-	}
-	return true
 }
 
 // Store is what the loop needs from the audit store.
@@ -151,9 +111,6 @@ type Ingester struct {
 
 // New returns an Ingester writing to st; its metrics register with reg.
 func New(js jetstream.JetStream, st Store, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Ingester, error) {
-	if err := cfg.check(); err != nil {
-		return nil, fmt.Errorf("ingest config: %w", err)
-	}
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err

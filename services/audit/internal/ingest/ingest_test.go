@@ -284,33 +284,6 @@ func TestIngestStop(t *testing.T) {
 	}
 }
 
-func TestNewRejectsBadConfig(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name   string
-		modify func(*ingest.Config)
-		want   string
-	}{
-		{name: "empty consumer", modify: func(c *ingest.Config) { c.Consumer = "" }, want: "consumer name"},
-		{name: "consumer with a dot", modify: func(c *ingest.Config) { c.Consumer = "a.b" }, want: "consumer name"},
-		{name: "zero rows", modify: func(c *ingest.Config) { c.MaxRows = 0 }, want: "max rows"},
-		{name: "zero bytes", modify: func(c *ingest.Config) { c.MaxBytes = 0 }, want: "max bytes"},
-		{name: "zero wait", modify: func(c *ingest.Config) { c.MaxWait = 0 }, want: "max wait"},
-		{name: "zero deliveries", modify: func(c *ingest.Config) { c.MaxDeliver = 0 }, want: "max deliver"},
-		{name: "short ack wait", modify: func(c *ingest.Config) { c.AckWait = time.Millisecond }, want: "ack wait"},
-		{name: "zero replicas", modify: func(c *ingest.Config) { c.StreamReplicas = 0 }, want: "stream replicas"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			cfg := testConfig()
-			tt.modify(&cfg)
-			_, err := ingest.New(nil, nil, cfg, testLogger(t), prometheus.NewRegistry())
-			require.ErrorContains(t, err, tt.want)
-		})
-	}
-}
-
 // databaseOf returns the name of the database pool is connected to.
 func databaseOf(t *testing.T, pool *pgxpool.Pool) string {
 	t.Helper()

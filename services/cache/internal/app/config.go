@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/services/cache/internal/store"
 )
 
@@ -33,14 +34,8 @@ const maxEntryBytes = math.MaxInt32 / 2
 // Validate reports every bad setting, naming its variable.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Bucket == "" {
-		errs = append(errs, errors.New("CACHE_BUCKET must not be empty"))
-	}
-	for _, r := range c.Bucket {
-		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' {
-			errs = append(errs, fmt.Errorf("CACHE_BUCKET %q may only contain letters, digits, '_' and '-'", c.Bucket))
-			break
-		}
+	if err := bus.CheckName(c.Bucket); err != nil {
+		errs = append(errs, fmt.Errorf("CACHE_BUCKET %q %w", c.Bucket, err))
 	}
 	if c.MaxEntryBytes <= 0 || c.MaxEntryBytes > maxEntryBytes {
 		errs = append(errs, fmt.Errorf("CACHE_MAX_ENTRY_BYTES must be between 1 and %d, got %d", maxEntryBytes, c.MaxEntryBytes))
