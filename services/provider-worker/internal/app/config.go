@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/parleyhq/parley/libs/component"
 )
 
 // Config holds the provider worker's own settings.
@@ -42,8 +44,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("COMPONENTS_DIR must not be empty"))
 	}
 	for _, name := range c.Components {
-		if n := strings.TrimSpace(name); n != "" && strings.ContainsAny(n, "*> \t") {
-			errs = append(errs, fmt.Errorf("WORKER_COMPONENTS: %q is not a component name", n))
+		if n := strings.TrimSpace(name); n != "" {
+			if err := component.CheckName(n); err != nil {
+				errs = append(errs, fmt.Errorf("WORKER_COMPONENTS: %q is not a component name: %w", n, err))
+			}
 		}
 	}
 	if c.Concurrency <= 0 || c.Concurrency > maxConcurrency {

@@ -21,8 +21,8 @@ import (
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/natstest"
-	"github.com/parleyhq/parley/services/provider-worker/internal/providers"
 	"github.com/parleyhq/parley/services/provider-worker/internal/serve"
+	"github.com/parleyhq/parley/services/provider-worker/provider"
 	"github.com/parleyhq/parley/services/provider-worker/provider/echo"
 )
 
@@ -75,7 +75,7 @@ func (p *scripted) Converse(ctx context.Context, req *providerv1.Request) (*prov
 	case text == "fail":
 		return nil, errors.New("upstream said no")
 	case text == "fail:unavailable":
-		return nil, &providers.Error{Code: providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, Err: errors.New("upstream overloaded")}
+		return nil, &provider.Error{Code: providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, Err: errors.New("upstream overloaded")}
 	case text == "nil":
 		return nil, nil
 	default:

@@ -14,7 +14,6 @@ import (
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/natstest"
 	"github.com/parleyhq/parley/libs/resiliency"
-	"github.com/parleyhq/parley/services/provider-worker/internal/providers"
 	"github.com/parleyhq/parley/services/provider-worker/internal/serve"
 	"github.com/parleyhq/parley/services/provider-worker/provider"
 	"github.com/parleyhq/parley/services/provider-worker/provider/echo"
@@ -41,7 +40,7 @@ func (p *flaky) Converse(ctx context.Context, req *providerv1.Request) (*provide
 }
 
 func unavailable() error {
-	return &providers.Error{Code: providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, Err: errors.New("upstream overloaded")}
+	return &provider.Error{Code: providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, Err: errors.New("upstream overloaded")}
 }
 
 // loadPolicies loads one Resiliency document whose spec is spec.
@@ -159,7 +158,7 @@ const retryPolicies = `  policies:
 `
 
 func codeError(code providerv1.ErrorCode) func() error {
-	return func() error { return &providers.Error{Code: code, Err: errors.New("provider says " + code.String())} }
+	return func() error { return &provider.Error{Code: code, Err: errors.New("provider says " + code.String())} }
 }
 
 func TestRetryGivesUp(t *testing.T) {
