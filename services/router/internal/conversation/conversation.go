@@ -168,6 +168,9 @@ type Request struct {
 	BypassCache bool
 	// ContextID is echoed back and recorded.
 	ContextID string
+	// ErrorCode names a failure in the audit log in the API's own terms (the code its caller
+	// gets); the adapter that made the Request sets it. Nil records the failure's Kind.
+	ErrorCode func(error) string
 }
 
 // Result is the answer to a Request.
@@ -177,7 +180,77 @@ type Result struct {
 	CacheHit  bool
 }
 
-// Domain errors. API adapters map them to their own error codes.
+// Kind says what kind of failure a Converse error is. The API adapters map kinds, with the
+// details the errors carry, to their own error codes and messages; this package knows no
+// API's codes.
+type Kind int
+
+const (
+	// KindInternal is any other failure.
+	KindInternal Kind = iota
+	// KindCanceled means the caller went away (context.Canceled).
+	KindCanceled
+	// KindDeadlineExceeded means the request's deadline passed (context.DeadlineExceeded).
+	KindDeadlineExceeded
+	// KindComponentNotFound is ErrComponentNotFound.
+	KindComponentNotFound
+	// KindNoWorker is ErrNoWorker.
+	KindNoWorker
+	// KindWorkerLost is ErrWorkerLost.
+	KindWorkerLost
+	// KindProvider is a *ProviderError: the worker's code and message are its details.
+	KindProvider
+	// KindScrub is a *ScrubError.
+	KindScrub
+	// KindAudit is an *AuditError.
+	KindAudit
+)
+
+var kindNames = [...]string{
+	KindInternal: "internal", KindCanceled: "canceled", KindDeadlineExceeded: "deadline_exceeded",
+	KindComponentNotFound: "component_not_found", KindNoWorker: "no_worker", KindWorkerLost: "worker_lost",
+	KindProvider: "provider", KindScrub: "scrub", KindAudit: "audit",
+}
+
+// String names the kind in lower snake case.
+func (k Kind) String() string {
+	if k < 0 || int(k) >= len(kindNames) {
+		return fmt.Sprintf("kind(%d)", int(k))
+	}
+	return kindNames[k]
+}
+
+// KindOf classifies an error returned by Converse. The caller's cancellation wins over
+// what it interrupted; a provider error is KindProvider whatever its code.
+func KindOf(err error) Kind {
+	var (
+		pe *ProviderError
+		se *ScrubError
+		ae *AuditError
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return KindCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return KindDeadlineExceeded
+	case errors.Is(err, ErrComponentNotFound):
+		return KindComponentNotFound
+	case errors.Is(err, ErrNoWorker):
+		return KindNoWorker
+	case errors.Is(err, ErrWorkerLost):
+		return KindWorkerLost
+	case errors.As(err, &pe):
+		return KindProvider
+	case errors.As(err, &se):
+		return KindScrub
+	case errors.As(err, &ae):
+		return KindAudit
+	default:
+		return KindInternal
+	}
+}
+
+// Domain errors, told apart by KindOf.
 var (
 	// ErrComponentNotFound means no component of that name is configured.
 	ErrComponentNotFound = errors.New("component not found")

@@ -129,7 +129,7 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 	rec.ev.Latency = durationpb.New(time.Since(start))
 	if err != nil {
 		rec.ev.Status = auditv1.Status_STATUS_ERROR
-		rec.ev.ErrorCode = ErrorCode(req.API, err)
+		rec.ev.ErrorCode = errorCode(req, err)
 		rec.ev.ErrorMessage = err.Error()
 	} else {
 		rec.ev.Status = auditv1.Status_STATUS_OK
@@ -457,28 +457,11 @@ func fillOutcome(ev *auditv1.ConversationEvent, resp *providerv1.Response) {
 	}
 }
 
-// ErrorCode is the code recorded in the audit log for err: Dapr's error codes for the
-// Dapr APIs, Connect code names for the native API.
-func ErrorCode(api auditv1.Api, err error) string {
-	dapr := api == auditv1.Api_API_ALPHA1 || api == auditv1.Api_API_ALPHA2
-	var pe *ProviderError
-	switch {
-	case errors.Is(err, ErrComponentNotFound):
-		if dapr {
-			return "ERR_CONVERSATION_NOT_FOUND"
-		}
-		return "not_found"
-	case dapr:
-		return "ERR_CONVERSATION_INVOKE"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "deadline_exceeded"
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.As(err, &pe) && pe.Code == providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT:
-		return "invalid_argument"
-	case errors.Is(err, ErrNoWorker), errors.Is(err, ErrWorkerLost), errors.As(err, &pe):
-		return "unavailable"
-	default:
-		return "internal"
+// errorCode is the code recorded in the audit log for err: the adapter's name for it, or
+// else its Kind.
+func errorCode(req Request, err error) string {
+	if req.ErrorCode != nil {
+		return req.ErrorCode(err)
 	}
+	return KindOf(err).String()
 }

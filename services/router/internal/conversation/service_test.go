@@ -337,21 +337,52 @@ func TestCacheable(t *testing.T) {
 	require.False(t, Cacheable(&providerv1.Response{}), "no choices")
 }
 
-func TestErrorCode(t *testing.T) {
+func TestKindOf(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		api  auditv1.Api
 		err  error
-		want string
+		want Kind
 	}{
-		{auditv1.Api_API_ALPHA2, ErrComponentNotFound, "ERR_CONVERSATION_NOT_FOUND"},
-		{auditv1.Api_API_ALPHA1, ErrNoWorker, "ERR_CONVERSATION_INVOKE"},
-		{auditv1.Api_API_NATIVE, ErrNoWorker, "unavailable"},
-		{auditv1.Api_API_NATIVE, context.DeadlineExceeded, "deadline_exceeded"},
-		{auditv1.Api_API_NATIVE, &ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT}, "invalid_argument"},
-		{auditv1.Api_API_NATIVE, errors.New("x"), "internal"},
+		{ErrComponentNotFound, KindComponentNotFound},
+		{fmt.Errorf("dispatch: %w", ErrNoWorker), KindNoWorker},
+		{ErrWorkerLost, KindWorkerLost},
+		{&ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Message: "bad"}, KindProvider},
+		{&ScrubError{Err: errors.New("down")}, KindScrub},
+		{&AuditError{Err: errors.New("down")}, KindAudit},
+		{context.DeadlineExceeded, KindDeadlineExceeded},
+		{context.Canceled, KindCanceled},
+		{&ScrubError{Err: context.Canceled}, KindCanceled},
+		{errors.New("x"), KindInternal},
 	}
 	for _, tt := range tests {
-		require.Equal(t, tt.want, ErrorCode(tt.api, tt.err))
+		require.Equal(t, tt.want, KindOf(tt.err), tt.err.Error())
+	}
+	require.Equal(t, "no_worker", KindNoWorker.String())
+	require.Equal(t, "kind(99)", Kind(99).String())
+}
+
+func TestAuditErrorCode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		errorCode func(error) string
+		want      string
+	}{
+		{"the adapter names the failure", func(err error) string { return "API_" + KindOf(err).String() }, "API_no_worker"},
+		{"without the adapter, the kind", nil, "no_worker"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil, nil, nil, Options{})
+			f.disp.err = ErrNoWorker
+			req := request("echo", "x", false, false)
+			req.ErrorCode = tt.errorCode
+			_, err := f.svc.Converse(t.Context(), req)
+			require.ErrorIs(t, err, ErrNoWorker)
+			require.Len(t, f.audit.events, 1)
+			require.Equal(t, auditv1.Status_STATUS_ERROR, f.audit.events[0].GetStatus())
+			require.Equal(t, tt.want, f.audit.events[0].GetErrorCode())
+		})
 	}
 }

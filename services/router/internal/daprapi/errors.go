@@ -3,7 +3,6 @@
 package daprapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -61,15 +60,20 @@ func errBodyRead(err error) *Error {
 		"failed to read request body: " + err.Error()}
 }
 
-// fromDomain maps a conversation error to Dapr's: an unknown component is NOT_FOUND,
-// anything else that happened while conversing is INVOKE.
+// fromDomain maps a conversation error to Dapr's by its kind: an unknown component is
+// NOT_FOUND, anything else that happened while conversing is INVOKE (with status 499 when the
+// caller went away).
 func fromDomain(name string, err error) *Error {
-	if errors.Is(err, conversation.ErrComponentNotFound) {
+	switch conversation.KindOf(err) {
+	case conversation.KindComponentNotFound:
 		return errNotFound(name)
-	}
-	if errors.Is(err, context.Canceled) {
+	case conversation.KindCanceled:
 		return &Error{499, connect.CodeCanceled, "ERR_CONVERSATION_INVOKE",
 			fmt.Sprintf("failed conversing with component %s: %v", name, err)}
+	default:
+		return errInvoke(name, err)
 	}
-	return errInvoke(name, err)
 }
+
+// auditCode is the errorCode a Dapr caller gets for err; the audit log records it.
+func auditCode(err error) string { return fromDomain("", err).ErrorCode }

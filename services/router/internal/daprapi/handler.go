@@ -82,6 +82,7 @@ func (h *Handler) converse(ctx context.Context, name string, translate func() (c
 	if derr != nil {
 		return nil, derr
 	}
+	creq.ErrorCode = auditCode
 	ctx, cancel := h.withTimeout(ctx)
 	defer cancel()
 	res, err := h.conv.Converse(ctx, creq)

@@ -157,6 +157,7 @@ func fromNative(req *conversationv1.ConverseRequest) (conversation.Request, erro
 		Tokenize:           req.GetScrub().GetMode() == conversationv1.ScrubMode_SCRUB_MODE_TOKENIZE,
 		BypassCache:        req.GetCacheMode() == conversationv1.CacheMode_CACHE_MODE_BYPASS,
 		ContextID:          req.GetContextId(),
+		ErrorCode:          auditCode,
 	}, nil
 }
 
@@ -216,26 +217,44 @@ func toNative(req *conversationv1.ConverseRequest, res *conversation.Result) *co
 	return out
 }
 
-// toConnect maps domain errors to Connect codes; this is the only place that does.
+// toConnect maps domain errors, by their kind, to Connect codes; this is the only place that
+// does. A cancelled or expired call keeps its context error, which Connect sends as
+// CANCELED or DEADLINE_EXCEEDED.
 func toConnect(component string, err error) error {
-	var pe *conversation.ProviderError
-	var se *conversation.ScrubError
-	var ae *conversation.AuditError
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	switch conversation.KindOf(err) {
+	case conversation.KindCanceled, conversation.KindDeadlineExceeded:
 		return err
-	case errors.Is(err, conversation.ErrComponentNotFound):
+	case conversation.KindComponentNotFound:
 		return connect.NewError(connect.CodeNotFound, fmt.Errorf("component %q is not configured", component))
-	case errors.Is(err, conversation.ErrNoWorker), errors.Is(err, conversation.ErrWorkerLost):
+	case conversation.KindNoWorker, conversation.KindWorkerLost:
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("component %q: %w", component, err))
-	case errors.As(err, &se):
+	case conversation.KindScrub:
 		return connect.NewError(connect.CodeUnavailable, errors.New("pii scrubbing is unavailable; the request was not sent"))
-	case errors.As(err, &ae):
+	case conversation.KindAudit:
 		return connect.NewError(connect.CodeUnavailable, errors.New("the audit log is unavailable; the answer was withheld"))
-	case errors.As(err, &pe):
-		return connect.NewError(providerCode(pe.Code), fmt.Errorf("component %q: %s", component, pe.Message))
+	case conversation.KindProvider:
+		var pe *conversation.ProviderError
+		if errors.As(err, &pe) {
+			return connect.NewError(providerCode(pe.Code), fmt.Errorf("component %q: %s", component, pe.Message))
+		}
 	}
 	return err
+}
+
+// auditCode is the name of the Connect code a caller gets for err; the audit log records
+// it. An error without a code is recorded as internal.
+func auditCode(err error) string {
+	switch conversation.KindOf(err) {
+	case conversation.KindCanceled:
+		return connect.CodeCanceled.String()
+	case conversation.KindDeadlineExceeded:
+		return connect.CodeDeadlineExceeded.String()
+	}
+	var ce *connect.Error
+	if errors.As(toConnect("", err), &ce) {
+		return ce.Code().String()
+	}
+	return connect.CodeInternal.String()
 }
 
 func providerCode(c providerv1.ErrorCode) connect.Code {

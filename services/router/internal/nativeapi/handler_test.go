@@ -114,3 +114,23 @@ func TestToConnect(t *testing.T) {
 	// Context errors pass unchanged; connect codes them on the wire.
 	require.ErrorIs(t, toConnect("c", context.DeadlineExceeded), context.DeadlineExceeded)
 }
+
+func TestAuditCode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{conversation.ErrComponentNotFound, "not_found"},
+		{conversation.ErrNoWorker, "unavailable"},
+		{&conversation.ScrubError{Err: errors.New("x")}, "unavailable"},
+		{&conversation.ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT}, "invalid_argument"},
+		{&conversation.ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_INTERNAL}, "internal"},
+		{context.DeadlineExceeded, "deadline_exceeded"},
+		{&conversation.ScrubError{Err: context.Canceled}, "canceled"},
+		{errors.New("x"), "internal"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, auditCode(tt.err), "%v", tt.err)
+	}
+}
