@@ -79,25 +79,7 @@ func (c Component) metadataKeys() []string {
 	return keys
 }
 
-// Error is a problem with one document of a component file. Its message names the file, the
-// component (or the document number when the name is unknown) and the field.
-type Error struct {
-	// File is the path of the file.
-	File string
-	// Component is metadata.name; empty when the document has no usable name.
-	Component string
-	// Document is the 1-based position of the document in the file.
-	Document int
-	// Field names what is wrong, e.g. `metadata "key"` or "spec.version"; may be empty.
-	Field string
-	// Err is the problem itself.
-	Err error
-}
-
-// Error implements error.
-func (e *Error) Error() string {
-	return resourceyaml.ErrorText(e.File, "component", e.Component, e.Document, e.Field, e.Err)
-}
-
-// Unwrap returns the underlying problem.
-func (e *Error) Unwrap() error { return e.Err }
+// Error is a problem with one document of a component file (Kind "component", Name the
+// document's metadata.name). Its message names the file, the component (or the document
+// number when the name is unknown) and the field.
+type Error = resourceyaml.Error

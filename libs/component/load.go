@@ -20,6 +20,9 @@ import (
 	"github.com/parleyhq/parley/libs/resourceyaml"
 )
 
+// errorKind names a component document in error messages.
+const errorKind = "component"
+
 // APIVersion is the only apiVersion accepted for conversation components.
 const APIVersion = "dapr.io/v1alpha1"
 
@@ -50,7 +53,7 @@ const SecretPlaceholder = "<secret>"
 // document is invalid, LoadDir returns no components and all the problems found, joined; each
 // is an *Error unless it concerns the whole file.
 func LoadDir(dir string, opts Options) ([]Component, error) {
-	files, errs, err := resourceyaml.ReadDir(dir, "component")
+	files, errs, err := resourceyaml.ReadDir(dir, errorKind)
 	if err != nil {
 		return nil, fmt.Errorf("read components directory: %w", err)
 	}
@@ -72,7 +75,7 @@ func LoadDir(dir string, opts Options) ([]Component, error) {
 			}
 			if first, dup := definedIn[d.comp.Name]; dup {
 				errs = append(errs, &Error{
-					File: path, Component: d.comp.Name, Document: d.doc, Field: "metadata.name",
+					File: path, Kind: errorKind, Name: d.comp.Name, Document: d.doc, Field: "metadata.name",
 					Err: fmt.Errorf("duplicate component name, also defined in %s", first),
 				})
 				continue
@@ -116,7 +119,7 @@ func (l loader) loadFile(path string, data []byte) []loaded {
 		}
 		if err != nil {
 			return append(out, loaded{doc: doc, errs: []error{
-				&Error{File: path, Err: fmt.Errorf("parse YAML: %w", err)},
+				&Error{File: path, Kind: errorKind, Err: fmt.Errorf("parse YAML: %w", err)},
 			}})
 		}
 		if d, ok := l.loadDocument(path, doc, &node); ok {
@@ -130,7 +133,7 @@ func (l loader) loadFile(path string, data []byte) []loaded {
 func (l loader) loadDocument(path string, doc int, node *yaml.Node) (loaded, bool) {
 	d := loaded{doc: doc, comp: Component{File: path}}
 	fail := func(field string, err error) {
-		d.errs = append(d.errs, &Error{File: path, Component: d.comp.Name, Document: doc, Field: field, Err: err})
+		d.errs = append(d.errs, &Error{File: path, Kind: errorKind, Name: d.comp.Name, Document: doc, Field: field, Err: err})
 	}
 
 	root := node

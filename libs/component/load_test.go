@@ -640,7 +640,7 @@ spec:
 func TestErrorUnwrap(t *testing.T) {
 	t.Parallel()
 	inner := errors.New("boom")
-	err := &component.Error{File: "components/a.yaml", Component: "a", Field: `metadata "key"`, Err: inner}
+	err := &component.Error{File: "components/a.yaml", Kind: "component", Name: "a", Field: `metadata "key"`, Err: inner}
 	require.ErrorIs(t, err, inner)
 	require.EqualError(t, err, `components/a.yaml: component "a": metadata "key": boom`)
 

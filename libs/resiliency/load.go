@@ -15,35 +15,19 @@ import (
 	"github.com/parleyhq/parley/libs/resourceyaml"
 )
 
+// errorKind names a resiliency document in error messages.
+const errorKind = "resiliency"
+
 // APIVersion is the only apiVersion accepted for Resiliency documents.
 const APIVersion = "dapr.io/v1alpha1"
 
 // Kind is the kind of the documents Load reads; documents of other kinds are skipped.
 const Kind = "Resiliency"
 
-// Error is a problem with one Resiliency document. Its message names the file, the document
-// (by metadata.name, or by position when it has none) and the field.
-type Error struct {
-	// File is the path of the file.
-	File string
-	// Resiliency is the document's metadata.name; may be empty.
-	Resiliency string
-	// Document is the 1-based position of the document in the file.
-	Document int
-	// Field names what is wrong, e.g. "spec.policies.retries.llmRetry.maxRetries"; may be
-	// empty.
-	Field string
-	// Err is the problem itself.
-	Err error
-}
-
-// Error implements error.
-func (e *Error) Error() string {
-	return resourceyaml.ErrorText(e.File, "resiliency", e.Resiliency, e.Document, e.Field, e.Err)
-}
-
-// Unwrap returns the underlying problem.
-func (e *Error) Unwrap() error { return e.Err }
+// Error is a problem with one document of a Resiliency file (Kind "resiliency", Name the
+// document's metadata.name). Its message names the file, the document (by metadata.name, or
+// by position when it has none) and the field.
+type Error = resourceyaml.Error
 
 // Load reads every Resiliency document in the *.yaml and *.yml files of dir, in file name
 // order, and merges them into one Set: policy names and component targets share one namespace
@@ -58,7 +42,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // an *Error unless it concerns a whole file. Scopes and the apps and actors targets are
 // accepted and ignored: they concern Dapr sidecars, not conversation components.
 func Load(dir string, opts ...Option) (*Set, error) {
-	files, problems, err := resourceyaml.ReadDir(dir, "resiliency")
+	files, problems, err := resourceyaml.ReadDir(dir, errorKind)
 	if err != nil {
 		return nil, fmt.Errorf("read resiliency directory: %w", err)
 	}
@@ -103,7 +87,7 @@ type loader struct {
 }
 
 func (l *loader) fail(at origin, field string, err error) {
-	l.errs = append(l.errs, &Error{File: at.file, Resiliency: at.name, Document: at.doc, Field: field, Err: err})
+	l.errs = append(l.errs, &Error{File: at.file, Kind: errorKind, Name: at.name, Document: at.doc, Field: field, Err: err})
 }
 
 // file reads every document of one file.
@@ -116,7 +100,7 @@ func (l *loader) file(path string, data []byte) {
 			return
 		}
 		if err != nil {
-			l.errs = append(l.errs, &Error{File: path, Err: fmt.Errorf("parse YAML: %w", err)})
+			l.errs = append(l.errs, &Error{File: path, Kind: errorKind, Err: fmt.Errorf("parse YAML: %w", err)})
 			return
 		}
 		l.document(origin{file: path, doc: doc}, &node)

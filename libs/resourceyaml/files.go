@@ -46,21 +46,41 @@ func ReadDir(dir, kind string) (files []File, problems []error, err error) {
 	return files, problems, nil
 }
 
-// ErrorText is the message of a problem in one document: the file, the document (by kind
-// and metadata.name, else by 1-based position), the field when known, and the problem.
-func ErrorText(file, kind, name string, doc int, field string, err error) string {
+// Error is a problem with one document of a resource file. Its message names the file, the
+// document (by kind and metadata.name, else by 1-based position), the field when known, and
+// the problem: "components/openai.yaml: component "openai": metadata "key": required".
+type Error struct {
+	// File is the path of the file.
+	File string
+	// Kind is the resource kind as the message says it, e.g. "component" or "resiliency".
+	Kind string
+	// Name is the document's metadata.name; empty when it has no usable name.
+	Name string
+	// Document is the 1-based position of the document in the file; zero for the file.
+	Document int
+	// Field names what is wrong, e.g. `metadata "key"` or "spec.version"; may be empty.
+	Field string
+	// Err is the problem itself.
+	Err error
+}
+
+// Error implements error.
+func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString(file)
-	if name != "" {
-		fmt.Fprintf(&b, ": %s %q", kind, name)
-	} else if doc > 0 {
-		fmt.Fprintf(&b, ": document %d", doc)
+	b.WriteString(e.File)
+	if e.Name != "" {
+		fmt.Fprintf(&b, ": %s %q", e.Kind, e.Name)
+	} else if e.Document > 0 {
+		fmt.Fprintf(&b, ": document %d", e.Document)
 	}
-	if field != "" {
+	if e.Field != "" {
 		b.WriteString(": ")
-		b.WriteString(field)
+		b.WriteString(e.Field)
 	}
 	b.WriteString(": ")
-	b.WriteString(err.Error())
+	b.WriteString(e.Err.Error())
 	return b.String()
 }
+
+// Unwrap returns the underlying problem.
+func (e *Error) Unwrap() error { return e.Err }
