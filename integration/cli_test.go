@@ -204,6 +204,7 @@ func TestCLIComponentsAndConverse(t *testing.T) {
 		res = runParley(t, map[string]string{"PARLEY_ROUTER_URL": "http://127.0.0.1:1"}, "", "components")
 		require.Equal(t, 1, res.code)
 		require.Contains(t, res.stderr, "parley: components:")
+		require.Contains(t, res.stderr, "is the router running at http://127.0.0.1:1?")
 	})
 }
 

@@ -275,4 +275,5 @@ func TestRouterUnreachable(t *testing.T) {
 	code, _, stderr := run(t, "http://127.0.0.1:1", "-timeout", "2s", "audit", "list")
 	require.Equal(t, command.ExitError, code)
 	require.Contains(t, stderr, "list conversations: unavailable")
+	require.Contains(t, stderr, "(is the router running at http://127.0.0.1:1? start it with make up, or set -router or $PARLEY_ROUTER_URL)")
 }

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -268,11 +269,23 @@ func tokenHint(g *global) string {
 	return "the router refused the API token"
 }
 
-// callError makes an RPC error readable: its code and message.
+// unreachable says what to do when the router cannot be reached, or returns "".
+func unreachable(g *global, err error) string {
+	if opErr := new(net.OpError); errors.As(err, &opErr) && opErr.Op == "dial" {
+		return "is the router running at " + g.router + "? start it with make up, or set -router or $" + EnvRouterURL
+	}
+	return ""
+}
+
+// callError makes an RPC error readable: its code and message, and a hint where one helps.
 func callError(g *global, what string, err error) error {
 	if ce := new(connect.Error); errors.As(err, &ce) {
+		hint := unreachable(g, err)
 		if ce.Code() == connect.CodeUnauthenticated {
-			return fmt.Errorf("%s: %s: %s (%s)", what, ce.Code(), ce.Message(), tokenHint(g))
+			hint = tokenHint(g)
+		}
+		if hint != "" {
+			return fmt.Errorf("%s: %s: %s (%s)", what, ce.Code(), ce.Message(), hint)
 		}
 		return fmt.Errorf("%s: %s: %s", what, ce.Code(), ce.Message())
 	}

@@ -53,6 +53,9 @@ func fetchComponents(ctx context.Context, g *global, hc *http.Client) ([]Compone
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		if hint := unreachable(g, err); hint != "" {
+			return nil, fmt.Errorf("components: %w (%s)", err, hint)
+		}
 		return nil, fmt.Errorf("components: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
