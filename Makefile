@@ -7,7 +7,7 @@ BIN     := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
 # Every Go module of the workspace shares this prefix, so one pattern tests them all.
 PKGS    := github.com/parleyhq/parley/...
-MODULES := gen libs services/router services/pii-scrubber services/cache services/provider-worker services/audit integration deploy tilt
+MODULES := gen libs services/router services/pii-scrubber services/cache services/provider-worker services/audit cli integration deploy tilt
 
 .PHONY: help
 help: ## list the targets
@@ -17,6 +17,11 @@ help: ## list the targets
 up: ## run the whole constellation locally (Ctrl-C stops it)
 	go build -o $(BIN)/parley-up ./integration/cmd/parley-up
 	$(BIN)/parley-up
+
+.PHONY: install
+install: ## install the parley command line into GOBIN (default: $(go env GOPATH)/bin)
+	cd cli && GOWORK=off go install ./cmd/parley
+	@bin=$$(go env GOBIN); echo "installed $${bin:-$$(go env GOPATH)/bin}/parley"
 
 .PHONY: test
 test: ## run every test with -race (starts what the tests need)

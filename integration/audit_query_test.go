@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
-	"github.com/parleyhq/parley/integration/cli"
 )
 
 // TestAuditQueriesThroughRouter runs conversations, then finds them through the router's
@@ -73,10 +71,9 @@ func TestAuditQueriesThroughRouter(t *testing.T) {
 
 	t.Run("cli", func(t *testing.T) {
 		run := func(args ...string) string {
-			var stdout, stderr bytes.Buffer
-			code := cli.Main(t.Context(), append([]string{"-router", st.URL("router")}, args...), cli.IO{Stdout: &stdout, Stderr: &stderr})
-			require.Equal(t, cli.ExitOK, code, stderr.String())
-			return stdout.String()
+			res := runParley(t, map[string]string{}, "", append([]string{"-router", st.URL("router")}, args...)...)
+			require.Equal(t, 0, res.code, res.stderr)
+			return res.stdout
 		}
 		var list struct {
 			Conversations []struct {

@@ -79,6 +79,12 @@ Try:
     -H 'Content-Type: application/json' \
     -d '{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"my email is test@test.com"}]}}]}],"scrubPii":true}'
 
+or, after make install (docs/cli.md):
+
+  parley components
+  parley converse -c echo -scrub inputs "my email is test@test.com"
+  parley audit list
+
 Ctrl-C stops everything.
 `, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, abs, r)
 

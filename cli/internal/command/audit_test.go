@@ -1,4 +1,4 @@
-package cli_test
+package command_test
 
 import (
 	"bytes"
@@ -21,9 +21,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/parleyhq/parley/cli/internal/command"
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
-	"github.com/parleyhq/parley/integration/cli"
 )
 
 var update = flag.Bool("update", false, "update golden files")
@@ -112,12 +112,12 @@ func run(t *testing.T, url string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	env := func(k string) string {
-		if k == cli.EnvRouterURL {
+		if k == command.EnvRouterURL {
 			return url
 		}
 		return ""
 	}
-	code := cli.Main(t.Context(), args, cli.IO{Stdout: &stdout, Stderr: &stderr, Getenv: env, Now: func() time.Time { return now }})
+	code := command.Main(t.Context(), args, command.IO{Stdout: &stdout, Stderr: &stderr, Getenv: env, Now: func() time.Time { return now }})
 	return code, stdout.String(), stderr.String()
 }
 
@@ -159,7 +159,7 @@ func TestListRequest(t *testing.T) {
 			t.Parallel()
 			f, url := serve(t)
 			code, _, stderr := run(t, url, append([]string{"audit", "list"}, tt.args...)...)
-			require.Equal(t, cli.ExitOK, code, stderr)
+			require.Equal(t, command.ExitOK, code, stderr)
 			require.Len(t, f.lists, 1)
 			require.True(t, proto.Equal(tt.want, f.lists[0]), "want %v\ngot  %v", tt.want, f.lists[0])
 		})
@@ -171,17 +171,17 @@ func TestListOutput(t *testing.T) {
 	_, url := serve(t)
 
 	code, stdout, stderr := run(t, url, "audit", "list")
-	require.Equal(t, cli.ExitOK, code, stderr)
+	require.Equal(t, command.ExitOK, code, stderr)
 	golden(t, "list", stdout)
 	require.Equal(t, "more: -page-token p2\n", stderr)
 
 	code, stdout, stderr = run(t, url, "audit", "list", "-all")
-	require.Equal(t, cli.ExitOK, code, stderr)
+	require.Equal(t, command.ExitOK, code, stderr)
 	golden(t, "list-all", stdout)
 	require.Empty(t, stderr)
 
 	code, stdout, _ = run(t, url, "-o", "json", "-grpc", "audit", "list")
-	require.Equal(t, cli.ExitOK, code)
+	require.Equal(t, command.ExitOK, code)
 	var doc struct {
 		Conversations []struct {
 			RequestID string `json:"requestId"`
@@ -199,17 +199,17 @@ func TestGet(t *testing.T) {
 	id := conversation(1).GetRequestId()
 
 	code, stdout, stderr := run(t, url, "audit", "get", id)
-	require.Equal(t, cli.ExitOK, code, stderr)
+	require.Equal(t, command.ExitOK, code, stderr)
 	golden(t, "get", stdout)
 
 	code, stdout, _ = run(t, url, "-o", "json", "audit", "get", id)
-	require.Equal(t, cli.ExitOK, code)
+	require.Equal(t, command.ExitOK, code)
 	var doc map[string]any
 	require.NoError(t, json.Unmarshal([]byte(stdout), &doc))
 	require.Equal(t, id, doc["requestId"])
 
 	code, _, stderr = run(t, url, "audit", "get", "0195f0c4-0000-7000-8000-0000000000ff")
-	require.Equal(t, cli.ExitError, code)
+	require.Equal(t, command.ExitError, code)
 	require.Equal(t, "parley: get conversation: not_found: conversation not found\n", stderr)
 }
 
@@ -217,7 +217,7 @@ func TestStats(t *testing.T) {
 	t.Parallel()
 	f, url := serve(t)
 	code, stdout, stderr := run(t, url, "audit", "stats", "-bucket", "day", "-group-by", "component", "-since", "7d", "-model", "m")
-	require.Equal(t, cli.ExitOK, code, stderr)
+	require.Equal(t, command.ExitOK, code, stderr)
 	golden(t, "stats", stdout)
 	want := &auditv1.GetUsageStatsRequest{
 		Bucket: auditv1.UsageBucket_USAGE_BUCKET_DAY, GroupBy: []auditv1.UsageDimension{auditv1.UsageDimension_USAGE_DIMENSION_COMPONENT},
@@ -226,7 +226,7 @@ func TestStats(t *testing.T) {
 	require.True(t, proto.Equal(want, f.stats), "got %v", f.stats)
 
 	code, stdout, _ = run(t, url, "-o", "json", "audit", "stats", "-bucket", "hour")
-	require.Equal(t, cli.ExitOK, code)
+	require.Equal(t, command.ExitOK, code)
 	require.True(t, json.Valid([]byte(stdout)))
 	require.Equal(t, auditv1.UsageBucket_USAGE_BUCKET_HOUR, f.stats.GetBucket())
 }
@@ -238,10 +238,13 @@ func TestUsageErrors(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{name: "no command", args: nil, wantErr: "want audit list"},
+		{name: "no command", args: nil, wantErr: "want a command: converse, components or audit"},
+		{name: "audit alone", args: []string{"audit"}, wantErr: "want audit list"},
 		{name: "unknown command", args: []string{"audit", "delete"}, wantErr: "unknown command audit delete"},
-		{name: "not audit", args: []string{"chat", "list"}, wantErr: "want audit list"},
+		{name: "not a command", args: []string{"chat", "list"}, wantErr: "unknown command chat"},
 		{name: "bad output", args: []string{"-o", "yaml", "audit", "list"}, wantErr: "-o must be table or json"},
+		{name: "bad output after the command", args: []string{"audit", "list", "-o", "yaml"}, wantErr: "-o must be table or json"},
+		{name: "no timeout", args: []string{"audit", "stats", "-timeout", "0s"}, wantErr: "-timeout must be positive"},
 		{name: "unknown flag", args: []string{"audit", "list", "-colour"}, wantErr: "flag provided but not defined"},
 		{name: "bad status", args: []string{"audit", "list", "-status", "fine"}, wantErr: "-status"},
 		{name: "bad cache hit", args: []string{"audit", "list", "-cache-hit", "maybe"}, wantErr: "-cache-hit"},
@@ -260,7 +263,7 @@ func TestUsageErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			code, stdout, stderr := run(t, "http://127.0.0.1:1", tt.args...)
-			require.Equal(t, cli.ExitUsage, code)
+			require.Equal(t, command.ExitUsage, code)
 			require.Empty(t, stdout)
 			require.Contains(t, stderr, tt.wantErr)
 		})
@@ -270,6 +273,7 @@ func TestUsageErrors(t *testing.T) {
 func TestRouterUnreachable(t *testing.T) {
 	t.Parallel()
 	code, _, stderr := run(t, "http://127.0.0.1:1", "-timeout", "2s", "audit", "list")
-	require.Equal(t, cli.ExitError, code)
+	require.Equal(t, command.ExitError, code)
 	require.Contains(t, stderr, "list conversations: unavailable")
+	require.Contains(t, stderr, "(is the router running at http://127.0.0.1:1? start it with make up, or set -router or $PARLEY_ROUTER_URL)")
 }

@@ -1,4 +1,4 @@
-package cli
+package command
 
 import (
 	"encoding/json"
@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
 )
 
 // printer renders results as a table or as JSON (protojson, one document per command).
@@ -223,4 +224,100 @@ func jsonText(v *structpb.Value) string {
 		return "-"
 	}
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// writeAnswer prints each choice's text, then its tool calls, each ending a line.
+func writeAnswer(w io.Writer, resp *conversationv1.ConverseResponse) error {
+	var b strings.Builder
+	for _, c := range resp.GetChoices() {
+		if text := c.GetMessage().GetContent(); text != "" {
+			b.WriteString(text)
+			if !strings.HasSuffix(text, "\n") {
+				b.WriteByte('\n')
+			}
+		}
+		for _, tc := range c.GetMessage().GetToolCalls() {
+			b.WriteString(toolCall(tc))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func toolCall(tc *conversationv1.ToolCall) string {
+	return fmt.Sprintf("[tool call %s: %s(%s)]\n", dash(tc.GetId()), tc.GetName(), tc.GetArguments())
+}
+
+// summary is the line under an answer: its audit id, model, token usage and cache use.
+func summary(requestID, model string, u *conversationv1.Usage, cacheHit bool) string {
+	cache := "miss"
+	if cacheHit {
+		cache = "hit"
+	}
+	s := "request " + dash(requestID)
+	if model != "" {
+		s += "  model " + model
+	}
+	return s + fmt.Sprintf("  tokens %d/%d/%d  cache %s", u.GetPromptTokens(), u.GetCompletionTokens(), u.GetTotalTokens(), cache)
+}
+
+// streamPrinter prints a streamed answer as it arrives: the text of each chunk, a new line
+// between choices, or one JSON document per chunk and line.
+type streamPrinter struct {
+	w    io.Writer
+	json bool
+	// what the text output has written: whether anything, the last choice and whether
+	// it ended a line
+	started, lineEnded bool
+	index              int64
+	// the summary, from the chunks
+	requestID string
+	usage     *conversationv1.Usage
+	cacheHit  bool
+}
+
+func (s *streamPrinter) chunk(m *conversationv1.ConverseStreamResponse) error {
+	if m.GetRequestId() != "" {
+		s.requestID = m.GetRequestId()
+	}
+	if m.GetUsage() != nil {
+		s.usage = m.GetUsage()
+	}
+	s.cacheHit = s.cacheHit || m.GetCacheHit()
+	if s.json {
+		b, err := protojson.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		_, err = fmt.Fprintln(s.w, string(b))
+		return err
+	}
+	var b strings.Builder
+	if s.started && m.GetIndex() != s.index && !s.lineEnded {
+		b.WriteByte('\n')
+	}
+	b.WriteString(m.GetContentDelta())
+	for _, tc := range m.GetToolCalls() {
+		if b.Len() > 0 && !strings.HasSuffix(b.String(), "\n") || b.Len() == 0 && s.started && !s.lineEnded {
+			b.WriteByte('\n')
+		}
+		b.WriteString(toolCall(tc))
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	s.started, s.index = true, m.GetIndex()
+	s.lineEnded = strings.HasSuffix(b.String(), "\n")
+	_, err := io.WriteString(s.w, b.String())
+	return err
+}
+
+// end finishes the last line of text output.
+func (s *streamPrinter) end() error {
+	if s.json || !s.started || s.lineEnded {
+		return nil
+	}
+	s.lineEnded = true
+	_, err := io.WriteString(s.w, "\n")
+	return err
 }

@@ -1,4 +1,4 @@
-package cli
+package command
 
 import (
 	"context"
@@ -54,19 +54,48 @@ func (r *timeRange) resolve(now time.Time) (start, end *timestamppb.Timestamp, e
 	return start, end, nil
 }
 
-func parseFlags(fs *flag.FlagSet, args []string, positional int) error {
-	if err := fs.Parse(args); err != nil {
-		return usageError(err)
+// audit runs `parley audit list|get|stats`.
+func audit(ctx context.Context, g *global, command string, args []string, io IO) error {
+	var run func(context.Context, *auditCall, []string) error
+	switch command {
+	case "list":
+		run = list
+	case "get":
+		run = get
+	case "stats":
+		run = stats
+	default:
+		_, _ = fmt.Fprint(io.Stderr, usage)
+		return fmt.Errorf("%w: unknown command audit %s", errUsage, command)
 	}
-	if fs.NArg() != positional {
-		return fmt.Errorf("%w: %s takes %d argument(s), got %q", errUsage, fs.Name(), positional, fs.Args())
-	}
-	return nil
+	return run(ctx, &auditCall{g: g, io: io}, args)
 }
 
-func list(ctx context.Context, client auditv1connect.AuditServiceClient, args []string, p printer, io IO) error {
+// auditCall is what an audit command works with once its flags are parsed.
+type auditCall struct {
+	g      *global
+	io     IO
+	client auditv1connect.AuditServiceClient
+	p      printer
+}
+
+// parseFlags parses the command's flags and wants exactly positional arguments; it then
+// builds the client and the printer.
+func (c *auditCall) parseFlags(fs *flag.FlagSet, synopsis string, args []string, positional int) ([]string, error) {
+	rest, err := parseCommand(fs, c.g, synopsis, args, c.io)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != positional {
+		return nil, fmt.Errorf("%w: %s takes %d argument(s), got %q", errUsage, fs.Name(), positional, rest)
+	}
+	c.client = auditv1connect.NewAuditServiceClient(httpClient(c.g, c.io.HTTPClient), c.g.router, connectOptions(c.g)...)
+	c.p = printer{w: c.io.Stdout, json: c.g.json()}
+	return rest, nil
+}
+
+func list(ctx context.Context, c *auditCall, args []string) error {
 	fs := flag.NewFlagSet("parley audit list", flag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
 	var (
 		r                                       timeRange
 		component, model, status, errorCode     string
@@ -88,9 +117,11 @@ func list(ctx context.Context, client auditv1connect.AuditServiceClient, args []
 	fs.StringVar(&pageToken, "page-token", "", "continue from a previous page")
 	fs.BoolVar(&all, "all", false, "follow every page (up to -limit conversations)")
 	fs.IntVar(&limit, "limit", 10000, "with -all, stop after this many conversations")
-	if err := parseFlags(fs, args, 0); err != nil {
+	if _, err := c.parseFlags(fs, "parley audit list [flags]", args, 0); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.g.timeout)
+	defer cancel()
 	req := &auditv1.ListConversationsRequest{
 		Component: component, Model: model, ErrorCode: errorCode, ContextId: contextID, TextQuery: search,
 		PageToken: pageToken,
@@ -100,7 +131,7 @@ func list(ctx context.Context, client auditv1connect.AuditServiceClient, args []
 	}
 	req.PageSize = int32(pageSize) //nolint:gosec // bounded above
 	var err error
-	if req.StartTime, req.EndTime, err = r.resolve(io.Now()); err != nil {
+	if req.StartTime, req.EndTime, err = r.resolve(c.io.Now()); err != nil {
 		return err
 	}
 	if req.Status, err = ParseStatus(status); err != nil {
@@ -123,9 +154,9 @@ func list(ctx context.Context, client auditv1connect.AuditServiceClient, args []
 
 	out := &auditv1.ListConversationsResponse{}
 	for {
-		resp, err := client.ListConversations(ctx, req)
+		resp, err := c.client.ListConversations(ctx, req)
 		if err != nil {
-			return callError("list conversations", err)
+			return callError(c.g, "list conversations", err)
 		}
 		out.Conversations = append(out.Conversations, resp.GetConversations()...)
 		out.NextPageToken = resp.GetNextPageToken()
@@ -134,31 +165,32 @@ func list(ctx context.Context, client auditv1connect.AuditServiceClient, args []
 		}
 		req.PageToken = out.GetNextPageToken()
 	}
-	if err := p.list(out); err != nil {
+	if err := c.p.list(out); err != nil {
 		return err
 	}
-	if !p.json && out.GetNextPageToken() != "" {
-		_, _ = fmt.Fprintf(io.Stderr, "more: -page-token %s\n", out.GetNextPageToken())
+	if !c.p.json && out.GetNextPageToken() != "" {
+		_, _ = fmt.Fprintf(c.io.Stderr, "more: -page-token %s\n", out.GetNextPageToken())
 	}
 	return nil
 }
 
-func get(ctx context.Context, client auditv1connect.AuditServiceClient, args []string, p printer, io IO) error {
+func get(ctx context.Context, c *auditCall, args []string) error {
 	fs := flag.NewFlagSet("parley audit get", flag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
-	if err := parseFlags(fs, args, 1); err != nil {
+	rest, err := c.parseFlags(fs, "parley audit get [flags] REQUEST_ID", args, 1)
+	if err != nil {
 		return err
 	}
-	resp, err := client.GetConversation(ctx, &auditv1.GetConversationRequest{RequestId: fs.Arg(0)})
+	ctx, cancel := context.WithTimeout(ctx, c.g.timeout)
+	defer cancel()
+	resp, err := c.client.GetConversation(ctx, &auditv1.GetConversationRequest{RequestId: rest[0]})
 	if err != nil {
-		return callError("get conversation", err)
+		return callError(c.g, "get conversation", err)
 	}
-	return p.conversation(resp.GetConversation())
+	return c.p.conversation(resp.GetConversation())
 }
 
-func stats(ctx context.Context, client auditv1connect.AuditServiceClient, args []string, p printer, io IO) error {
+func stats(ctx context.Context, c *auditCall, args []string) error {
 	fs := flag.NewFlagSet("parley audit stats", flag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
 	var (
 		r                timeRange
 		bucket, groupBy  string
@@ -169,9 +201,11 @@ func stats(ctx context.Context, client auditv1connect.AuditServiceClient, args [
 	fs.StringVar(&groupBy, "group-by", "", "comma-separated: component, model")
 	fs.StringVar(&component, "component", "", "only this component")
 	fs.StringVar(&model, "model", "", "only this model")
-	if err := parseFlags(fs, args, 0); err != nil {
+	if _, err := c.parseFlags(fs, "parley audit stats [flags]", args, 0); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.g.timeout)
+	defer cancel()
 	req := &auditv1.GetUsageStatsRequest{Component: component, Model: model}
 	var err error
 	if req.Bucket, err = ParseBucket(bucket); err != nil {
@@ -180,12 +214,12 @@ func stats(ctx context.Context, client auditv1connect.AuditServiceClient, args [
 	if req.GroupBy, err = ParseGroupBy(groupBy); err != nil {
 		return fmt.Errorf("%w: -group-by: %w", errUsage, err)
 	}
-	if req.StartTime, req.EndTime, err = r.resolve(io.Now()); err != nil {
+	if req.StartTime, req.EndTime, err = r.resolve(c.io.Now()); err != nil {
 		return err
 	}
-	resp, err := client.GetUsageStats(ctx, req)
+	resp, err := c.client.GetUsageStats(ctx, req)
 	if err != nil {
-		return callError("usage stats", err)
+		return callError(c.g, "usage stats", err)
 	}
-	return p.stats(resp, req.GetGroupBy())
+	return c.p.stats(resp, req.GetGroupBy())
 }

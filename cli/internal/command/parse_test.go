@@ -1,4 +1,4 @@
-package cli_test
+package command_test
 
 import (
 	"testing"
@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/parleyhq/parley/cli/internal/command"
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
-	"github.com/parleyhq/parley/integration/cli"
 )
 
 func TestParseTime(t *testing.T) {
@@ -28,7 +28,7 @@ func TestParseTime(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {
 			t.Parallel()
-			got, err := cli.ParseTime(tt.give)
+			got, err := command.ParseTime(tt.give)
 			if tt.wantErr {
 				require.Error(t, err)
 				return
@@ -42,25 +42,25 @@ func TestParseTime(t *testing.T) {
 func TestParseSince(t *testing.T) {
 	t.Parallel()
 	for give, want := range map[string]time.Duration{"7d": 7 * 24 * time.Hour, "90m": 90 * time.Minute, "0": 0, "1h30m": 90 * time.Minute} {
-		got, err := cli.ParseSince(give)
+		got, err := command.ParseSince(give)
 		require.NoError(t, err, give)
 		require.Equal(t, want, got, give)
 	}
 	for _, give := range []string{"", "d", "-1h", "1w", "1.5d", "100001d"} {
-		_, err := cli.ParseSince(give)
+		_, err := command.ParseSince(give)
 		require.Error(t, err, give)
 	}
 }
 
 func TestParseGroupBy(t *testing.T) {
 	t.Parallel()
-	got, err := cli.ParseGroupBy(" Model ,component,model")
+	got, err := command.ParseGroupBy(" Model ,component,model")
 	require.NoError(t, err)
 	require.Equal(t, []auditv1.UsageDimension{auditv1.UsageDimension_USAGE_DIMENSION_MODEL, auditv1.UsageDimension_USAGE_DIMENSION_COMPONENT}, got)
-	got, err = cli.ParseGroupBy("")
+	got, err = command.ParseGroupBy("")
 	require.NoError(t, err)
 	require.Empty(t, got)
-	_, err = cli.ParseGroupBy("component,,model")
+	_, err = command.ParseGroupBy("component,,model")
 	require.Error(t, err)
 }
 
@@ -71,14 +71,14 @@ func FuzzParseTime(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := cli.ParseTime(s)
+		got, err := command.ParseTime(s)
 		if err != nil {
 			return
 		}
 		if y := got.UTC().Year(); y < 1 || y > 9999 {
 			t.Fatalf("ParseTime(%q) = %v: out of range", s, got)
 		}
-		again, err := cli.ParseTime(got.Format(time.RFC3339Nano))
+		again, err := command.ParseTime(got.Format(time.RFC3339Nano))
 		if err != nil || !again.Equal(got) {
 			t.Fatalf("ParseTime(%q) = %v; round trip gives %v, %v", s, got, again, err)
 		}
@@ -91,7 +91,7 @@ func FuzzParseSince(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		d, err := cli.ParseSince(s)
+		d, err := command.ParseSince(s)
 		if err == nil && d < 0 {
 			t.Fatalf("ParseSince(%q) = %v", s, d)
 		}
@@ -104,7 +104,7 @@ func FuzzParseGroupBy(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		dims, err := cli.ParseGroupBy(s)
+		dims, err := command.ParseGroupBy(s)
 		if err != nil {
 			return
 		}
