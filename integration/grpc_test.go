@@ -86,7 +86,8 @@ func TestDaprGRPC(t *testing.T) {
 					codes.InvalidArgument, "failed conversing with component echo: invalid params: message type cannot be nil"},
 				{"ConverseAlpha1", &runtimev1.ConversationRequest{Name: "orphan", Inputs: []*runtimev1.ConversationInput{{Content: "x"}}},
 					codes.Internal, "failed conversing with component orphan: no worker serves the component"},
-				{"GetState", &runtimev1.ConversationRequest{}, codes.Unimplemented, ""},
+				{"GetState", &runtimev1.GetStateRequest{StoreName: "s", Key: "k"}, codes.Unimplemented,
+					"/dapr.proto.runtime.v1.Dapr/GetState is not implemented: Parley serves Dapr's conversation API (ConverseAlpha1, ConverseAlpha2) and GetMetadata"},
 			}
 			for _, tt := range tests {
 				err := conn.Invoke(t.Context(), "/dapr.proto.runtime.v1.Dapr/"+tt.method, tt.req, &runtimev1.ConversationResponse{})

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
@@ -112,8 +113,16 @@ var Module = fx.Module("router",
 		// Every API route checks the API token; health, readiness, metrics, grpc.health.v1
 		// and reflection are rpcserver's own routes and stay open.
 		rpcserver.AsRoute(func(h *daprapi.Handler, mw *rpcserver.Middleware, g *apitoken.Guard) rpcserver.Route {
-			path, handler := runtimev1connect.NewDaprHandler(h, mw.HandlerOption())
+			path, handler := runtimev1connect.NewDaprHandler(h, mw.HandlerOption(), connect.WithInterceptors(daprapi.Unimplemented{}))
 			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: runtimev1connect.DaprName}
+		}),
+		newHealth,
+		// Dapr's health API needs no token, as daprd's (AlwaysAllowed).
+		rpcserver.AsRoute(func(h *daprapi.Health) rpcserver.Route {
+			return rpcserver.Route{Pattern: "GET /v1.0/healthz", Handler: http.HandlerFunc(h.Healthz)}
+		}),
+		rpcserver.AsRoute(func(h *daprapi.Health) rpcserver.Route {
+			return rpcserver.Route{Pattern: "GET /v1.0/healthz/outbound", Handler: http.HandlerFunc(h.Outbound)}
 		}),
 		rpcserver.AsRoute(func(h *daprapi.Handler, g *apitoken.Guard) rpcserver.Route {
 			return rpcserver.Route{Pattern: "POST /v1.0-alpha1/conversation/{name}/converse", Handler: g.HTTP(http.HandlerFunc(h.HTTPAlpha1))}
@@ -134,6 +143,23 @@ var Module = fx.Module("router",
 		}),
 	),
 )
+
+// healthParams are newHealth's dependencies: the router's readiness checks, the ones its
+// /readyz runs.
+type healthParams struct {
+	fx.In
+
+	Checks []rpcserver.Check `group:"readiness_checks"`
+}
+
+// newHealth answers Dapr's health API from the checks that make the router's /readyz.
+func newHealth(p healthParams) *daprapi.Health {
+	checks := make([]daprapi.Check, 0, len(p.Checks))
+	for _, c := range p.Checks {
+		checks = append(checks, daprapi.Check{Name: c.Name, Check: c.Check})
+	}
+	return daprapi.NewHealth(checks)
+}
 
 func newGuard(c Config, reg prometheus.Registerer, logger *slog.Logger) (*apitoken.Guard, error) {
 	g, err := apitoken.New(c.APIToken, reg, logger)

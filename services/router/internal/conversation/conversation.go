@@ -135,8 +135,10 @@ type AuditLog interface {
 
 // Component is what the router knows of a configured component.
 type Component struct {
-	Name     string
-	Type     string
+	Name string
+	Type string
+	// Version is the component file's spec.version ("", "v0" or "v1"), as Dapr lists it.
+	Version  string
 	Model    string
 	CacheTTL time.Duration
 	// Fallbacks are other components tried in order when this one cannot answer (no

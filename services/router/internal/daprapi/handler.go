@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -45,8 +43,11 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Handler serves Dapr's conversation API over HTTP and gRPC.
+// Handler serves Dapr's conversation API over HTTP and gRPC. Every other method of the
+// Dapr service answers Unimplemented (see unimplemented.go).
 type Handler struct {
+	runtimev1connect.UnimplementedDaprHandler
+
 	conv       Converser
 	components ComponentLister
 	opts       Options
@@ -207,28 +208,6 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, derr *Error
 	h.logger.InfoContext(r.Context(), "dapr request failed",
 		"path", r.URL.Path, "error_code", derr.ErrorCode, "status", derr.HTTPStatus)
 	writeJSON(w, derr.HTTPStatus, map[string]string{"errorCode": derr.ErrorCode, "message": derr.Message})
-}
-
-// Metadata serves GET /v1.0/metadata with the conversation components, as Dapr lists them.
-func (h *Handler) Metadata(w http.ResponseWriter, _ *http.Request) {
-	type comp struct {
-		Name         string   `json:"name"`
-		Type         string   `json:"type"`
-		Version      string   `json:"version"`
-		Capabilities []string `json:"capabilities,omitempty"`
-	}
-	list := h.components.List()
-	comps := make([]comp, 0, len(list))
-	for _, c := range list {
-		comps = append(comps, comp{Name: c.Name, Type: c.Type, Version: "v1"})
-	}
-	slices.SortFunc(comps, func(a, b comp) int { return strings.Compare(a.Name, b.Name) })
-	writeJSON(w, http.StatusOK, map[string]any{
-		"id":             "parley",
-		"runtimeVersion": "parley",
-		"components":     comps,
-		"extended":       map[string]string{},
-	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -25,7 +25,7 @@ func LoadComponents(dir string) (*Components, error) {
 	c := &Components{byName: make(map[string]conversation.Component, len(cs))}
 	for _, x := range cs {
 		model, _ := x.Get("model")
-		comp := conversation.Component{Name: x.Name, Type: x.Type, Model: model, CacheTTL: x.CacheTTL}
+		comp := conversation.Component{Name: x.Name, Type: x.Type, Version: x.Version, Model: model, CacheTTL: x.CacheTTL}
 		if v, ok := x.Get("fallbacks"); ok {
 			comp.Fallbacks = splitNames(v)
 		}
