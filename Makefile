@@ -73,6 +73,7 @@ vet: ## go vet every module
 lint: fmt-check vet tools $(BIN)/golangci-lint ## gofmt, go vet, buf lint and golangci-lint
 	buf lint
 	golangci-lint run $(addsuffix /...,$(addprefix ./,$(filter-out gen,$(MODULES))))
+	golangci-lint run -c .golangci.gen.yml ./gen/...
 
 .PHONY: tidy
 tidy: ## go mod tidy every module, then sync the workspace

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -169,7 +170,26 @@ func (h *harness) predeclared() starlark.StringDict {
 		"sync":         h.stub("sync", "local_path", "remote_path"),
 		"run":          h.stub("run", "cmd", "trigger?", "echo_off?"),
 		"port_forward": h.stub("port_forward", "local_port", "container_port?", "name?", "link_path?", "host?"),
+		"read_file":    starlark.NewBuiltin("read_file", readFile),
 	}
+}
+
+// readFile is Tilt's read_file(file_path, default=None): the file's contents (relative
+// to the Tiltfile's directory, which is the test's), or default when it is missing.
+func readFile(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var path string
+	var def starlark.Value
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "file_path", &path, "default?", &def); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && def != nil && def != starlark.None {
+		return def, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return starlark.String(data), nil
 }
 
 // load answers load() like Tilt would for the extensions the Tiltfiles use.
@@ -273,6 +293,28 @@ func repoServices(t *testing.T) []string {
 	return out
 }
 
+// dockerfileSources returns the paths, relative to tilt/, that the COPY lines of
+// services/<name>/Dockerfile copy from its context, the repository root.
+func dockerfileSources(t *testing.T, name string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "services", name, "Dockerfile"))
+	require.NoError(t, err)
+	var out []string
+	for line := range strings.Lines(string(data)) {
+		words := strings.Fields(line)
+		if len(words) == 0 || words[0] != "COPY" || strings.Contains(line, "--from") {
+			continue
+		}
+		words = slices.DeleteFunc(words[1:], func(w string) bool { return strings.HasPrefix(w, "--") })
+		require.GreaterOrEqual(t, len(words), 2, "services/%s/Dockerfile: %s", name, line)
+		for _, src := range words[:len(words)-1] {
+			out = append(out, filepath.ToSlash(filepath.Join("..", src)))
+		}
+	}
+	require.Contains(t, out, "../services/"+name, "services/%s/Dockerfile does not copy the service", name)
+	return out
+}
+
 // evalTiltfile evaluates ./Tiltfile and fails the test on any error.
 func evalTiltfile(t *testing.T) *harness {
 	t.Helper()
@@ -301,9 +343,9 @@ func TestTiltfileServices(t *testing.T) {
 			require.Contains(t, cmd, "-o tilt/"+binary, "compile command output")
 			require.Contains(t, cmd, "GOOS=linux", "compile command")
 			require.Contains(t, cmd, "CGO_ENABLED=0", "compile command")
-			for _, dep := range []string{"../services/" + name, "../libs", "../gen"} {
-				require.Contains(t, compile.strs("deps"), dep, "compile deps")
-			}
+			// The compile step watches what the service's image is built from, and the
+			// workspace file the host build also reads.
+			require.ElementsMatch(t, append(dockerfileSources(t, name), "../go.work"), compile.strs("deps"), "compile deps")
 
 			image := h.find("docker_build_with_restart", "ref", "parley/"+name)
 			require.NotNil(t, image, "no docker_build_with_restart parley/%s", name)
@@ -430,6 +472,11 @@ func TestHarnessRejectsBadTiltfiles(t *testing.T) {
 			name: "unknown extension",
 			src:  "load('ext://helm_resource', 'helm_resource')\n",
 			want: "no stub for this module",
+		},
+		{
+			name: "missing file",
+			src:  "read_file('no-such-file')\n",
+			want: "no such file",
 		},
 		{
 			name: "missing argument",

@@ -5,7 +5,6 @@ go 1.26.8
 replace (
 	github.com/parleyhq/parley/gen => ../../gen
 	github.com/parleyhq/parley/libs => ../../libs
-	github.com/parleyhq/parley/services/pii-scrubber => ../pii-scrubber
 )
 
 require (
@@ -15,7 +14,6 @@ require (
 	github.com/nats-io/nuid v1.0.1
 	github.com/parleyhq/parley/gen v0.0.0-00010101000000-000000000000
 	github.com/parleyhq/parley/libs v0.0.0-00010101000000-000000000000
-	github.com/parleyhq/parley/services/pii-scrubber v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	github.com/sethvargo/go-envconfig v1.4.3
 	github.com/stretchr/testify v1.12.1

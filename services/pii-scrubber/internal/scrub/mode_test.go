@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/parleyhq/parley/services/pii-scrubber/restore"
+	"github.com/parleyhq/parley/libs/restore"
 )
 
 func TestModes(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
-	"github.com/parleyhq/parley/services/pii-scrubber/restore"
+	"github.com/parleyhq/parley/libs/restore"
 )
 
 // redactedText replaces every text of an audit record when the scrubber cannot be

@@ -63,7 +63,7 @@ func checkStream(t testing.TB, r *Restorer, text, want string, size int) {
 
 // FuzzStream checks that any chunking restores like Text.
 //
-//	go test -run '^$' -fuzz FuzzStream -fuzztime 30s ./services/pii-scrubber/restore/
+//	go test -run '^$' -fuzz FuzzStream -fuzztime 30s ./libs/restore/
 func FuzzStream(f *testing.F) {
 	f.Add("Hi <EMAIL_ADDRESS_1>, <CREDIT_CARD_1><US_SSN_12> <<EMAIL_ADDRESS_2>", uint8(3))
 	f.Add("<<<<EMAIL_ADDRESS_1", uint8(1))
