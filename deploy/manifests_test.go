@@ -349,7 +349,18 @@ func testServices(t *testing.T, r *rendered, tc overlayCase) {
 
 			rpcAddr, ok := envValue(c, "RPC_ADDR")
 			require.True(t, ok, "RPC_ADDR")
-			require.Equal(t, ":"+strconv.Itoa(int(spec.ports[0])), rpcAddr.Value, "RPC_ADDR")
+			// Services bind loopback by default; in a pod they must listen on every
+			// interface, so the manifests say so explicitly.
+			require.Equal(t, "0.0.0.0:"+strconv.Itoa(int(spec.ports[0])), rpcAddr.Value, "RPC_ADDR")
+			if len(spec.ports) > 1 {
+				extra, ok := envValue(c, "RPC_EXTRA_ADDRS")
+				require.True(t, ok, "RPC_EXTRA_ADDRS")
+				var want []string
+				for _, p := range spec.ports[1:] {
+					want = append(want, "0.0.0.0:"+strconv.Itoa(int(p)))
+				}
+				require.Equal(t, strings.Join(want, ","), extra.Value, "RPC_EXTRA_ADDRS")
+			}
 			require.Contains(t, envFromConfigMaps(c), generatedName(r.configMaps, "parley-config"), "envFrom parley-config")
 
 			svc, ok := r.services[name]

@@ -27,7 +27,7 @@ import (
 
 // Config configures the listener. Each service supplies its own default address.
 type Config struct {
-	// Addr is the main listen address, e.g. ":3500".
+	// Addr is the main listen address, e.g. "127.0.0.1:3500" (0.0.0.0 for every interface).
 	Addr string `env:"RPC_ADDR"`
 	// ExtraAddrs are more addresses serving the same handlers (router: Dapr's gRPC port).
 	ExtraAddrs []string `env:"RPC_EXTRA_ADDRS"`

@@ -26,7 +26,7 @@ import (
 var Module = fx.Module("audit",
 	platform.Bus,
 	platform.Postgres,
-	fx.Supply(rpcserver.Defaults{Addr: ":3540"}),
+	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3540"}),
 	fx.Provide(
 		config.Provider[Config](),
 		newStore,

@@ -88,7 +88,7 @@ func (c *Config) Validate() error {
 var Module = fx.Module("router",
 	platform.Bus,
 	platform.Clients,
-	fx.Supply(rpcserver.Defaults{Addr: ":3500", ExtraAddrs: []string{":50001"}}),
+	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3500", ExtraAddrs: []string{"127.0.0.1:50001"}}),
 	fx.Provide(
 		config.Provider[Config](),
 		func(c Config) (*upstream.Components, error) { return upstream.LoadComponents(c.ComponentsDir) },
