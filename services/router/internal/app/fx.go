@@ -53,6 +53,8 @@ type Config struct {
 	// AuditMode is "required" (a call fails when its audit event cannot be stored) or
 	// "best-effort".
 	AuditMode string `env:"AUDIT_MODE, default=required"`
+	// MaxTexts refuses a request with more texts than the scrubber takes in one call.
+	MaxTexts int `env:"ROUTER_MAX_TEXTS, default=4096"`
 	// AuditScrub stores scrubbed text in the audit log for every request.
 	AuditScrub bool `env:"ROUTER_AUDIT_SCRUB, default=true"`
 	// AuditPublishTimeout bounds the wait for the audit stream's ack.
@@ -74,7 +76,7 @@ func (c *Config) Validate() error {
 		"ROUTER_MAX_BODY_BYTES": c.MaxBodyBytes, "ROUTER_DISPATCH_ATTEMPTS": int64(c.DispatchAttempts),
 		"ROUTER_REQUEST_TIMEOUT": int64(c.RequestTimeout), "ROUTER_WORKER_IDLE_TIMEOUT": int64(c.WorkerIdleTimeout),
 		"ROUTER_CACHE_TIMEOUT": int64(c.CacheTimeout), "ROUTER_AUDIT_PUBLISH_TIMEOUT": int64(c.AuditPublishTimeout),
-		"AUDIT_STREAM_REPLICAS": int64(c.AuditStreamReplicas),
+		"AUDIT_STREAM_REPLICAS": int64(c.AuditStreamReplicas), "ROUTER_MAX_TEXTS": int64(c.MaxTexts),
 	}
 	for name, v := range positive {
 		if v <= 0 {
@@ -107,7 +109,9 @@ var Module = fx.Module("router",
 		func(s *conversation.Service, comps *upstream.Components, c Config, l *slog.Logger) *daprapi.Handler {
 			return daprapi.New(s, comps, daprapi.Options{MaxBodyBytes: c.MaxBodyBytes, Timeout: c.RequestTimeout}, l)
 		},
-		func(s *conversation.Service, c Config) *nativeapi.Handler { return nativeapi.New(s, c.RequestTimeout) },
+		func(s *conversation.Service, c Config, l *slog.Logger) *nativeapi.Handler {
+			return nativeapi.New(s, c.RequestTimeout, l)
+		},
 		newGuard,
 		// Every API route checks the API token; health, readiness, metrics, grpc.health.v1
 		// and reflection are rpcserver's own routes and stay open.
@@ -169,5 +173,5 @@ func newService(comps *upstream.Components, scrubber *upstream.Scrubber, cache *
 	audit *upstream.AuditPublisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer,
 ) (*conversation.Service, error) {
 	return conversation.New(comps, scrubber, cache, d, audit,
-		conversation.Options{AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub}, logger, reg)
+		conversation.Options{AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts}, logger, reg)
 }

@@ -29,6 +29,8 @@ type Options struct {
 	// AuditScrub stores scrubbed text in the audit log even where the caller did not ask
 	// for scrubbing.
 	AuditScrub bool
+	// MaxTexts refuses a request with more texts (the scrubber's limit per call); 0: no limit.
+	MaxTexts int
 }
 
 // Service runs conversations.
@@ -106,6 +108,9 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 	comp, ok := s.components.Lookup(p.GetComponent())
 	if !ok {
 		return nil, ErrComponentNotFound
+	}
+	if err := s.validate(req); err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	id, err := uuid.NewV7()

@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 )
 
@@ -61,15 +62,30 @@ func errBodyRead(err error) *Error {
 		"failed to read request body: " + err.Error()}
 }
 
-// fromDomain maps a conversation error to Dapr's: an unknown component is NOT_FOUND,
-// anything else that happened while conversing is INVOKE.
-func fromDomain(name string, err error) *Error {
-	if errors.Is(err, conversation.ErrComponentNotFound) {
+// fromDomain maps a conversation error to Dapr's: an unknown component is NOT_FOUND, a
+// request breaking a limit INVALID_PARMS, anything else that happened while conversing
+// INVOKE. INVOKE carries the provider's own message, as Dapr does, or a fixed text;
+// errors of Parley's own parts (scrubber, audit stream, anything unexpected) never reach
+// the caller: it gets an error id, and the log line with the cause carries the same id.
+func (h *Handler) fromDomain(ctx context.Context, name string, err error) *Error {
+	var ire *conversation.InvalidRequestError
+	var pe *conversation.ProviderError
+	switch {
+	case errors.Is(err, conversation.ErrComponentNotFound):
 		return errNotFound(name)
-	}
-	if errors.Is(err, context.Canceled) {
+	case errors.As(err, &ire):
+		return errInvalidParams(name, ire.Detail)
+	case errors.Is(err, context.Canceled):
 		return &Error{499, connect.CodeCanceled, "ERR_CONVERSATION_INVOKE",
-			fmt.Sprintf("failed conversing with component %s: %v", name, err)}
+			fmt.Sprintf("failed conversing with component %s: %v", name, context.Canceled)}
+	case errors.Is(err, context.DeadlineExceeded):
+		return errInvoke(name, context.DeadlineExceeded)
+	case errors.Is(err, conversation.ErrNoWorker), errors.Is(err, conversation.ErrWorkerLost):
+		return errInvoke(name, err)
+	case errors.As(err, &pe):
+		return errInvoke(name, pe)
 	}
-	return errInvoke(name, err)
+	id := rpcserver.ErrorID()
+	h.logger.ErrorContext(ctx, "conversation failed", "component", name, "error_id", id, "err", err.Error())
+	return errInvoke(name, fmt.Errorf("internal error (id %s)", id))
 }

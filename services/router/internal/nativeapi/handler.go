@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 )
 
@@ -27,13 +29,14 @@ type Converser interface {
 type Handler struct {
 	conv    Converser
 	timeout time.Duration
+	logger  *slog.Logger
 }
 
 var _ conversationv1connect.ConversationServiceHandler = (*Handler)(nil)
 
 // New returns a Handler; timeout bounds calls whose client set no deadline.
-func New(conv Converser, timeout time.Duration) *Handler {
-	return &Handler{conv: conv, timeout: timeout}
+func New(conv Converser, timeout time.Duration, logger *slog.Logger) *Handler {
+	return &Handler{conv: conv, timeout: timeout, logger: logger}
 }
 
 // Converse runs one conversation turn.
@@ -49,7 +52,7 @@ func (h *Handler) Converse(ctx context.Context, req *conversationv1.ConverseRequ
 	}
 	res, err := h.conv.Converse(ctx, creq)
 	if err != nil {
-		return nil, toConnect(req.GetComponent(), err)
+		return nil, h.toConnect(ctx, req.GetComponent(), err)
 	}
 	return toNative(req, res), nil
 }
@@ -89,6 +92,9 @@ func (h *Handler) ConverseStream(ctx context.Context, req *conversationv1.Conver
 func fromNative(req *conversationv1.ConverseRequest) (conversation.Request, error) {
 	if req.GetComponent() == "" {
 		return conversation.Request{}, errors.New("component is required")
+	}
+	if len(req.GetComponent()) > conversation.MaxComponentName {
+		return conversation.Request{}, fmt.Errorf("component name is longer than %d bytes", conversation.MaxComponentName)
 	}
 	if len(req.GetMessages()) == 0 {
 		return conversation.Request{}, errors.New("messages must not be empty")
@@ -216,26 +222,38 @@ func toNative(req *conversationv1.ConverseRequest, res *conversation.Result) *co
 	return out
 }
 
-// toConnect maps domain errors to Connect codes; this is the only place that does.
-func toConnect(component string, err error) error {
+// toConnect maps domain errors to Connect codes; this is the only place that does. The
+// scrubber's and the audit stream's errors are Parley's internals: the caller gets a
+// fixed message with an error id, and the log line with the cause the same id.
+func (h *Handler) toConnect(ctx context.Context, component string, err error) error {
 	var pe *conversation.ProviderError
 	var se *conversation.ScrubError
 	var ae *conversation.AuditError
+	var ire *conversation.InvalidRequestError
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, conversation.ErrComponentNotFound):
 		return connect.NewError(connect.CodeNotFound, fmt.Errorf("component %q is not configured", component))
+	case errors.As(err, &ire):
+		return connect.NewError(connect.CodeInvalidArgument, ire)
 	case errors.Is(err, conversation.ErrNoWorker), errors.Is(err, conversation.ErrWorkerLost):
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("component %q: %w", component, err))
 	case errors.As(err, &se):
-		return connect.NewError(connect.CodeUnavailable, errors.New("pii scrubbing is unavailable; the request was not sent"))
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("pii scrubbing is unavailable; the request was not sent (id %s)", h.logCause(ctx, component, err)))
 	case errors.As(err, &ae):
-		return connect.NewError(connect.CodeUnavailable, errors.New("the audit log is unavailable; the answer was withheld"))
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("the audit log is unavailable; the answer was withheld (id %s)", h.logCause(ctx, component, err)))
 	case errors.As(err, &pe):
 		return connect.NewError(providerCode(pe.Code), fmt.Errorf("component %q: %s", component, pe.Message))
 	}
-	return err
+	return err // rpcserver's masking interceptor gives it an id
+}
+
+// logCause logs an internal error under a new error id and returns the id.
+func (h *Handler) logCause(ctx context.Context, component string, err error) string {
+	id := rpcserver.ErrorID()
+	h.logger.ErrorContext(ctx, "conversation failed", "component", component, "error_id", id, "err", err.Error())
+	return id
 }
 
 func providerCode(c providerv1.ErrorCode) connect.Code {
