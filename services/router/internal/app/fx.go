@@ -102,8 +102,8 @@ var Module = fx.Module("router",
 		func(f *rpcclient.Factory, c Config) *upstream.Cache {
 			return upstream.NewCache(cachev1connect.NewCacheServiceClient(f.HTTPClient(), c.CacheURL, f.Options()...), c.CacheTimeout)
 		},
-		func(f *rpcclient.Factory, c Config) *auditapi.Handler {
-			return auditapi.New(auditv1connect.NewAuditServiceClient(f.HTTPClient(), c.AuditURL, f.Options()...))
+		func(f *rpcclient.Factory, c Config, l *slog.Logger) *auditapi.Handler {
+			return auditapi.New(auditv1connect.NewAuditServiceClient(f.HTTPClient(), c.AuditURL, f.Options()...), l)
 		},
 		newService,
 		func(s *conversation.Service, comps *upstream.Components, c Config, l *slog.Logger) *daprapi.Handler {
@@ -172,6 +172,10 @@ func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config) *ups
 func newService(comps *upstream.Components, scrubber *upstream.Scrubber, cache *upstream.Cache, d *upstream.Dispatcher,
 	audit *upstream.AuditPublisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer,
 ) (*conversation.Service, error) {
+	if m := audit.MaxEventBytes(); m > 0 && int64(m/2) < cfg.MaxBodyBytes {
+		logger.Warn("NATS max_payload is too small for ROUTER_MAX_BODY_BYTES: requests whose audit copy exceeds half of it are refused",
+			"max_payload", m+upstream.HeaderAllowance, "max_body_bytes", cfg.MaxBodyBytes, "recommended_max_payload", bus.MaxPayload)
+	}
 	return conversation.New(comps, scrubber, cache, d, audit,
 		conversation.Options{AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts}, logger, reg)
 }

@@ -131,6 +131,9 @@ type Dispatched struct {
 // AuditLog records a conversation durably before the caller gets its answer.
 type AuditLog interface {
 	Record(ctx context.Context, ev *auditv1.ConversationEvent) error
+	// MaxEventBytes is the largest event the log takes (the NATS server's max_payload,
+	// less headers); 0 when unknown.
+	MaxEventBytes() int
 }
 
 // Component is what the router knows of a configured component.

@@ -155,6 +155,8 @@ type record struct {
 	ev        *auditv1.ConversationEvent
 	findings  map[string]int64
 	auditReq  *providerv1.Request
+	// requestJSON is auditReq encoded, once checked against the audit log's size limit.
+	requestJSON []byte
 	auditResp *providerv1.Response
 }
 
@@ -162,6 +164,9 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 	p := req.Provider
 	tokens, err := s.scrubInputs(ctx, req, rec)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.fitAudit(rec); err != nil {
 		return nil, err
 	}
 
@@ -408,10 +413,34 @@ func CacheKey(comp Component, p *providerv1.Request) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// fitAudit checks, before the provider is called, that the audit copy of the request
+// takes at most half of the largest event the audit log accepts, leaving the other half
+// for the answer: a request inside the limits is recorded, one outside them is refused
+// with a clear error instead of failing on the audit publish after the provider call.
+// The refused call is still recorded, without its request.
+func (s *Service) fitAudit(rec *record) error {
+	if rec.auditReq == nil {
+		return nil
+	}
+	b, err := protojson.Marshal(rec.auditReq)
+	if err != nil {
+		return fmt.Errorf("encode audit request: %w", err)
+	}
+	if limit := s.audit.MaxEventBytes() / 2; limit > 0 && len(b) > limit {
+		rec.auditReq = nil
+		return invalid("the request takes %d bytes in the audit log, more than the %d bytes it may take (half of the NATS max_payload)", len(b), limit)
+	}
+	rec.requestJSON = b
+	return nil
+}
+
 func (s *Service) record(ctx context.Context, rec *record) error {
 	ev := rec.ev
 	var err error
-	if rec.auditReq != nil {
+	switch {
+	case rec.requestJSON != nil:
+		ev.RequestJson = rec.requestJSON
+	case rec.auditReq != nil:
 		ev.RequestJson, err = protojson.Marshal(rec.auditReq)
 	}
 	if err == nil && rec.auditResp != nil {
@@ -467,12 +496,18 @@ func fillOutcome(ev *auditv1.ConversationEvent, resp *providerv1.Response) {
 func ErrorCode(api auditv1.Api, err error) string {
 	dapr := api == auditv1.Api_API_ALPHA1 || api == auditv1.Api_API_ALPHA2
 	var pe *ProviderError
+	var ire *InvalidRequestError
 	switch {
 	case errors.Is(err, ErrComponentNotFound):
 		if dapr {
 			return "ERR_CONVERSATION_NOT_FOUND"
 		}
 		return "not_found"
+	case errors.As(err, &ire):
+		if dapr {
+			return "ERR_CONVERSATION_INVALID_PARMS"
+		}
+		return "invalid_argument"
 	case dapr:
 		return "ERR_CONVERSATION_INVOKE"
 	case errors.Is(err, context.DeadlineExceeded):

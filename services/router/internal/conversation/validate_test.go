@@ -91,3 +91,40 @@ func TestLimitsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditSizeChecked: a request whose audit copy cannot fit the audit log (half of
+// NATS max_payload; the answer gets the other half) is refused before any provider
+// call, and the refusal is recorded; before, the provider was called and the audit
+// publish then failed with internal text for the caller.
+func TestAuditSizeChecked(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		size    int
+		refused bool
+	}{
+		{name: "fits", size: 1000},
+		{name: "too large", size: 3000, refused: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil, nil, nil, Options{AuditScrub: true})
+			f.audit.max = 4096
+			_, err := f.svc.Converse(t.Context(), request("nocache", strings.Repeat("a", tt.size), false, false))
+			require.Len(t, f.audit.events, 1, "recorded either way")
+			ev := f.audit.events[0]
+			if !tt.refused {
+				require.NoError(t, err)
+				require.Equal(t, 1, f.disp.calls)
+				require.Contains(t, strings.ToLower(string(ev.GetRequestJson())), "aaaa")
+				return
+			}
+			var ire *InvalidRequestError
+			require.ErrorAs(t, err, &ire)
+			require.Contains(t, ire.Detail, "more than the 2048 bytes it may take")
+			require.Zero(t, f.disp.calls, "no provider call")
+			require.Empty(t, ev.GetRequestJson())
+			require.Equal(t, "ERR_CONVERSATION_INVALID_PARMS", ev.GetErrorCode())
+		})
+	}
+}
