@@ -154,7 +154,9 @@ func TestInternalsMasked(t *testing.T) {
 
 // failingAudit fails with a coded Unknown error carrying internals, as a handler without
 // masking would.
-type failingAudit struct{ auditv1connect.UnimplementedAuditServiceHandler }
+type failingAudit struct {
+	auditv1connect.UnimplementedAuditServiceHandler
+}
 
 func (failingAudit) ListConversations(context.Context, *auditv1.ListConversationsRequest) (*auditv1.ListConversationsResponse, error) {
 	return nil, connect.NewError(connect.CodeUnknown, errors.New("pgx: row 7 is bad"))

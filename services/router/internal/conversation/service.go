@@ -152,12 +152,12 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 
 // record carries what the audit event needs while a conversation runs.
 type record struct {
-	ev        *auditv1.ConversationEvent
-	findings  map[string]int64
-	auditReq  *providerv1.Request
+	ev       *auditv1.ConversationEvent
+	findings map[string]int64
+	auditReq *providerv1.Request
 	// requestJSON is auditReq encoded, once checked against the audit log's size limit.
 	requestJSON []byte
-	auditResp *providerv1.Response
+	auditResp   *providerv1.Response
 }
 
 func (s *Service) run(ctx context.Context, req Request, comp Component, rec *record) (*Result, error) {
