@@ -235,3 +235,19 @@ func TestDeepBodyRefused(t *testing.T) {
 	body = `{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"hi"}]}}]}],"tools":[{"function":{"name":"f","parameters":` + ok + `}}]}`
 	require.Equal(t, http.StatusOK, serve(h, "alpha2", "echo", body).Code)
 }
+
+// TestHugeComponentNameBounded: a 3 MB component name once became a 3 MB log line; the
+// answer (and so every log line about it) keeps a bounded prefix.
+func TestHugeComponentNameBounded(t *testing.T) {
+	t.Parallel()
+	name := strings.Repeat("c", 3<<20)
+	rec := serve(newTestHandlerWithBody(4<<20), "alpha2", name, `{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"hi"}]}}]}]}`)
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+	require.Less(t, rec.Body.Len(), 1024)
+	require.Contains(t, rec.Body.String(), `"errorCode":"ERR_CONVERSATION_NOT_FOUND"`)
+}
+
+func newTestHandlerWithBody(maxBody int64) *Handler {
+	c := echoConverser{}
+	return New(c, c, Options{MaxBodyBytes: maxBody, Timeout: time.Second}, slog.New(slog.DiscardHandler))
+}

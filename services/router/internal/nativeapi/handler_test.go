@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"regexp"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -30,6 +31,7 @@ func TestFromNative(t *testing.T) {
 	}{
 		{name: "no component", req: &conversationv1.ConverseRequest{Messages: []*conversationv1.Message{user}}, wantErr: "component is required"},
 		{name: "no messages", req: &conversationv1.ConverseRequest{Component: "c"}, wantErr: "messages must not be empty"},
+		{name: "huge component name", req: &conversationv1.ConverseRequest{Component: strings.Repeat("c", 3<<20), Messages: []*conversationv1.Message{user}}, wantErr: "component name is longer than 253 bytes"},
 		{name: "bad max tokens", req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{user}, MaxTokens: &neg}, wantErr: "max_tokens"},
 		{name: "bad temperature", req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{user}, Temperature: &hot}, wantErr: "temperature"},
 		{name: "required without tools", req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{user}, ToolChoice: "required"}, wantErr: "needs at least one tool"},
