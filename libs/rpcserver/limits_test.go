@@ -147,8 +147,15 @@ func TestSlowBodyIsCut(t *testing.T) {
 
 	t.Run("a slow handler is not a slow body", func(t *testing.T) {
 		t.Parallel()
-		// Over HTTP/1.1, where a server-wide ReadTimeout would cancel the handler.
-		client := piiv1connect.NewScrubberServiceClient(http.DefaultClient, srv.URL())
+		// The deadline is lifted once the body has arrived: over HTTP/1.1, in both protocols
+		// it carries, and over HTTP/2.
+		for _, opts := range [][]connect.ClientOption{nil, {connect.WithGRPCWeb()}} {
+			client := piiv1connect.NewScrubberServiceClient(http.DefaultClient, srv.URL(), opts...)
+			res, err := client.Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"slow"}})
+			require.NoError(t, err)
+			require.Equal(t, "ok", res.GetResults()[0].GetText())
+		}
+		client := piiv1connect.NewScrubberServiceClient(h2cClient(), srv.URL(), connect.WithGRPC())
 		res, err := client.Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"slow"}})
 		require.NoError(t, err)
 		require.Equal(t, "ok", res.GetResults()[0].GetText())

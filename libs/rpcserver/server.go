@@ -183,8 +183,8 @@ func New(p Params) (*Server, error) {
 		Handler:           bodyDeadline(cfg.ReadTimeout, streamingBodies(s.services), recoverHandler(p.Logger, mux)),
 		Protocols:         protocols,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		// No ReadTimeout: on HTTP/1.1 it would also cancel a handler still running when it
-		// expires (the server's background read fails); bodyDeadline bounds bodies instead.
+		// No ReadTimeout: it bounds every request body, so it would cut client- and
+		// bidi-streaming RPCs (ScrubStream); bodyDeadline bounds the other bodies.
 		// No WriteTimeout: it would cut server streams (ConverseStream) and slow answers.
 		IdleTimeout: cfg.IdleTimeout,
 		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxConcurrentStreams},
