@@ -45,7 +45,7 @@ func TestLineSizeBounded(t *testing.T) {
 	}{
 		{name: "string attribute", log: func(l *slog.Logger) { l.Info("rpc failed", "err", "component "+huge+" not found") }},
 		{name: "error value", log: func(l *slog.Logger) { l.Info("rpc failed", "err", errors.New(huge)) }},
-		{name: "message", log: func(l *slog.Logger) { l.Info(huge) }},
+		{name: "message", log: func(l *slog.Logger) { l.Info(huge) }}, //nolint:sloglint // a caller-sized message, on purpose
 		{name: "grouped attribute", log: func(l *slog.Logger) { l.Info("x", slog.Group("req", "name", huge)) }},
 		{name: "logger attribute", log: func(l *slog.Logger) { l.With("component", huge).Info("x") }},
 	}
