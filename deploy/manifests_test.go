@@ -349,7 +349,18 @@ func testServices(t *testing.T, r *rendered, tc overlayCase) {
 
 			rpcAddr, ok := envValue(c, "RPC_ADDR")
 			require.True(t, ok, "RPC_ADDR")
-			require.Equal(t, ":"+strconv.Itoa(int(spec.ports[0])), rpcAddr.Value, "RPC_ADDR")
+			// Services bind loopback by default; in a pod they must listen on every
+			// interface, so the manifests say so explicitly.
+			require.Equal(t, "0.0.0.0:"+strconv.Itoa(int(spec.ports[0])), rpcAddr.Value, "RPC_ADDR")
+			if len(spec.ports) > 1 {
+				extra, ok := envValue(c, "RPC_EXTRA_ADDRS")
+				require.True(t, ok, "RPC_EXTRA_ADDRS")
+				var want []string
+				for _, p := range spec.ports[1:] {
+					want = append(want, "0.0.0.0:"+strconv.Itoa(int(p)))
+				}
+				require.Equal(t, strings.Join(want, ","), extra.Value, "RPC_EXTRA_ADDRS")
+			}
 			require.Contains(t, envFromConfigMaps(c), generatedName(r.configMaps, "parley-config"), "envFrom parley-config")
 
 			svc, ok := r.services[name]
@@ -576,6 +587,18 @@ func testDeps(t *testing.T, r *rendered, want bool) {
 	natsC := nats.Spec.Template.Spec.Containers[0]
 	require.True(t, strings.HasPrefix(natsC.Image, "nats:2."), "nats image %s", natsC.Image)
 	require.Contains(t, natsC.Args, "-js", "NATS must run with JetStream")
+	// The largest message, an audit event, needs more than NATS's default 1 MiB
+	// (bus.MaxPayload in libs/bus; the router's 4 MiB body limit depends on it).
+	i := slices.Index(natsC.Args, "-c")
+	require.True(t, i >= 0 && i+1 < len(natsC.Args), "nats -c <config file>")
+	conf := r.configMaps[generatedName(r.configMaps, "nats-config")]
+	require.NotNil(t, conf, "ConfigMap nats-config")
+	require.Regexp(t, `(?m)^max_payload: 16777216$`, conf.Data[filepath.Base(natsC.Args[i+1])])
+	var mounted bool
+	for _, m := range natsC.VolumeMounts {
+		mounted = mounted || m.MountPath == filepath.Dir(natsC.Args[i+1])
+	}
+	require.True(t, mounted, "the config file's directory is mounted")
 
 	pgC := postgres.Spec.Template.Spec.Containers[0]
 	require.True(t, strings.HasPrefix(pgC.Image, "postgres:15"), "postgres image %s", pgC.Image)

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/parleyhq/parley/libs/bus"
 )
 
 // embeddedNATS is a NATS server with JetStream inside the launcher's process, on a free
@@ -18,6 +20,7 @@ func startNATS(storeDir string) (*embeddedNATS, error) {
 		Port:       server.RANDOM_PORT,
 		JetStream:  true,
 		StoreDir:   storeDir,
+		MaxPayload: bus.MaxPayload,
 		NoSigs:     true,
 		NoLog:      true,
 	})

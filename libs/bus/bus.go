@@ -24,6 +24,14 @@ type Config struct {
 	ConnectTimeout time.Duration `env:"NATS_CONNECT_TIMEOUT, default=5s"`
 }
 
+// MaxPayload is the NATS max_payload Parley's own servers run with: the embedded server
+// of `make up`, the test servers (natstest) and deploy/'s NATS. NATS's default of 1 MiB
+// is too small: the largest message is an audit event, the request (up to
+// ROUTER_MAX_BODY_BYTES, 4 MiB, as JSON) plus the answer plus metadata, and the router
+// refuses a request whose audit copy takes more than half of the connected server's
+// max_payload. NATS warns above 8 MiB and refuses above 64 MiB.
+const MaxPayload = 16 << 20
+
 // Conn is a NATS connection that knows when it has closed.
 type Conn struct {
 	*nats.Conn

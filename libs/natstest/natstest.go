@@ -7,19 +7,33 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/parleyhq/parley/libs/bus"
 )
 
-// RunServer starts a JetStream-enabled server on a free loopback port, stopped at cleanup.
+// RunServer starts a JetStream-enabled server on a free loopback port, with Parley's
+// max_payload (bus.MaxPayload), stopped at cleanup.
 func RunServer(tb testing.TB) *server.Server {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host:      "127.0.0.1",
-		Port:      -1,
-		JetStream: true,
-		StoreDir:  tb.TempDir(),
-		NoLog:     true,
-		NoSigs:    true,
-	})
+	return RunServerWith(tb, nil)
+}
+
+// RunServerWith is RunServer with configure applied to the server's options first.
+func RunServerWith(tb testing.TB, configure func(*server.Options)) *server.Server {
+	tb.Helper()
+	opts := &server.Options{
+		Host:       "127.0.0.1",
+		Port:       -1,
+		JetStream:  true,
+		StoreDir:   tb.TempDir(),
+		MaxPayload: bus.MaxPayload,
+		NoLog:      true,
+		NoSigs:     true,
+	}
+	if configure != nil {
+		configure(opts)
+	}
+	s, err := server.NewServer(opts)
 	if err != nil {
 		tb.Fatalf("natstest: new server: %v", err)
 	}

@@ -55,7 +55,7 @@ func NewMiddleware(cfg Config, logger *slog.Logger, reg prometheus.Registerer, t
 	return &Middleware{option: connect.WithHandlerOptions(
 		connect.WithInterceptors(otel, obs, maskInterceptor{logger: logger}),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, v any) error {
-			id := errorID()
+			id := ErrorID()
 			logger.ErrorContext(ctx, "rpc panic", "rpc_method", spec.Procedure, "error_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
 		}),
@@ -137,7 +137,7 @@ func (m maskInterceptor) mask(ctx context.Context, procedure string, err error) 
 	if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	id := errorID()
+	id := ErrorID()
 	m.logger.ErrorContext(ctx, "unmapped rpc error", "rpc_method", procedure, "error_id", id, "err", err.Error())
 	return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
 }
@@ -162,7 +162,9 @@ func (m maskInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc)
 	}
 }
 
-func errorID() string {
+// ErrorID returns a new random id that ties an error a client sees ("internal error (id
+// …)") to the log line holding its cause. Every API masks internal errors with one.
+func ErrorID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])

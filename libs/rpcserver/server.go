@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,13 +22,15 @@ import (
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/parleyhq/parley/libs/metrics"
 )
 
 // Config configures the listener. Each service supplies its own default address.
 type Config struct {
-	// Addr is the main listen address, e.g. ":3500".
+	// Addr is the main listen address, e.g. "127.0.0.1:3500" (0.0.0.0 for every interface).
 	Addr string `env:"RPC_ADDR"`
 	// ExtraAddrs are more addresses serving the same handlers (router: Dapr's gRPC port).
 	ExtraAddrs []string `env:"RPC_EXTRA_ADDRS"`
@@ -35,15 +38,44 @@ type Config struct {
 	MaxMessageBytes int `env:"RPC_MAX_MESSAGE_BYTES, default=4194304"`
 	// ReadHeaderTimeout bounds how long a client may take to send headers.
 	ReadHeaderTimeout time.Duration `env:"RPC_READ_HEADER_TIMEOUT, default=5s"`
+	// ReadTimeout bounds how long a client may take to send a request's whole body,
+	// counted from its start. Client- and bidi-streaming RPCs are exempt (their body lasts
+	// as long as the stream); nothing bounds the response, so server streams run as long
+	// as their handler.
+	ReadTimeout time.Duration `env:"RPC_READ_TIMEOUT, default=30s"`
+	// IdleTimeout closes a keep-alive HTTP/1.1 or HTTP/2 connection with no request in
+	// flight for this long. Above rpcclient's 90 s, so internal clients close theirs first.
+	IdleTimeout time.Duration `env:"RPC_IDLE_TIMEOUT, default=120s"`
+	// MaxConcurrentStreams caps the requests in flight on one HTTP/2 connection.
+	MaxConcurrentStreams int `env:"RPC_MAX_CONCURRENT_STREAMS, default=250"`
 }
 
 // Validate checks the limits.
 func (c *Config) Validate() error {
+	var errs []error
 	if c.MaxMessageBytes <= 0 {
-		return fmt.Errorf("RPC_MAX_MESSAGE_BYTES must be positive, got %d", c.MaxMessageBytes)
+		errs = append(errs, fmt.Errorf("RPC_MAX_MESSAGE_BYTES must be positive, got %d", c.MaxMessageBytes))
 	}
-	return nil
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"RPC_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout}, {"RPC_READ_TIMEOUT", c.ReadTimeout}, {"RPC_IDLE_TIMEOUT", c.IdleTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))
+		}
+	}
+	if c.MaxConcurrentStreams <= 0 {
+		errs = append(errs, fmt.Errorf("RPC_MAX_CONCURRENT_STREAMS must be positive, got %d", c.MaxConcurrentStreams))
+	}
+	return errors.Join(errs...)
 }
+
+// Defaults of the limits, as the environment's defaults above.
+const (
+	DefaultReadTimeout          = 30 * time.Second
+	DefaultIdleTimeout          = 120 * time.Second
+	DefaultMaxConcurrentStreams = 250
+)
 
 // Defaults are a service's default addresses, used where the environment sets none.
 type Defaults struct {
@@ -112,6 +144,16 @@ func New(p Params) (*Server, error) {
 	if cfg.Addr == "" {
 		return nil, errors.New("RPC_ADDR is not set and the service has no default")
 	}
+	// A Config built in code (tests) may leave the limits unset: they take the defaults.
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxConcurrentStreams <= 0 {
+		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
 	s := &Server{cfg: cfg, logger: p.Logger, checks: p.Checks}
 	mux := http.NewServeMux()
 	for _, r := range p.Routes {
@@ -138,12 +180,80 @@ func New(p Params) (*Server, error) {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.srv = &http.Server{
-		Handler:           recoverHandler(p.Logger, mux),
+		Handler:           bodyDeadline(cfg.ReadTimeout, streamingBodies(s.services), recoverHandler(p.Logger, mux)),
 		Protocols:         protocols,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ErrorLog:          slog.NewLogLogger(p.Logger.Handler(), slog.LevelWarn),
+		// No ReadTimeout: it bounds every request body, so it would cut client- and
+		// bidi-streaming RPCs (ScrubStream); bodyDeadline bounds the other bodies.
+		// No WriteTimeout: it would cut server streams (ConverseStream) and slow answers.
+		IdleTimeout: cfg.IdleTimeout,
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxConcurrentStreams},
+		ErrorLog:    slog.NewLogLogger(p.Logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// streamingBodies returns the paths of the client- and bidi-streaming RPCs of services,
+// as the protobuf registry describes them.
+func streamingBodies(services []string) map[string]bool {
+	paths := map[string]bool{
+		// The reflection handlers' own bidi streams (grpcurl holds one per session).
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      true,
+		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": true,
+	}
+	for _, name := range services {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+		if err != nil {
+			continue
+		}
+		sd, ok := d.(protoreflect.ServiceDescriptor)
+		if !ok {
+			continue
+		}
+		for i := range sd.Methods().Len() {
+			if m := sd.Methods().Get(i); m.IsStreamingClient() {
+				paths["/"+name+"/"+string(m.Name())] = true
+			}
+		}
+	}
+	return paths
+}
+
+// bodyDeadline gives a request's body timeout from the request's start to arrive whole;
+// a slower body fails its reads (the handler answers with its error, and an HTTP/1.1
+// connection is closed). Once the body has ended the deadline is lifted, so a slow
+// handler or a long response is not affected. Paths in exempt (streaming request
+// bodies) get no deadline.
+func bodyDeadline(timeout time.Duration, exempt map[string]bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if exempt[r.URL.Path] || r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody lifts the read deadline when the body has been read to its end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err //nolint:wrapcheck // a body's errors pass through unchanged (io.EOF must stay io.EOF)
 }
 
 // Start binds every address synchronously, so a bind error fails start-up, then serves.

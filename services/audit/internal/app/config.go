@@ -47,6 +47,9 @@ type Config struct {
 	// (plus SearchIndexDelay), keeping it off the ingest path, or "live" with the
 	// partition, so that rows are indexed as they are written.
 	SearchIndex string `env:"AUDIT_SEARCH_INDEX, default=sealed"`
+	// PageMaxBytes is the byte budget of a ListConversations page: a page stops adding rows
+	// once the next would pass it (a page always holds one row at least).
+	PageMaxBytes int `env:"AUDIT_PAGE_MAX_BYTES, default=4194304"`
 	// SearchIndexDelay is how long after a day ends its search index is built ("sealed").
 	SearchIndexDelay time.Duration `env:"AUDIT_SEARCH_INDEX_DELAY, default=1h"`
 }
@@ -100,6 +103,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SearchIndex != SearchIndexSealed && c.SearchIndex != SearchIndexLive {
 		errs = append(errs, fmt.Errorf("AUDIT_SEARCH_INDEX must be %s or %s, got %q", SearchIndexSealed, SearchIndexLive, c.SearchIndex))
+	}
+	if c.PageMaxBytes < 1 {
+		errs = append(errs, fmt.Errorf("AUDIT_PAGE_MAX_BYTES must be positive, got %d", c.PageMaxBytes))
 	}
 	if c.SearchIndexDelay < 0 {
 		errs = append(errs, fmt.Errorf("AUDIT_SEARCH_INDEX_DELAY must not be negative, got %s", c.SearchIndexDelay))

@@ -25,7 +25,7 @@ func TestConfig(t *testing.T) {
 		Consumer: "parley-audit", BatchMaxRows: 500, BatchMaxBytes: 4 << 20, BatchMaxWait: 200 * time.Millisecond,
 		MaxDeliver: 5, AckWait: 30 * time.Second, StreamReplicas: 1,
 		Retention: app.Period(30 * dayLen), UsageRetention: app.Period(400 * dayLen), PartitionsAhead: 7,
-		MaintenanceInterval: time.Hour, SearchIndex: "sealed", SearchIndexDelay: time.Hour,
+		MaintenanceInterval: time.Hour, SearchIndex: "sealed", SearchIndexDelay: time.Hour, PageMaxBytes: 4 << 20,
 	}
 	tests := []struct {
 		name    string
@@ -41,12 +41,13 @@ func TestConfig(t *testing.T) {
 				"AUDIT_BATCH_MAX_WAIT": "1s", "AUDIT_MAX_DELIVER": "10", "AUDIT_ACK_WAIT": "1m", "AUDIT_STREAM_REPLICAS": "3",
 				"AUDIT_RETENTION": "2160h", "AUDIT_USAGE_RETENTION": "0", "AUDIT_PARTITIONS_AHEAD": "3",
 				"AUDIT_MAINTENANCE_INTERVAL": "10m", "AUDIT_SEARCH_INDEX": "live", "AUDIT_SEARCH_INDEX_DELAY": "0s",
+				"AUDIT_PAGE_MAX_BYTES": "65536",
 			},
 			want: app.Config{
 				Consumer: "audit_b-2", BatchMaxRows: 2000, BatchMaxBytes: 8 << 20, BatchMaxWait: time.Second,
 				MaxDeliver: 10, AckWait: time.Minute, StreamReplicas: 3,
 				Retention: app.Period(90 * dayLen), UsageRetention: 0, PartitionsAhead: 3,
-				MaintenanceInterval: 10 * time.Minute, SearchIndex: "live", SearchIndexDelay: 0,
+				MaintenanceInterval: 10 * time.Minute, SearchIndex: "live", SearchIndexDelay: 0, PageMaxBytes: 1 << 16,
 			},
 		},
 		{name: "empty consumer", env: map[string]string{"AUDIT_CONSUMER": ""}, wantErr: []string{"AUDIT_CONSUMER"}},
@@ -56,6 +57,7 @@ func TestConfig(t *testing.T) {
 		{name: "negative bytes", env: map[string]string{"AUDIT_BATCH_MAX_BYTES": "-1"}, wantErr: []string{"AUDIT_BATCH_MAX_BYTES"}},
 		{name: "zero wait", env: map[string]string{"AUDIT_BATCH_MAX_WAIT": "0s"}, wantErr: []string{"AUDIT_BATCH_MAX_WAIT"}},
 		{name: "wait not a duration", env: map[string]string{"AUDIT_BATCH_MAX_WAIT": "soon"}, wantErr: []string{"AUDIT_BATCH_MAX_WAIT"}},
+		{name: "zero page bytes", env: map[string]string{"AUDIT_PAGE_MAX_BYTES": "0"}, wantErr: []string{"AUDIT_PAGE_MAX_BYTES"}},
 		{name: "zero deliveries", env: map[string]string{"AUDIT_MAX_DELIVER": "0"}, wantErr: []string{"AUDIT_MAX_DELIVER"}},
 		{name: "short ack wait", env: map[string]string{"AUDIT_ACK_WAIT": "500ms"}, wantErr: []string{"AUDIT_ACK_WAIT"}},
 		{

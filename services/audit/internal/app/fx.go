@@ -26,7 +26,7 @@ import (
 var Module = fx.Module("audit",
 	platform.Bus,
 	platform.Postgres,
-	fx.Supply(rpcserver.Defaults{Addr: ":3540"}),
+	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3540"}),
 	fx.Provide(
 		config.Provider[Config](),
 		newStore,
@@ -58,7 +58,7 @@ func newStore(lc fx.Lifecycle, pool *pgxpool.Pool, cfg Config) *store.Store {
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
 		return pg.Migrate(ctx, pool, store.Migrations())
 	}))
-	return store.New(pool, store.WithLiveSearchIndex(cfg.SearchIndex == SearchIndexLive))
+	return store.New(pool, store.WithLiveSearchIndex(cfg.SearchIndex == SearchIndexLive), store.WithPageMaxBytes(cfg.PageMaxBytes))
 }
 
 // newMaintenance builds the partition maintenance job, run from start to stop.

@@ -56,7 +56,8 @@ type env struct {
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	srv := natstest.RunServer(tb)
+	// NATS's default max_payload, 1 MiB, which the byte-batching cases are sized for.
+	srv := natstest.RunServerWith(tb, func(o *server.Options) { o.MaxPayload = 1 << 20 })
 	js, err := jetstream.New(natstest.Connect(tb, srv))
 	require.NoError(tb, err)
 	_, err = auditevent.Ensure(tb.Context(), js, 1)

@@ -9,7 +9,17 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/parleyhq/parley/libs/jsondepth"
 )
+
+// maxJSONDepth bounds the nesting of the JSON documents stored as JSON; a deeper one is
+// stored as a JSON string holding its text. It is well above what the router accepts
+// (jsondepth.Max plus the few levels of a request's own shape) and far below what breaks
+// a reader: as a google.protobuf.Value each level is two messages deep, and protobuf's
+// decoders stop at 10,000 (a ~4,900-level request made every audit page holding it fail
+// with "exceeded maximum recursion depth").
+const maxJSONDepth = 256
 
 // maxNumberLen bounds the JSON numbers kept as numbers; longer ones cannot be a float64 anyway.
 const maxNumberLen = 300
@@ -34,6 +44,15 @@ func cleanJSON(b []byte) ([]byte, error) {
 	}
 	if !json.Valid(b) {
 		return nil, errors.New("not valid JSON")
+	}
+	if jsondepth.Exceeds(b, maxJSONDepth) {
+		// Kept, as the text of one JSON string: the record is not lost, and nothing that
+		// reads it back recurses through thousands of levels.
+		s, err := json.Marshal(cleanText(string(b)))
+		if err != nil {
+			return nil, fmt.Errorf("quote over-deep JSON: %w", err)
+		}
+		return s, nil
 	}
 	if !needsRewrite(b) {
 		return b, nil

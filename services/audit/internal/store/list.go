@@ -12,7 +12,9 @@ import (
 )
 
 // List returns one page of the tenant's conversations that match every filter set in req,
-// newest first. start_time is inclusive and end_time exclusive. Pages are keyset-paginated on
+// newest first. A page holds at most page_size rows and stops early, after at least one
+// row, when the next row would take it past the store's byte budget
+// (WithPageMaxBytes); next_page_token then continues from there. start_time is inclusive and end_time exclusive. Pages are keyset-paginated on
 // (created_at, request_id), so rows inserted while a client pages through never cause gaps or
 // repeats. A bad page token gives ErrInvalidPageToken; a bad filter or page size,
 // ErrInvalidRequest.
@@ -28,15 +30,36 @@ func (s *Store) List(ctx context.Context, tenant string, req *auditv1.ListConver
 	if err != nil {
 		return nil, fmt.Errorf("list conversations: %w", err)
 	}
-	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
-	if err != nil {
+	// Rows are read one by one and the page ends at limit rows or when the next row
+	// would pass the byte budget (a page always holds at least one row); the rest of the
+	// result is discarded unread into memory. Either way the token continues after the
+	// last row returned.
+	var (
+		rs    []row
+		bytes int
+		more  bool
+	)
+	for rows.Next() {
+		r, err := pgx.RowToStructByName[row](rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list conversations: %w", err)
+		}
+		if len(rs) == limit || (len(rs) > 0 && bytes+r.size() > s.pageMaxBytes) {
+			more = true
+			break
+		}
+		rs = append(rs, r)
+		bytes += r.size()
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list conversations: %w", err)
 	}
 
 	resp := &auditv1.ListConversationsResponse{}
-	if len(rs) > limit {
-		rs = rs[:limit]
-		last := rs[limit-1]
+	if more {
+		last := rs[len(rs)-1]
 		resp.NextPageToken = encodePageToken(pageCursor{createdAt: last.CreatedAt, requestID: last.RequestID.Bytes})
 	}
 	resp.Conversations = make([]*auditv1.Conversation, len(rs))

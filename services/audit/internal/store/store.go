@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	"github.com/parleyhq/parley/libs/jsondepth"
 )
 
 // Page sizes for List.
@@ -66,6 +67,8 @@ type Store struct {
 	now     func() time.Time
 	// liveSearch creates each partition with its search index (AUDIT_SEARCH_INDEX=live).
 	liveSearch bool
+	// pageMaxBytes is the byte budget of a List page.
+	pageMaxBytes int
 
 	mu sync.Mutex
 	// days holds the UTC days (days since the Unix epoch) whose partition is known to
@@ -89,9 +92,18 @@ func WithLiveSearchIndex(live bool) Option {
 	return func(s *Store) { s.liveSearch = live }
 }
 
+// WithPageMaxBytes sets the byte budget of a List page (AUDIT_PAGE_MAX_BYTES); see List.
+func WithPageMaxBytes(n int) Option {
+	return func(s *Store) { s.pageMaxBytes = n }
+}
+
+// DefaultPageMaxBytes is the byte budget of a List page unless WithPageMaxBytes says
+// otherwise.
+const DefaultPageMaxBytes = 4 << 20
+
 // New returns a Store on pool, which must point at a migrated database.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, columns: strings.Split(insertColumnList, ", "), now: time.Now, days: map[int64]struct{}{}}
+	s := &Store{pool: pool, columns: strings.Split(insertColumnList, ", "), now: time.Now, days: map[int64]struct{}{}, pageMaxBytes: DefaultPageMaxBytes}
 	for _, o := range opts {
 		o(s)
 	}
@@ -354,17 +366,27 @@ func (r *row) conversation() *auditv1.Conversation {
 }
 
 // jsonValue turns a jsonb column into a Value; SQL NULL leaves the field unset. InsertBatch
-// only stores JSON a Value can hold, so the string fallback guards rows written by other
-// means: one odd row must not make a whole page unreadable.
+// only stores JSON a Value can hold, nested at most maxJSONDepth deep, so the string
+// fallbacks guard rows written before that rule or by other means: one odd row must not
+// make a whole page unreadable, for the audit service or for any decoder of its answer.
 func jsonValue(b []byte) *structpb.Value {
 	if b == nil {
 		return nil
+	}
+	if jsondepth.Exceeds(b, maxJSONDepth) {
+		return structpb.NewStringValue(string(b))
 	}
 	v := &structpb.Value{}
 	if err := protojson.Unmarshal(b, v); err != nil {
 		return structpb.NewStringValue(string(b))
 	}
 	return v
+}
+
+// size approximates the bytes r adds to a List answer: its JSON documents and a fixed
+// allowance for the other columns.
+func (r *row) size() int {
+	return len(r.Request) + len(r.Response) + len(r.ErrorMessage) + 512
 }
 
 func unsigned(n int64) uint64 {

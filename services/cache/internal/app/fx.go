@@ -18,7 +18,7 @@ import (
 // Module is the cache service on top of platform.Module("cache").
 var Module = fx.Module("cache",
 	platform.Bus,
-	fx.Supply(rpcserver.Defaults{Addr: ":3520"}),
+	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3520"}),
 	fx.Provide(
 		config.Provider[Config](),
 		newStore,

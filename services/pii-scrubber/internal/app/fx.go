@@ -123,7 +123,7 @@ func NewScrubber(c Config) (*scrub.Scrubber, error) {
 
 // Module is the pii-scrubber's fx module.
 var Module = fx.Module("pii-scrubber",
-	fx.Supply(rpcserver.Defaults{Addr: ":3510"}),
+	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3510"}),
 	fx.Provide(
 		config.Provider[Config](),
 		NewScrubber,

@@ -27,7 +27,7 @@ import (
 // (3530) serves health, readiness and metrics only; the work arrives over NATS.
 var Module = fx.Module("provider-worker",
 	platform.Bus,
-	fx.Supply(rpcserver.Defaults{Addr: ":3530"}),
+	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3530"}),
 	fx.Provide(
 		config.Provider[Config](),
 		newRegistry,

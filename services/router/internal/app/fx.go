@@ -54,6 +54,8 @@ type Config struct {
 	// AuditMode is "required" (a call fails when its audit event cannot be stored) or
 	// "best-effort".
 	AuditMode string `env:"AUDIT_MODE, default=required"`
+	// MaxTexts refuses a request with more texts than the scrubber takes in one call.
+	MaxTexts int `env:"ROUTER_MAX_TEXTS, default=4096"`
 	// AuditScrub stores scrubbed text in the audit log for every request.
 	AuditScrub bool `env:"ROUTER_AUDIT_SCRUB, default=true"`
 	// AuditPublishTimeout bounds the wait for the audit stream's ack.
@@ -75,7 +77,7 @@ func (c *Config) Validate() error {
 		"ROUTER_MAX_BODY_BYTES": c.MaxBodyBytes, "ROUTER_DISPATCH_ATTEMPTS": int64(c.DispatchAttempts),
 		"ROUTER_REQUEST_TIMEOUT": int64(c.RequestTimeout), "ROUTER_WORKER_IDLE_TIMEOUT": int64(c.WorkerIdleTimeout),
 		"ROUTER_CACHE_TIMEOUT": int64(c.CacheTimeout), "ROUTER_AUDIT_PUBLISH_TIMEOUT": int64(c.AuditPublishTimeout),
-		"AUDIT_STREAM_REPLICAS": int64(c.AuditStreamReplicas),
+		"AUDIT_STREAM_REPLICAS": int64(c.AuditStreamReplicas), "ROUTER_MAX_TEXTS": int64(c.MaxTexts),
 	}
 	for name, v := range positive {
 		if v <= 0 {
@@ -89,7 +91,7 @@ func (c *Config) Validate() error {
 var Module = fx.Module("router",
 	platform.Bus,
 	platform.Clients,
-	fx.Supply(rpcserver.Defaults{Addr: ":3500", ExtraAddrs: []string{":50001"}}),
+	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3500", ExtraAddrs: []string{"127.0.0.1:50001"}}),
 	fx.Provide(
 		config.Provider[Config](),
 		func(c Config) (*upstream.Components, error) { return upstream.LoadComponents(c.ComponentsDir) },
@@ -101,14 +103,16 @@ var Module = fx.Module("router",
 		func(f *rpcclient.Factory, c Config) *upstream.Cache {
 			return upstream.NewCache(cachev1connect.NewCacheServiceClient(f.HTTPClient(), c.CacheURL, f.Options()...), c.CacheTimeout)
 		},
-		func(f *rpcclient.Factory, c Config) *auditapi.Handler {
-			return auditapi.New(auditv1connect.NewAuditServiceClient(f.HTTPClient(), c.AuditURL, f.Options()...))
+		func(f *rpcclient.Factory, c Config, l *slog.Logger) *auditapi.Handler {
+			return auditapi.New(auditv1connect.NewAuditServiceClient(f.HTTPClient(), c.AuditURL, f.Options()...), l)
 		},
 		newService,
 		func(s *conversation.Service, comps *upstream.Components, c Config, l *slog.Logger) *daprapi.Handler {
 			return daprapi.New(s, comps, daprapi.Options{MaxBodyBytes: c.MaxBodyBytes, Timeout: c.RequestTimeout}, l)
 		},
-		func(s *conversation.Service, c Config) *nativeapi.Handler { return nativeapi.New(s, c.RequestTimeout) },
+		func(s *conversation.Service, c Config, l *slog.Logger) *nativeapi.Handler {
+			return nativeapi.New(s, c.RequestTimeout, l)
+		},
 		newGuard,
 		// Every API route checks the API token; health, readiness, metrics, grpc.health.v1
 		// and reflection are rpcserver's own routes and stay open.
@@ -194,6 +198,10 @@ func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config) *ups
 func newService(comps *upstream.Components, scrubber *upstream.Scrubber, cache *upstream.Cache, d *upstream.Dispatcher,
 	audit *upstream.AuditPublisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer,
 ) (*conversation.Service, error) {
+	if m := audit.MaxEventBytes(); m > 0 && int64(m/2) < cfg.MaxBodyBytes {
+		logger.Warn("NATS max_payload is too small for ROUTER_MAX_BODY_BYTES: requests whose audit copy exceeds half of it are refused",
+			"max_payload", m+upstream.HeaderAllowance, "max_body_bytes", cfg.MaxBodyBytes, "recommended_max_payload", bus.MaxPayload)
+	}
 	return conversation.New(comps, scrubber, cache, d, audit,
-		conversation.Options{AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub}, logger, reg)
+		conversation.Options{AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts}, logger, reg)
 }

@@ -4,24 +4,53 @@ package auditapi
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 
 	"connectrpc.com/connect"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 )
 
 // Handler forwards AuditService calls.
 type Handler struct {
 	client auditv1connect.AuditServiceClient
+	logger *slog.Logger
 }
 
 var _ auditv1connect.AuditServiceHandler = (*Handler)(nil)
 
 // New returns a Handler over a client of the audit service.
-func New(client auditv1connect.AuditServiceClient) *Handler { return &Handler{client: client} }
+func New(client auditv1connect.AuditServiceClient, logger *slog.Logger) *Handler {
+	return &Handler{client: client, logger: logger}
+}
+
+// forward passes the audit service's answers to the caller: its results and the errors
+// it coded for the caller (a bad request, a conversation not found). Anything else (the
+// audit service unreachable, an answer that did not decode, an internal error of its
+// own) may carry internals: the caller gets a fixed message with an error id, and the
+// log line with the cause the same id.
+func forward[T any](ctx context.Context, h *Handler, res *T, err error) (*T, error) {
+	if err == nil {
+		return res, nil
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeInvalidArgument, connect.CodeNotFound, connect.CodeFailedPrecondition,
+		connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeCanceled, connect.CodeDeadlineExceeded:
+		return nil, err
+	case connect.CodeUnavailable:
+		id := rpcserver.ErrorID()
+		h.logger.ErrorContext(ctx, "audit query failed", "error_id", id, "err", err.Error())
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("the audit log is unavailable (id %s)", id))
+	}
+	id := rpcserver.ErrorID()
+	h.logger.ErrorContext(ctx, "audit query failed", "error_id", id, "err", err.Error())
+	return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
+}
 
 // tenantContext sets the tenant header the audit service enforces. Every caller is the
 // default tenant until API keys exist.
@@ -33,15 +62,18 @@ func tenantContext(ctx context.Context) context.Context {
 
 // ListConversations lists the caller's conversations.
 func (h *Handler) ListConversations(ctx context.Context, req *auditv1.ListConversationsRequest) (*auditv1.ListConversationsResponse, error) {
-	return h.client.ListConversations(tenantContext(ctx), req)
+	res, err := h.client.ListConversations(tenantContext(ctx), req)
+	return forward(ctx, h, res, err)
 }
 
 // GetConversation returns one of the caller's conversations.
 func (h *Handler) GetConversation(ctx context.Context, req *auditv1.GetConversationRequest) (*auditv1.GetConversationResponse, error) {
-	return h.client.GetConversation(tenantContext(ctx), req)
+	res, err := h.client.GetConversation(tenantContext(ctx), req)
+	return forward(ctx, h, res, err)
 }
 
 // GetUsageStats returns usage statistics over the caller's conversations.
 func (h *Handler) GetUsageStats(ctx context.Context, req *auditv1.GetUsageStatsRequest) (*auditv1.GetUsageStatsResponse, error) {
-	return h.client.GetUsageStats(tenantContext(ctx), req)
+	res, err := h.client.GetUsageStats(tenantContext(ctx), req)
+	return forward(ctx, h, res, err)
 }

@@ -2,9 +2,13 @@ package auditapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 
@@ -72,7 +76,7 @@ func serve(t *testing.T, h auditv1connect.AuditServiceHandler) string {
 func TestForwardsWithTheCallersTenant(t *testing.T) {
 	t.Parallel()
 	fake := &fakeAudit{}
-	router := serve(t, auditapi.New(auditv1connect.NewAuditServiceClient(http.DefaultClient, serve(t, fake))))
+	router := serve(t, auditapi.New(auditv1connect.NewAuditServiceClient(http.DefaultClient, serve(t, fake)), slog.New(slog.DiscardHandler)))
 	h2c := new(http.Protocols)
 	h2c.SetUnencryptedHTTP2(true)
 	grpcClient := &http.Client{Transport: &http.Transport{Protocols: h2c}}
@@ -109,4 +113,51 @@ func TestForwardsWithTheCallersTenant(t *testing.T) {
 			fake.tenants, fake.reqs = nil, nil
 		})
 	}
+}
+
+// TestInternalsMasked: the audit service unreachable, or answering with an error it did
+// not code for the caller, gives the caller a fixed message with an error id; the log
+// line with the cause carries the same id.
+func TestInternalsMasked(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close() // nothing listens there any more
+
+	for _, tt := range []struct {
+		name     string
+		upstream string
+		code     connect.Code
+		internal string
+	}{
+		{name: "unreachable", upstream: downURL, code: connect.CodeUnavailable, internal: "connect"},
+		{name: "uncoded failure", upstream: serve(t, failingAudit{}), code: connect.CodeInternal, internal: "pgx: row 7 is bad"},
+	} {
+		logs.Reset()
+		router := serve(t, auditapi.New(auditv1connect.NewAuditServiceClient(http.DefaultClient, tt.upstream), logger))
+		client := auditv1connect.NewAuditServiceClient(http.DefaultClient, router)
+		_, err := client.ListConversations(t.Context(), &auditv1.ListConversationsRequest{})
+		require.Equal(t, tt.code, connect.CodeOf(err), tt.name)
+		var ce *connect.Error
+		require.ErrorAs(t, err, &ce)
+		require.NotContains(t, ce.Message(), tt.internal, tt.name)
+		m := regexp.MustCompile(`\(id ([0-9a-f]+)\)$`).FindStringSubmatch(ce.Message())
+		require.Len(t, m, 2, ce.Message())
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(logs.String()), &rec), logs.String())
+		require.Equal(t, m[1], rec["error_id"])
+		require.Contains(t, rec["err"], tt.internal)
+	}
+}
+
+// failingAudit fails with a coded Unknown error carrying internals, as a handler without
+// masking would.
+type failingAudit struct {
+	auditv1connect.UnimplementedAuditServiceHandler
+}
+
+func (failingAudit) ListConversations(context.Context, *auditv1.ListConversationsRequest) (*auditv1.ListConversationsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnknown, errors.New("pgx: row 7 is bad"))
 }

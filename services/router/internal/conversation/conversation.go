@@ -131,6 +131,9 @@ type Dispatched struct {
 // AuditLog records a conversation durably before the caller gets its answer.
 type AuditLog interface {
 	Record(ctx context.Context, ev *auditv1.ConversationEvent) error
+	// MaxEventBytes is the largest event the log takes (the NATS server's max_payload,
+	// less headers); 0 when unknown.
+	MaxEventBytes() int
 }
 
 // Component is what the router knows of a configured component.
@@ -206,12 +209,14 @@ const (
 	KindScrub
 	// KindAudit is an *AuditError.
 	KindAudit
+	// KindInvalidRequest is an *InvalidRequestError: the request breaks a limit.
+	KindInvalidRequest
 )
 
 var kindNames = [...]string{
 	KindInternal: "internal", KindCanceled: "canceled", KindDeadlineExceeded: "deadline_exceeded",
 	KindComponentNotFound: "component_not_found", KindNoWorker: "no_worker", KindWorkerLost: "worker_lost",
-	KindProvider: "provider", KindScrub: "scrub", KindAudit: "audit",
+	KindProvider: "provider", KindScrub: "scrub", KindAudit: "audit", KindInvalidRequest: "invalid_request",
 }
 
 // String names the kind in lower snake case.
@@ -229,6 +234,7 @@ func KindOf(err error) Kind {
 		pe *ProviderError
 		se *ScrubError
 		ae *AuditError
+		ie *InvalidRequestError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -247,6 +253,8 @@ func KindOf(err error) Kind {
 		return KindScrub
 	case errors.As(err, &ae):
 		return KindAudit
+	case errors.As(err, &ie):
+		return KindInvalidRequest
 	default:
 		return KindInternal
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -96,14 +94,23 @@ type tokenMap struct {
 }
 
 // newTokenMap keeps, for restoring, the tokens that occur in sent (the texts the provider
-// sees): tokens of audit-only texts never reached the provider.
-func newTokenMap(all []Token, sent []string) *tokenMap {
+// sees): tokens of audit-only texts never reached the provider. Its cost is linear in the
+// mapping plus the texts (see presentTokens), whatever the number of tokens; it stops
+// with ctx's error when ctx ends.
+func newTokenMap(ctx context.Context, all []Token, sent []string) (*tokenMap, error) {
 	tm := &tokenMap{all: all}
+	byToken := make(map[string]int, len(all))
+	for i, t := range all {
+		byToken[t.Token] = i
+	}
+	var scan tokenScan
+	present, err := scan.present(ctx, byToken, sent)
+	if err != nil {
+		return nil, err
+	}
 	plain, escaped := map[string]string{}, map[string]string{}
-	for _, t := range all {
-		if !slices.ContainsFunc(sent, func(s string) bool { return strings.Contains(s, t.Token) }) {
-			continue
-		}
+	for _, i := range present {
+		t := all[i]
 		plain[t.Token] = t.Value
 		b, err := json.Marshal(t.Value)
 		if err != nil {
@@ -114,7 +121,66 @@ func newTokenMap(all []Token, sent []string) *tokenMap {
 	if len(plain) > 0 {
 		tm.text, tm.json = restore.New(plain), restore.New(escaped)
 	}
-	return tm
+	return tm, nil
+}
+
+// maxTokenLen bounds a placeholder's length: '<', an entity name of at most 32
+// characters, '_', a number, '>' (the restore package's bound).
+const maxTokenLen = 48
+
+// cancelCheckBytes is how many bytes a scan examines between two looks at its context.
+const cancelCheckBytes = 1 << 16
+
+// tokenScan finds placeholders in texts in one pass. steps counts the bytes examined
+// and the map lookups made, so tests can bound the work by the input's size.
+type tokenScan struct{ steps int }
+
+// present returns the indexes (values of byToken) of the tokens that occur in texts, each
+// once. Every '<' starts at most one candidate, <NAME_n>, read while the bytes are
+// upper-case letters, digits or '_' and at most maxTokenLen long; a candidate ends before
+// the next '<', so each byte is examined at most twice and each candidate costs one map
+// lookup: linear in the texts, independent of the mapping's size.
+func (sc *tokenScan) present(ctx context.Context, byToken map[string]int, texts []string) ([]int, error) {
+	var found []int
+	seen := make(map[int]bool)
+	budget := cancelCheckBytes
+	for _, s := range texts {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for i := 0; i < len(s); i++ {
+			sc.steps++
+			if budget--; budget == 0 {
+				budget = cancelCheckBytes
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+			}
+			if s[i] != '<' {
+				continue
+			}
+			j := i + 1
+			for j < len(s) && j-i < maxTokenLen && isTokenByte(s[j]) {
+				sc.steps++
+				j++
+			}
+			if j >= len(s) || s[j] != '>' {
+				i = j - 1 // the bytes up to j hold no '<'
+				continue
+			}
+			sc.steps++
+			if k, ok := byToken[s[i:j+1]]; ok && !seen[k] {
+				seen[k] = true
+				found = append(found, k)
+			}
+			i = j
+		}
+	}
+	return found, nil
+}
+
+func isTokenByte(c byte) bool {
+	return c-'A' < 26 || c-'0' < 10 || c == '_'
 }
 
 // restoreResponse puts the caller's values back into the answer: content and tool-call
@@ -195,7 +261,7 @@ func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*t
 	if !req.Tokenize {
 		return nil, nil
 	}
-	return newTokenMap(res.Tokens, sent), nil
+	return newTokenMap(ctx, res.Tokens, sent)
 }
 
 // scrubOutputs scrubs the model's output where the caller asked for it (choice content,

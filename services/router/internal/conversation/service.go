@@ -29,6 +29,8 @@ type Options struct {
 	// AuditScrub stores scrubbed text in the audit log even where the caller did not ask
 	// for scrubbing.
 	AuditScrub bool
+	// MaxTexts refuses a request with more texts (the scrubber's limit per call); 0: no limit.
+	MaxTexts int
 }
 
 // Service runs conversations.
@@ -107,6 +109,9 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 	if !ok {
 		return nil, ErrComponentNotFound
 	}
+	if err := s.validate(req); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -147,16 +152,21 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 
 // record carries what the audit event needs while a conversation runs.
 type record struct {
-	ev        *auditv1.ConversationEvent
-	findings  map[string]int64
-	auditReq  *providerv1.Request
-	auditResp *providerv1.Response
+	ev       *auditv1.ConversationEvent
+	findings map[string]int64
+	auditReq *providerv1.Request
+	// requestJSON is auditReq encoded, once checked against the audit log's size limit.
+	requestJSON []byte
+	auditResp   *providerv1.Response
 }
 
 func (s *Service) run(ctx context.Context, req Request, comp Component, rec *record) (*Result, error) {
 	p := req.Provider
 	tokens, err := s.scrubInputs(ctx, req, rec)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.fitAudit(rec); err != nil {
 		return nil, err
 	}
 
@@ -403,10 +413,34 @@ func CacheKey(comp Component, p *providerv1.Request) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// fitAudit checks, before the provider is called, that the audit copy of the request
+// takes at most half of the largest event the audit log accepts, leaving the other half
+// for the answer: a request inside the limits is recorded, one outside them is refused
+// with a clear error instead of failing on the audit publish after the provider call.
+// The refused call is still recorded, without its request.
+func (s *Service) fitAudit(rec *record) error {
+	if rec.auditReq == nil {
+		return nil
+	}
+	b, err := protojson.Marshal(rec.auditReq)
+	if err != nil {
+		return fmt.Errorf("encode audit request: %w", err)
+	}
+	if limit := s.audit.MaxEventBytes() / 2; limit > 0 && len(b) > limit {
+		rec.auditReq = nil
+		return invalid("the request takes %d bytes in the audit log, more than the %d bytes it may take (half of the NATS max_payload)", len(b), limit)
+	}
+	rec.requestJSON = b
+	return nil
+}
+
 func (s *Service) record(ctx context.Context, rec *record) error {
 	ev := rec.ev
 	var err error
-	if rec.auditReq != nil {
+	switch {
+	case rec.requestJSON != nil:
+		ev.RequestJson = rec.requestJSON
+	case rec.auditReq != nil:
 		ev.RequestJson, err = protojson.Marshal(rec.auditReq)
 	}
 	if err == nil && rec.auditResp != nil {

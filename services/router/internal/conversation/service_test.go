@@ -190,7 +190,10 @@ func (d *echoDispatcher) Dispatch(_ context.Context, req *providerv1.Request) (*
 type memAudit struct {
 	events []*auditv1.ConversationEvent
 	err    error
+	max    int
 }
+
+func (a *memAudit) MaxEventBytes() int { return a.max }
 
 func (a *memAudit) Record(_ context.Context, ev *auditv1.ConversationEvent) error {
 	if a.err != nil {

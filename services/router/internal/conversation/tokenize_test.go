@@ -2,6 +2,8 @@ package conversation
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,7 +141,8 @@ func TestTokenizeSpoofedPlaceholderNotRestored(t *testing.T) {
 
 func TestTokenMapRestoresJSONEscaped(t *testing.T) {
 	t.Parallel()
-	tm := newTokenMap([]Token{{Token: "<SECRET_1>", Entity: "SECRET", Value: `pa"ss\word`}}, []string{"x <SECRET_1>"})
+	tm, err := newTokenMap(t.Context(), []Token{{Token: "<SECRET_1>", Entity: "SECRET", Value: `pa"ss\word`}}, []string{"x <SECRET_1>"})
+	require.NoError(t, err)
 	resp := &providerv1.Response{Choices: []*providerv1.Choice{{
 		Content:   "is <SECRET_1>",
 		ToolCalls: []*providerv1.ToolCall{{Arguments: `{"p":"<SECRET_1>"}`}, {Arguments: `p=<SECRET_1>`}},
@@ -194,4 +197,86 @@ func TestScrubToolArgumentsSentAsJSON(t *testing.T) {
 	require.Equal(t, []TextFormat{FormatText}, (*f.calls)[0].Formats)
 	require.Equal(t, []TextFormat{FormatText, FormatJSON}, (*f.calls)[1].Formats)
 	require.Equal(t, []string{"calling with secret", `{"to":"secret"}`}, (*f.calls)[1].Texts)
+}
+
+// TestTokenScanLinear bounds the work of finding which tokens the provider saw by the
+// size of the texts, whatever the number of tokens: the earlier search (one
+// strings.Contains per token over every text) did tokens × texts passes, 16,000 e-mail
+// addresses costing seconds of router CPU.
+func TestTokenScanLinear(t *testing.T) {
+	t.Parallel()
+	mapping := func(n int) ([]Token, map[string]int) {
+		all := make([]Token, n)
+		byToken := make(map[string]int, n)
+		for i := range all {
+			all[i] = Token{Token: fmt.Sprintf("<EMAIL_ADDRESS_%d>", i+1), Entity: "EMAIL_ADDRESS", Value: fmt.Sprintf("u%d@example.com", i)}
+			byToken[all[i].Token] = i
+		}
+		return all, byToken
+	}
+	for _, n := range []int{1000, 4000, 16000} {
+		all, byToken := mapping(n)
+		oneText := make([]string, n)
+		for i, tk := range all {
+			oneText[i] = "mail " + tk.Token
+		}
+		cases := []struct {
+			name  string
+			texts []string
+			want  int
+		}{
+			{name: "every token in one text", texts: []string{strings.Join(oneText, ", ")}, want: n},
+			{name: "one token per text", texts: oneText, want: n},
+			{name: "half the tokens", texts: oneText[:n/2], want: n / 2},
+			{name: "only '<'", texts: []string{strings.Repeat("<", n*20)}, want: 0},
+			{name: "unterminated candidates", texts: []string{strings.Repeat("<EMAIL_ADDRESS_1", n)}, want: 0},
+			{name: "over-long candidates", texts: []string{strings.Repeat("<"+strings.Repeat("A", 100)+">", n)}, want: 0},
+		}
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("%d/%s", n, tc.name), func(t *testing.T) {
+				t.Parallel()
+				size := 0
+				for _, s := range tc.texts {
+					size += len(s)
+				}
+				var sc tokenScan
+				got, err := sc.present(t.Context(), byToken, tc.texts)
+				require.NoError(t, err)
+				require.Len(t, got, tc.want)
+				// Each byte is examined at most twice (once by the pass, once inside a
+				// candidate), plus one lookup per candidate.
+				require.LessOrEqual(t, sc.steps, 3*size, "steps for %d bytes", size)
+			})
+		}
+	}
+}
+
+func TestTokenMapHonoursCancellation(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := newTokenMap(ctx, []Token{{Token: "<EMAIL_ADDRESS_1>", Value: "a@b.c"}}, []string{"<EMAIL_ADDRESS_1>"})
+	require.ErrorIs(t, err, context.Canceled)
+
+	// A long text is abandoned part-way: the context ends after the scan started.
+	byToken := map[string]int{"<EMAIL_ADDRESS_1>": 0}
+	text := strings.Repeat("x", 8*cancelCheckBytes)
+	sc := tokenScan{}
+	_, err = sc.present(&endsAfter{Context: t.Context(), checks: 1}, byToken, []string{text})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Less(t, sc.steps, len(text), "the scan stopped before the end of the text")
+}
+
+// endsAfter is a context whose Err reports Canceled once it has been asked checks times.
+type endsAfter struct {
+	context.Context
+	checks int
+}
+
+func (c *endsAfter) Err() error {
+	if c.checks <= 0 {
+		return context.Canceled
+	}
+	c.checks--
+	return nil
 }

@@ -3,12 +3,14 @@
 package daprapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 
 	"connectrpc.com/connect"
 
+	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 )
 
@@ -61,19 +63,49 @@ func errBodyRead(err error) *Error {
 }
 
 // fromDomain maps a conversation error to Dapr's by its kind: an unknown component is
-// NOT_FOUND, anything else that happened while conversing is INVOKE (with status 499 when the
-// caller went away).
+// NOT_FOUND, a request breaking a limit INVALID_PARMS, anything else that happened while
+// conversing INVOKE (with status 499 when the caller went away). INVOKE carries the
+// provider's own message, as Dapr does. It returns nil for errors of Parley's own parts
+// (scrubber, audit stream, anything unexpected), which never reach the caller as they are.
 func fromDomain(name string, err error) *Error {
 	switch conversation.KindOf(err) {
 	case conversation.KindComponentNotFound:
 		return errNotFound(name)
+	case conversation.KindInvalidRequest:
+		var ire *conversation.InvalidRequestError
+		errors.As(err, &ire)
+		return errInvalidParams(name, ire.Detail)
 	case conversation.KindCanceled:
 		return &Error{499, connect.CodeCanceled, "ERR_CONVERSATION_INVOKE",
-			fmt.Sprintf("failed conversing with component %s: %v", name, err)}
-	default:
+			fmt.Sprintf("failed conversing with component %s: %v", name, context.Canceled)}
+	case conversation.KindDeadlineExceeded:
+		return errInvoke(name, context.DeadlineExceeded)
+	case conversation.KindNoWorker, conversation.KindWorkerLost:
 		return errInvoke(name, err)
+	case conversation.KindProvider:
+		var pe *conversation.ProviderError
+		errors.As(err, &pe)
+		return errInvoke(name, pe)
+	default:
+		return nil
 	}
 }
 
+// toDapr is fromDomain for a caller: an internal error becomes INVOKE with an error id,
+// and the log line with the cause carries the same id.
+func (h *Handler) toDapr(ctx context.Context, name string, err error) *Error {
+	if derr := fromDomain(name, err); derr != nil {
+		return derr
+	}
+	id := rpcserver.ErrorID()
+	h.logger.ErrorContext(ctx, "conversation failed", "component", name, "error_id", id, "err", err.Error())
+	return errInvoke(name, fmt.Errorf("internal error (id %s)", id))
+}
+
 // auditCode is the errorCode a Dapr caller gets for err; the audit log records it.
-func auditCode(err error) string { return fromDomain("", err).ErrorCode }
+func auditCode(err error) string {
+	if derr := fromDomain("", err); derr != nil {
+		return derr.ErrorCode
+	}
+	return "ERR_CONVERSATION_INVOKE"
+}

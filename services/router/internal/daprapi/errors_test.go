@@ -26,12 +26,17 @@ func TestFromDomain(t *testing.T) {
 		{&conversation.ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Message: "too long"},
 			Error{500, connect.CodeInternal, "ERR_CONVERSATION_INVOKE", "failed conversing with component chat: too long"}},
 		{fmt.Errorf("scrub: %w", context.Canceled), Error{499, connect.CodeCanceled, "ERR_CONVERSATION_INVOKE",
-			"failed conversing with component chat: scrub: context canceled"}},
-		{errors.New("boom"), Error{500, connect.CodeInternal, "ERR_CONVERSATION_INVOKE",
-			"failed conversing with component chat: boom"}},
+			"failed conversing with component chat: context canceled"}},
+		{&conversation.InvalidRequestError{Detail: "too many texts"}, Error{400, connect.CodeInvalidArgument,
+			"ERR_CONVERSATION_INVALID_PARMS", "failed conversing with component chat: invalid params: too many texts"}},
 	}
 	for _, tt := range tests {
 		require.Equal(t, tt.want, *fromDomain("chat", tt.err), "%v", tt.err)
 		require.Equal(t, tt.want.ErrorCode, auditCode(tt.err), "%v", tt.err)
+	}
+	// Parley's own failures are not the caller's business: toDapr gives them an id.
+	for _, err := range []error{errors.New("boom"), &conversation.ScrubError{Err: errors.New("down")}} {
+		require.Nil(t, fromDomain("chat", err), "%v", err)
+		require.Equal(t, "ERR_CONVERSATION_INVOKE", auditCode(err), "%v", err)
 	}
 }

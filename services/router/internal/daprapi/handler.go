@@ -3,6 +3,7 @@ package daprapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
 	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
+	"github.com/parleyhq/parley/libs/jsondepth"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 )
 
@@ -61,6 +63,10 @@ func New(conv Converser, components ComponentLister, opts Options, logger *slog.
 	return &Handler{conv: conv, components: components, opts: opts, logger: logger}
 }
 
+// bodyEnvelopeDepth is how deep a request body's own structure nests before a JSON value
+// starts (tools[].function.parameters sits at level 5).
+const bodyEnvelopeDepth = 8
+
 var (
 	decodeOptions = protojson.UnmarshalOptions{DiscardUnknown: true, AllowPartial: true}
 	encodeOptions = protojson.MarshalOptions{}
@@ -76,6 +82,10 @@ func (h *Handler) withTimeout(ctx context.Context) (context.Context, context.Can
 // converse runs what both API versions share: component lookup (NOT_FOUND comes before
 // any validation, as in Dapr), the version's translation, and the call.
 func (h *Handler) converse(ctx context.Context, name string, translate func() (conversation.Request, *Error)) (*conversation.Result, *Error) {
+	if len(name) > conversation.MaxComponentName {
+		// No component has such a name; the message and the log keep a bounded prefix.
+		return nil, errNotFound(name[:conversation.MaxComponentName] + "…")
+	}
 	if _, ok := h.conv.Lookup(name); !ok {
 		return nil, errNotFound(name)
 	}
@@ -88,7 +98,7 @@ func (h *Handler) converse(ctx context.Context, name string, translate func() (c
 	defer cancel()
 	res, err := h.conv.Converse(ctx, creq)
 	if err != nil {
-		return nil, fromDomain(name, err)
+		return nil, h.toDapr(ctx, name, err)
 	}
 	return res, nil
 }
@@ -184,6 +194,12 @@ func (h *Handler) decode(w http.ResponseWriter, r *http.Request, into proto.Mess
 	}
 	if len(body) == 0 {
 		return nil
+	}
+	// A cheap linear check before the recursive decoder: no request needs JSON deeper
+	// than the limit on values plus the few levels of the request's own shape. Values
+	// are checked exactly once decoded (conversation.InvalidRequestError).
+	if jsondepth.Exceeds(body, jsondepth.Max+bodyEnvelopeDepth) {
+		return errMalformed(fmt.Errorf("JSON nested deeper than %d levels", jsondepth.Max+bodyEnvelopeDepth))
 	}
 	if err := decodeOptions.Unmarshal(body, into); err != nil {
 		return errMalformed(err)

@@ -3,9 +3,11 @@ package daprapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,4 +173,81 @@ func FuzzHTTPBody(f *testing.F) {
 			t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
 		}
 	})
+}
+
+// TestErrorsMasked checks that Dapr's INVOKE error carries the provider's message but
+// never Parley's internals (scrubber, audit stream, anything unexpected): those get an
+// error id, and the log line with the cause carries the same id.
+func TestErrorsMasked(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	h := New(echoConverser{}, echoConverser{}, Options{}, slog.New(slog.NewJSONHandler(&logs, nil)))
+	tests := []struct {
+		err        error
+		wantCode   string
+		wantStatus int
+		wantMsg    string
+		internal   string
+	}{
+		{err: &conversation.InvalidRequestError{Detail: "the request has 5000 texts"}, wantCode: "ERR_CONVERSATION_INVALID_PARMS", wantStatus: 400,
+			wantMsg: "failed conversing with component echo: invalid params: the request has 5000 texts"},
+		{err: &conversation.ProviderError{Message: "rate limited by provider"}, wantCode: "ERR_CONVERSATION_INVOKE", wantStatus: 500,
+			wantMsg: "failed conversing with component echo: rate limited by provider"},
+		{err: &conversation.AuditError{Err: errors.New("nats: maximum payload exceeded")}, wantCode: "ERR_CONVERSATION_INVOKE", wantStatus: 500,
+			internal: "nats: maximum payload exceeded"},
+		{err: &conversation.ScrubError{Err: errors.New("dial tcp 10.1.2.3:3510: connection refused")}, wantCode: "ERR_CONVERSATION_INVOKE", wantStatus: 500,
+			internal: "10.1.2.3"},
+		{err: errors.New("request id: entropy exhausted"), wantCode: "ERR_CONVERSATION_INVOKE", wantStatus: 500, internal: "entropy"},
+	}
+	for _, tt := range tests {
+		logs.Reset()
+		derr := h.toDapr(t.Context(), "echo", tt.err)
+		require.Equal(t, tt.wantCode, derr.ErrorCode)
+		require.Equal(t, tt.wantStatus, derr.HTTPStatus)
+		if tt.internal == "" {
+			require.Equal(t, tt.wantMsg, derr.Message)
+			continue
+		}
+		require.NotContains(t, derr.Message, tt.internal)
+		m := regexp.MustCompile(`^failed conversing with component echo: internal error \(id ([0-9a-f]+)\)$`).FindStringSubmatch(derr.Message)
+		require.Len(t, m, 2, derr.Message)
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(logs.String()), &rec))
+		require.Equal(t, m[1], rec["error_id"])
+		require.Contains(t, rec["err"], tt.internal)
+	}
+}
+
+func TestDeepBodyRefused(t *testing.T) {
+	t.Parallel()
+	h := newTestHandler()
+	deep := strings.Repeat(`{"a":`, 4900) + "1" + strings.Repeat("}", 4900)
+	body := `{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"hi"}]}}]}],"tools":[{"function":{"name":"f","parameters":` + deep + `}}]}`
+	rec := serve(h, "alpha2", "echo", body)
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+	var got map[string]string
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+	require.Equal(t, "ERR_MALFORMED_REQUEST", got["errorCode"])
+	require.Equal(t, "failed deserializing HTTP body: JSON nested deeper than 72 levels", got["message"])
+
+	// Parameters nested to the limit fit the envelope.
+	ok := strings.Repeat(`{"a":`, 63) + "{}" + strings.Repeat("}", 63)
+	body = `{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"hi"}]}}]}],"tools":[{"function":{"name":"f","parameters":` + ok + `}}]}`
+	require.Equal(t, http.StatusOK, serve(h, "alpha2", "echo", body).Code)
+}
+
+// TestHugeComponentNameBounded: a 3 MB component name once became a 3 MB log line; the
+// answer (and so every log line about it) keeps a bounded prefix.
+func TestHugeComponentNameBounded(t *testing.T) {
+	t.Parallel()
+	name := strings.Repeat("c", 3<<20)
+	rec := serve(newTestHandlerWithBody(4<<20), "alpha2", name, `{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"hi"}]}}]}]}`)
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+	require.Less(t, rec.Body.Len(), 1024)
+	require.Contains(t, rec.Body.String(), `"errorCode":"ERR_CONVERSATION_NOT_FOUND"`)
+}
+
+func newTestHandlerWithBody(maxBody int64) *Handler {
+	c := echoConverser{}
+	return New(c, c, Options{MaxBodyBytes: maxBody, Timeout: time.Second}, slog.New(slog.DiscardHandler))
 }

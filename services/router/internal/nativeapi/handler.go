@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 )
 
@@ -27,13 +29,14 @@ type Converser interface {
 type Handler struct {
 	conv    Converser
 	timeout time.Duration
+	logger  *slog.Logger
 }
 
 var _ conversationv1connect.ConversationServiceHandler = (*Handler)(nil)
 
 // New returns a Handler; timeout bounds calls whose client set no deadline.
-func New(conv Converser, timeout time.Duration) *Handler {
-	return &Handler{conv: conv, timeout: timeout}
+func New(conv Converser, timeout time.Duration, logger *slog.Logger) *Handler {
+	return &Handler{conv: conv, timeout: timeout, logger: logger}
 }
 
 // Converse runs one conversation turn.
@@ -49,7 +52,7 @@ func (h *Handler) Converse(ctx context.Context, req *conversationv1.ConverseRequ
 	}
 	res, err := h.conv.Converse(ctx, creq)
 	if err != nil {
-		return nil, toConnect(req.GetComponent(), err)
+		return nil, h.toConnect(ctx, req.GetComponent(), err)
 	}
 	return toNative(req, res), nil
 }
@@ -89,6 +92,9 @@ func (h *Handler) ConverseStream(ctx context.Context, req *conversationv1.Conver
 func fromNative(req *conversationv1.ConverseRequest) (conversation.Request, error) {
 	if req.GetComponent() == "" {
 		return conversation.Request{}, errors.New("component is required")
+	}
+	if len(req.GetComponent()) > conversation.MaxComponentName {
+		return conversation.Request{}, fmt.Errorf("component name is longer than %d bytes", conversation.MaxComponentName)
 	}
 	if len(req.GetMessages()) == 0 {
 		return conversation.Request{}, errors.New("messages must not be empty")
@@ -219,26 +225,47 @@ func toNative(req *conversationv1.ConverseRequest, res *conversation.Result) *co
 
 // toConnect maps domain errors, by their kind, to Connect codes; this is the only place that
 // does. A cancelled or expired call keeps its context error, which Connect sends as
-// CANCELED or DEADLINE_EXCEEDED.
-func toConnect(component string, err error) error {
+// CANCELED or DEADLINE_EXCEEDED. The scrubber's and the audit stream's errors are Parley's
+// internals: the caller gets a fixed message with an error id (from logCause; nil logs
+// nothing, for the audit code), and the log line with the cause the same id.
+func toConnect(component string, err error, logCause func(error) string) error {
+	if logCause == nil {
+		logCause = func(error) string { return "" }
+	}
 	switch conversation.KindOf(err) {
 	case conversation.KindCanceled, conversation.KindDeadlineExceeded:
 		return err
 	case conversation.KindComponentNotFound:
 		return connect.NewError(connect.CodeNotFound, fmt.Errorf("component %q is not configured", component))
+	case conversation.KindInvalidRequest:
+		var ire *conversation.InvalidRequestError
+		errors.As(err, &ire)
+		return connect.NewError(connect.CodeInvalidArgument, ire)
 	case conversation.KindNoWorker, conversation.KindWorkerLost:
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("component %q: %w", component, err))
 	case conversation.KindScrub:
-		return connect.NewError(connect.CodeUnavailable, errors.New("pii scrubbing is unavailable; the request was not sent"))
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("pii scrubbing is unavailable; the request was not sent (id %s)", logCause(err)))
 	case conversation.KindAudit:
-		return connect.NewError(connect.CodeUnavailable, errors.New("the audit log is unavailable; the answer was withheld"))
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("the audit log is unavailable; the answer was withheld (id %s)", logCause(err)))
 	case conversation.KindProvider:
 		var pe *conversation.ProviderError
-		if errors.As(err, &pe) {
-			return connect.NewError(providerCode(pe.Code), fmt.Errorf("component %q: %s", component, pe.Message))
-		}
+		errors.As(err, &pe)
+		return connect.NewError(providerCode(pe.Code), fmt.Errorf("component %q: %s", component, pe.Message))
+	default:
+		return err // rpcserver's masking interceptor gives it an id
 	}
-	return err
+}
+
+// toConnect is the package function for a caller, logging internal causes.
+func (h *Handler) toConnect(ctx context.Context, component string, err error) error {
+	return toConnect(component, err, func(err error) string { return h.logCause(ctx, component, err) })
+}
+
+// logCause logs an internal error under a new error id and returns the id.
+func (h *Handler) logCause(ctx context.Context, component string, err error) string {
+	id := rpcserver.ErrorID()
+	h.logger.ErrorContext(ctx, "conversation failed", "component", component, "error_id", id, "err", err.Error())
+	return id
 }
 
 // auditCode is the name of the Connect code a caller gets for err; the audit log records
@@ -251,7 +278,7 @@ func auditCode(err error) string {
 		return connect.CodeDeadlineExceeded.String()
 	}
 	var ce *connect.Error
-	if errors.As(toConnect("", err), &ce) {
+	if errors.As(toConnect("", err, nil), &ce) {
 		return ce.Code().String()
 	}
 	return connect.CodeInternal.String()

@@ -1,8 +1,13 @@
 package nativeapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
+	"regexp"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -26,6 +31,7 @@ func TestFromNative(t *testing.T) {
 	}{
 		{name: "no component", req: &conversationv1.ConverseRequest{Messages: []*conversationv1.Message{user}}, wantErr: "component is required"},
 		{name: "no messages", req: &conversationv1.ConverseRequest{Component: "c"}, wantErr: "messages must not be empty"},
+		{name: "huge component name", req: &conversationv1.ConverseRequest{Component: strings.Repeat("c", 3<<20), Messages: []*conversationv1.Message{user}}, wantErr: "component name is longer than 253 bytes"},
 		{name: "bad max tokens", req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{user}, MaxTokens: &neg}, wantErr: "max_tokens"},
 		{name: "bad temperature", req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{user}, Temperature: &hot}, wantErr: "temperature"},
 		{name: "required without tools", req: &conversationv1.ConverseRequest{Component: "c", Messages: []*conversationv1.Message{user}, ToolChoice: "required"}, wantErr: "needs at least one tool"},
@@ -107,12 +113,32 @@ func TestToConnect(t *testing.T) {
 		{&conversation.ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT}, connect.CodeInvalidArgument},
 		{&conversation.ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED}, connect.CodeDeadlineExceeded},
 		{&conversation.ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_INTERNAL}, connect.CodeInternal},
+		{&conversation.InvalidRequestError{Detail: "too many texts"}, connect.CodeInvalidArgument},
 	}
+	var logs bytes.Buffer
+	h := New(nil, 0, slog.New(slog.NewJSONHandler(&logs, nil)))
 	for _, tt := range tests {
-		require.Equal(t, tt.want, connect.CodeOf(toConnect("c", tt.err)), "%v", tt.err)
+		require.Equal(t, tt.want, connect.CodeOf(h.toConnect(t.Context(), "c", tt.err)), "%v", tt.err)
 	}
 	// Context errors pass unchanged; connect codes them on the wire.
-	require.ErrorIs(t, toConnect("c", context.DeadlineExceeded), context.DeadlineExceeded)
+	require.ErrorIs(t, h.toConnect(t.Context(), "c", context.DeadlineExceeded), context.DeadlineExceeded)
+
+	// Internal causes stay in the log, under the id the caller gets.
+	for _, err := range []error{
+		&conversation.ScrubError{Err: errors.New("dial tcp 10.0.0.7:3510: connection refused")},
+		&conversation.AuditError{Err: errors.New("nats: maximum payload exceeded")},
+	} {
+		logs.Reset()
+		var ce *connect.Error
+		require.ErrorAs(t, h.toConnect(t.Context(), "c", err), &ce)
+		require.NotContains(t, ce.Message(), err.(interface{ Unwrap() error }).Unwrap().Error())
+		id := regexp.MustCompile(`\(id ([0-9a-f]+)\)`).FindStringSubmatch(ce.Message())
+		require.Len(t, id, 2, ce.Message())
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal(logs.Bytes(), &rec))
+		require.Equal(t, id[1], rec["error_id"])
+		require.Contains(t, rec["err"], err.(interface{ Unwrap() error }).Unwrap().Error())
+	}
 }
 
 func TestAuditCode(t *testing.T) {

@@ -24,6 +24,20 @@ func NewAuditPublisher(js jetstream.JetStream, timeout time.Duration) *AuditPubl
 	return &AuditPublisher{js: js, timeout: timeout}
 }
 
+// HeaderAllowance is kept free of max_payload for the message's headers (Nats-Msg-Id,
+// trace context).
+const HeaderAllowance = 1024
+
+// MaxEventBytes is the largest encoded event the connected NATS server takes.
+func (a *AuditPublisher) MaxEventBytes() int {
+	if nc := a.js.Conn(); nc != nil {
+		if n := int(nc.MaxPayload()) - HeaderAllowance; n > 0 {
+			return n
+		}
+	}
+	return 0
+}
+
 // Record publishes ev with Nats-Msg-Id = request id and waits for the stream's ack, so a
 // stored event is never lost and a retried publish is never stored twice. It does not
 // stop when the caller goes away: the conversation happened and must be recorded.
