@@ -2,6 +2,8 @@
 package natstest
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -30,7 +32,8 @@ type Locked struct {
 }
 
 // RunLockedServer starts a JetStream-enabled server that admits only users (their NKey
-// is filled in from seeds created under a temporary directory), stopped at cleanup.
+// is filled in from seeds created under a temporary directory), stopped at cleanup. The
+// users are given to the server as options, as an embedded server does.
 func RunLockedServer(tb testing.TB, users ...natsauth.User) *Locked {
 	tb.Helper()
 	dir := tb.TempDir()
@@ -43,6 +46,30 @@ func RunLockedServer(tb testing.TB, users ...natsauth.User) *Locked {
 		tb.Fatalf("natstest: %v", err)
 	}
 	return &Locked{Server: run(tb, &server.Options{Nkeys: nkeys}), Dir: dir, Users: users}
+}
+
+// RunConfiguredServer is RunLockedServer with the users given to the server as the
+// configuration file natsauth.Config writes, as an external server reads them.
+func RunConfiguredServer(tb testing.TB, users ...natsauth.User) *Locked {
+	tb.Helper()
+	dir := tb.TempDir()
+	users, err := natsauth.LoadOrCreate(dir, users)
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	conf, err := natsauth.Config(users)
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	path := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		tb.Fatalf("natstest: parse the generated configuration: %v\n%s", err, conf)
+	}
+	return &Locked{Server: run(tb, opts), Dir: dir, Users: users}
 }
 
 // SeedFile is the seed file of the user named name.
