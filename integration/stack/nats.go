@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -111,10 +112,27 @@ func (s *Stack) natsAuthDir() string { return s.opts.DataDir + "/nats-auth" }
 // name, or AdminUser.
 func (s *Stack) NATSSeedFile(name string) string { return natsauth.SeedFile(s.natsAuthDir(), name) }
 
-// NATSEnv is what a process needs to reach NATS as user name: NATS_URL and
-// NATS_NKEY_SEED_FILE.
+// NATSEnv is what a process needs to reach NATS as user name: NATS_URL and, when the
+// server admits only known users, NATS_NKEY_SEED_FILE.
 func (s *Stack) NATSEnv(name string) []string {
+	if !s.natsLocked {
+		return []string{"NATS_URL=" + s.NATSURL}
+	}
 	return []string{"NATS_URL=" + s.NATSURL, "NATS_NKEY_SEED_FILE=" + s.NATSSeedFile(name)}
+}
+
+// natsAdmitsOnlyUsers reports whether the external server at url refuses a client
+// without credentials.
+func natsAdmitsOnlyUsers(url string) (bool, error) {
+	nc, err := nats.Connect(url, nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+	if errors.Is(err, nats.ErrAuthorization) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("NATS at %s: %w", url, err)
+	}
+	nc.Close()
+	return false, nil
 }
 
 // ConnectNATS connects to the stack's NATS as user name (AdminUser for no limits).
@@ -129,6 +147,9 @@ func (s *Stack) ConnectNATS(name string, opts ...nats.Option) (*nats.Conn, error
 	s.natsMu.Unlock()
 	if pub == "" {
 		return nil, fmt.Errorf("no NATS user %q", name)
+	}
+	if !s.natsLocked {
+		return nats.Connect(s.NATSURL, opts...)
 	}
 	seed, err := nats.NkeyOptionFromSeed(s.NATSSeedFile(name))
 	if err != nil {

@@ -95,11 +95,14 @@ type Stack struct {
 	nats        *embeddedNATS
 	natsMu      sync.Mutex // guards natsUsers and the embedded server's users
 	natsUsers   []natsauth.User
-	pg          *Postgres
-	mu          sync.Mutex
-	logMu       sync.Mutex
-	procs       map[string]*Process
-	binDir      string
+	// natsLocked is set when the NATS server admits only known users; services then
+	// present their seeds (a server without users refuses nkeys).
+	natsLocked bool
+	pg         *Postgres
+	mu         sync.Mutex
+	logMu      sync.Mutex
+	procs      map[string]*Process
+	binDir     string
 	// instances are extra processes of a service (StartInstance), in start order.
 	instances []instance
 }
@@ -163,13 +166,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	if opts.NATSURL != "" {
 		s.NATSURL = opts.NATSURL
+		if s.natsLocked, err = natsAdmitsOnlyUsers(s.NATSURL); err != nil {
+			return s, err
+		}
 		_, _ = fmt.Fprintf(opts.Progress, "using NATS at %s\n", s.NATSURL)
+		if !s.natsLocked {
+			_, _ = fmt.Fprintf(opts.Progress, "warning: NATS at %s admits any client; `parley-up -print-nats-config` prints the users and permissions to give it\n", s.NATSURL)
+		}
 	} else {
 		n, err := startNATS(filepath.Join(opts.DataDir, "nats"), s.natsUsers)
 		if err != nil {
 			return s, err
 		}
-		s.nats = n
+		s.nats, s.natsLocked = n, true
 		s.NATSURL = n.URL()
 		_, _ = fmt.Fprintf(opts.Progress, "started embedded NATS with JetStream at %s\n", s.NATSURL)
 	}
@@ -287,7 +296,7 @@ func (s *Stack) serviceEnv(name string) map[string]string {
 	case "audit":
 		env["DATABASE_URL"] = s.DatabaseURL
 	}
-	if _, ok := natsUser(name, name, nil); ok {
+	if _, ok := natsUser(name, name, nil); ok && s.natsLocked {
 		env["NATS_NKEY_SEED_FILE"] = s.NATSSeedFile(name)
 	}
 	for k, v := range s.opts.Env {
