@@ -49,6 +49,9 @@ func Connect(cfg Config, name string, logger *slog.Logger) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.NKeySeedFile == "" {
+		logger.Warn("NATS_NKEY_SEED_FILE is unset: connecting to NATS without credentials; a server that admits such clients lets anyone read prompts (docs/security.md)")
+	}
 	opts := append(security,
 		nats.Name(name),
 		nats.Timeout(cfg.ConnectTimeout),
