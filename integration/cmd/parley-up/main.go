@@ -78,7 +78,7 @@ Parley is up.
   cache         %s
   worker        %s   (health, metrics)
   audit         %s
-  NATS          %s
+  NATS          %s   (each service its own user; seeds in %s)
   components    %s
 
 Try:
@@ -88,7 +88,7 @@ Try:
     -d '{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"my email is test@test.com"}]}}]}],"scrubPii":true}'
 
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, abs, r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, filepath.Join(*data, "nats-auth"), abs, r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
