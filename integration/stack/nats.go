@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/natsauth"
 )
 
@@ -155,7 +154,7 @@ func (s *Stack) ConnectNATS(name string, opts ...nats.Option) (*nats.Conn, error
 	if err != nil {
 		return nil, err
 	}
-	return nats.Connect(s.NATSURL, append([]nats.Option{seed, nats.CustomInboxPrefix(bus.InboxPrefix(pub))}, opts...)...)
+	return nats.Connect(s.NATSURL, append([]nats.Option{seed, nats.CustomInboxPrefix(natsauth.InboxPrefix(pub))}, opts...)...)
 }
 
 // addNATSUser gives process name (of service) its NATS user: a seed under DataDir,

@@ -73,7 +73,7 @@ func TestConnectWithSeed(t *testing.T) {
 	if err := worker.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := bus.Connect(l.BusConfig("router"), "router", slog.New(slog.DiscardHandler))
+	c, err := bus.Connect(busConfig(l, "router"), "router", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestConnectWithSeed(t *testing.T) {
 		t.Fatalf("request: %v %v", m, err)
 	}
 	// Without the seed the server refuses the connection.
-	cfg := l.BusConfig("router")
+	cfg := busConfig(l, "router")
 	cfg.NKeySeedFile = ""
 	if _, err := bus.Connect(cfg, "rogue", slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("connected without credentials")
@@ -179,5 +179,20 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// busConfig is the configuration of a service that connects to l as user name.
+func busConfig(l *natstest.Locked, name string) bus.Config {
+	return bus.Config{URL: l.ClientURL(), ConnectTimeout: 5 * time.Second, NKeySeedFile: l.SeedFile(name)}
+}
+
+// TestInboxPrefixAgrees: the inboxes bus gives a connection are the ones natsauth lets
+// the user subscribe to.
+func TestInboxPrefixAgrees(t *testing.T) {
+	t.Parallel()
+	const key = "UARBI26SW3D4S64NRBDYZKMMBL4U3IK57RVTLKG2DB2ETLL2H7FVNA4D"
+	if bus.InboxPrefix(key) != natsauth.InboxPrefix(key) {
+		t.Fatalf("bus inbox prefix %q, natsauth %q", bus.InboxPrefix(key), natsauth.InboxPrefix(key))
 	}
 }

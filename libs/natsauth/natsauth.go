@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/parleyhq/parley/libs/auditevent"
-	"github.com/parleyhq/parley/libs/bus"
 )
 
 // Role is what a NATS user does in the constellation.
@@ -49,6 +48,11 @@ const (
 	// (ROUTER_REQUEST_TIMEOUT, 60 s by default).
 	DefaultResponseTTL = 10 * time.Minute
 )
+
+// InboxPrefix is the inbox prefix of the user with this public nkey: libs/bus gives a
+// connection with a seed this prefix (bus.InboxPrefix, the client side of the same
+// rule), and the user may subscribe only below it, so no user reads another's replies.
+func InboxPrefix(publicKey string) string { return "_INBOX." + publicKey }
 
 // User is one NATS identity and what it is for.
 type User struct {
@@ -92,7 +96,7 @@ func Permissions(u User) (*server.Permissions, error) {
 	if err := u.Validate(); err != nil {
 		return nil, err
 	}
-	inbox := bus.InboxPrefix(u.NKey) + ".>"
+	inbox := InboxPrefix(u.NKey) + ".>"
 	switch u.Role {
 	case Router:
 		return &server.Permissions{

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/natsauth"
 )
 
@@ -75,11 +74,6 @@ func RunConfiguredServer(tb testing.TB, users ...natsauth.User) *Locked {
 // SeedFile is the seed file of the user named name.
 func (l *Locked) SeedFile(name string) string { return natsauth.SeedFile(l.Dir, name) }
 
-// BusConfig is the libs/bus configuration of the user named name.
-func (l *Locked) BusConfig(name string) bus.Config {
-	return bus.Config{URL: l.ClientURL(), ConnectTimeout: 5 * time.Second, NKeySeedFile: l.SeedFile(name)}
-}
-
 // ConnectAs returns a connection as the user named name, closed at cleanup. Permission
 // errors go to errs when it is not nil.
 func (l *Locked) ConnectAs(tb testing.TB, name string, errs chan<- error) *nats.Conn {
@@ -95,7 +89,7 @@ func (l *Locked) ConnectAs(tb testing.TB, name string, errs chan<- error) *nats.
 			pub = u.NKey
 		}
 	}
-	opts := []nats.Option{opt, nats.CustomInboxPrefix(bus.InboxPrefix(pub))}
+	opts := []nats.Option{opt, nats.CustomInboxPrefix(natsauth.InboxPrefix(pub))}
 	if errs != nil {
 		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
