@@ -9,7 +9,6 @@ package natsauth
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -204,9 +203,8 @@ func checkUnique(users []User) error {
 	return nil
 }
 
-// Config is the users as a nats-server configuration block (include it in the server's
-// configuration file, or paste it there). NKey values may be configuration variables
-// ("$ROUTER_NKEY") that the server resolves from its environment; see ConfigVariables.
+// Config is the users as a nats-server configuration block: include it in the server's
+// configuration file, or paste it there.
 func Config(users []User) (string, error) {
 	if err := checkUnique(users); err != nil {
 		return "", err
@@ -246,7 +244,7 @@ func Config(users []User) (string, error) {
 
 func writeList(b *strings.Builder, name string, subjects []string) {
 	fmt.Fprintf(b, "        %s: {allow: [", name)
-	for i, s := range slices.Clone(subjects) {
+	for i, s := range subjects {
 		if i > 0 {
 			b.WriteString(", ")
 		}

@@ -2,6 +2,7 @@ package natsauth_test
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -337,4 +338,71 @@ func TestRouterCannotConsumeAuditOrReadCache(t *testing.T) {
 			t.Fatalf("cache entry after the router's attempts: %v %v", e, err)
 		}
 	})
+}
+
+func TestUsersThatCannotBeExpressed(t *testing.T) {
+	t.Parallel()
+	const key = "UARBI26SW3D4S64NRBDYZKMMBL4U3IK57RVTLKG2DB2ETLL2H7FVNA4D"
+	tests := []struct {
+		name  string
+		users []natsauth.User
+		want  string
+	}{
+		{"no users", nil, "no users"},
+		{"not a user key", []natsauth.User{{Name: "r", Role: natsauth.Router, NKey: "SUAB"}}, "not a public user nkey"},
+		{"unknown role", []natsauth.User{{Name: "r", Role: "root", NKey: key}}, `unknown role "root"`},
+		{"wildcard component", []natsauth.User{{Name: "w", Role: natsauth.Worker, Components: []string{"*"}, NKey: key}}, "not a subject token"},
+		{"empty component", []natsauth.User{{Name: "w", Role: natsauth.Worker, Components: []string{""}, NKey: key}}, "not a subject token"},
+		{"component with a space", []natsauth.User{{Name: "w", Role: natsauth.Worker, Components: []string{"a b"}, NKey: key}}, "not a subject token"},
+		{"bucket with a dot", []natsauth.User{{Name: "c", Role: natsauth.Cache, Bucket: "a.b", NKey: key}}, "not a bucket name"},
+		{"one key twice", []natsauth.User{{Name: "a", Role: natsauth.Router, NKey: key}, {Name: "b", Role: natsauth.Audit, NKey: key}}, "used twice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := natsauth.ServerUsers(tc.users); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ServerUsers: err = %v, want %q", err, tc.want)
+			}
+			if _, err := natsauth.Config(tc.users); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Config: err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSeedsSurviveRestarts: LoadOrCreate creates a seed once, private to its owner,
+// and reads the same key back afterwards; a damaged seed file is an error, not a new key.
+func TestSeedsSurviveRestarts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	users := []natsauth.User{{Name: "router", Role: natsauth.Router}, {Name: "cache", Role: natsauth.Cache}}
+	first, err := natsauth.LoadOrCreate(dir, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first[0].NKey == "" || first[0].NKey == first[1].NKey {
+		t.Fatalf("keys %q, %q", first[0].NKey, first[1].NKey)
+	}
+	fi, err := os.Stat(natsauth.SeedFile(dir, "router"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("seed file mode %v, want 0600", fi.Mode().Perm())
+	}
+	again, err := natsauth.LoadOrCreate(dir, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range users {
+		if again[i].NKey != first[i].NKey {
+			t.Fatalf("%s: key %s after a restart, was %s", users[i].Name, again[i].NKey, first[i].NKey)
+		}
+	}
+	if err := os.WriteFile(natsauth.SeedFile(dir, "cache"), []byte("damaged\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := natsauth.LoadOrCreate(dir, users); err == nil {
+		t.Fatal("a damaged seed was accepted")
+	}
 }
