@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -38,16 +39,19 @@ type serviceSpec struct {
 	components bool
 	// database is set when the service needs DATABASE_URL from the Secret parley-db.
 	database bool
+	// nats is set when the service connects to NATS, as its own user: the seed in the
+	// Secret parley-nats-<service>.
+	nats bool
 }
 
 // serviceSpecs lists every service with its expectations, by directory name.
 func serviceSpecs() map[string]serviceSpec {
 	return map[string]serviceSpec{
-		"router":          {ports: []int32{3500, 50001}, components: true},
+		"router":          {ports: []int32{3500, 50001}, components: true, nats: true},
 		"pii-scrubber":    {ports: []int32{3510}},
-		"cache":           {ports: []int32{3520}},
-		"provider-worker": {ports: []int32{3530}, components: true},
-		"audit":           {ports: []int32{3540}, database: true},
+		"cache":           {ports: []int32{3520}, nats: true},
+		"provider-worker": {ports: []int32{3530}, components: true, nats: true},
+		"audit":           {ports: []int32{3540}, database: true, nats: true},
 	}
 }
 
@@ -80,7 +84,7 @@ func overlayCases() []overlayCase {
 			dir:          "overlays/prod",
 			replicas:     map[string]int32{"router": 2, "pii-scrubber": 1, "cache": 1, "provider-worker": 3, "audit": 1},
 			deps:         false,
-			external:     []string{"parley-db"},
+			external:     []string{"parley-db", "parley-nats-router", "parley-nats-cache", "parley-nats-audit", "parley-nats-provider-worker"},
 			readOnlyRoot: true,
 		},
 	}
@@ -94,6 +98,7 @@ type rendered struct {
 	services     map[string]*corev1.Service
 	configMaps   map[string]*corev1.ConfigMap
 	secrets      map[string]*corev1.Secret
+	policies     map[string]*networkingv1.NetworkPolicy
 }
 
 // workloads returns the pod template of every Deployment and StatefulSet by
@@ -132,6 +137,7 @@ func strictDecoder(t *testing.T) runtime.Decoder {
 		corev1.AddToScheme,
 		appsv1.AddToScheme,
 		autoscalingv2.AddToScheme,
+		networkingv1.AddToScheme,
 	} {
 		require.NoError(t, add(scheme))
 	}
@@ -153,6 +159,7 @@ func render(t *testing.T, dir string) *rendered {
 		services:     make(map[string]*corev1.Service),
 		configMaps:   make(map[string]*corev1.ConfigMap),
 		secrets:      make(map[string]*corev1.Secret),
+		policies:     make(map[string]*networkingv1.NetworkPolicy),
 	}
 	require.NotEmpty(t, resources.Resources(), "%s renders nothing", dir)
 	for _, res := range resources.Resources() {
@@ -172,6 +179,8 @@ func render(t *testing.T, dir string) *rendered {
 			r.configMaps[o.Name] = o
 		case *corev1.Secret:
 			r.secrets[o.Name] = o
+		case *networkingv1.NetworkPolicy:
+			r.policies[o.Name] = o
 		default:
 			require.Failf(t, "unchecked kind", "%s decodes to %T: add checks for it in manifests_test.go", id, obj)
 		}
@@ -410,6 +419,31 @@ func testServices(t *testing.T, r *rendered, tc overlayCase) {
 				require.Equal(t, want, dbURL.ValueFrom.SecretKeyRef.Name)
 			}
 
+			seedFile, ok := envValue(c, "NATS_NKEY_SEED_FILE")
+			require.Equal(t, spec.nats, ok, "NATS_NKEY_SEED_FILE")
+			if spec.nats {
+				var mount *corev1.VolumeMount
+				for i, m := range c.VolumeMounts {
+					if strings.HasPrefix(seedFile.Value, m.MountPath+"/") {
+						mount = &c.VolumeMounts[i]
+					}
+				}
+				require.NotNil(t, mount, "NATS_NKEY_SEED_FILE=%s is on no mount", seedFile.Value)
+				require.True(t, mount.ReadOnly, "NATS credentials mount must be read-only")
+				vol := volume(d.Spec.Template.Spec, mount.Name)
+				require.NotNil(t, vol, "volume %s", mount.Name)
+				require.NotNil(t, vol.Secret, "NATS credentials must come from a Secret")
+				want := "parley-nats-" + name
+				if !slices.Contains(tc.external, want) {
+					want = generatedName(r.secrets, want)
+				}
+				require.Equal(t, want, vol.Secret.SecretName, "NATS credentials of %s", name)
+				require.Equal(t, "seed", strings.TrimPrefix(seedFile.Value, mount.MountPath+"/"), "NATS_NKEY_SEED_FILE key")
+				if sec, ok := r.secrets[want]; ok {
+					require.Contains(t, string(sec.Data["seed"]), "SU", "Secret %s: seed is not a user nkey seed", want)
+				}
+			}
+
 			sc := c.SecurityContext
 			require.NotNil(t, sc)
 			require.NotNil(t, sc.ReadOnlyRootFilesystem)
@@ -514,6 +548,16 @@ func testReferences(t *testing.T, r *rendered, external []string) {
 			if v.Secret != nil {
 				checkSecret(id, v.Secret.SecretName, "")
 			}
+			if v.Projected != nil {
+				for _, src := range v.Projected.Sources {
+					if src.ConfigMap != nil {
+						checkConfigMap(id, src.ConfigMap.Name, "")
+					}
+					if src.Secret != nil {
+						checkSecret(id, src.Secret.Name, "")
+					}
+				}
+			}
 		}
 		for _, c := range tmpl.Spec.Containers {
 			for _, e := range c.EnvFrom {
@@ -586,19 +630,32 @@ func testDeps(t *testing.T, r *rendered, want bool) {
 
 	natsC := nats.Spec.Template.Spec.Containers[0]
 	require.True(t, strings.HasPrefix(natsC.Image, "nats:2."), "nats image %s", natsC.Image)
-	require.Contains(t, natsC.Args, "-js", "NATS must run with JetStream")
+	// nats.conf (JetStream, then auth.conf with the users) beside auth.conf; both parse
+	// as nats-server reads them in libs/natsauth's TestDevOverlay.
+	require.Equal(t, []string{"-c", "/etc/nats/nats.conf"}, natsC.Args)
+	files := map[string]string{}
+	for _, v := range nats.Spec.Template.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.ConfigMap != nil {
+				for k, text := range r.configMaps[src.ConfigMap.Name].Data {
+					files[k] = text
+				}
+			}
+		}
+	}
+	require.Contains(t, files["nats.conf"], "jetstream {", "NATS must run with JetStream")
+	require.Contains(t, files["nats.conf"], "include ./auth.conf")
 	// The largest message, an audit event, needs more than NATS's default 1 MiB
 	// (bus.MaxPayload in libs/bus; the router's 4 MiB body limit depends on it).
-	i := slices.Index(natsC.Args, "-c")
-	require.True(t, i >= 0 && i+1 < len(natsC.Args), "nats -c <config file>")
-	conf := r.configMaps[generatedName(r.configMaps, "nats-config")]
-	require.NotNil(t, conf, "ConfigMap nats-config")
-	require.Regexp(t, `(?m)^max_payload: 16777216$`, conf.Data[filepath.Base(natsC.Args[i+1])])
-	var mounted bool
-	for _, m := range natsC.VolumeMounts {
-		mounted = mounted || m.MountPath == filepath.Dir(natsC.Args[i+1])
+	require.Regexp(t, `(?m)^max_payload: 16777216$`, files["nats.conf"])
+	require.Contains(t, files["auth.conf"], "authorization {")
+	require.NotContains(t, files["auth.conf"], "no_auth_user")
+	for _, name := range []string{"router", "cache", "audit", "provider-worker"} {
+		require.Contains(t, files["auth.conf"], "# "+name+" (", "auth.conf has no user %s", name)
 	}
-	require.True(t, mounted, "the config file's directory is mounted")
 
 	pgC := postgres.Spec.Template.Spec.Containers[0]
 	require.True(t, strings.HasPrefix(pgC.Image, "postgres:15"), "postgres image %s", pgC.Image)

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -284,7 +283,7 @@ func TestAuditSurvivesPostgresOutage(t *testing.T) {
 func TestAuditSurvivesKillMidBatch(t *testing.T) {
 	load := auditLoadSize()
 	r := startAuditRig(t)
-	consumer := auditConsumer(t, r.stack.NATSURL)
+	consumer := auditConsumer(t, r.stack)
 	// Twice the usual spread: each kill and restart takes a second or two.
 	tr := r.startTraffic(t, load.conversations, 2*load.spread)
 
@@ -330,10 +329,11 @@ func TestAuditTwoReplicas(t *testing.T) {
 	require.Positive(t, second, "both replicas take work")
 }
 
-// auditConsumer returns the audit service's durable consumer on the NATS server at url.
-func auditConsumer(t *testing.T, url string) jetstream.Consumer {
+// auditConsumer returns the audit service's durable consumer on the stack's NATS (as
+// its admin: only audit itself may read the consumer).
+func auditConsumer(t *testing.T, st *stack.Stack) jetstream.Consumer {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := st.ConnectNATS(stack.AdminUser)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)

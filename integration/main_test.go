@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,6 +88,12 @@ func run(m *testing.M) int {
 	defer stopCancel()
 	if err := st.Stop(stopCtx); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: stopping the stack: %v\n", err)
+		code = 1
+	}
+	// Every service runs within its NATS permissions: a refused subscription or publish
+	// would only show up as a service's "nats async error".
+	if b, err := os.ReadFile(logFile.Name()); err == nil && strings.Contains(string(b), "Permissions Violation") {
+		fmt.Fprintln(os.Stderr, "integration: a service hit a NATS permissions violation (see the service logs)")
 		code = 1
 	}
 	if code != 0 {

@@ -21,12 +21,13 @@ func TestBadStartup(t *testing.T) {
 		want    string
 	}{
 		{"nats unreachable", "router", []string{"NATS_URL=nats://127.0.0.1:1", "COMPONENTS_DIR=testdata/components"}, "NATS_URL=nats://127.0.0.1:1"},
-		{"no components dir", "router", []string{"NATS_URL=" + st.NATSURL, "COMPONENTS_DIR=/nonexistent"}, "COMPONENTS_DIR=/nonexistent"},
-		{"bad number", "router", []string{"NATS_URL=" + st.NATSURL, "COMPONENTS_DIR=testdata/components", "ROUTER_DISPATCH_ATTEMPTS=0"}, "ROUTER_DISPATCH_ATTEMPTS must be positive"},
+		{"no components dir", "router", append(st.NATSEnv("router"), "COMPONENTS_DIR=/nonexistent"), "COMPONENTS_DIR=/nonexistent"},
+		{"bad number", "router", append(st.NATSEnv("router"), "COMPONENTS_DIR=testdata/components", "ROUTER_DISPATCH_ATTEMPTS=0"), "ROUTER_DISPATCH_ATTEMPTS must be positive"},
+		{"nats credentials missing", "router", []string{"NATS_URL=" + st.NATSURL, "NATS_NKEY_SEED_FILE=/nonexistent.nk", "COMPONENTS_DIR=testdata/components"}, "NATS_NKEY_SEED_FILE=/nonexistent.nk"},
 		{"bad duration", "pii-scrubber", []string{"RPC_READ_HEADER_TIMEOUT=soon"}, "RPC_READ_HEADER_TIMEOUT"},
-		{"database missing", "audit", []string{"NATS_URL=" + st.NATSURL}, "DATABASE_URL"},
-		{"database unreachable", "audit", []string{"NATS_URL=" + st.NATSURL, "DATABASE_URL=postgres://postgres@127.0.0.1:1/x?connect_timeout=1"}, "DATABASE_URL"},
-		{"port taken", "cache", []string{"NATS_URL=" + st.NATSURL, "RPC_ADDR=" + st.URL("router")[len("http://"):]}, "RPC_ADDR"},
+		{"database missing", "audit", st.NATSEnv("audit"), "DATABASE_URL"},
+		{"database unreachable", "audit", append(st.NATSEnv("audit"), "DATABASE_URL=postgres://postgres@127.0.0.1:1/x?connect_timeout=1"), "DATABASE_URL"},
+		{"port taken", "cache", append(st.NATSEnv("cache"), "RPC_ADDR="+st.URL("router")[len("http://"):]), "RPC_ADDR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/parleyhq/parley/libs/natsauth"
 )
 
 // Services lists the services in start order; they stop in reverse.
@@ -91,11 +93,16 @@ type Stack struct {
 	NATSURL     string
 	DatabaseURL string
 	nats        *embeddedNATS
-	pg          *Postgres
-	mu          sync.Mutex
-	logMu       sync.Mutex
-	procs       map[string]*Process
-	binDir      string
+	natsMu      sync.Mutex // guards natsUsers and the embedded server's users
+	natsUsers   []natsauth.User
+	// natsLocked is set when the NATS server admits only known users; services then
+	// present their seeds (a server without users refuses nkeys).
+	natsLocked bool
+	pg         *Postgres
+	mu         sync.Mutex
+	logMu      sync.Mutex
+	procs      map[string]*Process
+	binDir     string
 	// instances are extra processes of a service (StartInstance), in start order.
 	instances []instance
 }
@@ -151,15 +158,27 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}
 
+	// Every service that uses NATS has its own user (libs/natsauth), seeds under
+	// DataDir/nats-auth. The embedded server admits only them; an external server
+	// enforces them once configured with `parley-up -print-nats-config`.
+	if s.natsUsers, err = StackUsers(opts.DataDir, opts.Env); err != nil {
+		return s, err
+	}
 	if opts.NATSURL != "" {
 		s.NATSURL = opts.NATSURL
+		if s.natsLocked, err = natsAdmitsOnlyUsers(s.NATSURL); err != nil {
+			return s, err
+		}
 		_, _ = fmt.Fprintf(opts.Progress, "using NATS at %s\n", s.NATSURL)
+		if !s.natsLocked {
+			_, _ = fmt.Fprintf(opts.Progress, "warning: NATS at %s admits any client; `parley-up -print-nats-config` prints the users and permissions to give it\n", s.NATSURL)
+		}
 	} else {
-		n, err := startNATS(filepath.Join(opts.DataDir, "nats"))
+		n, err := startNATS(filepath.Join(opts.DataDir, "nats"), s.natsUsers)
 		if err != nil {
 			return s, err
 		}
-		s.nats = n
+		s.nats, s.natsLocked = n, true
 		s.NATSURL = n.URL()
 		_, _ = fmt.Fprintf(opts.Progress, "started embedded NATS with JetStream at %s\n", s.NATSURL)
 	}
@@ -242,6 +261,9 @@ func (s *Stack) ServiceEnv(name string) []string {
 		if inst.service == "router" {
 			env["RPC_EXTRA_ADDRS"] = fmt.Sprintf("127.0.0.1:%d", inst.extraPort)
 		}
+		if _, ok := env["NATS_NKEY_SEED_FILE"]; ok {
+			env["NATS_NKEY_SEED_FILE"] = s.NATSSeedFile(name)
+		}
 		for k, v := range inst.env {
 			env[k] = v
 		}
@@ -274,6 +296,9 @@ func (s *Stack) serviceEnv(name string) map[string]string {
 	case "audit":
 		env["DATABASE_URL"] = s.DatabaseURL
 	}
+	if _, ok := natsUser(name, name, nil); ok && s.natsLocked {
+		env["NATS_NKEY_SEED_FILE"] = s.NATSSeedFile(name)
+	}
 	for k, v := range s.opts.Env {
 		env[k] = v
 	}
@@ -298,6 +323,13 @@ func (s *Stack) StartInstance(ctx context.Context, service, name string, env map
 	}
 	if inst.extraPort, err = FreePort(); err != nil {
 		return err
+	}
+	userEnv := s.serviceEnv(service)
+	for k, v := range env {
+		userEnv[k] = v
+	}
+	if err := s.addNATSUser(name, service, userEnv); err != nil {
+		return fmt.Errorf("start instance %s: %w", name, err)
 	}
 	s.mu.Lock()
 	s.instances = append(s.instances, inst)

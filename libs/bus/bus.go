@@ -16,12 +16,23 @@ import (
 	"github.com/parleyhq/parley/libs/rpcserver"
 )
 
-// Config locates the NATS server.
+// Config locates the NATS server and says who this service is to it.
 type Config struct {
 	// URL is one or more comma-separated NATS URLs.
 	URL string `env:"NATS_URL, default=nats://127.0.0.1:4222"`
 	// ConnectTimeout bounds the first connection at start-up.
 	ConnectTimeout time.Duration `env:"NATS_CONNECT_TIMEOUT, default=5s"`
+	// NKeySeedFile holds the service's NATS user nkey seed (a mounted secret). With it
+	// the connection authenticates as that user and its inboxes live under
+	// InboxPrefix(public key), the only inbox subjects the user may subscribe to.
+	NKeySeedFile string `env:"NATS_NKEY_SEED_FILE"`
+	// TLSCAFile holds the CA certificates the NATS server's certificate must chain to;
+	// setting it turns TLS on.
+	TLSCAFile string `env:"NATS_TLS_CA_FILE"`
+	// TLSCertFile and TLSKeyFile hold a client certificate and key, for servers that
+	// verify clients (both or neither).
+	TLSCertFile string `env:"NATS_TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"NATS_TLS_KEY_FILE"`
 }
 
 // MaxPayload is the NATS max_payload Parley's own servers run with: the embedded server
@@ -42,7 +53,14 @@ type Conn struct {
 // connection reconnects forever.
 func Connect(cfg Config, name string, logger *slog.Logger) (*Conn, error) {
 	c := &Conn{closed: make(chan struct{})}
-	nc, err := nats.Connect(cfg.URL,
+	security, err := cfg.securityOptions()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NKeySeedFile == "" {
+		logger.Warn("NATS_NKEY_SEED_FILE is unset: connecting to NATS without credentials; a server that admits such clients lets anyone read prompts (docs/security.md)")
+	}
+	opts := append(security,
 		nats.Name(name),
 		nats.Timeout(cfg.ConnectTimeout),
 		nats.MaxReconnects(-1),
@@ -62,6 +80,7 @@ func Connect(cfg Config, name string, logger *slog.Logger) (*Conn, error) {
 			logger.Error("nats async error", "subject", subject, "err", err)
 		}),
 	)
+	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at NATS_URL=%s: %w", cfg.URL, err)
 	}

@@ -1,7 +1,9 @@
 // Command parley-up runs the whole Parley constellation locally (`make up`): embedded
 // NATS with JetStream unless NATS_URL is set, PostgreSQL from DATABASE_URL or
 // 127.0.0.1:5432 or a private instance under .data/, and the five services with
-// prefixed logs. Ctrl-C stops everything.
+// prefixed logs. Ctrl-C stops everything. Each service connects to NATS as its own user
+// (nkey seeds under .data/nats-auth); -print-nats-config prints the server configuration
+// that gives an external NATS those users and their permissions.
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/integration/stack"
+	"github.com/parleyhq/parley/libs/natsauth"
 )
 
 func main() {
@@ -36,7 +39,12 @@ func run() error {
 	components := flag.String("components", filepath.Join(root, "deploy", "components"), "directory of Dapr component files")
 	data := flag.String("data", filepath.Join(root, ".data"), "directory for the NATS store, a private PostgreSQL and binaries")
 	race := flag.Bool("race", false, "build the services with the race detector")
+	printNATS := flag.Bool("print-nats-config", false, "print the NATS server configuration (users and permissions) for an external NATS_URL and exit")
 	flag.Parse()
+
+	if *printNATS {
+		return printNATSConfig(*data)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -70,7 +78,7 @@ Parley is up.
   cache         %s
   worker        %s   (health, metrics)
   audit         %s
-  NATS          %s
+  NATS          %s   (each service its own user; seeds in %s)
   components    %s
 
 Try:
@@ -86,7 +94,7 @@ or, after make install (docs/cli.md):
   parley audit list
 
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, abs, r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, filepath.Join(*data, "nats-auth"), abs, r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
@@ -96,5 +104,22 @@ Ctrl-C stops everything.
 		return err
 	}
 	fmt.Println("stopped")
+	return nil
+}
+
+// printNATSConfig prints the authorization block of the stack's NATS users, creating
+// their seeds under data/nats-auth when missing, so an external server (NATS_URL) can
+// admit the services `make up` starts.
+func printNATSConfig(data string) error {
+	users, err := stack.StackUsers(data, nil)
+	if err != nil {
+		return err
+	}
+	conf, err := natsauth.Config(users)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("# Include in the NATS server's configuration; the services' seeds are in %s.\n%s",
+		filepath.Join(data, "nats-auth"), conf)
 	return nil
 }

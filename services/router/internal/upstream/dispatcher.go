@@ -46,7 +46,7 @@ type Dispatcher struct {
 
 // NewDispatcher subscribes the router's reply inbox.
 func NewDispatcher(nc *nats.Conn, prop propagation.TextMapPropagator, cfg DispatcherConfig) (*Dispatcher, error) {
-	d := &Dispatcher{nc: nc, prop: prop, cfg: cfg, prefix: nats.NewInbox() + ".", waiting: map[string]chan *nats.Msg{}}
+	d := &Dispatcher{nc: nc, prop: prop, cfg: cfg, prefix: nc.NewInbox() + ".", waiting: map[string]chan *nats.Msg{}}
 	sub, err := nc.Subscribe(d.prefix+"*", d.route)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe reply inbox: %w", err)

@@ -1,0 +1,254 @@
+// Package natsauth owns the NATS users of a Parley constellation and their subject
+// permissions: who may publish provider work and audit events, who may take which
+// provider work, who may consume the audit stream and who may touch the cache bucket.
+// The same permissions feed an embedded server (ServerUsers), a server configuration
+// file (Config) and the deploy manifests, so every way of running Parley locks NATS
+// down alike. Services never import it: they only present their credentials (libs/bus).
+package natsauth
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+
+	"github.com/parleyhq/parley/libs/auditevent"
+)
+
+// Role is what a NATS user does in the constellation.
+type Role string
+
+// The roles. pii-scrubber never connects to NATS.
+const (
+	// Router publishes provider work and audit events and reads the answers.
+	Router Role = "router"
+	// Worker takes the provider work of its components and answers it.
+	Worker Role = "provider-worker"
+	// Cache owns the cache's key-value bucket.
+	Cache Role = "cache"
+	// Audit consumes the audit stream.
+	Audit Role = "audit"
+	// Admin may do anything: operators and test harnesses, never a service.
+	Admin Role = "admin"
+)
+
+const (
+	// ProviderSubjectPrefix starts the per-component work subjects; the queue group of a
+	// component has the subject's name (router's upstream and provider-worker's serve
+	// packages use the same prefix).
+	ProviderSubjectPrefix = "parley.provider."
+	// DefaultBucket is the cache service's default CACHE_BUCKET.
+	DefaultBucket = "parley_cache"
+	// DefaultResponseTTL is how long a worker may answer a request it received:
+	// heartbeats and the final reply. It must exceed the longest call
+	// (ROUTER_REQUEST_TIMEOUT, 60 s by default).
+	DefaultResponseTTL = 10 * time.Minute
+)
+
+// InboxPrefix is the inbox prefix of the user with this public nkey: libs/bus gives a
+// connection with a seed this prefix (bus.InboxPrefix, the client side of the same
+// rule), and the user may subscribe only below it, so no user reads another's replies.
+func InboxPrefix(publicKey string) string { return "_INBOX." + publicKey }
+
+// User is one NATS identity and what it is for.
+type User struct {
+	// Name labels the user in configuration files and on disk ("router", "worker-echo").
+	Name string
+	// Role decides the permissions.
+	Role Role
+	// Components are a Worker's components (its WORKER_COMPONENTS); none means every
+	// component.
+	Components []string
+	// Bucket is a Cache's bucket (its CACHE_BUCKET); empty means DefaultBucket.
+	Bucket string
+	// NKey is the user's public nkey ("U...").
+	NKey string
+}
+
+// Validate reports a user that cannot be expressed as permissions.
+func (u User) Validate() error {
+	if !nkeys.IsValidPublicUserKey(u.NKey) {
+		return fmt.Errorf("natsauth: user %q: %q is not a public user nkey", u.Name, u.NKey)
+	}
+	switch u.Role {
+	case Router, Cache, Audit, Admin:
+	case Worker:
+		for _, c := range u.Components {
+			if c == "" || strings.ContainsAny(c, "*> \t\r\n") || strings.HasPrefix(c, ".") || strings.HasSuffix(c, ".") || strings.Contains(c, "..") {
+				return fmt.Errorf("natsauth: user %q: component %q is not a subject token", u.Name, c)
+			}
+		}
+	default:
+		return fmt.Errorf("natsauth: user %q: unknown role %q", u.Name, u.Role)
+	}
+	if u.Role == Cache && strings.ContainsAny(u.Bucket, "*>. \t\r\n") {
+		return fmt.Errorf("natsauth: user %q: bucket %q is not a bucket name", u.Name, u.Bucket)
+	}
+	return nil
+}
+
+// Permissions are the user's subject permissions; nil for an Admin (no limits).
+func Permissions(u User) (*server.Permissions, error) {
+	if err := u.Validate(); err != nil {
+		return nil, err
+	}
+	inbox := InboxPrefix(u.NKey) + ".>"
+	switch u.Role {
+	case Router:
+		return &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{
+				ProviderSubjectPrefix + ">",
+				auditevent.Subject,
+				// Ensure: look the audit stream up, create it when missing.
+				"$JS.API.STREAM.INFO." + auditevent.Stream,
+				"$JS.API.STREAM.CREATE." + auditevent.Stream,
+			}},
+			// Worker answers and heartbeats, and the audit stream's publish acks.
+			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
+		}, nil
+	case Worker:
+		// Queue subscriptions only ("subject queue"), to the component's own group: a
+		// plain subscription, or another group on the same subject, is refused.
+		var sub []string
+		if len(u.Components) == 0 {
+			sub = []string{ProviderSubjectPrefix + "> " + ProviderSubjectPrefix + ">"}
+		}
+		for _, c := range u.Components {
+			sub = append(sub, ProviderSubjectPrefix+c+" "+ProviderSubjectPrefix+c)
+		}
+		return &server.Permissions{
+			// No publish at all but answers (heartbeats, then the reply) to the requests
+			// it received, for as long as a call may run.
+			Publish:   &server.SubjectPermission{Allow: []string{}},
+			Subscribe: &server.SubjectPermission{Allow: sub},
+			Response:  &server.ResponsePermission{MaxMsgs: -1, Expires: DefaultResponseTTL},
+		}, nil
+	case Cache:
+		bucket := u.Bucket
+		if bucket == "" {
+			bucket = DefaultBucket
+		}
+		stream := "KV_" + bucket
+		return &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{
+				"$KV." + bucket + ".>",
+				// CreateOrUpdateKeyValue reads the account's JetStream limits and API level.
+				"$JS.API.INFO",
+				"$JS.API.STREAM.INFO." + stream,
+				"$JS.API.STREAM.CREATE." + stream,
+				"$JS.API.STREAM.UPDATE." + stream,
+				"$JS.API.STREAM.PURGE." + stream,
+				"$JS.API.STREAM.MSG.GET." + stream,
+				"$JS.API.DIRECT.GET." + stream,
+				"$JS.API.DIRECT.GET." + stream + ".>",
+				// Watches (purge notices, leases) are ordered push consumers.
+				"$JS.API.CONSUMER.CREATE." + stream,
+				"$JS.API.CONSUMER.CREATE." + stream + ".>",
+				"$JS.API.CONSUMER.INFO." + stream + ".>",
+				"$JS.API.CONSUMER.DELETE." + stream + ".>",
+				"$JS.FC." + stream + ".>",
+			}},
+			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
+		}, nil
+	case Audit:
+		stream := auditevent.Stream
+		return &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{
+				auditevent.DeadLetterSubject,
+				"$JS.API.STREAM.INFO." + stream,
+				"$JS.API.STREAM.CREATE." + stream,
+				"$JS.API.CONSUMER.CREATE." + stream,
+				"$JS.API.CONSUMER.CREATE." + stream + ".>",
+				"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".>",
+				"$JS.API.CONSUMER.INFO." + stream + ".>",
+				"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
+				"$JS.ACK." + stream + ".>",
+			}},
+			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
+		}, nil
+	}
+	return nil, nil // Admin
+}
+
+// ServerUsers are the users as an embedded server's Options.Nkeys.
+func ServerUsers(users []User) ([]*server.NkeyUser, error) {
+	if err := checkUnique(users); err != nil {
+		return nil, err
+	}
+	out := make([]*server.NkeyUser, 0, len(users))
+	for _, u := range users {
+		p, err := Permissions(u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &server.NkeyUser{Nkey: u.NKey, Permissions: p})
+	}
+	return out, nil
+}
+
+func checkUnique(users []User) error {
+	if len(users) == 0 {
+		return errors.New("natsauth: no users")
+	}
+	seen := map[string]bool{}
+	for _, u := range users {
+		if seen[u.NKey] {
+			return fmt.Errorf("natsauth: nkey of user %q is used twice", u.Name)
+		}
+		seen[u.NKey] = true
+	}
+	return nil
+}
+
+// Config is the users as a nats-server configuration block: include it in the server's
+// configuration file, or paste it there.
+func Config(users []User) (string, error) {
+	if err := checkUnique(users); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("# Parley's NATS users and their subject permissions (libs/natsauth).\n")
+	b.WriteString("authorization {\n  users = [\n")
+	for _, u := range users {
+		p, err := Permissions(u)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "    # %s (%s", u.Name, u.Role)
+		if u.Role == Worker {
+			if len(u.Components) == 0 {
+				b.WriteString(", every component")
+			} else {
+				fmt.Fprintf(&b, ", components %s", strings.Join(u.Components, ","))
+			}
+		}
+		b.WriteString(")\n")
+		fmt.Fprintf(&b, "    {\n      nkey: %s\n", u.NKey)
+		if p != nil {
+			b.WriteString("      permissions: {\n")
+			writeList(&b, "publish", p.Publish.Allow)
+			writeList(&b, "subscribe", p.Subscribe.Allow)
+			if p.Response != nil {
+				fmt.Fprintf(&b, "        allow_responses: {max: %d, expires: %q}\n", p.Response.MaxMsgs, p.Response.Expires.String())
+			}
+			b.WriteString("      }\n")
+		}
+		b.WriteString("    }\n")
+	}
+	b.WriteString("  ]\n}\n")
+	return b.String(), nil
+}
+
+func writeList(b *strings.Builder, name string, subjects []string) {
+	fmt.Fprintf(b, "        %s: {allow: [", name)
+	for i, s := range subjects {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(b, "%q", s)
+	}
+	b.WriteString("]}\n")
+}
