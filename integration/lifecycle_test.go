@@ -24,11 +24,11 @@ func TestWorkerStopAndRestart(t *testing.T) {
 	defer cancel()
 	require.NoError(t, p.Wait(waitCtx), "worker must exit 0 after SIGTERM:\n%s", p.Log())
 
-	start := time.Now()
+	// "no worker serves the component" comes only from NATS's no-responders status, which
+	// answers the publish at once: a router that waited for a deadline would report that.
 	res := post(t, path, body)
 	require.Equal(t, http.StatusInternalServerError, res.status, res.body)
 	require.JSONEq(t, `{"errorCode":"ERR_CONVERSATION_INVOKE","message":"failed conversing with component echo-nocache: no worker serves the component"}`, res.body)
-	require.Less(t, time.Since(start), 2*time.Second, "no-worker must fail fast, not wait for a deadline")
 
 	require.NoError(t, st.StartService(t.Context(), "provider-worker"))
 	require.NoError(t, st.WaitReady(t.Context(), "provider-worker", 60*time.Second))

@@ -47,13 +47,15 @@ func TestWorkerKilledMidRequest(t *testing.T) {
 	results := make([]convExchange, requests)
 	client := &http.Client{}
 	var wg sync.WaitGroup
+	arrivals := time.NewTicker(25 * time.Millisecond)
+	defer arrivals.Stop()
 	for i := range requests {
+		<-arrivals.C
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			results[i] = converseAlpha2(ctx, client, router, component, fmt.Sprintf("crash test request %d", i))
 		})
-		time.Sleep(25 * time.Millisecond)
 		if i == 20 {
 			// The victim holds provider calls: kill it now.
 			require.Eventually(t, func() bool {

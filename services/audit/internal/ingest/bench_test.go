@@ -56,9 +56,9 @@ func BenchmarkIngest(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			require.NoError(b, in.Start(b.Context()))
-			for metric(b, e.reg, "parley_audit_rows_written_total") < float64(b.N) {
-				time.Sleep(5 * time.Millisecond)
-			}
+			require.Eventually(b, func() bool {
+				return metric(b, e.reg, "parley_audit_rows_written_total") >= float64(b.N)
+			}, 10*time.Minute, 5*time.Millisecond)
 			e.requireDrained(b, cfg.Consumer)
 			elapsed := time.Since(start)
 			b.StopTimer()

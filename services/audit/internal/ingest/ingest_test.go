@@ -259,11 +259,11 @@ func TestIngestStop(t *testing.T) {
 				e.requireDrained(t, cfg.Consumer)
 			}
 
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			// Stop ends the loop by itself, a held batch included: it returns nil, not the
+			// error of a context that expired (the bound only keeps a hang from lasting).
+			ctx, cancel := context.WithTimeout(t.Context(), waitFor)
 			defer cancel()
-			start := time.Now()
 			require.NoError(t, in.Stop(ctx))
-			require.Less(t, time.Since(start), 2*time.Second)
 			require.Error(t, in.Ready(t.Context()))
 			require.NoError(t, in.Stop(ctx), "a second Stop is a no-op")
 

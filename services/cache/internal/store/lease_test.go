@@ -93,7 +93,7 @@ func TestSingleFlight(t *testing.T) {
 	var calls atomic.Int32
 	provider := func() []byte {
 		calls.Add(1)
-		time.Sleep(100 * time.Millisecond) // a slow model: everyone else arrives meanwhile
+		slowModel(100 * time.Millisecond) // everyone else arrives meanwhile
 		return []byte("the answer")
 	}
 

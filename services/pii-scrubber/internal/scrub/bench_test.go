@@ -81,6 +81,8 @@ func BenchmarkScrub(b *testing.B) {
 		{"prose-clean", strings.Repeat("The quick brown fox jumps over the lazy dog, again and again. ", 33), nil},
 		{"number-dense", benchNumbers(), nil},
 		{"number-dense-all-entities", benchNumbers(), Entities()},
+		// The adversarial pattern with the most work per byte (TestScrubLinearWork).
+		{"adversarial", strings.Repeat("token=", 16<<10/6+1)[:16<<10], nil},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

@@ -25,6 +25,7 @@ const (
 func (sc *scanner) context(s int, e entity) int {
 	t := sc.text
 	lo := max(0, s-contextBytes)
+	sc.steps += s - lo // the window it may read
 	i := s
 	var buf [16]byte
 	for range contextWords {

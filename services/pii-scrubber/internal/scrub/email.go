@@ -39,6 +39,7 @@ func (sc *scanner) email(at int) {
 		}
 		j -= size
 	}
+	sc.steps += at - j
 	for j < at && t[j] == '.' {
 		j++
 	}
@@ -105,6 +106,7 @@ func (sc *scanner) domainEnd(p int) int {
 		}
 		break
 	}
+	sc.steps += k - p
 	return last
 }
 

@@ -264,6 +264,7 @@ func (sc *scanner) iban(s int) {
 	p := s
 	sep := byte(0)
 	for n < length && p < len(t) {
+		sc.steps++
 		c := t[p]
 		if isAlnum(c) {
 			if isAlpha(c) {

@@ -31,6 +31,7 @@ func (sc *scanner) ipv6(i int) int {
 	for b < len(t) && sc.class[t[b]]&clsV6 != 0 {
 		b++
 	}
+	sc.steps += b - a
 	if b-a > maxV6Token || !sc.ipRightOK(b) {
 		return b
 	}
@@ -59,6 +60,7 @@ func (sc *scanner) ipv6(i int) int {
 
 func (sc *scanner) tryV6(a, e int) {
 	s := sc.text[a:e]
+	sc.steps += len(s)
 	if !plausibleV6(s) {
 		return
 	}

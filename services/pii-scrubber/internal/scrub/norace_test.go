@@ -2,5 +2,5 @@
 
 package scrub
 
-// raceEnabled trims the timing and volume tests under the race detector.
+// raceEnabled trims the volume tests under the race detector.
 const raceEnabled = false

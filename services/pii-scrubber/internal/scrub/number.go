@@ -92,7 +92,8 @@ type digitRun struct {
 
 // parse reads digit groups joined by single separators, up to maxDigits
 // digits. A group may be parenthesised, and "(555)123" needs no separator.
-func (d *digitRun) parse(t string) {
+// It returns the position where it stopped reading.
+func (d *digitRun) parse(t string) int {
 	n := len(t)
 	pos := d.start
 	if d.plus {
@@ -111,17 +112,17 @@ func (d *digitRun) parse(t string) {
 		}
 		de := pos
 		if de == ds || nd+de-ds > maxDigits {
-			return
+			return pos
 		}
 		if de-ds == 1 && d.ng >= 4 && !d.plus {
 			// No national pattern uses a fifth group of one digit (cards
 			// and trunk numbers need two or more); stopping here keeps
 			// runs like "1 2 3 4 5 6 ..." cheap.
-			return
+			return pos
 		}
 		if paren {
 			if pos >= n || t[pos] != ')' {
-				return
+				return pos
 			}
 			pos++
 		}
@@ -136,15 +137,16 @@ func (d *digitRun) parse(t string) {
 				sep = sepNone
 				continue
 			}
-			return
+			return pos
 		}
 		next := pos + w
 		if next < n && (isDigit(t[next]) || (t[next] == '(' && next+1 < n && isDigit(t[next+1]))) {
 			sep, pos = k, next
 			continue
 		}
-		return
+		return pos
 	}
+	return pos
 }
 
 // number runs the digit-based detectors (phone, card, SSN, IPv4, IBAN and
@@ -168,6 +170,7 @@ func (sc *scanner) number(s int) {
 		for e < len(t) && e-s < 8 && isDigit(t[e]) {
 			e++
 		}
+		sc.steps += e - s
 		if e-s < 8 && (e == len(t) || !mayContinue(t[e])) {
 			return
 		}
@@ -181,7 +184,7 @@ func (sc *scanner) number(s int) {
 	}
 	d := &sc.digits
 	d.start, d.plus, d.ng = s, c == '+', 0
-	d.parse(t)
+	sc.steps += d.parse(t) - s
 	if d.ng == 0 {
 		return
 	}
@@ -238,6 +241,7 @@ func (sc *scanner) ipv4(d *digitRun) {
 		}
 	}
 	e := d.groups[3].end
+	sc.steps += e - d.start
 	if !sc.ipRightOK(e) || !plausibleV4(sc.text[d.start:e]) {
 		return
 	}
@@ -329,6 +333,7 @@ func (sc *scanner) card(d *digitRun) {
 		}
 	}
 	for k := last; k >= 0; k-- {
+		sc.steps += d.cum[k]
 		nd := d.cum[k]
 		if nd < 12 || ((k < last || tail) && nd < 15) {
 			return

@@ -272,6 +272,7 @@ func (sc *scanner) phoneIntl(d *digitRun) {
 			continue
 		}
 		n += copy(buf[n:], d.digits[d.cum[k]-g.len():d.cum[k]])
+		sc.steps += n
 		if score := sc.phone.intlScore(string(buf[:n])); score > 0 && score >= best {
 			if end, ok := sc.phoneEnd(g.close); ok {
 				best, bestEnd = score, end
@@ -306,6 +307,7 @@ func (sc *scanner) phoneNational(d *digitRun) {
 		for q > 0 && p-q <= maxDigits && isDigit(t[q-1]) {
 			q--
 		}
+		sc.steps += p - q
 		grouped := q == 0 || strings.IndexByte(".:,/-_", t[q-1]) < 0 // not the end of 10.0.0.1 or v1.2
 		if kq, wq := sepBefore(t, q); kq == k && q > wq && isDigit(t[q-wq-1]) {
 			grouped = true
@@ -381,6 +383,7 @@ func (sc *scanner) phoneNational(d *digitRun) {
 	}
 	for k := last; k >= 1; k-- {
 		nd := d.cum[k]
+		sc.steps += nd
 		if nd < 9 || nd > maxLen {
 			continue
 		}
@@ -482,6 +485,7 @@ func (sc *scanner) extension(e int) (int, bool) {
 	for p < n && isDigit(t[p]) && p-ds <= 6 {
 		p++
 	}
+	sc.steps += p - e
 	if p == ds || p-ds > 6 {
 		return 0, false
 	}

@@ -3,10 +3,8 @@ package scrub
 import (
 	"math/rand/v2"
 	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -116,49 +114,53 @@ func TestScrubTraps(t *testing.T) {
 	}
 }
 
-// TestScrubLinearTime scrubs each adversarial pattern repeated to 64 KiB
-// and to 1 MiB. Linear work takes 16 times longer on the larger input, a
-// quadratic path 256 times; the bound of 48 leaves room for a noisy shared
-// machine, and a pattern fails only if three measurements in a row exceed
-// it. The throughput of the slowest pattern is logged.
-func TestScrubLinearTime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing test")
-	}
+// TestScrubLinearWork proves the scan linear by counting its work, not by
+// timing it: each adversarial pattern is repeated to n and to 16n bytes, and
+// the scanner's steps (every iteration of the pass and every byte a detector
+// walks over, see scanner.run) and the allocations of the whole Scrub must
+// grow at most 16 times, with 10% for the ends of the text. A quadratic
+// path grows 256 times; a detector that walked from each trigger to the end
+// of the text would grow some 100 times. Neither count depends on the
+// machine's speed or load: the steps are exact, and the allocations vary
+// only by the few a sync.Pool refill after a GC costs, which the slack
+// covers. (Not parallel: AllocsPerRun counts the allocations of the whole
+// process. Allocations are not counted under the race detector, which
+// makes sync.Pool, and so regexp, drop cached values at random.)
+func TestScrubLinearWork(t *testing.T) {
 	s := mustNew(t)
-	elapsed := func(in string) time.Duration {
-		best := time.Duration(1 << 62)
-		for range 5 {
-			start := time.Now()
-			_, err := s.Scrub(in, nil)
-			require.NoError(t, err)
-			best = min(best, time.Since(start))
+	const small, large = 4 << 10, 64 << 10
+	type work struct {
+		steps  int
+		allocs float64
+	}
+	measure := func(in string) work {
+		var w work
+		c := Call{s: s, set: s.defaults, thr: s.thresholds, steps: &w.steps}
+		c.Scrub(in)
+		if !raceEnabled {
+			steps := w.steps
+			w.allocs = testing.AllocsPerRun(1, func() { c.Scrub(in) })
+			w.steps = steps
 		}
-		return best
+		return w
 	}
-	small, large := 64<<10, 1<<20
-	if raceEnabled {
-		small, large = 8<<10, 128<<10
-	}
-	worst, worstPattern := time.Duration(0), ""
+	worst, worstPattern := 0.0, ""
 	for _, p := range adversarialPatterns() {
-		in := strings.Repeat(p, small/len(p)+1)[:small]
-		in16 := strings.Repeat(p, large/len(p)+1)[:large]
-		var ratio float64
-		var a, b time.Duration
-		for range 3 {
-			runtime.GC()
-			a, b = elapsed(in), elapsed(in16)
-			if ratio = float64(b) / float64(max(a, 50*time.Microsecond)); ratio < 48 {
-				break
-			}
-		}
-		require.Less(t, ratio, 48.0, "pattern %q: %v for 64 KiB, %v for 1 MiB", p, a, b)
-		if b > worst {
-			worst, worstPattern = b, p
+		a := measure(strings.Repeat(p, small/len(p)+1)[:small])
+		b := measure(strings.Repeat(p, large/len(p)+1)[:large])
+		// The pass alone visits every byte: a counter that stopped counting
+		// would make the bounds below meaningless.
+		require.GreaterOrEqual(t, a.steps, small, "pattern %q: steps not counted", p)
+		require.LessOrEqual(t, float64(b.steps), 1.1*large/small*float64(a.steps),
+			"pattern %q: %d steps for %d bytes, %d for %d", p, a.steps, small, b.steps, large)
+		// The candidate list grows by doubling: a few allocations more.
+		require.LessOrEqual(t, b.allocs, 1.1*large/small*a.allocs+8,
+			"pattern %q: %v allocations for %d bytes, %v for %d", p, a.allocs, small, b.allocs, large)
+		if perByte := float64(b.steps) / large; perByte > worst {
+			worst, worstPattern = perByte, p
 		}
 	}
-	t.Logf("slowest pattern %q: %v for %d KiB (%.1f MB/s)", worstPattern, worst, large>>10, float64(large)/worst.Seconds()/1e6)
+	t.Logf("most work per byte: %.1f steps for pattern %q", worst, worstPattern)
 }
 
 // adversarialPatterns are inputs that trigger every detector as often as

@@ -2,7 +2,7 @@
 
 package scrub
 
-// raceEnabled trims the timing and volume tests under the race detector,
+// raceEnabled trims the volume tests under the race detector,
 // which slows the scanner down some twentyfold without telling anything
 // about its complexity.
 const raceEnabled = true

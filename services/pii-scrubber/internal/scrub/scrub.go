@@ -204,6 +204,10 @@ type Call struct {
 	thr  [numEntities]float64
 	mode Mode
 	tok  *tokenizer
+	// steps, when set, accumulates the scanner's work counter
+	// (scanner.steps) over the call's scans; tests use it to prove the
+	// scan linear by counting instead of timing.
+	steps *int
 }
 
 // NewCall validates opts and returns a Call.

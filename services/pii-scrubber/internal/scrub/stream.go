@@ -152,6 +152,9 @@ func trailingToken(t string) int {
 func (c *Call) findFrom(text string, partial bool, from int, dst []candidate) ([]candidate, int) {
 	sc := scanner{class: &c.s.class, phone: c.s.phone, thr: c.thr, text: text, set: c.set, partial: partial, pending: len(text)}
 	sc.run()
+	if c.steps != nil {
+		*c.steps += sc.steps
+	}
 	if sc.pending < from {
 		sc.pending = len(text) // a block already released cannot be pending
 	}

@@ -103,6 +103,7 @@ func (sc *scanner) base58(s int) {
 	for e < len(t) && e-s <= 35 && sc.class[t[e]]&clsB58 != 0 {
 		e++
 	}
+	sc.steps += e - s
 	if e-s < 26 || e-s > 35 || !sc.tokenLeftOK(s) || !sc.tokenRightOK(e) {
 		return
 	}
@@ -152,6 +153,7 @@ func (sc *scanner) bech32(s int) {
 		}
 		e++
 	}
+	sc.steps += e - s
 	n := e - s - 3
 	if n < 39 || n > 59 || (lower && upper) || (t[s] == 'B') != upper || !sc.tokenLeftOK(s) || !sc.tokenRightOK(e) {
 		return
@@ -268,6 +270,7 @@ func (sc *scanner) secret(s int) {
 	for e < len(t) && isTokByte(t[e]) && e-s < maxSecret {
 		e++
 	}
+	sc.steps += e - s
 	sc.tokDone = e
 	n := e - s - p
 	if (exact > 0 && n != exact) || n < minLen || e-s >= maxSecret || !sc.tokenRightOK(e) {
@@ -329,16 +332,19 @@ func (sc *scanner) jwt(s int) {
 	t := sc.text
 	limit := s + maxJWT
 	h := b64urlRun(t, s, limit)
+	sc.steps += h - s
 	sc.tokDone = h
 	if h-s < 10 || h >= len(t) || t[h] != '.' || !strings.HasPrefix(t[h+1:], "eyJ") || !sc.tokenLeftOK(s) {
 		return
 	}
 	p := b64urlRun(t, h+1, limit)
+	sc.steps += p - h
 	if p-h-1 < 10 || p >= len(t) || t[p] != '.' {
 		sc.tokDone = p
 		return
 	}
 	e := b64urlRun(t, p+1, limit)
+	sc.steps += e - p
 	sc.tokDone = e
 	if e >= limit || (e < len(t) && t[e] == '.') || !sc.tokenRightOK(e) {
 		return
@@ -354,10 +360,12 @@ func (sc *scanner) jwt(s int) {
 func (sc *scanner) sendgrid(s int) {
 	t := sc.text
 	a := b64urlRun(t, s+3, s+3+23)
+	sc.steps += a - s
 	if a-s-3 != 22 || a >= len(t) || t[a] != '.' {
 		return
 	}
 	e := b64urlRun(t, a+1, a+1+44)
+	sc.steps += e - a
 	sc.tokDone = e
 	if e-a-1 != 43 || !sc.tokenLeftOK(s) || !sc.tokenRightOK(e) {
 		return
@@ -377,6 +385,7 @@ func (sc *scanner) bearer(s int) {
 	for e < len(t) && e-p < maxSecret && (isTokByte(t[e]) || t[e] == '.' || t[e] == '~' || t[e] == '+' || t[e] == '/' || t[e] == '=') {
 		e++
 	}
+	sc.steps += e - s
 	for e > p && t[e-1] == '.' {
 		e--
 	}
@@ -401,6 +410,7 @@ func (sc *scanner) urlPassword(at int) bool {
 		}
 		u--
 	}
+	sc.steps += at - u
 	if u < 3 || t[u-3:u] != "://" || u == at || !isAlpha(t[max(0, u-4)]) {
 		return false
 	}
@@ -429,6 +439,7 @@ func (sc *scanner) assignment(i int) {
 	for k > 0 && ke-k < 40 && (isTokByte(t[k-1]) || t[k-1] == '.') {
 		k--
 	}
+	sc.steps += i - k
 	if ke-k < 3 || (k > 0 && isWordByte(t[k-1])) || placeholderEndsAt(t, k) {
 		return
 	}
@@ -460,6 +471,7 @@ func (sc *scanner) assignment(i int) {
 		}
 		e++
 	}
+	sc.steps += e - i
 	if quote == 0 {
 		for e > p && (t[e-1] == '.' || t[e-1] == ':') {
 			e--
@@ -519,6 +531,7 @@ func (sc *scanner) pem(i int) int {
 		return i
 	}
 	le := strings.Index(t[i+len(begin):min(len(t), i+len(begin)+48)], "-----")
+	sc.steps += len(begin) + 48
 	if le < 0 {
 		if sc.partial && len(t)-i < len(begin)+48 {
 			sc.pending = min(sc.pending, i)
@@ -532,6 +545,7 @@ func (sc *scanner) pem(i int) int {
 	body := i + len(begin) + le + 5
 	if end := sc.pemEndAfter(body); end >= 0 && end-i <= maxPEM {
 		e := end + len("-----END ")
+		sc.steps += 64
 		if k := strings.Index(t[e:min(len(t), e+64)], "-----"); k >= 0 {
 			e += k + 5
 			sc.add(i, e, entSecret, 1)
@@ -546,6 +560,7 @@ func (sc *scanner) pem(i int) int {
 	p := body
 	for p < len(t) && p-i <= maxPEM {
 		for p < len(t) && (t[p] == '\n' || t[p] == '\r' || (t[p] == '\\' && p+1 < len(t) && t[p+1] == 'n')) {
+			sc.steps++
 			if t[p] == '\\' {
 				p++
 			}
@@ -555,6 +570,7 @@ func (sc *scanner) pem(i int) int {
 		for q < len(t) && (isAlnum(t[q]) || t[q] == '+' || t[q] == '/' || t[q] == '=') {
 			q++
 		}
+		sc.steps += q - p + 1
 		// A body line is base64 to its end, 16 characters or more unless it
 		// is the padded last one; a blank line ends the block.
 		if q == p || (q < len(t) && t[q] != '\n' && t[q] != '\r' && t[q] != '\\') || (q-p < 16 && t[q-1] != '=') {
@@ -584,9 +600,11 @@ func (sc *scanner) pemEndAfter(body int) int {
 	}
 	k := strings.Index(sc.text[body:], "-----END ")
 	if k < 0 {
+		sc.steps += len(sc.text) - body
 		sc.pemEnd = pemNone
 		return -1
 	}
+	sc.steps += k + len("-----END ")
 	sc.pemEnd = body + k
 	return sc.pemEnd
 }

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/propagation"
@@ -101,13 +103,22 @@ func TestEchoOverNATS(t *testing.T) {
 func TestHeartbeatsWhileProviderRuns(t *testing.T) {
 	t.Parallel()
 	srv := natstest.RunServer(t)
-	startWorker(t, srv, map[string]serve.Provider{"slow": newScripted()}, serve.Options{HeartbeatInterval: 20 * time.Millisecond})
+	p := newScripted()
+	startWorker(t, srv, map[string]serve.Provider{"slow": p}, serve.Options{HeartbeatInterval: 20 * time.Millisecond})
 	nc := natstest.Connect(t, srv)
 
-	a := call(t, nc, "slow", encode(t, request("slow", "sleep:400ms")), nil)
-	requireResponse(t, a, "sleep:400ms")
-	// 400ms at one heartbeat per 20ms: expect many, allowing for a loaded machine.
-	require.GreaterOrEqual(t, a.heartbeats, 5)
+	// The provider holds the call until the client has seen three heartbeats: however slow
+	// the machine, they must keep coming while it runs, and the answer must follow.
+	sub := publish(t, nc, "slow", encode(t, request("slow", "hold")))
+	for range 3 {
+		m, err := sub.NextMsg(20 * time.Second)
+		require.NoError(t, err)
+		var r providerv1.Reply
+		require.NoError(t, proto.Unmarshal(m.Data, &r))
+		require.NotNil(t, r.GetHeartbeat(), "a final reply before the provider returned: %v", &r)
+	}
+	close(p.release)
+	requireResponse(t, finalReply(t, sub), "hold")
 }
 
 func TestErrorReplies(t *testing.T) {
@@ -139,8 +150,10 @@ func TestErrorReplies(t *testing.T) {
 			providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "deadline", 0},
 		{"deadline already passed", with("hello", func(r *providerv1.Request) { r.Deadline = timestamppb.New(time.Now().Add(-time.Second)) }),
 			providerv1.ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED, "deadline passed before the call started", 0},
-		{"deadline passes during the call", with("sleep:10s", func(r *providerv1.Request) {
-			r.Deadline = timestamppb.New(time.Now().Add(150 * time.Millisecond))
+		// The provider blocks until its context ends; the deadline is far enough ahead that
+		// the call starts before it even on a loaded machine.
+		{"deadline passes during the call", with("hold", func(r *providerv1.Request) {
+			r.Deadline = timestamppb.New(time.Now().Add(2 * time.Second))
 		}), providerv1.ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED, "deadline exceeded", 1},
 		{"panic", with("panic", same), providerv1.ErrorCode_ERROR_CODE_INTERNAL, "provider panicked", 1},
 		{"runtime panic", with("panic:runtime", same), providerv1.ErrorCode_ERROR_CODE_INTERNAL, "provider panicked", 1},
@@ -203,9 +216,10 @@ func TestPanicIsLoggedWithoutRequestText(t *testing.T) {
 func TestQueueGroupSharesLoad(t *testing.T) {
 	t.Parallel()
 	srv := natstest.RunServer(t)
+	var workers []*testWorker
 	for _, id := range []string{"w1", "w2"} {
 		// Enough slots that the burst below is never rejected.
-		startWorker(t, srv, map[string]serve.Provider{"shared": echo.New()}, serve.Options{WorkerID: id, Concurrency: 256})
+		workers = append(workers, startWorker(t, srv, map[string]serve.Provider{"shared": echo.New()}, serve.Options{WorkerID: id, Concurrency: 256}))
 	}
 	nc := natstest.Connect(t, srv)
 
@@ -242,7 +256,26 @@ func TestQueueGroupSharesLoad(t *testing.T) {
 		defer mu.Unlock()
 		return len(finals) == n
 	}, 20*time.Second, 10*time.Millisecond)
-	time.Sleep(200 * time.Millisecond) // room for a duplicate answer to show up
+	// Both workers have counted every request they handled, and the server delivered each
+	// request to exactly one of them (the deliveries are final once the publisher's
+	// connection is flushed), so no duplicate answer can still be on its way.
+	require.Eventually(t, func() bool {
+		handled := 0.0
+		for _, w := range workers {
+			handled += w.metric(t, "parley_worker_requests_total", map[string]string{"component": "shared", "outcome": "ok"})
+		}
+		return handled == n
+	}, 20*time.Second, 10*time.Millisecond)
+	require.NoError(t, nc.Flush())
+	subs, err := srv.Subsz(&server.SubszOptions{Subscriptions: true, Test: serve.SubjectPrefix + "shared"})
+	require.NoError(t, err)
+	require.Len(t, subs.Subs, 2)
+	var delivered int64
+	for _, s := range subs.Subs {
+		require.NotEmpty(t, s.Queue, "worker subscription outside a queue group")
+		delivered += s.Msgs
+	}
+	require.Equal(t, int64(n), delivered)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -282,10 +315,10 @@ func TestSaturationRejectsInsteadOfQueueing(t *testing.T) {
 	for i := range extra {
 		answers[i] = sendAsync(nc, "busy", quick)
 	}
+	// They are answered while the held calls still run: a request queued behind them would
+	// never be answered before the release below.
 	for _, ch := range answers {
-		a := <-ch
-		requireError(t, a, providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "worker saturated")
-		require.Less(t, a.elapsed, 5*time.Second)
+		requireError(t, <-ch, providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "worker saturated")
 	}
 	require.Equal(t, float64(extra), w.metric(t, "parley_worker_rejected_total", map[string]string{"component": "busy"}))
 	require.Equal(t, float64(extra), w.metric(t, "parley_worker_requests_total", map[string]string{"component": "busy", "outcome": "rejected"}))
@@ -310,12 +343,14 @@ func TestWaitingRequestGetsAFreedSlot(t *testing.T) {
 
 	held := sendAsync(nc, "one", encode(t, request("one", "hold")))
 	<-p.started
-	waiting := sendAsync(nc, "one", encode(t, request("one", "next")))
-	time.Sleep(100 * time.Millisecond)
+	// The worker takes messages of a subscription in order, and with one slot it lets one
+	// request wait: once a third request has been turned away, the second one is waiting.
+	waiting := publish(t, nc, "one", encode(t, request("one", "next")))
+	requireError(t, call(t, nc, "one", encode(t, request("one", "third")), nil), providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "worker saturated")
 	close(p.release)
 
 	requireResponse(t, <-held, "hold")
-	requireResponse(t, <-waiting, "next")
+	requireResponse(t, finalReply(t, waiting), "next")
 }
 
 func TestStop(t *testing.T) {
@@ -337,20 +372,25 @@ func TestStop(t *testing.T) {
 
 		got := sendAsync(nc, "drain", encode(t, request("drain", "hold")))
 		<-p.started
-		stopped := make(chan error, 1)
+		type stop struct {
+			err          error
+			afterRelease bool
+		}
+		var released atomic.Bool
+		stopped := make(chan stop, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			stopped <- w.Stop(ctx)
+			err := w.Stop(ctx)
+			stopped <- stop{err, released.Load()}
 		}()
-		select {
-		case err := <-stopped:
-			t.Fatalf("stop returned before the running call ended: %v", err)
-		case <-time.After(100 * time.Millisecond):
-		}
-		require.Error(t, w.Ready(t.Context()))
+		// Stop has begun once the worker reports itself not ready; the call still runs.
+		require.Eventually(t, func() bool { return w.Ready(t.Context()) != nil }, 10*time.Second, time.Millisecond)
+		released.Store(true)
 		close(p.release)
-		require.NoError(t, <-stopped)
+		s := <-stopped
+		require.NoError(t, s.err)
+		require.True(t, s.afterRelease, "stop returned before the running call ended")
 		requireResponse(t, <-got, "hold")
 		// No worker subscribes any more.
 		require.True(t, call(t, nc, "drain", encode(t, request("drain", "late")), nil).noWorker)
@@ -405,4 +445,36 @@ func TestNewRejectsBadOptions(t *testing.T) {
 // outcomeLabel is the outcome label the worker records for a reply code.
 func outcomeLabel(code providerv1.ErrorCode) string {
 	return strings.TrimPrefix(strings.ToLower(code.String()), "error_code_")
+}
+
+// publish sends data to the work subject of component from the test's goroutine, so that
+// it reaches the worker before anything the test publishes next on nc, and returns the
+// subscription to its reply inbox, for finalReply.
+func publish(t *testing.T, nc *nats.Conn, component string, data []byte) *nats.Subscription {
+	t.Helper()
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: serve.SubjectPrefix + component, Reply: inbox, Data: data}))
+	require.NoError(t, nc.Flush())
+	return sub
+}
+
+// finalReply reads the replies on sub up to the final one, counting heartbeats.
+func finalReply(t *testing.T, sub *nats.Subscription) answer {
+	t.Helper()
+	var a answer
+	for {
+		m, err := sub.NextMsg(20 * time.Second)
+		require.NoError(t, err, "no final reply after %d heartbeats", a.heartbeats)
+		var r providerv1.Reply
+		require.NoError(t, proto.Unmarshal(m.Data, &r))
+		if r.GetHeartbeat() != nil {
+			a.heartbeats++
+			continue
+		}
+		a.final = &r
+		return a
+	}
 }

@@ -30,7 +30,7 @@ func TestDispatch(t *testing.T) {
 	srv := natstest.RunServer(t)
 	nc := natstest.Connect(t, srv)
 	worker := natstest.Connect(t, srv)
-	d, err := upstream.NewDispatcher(nc, propagation.TraceContext{}, upstream.DispatcherConfig{IdleTimeout: 300 * time.Millisecond, Attempts: 2})
+	d, err := upstream.NewDispatcher(nc, propagation.TraceContext{}, upstream.DispatcherConfig{IdleTimeout: time.Second, Attempts: 2})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Close() })
 
@@ -40,15 +40,10 @@ func TestDispatch(t *testing.T) {
 	// healthy answers at once.
 	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"healthy", "q", func(m *nats.Msg) { reply(t, worker, m.Reply, ok) })
 	require.NoError(t, err)
-	// slow sends heartbeats for longer than the idle timeout, then answers.
+	// slow sends heartbeats for longer than the idle timeout (every 50ms, twenty times as
+	// often as the timeout needs, which a loaded machine cannot stretch), then answers.
 	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"slow", "q", func(m *nats.Msg) {
-		go func() {
-			for range 6 {
-				reply(t, worker, m.Reply, heartbeat)
-				time.Sleep(100 * time.Millisecond)
-			}
-			reply(t, worker, m.Reply, ok)
-		}()
+		go busyWorker(t, worker, m.Reply, 30, 50*time.Millisecond, heartbeat, ok)
 	})
 	require.NoError(t, err)
 	// failing reports a provider error.
