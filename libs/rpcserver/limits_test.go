@@ -172,7 +172,7 @@ func TestSlowBodyIsCut(t *testing.T) {
 			msg, err := stream.Receive()
 			require.NoError(t, err)
 			require.Equal(t, text, msg.GetText())
-			time.Sleep(2 * readTimeout) // the stream idles past the read timeout on purpose
+			idleClient(2 * readTimeout) // the stream idles past the read timeout on purpose
 		}
 		require.NoError(t, stream.CloseRequest())
 		require.NoError(t, stream.CloseResponse())
