@@ -97,6 +97,7 @@ func startAuditRig(t *testing.T) *auditRig {
 	s, err := stack.Start(ctx, stack.Options{
 		DataDir:       data,
 		BinDir:        filepath.Dir(st.Binary("router")),
+		TLSDir:        st.TLSDir(),
 		ComponentsDir: filepath.Join(wd, "testdata", "components"),
 		Ports:         ports,
 		Postgres:      stack.PostgresOptions{URL: pg.URL, FreshDatabase: true},

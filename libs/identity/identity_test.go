@@ -93,8 +93,11 @@ func TestMutualTLSAndPolicy(t *testing.T) {
 				peer, err := scrub(t, tt.client, url, proto.opts...)
 				switch {
 				case tt.wantTLS:
+					// TLS 1.3 clients learn of a refused certificate on their first write or
+					// read: Connect reports unavailable, canceled (a broken pipe) or unknown,
+					// never a code from the server.
 					require.Error(t, err)
-					require.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "a refused handshake is a transport error: %v", err)
+					require.Contains(t, []connect.Code{connect.CodeUnavailable, connect.CodeCanceled, connect.CodeUnknown}, connect.CodeOf(err), "err: %v", err)
 				case tt.wantCode != 0:
 					require.Equal(t, tt.wantCode, connect.CodeOf(err), "err: %v", err)
 				default:

@@ -1,7 +1,9 @@
 // Command parley-up runs the whole Parley constellation locally (`make up`): embedded
 // NATS with JetStream unless NATS_URL is set, PostgreSQL from DATABASE_URL or
 // 127.0.0.1:5432 or a private instance under .data/, and the five services with
-// prefixed logs. Ctrl-C stops everything.
+// prefixed logs. Internal calls run over mutual TLS with a development CA and
+// certificates under .data/tls (created on first run, renewed when due), unless
+// INTERNAL_TLS=off. Ctrl-C stops everything.
 package main
 
 import (
@@ -53,9 +55,11 @@ func run() error {
 		NATSURL:       os.Getenv("NATS_URL"),
 		Postgres:      stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), Install: true},
 		Race:          *race,
-		Log:           os.Stdout,
-		Progress:      os.Stdout,
-		ReadyTimeout:  90 * time.Second,
+		// INTERNAL_TLS=off make up: plaintext inside, with a warning.
+		InsecureInternal: os.Getenv("INTERNAL_TLS") == "off",
+		Log:              os.Stdout,
+		Progress:         os.Stdout,
+		ReadyTimeout:     90 * time.Second,
 	})
 	if err != nil {
 		return err
@@ -72,6 +76,8 @@ Parley is up.
   audit         %s
   NATS          %s
   components    %s
+  internal TLS  %s
+
 
 Try:
 
@@ -86,7 +92,7 @@ or, after make install (docs/cli.md):
   parley audit list
 
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, abs, r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, abs, tlsNote(s), r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
@@ -97,4 +103,17 @@ Ctrl-C stops everything.
 	}
 	fmt.Println("stopped")
 	return nil
+}
+
+// tlsNote says how internal calls are secured and where the operator's certificate is.
+func tlsNote(s *stack.Stack) string {
+	if os.Getenv("INTERNAL_TLS") == "off" {
+		return "OFF (INTERNAL_TLS=off): internal services accept anyone who reaches them"
+	}
+	admin := s.Files("admin")
+	return fmt.Sprintf(`mutual TLS, development CA in %s
+                admin certificate for operators: %s, %s
+                (e.g. buf curl --cacert %s --cert %s --key %s \
+                   %s/parley.cache.v1.CacheService/Purge -d '{"tenant":"default"}')`,
+		s.TLSDir(), admin.Cert, admin.Key, admin.CA, admin.Cert, admin.Key, s.URL("cache"))
 }

@@ -119,3 +119,28 @@ func TLSClient(tb testing.TB, cfg *tls.Config) *http.Client {
 	tb.Cleanup(transport.CloseIdleConnections)
 	return &http.Client{Transport: transport}
 }
+
+var (
+	perTestMu sync.Mutex
+	perTest   = map[testing.TB]*PKI{}
+)
+
+// For returns test tb's CA, created on first use: every helper of one test that asks
+// gets the same CA, so an app booted by one helper and a client made by another trust
+// each other.
+func For(tb testing.TB) *PKI {
+	tb.Helper()
+	perTestMu.Lock()
+	defer perTestMu.Unlock()
+	if p, ok := perTest[tb]; ok {
+		return p
+	}
+	p := New(tb)
+	perTest[tb] = p
+	tb.Cleanup(func() {
+		perTestMu.Lock()
+		defer perTestMu.Unlock()
+		delete(perTest, tb)
+	})
+	return p
+}
