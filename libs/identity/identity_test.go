@@ -306,14 +306,9 @@ func TestFromCert(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.Equal(t, tt.want, id)
-			require.Equal(t, tt.want, must(identity.Parse(id.String())))
+			parsed, err := identity.Parse(id.String())
+			require.NoError(t, err)
+			require.Equal(t, tt.want, parsed)
 		})
 	}
-}
-
-func must(id identity.ID, err error) identity.ID {
-	if err != nil {
-		panic(err) //nolint:forbidigo // test helper
-	}
-	return id
 }
