@@ -295,9 +295,10 @@ func requirePeer(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		// A Connect unary error body; gRPC and gRPC-Web clients map the status alone.
+		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = w.Write([]byte(identity.ErrNoPeer.Error() + "\n"))
+		_, _ = w.Write([]byte(`{"code":"unauthenticated","message":"` + identity.ErrNoPeer.Error() + `"}` + "\n"))
 	})
 }
 

@@ -162,6 +162,9 @@ func TestInternalServerRequiresIdentity(t *testing.T) {
 			_, err := piiv1connect.NewScrubberServiceClient(pki.Client("", ""), srv.URL(), proto.opts...).
 				Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"hello"}})
 			require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(err), "err: %v", err)
+			if proto.name == "connect" {
+				require.ErrorContains(t, err, "a client certificate of the trust domain is required")
+			}
 			// Cleartext to the TLS port gets nowhere.
 			_, err = piiv1connect.NewScrubberServiceClient(http.DefaultClient, "http://"+srv.Addr(), proto.opts...).
 				Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"hello"}})
