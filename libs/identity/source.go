@@ -58,6 +58,14 @@ func (s *Source) Enabled() bool { return s.cfg.Enabled() }
 // Self is the identity this service presents.
 func (s *Source) Self() ID { return s.self }
 
+// NotAfter is when the certificate in use expires (zero when disabled).
+func (s *Source) NotAfter() time.Time {
+	if m := s.cur.Load(); m != nil {
+		return m.cert.Leaf.NotAfter
+	}
+	return time.Time{}
+}
+
 // TrustDomain is the trust domain every peer must belong to.
 func (s *Source) TrustDomain() string { return s.cfg.TrustDomain }
 

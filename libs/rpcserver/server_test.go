@@ -136,7 +136,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	anon := pki.Client("", "")
 	require.Equal(t, "ok\n", get(t, anon, srv.URL()+"/healthz", http.StatusOK))
 	require.Contains(t, get(t, anon, srv.URL()+"/readyz", http.StatusOK), `"ready"`)
-	require.Contains(t, get(t, anon, srv.URL()+"/metrics", http.StatusOK), "go_goroutines")
+	require.Contains(t, get(t, anon, srv.URL()+"/metrics", http.StatusOK), "parley_tls_certificate_not_after_seconds")
 	health := grpchealth.NewClient(anon, srv.URL(), connect.WithGRPC())
 	res, err := health.Check(t.Context(), &grpchealth.CheckRequest{})
 	require.NoError(t, err)
