@@ -99,6 +99,55 @@ type rendered struct {
 	configMaps   map[string]*corev1.ConfigMap
 	secrets      map[string]*corev1.Secret
 	policies     map[string]*networkingv1.NetworkPolicy
+	certificates map[string]*certificate
+	issuers      map[string]*issuer
+}
+
+// certificate is the part of a cert-manager Certificate the tests read; decoding is
+// strict, so any other field fails the test until it is added here.
+type certificate struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		IsCA        bool     `json:"isCA"`
+		CommonName  string   `json:"commonName"`
+		SecretName  string   `json:"secretName"`
+		Duration    string   `json:"duration"`
+		RenewBefore string   `json:"renewBefore"`
+		URIs        []string `json:"uris"`
+		DNSNames    []string `json:"dnsNames"`
+		Usages      []string `json:"usages"`
+		PrivateKey  struct {
+			Algorithm      string `json:"algorithm"`
+			Size           int    `json:"size"`
+			RotationPolicy string `json:"rotationPolicy"`
+		} `json:"privateKey"`
+		IssuerRef struct {
+			Group string `json:"group"`
+			Kind  string `json:"kind"`
+			Name  string `json:"name"`
+		} `json:"issuerRef"`
+	} `json:"spec"`
+}
+
+// issuer is a cert-manager Issuer: self-signed or a CA from a Secret.
+type issuer struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		SelfSigned *struct{} `json:"selfSigned"`
+		CA         *struct {
+			SecretName string `json:"secretName"`
+		} `json:"ca"`
+	} `json:"spec"`
 }
 
 // workloads returns the pod template of every Deployment and StatefulSet by
@@ -160,12 +209,29 @@ func render(t *testing.T, dir string) *rendered {
 		configMaps:   make(map[string]*corev1.ConfigMap),
 		secrets:      make(map[string]*corev1.Secret),
 		policies:     make(map[string]*networkingv1.NetworkPolicy),
+		certificates: make(map[string]*certificate),
+		issuers:      make(map[string]*issuer),
 	}
 	require.NotEmpty(t, resources.Resources(), "%s renders nothing", dir)
 	for _, res := range resources.Resources() {
 		id := res.CurId().String()
 		doc, err := res.AsYAML()
 		require.NoError(t, err, id)
+		if res.GetApiVersion() == "cert-manager.io/v1" {
+			switch res.GetKind() {
+			case "Certificate":
+				var c certificate
+				require.NoError(t, yaml.UnmarshalStrict(doc, &c), "strict decode of %s:\n%s", id, doc)
+				r.certificates[c.Metadata.Name] = &c
+			case "Issuer":
+				var i issuer
+				require.NoError(t, yaml.UnmarshalStrict(doc, &i), "strict decode of %s:\n%s", id, doc)
+				r.issuers[i.Metadata.Name] = &i
+			default:
+				require.Failf(t, "unchecked kind", "%s: add checks for it in manifests_test.go", id)
+			}
+			continue
+		}
 		obj, _, err := decoder.Decode(doc, nil, nil)
 		require.NoError(t, err, "strict decode of %s:\n%s", id, doc)
 		switch o := obj.(type) {
@@ -261,6 +327,10 @@ func TestOverlays(t *testing.T) {
 			t.Run("dependencies", func(t *testing.T) {
 				t.Parallel()
 				testDeps(t, r, tc.deps)
+			})
+			t.Run("service identity", func(t *testing.T) {
+				t.Parallel()
+				testIdentity(t, r)
 			})
 		})
 	}
@@ -532,6 +602,9 @@ func testReferences(t *testing.T, r *rendered, external []string) {
 		if slices.Contains(external, name) {
 			return
 		}
+		if certificateFor(r, name) != nil {
+			return // cert-manager writes it (checked by testIdentity)
+		}
 		s, ok := r.secrets[name]
 		require.True(t, ok, "%s: Secret %s is not rendered", where, name)
 		if key != "" {
@@ -734,4 +807,93 @@ data: {b: "2"}
 			require.ErrorContains(t, err, tt.want)
 		})
 	}
+}
+
+// trustDomain is the trust domain of the manifests' identities.
+const trustDomain = "parley.local"
+
+// tlsDir is where every service finds ca.crt, tls.crt and tls.key.
+const tlsDir = "/etc/parley/tls"
+
+// certificateFor returns the rendered Certificate that writes Secret name, or nil.
+func certificateFor(r *rendered, secret string) *certificate {
+	for _, c := range r.certificates {
+		if c.Spec.SecretName == secret {
+			return c
+		}
+	}
+	return nil
+}
+
+// testIdentity checks mutual TLS inside the constellation: every service mounts a
+// Secret written by a Certificate that names it (spiffe://parley.local/<service>),
+// issued by a rendered CA issuer; the shared configuration turns mutual TLS on and
+// points at the mounted files; the router calls the others over https; internal
+// services are probed over HTTPS and the router's public port over HTTP; operators
+// have an admin Certificate.
+func testIdentity(t *testing.T, r *rendered) {
+	t.Helper()
+	config := r.configMaps[generatedName(r.configMaps, "parley-config")]
+	require.NotNil(t, config, "no ConfigMap parley-config")
+	for k, want := range map[string]string{
+		"INTERNAL_TLS": "on", "TLS_TRUST_DOMAIN": trustDomain,
+		"TLS_CA_FILE": tlsDir + "/ca.crt", "TLS_CERT_FILE": tlsDir + "/tls.crt", "TLS_KEY_FILE": tlsDir + "/tls.key",
+	} {
+		require.Equal(t, want, config.Data[k], "parley-config %s", k)
+	}
+	for _, k := range []string{"ROUTER_SCRUBBER_URL", "ROUTER_CACHE_URL", "ROUTER_AUDIT_URL"} {
+		require.True(t, strings.HasPrefix(config.Data[k], "https://"), "%s=%s must be https:// under mutual TLS", k, config.Data[k])
+	}
+
+	checkCertificate := func(c *certificate, name string) {
+		require.Equal(t, []string{"spiffe://" + trustDomain + "/" + name}, c.Spec.URIs, "Certificate %s: URI SANs", c.Metadata.Name)
+		require.False(t, c.Spec.IsCA, "Certificate %s", c.Metadata.Name)
+		for _, u := range []string{"server auth", "client auth"} {
+			require.Contains(t, c.Spec.Usages, u, "Certificate %s: usages", c.Metadata.Name)
+		}
+		require.Equal(t, "Issuer", c.Spec.IssuerRef.Kind, "Certificate %s: issuerRef", c.Metadata.Name)
+		iss, ok := r.issuers[c.Spec.IssuerRef.Name]
+		require.True(t, ok, "Certificate %s: Issuer %s is not rendered", c.Metadata.Name, c.Spec.IssuerRef.Name)
+		require.NotNil(t, iss.Spec.CA, "Certificate %s: Issuer %s must be a CA issuer (never self-signed leaves)", c.Metadata.Name, iss.Metadata.Name)
+		ca := certificateFor(r, iss.Spec.CA.SecretName)
+		require.NotNil(t, ca, "Issuer %s: no Certificate writes its CA Secret %s", iss.Metadata.Name, iss.Spec.CA.SecretName)
+		require.True(t, ca.Spec.IsCA, "Certificate %s must be a CA", ca.Metadata.Name)
+	}
+
+	for name := range serviceSpecs() {
+		d, ok := r.deployments[name]
+		require.True(t, ok, "no Deployment %s", name)
+		c := d.Spec.Template.Spec.Containers[0]
+		var mount *corev1.VolumeMount
+		for i := range c.VolumeMounts {
+			if c.VolumeMounts[i].MountPath == tlsDir {
+				mount = &c.VolumeMounts[i]
+			}
+		}
+		require.NotNil(t, mount, "%s: nothing mounted at %s", name, tlsDir)
+		require.True(t, mount.ReadOnly, "%s: the TLS mount must be read-only", name)
+		require.Empty(t, mount.SubPath, "%s: a subPath mount never sees renewals", name)
+		vol := volume(d.Spec.Template.Spec, mount.Name)
+		require.NotNil(t, vol, "%s: volume %s", name, mount.Name)
+		require.NotNil(t, vol.Secret, "%s: volume %s must be a Secret", name, mount.Name)
+		cert := certificateFor(r, vol.Secret.SecretName)
+		require.NotNil(t, cert, "%s: no Certificate writes Secret %s", name, vol.Secret.SecretName)
+		checkCertificate(cert, name)
+
+		wantScheme := corev1.URISchemeHTTPS
+		if name == "router" {
+			wantScheme = corev1.URISchemeHTTP // the public edge: no TLS on its ports
+		}
+		for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+			scheme := p.HTTPGet.Scheme
+			if scheme == "" {
+				scheme = corev1.URISchemeHTTP
+			}
+			require.Equal(t, wantScheme, scheme, "%s: probe scheme", name)
+		}
+	}
+
+	admin := certificateFor(r, "parley-tls-admin")
+	require.NotNil(t, admin, "no Certificate for operators (Secret parley-tls-admin)")
+	checkCertificate(admin, "admin")
 }

@@ -96,6 +96,7 @@ func startAuditRig(t *testing.T) *auditRig {
 	s, err := stack.Start(ctx, stack.Options{
 		DataDir:       data,
 		BinDir:        filepath.Dir(st.Binary("router")),
+		TLSDir:        st.TLSDir(),
 		ComponentsDir: filepath.Join(wd, "testdata", "components"),
 		Ports:         ports,
 		Postgres:      stack.PostgresOptions{URL: pg.URL, FreshDatabase: true},
@@ -229,7 +230,7 @@ func (r *auditRig) requireEachOnce(t *testing.T, ids []string) {
 	t.Helper()
 	// Once the consumer has nothing pending or unacknowledged, every event in the stream
 	// has been written and acknowledged: nothing in flight can add a row or a count.
-	consumer := auditConsumer(t, r.stack.NATSURL)
+	consumer := auditConsumer(t, r.stack)
 	require.Eventually(t, func() bool {
 		info, err := consumer.Info(t.Context())
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && r.rowCount(t.Context()) >= len(ids)

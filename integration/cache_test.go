@@ -242,7 +242,7 @@ func TestCachePurge(t *testing.T) {
 		body := userText("purge " + nonce(t))
 		require.Equal(t, "miss", converse(t, st.URL(router2), "cache-purge", body).header.Get("Parley-Cache"))
 		require.Equal(t, "hit", converse(t, st.URL(router2), "cache-purge", body).header.Get("Parley-Cache"))
-		client := cachev1connect.NewCacheServiceClient(http.DefaultClient, st.URL(cache2))
+		client := cachev1connect.NewCacheServiceClient(clientAs(t, "admin"), st.URL(cache2))
 		res, err := client.Purge(t.Context(), &cachev1.PurgeRequest{Component: "cache-purge"})
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, res.GetPurged(), uint64(1))
@@ -251,8 +251,10 @@ func TestCachePurge(t *testing.T) {
 
 	t.Run("tenant, across cache replicas", func(t *testing.T) {
 		t.Parallel()
-		one := cachev1connect.NewCacheServiceClient(http.DefaultClient, st.URL("cache"))
-		two := cachev1connect.NewCacheServiceClient(http.DefaultClient, st.URL(cache2))
+		// Entries are a router's to write and look up, purges an operator's.
+		one := cachev1connect.NewCacheServiceClient(clientAs(t, "router"), st.URL("cache"))
+		two := cachev1connect.NewCacheServiceClient(clientAs(t, "router"), st.URL(cache2))
+		admin := cachev1connect.NewCacheServiceClient(clientAs(t, "admin"), st.URL(cache2))
 		tenant := "purge-" + nonce(t)
 		key := strings.Repeat("ab", 32)
 		_, err := one.Put(t.Context(), &cachev1.PutRequest{Tenant: tenant, Component: "c", Key: key, Value: []byte("v"), Ttl: durationpb.New(time.Hour)})
@@ -263,7 +265,7 @@ func TestCachePurge(t *testing.T) {
 			require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT, res.GetOutcome())
 		}
 		dropped := metricSum(t, st.URL("cache"), "parley_cache_purged_total", `layer="l1"`)
-		res, err := two.Purge(t.Context(), &cachev1.PurgeRequest{Tenant: tenant})
+		res, err := admin.Purge(t.Context(), &cachev1.PurgeRequest{Tenant: tenant})
 		require.NoError(t, err)
 		require.EqualValues(t, 1, res.GetPurged())
 		require.EqualValues(t, 1, res.GetPurgedLocal())

@@ -125,8 +125,8 @@ func TestAuditErrors(t *testing.T) {
 	_, err = audit.ListConversations(t.Context(), &auditv1.ListConversationsRequest{PageToken: "not-a-token"})
 	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err), "%v", err)
 
-	// The audit service itself refuses callers that do not name a tenant.
-	direct := auditv1connect.NewAuditServiceClient(http.DefaultClient, st.URL("audit"))
+	// The audit service itself refuses a router that does not name a tenant.
+	direct := auditv1connect.NewAuditServiceClient(clientAs(t, "router"), st.URL("audit"))
 	_, err = direct.ListConversations(t.Context(), &auditv1.ListConversationsRequest{})
 	require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err), "%v", err)
 }

@@ -1,8 +1,11 @@
 package integration_test
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -10,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -22,7 +26,17 @@ import (
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if rest, ok := strings.CutPrefix(addr, "https://"); ok {
+		// An internal service: TLS trusting the development CA, no client certificate.
+		addr = rest
+		pool := x509.NewCertPool()
+		ca, err := os.ReadFile(st.Files("").CA)
+		require.NoError(t, err)
+		pool.AppendCertsFromPEM(ca)
+		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool})
+	}
+	conn, err := grpc.NewClient(strings.TrimPrefix(addr, "http://"), grpc.WithTransportCredentials(creds))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
@@ -111,7 +125,7 @@ func TestEveryServiceHealth(t *testing.T) {
 	for _, name := range []string{"router", "pii-scrubber", "cache", "provider-worker", "audit"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			conn := dial(t, strings.TrimPrefix(st.URL(name), "http://"))
+			conn := dial(t, st.URL(name))
 			res, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
 			require.NoError(t, err)
 			require.Equal(t, healthpb.HealthCheckResponse_SERVING, res.GetStatus())

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,17 +55,46 @@ func h2cClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{Protocols: p}}
 }
 
-// get fetches an absolute URL.
+// get fetches an absolute URL without a client certificate (as a probe or a scraper),
+// trusting the suite's development CA.
 func get(t *testing.T, url string) httpResult {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	require.NoError(t, err)
-	res, err := http.DefaultClient.Do(req)
+	res, err := clientAs(t, "").Do(req)
 	require.NoError(t, err)
 	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	return httpResult{status: res.StatusCode, header: res.Header, body: string(b)}
+}
+
+// clientAs is an HTTP client presenting identity as's certificate from the suite's
+// development CA (none when as is empty); stacks of single tests share that CA.
+func clientAs(t *testing.T, as string) *http.Client {
+	t.Helper()
+	c, err := st.Client(as)
+	require.NoError(t, err)
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+var (
+	scrapeOnce   sync.Once
+	scrapeShared *http.Client
+)
+
+// scrapeClient is a client without a certificate that trusts the suite's CA (every
+// stack of the suite shares it), for /metrics of internal services.
+func scrapeClient() *http.Client {
+	scrapeOnce.Do(func() {
+		c, err := st.Client("")
+		if err != nil {
+			c = http.DefaultClient // the scrape then fails with the TLS error, naming the cause
+		}
+		scrapeShared = c
+	})
+	return scrapeShared
 }
 
 func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {

@@ -70,6 +70,8 @@ func run(m *testing.M) int {
 			"WORKER_HEARTBEAT_INTERVAL":  "200ms",
 			"ROUTER_WORKER_IDLE_TIMEOUT": "2s",
 			"LOG_LEVEL":                  "debug",
+			// Certificate reloads are tested end to end; poll the files often.
+			"TLS_RELOAD_INTERVAL": "250ms",
 			// The suite runs on 2 shared cores with everything else: a cache call slower than
 			// the production default of 250ms must not turn a single-flight wait into a miss.
 			"ROUTER_CACHE_TIMEOUT": "5s",

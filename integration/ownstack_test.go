@@ -118,6 +118,7 @@ func startOwnStack(t testing.TB, files map[string]string, env map[string]string)
 	own, err := stack.Start(ctx, stack.Options{
 		DataDir:       data,
 		BinDir:        filepath.Dir(st.Binary("router")),
+		TLSDir:        st.TLSDir(),
 		ComponentsDir: components,
 		Ports:         ports,
 		Postgres:      stack.PostgresOptions{URL: pgURL, FreshDatabase: true},
@@ -205,7 +206,7 @@ func scrapeMetricErr(base, name string, labels ...string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := scrapeClient().Do(req)
 	if err != nil {
 		return 0, err
 	}

@@ -28,12 +28,20 @@ func TestBadStartup(t *testing.T) {
 		{"database missing", "audit", st.NATSEnv("audit"), "DATABASE_URL"},
 		{"database unreachable", "audit", append(st.NATSEnv("audit"), "DATABASE_URL=postgres://postgres@127.0.0.1:1/x?connect_timeout=1"), "DATABASE_URL"},
 		{"port taken", "cache", append(st.NATSEnv("cache"), "RPC_ADDR="+st.URL("router")[len("http://"):]), "RPC_ADDR"},
+		{"no certificate", "cache", append(st.NATSEnv("cache"), "TLS_CERT_FILE=/nonexistent/tls.crt"), "TLS_CERT_FILE"},
+		{"certificate of another service", "audit", append(st.NATSEnv("audit"), "TLS_CERT_FILE="+st.Files("cache").Cert, "TLS_KEY_FILE="+st.Files("cache").Key),
+			"names spiffe://parley.local/cache, but this service is spiffe://parley.local/audit"},
+		{"plaintext URL under mutual TLS", "router", append(st.NATSEnv("router"), "COMPONENTS_DIR=testdata/components", "ROUTER_CACHE_URL=http://127.0.0.1:3520"),
+			"ROUTER_CACHE_URL must be a https:// URL while INTERNAL_TLS=on"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			cmd := exec.CommandContext(t.Context(), st.Binary(tt.service)) //nolint:gosec // our own binary
-			cmd.Env = append(append([]string{}, base...), tt.env...)
+			// The service's own certificate; a case's env may replace it.
+			f := st.Files(tt.service)
+			identity := []string{"TLS_CA_FILE=" + f.CA, "TLS_CERT_FILE=" + f.Cert, "TLS_KEY_FILE=" + f.Key, "TLS_TRUST_DOMAIN=" + st.TrustDomain()}
+			cmd.Env = append(append(append([]string{}, base...), identity...), tt.env...)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			require.ErrorAs(t, err, &ee, "%s must not start:\n%s", tt.service, out)

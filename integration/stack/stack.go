@@ -1,11 +1,15 @@
 // Package stack starts Parley's whole constellation on one machine as separate processes:
 // NATS with JetStream (embedded, unless a URL is given), PostgreSQL (given, found on
 // 127.0.0.1:5432, or a private instance), and the five services built from this
-// repository. `make up` and the end-to-end tests use it alike.
+// repository. `make up` and the end-to-end tests use it alike. Internal calls run over
+// mutual TLS with certificates from a development CA kept under the data directory,
+// created on first run and renewed when due.
 package stack
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parleyhq/parley/libs/devca"
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/natsauth"
 )
 
@@ -84,7 +90,22 @@ type Options struct {
 	Progress io.Writer
 	// ReadyTimeout bounds the wait for every service to become ready.
 	ReadyTimeout time.Duration
+	// InsecureInternal runs the internal services without TLS (INTERNAL_TLS=off).
+	InsecureInternal bool
+	// TLSDir holds the development CA and the certificates (default DataDir/tls); stacks
+	// sharing it trust each other's certificates.
+	TLSDir string
+	// TrustDomain of the identities (default parley.local).
+	TrustDomain string
 }
+
+// identityModeEnv is the setting that turns internal TLS off; set in Options.Env it
+// means InsecureInternal.
+const identityModeEnv = "INTERNAL_TLS"
+
+// Identities are the names the development CA issues certificates to: every service,
+// and the admin identity for operators and the CLI.
+var Identities = append(slices.Clone(Services), identity.Admin)
 
 // Stack is a running constellation.
 type Stack struct {
@@ -139,6 +160,15 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	if opts.Env[identityModeEnv] == identity.ModeOff {
+		opts.InsecureInternal = true
+	}
+	if opts.TLSDir == "" {
+		opts.TLSDir = filepath.Join(opts.DataDir, "tls")
+	}
+	if opts.TrustDomain == "" {
+		opts.TrustDomain = "parley.local"
+	}
 	s := &Stack{opts: opts, Ports: opts.Ports, procs: map[string]*Process{}, binDir: filepath.Join(opts.DataDir, "bin")}
 	if opts.BinDir != "" {
 		s.binDir = opts.BinDir
@@ -155,6 +185,18 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		_, _ = fmt.Fprintln(opts.Progress, "building services ...")
 		if err := Build(ctx, opts.RepoRoot, s.binDir, opts.Race); err != nil {
 			return s, err
+		}
+	}
+
+	if opts.InsecureInternal {
+		_, _ = fmt.Fprintln(opts.Progress, "INTERNAL_TLS=off: internal calls are neither authenticated nor encrypted")
+	} else {
+		issued, err := devca.Ensure(opts.TLSDir, opts.TrustDomain, Identities)
+		if err != nil {
+			return s, fmt.Errorf("development CA: %w", err)
+		}
+		if len(issued) > 0 {
+			_, _ = fmt.Fprintf(opts.Progress, "issued development certificates for %s in %s\n", strings.Join(issued, ", "), opts.TLSDir)
 		}
 	}
 
@@ -223,9 +265,56 @@ func Build(ctx context.Context, repoRoot, binDir string, race bool) error {
 // Binary is the path of service name's built binary.
 func (s *Stack) Binary(name string) string { return filepath.Join(s.binDir, name) }
 
-// URL is the base URL of service name.
+// URL is the base URL of service name: https:// for the internal services under
+// mutual TLS, http:// for the router's public port.
 func (s *Stack) URL(name string) string {
-	return fmt.Sprintf("http://127.0.0.1:%d", s.port(name))
+	scheme := "https"
+	if s.opts.InsecureInternal || s.serviceOf(name) == "router" {
+		scheme = "http"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, s.port(name))
+}
+
+// serviceOf is the service an instance or service name runs.
+func (s *Stack) serviceOf(name string) string {
+	if inst, ok := s.instance(name); ok {
+		return inst.service
+	}
+	return name
+}
+
+// TLSDir is the folder of the development CA and certificates.
+func (s *Stack) TLSDir() string { return s.opts.TLSDir }
+
+// TrustDomain is the trust domain of the stack's identities.
+func (s *Stack) TrustDomain() string { return s.opts.TrustDomain }
+
+// Files are the certificate files of identity name (a service or "admin").
+func (s *Stack) Files(name string) devca.Files { return devca.FilesOf(s.opts.TLSDir, name) }
+
+// Client is an HTTP client (HTTP/2 over TLS by ALPN, HTTP/1.1 for http:// URLs) that
+// trusts the development CA and presents identity as's certificate; with as empty it
+// presents none, as a probe, a scraper or an outsider would.
+func (s *Stack) Client(as string) (*http.Client, error) {
+	ca, err := os.ReadFile(s.Files(as).CA)
+	if err != nil && !s.opts.InsecureInternal {
+		return nil, fmt.Errorf("read the development CA: %w", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca)
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots}
+	if as != "" {
+		f := s.Files(as)
+		pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("certificate of %s: %w", as, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, Protocols: protocols}}, nil
 }
 
 // RouterGRPCAddr is the router's Dapr gRPC address (host:port).
@@ -283,6 +372,14 @@ func (s *Stack) serviceEnv(name string) map[string]string {
 		"LOG_LEVEL": "info",
 		"RPC_ADDR":  fmt.Sprintf("127.0.0.1:%d", s.port(name)),
 		"NATS_URL":  s.NATSURL,
+	}
+	if s.opts.InsecureInternal {
+		env[identityModeEnv] = identity.ModeOff
+	} else {
+		f := s.Files(name)
+		env[identityModeEnv] = identity.ModeOn
+		env["TLS_CA_FILE"], env["TLS_CERT_FILE"], env["TLS_KEY_FILE"] = f.CA, f.Cert, f.Key
+		env["TLS_TRUST_DOMAIN"] = s.opts.TrustDomain
 	}
 	switch name {
 	case "router":
@@ -402,7 +499,13 @@ func (s *Stack) WaitReady(ctx context.Context, name string, timeout time.Duratio
 	p := s.Process(name)
 	url := s.URL(name) + "/readyz"
 	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: 2 * time.Second}
+	// Readiness is open: no certificate, as a Kubernetes probe.
+	client, err := s.Client("")
+	if err != nil {
+		return err
+	}
+	client.Timeout = 2 * time.Second
+	defer client.CloseIdleConnections()
 	for {
 		select {
 		case <-p.done:

@@ -1,5 +1,5 @@
 // Package platform bundles the fx modules every Parley service runs on: configuration,
-// logging, telemetry, metrics and the RPC server. It is the one kitchen-sink module that
+// logging, telemetry, metrics, the service's identity and the RPC server. It is the one kitchen-sink module that
 // fx's guidelines allow; services add Bus and Postgres when they need them.
 package platform
 
@@ -10,6 +10,7 @@ import (
 
 	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/config"
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/logging"
 	"github.com/parleyhq/parley/libs/metrics"
 	"github.com/parleyhq/parley/libs/pg"
@@ -32,8 +33,10 @@ func Module(name string) fx.Option {
 			config.Provider[logging.Config](),
 			config.Provider[telemetry.Config](),
 			config.Provider[rpcserver.Config](),
+			config.Provider[identity.Config](),
 		),
 		logging.Module,
+		identity.Module,
 		telemetry.Module,
 		metrics.Module,
 		rpcserver.Module,

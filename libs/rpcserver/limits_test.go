@@ -19,6 +19,7 @@ import (
 
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcclient"
 	"github.com/parleyhq/parley/libs/rpcserver"
@@ -74,7 +75,10 @@ func startLimited(t *testing.T) (*rpcserver.Server, *rpcclient.Factory) {
 		fx.Replace(rpcserver.Config{
 			Addr: "127.0.0.1:0", MaxMessageBytes: 1 << 20, ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: readTimeout, IdleTimeout: idleTimeout, MaxConcurrentStreams: maxStreams,
-		}),
+		},
+			// Plaintext, so the tests can speak raw HTTP/1.1 and h2c frames; the limits are
+			// the http.Server's and apply to the TLS listener alike.
+			identity.Config{Mode: identity.ModeOff}),
 		fx.Provide(
 			rpcserver.AsRoute(func(mw *rpcserver.Middleware) rpcserver.Route {
 				path, h := piiv1connect.NewScrubberServiceHandler(slowScrubber{}, mw.HandlerOption())
@@ -164,7 +168,7 @@ func TestSlowBodyIsCut(t *testing.T) {
 	t.Run("a stream outlives the read timeout", func(t *testing.T) {
 		t.Parallel()
 		_, clients := startLimited(t)
-		client := piiv1connect.NewScrubberServiceClient(clients.HTTPClient(), srv.URL(), connect.WithGRPC())
+		client := piiv1connect.NewScrubberServiceClient(clients.HTTPClient("test"), srv.URL(), connect.WithGRPC())
 		stream, err := client.ScrubStream(t.Context())
 		require.NoError(t, err)
 		for _, text := range []string{"one", "two"} {

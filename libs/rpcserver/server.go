@@ -1,6 +1,8 @@
 // Package rpcserver runs a service's single HTTP server: Connect, gRPC and gRPC-Web
-// handlers over HTTP/1.1 and cleartext HTTP/2 (h2c), plus grpc.health.v1, gRPC reflection,
-// /healthz, /readyz and /metrics, with a graceful shutdown.
+// handlers plus grpc.health.v1, gRPC reflection, /healthz, /readyz and /metrics, with a
+// graceful shutdown. An internal service serves HTTP/2 (ALPN) and HTTP/1.1 over mutual
+// TLS with the service's identity; the public edge (router) and INTERNAL_TLS=off serve
+// HTTP/1.1 and cleartext HTTP/2 (h2c).
 package rpcserver
 
 import (
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +28,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/metrics"
 )
 
@@ -81,6 +85,9 @@ const (
 type Defaults struct {
 	Addr       string
 	ExtraAddrs []string
+	// Public marks the listener as the public edge: callers have no certificates, so it
+	// serves without TLS and authenticates them otherwise (router).
+	Public bool
 }
 
 // Route is an HTTP handler mounted on the server. Service, when set, is a gRPC service
@@ -116,6 +123,7 @@ type Server struct {
 	services  []string
 	checks    []Check
 	listeners []net.Listener
+	tls       bool
 	stopping  atomic.Bool
 	wg        sync.WaitGroup
 }
@@ -128,6 +136,7 @@ type Params struct {
 	Defaults Defaults `optional:"true"`
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+	Identity *identity.Source
 	Routes   []Route `group:"rpc_routes"`
 	Checks   []Check `group:"readiness_checks"`
 }
@@ -176,11 +185,17 @@ func New(p Params) (*Server, error) {
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", metrics.Handler(p.Registry))
 
+	var handler http.Handler = mux
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if s.tls = !p.Defaults.Public && p.Identity.Enabled(); s.tls {
+		protocols.SetHTTP2(true)
+		handler = p.Identity.Peers(requirePeer(handler))
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	s.srv = &http.Server{
-		Handler:           bodyDeadline(cfg.ReadTimeout, streamingBodies(s.services), recoverHandler(p.Logger, mux)),
+		Handler:           bodyDeadline(cfg.ReadTimeout, streamingBodies(s.services), recoverHandler(p.Logger, handler)),
 		Protocols:         protocols,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		// No ReadTimeout: it bounds every request body, so it would cut client- and
@@ -189,6 +204,9 @@ func New(p Params) (*Server, error) {
 		IdleTimeout: cfg.IdleTimeout,
 		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxConcurrentStreams},
 		ErrorLog:    slog.NewLogLogger(p.Logger.Handler(), slog.LevelWarn),
+	}
+	if s.tls {
+		s.srv.TLSConfig = p.Identity.ServerTLS()
 	}
 	return s, nil
 }
@@ -256,6 +274,34 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	return n, err //nolint:wrapcheck // a body's errors pass through unchanged (io.EOF must stay io.EOF)
 }
 
+// openPath reports whether a request may come without a client certificate: the probes
+// and the metrics scrape, which carry no identity (Kubernetes probes and most scrapers
+// present none). They reveal nothing a caller could use and change nothing.
+func openPath(r *http.Request) bool {
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics":
+		return r.Method == http.MethodGet || r.Method == http.MethodHead
+	}
+	return strings.HasPrefix(r.URL.Path, "/"+grpchealth.HealthV1ServiceName+"/")
+}
+
+// requirePeer refuses every request but the open ones that came without a verified
+// identity of the trust domain, before any handler runs. HTTP 401 reaches Connect, gRPC
+// and gRPC-Web clients as Unauthenticated. The per-RPC policy (identity.Policy) then
+// decides which identities may call what.
+func requirePeer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := identity.PeerFrom(r.Context()); ok || openPath(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		// A Connect unary error body; gRPC and gRPC-Web clients map the status alone.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"code":"unauthenticated","message":"` + identity.ErrNoPeer.Error() + `"}` + "\n"))
+	})
+}
+
 // Start binds every address synchronously, so a bind error fails start-up, then serves.
 func (s *Server) Start(_ context.Context) error {
 	for _, addr := range append([]string{s.cfg.Addr}, s.cfg.ExtraAddrs...) {
@@ -269,9 +315,13 @@ func (s *Server) Start(_ context.Context) error {
 		s.listeners = append(s.listeners, ln)
 	}
 	for _, ln := range s.listeners {
-		s.logger.Info("rpc server listening", "addr", ln.Addr().String())
+		s.logger.Info("rpc server listening", "addr", ln.Addr().String(), "mtls", s.tls)
 		s.wg.Go(func() {
-			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := s.srv.Serve
+			if s.tls {
+				serve = func(ln net.Listener) error { return s.srv.ServeTLS(ln, "", "") }
+			}
+			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.logger.Error("rpc server stopped", "addr", ln.Addr().String(), "err", err)
 			}
 		})
@@ -302,8 +352,11 @@ func (s *Server) Addr() string {
 	return s.listeners[0].Addr().String()
 }
 
-// URL is the base URL of the main listener once started.
+// URL is the base URL of the main listener once started: https:// under mutual TLS.
 func (s *Server) URL() string {
+	if s.tls {
+		return "https://" + s.Addr()
+	}
 	return "http://" + s.Addr()
 }
 

@@ -16,6 +16,8 @@ import (
 
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
+	"github.com/parleyhq/parley/libs/identity"
+	"github.com/parleyhq/parley/libs/identity/identitytest"
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcclient"
 	"github.com/parleyhq/parley/libs/rpcserver"
@@ -40,17 +42,20 @@ func (scrubber) Scrub(_ context.Context, req *piiv1.ScrubRequest) (*piiv1.ScrubR
 
 func startApp(t *testing.T, ready *error) (*rpcserver.Server, *rpcclient.Factory) {
 	t.Helper()
-	return startAppB(t, ready)
+	return startAppB(t, ready, identitytest.New(t).Config("test"), rpcserver.Defaults{})
 }
 
-func startAppB(t testing.TB, ready *error) (*rpcserver.Server, *rpcclient.Factory) {
+// startAppB boots a service "test" with identity id (mutual TLS unless off), whose
+// listener is public when defaults say so.
+func startAppB(t testing.TB, ready *error, id identity.Config, defaults rpcserver.Defaults) (*rpcserver.Server, *rpcclient.Factory) {
 	t.Helper()
 	var srv *rpcserver.Server
 	var clients *rpcclient.Factory
 	app := fxtest.New(t,
 		platform.Module("test"),
 		platform.Clients,
-		fx.Replace(rpcserver.Config{Addr: "127.0.0.1:0", ExtraAddrs: []string{"127.0.0.1:0"}, MaxMessageBytes: 1 << 10}),
+		fx.Supply(defaults),
+		fx.Replace(rpcserver.Config{Addr: "127.0.0.1:0", ExtraAddrs: []string{"127.0.0.1:0"}, MaxMessageBytes: 1 << 10}, id),
 		fx.Provide(
 			rpcserver.AsRoute(func(mw *rpcserver.Middleware) rpcserver.Route {
 				path, h := piiv1connect.NewScrubberServiceHandler(scrubber{}, mw.HandlerOption())
@@ -80,7 +85,7 @@ func TestServerProtocolsAndErrors(t *testing.T) {
 		{"grpc", []connect.ClientOption{connect.WithGRPC()}},
 		{"grpcweb", []connect.ClientOption{connect.WithGRPCWeb()}},
 	} {
-		client := piiv1connect.NewScrubberServiceClient(clients.HTTPClient(), srv.URL(), append(clients.Options(), proto.opts...)...)
+		client := piiv1connect.NewScrubberServiceClient(clients.HTTPClient("test"), srv.URL(), append(clients.Options(), proto.opts...)...)
 		tests := []struct {
 			name     string
 			text     string
@@ -112,12 +117,12 @@ func TestServerProtocolsAndErrors(t *testing.T) {
 	}
 
 	// The server keeps serving after every failure above.
-	health := grpchealth.NewClient(clients.HTTPClient(), srv.URL(), connect.WithGRPC())
+	health := grpchealth.NewClient(clients.HTTPClient("test"), srv.URL(), connect.WithGRPC())
 	res, err := health.Check(t.Context(), &grpchealth.CheckRequest{Service: piiv1connect.ScrubberServiceName})
 	require.NoError(t, err)
 	require.Equal(t, grpchealth.StatusServing, res.Status)
 
-	body := get(t, srv.URL()+"/metrics", http.StatusOK)
+	body := get(t, clients.HTTPClient("test"), srv.URL()+"/metrics", http.StatusOK)
 	require.Contains(t, body, `parley_rpc_server_handled_total{code="internal",procedure="/parley.pii.v1.ScrubberService/Scrub"} 6`)
 	require.Contains(t, body, `parley_rpc_server_handled_total{code="ok",procedure="/parley.pii.v1.ScrubberService/Scrub"} 3`)
 }
@@ -125,18 +130,80 @@ func TestServerProtocolsAndErrors(t *testing.T) {
 func TestHealthAndReadiness(t *testing.T) {
 	t.Parallel()
 	var ready error
-	srv, _ := startApp(t, &ready)
-	require.Equal(t, "ok\n", get(t, srv.URL()+"/healthz", http.StatusOK))
-	require.Contains(t, get(t, srv.URL()+"/readyz", http.StatusOK), `"ready"`)
+	pki := identitytest.New(t)
+	srv, _ := startAppB(t, &ready, pki.Config("test"), rpcserver.Defaults{})
+	// Probes and scrapers present no certificate.
+	anon := pki.Client("", "")
+	require.Equal(t, "ok\n", get(t, anon, srv.URL()+"/healthz", http.StatusOK))
+	require.Contains(t, get(t, anon, srv.URL()+"/readyz", http.StatusOK), `"ready"`)
+	require.Contains(t, get(t, anon, srv.URL()+"/metrics", http.StatusOK), "parley_tls_certificate_not_after_seconds")
+	health := grpchealth.NewClient(anon, srv.URL(), connect.WithGRPC())
+	res, err := health.Check(t.Context(), &grpchealth.CheckRequest{})
+	require.NoError(t, err)
+	require.Equal(t, grpchealth.StatusServing, res.Status)
 	ready = errors.New("database down")
-	require.Contains(t, get(t, srv.URL()+"/readyz", http.StatusServiceUnavailable), "database down")
+	require.Contains(t, get(t, anon, srv.URL()+"/readyz", http.StatusServiceUnavailable), "database down")
 }
 
-func get(t *testing.T, url string, wantStatus int) string {
+func TestInternalServerRequiresIdentity(t *testing.T) {
+	t.Parallel()
+	var ready error
+	pki := identitytest.New(t)
+	srv, _ := startAppB(t, &ready, pki.Config("test"), rpcserver.Defaults{})
+	require.True(t, strings.HasPrefix(srv.URL(), "https://"), srv.URL())
+
+	for _, proto := range []struct {
+		name string
+		opts []connect.ClientOption
+	}{{"connect", nil}, {"grpc", []connect.ClientOption{connect.WithGRPC()}}, {"grpcweb", []connect.ClientOption{connect.WithGRPCWeb()}}} {
+		t.Run(proto.name, func(t *testing.T) {
+			t.Parallel()
+			// Without a certificate: refused before any handler, as Unauthenticated.
+			_, err := piiv1connect.NewScrubberServiceClient(pki.Client("", ""), srv.URL(), proto.opts...).
+				Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"hello"}})
+			require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(err), "err: %v", err)
+			if proto.name == "connect" {
+				require.ErrorContains(t, err, "a client certificate of the trust domain is required")
+			}
+			// Cleartext to the TLS port gets nowhere.
+			_, err = piiv1connect.NewScrubberServiceClient(http.DefaultClient, "http://"+srv.Addr(), proto.opts...).
+				Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"hello"}})
+			require.Error(t, err)
+		})
+	}
+	// Reflection is no open path either.
+	get(t, pki.Client("", ""), srv.URL()+"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", http.StatusUnauthorized)
+}
+
+func TestPublicAndPlaintextListeners(t *testing.T) {
+	t.Parallel()
+	pki := identitytest.New(t)
+	for _, tt := range []struct {
+		name     string
+		id       identity.Config
+		defaults rpcserver.Defaults
+	}{
+		{name: "public edge", id: pki.Config("test"), defaults: rpcserver.Defaults{Public: true}},
+		{name: "INTERNAL_TLS=off", id: identity.Config{Mode: identity.ModeOff}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var ready error
+			srv, _ := startAppB(t, &ready, tt.id, tt.defaults)
+			require.True(t, strings.HasPrefix(srv.URL(), "http://"), srv.URL())
+			res, err := piiv1connect.NewScrubberServiceClient(http.DefaultClient, srv.URL()).
+				Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"hello"}})
+			require.NoError(t, err)
+			require.Equal(t, "ok", res.GetResults()[0].GetText())
+		})
+	}
+}
+
+func get(t *testing.T, client *http.Client, url string, wantStatus int) string {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	require.NoError(t, err)
-	res, err := http.DefaultClient.Do(req)
+	res, err := client.Do(req)
 	require.NoError(t, err)
 	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)

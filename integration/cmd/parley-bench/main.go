@@ -1,13 +1,16 @@
 // Command parley-bench (`make bench`) measures what Parley's hops cost: it starts the
 // constellation (or uses a running router), drives Dapr ConverseAlpha2 over gRPC at
 // concurrency 1 and 32, and prints requests per second and p50/p99 latency next to the
-// same figures for a direct, in-process call to the echo provider.
+// same figures for a direct, in-process call to the echo provider and, when it started
+// the stack, for one internal Connect hop (a Scrub call straight to the pii-scrubber with a
+// router's identity: over mutual TLS by default, h2c with -set INTERNAL_TLS=off).
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +23,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
+	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
+	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/integration/stack"
 	"github.com/parleyhq/parley/services/provider-worker/provider/echo"
@@ -59,6 +64,7 @@ func run() error {
 	ctx := context.Background()
 
 	target := *addr
+	var hop func(context.Context) error
 	if target == "" {
 		s, stop, err := startStack(ctx, env)
 		if err != nil {
@@ -66,6 +72,9 @@ func run() error {
 		}
 		defer stop()
 		target = s.RouterGRPCAddr()
+		if hop, err = internalHop(s); err != nil {
+			return err
+		}
 	}
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -110,6 +119,12 @@ func run() error {
 		{"router → worker (alpha2 gRPC)", viaRouter("echo", false)},
 		{"router → scrubber → worker (scrubPii)", viaRouter("echo", true)},
 		{"router → cache hit", viaRouter("echo-cached", false)},
+	}
+	if hop != nil {
+		scenarios = append(scenarios[:1:1], append([]struct {
+			name string
+			call func(context.Context) error
+		}{{"one internal hop (Scrub, as router)", hop}}, scenarios[1:]...)...)
 	}
 	// Warm up connections and the cache.
 	for _, sc := range scenarios {
@@ -249,5 +264,29 @@ func startStack(ctx context.Context, env envFlag) (*stack.Stack, func(), error) 
 		_ = s.Stop(stopCtx)
 		_ = log.Close()
 		_ = os.RemoveAll(data)
+	}, nil
+}
+
+// internalHop calls the pii-scrubber directly with the router's certificate, the way
+// router does: one Connect call over one reused connection.
+func internalHop(s *stack.Stack) (func(context.Context) error, error) {
+	url := s.URL("pii-scrubber")
+	var client *http.Client
+	if strings.HasPrefix(url, "https://") {
+		c, err := s.Client("router")
+		if err != nil {
+			return nil, err
+		}
+		client = c
+	} else {
+		p := new(http.Protocols)
+		p.SetUnencryptedHTTP2(true)
+		client = &http.Client{Transport: &http.Transport{Protocols: p}}
+	}
+	scrubber := piiv1connect.NewScrubberServiceClient(client, url)
+	req := &piiv1.ScrubRequest{Texts: []string{"What is the capital of France? Answer in one word, please."}}
+	return func(ctx context.Context) error {
+		_, err := scrubber.Scrub(ctx, req)
+		return err
 	}, nil
 }

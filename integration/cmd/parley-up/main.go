@@ -4,6 +4,9 @@
 // prefixed logs. Ctrl-C stops everything. Each service connects to NATS as its own user
 // (nkey seeds under .data/nats-auth); -print-nats-config prints the server configuration
 // that gives an external NATS those users and their permissions.
+// Internal calls run over mutual TLS with a development CA and
+// certificates under .data/tls (created on first run, renewed when due), unless
+// INTERNAL_TLS=off. Ctrl-C stops everything.
 package main
 
 import (
@@ -61,9 +64,11 @@ func run() error {
 		NATSURL:       os.Getenv("NATS_URL"),
 		Postgres:      stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), Install: true},
 		Race:          *race,
-		Log:           os.Stdout,
-		Progress:      os.Stdout,
-		ReadyTimeout:  90 * time.Second,
+		// INTERNAL_TLS=off make up: plaintext inside, with a warning.
+		InsecureInternal: os.Getenv("INTERNAL_TLS") == "off",
+		Log:              os.Stdout,
+		Progress:         os.Stdout,
+		ReadyTimeout:     90 * time.Second,
 	})
 	if err != nil {
 		return err
@@ -80,6 +85,8 @@ Parley is up.
   audit         %s
   NATS          %s   (each service its own user; seeds in %s)
   components    %s
+  internal TLS  %s
+
 
 Try:
 
@@ -94,7 +101,7 @@ or, after make install (docs/cli.md):
   parley audit list
 
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, filepath.Join(*data, "nats-auth"), abs, r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, filepath.Join(*data, "nats-auth"), abs, tlsNote(s), r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
@@ -122,4 +129,17 @@ func printNATSConfig(data string) error {
 	fmt.Printf("# Include in the NATS server's configuration; the services' seeds are in %s.\n%s",
 		filepath.Join(data, "nats-auth"), conf)
 	return nil
+}
+
+// tlsNote says how internal calls are secured and where the operator's certificate is.
+func tlsNote(s *stack.Stack) string {
+	if os.Getenv("INTERNAL_TLS") == "off" {
+		return "OFF (INTERNAL_TLS=off): internal services accept anyone who reaches them"
+	}
+	admin := s.Files("admin")
+	return fmt.Sprintf(`mutual TLS, development CA in %s
+                admin certificate for operators: %s, %s
+                (e.g. buf curl --cacert %s --cert %s --key %s \
+                   %s/parley.cache.v1.CacheService/Purge -d '{"tenant":"default"}')`,
+		s.TLSDir(), admin.Cert, admin.Key, admin.CA, admin.Cert, admin.Key, s.URL("cache"))
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	"github.com/parleyhq/parley/libs/config"
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/pg"
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcserver"
@@ -34,8 +35,8 @@ var Module = fx.Module("audit",
 		func(s *store.Store) ingest.Store { return s },
 		rpc.NewHandler,
 		newIngester,
-		rpcserver.AsRoute(func(h *rpc.Handler, mw *rpcserver.Middleware) rpcserver.Route {
-			path, handler := auditv1connect.NewAuditServiceHandler(h, mw.HandlerOption())
+		rpcserver.AsRoute(func(h *rpc.Handler, mw *rpcserver.Middleware, id *identity.Source) rpcserver.Route {
+			path, handler := auditv1connect.NewAuditServiceHandler(h, mw.HandlerOption(), id.Authorize(rpc.Policy))
 			return rpcserver.Route{Pattern: path, Handler: handler, Service: auditv1connect.AuditServiceName}
 		}),
 		rpcserver.AsCheck(func(pool *pgxpool.Pool) rpcserver.Check {

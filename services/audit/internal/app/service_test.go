@@ -25,6 +25,8 @@ import (
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/libs/bus"
+	"github.com/parleyhq/parley/libs/identity"
+	"github.com/parleyhq/parley/libs/identity/identitytest"
 	"github.com/parleyhq/parley/libs/logging"
 	"github.com/parleyhq/parley/libs/natstest"
 	"github.com/parleyhq/parley/libs/pg"
@@ -58,6 +60,7 @@ func startApp(t *testing.T) (*rpcserver.Server, jetstream.JetStream) {
 		app.Module,
 		fx.Replace(
 			rpcserver.Config{Addr: "127.0.0.1:0", MaxMessageBytes: 4 << 20},
+			identitytest.For(t).Config(identity.Audit),
 			bus.Config{URL: srv.ClientURL(), ConnectTimeout: 5 * time.Second},
 			pg.Config{URL: databaseURL(t, pool.Config().ConnConfig.Database), MaxConns: 4},
 			logging.Config{Level: slog.LevelError},
@@ -76,14 +79,11 @@ func startApp(t *testing.T) (*rpcserver.Server, jetstream.JetStream) {
 	return server, js
 }
 
-// h2cClient speaks cleartext HTTP/2, as gRPC needs.
+// h2cClient is a router's client of audit: HTTP/2 over mutual TLS with a router
+// certificate from the test's CA.
 func h2cClient(t *testing.T) *http.Client {
 	t.Helper()
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	transport := &http.Transport{Protocols: protocols}
-	t.Cleanup(transport.CloseIdleConnections)
-	return &http.Client{Transport: transport}
+	return identitytest.For(t).Client(identity.Router, identity.Audit)
 }
 
 var protocols = []struct {
@@ -146,6 +146,26 @@ func TestAuditService(t *testing.T) {
 		b, errB := probe.ListConversations(withTenant(t.Context(), "tenant-b"), &auditv1.ListConversationsRequest{})
 		return errA == nil && errB == nil && len(a.GetConversations()) == 3 && len(b.GetConversations()) == 2
 	}, 30*time.Second, 20*time.Millisecond)
+
+	// Issue 11: audit answered any caller and believed its Parley-Tenant header. Only a
+	// router's identity may query, and only its header names the tenant.
+	for _, caller := range []struct {
+		name     string
+		client   *http.Client
+		wantCode connect.Code
+	}{
+		{"no certificate", identitytest.For(t).Client("", ""), connect.CodeUnauthenticated},
+		{"admin", identitytest.For(t).Client(identity.Admin, identity.Audit), connect.CodePermissionDenied},
+		{"another service", identitytest.For(t).Client(identity.Cache, identity.Audit), connect.CodePermissionDenied},
+	} {
+		for _, p := range protocols {
+			direct := auditv1connect.NewAuditServiceClient(caller.client, server.URL(), p.opts...)
+			_, err := direct.ListConversations(withTenant(t.Context(), "tenant-a"), &auditv1.ListConversationsRequest{})
+			require.Equal(t, caller.wantCode, connect.CodeOf(err), "%s over %s: %v", caller.name, p.name, err)
+			_, err = direct.GetUsageStats(withTenant(t.Context(), "tenant-a"), &auditv1.GetUsageStatsRequest{})
+			require.Equal(t, caller.wantCode, connect.CodeOf(err), "%s over %s: %v", caller.name, p.name, err)
+		}
+	}
 
 	for _, p := range protocols {
 		client := auditv1connect.NewAuditServiceClient(httpClient, server.URL(), p.opts...)
@@ -305,6 +325,7 @@ func TestStartFailsOnBadDatabase(t *testing.T) {
 		app.Module,
 		fx.Replace(
 			rpcserver.Config{Addr: "127.0.0.1:0", MaxMessageBytes: 4 << 20},
+			identitytest.For(t).Config(identity.Audit),
 			bus.Config{URL: srv.ClientURL(), ConnectTimeout: 5 * time.Second},
 			pg.Config{URL: databaseURL(t, fmt.Sprintf("pgtest_absent_%d", time.Now().UnixNano())), MaxConns: 1},
 			logging.Config{Level: slog.LevelError + 4},

@@ -11,6 +11,7 @@ import (
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/services/audit/internal/store"
 )
 
@@ -22,9 +23,16 @@ type Store interface {
 	UsageStats(ctx context.Context, tenant string, req *auditv1.GetUsageStatsRequest) (*auditv1.GetUsageStatsResponse, error)
 }
 
+// Policy names who may call each RPC: only routers, which enforce the caller's tenant.
+var Policy = identity.Policy{
+	auditv1connect.AuditServiceListConversationsProcedure: {identity.Router},
+	auditv1connect.AuditServiceGetConversationProcedure:   {identity.Router},
+	auditv1connect.AuditServiceGetUsageStatsProcedure:     {identity.Router},
+}
+
 // Handler implements AuditService over a Store. The tenant of every call comes from the
-// Parley-Tenant header, which router sets from the authenticated caller; nothing in the
-// request body can widen a query beyond it.
+// Parley-Tenant header, which router sets from the authenticated caller, and is believed
+// only from a router's identity; nothing in the request body can widen a query beyond it.
 type Handler struct {
 	store Store
 }
@@ -80,8 +88,16 @@ func (h *Handler) GetUsageStats(ctx context.Context, req *auditv1.GetUsageStatsR
 
 var errMissingTenant = errors.New("missing tenant")
 
-// tenantOf returns the tenant named by the call's Parley-Tenant header.
+var errNotRouter = errors.New("only a router may name a tenant")
+
+// tenantOf returns the tenant named by the call's Parley-Tenant header. Under mutual
+// TLS the header counts only from a router (Policy already refuses everyone else; this
+// keeps the rule where the header is read). Without TLS (INTERNAL_TLS=off) there is no
+// identity and the header is believed.
 func tenantOf(ctx context.Context) (string, error) {
+	if peer, ok := identity.PeerFrom(ctx); ok && peer.Name != identity.Router {
+		return "", connect.NewError(connect.CodePermissionDenied, errNotRouter)
+	}
 	ci, ok := connect.CallInfoForHandlerContext(ctx)
 	if !ok {
 		return "", connect.NewError(connect.CodePermissionDenied, errMissingTenant)

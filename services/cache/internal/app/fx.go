@@ -9,6 +9,7 @@ import (
 
 	"github.com/parleyhq/parley/gen/pb/parley/cache/v1/cachev1connect"
 	"github.com/parleyhq/parley/libs/config"
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/cache/internal/rpc"
@@ -24,8 +25,8 @@ var Module = fx.Module("cache",
 		newStore,
 		func(s *store.Store) rpc.Cache { return s },
 		rpc.NewHandler,
-		rpcserver.AsRoute(func(h *rpc.Handler, mw *rpcserver.Middleware) rpcserver.Route {
-			path, handler := cachev1connect.NewCacheServiceHandler(h, mw.HandlerOption())
+		rpcserver.AsRoute(func(h *rpc.Handler, mw *rpcserver.Middleware, id *identity.Source) rpcserver.Route {
+			path, handler := cachev1connect.NewCacheServiceHandler(h, mw.HandlerOption(), id.Authorize(rpc.Policy))
 			return rpcserver.Route{Pattern: path, Handler: handler, Service: cachev1connect.CacheServiceName}
 		}),
 		rpcserver.AsCheck(func(s *store.Store) rpcserver.Check {

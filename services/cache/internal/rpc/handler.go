@@ -13,6 +13,7 @@ import (
 
 	cachev1 "github.com/parleyhq/parley/gen/pb/parley/cache/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/cache/v1/cachev1connect"
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/services/cache/internal/store"
 )
 
@@ -24,6 +25,17 @@ type Cache interface {
 	Wait(ctx context.Context, k store.Key, maxWait time.Duration) ([]byte, bool, error)
 	Release(ctx context.Context, k store.Key, lease uint64) error
 	Purge(ctx context.Context, tenant, component string) (store.Purged, error)
+}
+
+// Policy names who may call each RPC: routers read and fill the cache and hold its
+// leases; only an operator (the admin identity) purges it.
+var Policy = identity.Policy{
+	cachev1connect.CacheServiceGetProcedure:     {identity.Router},
+	cachev1connect.CacheServicePutProcedure:     {identity.Router},
+	cachev1connect.CacheServiceLookupProcedure:  {identity.Router},
+	cachev1connect.CacheServiceWaitProcedure:    {identity.Router},
+	cachev1connect.CacheServiceReleaseProcedure: {identity.Router},
+	cachev1connect.CacheServicePurgeProcedure:   {identity.Admin},
 }
 
 // Handler implements CacheService over a Cache.

@@ -24,6 +24,8 @@ import (
 	cachev1 "github.com/parleyhq/parley/gen/pb/parley/cache/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/cache/v1/cachev1connect"
 	"github.com/parleyhq/parley/libs/bus"
+	"github.com/parleyhq/parley/libs/identity"
+	"github.com/parleyhq/parley/libs/identity/identitytest"
 	"github.com/parleyhq/parley/libs/logging"
 	"github.com/parleyhq/parley/libs/natstest"
 	"github.com/parleyhq/parley/libs/platform"
@@ -53,6 +55,7 @@ func startApp(tb testing.TB, srv *server.Server) (*fxtest.App, *rpcserver.Server
 		app.Module,
 		fx.Replace(
 			rpcserver.Config{Addr: "127.0.0.1:0", MaxMessageBytes: 4 << 20},
+			identitytest.For(tb).Config(identity.Cache),
 			bus.Config{URL: srv.ClientURL(), ConnectTimeout: 5 * time.Second},
 			app.Config{
 				Bucket: "parley_cache", MaxEntryBytes: maxEntry, MaxBucketBytes: 64 << 20, Replicas: 1,
@@ -66,14 +69,11 @@ func startApp(tb testing.TB, srv *server.Server) (*fxtest.App, *rpcserver.Server
 	return fxApp, server
 }
 
-// h2cClient speaks cleartext HTTP/2, as gRPC needs.
+// h2cClient is a router's client of the cache: HTTP/2 over mutual TLS with a router
+// certificate from the test's CA.
 func h2cClient(tb testing.TB) *http.Client {
 	tb.Helper()
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	transport := &http.Transport{Protocols: protocols}
-	tb.Cleanup(transport.CloseIdleConnections)
-	return &http.Client{Transport: transport}
+	return identitytest.For(tb).Client(identity.Router, identity.Cache)
 }
 
 var protocols = []struct {
@@ -200,6 +200,7 @@ func TestLeases(t *testing.T) {
 
 	for _, proto := range protocols {
 		client := cachev1connect.NewCacheServiceClient(httpClient, server.URL(), proto.opts...)
+		admin := cachev1connect.NewCacheServiceClient(identitytest.For(t).Client(identity.Admin, identity.Cache), server.URL(), proto.opts...)
 		t.Run(proto.name+"/put ends the lease and wakes the waiter", func(t *testing.T) {
 			t.Parallel()
 			k := key(proto.name + "/lease put")
@@ -263,7 +264,7 @@ func TestLeases(t *testing.T) {
 			purgeTenant := "purge-" + proto.name
 			_, err := client.Put(t.Context(), &cachev1.PutRequest{Tenant: purgeTenant, Component: component, Key: k, Value: []byte("v"), Ttl: durationpb.New(time.Hour)})
 			require.NoError(t, err)
-			res, err := client.Purge(t.Context(), &cachev1.PurgeRequest{Tenant: purgeTenant})
+			res, err := admin.Purge(t.Context(), &cachev1.PurgeRequest{Tenant: purgeTenant})
 			require.NoError(t, err)
 			require.EqualValues(t, 1, res.GetPurged())
 			require.EqualValues(t, 1, res.GetPurgedLocal())
@@ -293,7 +294,7 @@ func TestLeases(t *testing.T) {
 				return err
 			}, "lease is required"},
 			{"purge of everything", func(t *testing.T) error {
-				_, err := client.Purge(t.Context(), &cachev1.PurgeRequest{})
+				_, err := admin.Purge(t.Context(), &cachev1.PurgeRequest{})
 				return err
 			}, "purge needs a tenant, a component or both"},
 		}

@@ -3,7 +3,6 @@ package app_test
 import (
 	"errors"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
 	"github.com/parleyhq/parley/libs/config"
+	"github.com/parleyhq/parley/libs/identity"
+	"github.com/parleyhq/parley/libs/identity/identitytest"
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/pii-scrubber/internal/app"
@@ -33,15 +34,19 @@ func TestScrubService(t *testing.T) {
 	t.Parallel()
 	var srv *rpcserver.Server
 	a := fxtest.New(t, platform.Module("pii-scrubber"), app.Module,
-		fx.Replace(rpcserver.Config{Addr: "127.0.0.1:0", MaxMessageBytes: 1 << 20}, app.Config{MaxTexts: 3, HashKey: "0123456789abcdef"}),
+		fx.Replace(rpcserver.Config{Addr: "127.0.0.1:0", MaxMessageBytes: 1 << 20}, app.Config{MaxTexts: 3, HashKey: "0123456789abcdef"},
+			identitytest.For(t).Config(identity.Scrubber)),
 		fx.Populate(&srv))
 	a.RequireStart()
 	t.Cleanup(a.RequireStop)
 
-	p := new(http.Protocols)
-	p.SetUnencryptedHTTP2(true)
-	h2c := &http.Client{Transport: &http.Transport{Protocols: p}}
+	h2c := identitytest.For(t).Client(identity.Router, identity.Scrubber)
 	for _, opts := range [][]connect.ClientOption{nil, {connect.WithGRPC()}} {
+		// Only routers scrub.
+		_, err := piiv1connect.NewScrubberServiceClient(identitytest.For(t).Client(identity.Cache, identity.Scrubber), srv.URL(), opts...).
+			Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"mail test@test.com"}})
+		require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err), "err: %v", err)
+
 		client := piiv1connect.NewScrubberServiceClient(h2c, srv.URL(), opts...)
 		res, err := client.Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"mail test@test.com", "nothing here", "from 10.8.9.1"}})
 		require.NoError(t, err)
@@ -159,11 +164,12 @@ func TestHashModeNeedsKey(t *testing.T) {
 	t.Parallel()
 	var srv *rpcserver.Server
 	a := fxtest.New(t, platform.Module("pii-scrubber"), app.Module,
-		fx.Replace(rpcserver.Config{Addr: "127.0.0.1:0", MaxMessageBytes: 1 << 20}, app.Config{MaxTexts: 3}),
+		fx.Replace(rpcserver.Config{Addr: "127.0.0.1:0", MaxMessageBytes: 1 << 20}, app.Config{MaxTexts: 3},
+			identitytest.For(t).Config(identity.Scrubber)),
 		fx.Populate(&srv))
 	a.RequireStart()
 	t.Cleanup(a.RequireStop)
-	client := piiv1connect.NewScrubberServiceClient(http.DefaultClient, srv.URL())
+	client := piiv1connect.NewScrubberServiceClient(identitytest.For(t).Client(identity.Router, identity.Scrubber), srv.URL())
 	_, err := client.Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"bob@example.com"}, Mode: piiv1.Mode_MODE_HASH})
 	require.Equal(t, connect.CodeFailedPrecondition, connect.CodeOf(err))
 	require.ErrorContains(t, err, "SCRUBBER_HASH_KEY")

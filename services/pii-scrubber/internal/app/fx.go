@@ -14,6 +14,7 @@ import (
 
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
 	"github.com/parleyhq/parley/libs/config"
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/pii-scrubber/internal/rpc"
 	"github.com/parleyhq/parley/services/pii-scrubber/internal/scrub"
@@ -130,8 +131,8 @@ var Module = fx.Module("pii-scrubber",
 		func(s *scrub.Scrubber, c Config, reg prometheus.Registerer) (*rpc.Handler, error) {
 			return rpc.New(s, c.MaxTexts, reg)
 		},
-		rpcserver.AsRoute(func(h *rpc.Handler, mw *rpcserver.Middleware) rpcserver.Route {
-			path, handler := piiv1connect.NewScrubberServiceHandler(h, mw.HandlerOption())
+		rpcserver.AsRoute(func(h *rpc.Handler, mw *rpcserver.Middleware, id *identity.Source) rpcserver.Route {
+			path, handler := piiv1connect.NewScrubberServiceHandler(h, mw.HandlerOption(), id.Authorize(rpc.Policy))
 			return rpcserver.Route{Pattern: path, Handler: handler, Service: piiv1connect.ScrubberServiceName}
 		}),
 	),

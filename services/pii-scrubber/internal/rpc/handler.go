@@ -12,8 +12,15 @@ import (
 
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/services/pii-scrubber/internal/scrub"
 )
+
+// Policy names who may call each RPC: only routers scrub.
+var Policy = identity.Policy{
+	piiv1connect.ScrubberServiceScrubProcedure:       {identity.Router},
+	piiv1connect.ScrubberServiceScrubStreamProcedure: {identity.Router},
+}
 
 // Handler implements ScrubberService over the scrub package.
 type Handler struct {

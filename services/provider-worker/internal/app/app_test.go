@@ -25,6 +25,8 @@ import (
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/config"
+	"github.com/parleyhq/parley/libs/identity"
+	"github.com/parleyhq/parley/libs/identity/identitytest"
 	"github.com/parleyhq/parley/libs/natstest"
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcserver"
@@ -184,6 +186,7 @@ func options(t *testing.T, srv *server.Server, cfg app.Config) fx.Option {
 		app.Module,
 		fx.Replace(
 			rpcserver.Config{Addr: "127.0.0.1:0", MaxMessageBytes: 4 << 20},
+			identitytest.For(t).Config(identity.Worker),
 			bus.Config{URL: srv.ClientURL(), ConnectTimeout: 5 * time.Second},
 			cfg,
 			slog.New(slog.NewTextHandler(t.Output(), nil)),
@@ -395,7 +398,8 @@ func get(t *testing.T, url string, wantStatus int) string {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	require.NoError(t, err)
-	resp, err := http.DefaultClient.Do(req)
+	// Probes and scrapers present no certificate; the health port serves them over TLS.
+	resp, err := identitytest.For(t).Client("", "").Do(req)
 	require.NoError(t, err)
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)

@@ -22,6 +22,8 @@ import (
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/config"
+	"github.com/parleyhq/parley/libs/identity"
+	"github.com/parleyhq/parley/libs/identity/identitytest"
 	"github.com/parleyhq/parley/libs/natstest"
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcserver"
@@ -68,6 +70,9 @@ spec:
 			rpcserver.Config{Addr: "127.0.0.1:0", ExtraAddrs: []string{"127.0.0.1:0"}, MaxMessageBytes: 4 << 20, ReadHeaderTimeout: 5 * time.Second},
 			bus.Config{URL: srv.ClientURL(), ConnectTimeout: 5 * time.Second},
 			cfg,
+			// The router's own identity, for its calls to the internal services; its
+			// public port stays plain HTTP.
+			identitytest.For(t).Config(identity.Router),
 		),
 		fx.Populate(&rpc))
 	fxApp.RequireStart()

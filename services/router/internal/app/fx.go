@@ -22,6 +22,7 @@ import (
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/config"
+	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcclient"
 	"github.com/parleyhq/parley/libs/rpcserver"
@@ -38,9 +39,11 @@ import (
 type Config struct {
 	// ComponentsDir holds the Dapr component YAML files.
 	ComponentsDir string `env:"COMPONENTS_DIR, default=/etc/parley/components"`
-	ScrubberURL   string `env:"ROUTER_SCRUBBER_URL, default=http://127.0.0.1:3510"`
-	CacheURL      string `env:"ROUTER_CACHE_URL, default=http://127.0.0.1:3520"`
-	AuditURL      string `env:"ROUTER_AUDIT_URL, default=http://127.0.0.1:3540"`
+	// ScrubberURL, CacheURL and AuditURL locate the internal services: https:// under
+	// mutual TLS (INTERNAL_TLS=on, the default), http:// with INTERNAL_TLS=off.
+	ScrubberURL string `env:"ROUTER_SCRUBBER_URL, default=https://127.0.0.1:3510"`
+	CacheURL    string `env:"ROUTER_CACHE_URL, default=https://127.0.0.1:3520"`
+	AuditURL    string `env:"ROUTER_AUDIT_URL, default=https://127.0.0.1:3540"`
 	// MaxBodyBytes caps a Dapr HTTP request body.
 	MaxBodyBytes int64 `env:"ROUTER_MAX_BODY_BYTES, default=4194304"`
 	// RequestTimeout bounds a conversation whose client set no deadline.
@@ -91,20 +94,31 @@ func (c *Config) Validate() error {
 var Module = fx.Module("router",
 	platform.Bus,
 	platform.Clients,
-	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3500", ExtraAddrs: []string{"127.0.0.1:50001"}}),
+	// The router's ports are the public edge: callers have no certificates, so they serve
+	// without TLS and authenticate callers by API token.
+	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3500", ExtraAddrs: []string{"127.0.0.1:50001"}, Public: true}),
 	fx.Provide(
 		config.Provider[Config](),
 		func(c Config) (*upstream.Components, error) { return upstream.LoadComponents(c.ComponentsDir) },
 		newDispatcher,
 		newAuditPublisher,
-		func(f *rpcclient.Factory, c Config) *upstream.Scrubber {
-			return upstream.NewScrubber(piiv1connect.NewScrubberServiceClient(f.HTTPClient(), c.ScrubberURL, f.Options()...))
+		func(f *rpcclient.Factory, c Config) (*upstream.Scrubber, error) {
+			if err := f.CheckURL("ROUTER_SCRUBBER_URL", c.ScrubberURL); err != nil {
+				return nil, err
+			}
+			return upstream.NewScrubber(piiv1connect.NewScrubberServiceClient(f.HTTPClient(identity.Scrubber), c.ScrubberURL, f.Options()...)), nil
 		},
-		func(f *rpcclient.Factory, c Config) *upstream.Cache {
-			return upstream.NewCache(cachev1connect.NewCacheServiceClient(f.HTTPClient(), c.CacheURL, f.Options()...), c.CacheTimeout)
+		func(f *rpcclient.Factory, c Config) (*upstream.Cache, error) {
+			if err := f.CheckURL("ROUTER_CACHE_URL", c.CacheURL); err != nil {
+				return nil, err
+			}
+			return upstream.NewCache(cachev1connect.NewCacheServiceClient(f.HTTPClient(identity.Cache), c.CacheURL, f.Options()...), c.CacheTimeout), nil
 		},
-		func(f *rpcclient.Factory, c Config, l *slog.Logger) *auditapi.Handler {
-			return auditapi.New(auditv1connect.NewAuditServiceClient(f.HTTPClient(), c.AuditURL, f.Options()...), l)
+		func(f *rpcclient.Factory, c Config, l *slog.Logger) (*auditapi.Handler, error) {
+			if err := f.CheckURL("ROUTER_AUDIT_URL", c.AuditURL); err != nil {
+				return nil, err
+			}
+			return auditapi.New(auditv1connect.NewAuditServiceClient(f.HTTPClient(identity.Audit), c.AuditURL, f.Options()...), l), nil
 		},
 		newService,
 		func(s *conversation.Service, comps *upstream.Components, c Config, l *slog.Logger) *daprapi.Handler {
