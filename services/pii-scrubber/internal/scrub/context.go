@@ -1,5 +1,7 @@
 package scrub
 
+import "strings"
+
 // Context words: the words just before a candidate say what a number is.
 // "Card 4111 1111 1111 1111" is a card, "order 4111 1111 1111 1111" is
 // probably an order id that happens to pass Luhn (one random number in ten
@@ -31,11 +33,18 @@ func (sc *scanner) context(s int, e entity) int {
 		for i > lo && contextGap(t[i-1]) {
 			i--
 		}
-		if i <= lo || !isAlpha(t[i-1]) {
+		if i <= lo || !contextLetter(t[i-1]) {
 			return 0
 		}
 		end := i
-		for i > lo && isAlpha(t[i-1]) {
+		if t[end-1] >= 0x80 {
+			// Scripts written without spaces glue the label to the rest
+			// of the sentence: カード番号は, 電話番号：.
+			if v := cjkLabel(e, t[lo:end]); v != 0 {
+				return v
+			}
+		}
+		for i > lo && contextLetter(t[i-1]) {
 			i--
 		}
 		if (i == lo && lo > 0) || (i > 0 && !contextGap(t[i-1])) {
@@ -46,7 +55,11 @@ func (sc *scanner) context(s int, e entity) int {
 			continue
 		}
 		for k := 0; k < len(w); k++ {
-			buf[k] = w[k] | 0x20
+			c := w[k]
+			if isUpper(c) {
+				c |= 0x20
+			}
+			buf[k] = c
 		}
 		if v := contextVerdict(e, string(buf[:len(w)])); v != 0 {
 			return v
@@ -55,10 +68,46 @@ func (sc *scanner) context(s int, e entity) int {
 	return 0
 }
 
+// cjkLabel is the meaning for entity e of a label in a script written
+// without spaces that ends text, after dropping a topic particle or a
+// full-width colon.
+func cjkLabel(e entity, text string) int {
+	for {
+		switch {
+		case strings.HasSuffix(text, "は"):
+			text = text[:len(text)-len("は")]
+			continue
+		case strings.HasSuffix(text, "："):
+			text = text[:len(text)-len("：")]
+			continue
+		}
+		break
+	}
+	var labels []string
+	switch e {
+	case entPhone:
+		labels = []string{"電話番号", "電話", "携帯番号", "携帯", "ファックス", "ファクス", "電話號碼", "手机", "手機"}
+	case entCard:
+		labels = []string{"カード番号", "カード", "信用卡", "卡号"}
+	default:
+		return 0
+	}
+	for _, l := range labels {
+		if strings.HasSuffix(text, l) {
+			return 1
+		}
+	}
+	return 0
+}
+
+// contextLetter reports whether c may be part of a context word: an ASCII
+// letter or a byte of a multi-byte character (Teléfono, Téléphone).
+func contextLetter(c byte) bool { return isAlpha(c) || c >= 0x80 }
+
 // contextGap reports whether c may separate context words.
 func contextGap(c byte) bool {
 	switch c {
-	case ' ', '\t', ':', '#', '(', ')', '"', '\'', ',', '-', '=', '*', '[', ']', '.', '/':
+	case ' ', '\t', ':', '#', '(', ')', '"', '\'', ',', '-', '=', '*', '[', ']', '.', '/', '_', '{':
 		return true
 	}
 	return false
@@ -82,13 +131,16 @@ func contextVerdict(e entity, w string) int {
 		switch w {
 		case "phone", "phones", "tel", "telephone", "call", "calling", "cell", "cellphone", "mobile", "mob", "fax",
 			"whatsapp", "sms", "text", "ring", "dial", "contact", "hotline", "landline", "ph", "telefon", "telefono",
-			"handy", "portable", "movil", "cellulare", "numero", "nummer", "mobiel", "celular":
+			"handy", "portable", "movil", "cellulare", "numero", "nummer", "mobiel", "celular",
+			"desk", "direct", "reach", "tél", "téléphone", "teléfono", "móvil", "telefone", "telefoon", "tlf", "telf",
+			"cel", "télécopie", "telefax", "phonenumber", "tele":
 			return 1
 		}
 	case entCard:
 		switch w {
 		case "card", "cards", "credit", "debit", "visa", "mastercard", "amex", "discover", "jcb", "diners", "maestro",
-			"cc", "pan", "unionpay", "kreditkarte", "carte", "tarjeta":
+			"cc", "pan", "unionpay", "kreditkarte", "carte", "tarjeta", "carta", "cartão", "cartao", "kaart",
+			"kaartnummer", "karte", "karten", "kartennummer", "creditcard", "cardnumber", "ccnum":
 			return 1
 		}
 	case entSSN:
@@ -98,10 +150,13 @@ func contextVerdict(e entity, w string) int {
 		}
 	case entIP:
 		switch w {
-		case "ip", "ipv", "host", "server", "address", "addr", "gateway", "dns", "subnet", "client", "from":
+		case "ip", "ipv", "host", "server", "address", "addr", "gateway", "dns", "subnet", "client", "from", "node":
 			return 1
 		case "version", "ver", "v", "build", "release", "firmware", "rev", "revision", "patch", "update", "upgrade",
-			"sdk", "driver", "kernel", "chrome", "python", "node", "oid", "semver", "tag", "changelog":
+			"sdk", "driver", "kernel", "chrome", "python", "oid", "semver", "tag", "changelog",
+			"section", "sec", "chapter", "ch", "clause", "article", "paragraph", "para", "appendix", "figure", "fig",
+			"table", "step", "rule", "kapitel", "abschnitt", "chapitre", "sección", "seccion", "capítulo", "capitulo",
+			"capitolo", "sezione", "hoofdstuk", "sectie", "versión", "versione", "versie", "versão":
 			return -1
 		}
 		return 0
@@ -132,7 +187,8 @@ func contextVerdict(e entity, w string) int {
 		"pedido", "factura", "referencia", "ordine", "fattura", "bestelling", "factuur", "zendingnummer", "fatura":
 		return -1
 	case "account", "acct", "customer", "member", "employee", "student", "id", "nhs", "sin", "aadhaar", "ssn", "nino",
-		"passport", "licence", "license", "iban", "tin", "vat", "kundennummer":
+		"passport", "licence", "license", "iban", "tin", "vat", "kundennummer",
+		"card", "credit", "visa", "mastercard", "cc", "pan", "kreditkarte", "carte", "tarjeta", "karte":
 		if e == entPhone {
 			return -1 // another kind of identifier
 		}

@@ -50,6 +50,27 @@ func (sc *scanner) email(at int) {
 	}
 }
 
+// emailEncoded looks for an address whose '@' is percent-encoded as "%40"
+// at byte pct, as in a URL's query string: ?to=alice%40example.com. The
+// local part is read as for a literal '@' ('%' is a local-part character,
+// so "%2B" for '+' stays inside), the domain after "%40".
+func (sc *scanner) emailEncoded(pct int) {
+	t := sc.text
+	j := pct
+	for j > 0 && pct-j < maxLocal && sc.class[t[j-1]]&clsLocal != 0 && !(t[j-1] == '.' && j >= 2 && t[j-2] == '.') {
+		j--
+	}
+	for j < pct && t[j] == '.' {
+		j++
+	}
+	if j == pct || !sc.labelStart(pct+3) {
+		return
+	}
+	if end := sc.domainEnd(pct + 3); end > 0 {
+		sc.add(j, end, entEmail, scoreEmailEncoded)
+	}
+}
+
 // domainEnd returns the end of the longest valid domain starting at p, or -1.
 // A valid end follows at least two labels, the last being a top-level domain
 // (two or more letters, or punycode xn--). A TLD may also end just before a

@@ -337,8 +337,17 @@ func (sc *scanner) card(d *digitRun) {
 			continue // inside a longer grouped number on both sides
 		}
 		digits := d.digits[:nd]
-		if knownIIN(digits) && luhn(digits) && sc.numRightOK(g[k].end) {
+		if !luhn(digits) || !sc.numRightOK(g[k].end) {
+			continue
+		}
+		if knownIIN(digits) {
 			sc.add(d.start, g[k].end, entCard, sc.adjust(d.start, entCard, scoreCard))
+			return
+		}
+		// Outside every assigned issuer range (3597..., 07...): a card only
+		// next to a card word, with a lower score, and only as a whole run.
+		if k == last && !tail && sc.context(d.start, entCard) > 0 {
+			sc.add(d.start, g[k].end, entCard, scoreCardLabelled)
 			return
 		}
 	}
