@@ -25,6 +25,23 @@ const (
 // another entity, which a first pass would have read and a second pass
 // would find replaced by its placeholder.
 func (sc *scanner) context(s int, e entity) int {
+	return sc.contextWalk(s, e, false)
+}
+
+// labelled reports whether a label for entity e stands just before byte s:
+// a word that supports e, with only filler words between it and the
+// candidate ("Phone: ", "call me on ", "card number ", "Phone-Office: ",
+// "Mi teléfono es "). The rules that accept candidates failing strict
+// validation need it; any other word in between ("Phone sales reached
+// 12 500 000") is not a label for the number.
+func (sc *scanner) labelled(s int, e entity) bool {
+	return sc.contextWalk(s, e, true) > 0
+}
+
+// contextWalk reads the words before byte s, nearest first. With strict
+// set, only filler words may stand between the candidate and the decisive
+// word.
+func (sc *scanner) contextWalk(s int, e entity, strict bool) int {
 	t := sc.text
 	lo := max(0, s-contextBytes)
 	i := s
@@ -64,8 +81,26 @@ func (sc *scanner) context(s int, e entity) int {
 		if v := contextVerdict(e, string(buf[:len(w)])); v != 0 {
 			return v
 		}
+		if strict && !fillerWord(string(buf[:len(w)])) {
+			return 0
+		}
 	}
 	return 0
+}
+
+// fillerWord reports words that may stand between a label and its value:
+// "number", "my", "is", "me", "on", "at" and their kin, and qualifiers such
+// as "office" or "home" (Phone-Office:, Home fax).
+func fillerWord(w string) bool {
+	switch w {
+	case "number", "no", "nr", "num", "nos", "numbers", "my", "our", "your", "the", "a", "is", "are", "me", "us", "on", "at",
+		"to", "of", "de", "di", "da", "do", "del", "la", "le", "el", "il", "es", "est", "ist", "meine", "mein", "mon", "ma",
+		"mi", "mio", "mijn", "meu", "minha", "numéro", "número", "nummer", "numero", "n", "nº", "n°",
+		"office", "home", "work", "private", "business", "main", "personal", "direct", "primary", "alt", "alternate",
+		"for", "via", "or", "also", "please", "here", "it", "this", "new", "exp", "und", "et", "y", "e", "en", "op", "am", "au", "al":
+		return true
+	}
+	return false
 }
 
 // cjkLabel is the meaning for entity e of a label in a script written
@@ -139,7 +174,7 @@ func contextVerdict(e entity, w string) int {
 	case entCard:
 		switch w {
 		case "card", "cards", "credit", "debit", "visa", "mastercard", "amex", "discover", "jcb", "diners", "maestro",
-			"cc", "pan", "unionpay", "kreditkarte", "carte", "tarjeta", "carta", "cartão", "cartao", "kaart",
+			"cc", "pan", "unionpay", "kreditkarte", "carte", "tarjeta", "carta", "cartão", "cartao", "kaart", "crédito", "credito",
 			"kaartnummer", "karte", "karten", "kartennummer", "creditcard", "cardnumber", "ccnum":
 			return 1
 		}

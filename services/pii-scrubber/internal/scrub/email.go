@@ -56,19 +56,36 @@ func (sc *scanner) email(at int) {
 // so "%2B" for '+' stays inside), the domain after "%40".
 func (sc *scanner) emailEncoded(pct int) {
 	t := sc.text
+	if !sc.labelStart(pct + 3) {
+		return
+	}
+	end := sc.domainEnd(pct + 3)
+	if end < 0 {
+		return // no domain: the local part is not read at all
+	}
 	j := pct
 	for j > 0 && pct-j < maxLocal && sc.class[t[j-1]]&clsLocal != 0 && !(t[j-1] == '.' && j >= 2 && t[j-2] == '.') {
+		if j >= 3 && t[j-3] == '%' && urlDelimiter(t[j-2:j]) {
+			break // an encoded '=', '?', '&', '/', ':' or space: the address starts after it
+		}
 		j--
 	}
 	for j < pct && t[j] == '.' {
 		j++
 	}
-	if j == pct || !sc.labelStart(pct+3) {
-		return
-	}
-	if end := sc.domainEnd(pct + 3); end > 0 {
+	if j < pct {
 		sc.add(j, end, entEmail, scoreEmailEncoded)
 	}
+}
+
+// urlDelimiter reports whether the hex digits after a '%' encode a
+// character that cannot be in an address inside a URL: = ? & / : # or space.
+func urlDelimiter(hex string) bool {
+	switch strings.ToUpper(hex) {
+	case "3D", "3F", "26", "2F", "3A", "23", "20":
+		return true
+	}
+	return false
 }
 
 // domainEnd returns the end of the longest valid domain starting at p, or -1.

@@ -346,7 +346,7 @@ func (sc *scanner) card(d *digitRun) {
 		}
 		// Outside every assigned issuer range (3597..., 07...): a card only
 		// next to a card word, with a lower score, and only as a whole run.
-		if k == last && !tail && sc.context(d.start, entCard) > 0 {
+		if k == last && !tail && sc.labelled(d.start, entCard) {
 			sc.add(d.start, g[k].end, entCard, scoreCardLabelled)
 			return
 		}

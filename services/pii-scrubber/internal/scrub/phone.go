@@ -370,7 +370,12 @@ func (sc *scanner) phoneNational(d *digitRun) {
 	}
 	// After an international prefix a group may have one digit: the
 	// country code 1 or 7, or Australia's area code in 0061 3 9457 2281.
+	// Written apart from the prefix (00 44 ..., 011 1 201-555-0123), the
+	// country code is followed by a free separator too.
 	intl := g[0].len() >= 2 && d.cum[d.ng-1] >= 3 && intlPrefixed(x) && (x[1] == '0' || g[0].len() >= 3)
+	if intl && (string(x[:g[0].len()]) == "00" || string(x[:g[0].len()]) == "011") {
+		free = 2
+	}
 	for k := 1; k < d.ng; k++ {
 		gk := &g[k]
 		nanpArea := k == 1 && g[0].len() == 1 && gk.len() == 3
@@ -382,7 +387,7 @@ func (sc *scanner) phoneNational(d *digitRun) {
 		}
 		if k > free {
 			c := gk.sep.class()
-			if (c != sepSpace && c != sepHyphen && c != sepDot) || (k > free+1 && c != cls) {
+			if (c != sepSpace && c != sepHyphen && c != sepDot) || (k > free+1 && c != cls && !intl) {
 				break
 			}
 			cls = c
@@ -409,7 +414,7 @@ func (sc *scanner) phoneNational(d *digitRun) {
 		if (k+1 < d.ng && g[k+1].sep.class() == g[k].sep.class() && g[k+1].len() >= 3 && !g[k+1].paren) || sc.placeholderGroupAt(g[k].end) {
 			return // the grouping goes on: a card, an account, an IBAN
 		}
-		if notPhoneShape(d, k) {
+		if notPhoneShape(d, k) || dateShape(d, k) {
 			return
 		}
 		groups := k + 1
@@ -441,8 +446,8 @@ func (sc *scanner) phoneNational(d *digitRun) {
 func (sc *scanner) phoneLabelled(d *digitRun) {
 	g := &d.groups
 	last := d.ng - 1
-	if last < 1 || last > 4 || g[0].len() < 2 || sc.placeholderGroupAt(g[last].end) {
-		return
+	if last < 1 || last > 4 || g[0].len() < 2 || (d.digits[0] == '0' && d.digits[1] == '0') || sc.placeholderGroupAt(g[last].end) {
+		return // 00 is the international prefix, for phoneNational to read
 	}
 	nd := d.cum[last]
 	if nd < 7 || nd > 12 || notPhoneShape(d, last) || dateShape(d, last) || dottedQuad(d, last) {
@@ -455,7 +460,7 @@ func (sc *scanner) phoneLabelled(d *digitRun) {
 			return
 		}
 	}
-	if sc.context(d.start, entPhone) <= 0 {
+	if !sc.labelled(d.start, entPhone) {
 		return
 	}
 	score := scorePhoneLabelled
@@ -467,12 +472,13 @@ func (sc *scanner) phoneLabelled(d *digitRun) {
 	}
 }
 
-// dateShape reports a date written in groups: 2024-03-18, 18.03.2024,
-// 03/18/2024 (a year of 19xx or 20xx, a month and a day).
+// dateShape reports a date written in groups, possibly followed by more
+// (a time): 2024-03-18, 18.03.2024, 03/18/2024, 18 03 2024 10 30 (a year
+// of 19xx or 20xx, a month and a day).
 func dateShape(d *digitRun, k int) bool {
 	g := &d.groups
 	x := d.digits[:]
-	if k != 2 {
+	if k < 2 {
 		return false
 	}
 	num := func(from, n int) int {

@@ -292,8 +292,9 @@ func (sc *scanner) secret(s int) {
 // awsSecretAfter looks, on the line after an AWS access key id ending at
 // byte from, for its secret access key: 40 characters of base64 (letters,
 // digits, '+' and '/') with upper- and lower-case letters and a digit, as
-// in "Creds: AKIA... / wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY". It reads
-// at most awsPairWindow bytes, so each key id costs a bounded look-ahead.
+// in "Creds: AKIA... / wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY". Only the
+// first token of four characters or more that starts within awsPairWindow
+// bytes is read, so each key id costs a bounded look-ahead.
 func (sc *scanner) awsSecretAfter(from int) {
 	t := sc.text
 	limit := min(len(t), from+awsPairWindow)
@@ -315,8 +316,8 @@ func (sc *scanner) awsSecretAfter(from int) {
 			sc.tokDone = max(sc.tokDone, e)
 			return
 		}
-		for e < len(t) && awsSecretByte(t[e]) && e-p <= awsPairWindow {
-			e++
+		if e-p >= 4 {
+			return // a word or another token: the first one after the id decides
 		}
 		p = e
 	}
