@@ -40,35 +40,48 @@ func (sc *scanner) labelled(s int, e entity) bool {
 
 // contextWalk reads the words before byte s, nearest first. With strict
 // set, only filler words may stand between the candidate and the decisive
-// word.
+// word. In a JSON string value, the words of the value's key follow when
+// the walk reaches the start of the value undecided ("phone": "538 2274").
 func (sc *scanner) contextWalk(s int, e entity, strict bool) int {
-	t := sc.text
-	lo := max(0, s-contextBytes)
+	v, left, atStart := walkWords(sc.text, s, max(0, s-contextBytes), e, strict, contextWords)
+	if v == 0 && atStart && left > 0 && sc.key != "" {
+		v, _, _ = walkWords(sc.key, len(sc.key), max(0, len(sc.key)-contextBytes), e, strict, left)
+	}
+	return v
+}
+
+// walkWords reads up to words words of t[lo:s] backwards from s. It
+// returns the verdict, the words left unread and whether it reached the
+// start of t.
+func walkWords(t string, s, lo int, e entity, strict bool, words int) (verdict, left int, atStart bool) {
 	i := s
 	var buf [16]byte
-	for range contextWords {
+	for ; words > 0; words-- {
 		for i > lo && contextGap(t[i-1]) {
 			i--
 		}
 		if i <= lo || !contextLetter(t[i-1]) {
-			return 0
+			return 0, words, i == 0
 		}
 		end := i
 		if t[end-1] >= 0x80 {
 			// Scripts written without spaces glue the label to the rest
 			// of the sentence: カード番号は, 電話番号：.
 			if v := cjkLabel(e, t[lo:end]); v != 0 {
-				return v
+				return v, words, false
 			}
 		}
 		for i > lo && contextLetter(t[i-1]) {
 			i--
 		}
 		if (i == lo && lo > 0) || (i > 0 && !contextGap(t[i-1])) {
-			return 0 // cut by the window, or glued to something else
+			return 0, 0, false // cut by the window, or glued to something else
 		}
 		w := t[i:end]
 		if len(w) > len(buf) {
+			if strict {
+				return 0, 0, false
+			}
 			continue
 		}
 		for k := 0; k < len(w); k++ {
@@ -79,13 +92,13 @@ func (sc *scanner) contextWalk(s int, e entity, strict bool) int {
 			buf[k] = c
 		}
 		if v := contextVerdict(e, string(buf[:len(w)])); v != 0 {
-			return v
+			return v, words, false
 		}
 		if strict && !fillerWord(string(buf[:len(w)])) {
-			return 0
+			return 0, 0, false
 		}
 	}
-	return 0
+	return 0, 0, false
 }
 
 // fillerWord reports words that may stand between a label and its value:
@@ -168,14 +181,15 @@ func contextVerdict(e entity, w string) int {
 			"whatsapp", "sms", "text", "ring", "dial", "contact", "hotline", "landline", "ph", "telefon", "telefono",
 			"handy", "portable", "movil", "cellulare", "numero", "nummer", "mobiel", "celular",
 			"desk", "direct", "reach", "tél", "téléphone", "teléfono", "móvil", "telefone", "telefoon", "tlf", "telf",
-			"cel", "télécopie", "telefax", "phonenumber", "tele":
+			"cel", "télécopie", "telefax", "phonenumber", "tele", "mobilephone", "workphone", "homephone",
+			"mobilenumber", "telephonenumber", "faxnumber":
 			return 1
 		}
 	case entCard:
 		switch w {
 		case "card", "cards", "credit", "debit", "visa", "mastercard", "amex", "discover", "jcb", "diners", "maestro",
 			"cc", "pan", "unionpay", "kreditkarte", "carte", "tarjeta", "carta", "cartão", "cartao", "kaart", "crédito", "credito",
-			"kaartnummer", "karte", "karten", "kartennummer", "creditcard", "cardnumber", "ccnum":
+			"kaartnummer", "karte", "karten", "kartennummer", "creditcard", "cardnumber", "ccnum", "creditcardnumber", "pannumber":
 			return 1
 		}
 	case entSSN:
@@ -185,13 +199,15 @@ func contextVerdict(e entity, w string) int {
 		}
 	case entIP:
 		switch w {
-		case "ip", "ipv", "host", "server", "address", "addr", "gateway", "dns", "subnet", "client", "from", "node":
+		case "ip", "ipv", "host", "server", "address", "addr", "gateway", "dns", "subnet", "client", "from", "node",
+			"ipaddress", "ipaddr", "clientip", "remoteaddr", "hostip", "serverip", "sourceip", "srcip", "dstip":
 			return 1
 		case "version", "ver", "v", "build", "release", "firmware", "rev", "revision", "patch", "update", "upgrade",
 			"sdk", "driver", "kernel", "chrome", "python", "oid", "semver", "tag", "changelog",
 			"section", "sec", "chapter", "ch", "clause", "article", "paragraph", "para", "appendix", "figure", "fig",
 			"table", "step", "rule", "kapitel", "abschnitt", "chapitre", "sección", "seccion", "capítulo", "capitulo",
-			"capitolo", "sezione", "hoofdstuk", "sectie", "versión", "versione", "versie", "versão":
+			"capitolo", "sezione", "hoofdstuk", "sectie", "versión", "versione", "versie", "versão", "clientversion",
+			"appversion", "sdkversion", "osversion", "buildnumber":
 			return -1
 		}
 		return 0

@@ -24,7 +24,8 @@ import (
 // ISBNs next to the same labels. Values are entities or traps by
 // construction, never by the scanner's verdict. The generator has its own
 // seed, so the main generated corpus does not move when this one grows;
-// TestCorpusGenerated checks both files (-gen-corpus rewrites both).
+// TestCorpusContextGenerated checks the file (go test -run 'TestCorpus.*Generated'
+// -gen-corpus rewrites both generated files).
 
 const contextCorpusFile = "pii-corpus-context.txt"
 

@@ -67,6 +67,7 @@ type scanner struct {
 	phone   *phoneMeta
 	thr     [numEntities]float64 // by value: a pointer would move the Call to the heap
 	text    string
+	key     string // the object key of a JSON string value: context before the text
 	set     entitySet
 	partial bool // the text may continue after its end (streams)
 	pending int  // see Call.find

@@ -260,6 +260,11 @@ func (c *Call) Tokens() []Token {
 func (c *Call) Scrub(text string) Result {
 	var arr [16]candidate
 	spans, _ := c.find(text, false, arr[:0])
+	return c.result(text, spans)
+}
+
+// result replaces the spans of text by their placeholders.
+func (c *Call) result(text string, spans []candidate) Result {
 	if len(spans) == 0 {
 		return Result{Text: text}
 	}
