@@ -205,7 +205,7 @@ func contextVerdict(e entity, w string) int {
 		case "version", "ver", "v", "build", "release", "firmware", "rev", "revision", "patch", "update", "upgrade",
 			"sdk", "driver", "kernel", "chrome", "python", "oid", "semver", "tag", "changelog",
 			"section", "sec", "chapter", "ch", "clause", "article", "paragraph", "para", "appendix", "figure", "fig",
-			"table", "step", "rule", "kapitel", "abschnitt", "chapitre", "sección", "seccion", "capítulo", "capitulo",
+			"table", "step", "rule", "kapitel", "abschnitt", "chapitre", "sección", "seccion", "capítulo",
 			"capitolo", "sezione", "hoofdstuk", "sectie", "versión", "versione", "versie", "versão", "clientversion",
 			"appversion", "sdkversion", "osversion", "buildnumber":
 			return -1

@@ -64,7 +64,7 @@ func (sc *scanner) emailEncoded(pct int) {
 		return // no domain: the local part is not read at all
 	}
 	j := pct
-	for j > 0 && pct-j < maxLocal && sc.class[t[j-1]]&clsLocal != 0 && !(t[j-1] == '.' && j >= 2 && t[j-2] == '.') {
+	for j > 0 && pct-j < maxLocal && sc.class[t[j-1]]&clsLocal != 0 && (t[j-1] != '.' || j < 2 || t[j-2] != '.') {
 		if j >= 3 && t[j-3] == '%' && urlDelimiter(t[j-2:j]) {
 			break // an encoded '=', '?', '&', '/', ':' or space: the address starts after it
 		}
