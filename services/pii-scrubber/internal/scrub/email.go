@@ -134,7 +134,10 @@ func (sc *scanner) domainEnd(p int) int {
 			break
 		}
 		labels++
-		if k-p <= maxDomain && labels >= 2 && ((letters && runes >= 2) || isPunycodeTLD(t[ls:k])) {
+		// A placeholder right after the label stands for the characters it
+		// replaced, which continued the label (a@b.ioは10.44.3.17 has no
+		// address before its IP is replaced, so it has none after).
+		if k-p <= maxDomain && labels >= 2 && ((letters && runes >= 2) || isPunycodeTLD(t[ls:k])) && !placeholderStartsAt(t, k) {
 			last = k
 		}
 		if k+1 < n && t[k] == '.' && sc.labelStart(k+1) {

@@ -513,6 +513,12 @@ func (sc *scanner) assignment(i int) {
 		if (quote != 0 && c == quote) || (quote == 0 && (c <= ' ' || c == ',' || c == ';' || c == '&' || c == '"' || c == '\'' || c == '}' || c == ')')) || c == '\n' {
 			break
 		}
+		if c == '<' && placeholderAt(t, e) > 0 {
+			// Part of the value was another entity, whose placeholder now
+			// reads differently (AWS_SECRET_ACCESS_KEY=-0061 3 9457 2281
+			// scrubbed): the value is not a secret, as it was not before.
+			return
+		}
 		e++
 	}
 	if quote == 0 {
