@@ -398,7 +398,7 @@ func (sc *scanner) phoneNational(d *digitRun) {
 		return
 	}
 	// Digits in all: 9 to 12, up to 14 after a trunk 0 (German numbers are
-	// long), up to 17 after the international prefix 00.
+	// long), up to 17 after the international prefix 00 or 011.
 	maxLen := 12
 	switch {
 	case intl:
@@ -436,8 +436,8 @@ func (sc *scanner) phoneNational(d *digitRun) {
 
 // phoneLabelled accepts, after a phone label only, a grouped number that
 // the metadata rejects or that is a short local number: 538 2274,
-// 47-12-63-08, (52) 614-239, 31 495 207 3361, 88 417293. The groups k..last
-// must be the whole run: two to five groups of two to eight digits, 7 to
+// 47-12-63-08, (52) 614-239, 31 495 207 3361, 88 417293. The groups must
+// be the whole run: two to five groups of two to eight digits, 7 to
 // 12 digits in all, the first group possibly in parentheses and the
 // separators after the second group all of one kind (space, hyphen, dot);
 // and the shape must not be another kind of number (a date, a dotted quad,
