@@ -287,10 +287,31 @@ func (g *gen) cards() {
 		n := luhnBreak(g.luhnNumber(s.prefix, s.lengths[0]))
 		g.line("trap-luhn", fill(cardTemplates[i%len(cardTemplates)], g.cardText(n)))
 	}
+	// Luhn-valid numbers of no issuer range: cards when a card word labels
+	// them (the label says what they are), traps otherwise.
 	for i := range 20 {
 		n := g.luhnNumber(g.pick([]string{"9", "7", "1234", "0"}), 16)
-		g.line("trap-iin", fill(cardTemplates[i%len(cardTemplates)], g.cardText(n)))
+		tpl := cardTemplates[i%len(cardTemplates)]
+		if cardLabelled(tpl) {
+			g.line("card-iin", fill(tpl, mark(EntityCreditCard, g.cardText(n))))
+		} else {
+			g.line("trap-iin", fill(tpl, g.cardText(n)))
+		}
 	}
+}
+
+// cardLabelled reports whether a card template names what its number is
+// with a card word just before it (card, Visa, Kreditkarte, PAN, ...): a
+// reader takes any Luhn-valid number there for a card. "Charge it to",
+// "Refund to" and the Mastercard template, whose card word is a clause
+// away, do not.
+func cardLabelled(tpl string) bool {
+	for _, w := range []string{"card", "Visa", "Kreditkarte", "carte", "tarjeta", "carta", "Kaartnummer", "Cartão", "カード", "pan", "PAN"} {
+		if strings.Contains(tpl, w) && !strings.Contains(tpl, "Mastercard") {
+			return true
+		}
+	}
+	return false
 }
 
 // --- IBAN ---

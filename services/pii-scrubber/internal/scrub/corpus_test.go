@@ -54,7 +54,7 @@ func parseMarked(marked string) (string, []Finding, error) {
 func loadCorpus(t testing.TB) []corpusLine {
 	t.Helper()
 	var out []corpusLine
-	for _, name := range []string{"pii-corpus-hand.txt", "pii-corpus-gen.txt"} {
+	for _, name := range []string{"pii-corpus-hand.txt", "pii-corpus-gen.txt", contextCorpusFile} {
 		f, err := os.Open(filepath.Join(corpusDir, name))
 		require.NoError(t, err)
 		sc := bufio.NewScanner(f)
@@ -234,5 +234,95 @@ func TestCorpusQuality(t *testing.T) {
 		require.Positive(t, c.tp+c.fn, "no gold spans of %s", name)
 		require.GreaterOrEqual(t, c.precision(), want[0], "%s precision", name)
 		require.GreaterOrEqual(t, c.recall(), want[1], "%s recall", name)
+	}
+}
+
+// maxTrapFPRate is the issue's ceiling on the share of trap texts (texts
+// with nothing to find) in which the scrubber finds something.
+const maxTrapFPRate = 0.03
+
+// contextTargets are the recall floors on the context corpus's classes
+// (pii-corpus-context.txt), by entity: the issue asks for 0.95 on phone
+// numbers after labels and 0.99 on cards after card words and on every
+// other entity.
+var contextTargets = map[string]float64{
+	EntityPhone:      0.95,
+	EntityCreditCard: 0.99,
+	EntityIP:         0.99,
+	EntitySecret:     0.99,
+	EntityEmail:      0.99,
+}
+
+// TestCorpusTraps measures the false-positive rate on trap texts: of the
+// texts with no labelled span, the share in which the default scrubber
+// finds anything. It fails above 3 %, on the whole corpus and on the
+// context corpus's traps alone (dates, times, versions, order and tracking
+// numbers, prices, ZIP codes and ISBNs next to phone and card labels, ...).
+// Run with -v to see the rates and every trap that fired.
+func TestCorpusTraps(t *testing.T) {
+	t.Parallel()
+	s := mustNew(t)
+	var all, allFired, ctx, ctxFired int
+	for _, l := range loadCorpus(t) {
+		if len(l.gold) > 0 {
+			continue
+		}
+		res, err := s.Scrub(l.text, nil)
+		require.NoError(t, err)
+		all++
+		inCtx := l.file == contextCorpusFile
+		if inCtx {
+			ctx++
+		}
+		if len(res.Findings) > 0 {
+			allFired++
+			if inCtx {
+				ctxFired++
+			}
+			t.Logf("%s:%d [%s] %q -> %q", l.file, l.line, l.category, l.text, res.Text)
+		}
+	}
+	require.Positive(t, ctx, "no trap texts in the context corpus")
+	t.Logf("trap texts: %d, fired %d (%.2f %%); context corpus traps: %d, fired %d (%.2f %%)",
+		all, allFired, 100*float64(allFired)/float64(all), ctx, ctxFired, 100*float64(ctxFired)/float64(ctx))
+	require.LessOrEqual(t, float64(allFired)/float64(all), maxTrapFPRate, "false-positive rate on all trap texts")
+	require.LessOrEqual(t, float64(ctxFired)/float64(ctx), maxTrapFPRate, "false-positive rate on the context traps")
+}
+
+// TestCorpusContextClasses measures recall and precision per entity on the
+// context corpus alone (the classes of issue 16: labelled local phone
+// numbers, 00/011 prefixes, cards of no issuer range after card words, IP
+// context, secrets, %40 addresses) and fails below contextTargets.
+func TestCorpusContextClasses(t *testing.T) {
+	t.Parallel()
+	s := mustNew(t)
+	tally := map[string]*counts{}
+	for _, name := range Entities() {
+		tally[name] = &counts{}
+	}
+	texts := 0
+	for _, l := range loadCorpus(t) {
+		if l.file != contextCorpusFile {
+			continue
+		}
+		texts++
+		res, err := s.Scrub(l.text, nil)
+		require.NoError(t, err)
+		for _, m := range evaluate(tally, l.gold, res.Findings) {
+			t.Logf("%s:%d [%s] %s in %q -> %q", l.file, l.line, l.category, m, l.text, res.Text)
+		}
+	}
+	require.GreaterOrEqual(t, texts, 600, "the context corpus must have 300 cases and as many traps")
+	for _, name := range Entities() {
+		c := tally[name]
+		if c.tp+c.fn+c.fp == 0 {
+			continue
+		}
+		t.Logf("%s: gold %d, TP %d, FP %d, FN %d, precision %.3f, recall %.3f", name, c.tp+c.fn, c.tp, c.fp, c.fn, c.precision(), c.recall())
+	}
+	for name, floor := range contextTargets {
+		c := tally[name]
+		require.Positive(t, c.tp+c.fn, "no gold spans of %s in the context corpus", name)
+		require.GreaterOrEqual(t, c.recall(), floor, "%s recall on the context corpus", name)
 	}
 }

@@ -51,6 +51,44 @@ func (sc *scanner) email(at int) {
 	}
 }
 
+// emailEncoded looks for an address whose '@' is percent-encoded as "%40"
+// at byte pct, as in a URL's query string: ?to=alice%40example.com. The
+// local part is read as for a literal '@' ('%' is a local-part character,
+// so "%2B" for '+' stays inside), the domain after "%40".
+func (sc *scanner) emailEncoded(pct int) {
+	t := sc.text
+	if !sc.labelStart(pct + 3) {
+		return
+	}
+	end := sc.domainEnd(pct + 3)
+	if end < 0 {
+		return // no domain: the local part is not read at all
+	}
+	j := pct
+	for j > 0 && pct-j < maxLocal && sc.class[t[j-1]]&clsLocal != 0 && (t[j-1] != '.' || j < 2 || t[j-2] != '.') {
+		if j >= 3 && t[j-3] == '%' && urlDelimiter(t[j-2:j]) {
+			break // an encoded '=', '?', '&', '/', ':' or space: the address starts after it
+		}
+		j--
+	}
+	for j < pct && t[j] == '.' {
+		j++
+	}
+	if j < pct {
+		sc.add(j, end, entEmail, scoreEmailEncoded)
+	}
+}
+
+// urlDelimiter reports whether the hex digits after a '%' encode a
+// character that cannot be in an address inside a URL: = ? & / : # or space.
+func urlDelimiter(hex string) bool {
+	switch strings.ToUpper(hex) {
+	case "3D", "3F", "26", "2F", "3A", "23", "20":
+		return true
+	}
+	return false
+}
+
 // domainEnd returns the end of the longest valid domain starting at p, or -1.
 // A valid end follows at least two labels, the last being a top-level domain
 // (two or more letters, or punycode xn--). A TLD may also end just before a
@@ -97,7 +135,10 @@ func (sc *scanner) domainEnd(p int) int {
 			break
 		}
 		labels++
-		if k-p <= maxDomain && labels >= 2 && ((letters && runes >= 2) || isPunycodeTLD(t[ls:k])) {
+		// A placeholder right after the label stands for the characters it
+		// replaced, which continued the label (a@b.ioは10.44.3.17 has no
+		// address before its IP is replaced, so it has none after).
+		if k-p <= maxDomain && labels >= 2 && ((letters && runes >= 2) || isPunycodeTLD(t[ls:k])) && !placeholderStartsAt(t, k) {
 			last = k
 		}
 		if k+1 < n && t[k] == '.' && sc.labelStart(k+1) {

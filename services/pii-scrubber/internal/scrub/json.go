@@ -30,11 +30,13 @@ func (c *Call) ScrubJSON(text string) Result {
 	}
 	var dec []byte
 	var offs []int
+	key := "" // the key of the value that follows, if any
 	for i := 0; i < len(text); i++ {
 		switch ch := text[i]; {
 		case ch == '"':
 			end := jsonStringEnd(text, i)
 			if nextNonSpace(text, end) == ':' {
+				key = text[i+1 : end-1]
 				i = end - 1 // an object key
 				continue
 			}
@@ -52,7 +54,7 @@ func (c *Call) ScrubJSON(text string) Result {
 				}
 				return i + 1 + offs[k]
 			}
-			spans, _ := c.find(s, false, nil)
+			spans := c.findKeyed(s, key)
 			for _, sp := range spans {
 				rs, re := at(sp.start), at(sp.end)
 				findings = append(findings, Finding{Entity: sp.ent.name(), Start: rs, End: re, Score: sp.score})
@@ -69,7 +71,7 @@ func (c *Call) ScrubJSON(text string) Result {
 				e++
 			}
 			num := text[i:e]
-			if res := c.Scrub(num); len(res.Findings) > 0 {
+			if res := c.result(num, c.findKeyed(num, key)); len(res.Findings) > 0 {
 				for _, f := range res.Findings {
 					f.Start += i
 					f.End += i
@@ -82,6 +84,8 @@ func (c *Call) ScrubJSON(text string) Result {
 				})
 			}
 			i = e - 1
+		case ch == '{' || ch == '}':
+			key = "" // the elements of an array keep their key, a new object has its own
 		}
 	}
 	if len(findings) == 0 {
@@ -89,6 +93,20 @@ func (c *Call) ScrubJSON(text string) Result {
 	}
 	out.WriteString(text[prev:])
 	return Result{Text: out.String(), Findings: findings}
+}
+
+// findKeyed is find for a JSON string value whose object key is key: the
+// key's words are context before the value's first word ("phone": "538
+// 2274", "client_version": "9.14.3.2"), as they are when the document is
+// scanned as text.
+func (c *Call) findKeyed(text, key string) []candidate {
+	sc := scanner{class: &c.s.class, phone: c.s.phone, thr: c.thr, text: text, key: key, set: c.set, pending: len(text)}
+	sc.run()
+	cs := sc.candidates()
+	if len(cs) == 0 {
+		return nil
+	}
+	return merge(append([]candidate(nil), cs...)) // a copy, so the scanner stays on the stack
 }
 
 // jsonStringEnd returns the index after the closing quote of the valid JSON

@@ -222,6 +222,17 @@ func TestScrubJSON(t *testing.T) {
 		{"layout kept", "{\n  \"ip\" : \"10.0.0.1\" ,\n  \"v\": \"1.2.3.4.5\"\n}", "{\n  \"ip\" : \"<IP>\" ,\n  \"v\": \"1.2.3.4.5\"\n}"},
 		{"invalid json is text", `{"to": bob@example.com`, `{"to": <EMAIL_ADDRESS>`},
 		{"nothing", `{"a":"b"}`, `{"a":"b"}`},
+		// Keys are context for their values, as in text (issue 16).
+		{"phone key raises", `{"phone": "538 2274", "note": "538 2274"}`, `{"phone": "<PHONE_NUMBER>", "note": "538 2274"}`},
+		{"snake and camel keys", `{"mobile_phone": "47-12-63-08", "mobilePhone": "47-12-63-09"}`,
+			`{"mobile_phone": "<PHONE_NUMBER>", "mobilePhone": "<PHONE_NUMBER>"}`},
+		{"array elements keep the key", `{"phones": ["538 2274", "538 2275"], "n": ["538 2276"]}`,
+			`{"phones": ["<PHONE_NUMBER>", "<PHONE_NUMBER>"], "n": ["538 2276"]}`},
+		{"version key lowers", `{"client_version": "9.14.3.2", "ip": "9.14.3.2"}`, `{"client_version": "9.14.3.2", "ip": "<IP>"}`},
+		{"card key on a number", `{"card_number": 3597123456789018, "order": 3597123456789018}`,
+			`{"card_number": "<CREDIT_CARD>", "order": 3597123456789018}`},
+		{"value words come first", `{"phone": "order 538 2274"}`, `{"phone": "order 538 2274"}`},
+		{"object resets the key", `{"phone": {"id": "538 2274"}}`, `{"phone": {"id": "538 2274"}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

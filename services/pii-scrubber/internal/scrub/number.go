@@ -342,8 +342,15 @@ func (sc *scanner) card(d *digitRun) {
 			continue // inside a longer grouped number on both sides
 		}
 		digits := d.digits[:nd]
-		if knownIIN(digits) && luhn(digits) && sc.numRightOK(g[k].end) {
-			sc.add(d.start, g[k].end, entCard, sc.adjust(d.start, entCard, scoreCard))
+		if knownIIN(digits) {
+			if luhn(digits) && sc.numRightOK(g[k].end) {
+				sc.add(d.start, g[k].end, entCard, sc.adjust(d.start, entCard, scoreCard))
+				return
+			}
+		} else if k == last && !tail && luhn(digits) && sc.numRightOK(g[k].end) && sc.labelled(d.start, entCard) {
+			// Outside every assigned issuer range (3597..., 07...): a card
+			// only as a whole run right after a card word, with a lower score.
+			sc.add(d.start, g[k].end, entCard, scoreCardLabelled)
 			return
 		}
 	}

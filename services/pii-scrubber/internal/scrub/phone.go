@@ -30,6 +30,12 @@ const (
 	scorePhoneNANPShape    = 0.6  // (555) 123-4567 and the like, not in service
 	scorePhoneTrunkShape   = 0.55 // grouped 0xxx number of a possible length
 	scorePhoneBare         = 0.35 // ungrouped and valid: a phone only after a context word
+
+	// Numbers the metadata rejects, accepted only after a phone label
+	// (Phone:, Tel., call me on, Teléfono, "phone": ...). The score is
+	// final: the label is already counted.
+	scorePhoneLabelled      = 0.6  // 9 to 12 digits in groups: 31 495 207 3361
+	scorePhoneLabelledShort = 0.55 // a short local number of 7 or 8 digits: 538 2274, 47-12-63-08
 )
 
 // phoneRegion is the compiled metadata of one region.
@@ -253,7 +259,20 @@ func (m *phoneMeta) nationalScore(d string, loose bool) float64 {
 			return scorePhoneNational
 		}
 	}
+	if len(d) > 3 && d[:3] == "011" {
+		// 011 44 20 7946 0958: NANP's international prefix, when no
+		// configured region reads the digits as a national number.
+		if s := m.intlScore(d[3:]); s >= scorePhoneIntlPossible {
+			return min(s, scorePhoneIntlTrunk)
+		}
+	}
 	return 0
+}
+
+// intlPrefixed reports whether digits start with an international call
+// prefix, 00 or NANP's 011.
+func intlPrefixed(x []byte) bool {
+	return len(x) >= 3 && x[0] == '0' && (x[1] == '0' || (x[1] == '1' && x[2] == '1'))
 }
 
 // phoneIntl accepts '+' and a country code followed by digit groups. A
@@ -351,10 +370,18 @@ func (sc *scanner) phoneNational(d *digitRun) {
 	if g[0].len() == 1 {
 		free = 2 // after NANP's leading 1 and the area code: 1 (800) 555-0199
 	}
+	// After an international prefix a group may have one digit: the
+	// country code 1 or 7, or Australia's area code in 0061 3 9457 2281.
+	// Written apart from the prefix (00 44 ..., 011 1 201-555-0123), the
+	// country code is followed by a free separator too.
+	intl := g[0].len() >= 2 && d.cum[d.ng-1] >= 3 && intlPrefixed(x) && (x[1] == '0' || g[0].len() >= 3)
+	if intl && (string(x[:g[0].len()]) == "00" || string(x[:g[0].len()]) == "011") {
+		free = 2
+	}
 	for k := 1; k < d.ng; k++ {
 		gk := &g[k]
 		nanpArea := k == 1 && g[0].len() == 1 && gk.len() == 3
-		if (gk.paren && !nanpArea) || gk.len() < 2 || gk.len() > maxGroup || (k >= 2 && g[k-1].len() > 5) {
+		if (gk.paren && !nanpArea) || (gk.len() < 2 && !intl) || gk.len() > maxGroup || (k >= 2 && g[k-1].len() > 5) {
 			break
 		}
 		if k >= 2 && g[k-1].len() == 2 && gk.len() > 2 && x[0] != '0' {
@@ -362,7 +389,7 @@ func (sc *scanner) phoneNational(d *digitRun) {
 		}
 		if k > free {
 			c := gk.sep.class()
-			if (c != sepSpace && c != sepHyphen && c != sepDot) || (k > free+1 && c != cls) {
+			if (c != sepSpace && c != sepHyphen && c != sepDot) || (k > free+1 && c != cls && !intl) {
 				break
 			}
 			cls = c
@@ -373,10 +400,10 @@ func (sc *scanner) phoneNational(d *digitRun) {
 		return
 	}
 	// Digits in all: 9 to 12, up to 14 after a trunk 0 (German numbers are
-	// long), up to 17 after the international prefix 00.
+	// long), up to 17 after the international prefix 00 or 011.
 	maxLen := 12
 	switch {
-	case x[0] == '0' && x[1] == '0':
+	case intl:
 		maxLen = 17
 	case x[0] == '0':
 		maxLen = 14
@@ -390,7 +417,7 @@ func (sc *scanner) phoneNational(d *digitRun) {
 		if (k+1 < d.ng && g[k+1].sep.class() == g[k].sep.class() && g[k+1].len() >= 3 && !g[k+1].paren) || sc.placeholderGroupAt(g[k].end) {
 			return // the grouping goes on: a card, an account, an IBAN
 		}
-		if notPhoneShape(d, k) {
+		if notPhoneShape(d, k) || dateShape(d, k) {
 			return
 		}
 		groups := k + 1
@@ -407,6 +434,88 @@ func (sc *scanner) phoneNational(d *digitRun) {
 		}
 		return
 	}
+	sc.phoneLabelled(d)
+}
+
+// phoneLabelled accepts, after a phone label only, a grouped number that
+// the metadata rejects or that is a short local number: 538 2274,
+// 47-12-63-08, (52) 614-239, 31 495 207 3361, 88 417293. The groups must
+// be the whole run: two to five groups of two to eight digits, 7 to
+// 12 digits in all, the first group possibly in parentheses and the
+// separators after the second group all of one kind (space, hyphen, dot);
+// and the shape must not be another kind of number (a date, a dotted quad,
+// an SSN, a ZIP+4 code). The shape is checked before the context, so the
+// common non-phone numbers cost no look-back.
+func (sc *scanner) phoneLabelled(d *digitRun) {
+	g := &d.groups
+	last := d.ng - 1
+	if last < 1 || last > 4 || g[0].len() < 2 || (d.digits[0] == '0' && d.digits[1] == '0') || sc.placeholderGroupAt(g[last].end) {
+		return // 00 is the international prefix, for phoneNational to read
+	}
+	nd := d.cum[last]
+	if nd < 7 || nd > 12 || notPhoneShape(d, last) || dateShape(d, last) || dottedQuad(d, last) {
+		return
+	}
+	for k := 1; k <= last; k++ {
+		c := g[k].sep.class()
+		if g[k].len() < 2 || g[k].len() > 8 || g[k].paren ||
+			(k >= 2 && c != sepSpace && c != sepHyphen && c != sepDot) || (k >= 3 && c != g[2].sep.class()) {
+			return
+		}
+	}
+	if !sc.labelled(d.start, entPhone) {
+		return
+	}
+	score := scorePhoneLabelled
+	if nd < 9 {
+		score = scorePhoneLabelledShort
+	}
+	if end, ok := sc.phoneEnd(g[last].end); ok {
+		sc.add(d.start, end, entPhone, score)
+	}
+}
+
+// dateShape reports a date written in groups, possibly followed by more
+// (a time): 2024-03-18, 18.03.2024, 03/18/2024, 18 03 2024 10 30 (a year
+// of 19xx or 20xx, a month and a day).
+func dateShape(d *digitRun, k int) bool {
+	g := &d.groups
+	x := d.digits[:]
+	if k < 2 {
+		return false
+	}
+	num := func(from, n int) int {
+		v := 0
+		for _, c := range x[from : from+n] {
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year := func(v int) bool { return v >= 1900 && v <= 2099 }
+	switch {
+	case g[0].len() == 4 && g[1].len() == 2 && g[2].len() == 2:
+		m, day := num(4, 2), num(6, 2)
+		return year(num(0, 4)) && m >= 1 && m <= 12 && day >= 1 && day <= 31
+	case g[0].len() == 2 && g[1].len() == 2 && g[2].len() == 4:
+		a, b := num(0, 2), num(2, 2)
+		return year(num(4, 4)) && a >= 1 && b >= 1 && a <= 31 && b <= 31 && (a <= 12 || b <= 12)
+	}
+	return false
+}
+
+// dottedQuad reports four dot-separated groups of at most three digits
+// with no leading zero: an address or a version, not a phone number.
+func dottedQuad(d *digitRun, k int) bool {
+	g := &d.groups
+	if k != 3 {
+		return false
+	}
+	for i := 0; i <= 3; i++ {
+		if g[i].len() > 3 || (i > 0 && g[i].sep != sepDot) || (g[i].len() > 1 && d.digits[d.cum[i]-g[i].len()] == '0') {
+			return false
+		}
+	}
+	return true
 }
 
 // notPhoneShape reports groupings that are other things: 3-2-4 is a US

@@ -7,7 +7,7 @@ import (
 
 // Byte classes stored in Scrubber.class.
 const (
-	clsTrigger uint8 = 1 << iota // may start or anchor a candidate: digit @ : + ( < = -
+	clsTrigger uint8 = 1 << iota // may start or anchor a candidate: digit @ : + ( < = - %
 	clsLocal                     // ASCII byte allowed in an e-mail local part
 	clsV6                        // hex digit, ':' or '.', the bytes of an IPv6 token
 	clsWord                      // may start a word-shaped entity: digits and some letters
@@ -24,7 +24,7 @@ func byteClasses() [256]uint8 {
 		switch {
 		case isDigit(b):
 			k |= clsTrigger | clsWord
-		case b == '@' || b == ':' || b == '+' || b == '(' || b == '<' || b == '=' || b == '-':
+		case b == '@' || b == ':' || b == '+' || b == '(' || b == '<' || b == '=' || b == '-' || b == '%':
 			k |= clsTrigger
 		}
 		if isAlnum(b) || b == '.' || b == '_' || b == '%' || b == '+' || b == '-' {
@@ -67,6 +67,7 @@ type scanner struct {
 	phone   *phoneMeta
 	thr     [numEntities]float64 // by value: a pointer would move the Call to the heap
 	text    string
+	key     string // the object key of a JSON string value: context before the text
 	set     entitySet
 	partial bool // the text may continue after its end (streams)
 	pending int  // see Call.find
@@ -193,6 +194,10 @@ func (sc *scanner) run() {
 		case '-':
 			if wantSecret && i+1 < len(t) && t[i+1] == '-' {
 				i = sc.pem(i)
+			}
+		case '%':
+			if wantEmail && i+3 < len(t) && t[i+1] == '4' && t[i+2] == '0' {
+				sc.emailEncoded(i)
 			}
 		default:
 			if wantNum {

@@ -264,6 +264,11 @@ func (c *Call) Tokens() []Token {
 func (c *Call) Scrub(text string) Result {
 	var arr [16]candidate
 	spans, _ := c.find(text, false, arr[:0])
+	return c.result(text, spans)
+}
+
+// result replaces the spans of text by their placeholders.
+func (c *Call) result(text string, spans []candidate) Result {
 	if len(spans) == 0 {
 		return Result{Text: text}
 	}
@@ -295,7 +300,9 @@ func (c *Call) find(text string, partial bool, dst []candidate) (spans []candida
 // span covered by candidates of different entities.
 const (
 	scoreEmail         = 1.0
+	scoreEmailEncoded  = 0.9 // the '@' written as %40
 	scoreCard          = 0.9 // Luhn and a known issuer range
+	scoreCardLabelled  = 0.6 // Luhn, no known issuer range, after a card word
 	scoreIBAN          = 1.0
 	scoreIP            = 0.9
 	scoreSSN           = 0.85
@@ -304,6 +311,7 @@ const (
 	scoreCrypto        = 1.0
 	scoreSecret        = 0.95
 	scoreSecretAssign  = 0.8
+	scoreSecretPaired  = 0.8 // 40 base64 characters after an AWS access key id on its line
 	scoreCountryID     = 0.75
 	scoreCountryIDBare = 0.45
 )

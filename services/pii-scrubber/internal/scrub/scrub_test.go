@@ -201,7 +201,7 @@ func TestScrubPhoneNegative(t *testing.T) {
 		{"box numbers", "PSC 0413, Box 8144", ""},
 		{"isbn", "ISBN 978-3-16-148410-0", ""},
 		{"bare ten digits", "order 5551234567", ""},
-		{"seven digit local", "call 555-1234", ""},
+		{"seven digit local without a phone label", "see 555-1234", ""},
 		{"short e164", "+12 and +123456", ""},
 		{"arithmetic", "3+4=7 and 2+2222222222", ""},
 		{"dashed id", "ID-555-123-4567", ""},

@@ -282,11 +282,66 @@ func (sc *scanner) secret(s int) {
 				return
 			}
 		}
+		sc.add(s, e, entSecret, scoreSecret)
+		sc.awsSecretAfter(e)
+		return
 	}
 	if exact == 0 && !hasDigitAndLetter(t[s+p:e]) {
 		return // "sk-learn-is-a-library-name" is prose, not a key
 	}
 	sc.add(s, e, entSecret, scoreSecret)
+}
+
+// awsSecretAfter looks, on the line after an AWS access key id ending at
+// byte from, for its secret access key: 40 characters of base64 (letters,
+// digits, '+' and '/') with upper- and lower-case letters and a digit, as
+// in "Creds: AKIA... / wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY". Only the
+// first token of four characters or more that starts within awsPairWindow
+// bytes is read, so each key id costs a bounded look-ahead.
+func (sc *scanner) awsSecretAfter(from int) {
+	t := sc.text
+	limit := min(len(t), from+awsPairWindow)
+	for p := from; p < limit; {
+		c := t[p]
+		if c == '\n' || c == '\r' {
+			return
+		}
+		if !awsSecretByte(c) {
+			p++
+			continue
+		}
+		e := p
+		for e < len(t) && e-p <= 40 && awsSecretByte(t[e]) {
+			e++
+		}
+		if e-p == 40 && sc.tokenRightOK(e) && mixedBase64(t[p:e]) {
+			sc.add(p, e, entSecret, scoreSecretPaired)
+			sc.tokDone = max(sc.tokDone, e)
+			return
+		}
+		if e-p >= 4 {
+			return // a word or another token: the first one after the id decides
+		}
+		p = e
+	}
+}
+
+// awsPairWindow bounds the look-ahead from an access key id to its secret.
+const awsPairWindow = 48
+
+func awsSecretByte(c byte) bool { return isAlnum(c) || c == '+' || c == '/' }
+
+// mixedBase64 reports whether s has upper- and lower-case letters and a
+// digit, as random base64 does and hex digests, words and paths do not.
+func mixedBase64(s string) bool {
+	var up, lo, dg bool
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		up = up || isUpper(c)
+		lo = lo || (c >= 'a' && c <= 'z')
+		dg = dg || isDigit(c)
+	}
+	return up && lo && dg
 }
 
 // masked reports whether a value has no letter or digit left (mask mode's
@@ -469,6 +524,12 @@ func (sc *scanner) assignment(i int) {
 		if (quote != 0 && c == quote) || (quote == 0 && (c <= ' ' || c == ',' || c == ';' || c == '&' || c == '"' || c == '\'' || c == '}' || c == ')')) || c == '\n' {
 			break
 		}
+		if c == '<' && placeholderAt(t, e) > 0 {
+			// Part of the value was another entity, whose placeholder now
+			// reads differently (AWS_SECRET_ACCESS_KEY=-0061 3 9457 2281
+			// scrubbed): the value is not a secret, as it was not before.
+			return
+		}
 		e++
 	}
 	sc.steps += e - i
@@ -481,11 +542,16 @@ func (sc *scanner) assignment(i int) {
 		return
 	}
 	if quote == 0 {
-		symbol := false
+		// Unquoted, prose is possible (password: changed): a digit or a
+		// symbol, or 16 or more letters in both cases (a random key), says
+		// it is a value.
+		symbol, up, lo := false, false, false
 		for _, c := range []byte(t[p:e]) {
 			symbol = symbol || !isAlpha(c)
+			up = up || isUpper(c)
+			lo = lo || (c >= 'a' && c <= 'z')
 		}
-		if !symbol {
+		if !symbol && (e-p < 16 || !up || !lo) {
 			return
 		}
 	}
@@ -511,7 +577,8 @@ func credentialKey(key string) bool {
 	}
 	k := string(buf[:n])
 	for _, suffix := range [...]string{"password", "passwd", "pwd", "secret", "api_key", "apikey", "access_token", "auth_token",
-		"refresh_token", "private_key", "secret_key", "client_secret", "bearer_token", "session_token", "token", "passphrase"} {
+		"refresh_token", "private_key", "secret_key", "client_secret", "bearer_token", "session_token", "token", "passphrase",
+		"access_key", "secret_access_key", "signing_key", "encryption_key", "master_key", "auth_key"} {
 		if strings.HasSuffix(k, suffix) && (len(k) == len(suffix) || k[len(k)-len(suffix)-1] == '_') {
 			return true
 		}
