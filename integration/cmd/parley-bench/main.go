@@ -33,10 +33,9 @@ func run() error {
 	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack); its echo component must cache, as make up's")
 	env := envFlag{}
 	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
-	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), miss, hit, scrubbed, provider")
+	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, miss, hit, scrubbed, provider")
 	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
 	natsMode := flag.String("nats", "process", "where the started stack's NATS server runs: process (its own, so its CPU is measured apart) or embedded (in this process, as make up)")
-	floorServer := flag.String("floor-server", "connect", "the floor's server library: connect (as Parley's services) or grpc")
 	natsChild := flag.String(natsChildFlag, "", "internal: run only the stack's NATS server with this store directory")
 	flag.Parse()
 	if *natsChild != "" {
@@ -46,7 +45,7 @@ func run() error {
 		return fmt.Errorf("-nats must be process or embedded, got %q", *natsMode)
 	}
 	ctx := context.Background()
-	h, err := startHelpers(ctx, *floorServer, *addr == "")
+	h, err := startHelpers(ctx, *addr == "")
 	if err != nil {
 		return err
 	}
@@ -82,6 +81,10 @@ func run() error {
 		return err
 	}
 	defer func() { _ = t.floor.Close() }()
+	if t.floorConnect, err = dialGRPC(h.floorConnect.addr); err != nil {
+		return err
+	}
+	defer func() { _ = t.floorConnect.Close() }()
 	return benchPaths(ctx, t, strings.Split(*pathsFlag, ","), *duration, *conc)
 }
 

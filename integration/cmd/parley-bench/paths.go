@@ -23,16 +23,19 @@ import (
 // The paths `make bench` measures, each at concurrency 1 (latency) and at -c (throughput
 // and CPU per request), beside the one-hop floor measured in the same run.
 const (
-	pathFloor    = "floor"
-	pathMiss     = "miss"
-	pathHit      = "hit"
-	pathScrubbed = "scrubbed"
-	pathProvider = "provider"
+	pathFloor = "floor"
+	// pathFloorConnect is the same echo served by connect-go on net/http, as Parley's
+	// services serve: what the server library costs beside grpc-go's.
+	pathFloorConnect = "floor-connect"
+	pathMiss         = "miss"
+	pathHit          = "hit"
+	pathScrubbed     = "scrubbed"
+	pathProvider     = "provider"
 	// pathDirect is the fake provider called directly: subtracted from the provider path.
 	pathDirect = "fake-direct"
 )
 
-var allPaths = []string{pathFloor, pathMiss, pathHit, pathScrubbed, pathProvider}
+var allPaths = []string{pathFloor, pathFloorConnect, pathMiss, pathHit, pathScrubbed, pathProvider}
 
 // The columns of the CPU table, in order: the load generator, the floor server, the
 // constellation's processes and the fake provider.
@@ -52,8 +55,9 @@ const prompt = "What is the capital of France? Answer in one word, please."
 
 // target is what the paths are measured against.
 type target struct {
-	router *grpc.ClientConn
-	floor  *grpc.ClientConn
+	router       *grpc.ClientConn
+	floor        *grpc.ClientConn
+	floorConnect *grpc.ClientConn
 	// fakeURL is the fake provider's base URL; empty when the provider path is not run.
 	fakeURL string
 	// meter reads CPU times; nil when the processes are not this benchmark's.
@@ -75,6 +79,7 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 	var seq atomic.Int64
 	distinct := func() string { return fmt.Sprintf("%s #%d", prompt, seq.Add(1)) }
 	calls[pathFloor] = viaGRPC(t.floor, "echo", distinct, false)
+	calls[pathFloorConnect] = viaGRPC(t.floorConnect, "echo", distinct, false)
 	calls[pathMiss] = viaGRPC(t.router, "echo", distinct, false)
 	calls[pathHit] = viaGRPC(t.router, "echo", func() string { return prompt }, false)
 	calls[pathScrubbed] = viaGRPC(t.router, "echo", func() string {
@@ -214,8 +219,8 @@ func printPaths(w io.Writer, runs []pathRun, c int, t target) {
 		name := r.name
 		cpu := parleyCPU(r)
 		switch r.name {
-		case pathFloor:
-			cpu = floorCPU
+		case pathFloor, pathFloorConnect:
+			cpu = r.cpu[colFloor]
 		case pathDirect:
 			cpu = r.cpu[colFake]
 		case pathProvider:

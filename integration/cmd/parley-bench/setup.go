@@ -11,13 +11,14 @@ import (
 
 // helpers are the benchmark's own processes beside the constellation.
 type helpers struct {
-	dir               string
-	floor, fake, nats *helper
+	dir                             string
+	floor, floorConnect, fake, nats *helper
 }
 
-// startHelpers builds parley-floor and fakeprovider and starts the floor and, when the
-// stack is started too, the fake provider (no delay: the provider path is Parley's cost).
-func startHelpers(ctx context.Context, floorServer string, withFake bool) (_ *helpers, err error) {
+// startHelpers builds parley-floor and fakeprovider and starts the floor (grpc-go's
+// server, the cheapest), the same echo on connect-go and, when the stack is started too,
+// the fake provider (no delay: the provider path is Parley's cost).
+func startHelpers(ctx context.Context, withFake bool) (_ *helpers, err error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return nil, err
@@ -39,7 +40,10 @@ func startHelpers(ctx context.Context, floorServer string, withFake bool) (_ *he
 	if err := buildHelpers(ctx, root, dir); err != nil {
 		return nil, err
 	}
-	if h.floor, err = startHelper("floor", filepath.Join(dir, "parley-floor"), "listening on ", "-server", floorServer); err != nil {
+	if h.floor, err = startHelper("floor", filepath.Join(dir, "parley-floor"), "listening on ", "-server", "grpc"); err != nil {
+		return nil, err
+	}
+	if h.floorConnect, err = startHelper("floor", filepath.Join(dir, "parley-floor"), "listening on ", "-server", "connect"); err != nil {
 		return nil, err
 	}
 	if withFake {
@@ -51,7 +55,7 @@ func startHelpers(ctx context.Context, floorServer string, withFake bool) (_ *he
 }
 
 func (h *helpers) stop() {
-	for _, p := range []*helper{h.floor, h.fake, h.nats} {
+	for _, p := range []*helper{h.floor, h.floorConnect, h.fake, h.nats} {
 		if p != nil {
 			p.stop()
 		}
@@ -92,7 +96,8 @@ spec:
 // fake provider.
 func newMeter(ctx context.Context, s *stack.Stack, h *helpers) (*meter, error) {
 	m := &meter{procs: map[string]func(context.Context) []int{
-		colFloor: fixed(h.floor.pid()),
+		// Both floors in one column: one of them works at a time.
+		colFloor: func(context.Context) []int { return []int{h.floor.pid(), h.floorConnect.pid()} },
 		colFake:  fixed(h.fake.pid()),
 	}}
 	for _, name := range stack.Services {

@@ -5,10 +5,11 @@
 // Parley adds beyond the cheapest crossing this machine allows (a Dapr sidecar costs
 // about that).
 //
-//	parley-floor -addr 127.0.0.1:0 -server connect   # prints "listening on 127.0.0.1:PORT"
+//	parley-floor -addr 127.0.0.1:0 -server grpc   # prints "listening on 127.0.0.1:PORT"
 //
-// -server connect (the default) uses connect-go on net/http, as Parley's services do;
-// -server grpc uses grpc-go's server. Ctrl-C or SIGTERM stops it.
+// -server grpc (the default, and make bench's floor) uses grpc-go's server, the cheapest
+// this machine allows; -server connect uses connect-go on net/http, as Parley's services
+// do. Ctrl-C or SIGTERM stops it.
 package main
 
 import (
@@ -42,7 +43,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("parley-floor", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (port 0 picks a free port)")
-	server := fs.String("server", "connect", "server library: connect (connect-go on net/http, as Parley's services) or grpc (grpc-go)")
+	server := fs.String("server", "grpc", "server library: grpc (grpc-go) or connect (connect-go on net/http, as Parley's services)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
