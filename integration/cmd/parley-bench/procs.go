@@ -127,17 +127,26 @@ func cpuTime(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) may hold spaces; the fields after it follow its ")".
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return parseStat(string(b))
+}
+
+// parseStat reads utime and stime (fields 14 and 15) from a /proc/<pid>/stat line.
+func parseStat(s string) (time.Duration, error) {
+	// The command name (field 2) may hold spaces and parentheses; the fields after it
+	// follow its last ")".
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat %q: no command name", s)
+	}
+	fields := strings.Fields(s[i+1:])
 	if len(fields) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+		return 0, fmt.Errorf("stat: %d fields after the command name", len(fields))
 	}
 	// fields[0] is field 3 (state): utime is field 14, stime field 15.
 	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
 	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: bad times", pid)
+		return 0, fmt.Errorf("stat: bad times %q %q", fields[11], fields[12])
 	}
 	// Linux reports clock ticks of USER_HZ, 100 per second on every architecture Go runs on.
 	const userHZ = 100
