@@ -37,9 +37,9 @@ test-modules: ## test each module alone (GOWORK=off), as its own go.sum resolves
 	@for m in $(MODULES); do echo "== $$m"; (cd $$m && GOWORK=off go test -short -count=1 ./...) || exit 1; done
 
 .PHONY: bench
-bench: ## load-test the router against a direct call to the echo logic
+bench: ## measure each path against the one-hop floor (BENCH_FLAGS, e.g. -paths miss,hit -duration 2s)
 	go build -o $(BIN)/parley-bench ./integration/cmd/parley-bench
-	$(BIN)/parley-bench
+	$(BIN)/parley-bench $(BENCH_FLAGS)
 
 $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go: tools/go.mod tools/go.sum
 	cd tools && GOWORK=off go build -o $(BIN)/ github.com/bufbuild/buf/cmd/buf google.golang.org/protobuf/cmd/protoc-gen-go connectrpc.com/connect/cmd/protoc-gen-connect-go

@@ -1,12 +1,13 @@
-// Command parley-bench (`make bench`) measures what Parley's hops cost: it starts the
-// constellation (or uses a running router), drives Dapr ConverseAlpha2 over gRPC at
-// concurrency 1 and 32, and prints requests per second and p50/p99 latency next to the
-// same figures for a direct, in-process call to the echo provider and, when it started
-// the stack, for one internal Connect hop (a Scrub call straight to the pii-scrubber with a
-// router's identity: over mutual TLS by default, h2c with -set INTERNAL_TLS=off).
+// Command parley-bench (`make bench`) measures what Parley's paths cost against the
+// one-hop floor in the same run: it starts the constellation (or uses a running router),
+// the floor (parley-floor, an echo in a process of its own) and the fake provider, drives
+// Dapr ConverseAlpha2 over gRPC at concurrency 1 and -c (16), and prints each path's
+// latency, throughput and CPU per request per process with its ratio to the floor's
+// (docs/benchmarks.md).
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -16,37 +17,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
-	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/integration/stack"
-	"github.com/parleyhq/parley/services/provider-worker/provider/echo"
 )
-
-const components = `apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: echo
-spec:
-  type: conversation.echo
----
-apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: echo-cached
-spec:
-  type: conversation.echo
-  metadata:
-  - name: responseCacheTTL
-    value: 10m
-`
 
 func main() {
 	if err := run(); err != nil {
@@ -56,93 +32,70 @@ func main() {
 }
 
 func run() error {
-	duration := flag.Duration("duration", 5*time.Second, "how long each scenario runs")
-	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack)")
+	duration := flag.Duration("duration", 4*time.Second, "how long each load run lasts (every path runs at concurrency 1 and at -c)")
+	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack); its echo component must cache, as make up's")
 	env := envFlag{}
 	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
+	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, miss, hit, scrubbed, provider")
+	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
+	natsMode := flag.String("nats", "process", "where the started stack's NATS server runs: process (its own, so its CPU is measured apart) or embedded (in this process, as make up)")
+	natsChild := flag.String(natsChildFlag, "", "internal: run only the stack's NATS server, for a stack with this data directory")
 	flag.Parse()
+	if *natsChild != "" {
+		return runNATSChild(*natsChild, env)
+	}
+	if *natsMode != "process" && *natsMode != "embedded" {
+		return fmt.Errorf("-nats must be process or embedded, got %q", *natsMode)
+	}
 	ctx := context.Background()
+	h, err := startHelpers(ctx, *addr == "")
+	if err != nil {
+		return err
+	}
+	defer h.stop()
 
-	target := *addr
-	var hop func(context.Context) error
-	if target == "" {
-		s, stop, err := startStack(ctx, env)
+	t := target{natsEmbedded: *natsMode == "embedded"}
+	routerAddr := *addr
+	if routerAddr == "" {
+		data, err := os.MkdirTemp("", "parley-bench-")
+		if err != nil {
+			return err
+		}
+		var natsURL string
+		if !t.natsEmbedded && os.Getenv("NATS_URL") == "" {
+			if h.nats, err = startNATSChild(data, env); err != nil {
+				return err
+			}
+			natsURL = h.nats.addr
+		}
+		s, stop, err := startStack(ctx, env, natsURL, h.fake.addr, data)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		target = s.RouterGRPCAddr()
-		if hop, err = internalHop(s); err != nil {
+		routerAddr = s.RouterGRPCAddr()
+		t.fakeURL = "http://" + h.fake.addr
+		if t.hop, err = internalHop(s); err != nil {
 			return err
 		}
-	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return fmt.Errorf("dial %s: %w", target, err)
-	}
-	defer func() { _ = conn.Close() }()
-
-	request := func(component string, scrub bool) *runtimev1.ConversationRequestAlpha2 {
-		r := &runtimev1.ConversationRequestAlpha2{
-			Name: component,
-			Inputs: []*runtimev1.ConversationInputAlpha2{{Messages: []*runtimev1.ConversationMessage{{
-				MessageTypes: &runtimev1.ConversationMessage_OfUser{OfUser: &runtimev1.ConversationMessageOfUser{
-					Content: []*runtimev1.ConversationMessageContent{{Text: "What is the capital of France? Answer in one word, please."}},
-				}},
-			}}}},
+		if t.meter, err = newMeter(ctx, s, h); err != nil {
+			return err
 		}
-		if scrub {
-			r.Inputs[0].ScrubPii = &scrub
-			r.ScrubPii = &scrub
-		}
-		return r
+		defer t.meter.close()
 	}
-	viaRouter := func(component string, scrub bool) func(context.Context) error {
-		req := request(component, scrub)
-		return func(ctx context.Context) error {
-			return conn.Invoke(ctx, "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2", req, &runtimev1.ConversationResponseAlpha2{})
-		}
-	}
-	e := echo.New()
-	direct := func(ctx context.Context) error {
-		_, err := e.Converse(ctx, &providerv1.Request{Messages: []*providerv1.Message{{
-			Role:  providerv1.Role_ROLE_USER,
-			Parts: []*providerv1.Part{{Kind: &providerv1.Part_Text{Text: "What is the capital of France? Answer in one word, please."}}},
-		}}})
+	if t.router, err = dialGRPC(routerAddr); err != nil {
 		return err
 	}
-	scenarios := []struct {
-		name string
-		call func(context.Context) error
-	}{
-		{"echo in process (direct call)", direct},
-		{"router → worker (alpha2 gRPC)", viaRouter("echo", false)},
-		{"router → scrubber → worker (scrubPii)", viaRouter("echo", true)},
-		{"router → cache hit", viaRouter("echo-cached", false)},
+	defer func() { _ = t.router.Close() }()
+	if t.floor, err = dialGRPC(h.floor.addr); err != nil {
+		return err
 	}
-	if hop != nil {
-		scenarios = append(scenarios[:1:1], append([]struct {
-			name string
-			call func(context.Context) error
-		}{{"one internal hop (Scrub, as router)", hop}}, scenarios[1:]...)...)
+	defer func() { _ = t.floor.Close() }()
+	if t.floorConnect, err = dialGRPC(h.floorConnect.addr); err != nil {
+		return err
 	}
-	// Warm up connections and the cache.
-	for _, sc := range scenarios {
-		for range 200 {
-			if err := sc.call(ctx); err != nil {
-				return fmt.Errorf("%s: %w", sc.name, err)
-			}
-		}
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	_, _ = fmt.Fprintln(tw, "scenario\tconcurrency\trequests\treq/s\tp50\tp99\terrors\t")
-	for _, sc := range scenarios {
-		for _, c := range []int{1, 32} {
-			r := load(ctx, sc.call, c, *duration)
-			_, _ = fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%d\t\n", sc.name, c, r.n, r.rps, fmtDur(r.p50), fmtDur(r.p99), r.errors)
-		}
-	}
-	return tw.Flush()
+	defer func() { _ = t.floorConnect.Close() }()
+	return benchPaths(ctx, t, strings.Split(*pathsFlag, ","), *duration, *conc)
 }
 
 type result struct {
@@ -219,7 +172,8 @@ func (e envFlag) Set(v string) error {
 	return nil
 }
 
-func startStack(ctx context.Context, env envFlag) (*stack.Stack, func(), error) {
+// startStack starts the constellation with data as its data directory (removed at stop).
+func startStack(ctx context.Context, env envFlag, natsURL, fakeAddr, data string) (*stack.Stack, func(), error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return nil, nil, err
@@ -228,15 +182,11 @@ func startStack(ctx context.Context, env envFlag) (*stack.Stack, func(), error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	data, err := os.MkdirTemp("", "parley-bench-")
-	if err != nil {
-		return nil, nil, err
-	}
 	comps := filepath.Join(data, "components")
 	if err := os.MkdirAll(comps, 0o755); err != nil {
 		return nil, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(comps, "echo.yaml"), []byte(components), 0o644); err != nil {
+	if err := writeComponents(root, comps, fakeAddr); err != nil {
 		return nil, nil, err
 	}
 	ports, err := stack.FreePorts()
@@ -249,7 +199,7 @@ func startStack(ctx context.Context, env envFlag) (*stack.Stack, func(), error) 
 	}
 	s, err := stack.Start(ctx, stack.Options{
 		RepoRoot: root, DataDir: data, ComponentsDir: comps, Ports: ports,
-		NATSURL:  os.Getenv("NATS_URL"),
+		NATSURL:  cmp.Or(os.Getenv("NATS_URL"), natsURL),
 		Postgres: stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), FreshDatabase: true, Install: true},
 		Env:      withDefaults(env),
 		Log:      log, Progress: os.Stderr,

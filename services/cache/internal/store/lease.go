@@ -133,6 +133,7 @@ func (s *Store) resolve(ctx context.Context, ek string, ttl time.Duration) (Look
 		return Lookup{Outcome: OutcomeHit, Value: v, Layer: LayerL2}, nil
 	}
 	lk := leaseKey(ek)
+	s.metrics.rtCreate.Inc()
 	rev, err := s.kv.Create(ctx, lk, encodeLease(time.Now().Add(ttl)), jetstream.KeyTTL(ttl))
 	switch {
 	case err == nil:
@@ -167,6 +168,7 @@ func isKeyExists(err error) bool {
 // leaseRemaining is how long the lease under lk still runs, as its value says; a lease
 // that cannot be read is given leaseGrace, after which the waiter looks again.
 func (s *Store) leaseRemaining(ctx context.Context, lk string) time.Duration {
+	s.metrics.rtGet.Inc()
 	e, err := s.kv.Get(ctx, lk)
 	if err != nil {
 		return leaseGrace
@@ -181,6 +183,7 @@ func (s *Store) leaseRemaining(ctx context.Context, lk string) time.Duration {
 // endLease removes the lease of ek if lease is still its current revision. ended is
 // false when the lease had already expired or been replaced.
 func (s *Store) endLease(ctx context.Context, ek string, lease uint64) (ended bool, err error) {
+	s.metrics.rtPurge.Inc()
 	err = s.kv.Purge(ctx, leaseKey(ek), jetstream.LastRevision(lease), jetstream.PurgeTTL(markerTTL))
 	switch {
 	case err == nil:
@@ -273,6 +276,7 @@ func (s *Store) Wait(ctx context.Context, k Key, maxWait time.Duration) ([]byte,
 func (s *Store) watchKey(ctx context.Context, w *waiter, ek string) {
 	defer s.waits.wg.Done()
 	lk := leaseKey(ek)
+	s.metrics.rtWatch.Inc()
 	watcher, err := s.kv.WatchFiltered(ctx, []string{ek, lk})
 	if err != nil {
 		w.finish(nil, false, classify(ctx, err))

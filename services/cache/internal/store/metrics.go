@@ -33,9 +33,12 @@ type metrics struct {
 	purges                      prometheus.Counter
 	errors                      *prometheus.CounterVec
 	l1Bytes, l1Entries, waiting prometheus.GaugeFunc
+	roundTrips                  *prometheus.CounterVec
 
 	// The hit counters, resolved once: the hit path does no label lookup.
 	hitL1, hitL2, hitWait prometheus.Counter
+	// The round-trip counters, resolved once.
+	rtGet, rtCreate, rtPut, rtPurge, rtWatch prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
@@ -85,10 +88,14 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 		waiting: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parley_cache_waiting_keys", Help: "Keys this replica is watching for waiting callers.",
 		}, func() float64 { return float64(s.waits.len()) }),
+		roundTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_cache_bucket_round_trips_total",
+			Help: "Requests to the JetStream bucket made while serving calls, by op: get, create (a lease), put, purge (a lease), watch; each is a crossing to NATS (docs/architecture.md, Crossing budget).",
+		}, []string{"op"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.hits, m.misses, m.puts, m.bytesWritten, m.bytesServed, m.evictions, m.leases, m.waits,
-		m.purges, m.purged, m.errors, m.l1Bytes, m.l1Entries, m.waiting,
+		m.purges, m.purged, m.errors, m.l1Bytes, m.l1Entries, m.waiting, m.roundTrips,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register cache metrics: %w", err)
@@ -96,6 +103,8 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 	}
 	// Pre-create the label values so every series exists before its first event.
 	m.hitL1, m.hitL2, m.hitWait = m.hits.WithLabelValues(layerL1), m.hits.WithLabelValues(layerL2), m.hits.WithLabelValues(layerWait)
+	m.rtGet, m.rtCreate, m.rtPut = m.roundTrips.WithLabelValues("get"), m.roundTrips.WithLabelValues("create"), m.roundTrips.WithLabelValues("put")
+	m.rtPurge, m.rtWatch = m.roundTrips.WithLabelValues("purge"), m.roundTrips.WithLabelValues("watch")
 	for _, op := range []string{"get", "put", "lookup", "wait", "release", "purge"} {
 		m.errors.WithLabelValues(op)
 	}

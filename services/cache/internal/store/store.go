@@ -238,6 +238,7 @@ func (s *Store) Get(ctx context.Context, k Key) ([]byte, bool, error) {
 // readEntry reads ek from the bucket and keeps a live value in L1.
 func (s *Store) readEntry(ctx context.Context, ek string) ([]byte, bool, error) {
 	gen := s.l1.generation()
+	s.metrics.rtGet.Inc()
 	e, err := s.kv.Get(ctx, ek)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, false, nil
@@ -299,6 +300,7 @@ func (s *Store) Put(ctx context.Context, k Key, value []byte, ttl time.Duration,
 // in one round trip.
 func (s *Store) publish(ctx context.Context, key string, data []byte, ttl time.Duration) error {
 	msg := &nats.Msg{Subject: s.subject + key, Data: data}
+	s.metrics.rtPut.Inc()
 	_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(roundUpToSecond(ttl)), jetstream.WithExpectStream(s.stream))
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", key, err)

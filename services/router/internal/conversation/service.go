@@ -20,6 +20,7 @@ import (
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/services/router/internal/crossing"
 )
 
 // Options tune the Service.
@@ -52,6 +53,8 @@ type serviceMetrics struct {
 	auditFailures  prometheus.Counter
 	fallbacks      *prometheus.CounterVec
 	auditRedacted  prometheus.Counter
+	crossings      *prometheus.CounterVec
+	sequential     *prometheus.HistogramVec
 }
 
 // New builds a Service and registers its metrics.
@@ -84,14 +87,29 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 			Name: "parley_router_audit_redacted_total",
 			Help: "Audit records whose texts were fully redacted because the scrubber was unavailable.",
 		}),
+		crossings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_router_crossings_total",
+			Help: "Calls to other processes made before answering a conversation, by kind (scrub, cache_lookup, cache_wait, cache_put, cache_release, dispatch, audit_publish).",
+		}, []string{"kind"}),
+		sequential: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "parley_router_sequential_crossings",
+			Help:    "Calls to other processes a conversation waited for one after another, by path (hit, miss, off: cache off or bypassed, error); docs/architecture.md has the budget.",
+			Buckets: prometheus.LinearBuckets(0, 1, 13),
+		}, []string{"path"}),
 	}
-	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.fallbacks} {
+	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.fallbacks, m.crossings, m.sequential} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric: %w", err)
 		}
 	}
 	for _, op := range []string{"lookup", "wait", "decode", "put", "release"} {
 		m.cacheFallbacks.WithLabelValues(op)
+	}
+	for _, k := range crossing.Kinds {
+		m.crossings.WithLabelValues(string(k))
+	}
+	for _, p := range []string{"hit", "miss", "off", "error"} {
+		m.sequential.WithLabelValues(p)
 	}
 	return &Service{
 		components: components, scrubber: scrubber, cache: cache, dispatcher: dispatcher, audit: audit,
@@ -113,6 +131,7 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	start := time.Now()
+	ctx, trace := crossing.Start(ctx)
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, fmt.Errorf("request id: %w", err)
@@ -146,7 +165,7 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 		err = aerr
 		res = nil
 	}
-	s.observe(req.API, comp.Name, start, res, err, comp.CacheTTL > 0 && !req.BypassCache)
+	s.observe(req.API, comp.Name, start, res, err, comp.CacheTTL > 0 && !req.BypassCache, trace.End())
 	return res, err
 }
 
@@ -460,7 +479,7 @@ func (s *Service) record(ctx context.Context, rec *record) error {
 	return nil
 }
 
-func (s *Service) observe(api auditv1.Api, component string, start time.Time, res *Result, err error, cacheOn bool) {
+func (s *Service) observe(api auditv1.Api, component string, start time.Time, res *Result, err error, cacheOn bool, crossed crossing.Summary) {
 	status, cache := "ok", "off"
 	if err != nil {
 		status = "error"
@@ -474,6 +493,14 @@ func (s *Service) observe(api auditv1.Api, component string, start time.Time, re
 	apiName := strings.ToLower(strings.TrimPrefix(api.String(), "API_"))
 	s.m.conversations.WithLabelValues(apiName, component, status, cache).Inc()
 	s.m.duration.WithLabelValues(apiName, component).Observe(time.Since(start).Seconds())
+	path := cache
+	if err != nil {
+		path = "error"
+	}
+	s.m.sequential.WithLabelValues(path).Observe(float64(crossed.Sequential))
+	for k, n := range crossed.Kinds {
+		s.m.crossings.WithLabelValues(string(k)).Add(float64(n))
+	}
 }
 
 func fillOutcome(ev *auditv1.ConversationEvent, resp *providerv1.Response) {

@@ -11,6 +11,7 @@ import (
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/services/router/internal/crossing"
 )
 
 // AuditPublisher stores audit events in the PARLEY_AUDIT stream.
@@ -49,7 +50,10 @@ func (a *AuditPublisher) Record(ctx context.Context, ev *auditv1.ConversationEve
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
 	defer cancel()
 	msg := &nats.Msg{Subject: auditevent.Subject, Data: b, Header: nats.Header{}}
-	if _, err := a.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.GetRequestId())); err != nil {
+	done := crossing.Track(ctx, crossing.AuditPublish)
+	_, err = a.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.GetRequestId()))
+	done()
+	if err != nil {
 		return fmt.Errorf("publish audit event: %w", err)
 	}
 	return nil

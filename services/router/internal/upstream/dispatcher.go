@@ -18,6 +18,7 @@ import (
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/crossing"
 )
 
 // SubjectPrefix is the prefix of the per-component work subjects.
@@ -108,6 +109,7 @@ func (d *Dispatcher) once(ctx context.Context, subject string, data []byte) (*pr
 
 	msg := &nats.Msg{Subject: subject, Reply: d.prefix + token, Data: data, Header: nats.Header{}}
 	d.prop.Inject(ctx, bus.HeaderCarrier(msg.Header))
+	defer crossing.Track(ctx, crossing.Dispatch)()
 	if err := d.nc.PublishMsg(msg); err != nil {
 		return nil, fmt.Errorf("publish provider request: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/crossing"
 )
 
 // Scrubber calls the pii-scrubber service.
@@ -43,7 +44,9 @@ func (s *Scrubber) Scrub(ctx context.Context, call conversation.ScrubCall) (conv
 			}
 		}
 	}
+	done := crossing.Track(ctx, crossing.Scrub)
 	res, err := s.client.Scrub(ctx, req)
+	done()
 	if err != nil {
 		return conversation.ScrubOutcome{}, fmt.Errorf("pii-scrubber: %w", err)
 	}
@@ -86,7 +89,9 @@ func (c *Cache) Lookup(ctx context.Context, id conversation.CacheID, leaseTTL ti
 	if leaseTTL > 0 {
 		req.LeaseTtl = durationpb.New(leaseTTL)
 	}
+	done := crossing.Track(ctx, crossing.CacheLookup)
 	res, err := c.client.Lookup(ctx, req)
+	done()
 	if err != nil {
 		return conversation.CacheLookup{}, fmt.Errorf("cache lookup: %w", err)
 	}
@@ -107,9 +112,11 @@ func (c *Cache) Lookup(ctx context.Context, id conversation.CacheID, leaseTTL ti
 func (c *Cache) Wait(ctx context.Context, id conversation.CacheID, maxWait time.Duration) ([]byte, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, maxWait+c.timeout)
 	defer cancel()
+	done := crossing.Track(ctx, crossing.CacheWait)
 	res, err := c.client.Wait(ctx, &cachev1.WaitRequest{
 		Key: id.Hash, Tenant: id.Tenant, Component: id.Component, MaxWait: durationpb.New(maxWait),
 	})
+	done()
 	if err != nil {
 		return nil, false, fmt.Errorf("cache wait: %w", err)
 	}
@@ -121,9 +128,11 @@ func (c *Cache) Wait(ctx context.Context, id conversation.CacheID, maxWait time.
 func (c *Cache) Put(ctx context.Context, id conversation.CacheID, value []byte, ttl time.Duration, lease uint64) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
+	done := crossing.Track(ctx, crossing.CachePut)
 	_, err := c.client.Put(ctx, &cachev1.PutRequest{
 		Key: id.Hash, Tenant: id.Tenant, Component: id.Component, Value: value, Ttl: durationpb.New(ttl), Lease: lease,
 	})
+	done()
 	if err != nil {
 		return fmt.Errorf("cache put: %w", err)
 	}
@@ -135,7 +144,9 @@ func (c *Cache) Put(ctx context.Context, id conversation.CacheID, value []byte, 
 func (c *Cache) Release(ctx context.Context, id conversation.CacheID, lease uint64) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
+	done := crossing.Track(ctx, crossing.CacheRelease)
 	_, err := c.client.Release(ctx, &cachev1.ReleaseRequest{Key: id.Hash, Tenant: id.Tenant, Component: id.Component, Lease: lease})
+	done()
 	if err != nil {
 		return fmt.Errorf("cache release: %w", err)
 	}

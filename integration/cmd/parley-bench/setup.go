@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/parleyhq/parley/integration/stack"
+)
+
+// helpers are the benchmark's own processes beside the constellation.
+type helpers struct {
+	dir                             string
+	floor, floorConnect, fake, nats *helper
+}
+
+// startHelpers builds parley-floor and fakeprovider and starts the floor (grpc-go's
+// server, the cheapest), the same echo on connect-go and, when the stack is started too,
+// the fake provider (no delay: the provider path is Parley's cost).
+func startHelpers(ctx context.Context, withFake bool) (_ *helpers, err error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	root, err := stack.FindRepoRoot(wd)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "parley-bench-helpers-")
+	if err != nil {
+		return nil, err
+	}
+	h := &helpers{dir: dir}
+	defer func() {
+		if err != nil {
+			h.stop()
+		}
+	}()
+	if err := buildHelpers(ctx, root, dir); err != nil {
+		return nil, err
+	}
+	if h.floor, err = startHelper("floor", filepath.Join(dir, "parley-floor"), "listening on ", "-server", "grpc"); err != nil {
+		return nil, err
+	}
+	if h.floorConnect, err = startHelper("floor", filepath.Join(dir, "parley-floor"), "listening on ", "-server", "connect"); err != nil {
+		return nil, err
+	}
+	if withFake {
+		if h.fake, err = startHelper("fake provider", filepath.Join(dir, "fakeprovider"), "listening on http://", "-addr", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+func (h *helpers) stop() {
+	for _, p := range []*helper{h.floor, h.floorConnect, h.fake, h.nats} {
+		if p != nil {
+			p.stop()
+		}
+	}
+	_ = os.RemoveAll(h.dir)
+}
+
+// writeComponents writes make up's echo component (deploy/components/echo.yaml, cached)
+// and a conversation.openai component named fake for the fake provider at fakeAddr.
+func writeComponents(root, dir, fakeAddr string) error {
+	echo, err := os.ReadFile(filepath.Join(root, "deploy", "components", "echo.yaml"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "echo.yaml"), echo, 0o600); err != nil {
+		return err
+	}
+	fake := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: fake
+spec:
+  type: conversation.openai
+  version: v1
+  metadata:
+  - name: key
+    value: bench
+  - name: model
+    value: fake-model
+  - name: endpoint
+    value: http://%s/v1
+`, fakeAddr)
+	return os.WriteFile(filepath.Join(dir, "fake.yaml"), []byte(fake), 0o600)
+}
+
+// newMeter reads the CPU time of every process of the run: the services, NATS (when a
+// process of its own), PostgreSQL's backends for the stack's database, the floor and the
+// fake provider.
+func newMeter(ctx context.Context, s *stack.Stack, h *helpers) (*meter, error) {
+	m := &meter{procs: map[string]func(context.Context) []int{
+		// Both floors in one column: one of them works at a time.
+		colFloor: func(context.Context) []int { return []int{h.floor.pid(), h.floorConnect.pid()} },
+		colFake:  fixed(h.fake.pid()),
+	}}
+	for _, name := range stack.Services {
+		p := s.Process(name)
+		if p == nil {
+			return nil, fmt.Errorf("%s is not running", name)
+		}
+		m.procs[name] = fixed(p.PID())
+	}
+	if h.nats != nil {
+		m.procs[colNATS] = fixed(h.nats.pid())
+	}
+	pg, closePG, err := pgBackends(ctx, s.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	m.procs[colPostgres] = pg
+	m.close = closePG
+	return m, nil
+}
