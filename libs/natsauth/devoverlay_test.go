@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -26,6 +27,19 @@ func TestDevOverlay(t *testing.T) {
 		{Name: "cache", Role: natsauth.Cache},
 		{Name: "audit", Role: natsauth.Audit},
 		{Name: "provider-worker", Role: natsauth.Worker},
+	}
+	// The dev cluster runs a worker pool per component file (deploy/pools), each its own
+	// user confined to its component.
+	components, globErr := filepath.Glob(filepath.Join("..", "..", "deploy", "components", "*.yaml"))
+	if globErr != nil {
+		t.Fatal(globErr)
+	}
+	for _, f := range components {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		if name == "kustomization" {
+			continue
+		}
+		users = append(users, natsauth.User{Name: "provider-worker-" + name, Role: natsauth.Worker, Components: []string{name}})
 	}
 	if !*update {
 		for _, u := range users {
