@@ -737,6 +737,12 @@ func TestProviderWorkerHPA(t *testing.T) {
 	require.NotNil(t, hpa.Spec.MinReplicas)
 	require.Equal(t, *prod.deployments[target.Name].Spec.Replicas, *hpa.Spec.MinReplicas,
 		"the HPA floor should match the prod starting size")
+	// The workers' slots in use, never CPU: a worker waiting on a provider uses none.
+	require.Len(t, hpa.Spec.Metrics, 1)
+	require.NotNil(t, hpa.Spec.Metrics[0].Pods)
+	require.Equal(t, scalingMetric, hpa.Spec.Metrics[0].Pods.Metric.Name)
+	require.NotNil(t, hpa.Spec.Metrics[0].Pods.Target.AverageValue)
+	require.Less(t, hpa.Spec.Metrics[0].Pods.Target.AverageValue.Value(), int64(defaultConcurrency))
 }
 
 func TestStrictDecodeRejectsTypos(t *testing.T) {

@@ -78,9 +78,13 @@ func TestDeadWorkerNoticedFast(t *testing.T) {
 	// Every request has reached the provider through a worker, so every one is claimed.
 	require.Eventually(t, func() bool { return fake.hits.Load() >= int64(requests) }, 60*time.Second, 5*time.Millisecond,
 		"the burst never reached the provider")
+	// The autoscaling signal (docs/deploy.md, "Scaling workers"): the slots in use of the
+	// two workers add up to the calls the provider holds.
 	held, err := scrapeMetricErr(own.URL(victim), "parley_worker_inflight", `component="`+component+`"`)
 	require.NoError(t, err)
 	require.Positive(t, held, "%s holds no call: the queue group gave it nothing", victim)
+	survivor := scrapeMetric(t, own.URL("provider-worker"), "parley_worker_inflight", `component="`+component+`"`)
+	require.InDelta(t, requests, held+survivor, 0, "slots in use while the provider holds every call")
 	require.NoError(t, own.Kill(victim))
 	open()
 
