@@ -402,7 +402,7 @@ func TestTiltfileServices(t *testing.T) {
 				for i, c := range componentFiles(t) {
 					res := h.find("k8s_resource", "workload", name+"-"+c)
 					require.NotNil(t, res, "no k8s_resource %s-%s for the pool of components/%s.yaml", name, c, c)
-					require.Equal(t, map[int]int{int(want[0]) + i: int(want[0])}, portForwards(t, res), "port forwards of pool %s", c)
+					require.Equal(t, map[int]int{want[0] + i: want[0]}, portForwards(t, res), "port forwards of pool %s", c)
 					require.Contains(t, res.strs("resource_deps"), name+"-compile")
 					require.NotEmpty(t, res.strs("labels"))
 				}
