@@ -16,6 +16,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -67,6 +68,11 @@ type overlayCase struct {
 	external []string
 	// readOnlyRoot is the wanted readOnlyRootFilesystem of the service containers.
 	readOnlyRoot bool
+	// pools is set when workers run as one pool per component file (deploy/pools)
+	// instead of the shared provider-worker.
+	pools bool
+	// natsCluster is set when the overlay runs the three-node NATS of nats-cluster/.
+	natsCluster bool
 }
 
 // overlayCases lists every overlay under overlays/.
@@ -75,9 +81,10 @@ func overlayCases() []overlayCase {
 		{
 			name:         "dev",
 			dir:          "overlays/dev",
-			replicas:     map[string]int32{"router": 1, "pii-scrubber": 1, "cache": 1, "provider-worker": 1, "audit": 1},
+			replicas:     map[string]int32{"router": 1, "pii-scrubber": 1, "cache": 1, "provider-worker-echo": 1, "audit": 1},
 			deps:         true,
 			readOnlyRoot: false,
+			pools:        true,
 		},
 		{
 			name:         "prod",
@@ -86,6 +93,18 @@ func overlayCases() []overlayCase {
 			deps:         false,
 			external:     []string{"parley-db", "parley-nats-router", "parley-nats-cache", "parley-nats-audit", "parley-nats-provider-worker"},
 			readOnlyRoot: true,
+		},
+		{
+			name:     "full",
+			dir:      "overlays/full",
+			replicas: map[string]int32{"router": 3, "pii-scrubber": 1, "cache": 1, "provider-worker-echo": 2, "audit": 1},
+			external: []string{
+				"parley-db", "parley-nats-router", "parley-nats-cache", "parley-nats-audit",
+				"parley-nats-provider-worker-echo", "parley-nats-auth",
+			},
+			readOnlyRoot: true,
+			pools:        true,
+			natsCluster:  true,
 		},
 	}
 }
@@ -101,6 +120,9 @@ type rendered struct {
 	policies     map[string]*networkingv1.NetworkPolicy
 	certificates map[string]*certificate
 	issuers      map[string]*issuer
+	pdbs         map[string]*policyv1.PodDisruptionBudget
+	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
+	scaled       map[string]*scaledObject
 }
 
 // certificate is the part of a cert-manager Certificate the tests read; decoding is
@@ -187,6 +209,7 @@ func strictDecoder(t *testing.T) runtime.Decoder {
 		appsv1.AddToScheme,
 		autoscalingv2.AddToScheme,
 		networkingv1.AddToScheme,
+		policyv1.AddToScheme,
 	} {
 		require.NoError(t, add(scheme))
 	}
@@ -211,6 +234,9 @@ func render(t *testing.T, dir string) *rendered {
 		policies:     make(map[string]*networkingv1.NetworkPolicy),
 		certificates: make(map[string]*certificate),
 		issuers:      make(map[string]*issuer),
+		pdbs:         make(map[string]*policyv1.PodDisruptionBudget),
+		hpas:         make(map[string]*autoscalingv2.HorizontalPodAutoscaler),
+		scaled:       make(map[string]*scaledObject),
 	}
 	require.NotEmpty(t, resources.Resources(), "%s renders nothing", dir)
 	for _, res := range resources.Resources() {
@@ -232,6 +258,11 @@ func render(t *testing.T, dir string) *rendered {
 			}
 			continue
 		}
+		if res.GetKind() == "ScaledObject" {
+			so := decodeScaledObject(t, doc)
+			r.scaled[so.Metadata.Name] = so
+			continue
+		}
 		obj, _, err := decoder.Decode(doc, nil, nil)
 		require.NoError(t, err, "strict decode of %s:\n%s", id, doc)
 		switch o := obj.(type) {
@@ -247,6 +278,10 @@ func render(t *testing.T, dir string) *rendered {
 			r.secrets[o.Name] = o
 		case *networkingv1.NetworkPolicy:
 			r.policies[o.Name] = o
+		case *policyv1.PodDisruptionBudget:
+			r.pdbs[o.Name] = o
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			r.hpas[o.Name] = o
 		default:
 			require.Failf(t, "unchecked kind", "%s decodes to %T: add checks for it in manifests_test.go", id, obj)
 		}
@@ -326,7 +361,7 @@ func TestOverlays(t *testing.T) {
 			})
 			t.Run("dependencies", func(t *testing.T) {
 				t.Parallel()
-				testDeps(t, r, tc.deps)
+				testDeps(t, r, tc)
 			})
 			t.Run("service identity", func(t *testing.T) {
 				t.Parallel()
@@ -399,6 +434,13 @@ func testServices(t *testing.T, r *rendered, tc overlayCase) {
 			spec, ok := specs[name]
 			require.True(t, ok, "services/%s has no entry in serviceSpecs: add its ports (DESIGN.md) and manifests", name)
 
+			if name == "provider-worker" && tc.pools {
+				// Served by the pools: TestPools checks them.
+				_, shared := r.deployments[name]
+				require.False(t, shared, "the shared provider-worker runs beside the pools")
+				require.NotEmpty(t, poolDeployments(r), "no worker pool")
+				return
+			}
 			d, ok := r.deployments[name]
 			require.True(t, ok, "no Deployment %s", name)
 			require.Len(t, d.Spec.Template.Spec.Containers, 1)
@@ -687,15 +729,18 @@ func testReferences(t *testing.T, r *rendered, external []string) {
 
 // testDeps checks that NATS (with JetStream) and PostgreSQL are present exactly when
 // the overlay runs them.
-func testDeps(t *testing.T, r *rendered, want bool) {
+func testDeps(t *testing.T, r *rendered, tc overlayCase) {
 	t.Helper()
+	want := tc.deps
 	nats, hasNATS := r.deployments["nats"]
 	postgres, hasPostgres := r.statefulSets["postgres"]
 	require.Equal(t, want, hasNATS, "Deployment nats")
 	require.Equal(t, want, hasPostgres, "StatefulSet postgres")
 	_, natsSvc := r.services["nats"]
 	_, pgSvc := r.services["postgres"]
-	require.Equal(t, want, natsSvc, "Service nats")
+	_, natsCluster := r.statefulSets["nats"]
+	require.Equal(t, tc.natsCluster, natsCluster, "StatefulSet nats (TestNATSCluster checks it)")
+	require.Equal(t, want || tc.natsCluster, natsSvc, "Service nats")
 	require.Equal(t, want, pgSvc, "Service postgres")
 	if !want {
 		return
@@ -765,6 +810,12 @@ func TestProviderWorkerHPA(t *testing.T) {
 	require.NotNil(t, hpa.Spec.MinReplicas)
 	require.Equal(t, *prod.deployments[target.Name].Spec.Replicas, *hpa.Spec.MinReplicas,
 		"the HPA floor should match the prod starting size")
+	// The workers' slots in use, never CPU: a worker waiting on a provider uses none.
+	require.Len(t, hpa.Spec.Metrics, 1)
+	require.NotNil(t, hpa.Spec.Metrics[0].Pods)
+	require.Equal(t, scalingMetric, hpa.Spec.Metrics[0].Pods.Metric.Name)
+	require.NotNil(t, hpa.Spec.Metrics[0].Pods.Target.AverageValue)
+	require.Less(t, hpa.Spec.Metrics[0].Pods.Target.AverageValue.Value(), int64(defaultConcurrency))
 }
 
 func TestStrictDecodeRejectsTypos(t *testing.T) {
@@ -860,9 +911,14 @@ func testIdentity(t *testing.T, r *rendered) {
 		require.True(t, ca.Spec.IsCA, "Certificate %s must be a CA", ca.Metadata.Name)
 	}
 
-	for name := range serviceSpecs() {
-		d, ok := r.deployments[name]
-		require.True(t, ok, "no Deployment %s", name)
+	// Every Deployment of a service, worker pools included (their pods are provider-worker).
+	seen := map[string]bool{}
+	for _, d := range r.deployments {
+		name := d.Spec.Template.Labels["app.kubernetes.io/name"]
+		if _, ok := serviceSpecs()[name]; !ok {
+			continue
+		}
+		seen[name] = true
 		c := d.Spec.Template.Spec.Containers[0]
 		var mount *corev1.VolumeMount
 		for i := range c.VolumeMounts {
@@ -891,6 +947,10 @@ func testIdentity(t *testing.T, r *rendered) {
 			}
 			require.Equal(t, wantScheme, scheme, "%s: probe scheme", name)
 		}
+	}
+
+	for name := range serviceSpecs() {
+		require.True(t, seen[name], "no Deployment runs %s", name)
 	}
 
 	admin := certificateFor(r, "parley-tls-admin")

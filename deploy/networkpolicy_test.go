@@ -22,8 +22,12 @@ func wantIngress() map[string][]string {
 		"Deployment/cache":           {"router:3520"},
 		"Deployment/audit":           {"router:3540"},
 		"Deployment/provider-worker": nil,
-		"Deployment/nats":            {"audit:4222", "cache:4222", "provider-worker:4222", "router:4222"},
-		"StatefulSet/postgres":       {"audit:5432"},
+		// Worker pools (deploy/pools): workers like the shared one.
+		"Deployment/provider-worker-echo": nil,
+		"Deployment/nats":                 {"audit:4222", "cache:4222", "provider-worker:4222", "router:4222"},
+		// The NATS cluster of nats-cluster/: clients, and routes between its servers.
+		"StatefulSet/nats":     {"audit:4222", "cache:4222", "nats:6222", "provider-worker:4222", "router:4222"},
+		"StatefulSet/postgres": {"audit:5432"},
 	}
 }
 

@@ -69,7 +69,9 @@ func run(m *testing.M) int {
 			"WORKER_COMPONENTS":          "echo,echo-nocache",
 			"WORKER_HEARTBEAT_INTERVAL":  "200ms",
 			"ROUTER_WORKER_IDLE_TIMEOUT": "2s",
-			"LOG_LEVEL":                  "debug",
+			// As in startOwnStack: a tolerance of 2 s, for race-built services on shared cores.
+			"ROUTER_WORKER_HEARTBEAT_MISSES": "10",
+			"LOG_LEVEL":                      "debug",
 			// Certificate reloads are tested end to end; poll the files often.
 			"TLS_RELOAD_INTERVAL": "250ms",
 			// The suite runs on 2 shared cores with everything else: a cache call slower than

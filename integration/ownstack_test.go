@@ -109,6 +109,11 @@ func startOwnStack(t testing.TB, files map[string]string, env map[string]string)
 	full := map[string]string{
 		// Race-built services sleep a second at exit by default; a race still fails them.
 		"GORACE": strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0"),
+		// Race-built services on two shared cores can delay a heartbeat by more than the
+		// production tolerance (4 × 200 ms); a presumed-dead worker that was only slow
+		// would make the provider call twice and attempts counts uncertain. The tests that
+		// exercise dead-worker detection set 4 themselves.
+		"ROUTER_WORKER_HEARTBEAT_MISSES": "10",
 	}
 	for k, v := range env {
 		full[k] = v

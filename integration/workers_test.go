@@ -20,8 +20,9 @@ import (
 // three workers serve an OpenAI component whose provider (the fake) takes 500 ms per
 // answer; 60 distinct Dapr alpha2 requests arrive over about a second and a half, and one
 // worker is killed with SIGKILL while it holds provider calls. The router hears no more
-// heartbeats from it, presumes it dead after ROUTER_WORKER_IDLE_TIMEOUT and sends those
-// requests to another worker. Every request ends with exactly one 200 answer before its
+// heartbeats from it, presumes it dead after about a second (here the idle timeout, as
+// the suite's heartbeat tolerance is as long; TestDeadWorkerNoticedFast asserts the
+// heartbeat-miss detection) and sends those requests to another worker. Every request ends with exactly one 200 answer before its
 // deadline; the audit log holds each once, some with attempts > 1; and the provider was
 // called at most once per dispatch (duplicate calls ≤ re-dispatches).
 func TestWorkerKilledMidRequest(t *testing.T) {

@@ -1,10 +1,8 @@
 package tilt_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +15,8 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 	"go.yaml.in/yaml/v3"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 // restartProcess is the Tilt extension that provides docker_build_with_restart.
@@ -171,7 +171,37 @@ func (h *harness) predeclared() starlark.StringDict {
 		"run":          h.stub("run", "cmd", "trigger?", "echo_off?"),
 		"port_forward": h.stub("port_forward", "local_port", "container_port?", "name?", "link_path?", "host?"),
 		"read_file":    starlark.NewBuiltin("read_file", readFile),
+		"listdir":      starlark.NewBuiltin("listdir", listdir),
 	}
+}
+
+// listdir is Tilt's listdir(directory, recursive=False): the paths of the files in
+// directory (Tilt returns absolute paths; these keep the directory as given, which the
+// Tiltfile must not rely on either way), sorted.
+func listdir(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var dir string
+	var recursive bool
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "directory", &dir, "recursive?", &recursive); err != nil {
+		return nil, err
+	}
+	if recursive {
+		return nil, errors.New("listdir: recursive is not stubbed")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []starlark.Value
+	for _, e := range entries {
+		if !e.IsDir() {
+			abs, err := filepath.Abs(filepath.Join(dir, e.Name()))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, starlark.String(abs))
+		}
+	}
+	return starlark.NewList(out), nil
 }
 
 // readFile is Tilt's read_file(file_path, default=None): the file's contents (relative
@@ -366,6 +396,18 @@ func TestTiltfileServices(t *testing.T) {
 			require.True(t, found, "build_args SERVICE")
 			require.Equal(t, starlark.String(name), service)
 
+			if name == "provider-worker" {
+				// One resource per worker pool, the first forwarded on the service's
+				// port, the next ones on the ports after it.
+				for i, c := range componentFiles(t) {
+					res := h.find("k8s_resource", "workload", name+"-"+c)
+					require.NotNil(t, res, "no k8s_resource %s-%s for the pool of components/%s.yaml", name, c, c)
+					require.Equal(t, map[int]int{want[0] + i: want[0]}, portForwards(t, res), "port forwards of pool %s", c)
+					require.Contains(t, res.strs("resource_deps"), name+"-compile")
+					require.NotEmpty(t, res.strs("labels"))
+				}
+				return
+			}
 			res := h.find("k8s_resource", "workload", name)
 			require.NotNil(t, res, "no k8s_resource %s", name)
 			forwards := portForwards(t, res)
@@ -424,8 +466,31 @@ func TestTiltfileResources(t *testing.T) {
 		require.Contains(t, overlay.workloads, r.str("workload"), "k8s_resource %s names no workload of the dev overlay", r.str("workload"))
 	}
 	for _, name := range repoServices(t) {
+		if name == "provider-worker" {
+			// The dev overlay runs a pool per component file instead (deploy/pools).
+			require.NotContains(t, overlay.workloads, name)
+			for _, c := range componentFiles(t) {
+				require.Equal(t, "Deployment", overlay.workloads[name+"-"+c], "no worker pool for components/%s.yaml in the dev overlay", c)
+			}
+			continue
+		}
 		require.Equal(t, "Deployment", overlay.workloads[name], "services/%s has no Deployment in the dev overlay", name)
 	}
+}
+
+// componentFiles lists the components of deploy/components/, one per file, sorted.
+func componentFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "deploy", "components", "*.yaml"))
+	require.NoError(t, err)
+	var out []string
+	for _, f := range files {
+		if name := strings.TrimSuffix(filepath.Base(f), ".yaml"); name != "kustomization" {
+			out = append(out, name)
+		}
+	}
+	require.NotEmpty(t, out)
+	return out
 }
 
 // pathExists reports whether a path (relative to tilt/) exists.
@@ -493,51 +558,12 @@ func TestHarnessRejectsBadTiltfiles(t *testing.T) {
 	}
 }
 
-// overlay is what the dev overlay deploys, read from its YAML without kustomize.
+// overlay is what the dev overlay deploys, as kustomize renders it.
 type overlay struct {
 	// images are the container images of Deployments and StatefulSets, without tags.
 	images []string
 	// workloads maps each Deployment and StatefulSet name to its kind.
 	workloads map[string]string
-}
-
-// kustomization is the part of kustomization.yaml that the resolver follows.
-type kustomization struct {
-	Resources  []string `yaml:"resources"`
-	Components []string `yaml:"components"`
-	Images     []any    `yaml:"images"`
-	HelmCharts []any    `yaml:"helmCharts"`
-}
-
-// loadOverlay follows the resources of the kustomization in dir, recursively, and
-// collects the workloads and images it declares. It does not apply patches, which
-// is enough to find names and images unless the tree renames them; it fails on
-// kustomize features that could.
-func loadOverlay(t *testing.T, dir string) overlay {
-	t.Helper()
-	o := overlay{workloads: make(map[string]string)}
-	var visit func(dir string)
-	visit = func(dir string) {
-		data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
-		require.NoError(t, err)
-		var k kustomization
-		require.NoError(t, yaml.Unmarshal(data, &k), dir)
-		require.Empty(t, k.Images, "%s: images: would rename images; teach loadOverlay about it", dir)
-		require.Empty(t, k.Components, "%s: components: are not followed by loadOverlay", dir)
-		require.Empty(t, k.HelmCharts, "%s: helmCharts: are not followed by loadOverlay", dir)
-		for _, r := range k.Resources {
-			p := filepath.Join(dir, r)
-			info, err := os.Stat(p)
-			require.NoError(t, err, "%s: resource %s", dir, r)
-			if info.IsDir() {
-				visit(p)
-				continue
-			}
-			readManifests(t, p, &o)
-		}
-	}
-	visit(dir)
-	return o
 }
 
 // manifest is the part of a Kubernetes object that loadOverlay reads.
@@ -556,22 +582,23 @@ type manifest struct {
 	} `yaml:"spec"`
 }
 
-// readManifests adds the workloads of the multi-document YAML file path to o.
-func readManifests(t *testing.T, path string, o *overlay) {
+// loadOverlay renders the kustomization in dir offline, as Tilt's kustomize() does, and
+// collects its workloads and their images.
+func loadOverlay(t *testing.T, dir string) overlay {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	abs, err := filepath.Abs(dir)
 	require.NoError(t, err)
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var m manifest
-		err := dec.Decode(&m)
-		if errors.Is(err, io.EOF) {
-			return
-		}
-		require.NoError(t, err, path)
-		if m.Kind != "Deployment" && m.Kind != "StatefulSet" {
+	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), abs)
+	require.NoError(t, err, "kustomize build %s", dir)
+	o := overlay{workloads: make(map[string]string)}
+	for _, res := range resources.Resources() {
+		if k := res.GetKind(); k != "Deployment" && k != "StatefulSet" {
 			continue
 		}
+		doc, err := res.AsYAML()
+		require.NoError(t, err)
+		var m manifest
+		require.NoError(t, yaml.Unmarshal(doc, &m))
 		o.workloads[m.Metadata.Name] = m.Kind
 		pod := m.Spec.Template.Spec
 		for _, c := range append(pod.InitContainers, pod.Containers...) {
@@ -582,4 +609,5 @@ func readManifests(t *testing.T, path string, o *overlay) {
 			o.images = append(o.images, name)
 		}
 	}
+	return o
 }

@@ -20,3 +20,8 @@ func (h HeaderCarrier) Keys() []string {
 	}
 	return keys
 }
+
+// HeartbeatIntervalHeader is the header of a worker's heartbeat reply that announces the
+// worker's heartbeat interval (a Go duration, "250ms"), so that the router can presume
+// the worker dead after a few missed heartbeats instead of a fixed idle timeout.
+const HeartbeatIntervalHeader = "Parley-Heartbeat-Interval"

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -26,6 +27,19 @@ func TestDevOverlay(t *testing.T) {
 		{Name: "cache", Role: natsauth.Cache},
 		{Name: "audit", Role: natsauth.Audit},
 		{Name: "provider-worker", Role: natsauth.Worker},
+	}
+	// The dev cluster runs a worker pool per component file (deploy/pools), each its own
+	// user confined to its component.
+	components, globErr := filepath.Glob(filepath.Join("..", "..", "deploy", "components", "*.yaml"))
+	if globErr != nil {
+		t.Fatal(globErr)
+	}
+	for _, f := range components {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		if name == "kustomization" {
+			continue
+		}
+		users = append(users, natsauth.User{Name: "provider-worker-" + name, Role: natsauth.Worker, Components: []string{name}})
 	}
 	if !*update {
 		for _, u := range users {
@@ -89,5 +103,45 @@ func TestDevOverlay(t *testing.T) {
 		if u.Nkey != serverUsers[i].Nkey || !reflect.DeepEqual(u.Permissions, serverUsers[i].Permissions) {
 			t.Fatalf("dev NATS user %d: %+v, want %+v", i, u, serverUsers[i])
 		}
+	}
+}
+
+// TestClusterConfig parses the NATS configuration of deploy/nats-cluster (overlays/full) as
+// nats-server reads it in the pod nats-1, with Parley's users beside it: JetStream on, the
+// server named after its pod, routes to the three servers on the cluster port, the users.
+func TestClusterConfig(t *testing.T) {
+	dir := t.TempDir()
+	conf, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats-cluster", "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := os.ReadFile(filepath.Join(devOverlay, "auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"nats.conf": conf, "auth.conf": auth} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("POD_NAME", "nats-1")
+	opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatalf("the cluster's NATS configuration does not parse: %v", err)
+	}
+	var routes []string
+	for _, u := range opts.Routes {
+		routes = append(routes, u.String())
+	}
+	want := []string{"nats://nats-0.nats-cluster:6222", "nats://nats-1.nats-cluster:6222", "nats://nats-2.nats-cluster:6222"}
+	switch {
+	case !opts.JetStream || opts.ServerName != "nats-1" || opts.Cluster.Name == "" || opts.Cluster.Port != 6222:
+		t.Fatalf("cluster NATS: jetstream %v, server_name %q, cluster %q on %d", opts.JetStream, opts.ServerName, opts.Cluster.Name, opts.Cluster.Port)
+	case !reflect.DeepEqual(routes, want):
+		t.Fatalf("routes %v, want %v", routes, want)
+	case len(opts.Nkeys) == 0 || opts.NoAuthUser != "":
+		t.Fatalf("cluster NATS: %d users, no_auth_user %q", len(opts.Nkeys), opts.NoAuthUser)
+	case opts.MaxPayload != 16<<20:
+		t.Fatalf("max_payload %d", opts.MaxPayload)
 	}
 }

@@ -3,19 +3,23 @@
 // 127.0.0.1:5432 or a private instance under .data/, and the five services with
 // prefixed logs. Ctrl-C stops everything. Each service connects to NATS as its own user
 // (nkey seeds under .data/nats-auth); -print-nats-config prints the server configuration
-// that gives an external NATS those users and their permissions.
-// Internal calls run over mutual TLS with a development CA and
-// certificates under .data/tls (created on first run, renewed when due), unless
-// INTERNAL_TLS=off. Ctrl-C stops everything.
+// that gives an external NATS those users and their permissions. -workers (make up
+// WORKERS=...) adds provider-worker processes dedicated to one component each.
+// Internal calls run over mutual TLS with a development CA and certificates under
+// .data/tls (created on first run, renewed when due), unless INTERNAL_TLS=off.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,7 +47,13 @@ func run() error {
 	data := flag.String("data", filepath.Join(root, ".data"), "directory for the NATS store, a private PostgreSQL and binaries")
 	race := flag.Bool("race", false, "build the services with the race detector")
 	printNATS := flag.Bool("print-nats-config", false, "print the NATS server configuration (users and permissions) for an external NATS_URL and exit")
+	workersFlag := flag.String("workers", "", "extra workers by component, `component=N,...`: N provider-worker processes serving only that "+
+		"component (WORKER_COMPONENTS), each as its own NATS user, besides the one serving all (with NATS_URL, give your server their users)")
 	flag.Parse()
+	workers, err := parseWorkers(*workersFlag)
+	if err != nil {
+		return fmt.Errorf("-workers: %w", err)
+	}
 
 	if *printNATS {
 		return printNATSConfig(*data)
@@ -73,6 +83,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var extra strings.Builder
+	for _, w := range workers {
+		for i := 1; i <= w.count; i++ {
+			name := fmt.Sprintf("provider-worker-%s-%d", w.component, i)
+			if err := s.StartInstance(ctx, "provider-worker", name, map[string]string{"WORKER_COMPONENTS": w.component}); err != nil {
+				return errors.Join(err, s.Stop(context.WithoutCancel(ctx)))
+			}
+			fmt.Fprintf(&extra, "  %-13s %s   (only %s)\n", "worker", s.URL(name), w.component)
+		}
+	}
 	r := s.URL("router")
 	fmt.Printf(`
 Parley is up.
@@ -82,7 +102,7 @@ Parley is up.
   pii-scrubber  %s
   cache         %s
   worker        %s   (health, metrics)
-  audit         %s
+%s  audit         %s
   NATS          %s   (each service its own user; seeds in %s)
   components    %s
   internal TLS  %s
@@ -101,7 +121,7 @@ or, after make install (docs/cli.md):
   parley audit list
 
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), s.URL("audit"), s.NATSURL, filepath.Join(*data, "nats-auth"), abs, tlsNote(s), r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, filepath.Join(*data, "nats-auth"), abs, tlsNote(s), r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
@@ -142,4 +162,36 @@ func tlsNote(s *stack.Stack) string {
                 (e.g. buf curl --cacert %s --cert %s --key %s \
                    %s/parley.cache.v1.CacheService/Purge -d '{"tenant":"default"}')`,
 		s.TLSDir(), admin.Cert, admin.Key, admin.CA, admin.Cert, admin.Key, s.URL("cache"))
+}
+
+// workerPool is one entry of -workers: count extra workers serving component only.
+type workerPool struct {
+	component string
+	count     int
+}
+
+// parseWorkers reads -workers, "component=N,..."; empty means none.
+func parseWorkers(v string) ([]workerPool, error) {
+	var out []workerPool
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	for item := range strings.SplitSeq(v, ",") {
+		c, n, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok || c == "" {
+			return nil, fmt.Errorf("%q is not component=N", item)
+		}
+		if strings.ContainsAny(c, " .*>") {
+			return nil, fmt.Errorf("%q is not a component name", c)
+		}
+		count, err := strconv.Atoi(n)
+		if err != nil || count < 1 {
+			return nil, fmt.Errorf("%q: the count must be a positive number", item)
+		}
+		if slices.ContainsFunc(out, func(p workerPool) bool { return p.component == c }) {
+			return nil, fmt.Errorf("component %s is listed twice", c)
+		}
+		out = append(out, workerPool{component: c, count: count})
+	}
+	return out, nil
 }

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,7 +42,7 @@ func TestConfig(t *testing.T) {
 		{
 			name: "defaults",
 			env:  map[string]string{},
-			want: app.Config{ComponentsDir: "/etc/parley/components", Concurrency: 64, HeartbeatInterval: time.Second},
+			want: app.Config{ComponentsDir: "/etc/parley/components", Concurrency: 64, HeartbeatInterval: 200 * time.Millisecond},
 		},
 		{
 			name: "everything set",
@@ -238,14 +237,28 @@ func TestAppServesOverNATS(t *testing.T) {
 			}
 			data, err := proto.Marshal(req)
 			require.NoError(t, err)
-			m, err := nc.RequestMsg(&nats.Msg{Subject: "parley.provider." + tt.component, Data: data}, 10*time.Second)
-			require.Equal(t, tt.wantNoWorker, errors.Is(err, nats.ErrNoResponders), "err: %v", err)
 			if tt.wantNoWorker {
+				_, err := nc.RequestMsg(&nats.Msg{Subject: "parley.provider." + tt.component, Data: data}, 10*time.Second)
+				require.ErrorIs(t, err, nats.ErrNoResponders)
 				return
 			}
+			// The worker claims the request with a heartbeat announcing its interval, then answers.
+			inbox := nc.NewInbox()
+			sub, err := nc.SubscribeSync(inbox)
 			require.NoError(t, err)
+			t.Cleanup(func() { _ = sub.Unsubscribe() })
+			require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: "parley.provider." + tt.component, Reply: inbox, Data: data}))
 			var r providerv1.Reply
-			require.NoError(t, proto.Unmarshal(m.Data, &r))
+			for heartbeats := 0; ; heartbeats++ {
+				m, err := sub.NextMsg(10 * time.Second)
+				require.NoError(t, err)
+				require.NoError(t, proto.Unmarshal(m.Data, &r))
+				if r.GetHeartbeat() == nil {
+					require.Positive(t, heartbeats, "no heartbeat claimed the request")
+					break
+				}
+				require.Equal(t, cfg.HeartbeatInterval.String(), m.Header.Get(bus.HeartbeatIntervalHeader))
+			}
 			require.Equal(t, "ping", r.GetResponse().GetChoices()[0].GetContent())
 			require.Equal(t, "w-app", r.GetResponse().GetWorkerId())
 			require.Equal(t, int32(1), r.GetResponse().GetAttempts())

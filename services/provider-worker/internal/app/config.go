@@ -24,9 +24,10 @@ type Config struct {
 	Components []string `env:"WORKER_COMPONENTS"`
 	// Concurrency is the most provider calls the worker runs at once.
 	Concurrency int `env:"WORKER_CONCURRENCY, default=64"`
-	// HeartbeatInterval is the time between heartbeats while a call runs; it must stay well
-	// below the router's ROUTER_WORKER_IDLE_TIMEOUT.
-	HeartbeatInterval time.Duration `env:"WORKER_HEARTBEAT_INTERVAL, default=1s"`
+	// HeartbeatInterval is the time between heartbeats while a call runs; heartbeats announce
+	// it, and the router presumes the worker dead after ROUTER_WORKER_HEARTBEAT_MISSES of
+	// them are missed. It costs one small message per running call per interval.
+	HeartbeatInterval time.Duration `env:"WORKER_HEARTBEAT_INTERVAL, default=200ms"`
 	// WorkerID names the worker in replies; empty means <hostname>-<pid>.
 	WorkerID string `env:"WORKER_ID"`
 	// EndpointAllowlist restricts provider endpoints to these hosts (comma-separated;

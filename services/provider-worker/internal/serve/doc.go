@@ -4,7 +4,10 @@
 // the subject of the same name, so each request reaches one worker of the pool. It decodes the
 // providerv1.Request, continues the caller's trace from the message headers, calls the
 // component's Provider under the request's deadline, and answers on the reply inbox with
-// Heartbeat replies every HeartbeatInterval while the call runs, then one Response or Error.
+// a Heartbeat reply the moment the call starts (the worker claims the request), more every
+// HeartbeatInterval while it runs, then one Response or Error. Heartbeats announce the
+// interval in the bus.HeartbeatIntervalHeader header, so that the router presumes the worker
+// dead after a few missed ones rather than after its idle timeout.
 //
 // # Back-pressure
 //

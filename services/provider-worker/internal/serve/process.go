@@ -69,6 +69,9 @@ func (w *Worker) process(ctx context.Context, rt *route, m *nats.Msg, received t
 	// The goroutine is owned by this call: every path below waits for its result. Retries
 	// happen inside it, so heartbeats go on while the policy waits between attempts.
 	go func() { results <- w.call(callCtx, x, &req) }()
+	// The first heartbeat claims the request at once: from it on, the router presumes this
+	// worker dead after a few missed heartbeats rather than after its idle timeout.
+	w.beat(ctx, x.reply)
 	ticker := time.NewTicker(w.opts.HeartbeatInterval)
 	defer ticker.Stop()
 	abort := w.abort
@@ -77,7 +80,7 @@ func (w *Worker) process(ctx context.Context, rt *route, m *nats.Msg, received t
 		case res := <-results:
 			return w.finish(ctx, callCtx, x, res)
 		case <-ticker.C:
-			w.publish(ctx, x.reply, w.heartbeat)
+			w.beat(ctx, x.reply)
 		case <-callCtx.Done():
 			// Answer now, as nobody reads a late answer, but keep the slot until the
 			// provider returns so that Concurrency stays the true number of running calls.

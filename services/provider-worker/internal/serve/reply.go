@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/resiliency"
 )
 
@@ -163,5 +164,14 @@ func (w *Worker) replyError(ctx context.Context, rt *route, reply string, code p
 func (w *Worker) publish(ctx context.Context, reply string, data []byte) {
 	if err := w.nc.Publish(reply, data); err != nil {
 		w.logger.WarnContext(ctx, "reply failed", "err", err)
+	}
+}
+
+// beat sends a heartbeat that announces the heartbeat interval.
+func (w *Worker) beat(ctx context.Context, reply string) {
+	m := &nats.Msg{Subject: reply, Data: w.heartbeat, Header: nats.Header{}}
+	m.Header.Set(bus.HeartbeatIntervalHeader, w.opts.HeartbeatInterval.String())
+	if err := w.nc.PublishMsg(m); err != nil {
+		w.logger.WarnContext(ctx, "heartbeat failed", "err", err)
 	}
 }

@@ -50,6 +50,10 @@ type Config struct {
 	RequestTimeout time.Duration `env:"ROUTER_REQUEST_TIMEOUT, default=60s"`
 	// WorkerIdleTimeout is how long a worker may stay silent before it is presumed dead.
 	WorkerIdleTimeout time.Duration `env:"ROUTER_WORKER_IDLE_TIMEOUT, default=5s"`
+	// WorkerHeartbeatMisses is how many heartbeats in a row a worker that announced its
+	// heartbeat interval (WORKER_HEARTBEAT_INTERVAL) may miss before it is presumed dead,
+	// when that is sooner than ROUTER_WORKER_IDLE_TIMEOUT; 0 keeps the idle timeout alone.
+	WorkerHeartbeatMisses int `env:"ROUTER_WORKER_HEARTBEAT_MISSES, default=4"`
 	// DispatchAttempts is how many workers a request may be tried on.
 	DispatchAttempts int `env:"ROUTER_DISPATCH_ATTEMPTS, default=2"`
 	// CacheTimeout bounds each cache call; a slower cache is skipped.
@@ -86,6 +90,9 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
+	}
+	if c.WorkerHeartbeatMisses < 0 {
+		errs = append(errs, fmt.Errorf("ROUTER_WORKER_HEARTBEAT_MISSES must not be negative, got %d", c.WorkerHeartbeatMisses))
 	}
 	return errors.Join(errs...)
 }
@@ -190,10 +197,10 @@ func newGuard(c Config, reg prometheus.Registerer, logger *slog.Logger) (*apitok
 	return g, nil
 }
 
-func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg Config) (*upstream.Dispatcher, error) {
+func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg Config, reg prometheus.Registerer) (*upstream.Dispatcher, error) {
 	d, err := upstream.NewDispatcher(c.Conn, tel.Propagator, upstream.DispatcherConfig{
-		IdleTimeout: cfg.WorkerIdleTimeout, Attempts: cfg.DispatchAttempts,
-	})
+		IdleTimeout: cfg.WorkerIdleTimeout, Attempts: cfg.DispatchAttempts, HeartbeatMisses: cfg.WorkerHeartbeatMisses,
+	}, reg)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/protobuf/proto"
 
@@ -31,6 +32,55 @@ type DispatcherConfig struct {
 	IdleTimeout time.Duration
 	// Attempts is how many workers a request may be tried on when one goes silent.
 	Attempts int
+	// HeartbeatMisses is how many heartbeats in a row a worker that announced its heartbeat
+	// interval may miss before the router presumes it dead, when that is sooner than
+	// IdleTimeout. Zero keeps IdleTimeout alone.
+	HeartbeatMisses int
+}
+
+// Ways a lost worker is detected: the label values of parley_router_workers_lost_total.
+const (
+	detectHeartbeatMissed = "heartbeat_missed"
+	detectIdleTimeout     = "idle_timeout"
+)
+
+// dispatchMetrics counts lost workers, re-dispatches and possibly duplicated provider calls.
+type dispatchMetrics struct {
+	lost        *prometheus.CounterVec
+	redispatch  *prometheus.CounterVec
+	duplicates  *prometheus.CounterVec
+	detectDelay *prometheus.HistogramVec
+}
+
+func newDispatchMetrics(reg prometheus.Registerer) (*dispatchMetrics, error) {
+	m := &dispatchMetrics{
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_router_workers_lost_total",
+			Help: "Dispatches abandoned because their worker went silent, by component and detection " +
+				"(heartbeat_missed: the worker missed ROUTER_WORKER_HEARTBEAT_MISSES announced heartbeats; " +
+				"idle_timeout: no sign of life for ROUTER_WORKER_IDLE_TIMEOUT).",
+		}, []string{"component", "detection"}),
+		redispatch: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_router_redispatches_total",
+			Help: "Requests sent to another worker after their worker went silent, by component.",
+		}, []string{"component"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_router_duplicate_provider_calls_total",
+			Help: "Re-dispatches of requests the lost worker had started (it sent a heartbeat), so whose " +
+				"provider may be called twice, by component.",
+		}, []string{"component"}),
+		detectDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "parley_router_worker_loss_detection_seconds",
+			Help:    "Time from a lost worker's last sign of life (request sent or last heartbeat) to the router's decision, by component and detection.",
+			Buckets: []float64{.1, .25, .5, .75, 1, 1.5, 2.5, 5, 10, 30},
+		}, []string{"component", "detection"}),
+	}
+	for _, c := range []prometheus.Collector{m.lost, m.redispatch, m.duplicates, m.detectDelay} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register dispatcher metrics: %w", err)
+		}
+	}
+	return m, nil
 }
 
 // Dispatcher sends provider requests to worker queue groups over NATS and waits for the
@@ -43,11 +93,23 @@ type Dispatcher struct {
 	sub     *nats.Subscription
 	mu      sync.Mutex
 	waiting map[string]chan *nats.Msg
+	metrics *dispatchMetrics
+}
+
+// lostWorker is ErrWorkerLost with how the loss was seen.
+type lostWorker struct {
+	detection string
+	claimed   bool          // the worker had sent a heartbeat: it started the call
+	silence   time.Duration // since the last sign of life
 }
 
 // NewDispatcher subscribes the router's reply inbox.
-func NewDispatcher(nc *nats.Conn, prop propagation.TextMapPropagator, cfg DispatcherConfig) (*Dispatcher, error) {
-	d := &Dispatcher{nc: nc, prop: prop, cfg: cfg, prefix: nc.NewInbox() + ".", waiting: map[string]chan *nats.Msg{}}
+func NewDispatcher(nc *nats.Conn, prop propagation.TextMapPropagator, cfg DispatcherConfig, reg prometheus.Registerer) (*Dispatcher, error) {
+	m, err := newDispatchMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dispatcher{nc: nc, prop: prop, cfg: cfg, prefix: nc.NewInbox() + ".", waiting: map[string]chan *nats.Msg{}, metrics: m}
 	sub, err := nc.Subscribe(d.prefix+"*", d.route)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe reply inbox: %w", err)
@@ -80,11 +142,21 @@ func (d *Dispatcher) Dispatch(ctx context.Context, req *providerv1.Request) (*co
 	if err != nil {
 		return nil, fmt.Errorf("encode provider request: %w", err)
 	}
-	subject := SubjectPrefix + req.GetComponent()
+	component := req.GetComponent()
+	subject := SubjectPrefix + component
 	for attempt := 1; ; attempt++ {
-		resp, err := d.once(ctx, subject, data)
-		if err == conversation.ErrWorkerLost && attempt < d.cfg.Attempts && ctx.Err() == nil { //nolint:errorlint // own sentinel, never wrapped
-			continue
+		resp, lost, err := d.once(ctx, subject, data)
+		if lost != nil {
+			d.metrics.lost.WithLabelValues(component, lost.detection).Inc()
+			d.metrics.detectDelay.WithLabelValues(component, lost.detection).Observe(lost.silence.Seconds())
+			if attempt < d.cfg.Attempts && ctx.Err() == nil {
+				d.metrics.redispatch.WithLabelValues(component).Inc()
+				if lost.claimed {
+					d.metrics.duplicates.WithLabelValues(component).Inc()
+				}
+				continue
+			}
+			return nil, conversation.ErrWorkerLost
 		}
 		if err != nil {
 			return nil, err
@@ -95,7 +167,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, req *providerv1.Request) (*co
 	}
 }
 
-func (d *Dispatcher) once(ctx context.Context, subject string, data []byte) (*providerv1.Response, error) {
+// once sends one dispatch and waits for its answer. A worker that goes silent ends it
+// with a lostWorker and no error. Until the first heartbeat the worker may stay silent
+// for IdleTimeout; once it has announced its heartbeat interval, for HeartbeatMisses
+// intervals when that is shorter, so that a killed worker is noticed in about a second.
+func (d *Dispatcher) once(ctx context.Context, subject string, data []byte) (*providerv1.Response, *lostWorker, error) {
 	token := nuid.Next()
 	ch := make(chan *nats.Msg, 8)
 	d.mu.Lock()
@@ -111,34 +187,56 @@ func (d *Dispatcher) once(ctx context.Context, subject string, data []byte) (*pr
 	d.prop.Inject(ctx, bus.HeaderCarrier(msg.Header))
 	defer crossing.Track(ctx, crossing.Dispatch)()
 	if err := d.nc.PublishMsg(msg); err != nil {
-		return nil, fmt.Errorf("publish provider request: %w", err)
+		return nil, nil, fmt.Errorf("publish provider request: %w", err)
 	}
-	idle := time.NewTimer(d.cfg.IdleTimeout)
+	lastSign := time.Now()
+	window, detection, claimed := d.cfg.IdleTimeout, detectIdleTimeout, false
+	idle := time.NewTimer(window)
 	defer idle.Stop()
 	for {
 		select {
 		case m := <-ch:
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-				return nil, conversation.ErrNoWorker
+				return nil, nil, conversation.ErrNoWorker
 			}
 			var r providerv1.Reply
 			if err := proto.Unmarshal(m.Data, &r); err != nil {
-				return nil, fmt.Errorf("decode worker reply: %w", err)
+				return nil, nil, fmt.Errorf("decode worker reply: %w", err)
 			}
 			switch k := r.GetKind().(type) {
 			case *providerv1.Reply_Heartbeat:
-				idle.Reset(d.cfg.IdleTimeout)
+				if !claimed {
+					claimed = true
+					if w := d.heartbeatWindow(m.Header); w > 0 && w < window {
+						window, detection = w, detectHeartbeatMissed
+					}
+				}
+				lastSign = time.Now()
+				idle.Reset(window)
 			case *providerv1.Reply_Response:
-				return k.Response, nil
+				return k.Response, nil, nil
 			case *providerv1.Reply_Error:
-				return nil, &conversation.ProviderError{Code: k.Error.GetCode(), Message: k.Error.GetMessage()}
+				return nil, nil, &conversation.ProviderError{Code: k.Error.GetCode(), Message: k.Error.GetMessage()}
 			default:
-				return nil, fmt.Errorf("worker reply has no kind")
+				return nil, nil, fmt.Errorf("worker reply has no kind")
 			}
 		case <-idle.C:
-			return nil, conversation.ErrWorkerLost
+			return nil, &lostWorker{detection: detection, claimed: claimed, silence: time.Since(lastSign)}, nil
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 	}
+}
+
+// heartbeatWindow is how long a worker whose heartbeat carries h may stay silent: its
+// announced interval times HeartbeatMisses, or zero when it announces none.
+func (d *Dispatcher) heartbeatWindow(h nats.Header) time.Duration {
+	if d.cfg.HeartbeatMisses <= 0 || h == nil {
+		return 0
+	}
+	iv, err := time.ParseDuration(h.Get(bus.HeartbeatIntervalHeader))
+	if err != nil || iv <= 0 {
+		return 0
+	}
+	return time.Duration(d.cfg.HeartbeatMisses) * iv
 }

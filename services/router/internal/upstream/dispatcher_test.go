@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/protobuf/proto"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/natstest"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 	"github.com/parleyhq/parley/services/router/internal/upstream"
@@ -30,7 +32,7 @@ func TestDispatch(t *testing.T) {
 	srv := natstest.RunServer(t)
 	nc := natstest.Connect(t, srv)
 	worker := natstest.Connect(t, srv)
-	d, err := upstream.NewDispatcher(nc, propagation.TraceContext{}, upstream.DispatcherConfig{IdleTimeout: time.Second, Attempts: 2})
+	d, err := upstream.NewDispatcher(nc, propagation.TraceContext{}, upstream.DispatcherConfig{IdleTimeout: time.Second, Attempts: 2}, prometheus.NewRegistry())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Close() })
 
@@ -107,4 +109,113 @@ func TestDispatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDispatchHeartbeatMisses shows a worker that announced its heartbeat interval and
+// then went silent is presumed dead after HeartbeatMisses intervals, long before the idle
+// timeout, and that the loss, the re-dispatch and the possible duplicate call are counted.
+func TestDispatchHeartbeatMisses(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	nc := natstest.Connect(t, srv)
+	worker := natstest.Connect(t, srv)
+	reg := prometheus.NewRegistry()
+	// The idle timeout is far longer than the test may take: only heartbeat misses can end it.
+	d, err := upstream.NewDispatcher(nc, propagation.TraceContext{},
+		upstream.DispatcherConfig{IdleTimeout: time.Minute, Attempts: 2, HeartbeatMisses: 3}, reg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+
+	ok := &providerv1.Reply{Kind: &providerv1.Reply_Response{Response: &providerv1.Response{Choices: []*providerv1.Choice{{Content: "done"}}}}}
+	hb, err := proto.Marshal(&providerv1.Reply{Kind: &providerv1.Reply_Heartbeat{Heartbeat: &providerv1.Heartbeat{WorkerId: "w"}}})
+	require.NoError(t, err)
+	claim := func(m *nats.Msg, interval string) {
+		h := nats.Header{}
+		if interval != "" {
+			h.Set(bus.HeartbeatIntervalHeader, interval)
+		}
+		require.NoError(t, worker.PublishMsg(&nats.Msg{Subject: m.Reply, Data: hb, Header: h}))
+	}
+	// crashing claims every request with one heartbeat announcing 50ms, then dies.
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"crashing", "q", func(m *nats.Msg) { claim(m, "50ms") })
+	require.NoError(t, err)
+	// crash-once dies after claiming the first request and answers the re-dispatch.
+	var crashOnce atomic.Int32
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"crash-once", "q", func(m *nats.Msg) {
+		if crashOnce.Add(1) == 1 {
+			claim(m, "50ms")
+			return
+		}
+		reply(t, worker, m.Reply, ok)
+	})
+	require.NoError(t, err)
+	// steady announces 50ms and keeps its promise for ten intervals before answering.
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"steady", "q", func(m *nats.Msg) {
+		go func() {
+			for range 10 {
+				claim(m, "50ms")
+				time.Sleep(50 * time.Millisecond)
+			}
+			reply(t, worker, m.Reply, ok)
+		}()
+	})
+	require.NoError(t, err)
+	require.NoError(t, worker.Flush())
+
+	tests := []struct {
+		component    string
+		wantErr      error
+		wantAttempts int
+		wantLost     float64
+		wantRedisp   float64
+	}{
+		{component: "crashing", wantErr: conversation.ErrWorkerLost, wantLost: 2, wantRedisp: 1},
+		{component: "crash-once", wantAttempts: 2, wantLost: 1, wantRedisp: 1},
+		{component: "steady", wantAttempts: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.component, func(t *testing.T) {
+			t.Parallel()
+			got, err := d.Dispatch(t.Context(), &providerv1.Request{Component: tt.component})
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+			} else {
+				require.NoError(t, err)
+				require.Equal(t, tt.wantAttempts, got.Attempts)
+			}
+			lost := func(detection string) float64 {
+				return gathered(t, reg, "parley_router_workers_lost_total", tt.component, detection)
+			}
+			require.InDelta(t, tt.wantLost, lost("heartbeat_missed"), 0)
+			require.InDelta(t, 0, lost("idle_timeout"), 0, "the idle timeout never fires")
+			require.InDelta(t, tt.wantRedisp, gathered(t, reg, "parley_router_redispatches_total", tt.component, ""), 0)
+			// Every re-dispatch here follows a claim: the provider may have been called twice.
+			require.InDelta(t, tt.wantRedisp, gathered(t, reg, "parley_router_duplicate_provider_calls_total", tt.component, ""), 0)
+		})
+	}
+}
+
+// gathered is the value of counter name for component (and detection, when not empty) in
+// reg, zero when the series does not exist yet.
+func gathered(t *testing.T, reg prometheus.Gatherer, name, component, detection string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				switch {
+				case l.GetName() == "component" && l.GetValue() != component,
+					l.GetName() == "detection" && l.GetValue() != detection:
+					continue series
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
