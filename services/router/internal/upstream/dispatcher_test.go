@@ -151,13 +151,7 @@ func TestDispatchHeartbeatMisses(t *testing.T) {
 	require.NoError(t, err)
 	// steady announces 50ms and keeps its promise for ten intervals before answering.
 	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"steady", "q", func(m *nats.Msg) {
-		go func() {
-			for range 10 {
-				claim(m, "50ms")
-				time.Sleep(50 * time.Millisecond)
-			}
-			reply(t, worker, m.Reply, ok)
-		}()
+		go keepPromise(10, 50*time.Millisecond, func() { claim(m, "50ms") }, func() { reply(t, worker, m.Reply, ok) })
 	})
 	require.NoError(t, err)
 	require.NoError(t, worker.Flush())

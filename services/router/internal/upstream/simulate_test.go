@@ -22,3 +22,13 @@ func busyWorker(t *testing.T, nc *nats.Conn, to string, n int, every time.Durati
 	}
 	reply(t, nc, to, answer)
 }
+
+// keepPromise simulates a worker that keeps its heartbeat promise: beat, then one interval
+// of work, n times, then done.
+func keepPromise(n int, every time.Duration, beat, done func()) {
+	for range n {
+		beat()
+		time.Sleep(every)
+	}
+	done()
+}
