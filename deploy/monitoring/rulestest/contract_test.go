@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 )
@@ -88,7 +88,7 @@ func checkExpr(t *testing.T, where, expr string, contract map[string]documented)
 			allowed = append(allowed, "le")
 		}
 		for _, m := range vs.LabelMatchers {
-			if m.Name == labels.MetricName {
+			if m.Name == model.MetricNameLabel {
 				continue
 			}
 			require.Contains(t, allowed, m.Name, "%s: %s has no label %s in docs/observability.md", where, name, m.Name)
