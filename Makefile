@@ -8,6 +8,9 @@ export PATH := $(BIN):$(PATH)
 # Every Go module of the workspace shares this prefix, so one pattern tests them all.
 PKGS    := github.com/parleyhq/parley/...
 MODULES := gen libs services/router services/pii-scrubber services/cache services/provider-worker services/audit cli integration deploy tilt
+# Modules outside the workspace, so that their heavy dependencies stay out of the services'
+# build: the alert-rule and dashboard tests use Prometheus's PromQL engine.
+STANDALONE := deploy/monitoring/rulestest
 
 .PHONY: help
 help: ## list the targets
@@ -27,6 +30,11 @@ install: ## install the parley command line into GOBIN (default: $(go env GOPATH
 test: ## run every test with -race (starts what the tests need)
 	go build -o $(BIN)/parley-test ./integration/cmd/parley-test
 	$(BIN)/parley-test -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) test-monitoring
+
+.PHONY: test-monitoring
+test-monitoring: ## evaluate the alert rules over synthetic series; check the rules and the dashboard against the metrics contract
+	cd deploy/monitoring/rulestest && GOWORK=off go test -count=1 ./...
 
 .PHONY: test-short
 test-short: ## unit tests only: nothing external
@@ -34,7 +42,7 @@ test-short: ## unit tests only: nothing external
 
 .PHONY: test-modules
 test-modules: ## test each module alone (GOWORK=off), as its own go.sum resolves it
-	@for m in $(MODULES); do echo "== $$m"; (cd $$m && GOWORK=off go test -short -count=1 ./...) || exit 1; done
+	@for m in $(MODULES) $(STANDALONE); do echo "== $$m"; (cd $$m && GOWORK=off go test -short -count=1 ./...) || exit 1; done
 
 .PHONY: bench
 bench: ## measure each path against the one-hop floor (BENCH_FLAGS, e.g. -paths miss,hit -duration 2s)
@@ -77,7 +85,7 @@ lint: fmt-check vet tools $(BIN)/golangci-lint ## gofmt, go vet, buf lint and go
 
 .PHONY: tidy
 tidy: ## go mod tidy every module, then sync the workspace
-	@for m in $(MODULES); do (cd $$m && GOWORK=off go mod tidy) || exit 1; done
+	@for m in $(MODULES) $(STANDALONE); do (cd $$m && GOWORK=off go mod tidy) || exit 1; done
 	go work sync
 
 .PHONY: clean

@@ -183,6 +183,9 @@ type Result struct {
 	RequestID string
 	Response  *providerv1.Response
 	CacheHit  bool
+	// ProviderTime is the time the provider took to answer this request, as the worker
+	// measured it (every attempt under the resiliency policy); 0 for a cache hit.
+	ProviderTime time.Duration
 }
 
 // Kind says what kind of failure a Converse error is. The API adapters map kinds, with the

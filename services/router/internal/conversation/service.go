@@ -195,8 +195,9 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 		id = CacheID{Tenant: p.GetTenant(), Component: comp.Name, Hash: CacheKey(comp, p)}
 	}
 	var (
-		resp  *providerv1.Response
-		lease uint64
+		resp         *providerv1.Response
+		lease        uint64
+		providerTime time.Duration
 	)
 	if cacheOn {
 		resp, lease = s.cacheLookup(ctx, id)
@@ -211,6 +212,7 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 		resp = d.Response
 		rec.ev.WorkerId = resp.GetWorkerId()
 		rec.ev.ProviderLatency = resp.GetProviderLatency()
+		providerTime = resp.GetProviderLatency().AsDuration()
 		switch {
 		case !cacheOn:
 		case used == comp.Name:
@@ -232,7 +234,7 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 		tokens.restoreResponse(resp)
 	}
 	fillOutcome(rec.ev, resp)
-	return &Result{RequestID: p.GetRequestId(), Response: resp, CacheHit: hit}, nil
+	return &Result{RequestID: p.GetRequestId(), Response: resp, CacheHit: hit, ProviderTime: providerTime}, nil
 }
 
 // leaseGrace is added to another caller's remaining lease when bounding a wait for

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
@@ -158,6 +159,9 @@ func (c *memCache) Release(_ context.Context, id CacheID, lease uint64) error {
 	return nil
 }
 
+// echoProviderLatency is the provider latency echoDispatcher's worker reports.
+const echoProviderLatency = 25 * time.Millisecond
+
 // echoDispatcher answers with the joined texts it received.
 type echoDispatcher struct {
 	calls  int
@@ -181,9 +185,10 @@ func (d *echoDispatcher) Dispatch(_ context.Context, req *providerv1.Request) (*
 		finish = "stop"
 	}
 	return &Dispatched{Attempts: 1, Response: &providerv1.Response{
-		WorkerId: "w1",
-		Choices:  []*providerv1.Choice{{FinishReason: finish, Content: strings.Join(texts, "\n")}},
-		Usage:    &providerv1.Usage{PromptTokens: 1, CompletionTokens: 1, TotalTokens: 2},
+		WorkerId:        "w1",
+		ProviderLatency: durationpb.New(echoProviderLatency),
+		Choices:         []*providerv1.Choice{{FinishReason: finish, Content: strings.Join(texts, "\n")}},
+		Usage:           &providerv1.Usage{PromptTokens: 1, CompletionTokens: 1, TotalTokens: 2},
 	}}, nil
 }
 
@@ -281,6 +286,7 @@ func TestConverse(t *testing.T) {
 				require.Equal(t, tt.wantContent, res.Response.GetChoices()[0].GetContent())
 				require.False(t, res.CacheHit)
 				require.NotEmpty(t, res.RequestID)
+				require.Equal(t, echoProviderLatency, res.ProviderTime, "the worker's provider latency")
 			}
 			if tt.wantAuditRequest != "" {
 				require.Len(t, f.audit.events, 1)
@@ -298,6 +304,9 @@ func TestConverse(t *testing.T) {
 			require.Equal(t, tt.wantContent, res2.Response.GetChoices()[0].GetContent())
 			if tt.wantHitSecond {
 				require.Equal(t, 1, f.disp.calls, "a hit does not reach the provider")
+				require.Zero(t, res2.ProviderTime, "a hit spends no provider time")
+			} else {
+				require.Equal(t, echoProviderLatency, res2.ProviderTime)
 			}
 		})
 	}

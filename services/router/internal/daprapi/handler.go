@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
 	"github.com/parleyhq/parley/libs/jsondepth"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/servertiming"
 )
 
 // Converser runs conversations.
@@ -121,28 +122,32 @@ func (h *Handler) alpha2(ctx context.Context, req *runtimev1.ConversationRequest
 
 // ConverseAlpha1 is the gRPC alpha1 method.
 func (h *Handler) ConverseAlpha1(ctx context.Context, req *runtimev1.ConversationRequest) (*runtimev1.ConversationResponse, error) {
+	timer := servertiming.Start()
 	out, res, derr := h.alpha1(ctx, req)
 	if derr != nil {
 		return nil, derr.connectError()
 	}
-	setGRPCMeta(ctx, res)
+	setGRPCMeta(ctx, res, timer)
 	return out, nil
 }
 
 // ConverseAlpha2 is the gRPC alpha2 method.
 func (h *Handler) ConverseAlpha2(ctx context.Context, req *runtimev1.ConversationRequestAlpha2) (*runtimev1.ConversationResponseAlpha2, error) {
+	timer := servertiming.Start()
 	out, res, derr := h.alpha2(ctx, req)
 	if derr != nil {
 		return nil, derr.connectError()
 	}
-	setGRPCMeta(ctx, res)
+	setGRPCMeta(ctx, res, timer)
 	return out, nil
 }
 
-func setGRPCMeta(ctx context.Context, res *conversation.Result) {
+func setGRPCMeta(ctx context.Context, res *conversation.Result, timer servertiming.Timer) {
 	if ci, ok := connect.CallInfoForHandlerContext(ctx); ok {
 		ci.ResponseHeader().Set("parley-cache", cacheValue(res))
 		ci.ResponseHeader().Set("parley-request-id", res.RequestID)
+		// A trailer: the gateway's time is known only once the answer is ready.
+		ci.ResponseTrailer().Set(servertiming.Header, timer.Value(res.ProviderTime))
 	}
 }
 
@@ -155,6 +160,7 @@ func cacheValue(res *conversation.Result) string {
 
 // HTTPAlpha1 serves POST /v1.0-alpha1/conversation/{name}/converse.
 func (h *Handler) HTTPAlpha1(w http.ResponseWriter, r *http.Request) {
+	timer := servertiming.Start()
 	req := &runtimev1.ConversationRequest{}
 	if derr := h.decode(w, r, req); derr != nil {
 		h.writeError(w, r, derr)
@@ -166,11 +172,12 @@ func (h *Handler) HTTPAlpha1(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, derr)
 		return
 	}
-	h.writeResult(w, r, out, res)
+	h.writeResult(w, r, out, res, timer)
 }
 
 // HTTPAlpha2 serves POST /v1.0-alpha2/conversation/{name}/converse.
 func (h *Handler) HTTPAlpha2(w http.ResponseWriter, r *http.Request) {
+	timer := servertiming.Start()
 	req := &runtimev1.ConversationRequestAlpha2{}
 	if derr := h.decode(w, r, req); derr != nil {
 		h.writeError(w, r, derr)
@@ -182,7 +189,7 @@ func (h *Handler) HTTPAlpha2(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, derr)
 		return
 	}
-	h.writeResult(w, r, out, res)
+	h.writeResult(w, r, out, res, timer)
 }
 
 // decode reads the body as Dapr does: protojson, unknown fields ignored, an empty body
@@ -207,7 +214,7 @@ func (h *Handler) decode(w http.ResponseWriter, r *http.Request, into proto.Mess
 	return nil
 }
 
-func (h *Handler) writeResult(w http.ResponseWriter, r *http.Request, out proto.Message, res *conversation.Result) {
+func (h *Handler) writeResult(w http.ResponseWriter, r *http.Request, out proto.Message, res *conversation.Result, timer servertiming.Timer) {
 	b, err := encodeOptions.Marshal(out)
 	if err != nil {
 		h.writeError(w, r, &Error{http.StatusInternalServerError, connect.CodeInternal, "ERR_CONVERSATION_INVOKE", "failed encoding response"})
@@ -216,6 +223,7 @@ func (h *Handler) writeResult(w http.ResponseWriter, r *http.Request, out proto.
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set(CacheHeader, cacheValue(res))
 	w.Header().Set(RequestIDHeader, res.RequestID)
+	w.Header().Set(servertiming.Header, timer.Value(res.ProviderTime))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
 }

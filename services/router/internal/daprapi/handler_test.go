@@ -25,6 +25,9 @@ import (
 // The real echo provider and the whole path are tested end to end in integration/.
 type echoConverser struct{}
 
+// echoProviderTime is the provider time echoConverser reports.
+const echoProviderTime = 40 * time.Millisecond
+
 func (echoConverser) Lookup(name string) (conversation.Component, bool) {
 	return conversation.Component{Name: name, Type: "conversation.echo"}, name == "echo"
 }
@@ -50,7 +53,7 @@ func (echoConverser) Converse(_ context.Context, req conversation.Request) (*con
 	}
 	choice.Content = strings.Join(texts, "\n")
 	n := uint64(len(strings.Fields(choice.Content)))
-	return &conversation.Result{RequestID: "r1", Response: &providerv1.Response{
+	return &conversation.Result{RequestID: "r1", ProviderTime: echoProviderTime, Response: &providerv1.Response{
 		Choices: []*providerv1.Choice{choice},
 		Usage:   &providerv1.Usage{PromptTokens: n, CompletionTokens: n, TotalTokens: 2 * n},
 	}}, nil
@@ -109,7 +112,9 @@ func TestHTTPExchanges(t *testing.T) {
 			if tt.wantStatus == 200 {
 				require.Equal(t, "miss", rec.Header().Get(CacheHeader))
 				require.Equal(t, "r1", rec.Header().Get(RequestIDHeader))
+				requireServerTiming(t, rec.Header().Get("Server-Timing"), echoProviderTime)
 			} else {
+				require.Empty(t, rec.Header().Get("Server-Timing"))
 				require.Contains(t, rec.Body.String(), `"errorCode":"ERR_`)
 			}
 		})
@@ -250,4 +255,22 @@ func TestHugeComponentNameBounded(t *testing.T) {
 func newTestHandlerWithBody(maxBody int64) *Handler {
 	c := echoConverser{}
 	return New(c, c, Options{MaxBodyBytes: maxBody, Timeout: time.Second}, slog.New(slog.DiscardHandler))
+}
+
+// requireServerTiming checks a Server-Timing value: the provider's time as the converser
+// reported it, and the gateway's the rest of the total (none when the provider's is longer,
+// as with a converser that answers at once but reports a provider time).
+func requireServerTiming(t *testing.T, value string, provider time.Duration) {
+	t.Helper()
+	got := map[string]float64{}
+	for part := range strings.SplitSeq(value, ", ") {
+		name, dur, ok := strings.Cut(part, ";dur=")
+		require.True(t, ok, "Server-Timing %q", value)
+		v, err := strconv.ParseFloat(dur, 64)
+		require.NoError(t, err, "Server-Timing %q", value)
+		got[name] = v
+	}
+	require.Len(t, got, 3, "Server-Timing %q", value)
+	require.InDelta(t, float64(provider.Microseconds())/1000, got["provider"], 1e-9)
+	require.InDelta(t, max(0, got["total"]-got["provider"]), got["gateway"], 0.0015)
 }

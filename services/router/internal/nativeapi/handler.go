@@ -18,6 +18,7 @@ import (
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/servertiming"
 )
 
 // Converser runs conversations.
@@ -41,9 +42,17 @@ func New(conv Converser, timeout time.Duration, logger *slog.Logger) *Handler {
 
 // Converse runs one conversation turn.
 func (h *Handler) Converse(ctx context.Context, req *conversationv1.ConverseRequest) (*conversationv1.ConverseResponse, error) {
+	out, _, err := h.converse(ctx, req)
+	return out, err
+}
+
+// converse runs one conversation turn and sets the Server-Timing trailer of a unary call;
+// it returns the value for ConverseStream, whose trailer is the stream's.
+func (h *Handler) converse(ctx context.Context, req *conversationv1.ConverseRequest) (*conversationv1.ConverseResponse, string, error) {
+	timer := servertiming.Start()
 	creq, err := fromNative(req)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		return nil, "", connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	if _, ok := ctx.Deadline(); !ok && h.timeout > 0 {
 		var cancel context.CancelFunc
@@ -52,9 +61,14 @@ func (h *Handler) Converse(ctx context.Context, req *conversationv1.ConverseRequ
 	}
 	res, err := h.conv.Converse(ctx, creq)
 	if err != nil {
-		return nil, h.toConnect(ctx, req.GetComponent(), err)
+		return nil, "", h.toConnect(ctx, req.GetComponent(), err)
 	}
-	return toNative(req, res), nil
+	out := toNative(req, res)
+	timing := timer.Value(res.ProviderTime)
+	if ci, ok := connect.CallInfoForHandlerContext(ctx); ok {
+		ci.ResponseTrailer().Set(servertiming.Header, timing)
+	}
+	return out, timing, nil
 }
 
 // ConverseStream runs one conversation turn and streams the answer: one message per
@@ -62,10 +76,11 @@ func (h *Handler) Converse(ctx context.Context, req *conversationv1.ConverseRequ
 // answer whole today, so each choice arrives in one message; a cache hit is replayed the
 // same way. Clients written against the stream keep working when providers stream tokens.
 func (h *Handler) ConverseStream(ctx context.Context, req *conversationv1.ConverseStreamRequest, stream *connect.ServerStream[conversationv1.ConverseStreamResponse]) error {
-	res, err := h.Converse(ctx, req.GetRequest())
+	res, timing, err := h.converse(ctx, req.GetRequest())
 	if err != nil {
 		return err
 	}
+	stream.ResponseTrailer().Set(servertiming.Header, timing)
 	choices := res.GetChoices()
 	if len(choices) == 0 {
 		return stream.Send(&conversationv1.ConverseStreamResponse{RequestId: res.GetRequestId(), Usage: res.GetUsage(), CacheHit: res.GetCacheHit()})
