@@ -30,7 +30,12 @@ install: ## install the parley command line into GOBIN (default: $(go env GOPATH
 test: ## run every test with -race (starts what the tests need)
 	go build -o $(BIN)/parley-test ./integration/cmd/parley-test
 	$(BIN)/parley-test -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) test-allocations
 	$(MAKE) test-monitoring
+
+.PHONY: test-allocations
+test-allocations: ## the tests that count allocations, without -race (its sync.Pool drops values at random)
+	go test -count=1 -run 'TestScrubAllocations|TestScrubLinearWork' ./services/pii-scrubber/internal/scrub/
 
 .PHONY: test-monitoring
 test-monitoring: ## evaluate the alert rules over synthetic series; check the rules and the dashboard against the metrics contract
