@@ -216,13 +216,20 @@ func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config) *ups
 	return upstream.NewAuditPublisher(js, cfg.AuditPublishTimeout)
 }
 
-func newService(comps *upstream.Components, scrubber *upstream.Scrubber, cache *upstream.Cache, d *upstream.Dispatcher,
+func newService(lc fx.Lifecycle, comps *upstream.Components, scrubber *upstream.Scrubber, cache *upstream.Cache, d *upstream.Dispatcher,
 	audit *upstream.AuditPublisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer,
 ) (*conversation.Service, error) {
 	if m := audit.MaxEventBytes(); m > 0 && int64(m/2) < cfg.MaxBodyBytes {
 		logger.Warn("NATS max_payload is too small for ROUTER_MAX_BODY_BYTES: requests whose audit copy exceeds half of it are refused",
 			"max_payload", m+upstream.HeaderAllowance, "max_body_bytes", cfg.MaxBodyBytes, "recommended_max_payload", bus.MaxPayload)
 	}
-	return conversation.New(comps, scrubber, cache, d, audit,
+	svc, err := conversation.New(comps, scrubber, cache, d, audit,
 		conversation.Options{AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts}, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	// Stopped before the clients and the NATS connection it writes through: the cache
+	// writes still running after their replies finish first.
+	lc.Append(fx.StopHook(svc.Close))
+	return svc, nil
 }

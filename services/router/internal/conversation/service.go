@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -32,7 +33,13 @@ type Options struct {
 	AuditScrub bool
 	// MaxTexts refuses a request with more texts (the scrubber's limit per call); 0: no limit.
 	MaxTexts int
+	// Background bounds the cache writes (Put, Release) running after replies; when
+	// that many run, the next one runs before its reply instead. 0: DefaultBackground.
+	Background int
 }
+
+// DefaultBackground is Options.Background's default.
+const DefaultBackground = 256
 
 // Service runs conversations.
 type Service struct {
@@ -44,6 +51,9 @@ type Service struct {
 	opts       Options
 	logger     *slog.Logger
 	m          serviceMetrics
+	// slots bounds the background cache writes; bg counts those in flight.
+	slots chan struct{}
+	bg    sync.WaitGroup
 }
 
 type serviceMetrics struct {
@@ -55,6 +65,7 @@ type serviceMetrics struct {
 	auditRedacted  prometheus.Counter
 	crossings      *prometheus.CounterVec
 	sequential     *prometheus.HistogramVec
+	background     *prometheus.CounterVec
 }
 
 // New builds a Service and registers its metrics.
@@ -96,8 +107,12 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 			Help:    "Calls to other processes a conversation waited for one after another, by path (hit, miss, off: cache off or bypassed, error); docs/architecture.md has the budget.",
 			Buckets: prometheus.LinearBuckets(0, 1, 13),
 		}, []string{"path"}),
+		background: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_router_cache_writes_total",
+			Help: "Cache writes (Put, Release) after a dispatch, by how they ran: background (after the reply, not waited for) or inline (every background slot was busy).",
+		}, []string{"mode"}),
 	}
-	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.fallbacks, m.crossings, m.sequential} {
+	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.fallbacks, m.crossings, m.sequential, m.background} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric: %w", err)
 		}
@@ -111,10 +126,51 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 	for _, p := range []string{"hit", "miss", "off", "error"} {
 		m.sequential.WithLabelValues(p)
 	}
+	m.background.WithLabelValues("background")
+	m.background.WithLabelValues("inline")
+	if opts.Background <= 0 {
+		opts.Background = DefaultBackground
+	}
 	return &Service{
 		components: components, scrubber: scrubber, cache: cache, dispatcher: dispatcher, audit: audit,
-		opts: opts, logger: logger, m: m,
+		opts: opts, logger: logger, m: m, slots: make(chan struct{}, opts.Background),
 	}, nil
+}
+
+// Close waits for the cache writes still running after their replies, until ctx ends.
+func (s *Service) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cache writes still running: %w", ctx.Err())
+	}
+}
+
+// later runs a cache write (Put or Release) that changes no answer for this request
+// without making the reply wait for it: it starts at once, so requests waiting on the
+// lease get the value as promptly as before, on a context that keeps the request's
+// values but neither its cancellation nor its crossing trace (the adapters bound each
+// call with their own timeout; failures are counted by cacheFailed). When every slot
+// is busy it runs inline: never lost, and the backlog stays bounded.
+func (s *Service) later(ctx context.Context, write func(ctx context.Context)) {
+	ctx = crossing.Detach(context.WithoutCancel(ctx))
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		s.m.background.WithLabelValues("inline").Inc()
+		write(ctx)
+		return
+	}
+	s.m.background.WithLabelValues("background").Inc()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer func() { <-s.slots }()
+		write(ctx)
+	}()
 }
 
 // Lookup resolves a component by name.
@@ -205,7 +261,9 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 	if resp == nil {
 		d, used, err := s.dispatch(ctx, p, comp, rec)
 		if err != nil {
-			s.cacheRelease(ctx, id, lease)
+			if lease != 0 {
+				s.later(ctx, func(ctx context.Context) { s.cacheRelease(ctx, id, lease) })
+			}
 			return nil, err
 		}
 		resp = d.Response
@@ -214,10 +272,24 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 		switch {
 		case !cacheOn:
 		case used == comp.Name:
-			s.cacheStore(ctx, id, comp.CacheTTL, resp, lease)
+			// Encoded now: the answer is changed below (output scrubbing, restored
+			// tokens) while the write runs.
+			if Cacheable(resp) {
+				b, err := proto.Marshal(resp)
+				if err == nil {
+					s.later(ctx, func(ctx context.Context) { s.cacheStore(ctx, id, comp.CacheTTL, b, lease) })
+					break
+				}
+				s.cacheFailed(ctx, "put", id, err)
+			}
+			if lease != 0 {
+				s.later(ctx, func(ctx context.Context) { s.cacheRelease(ctx, id, lease) })
+			}
 		default:
 			// A fallback's answer comes from another model: it is not the primary's to cache.
-			s.cacheRelease(ctx, id, lease)
+			if lease != 0 {
+				s.later(ctx, func(ctx context.Context) { s.cacheRelease(ctx, id, lease) })
+			}
 		}
 	}
 	rec.ev.CacheHit = hit
@@ -282,18 +354,11 @@ func (s *Service) cacheLookup(ctx context.Context, id CacheID) (*providerv1.Resp
 	return cached, 0
 }
 
-// cacheStore stores a cacheable answer and ends the lease; an answer that may not be
-// cached ends the lease without a value, so requests waiting for it go to the provider.
-func (s *Service) cacheStore(ctx context.Context, id CacheID, ttl time.Duration, resp *providerv1.Response, lease uint64) {
-	if !Cacheable(resp) {
-		s.cacheRelease(ctx, id, lease)
-		return
-	}
-	b, err := proto.Marshal(resp)
-	if err == nil {
-		err = s.cache.Put(ctx, id, b, ttl, lease)
-	}
-	if err != nil {
+// cacheStore stores an encoded cacheable answer and ends the lease. (An answer that
+// may not be cached ends the lease without a value, so requests waiting for it go to
+// the provider: cacheRelease.)
+func (s *Service) cacheStore(ctx context.Context, id CacheID, ttl time.Duration, b []byte, lease uint64) {
+	if err := s.cache.Put(ctx, id, b, ttl, lease); err != nil {
 		s.cacheFailed(ctx, "put", id, err)
 		s.cacheRelease(ctx, id, lease)
 	}

@@ -48,6 +48,7 @@ func TestTokenizeRoundTrip(t *testing.T) {
 	req := request("echo", "mail the secret to email", true, false)
 	req.Tokenize = true
 	res, err := f.svc.Converse(t.Context(), req)
+	f.svc.bg.Wait()
 	require.NoError(t, err)
 	require.Equal(t, "mail the secret to email", res.Response.GetChoices()[0].GetContent(), "the caller gets its values back")
 
