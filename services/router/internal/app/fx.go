@@ -32,6 +32,7 @@ import (
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 	"github.com/parleyhq/parley/services/router/internal/daprapi"
 	"github.com/parleyhq/parley/services/router/internal/nativeapi"
+	"github.com/parleyhq/parley/services/router/internal/nearcache"
 	"github.com/parleyhq/parley/services/router/internal/upstream"
 )
 
@@ -58,6 +59,9 @@ type Config struct {
 	DispatchAttempts int `env:"ROUTER_DISPATCH_ATTEMPTS, default=2"`
 	// CacheTimeout bounds each cache call; a slower cache is skipped.
 	CacheTimeout time.Duration `env:"ROUTER_CACHE_TIMEOUT, default=250ms"`
+	// NearCacheBytes bounds the router's near cache in front of the cache service (keys,
+	// values and overhead); 0 turns it off.
+	NearCacheBytes int64 `env:"ROUTER_NEAR_CACHE_BYTES, default=67108864"`
 	// AuditMode is "required" (a call fails when its audit event cannot be stored) or
 	// "best-effort".
 	AuditMode string `env:"AUDIT_MODE, default=required"`
@@ -90,6 +94,9 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
+	}
+	if c.NearCacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("ROUTER_NEAR_CACHE_BYTES must not be negative, got %d", c.NearCacheBytes))
 	}
 	if c.WorkerHeartbeatMisses < 0 {
 		errs = append(errs, fmt.Errorf("ROUTER_WORKER_HEARTBEAT_MISSES must not be negative, got %d", c.WorkerHeartbeatMisses))
@@ -127,6 +134,7 @@ var Module = fx.Module("router",
 			}
 			return auditapi.New(auditv1connect.NewAuditServiceClient(f.HTTPClient(identity.Audit), c.AuditURL, f.Options()...), l), nil
 		},
+		newCache,
 		newService,
 		func(s *conversation.Service, comps *upstream.Components, c Config, l *slog.Logger) *daprapi.Handler {
 			return daprapi.New(s, comps, daprapi.Options{MaxBodyBytes: c.MaxBodyBytes, Timeout: c.RequestTimeout}, l)
@@ -216,7 +224,21 @@ func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config) *ups
 	return upstream.NewAuditPublisher(js, cfg.AuditPublishTimeout)
 }
 
-func newService(lc fx.Lifecycle, comps *upstream.Components, scrubber *upstream.Scrubber, cache *upstream.Cache, d *upstream.Dispatcher,
+// newCache is the cache service behind the router's near cache (ROUTER_NEAR_CACHE_BYTES),
+// or the cache service alone when the near cache is off.
+func newCache(lc fx.Lifecycle, shared *upstream.Cache, c *bus.Conn, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (conversation.Cache, error) {
+	if cfg.NearCacheBytes == 0 {
+		return shared, nil
+	}
+	near, err := nearcache.New(shared, c.Conn, cfg.NearCacheBytes, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StopHook(near.Close))
+	return near, nil
+}
+
+func newService(lc fx.Lifecycle, comps *upstream.Components, scrubber *upstream.Scrubber, cache conversation.Cache, d *upstream.Dispatcher,
 	audit *upstream.AuditPublisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer,
 ) (*conversation.Service, error) {
 	if m := audit.MaxEventBytes(); m > 0 && int64(m/2) < cfg.MaxBodyBytes {
