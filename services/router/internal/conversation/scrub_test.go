@@ -2,6 +2,8 @@ package conversation
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -57,6 +59,57 @@ func TestScrubToolArguments(t *testing.T) {
 				require.NotContains(t, audit, `\"to\":\"secret\"`)
 				require.Contains(t, audit, `{\"to\":\"<SECRET>\"}`)
 			}
+		})
+	}
+}
+
+// TestAuditInputScrubFolded: when no message is flagged, the audit copy's input scrub
+// rides in the output's scrubber call, so the request waits for one call; a request that
+// fails before its output scrub still gets its audit copy scrubbed before it is recorded;
+// a request close to the audit size limit is scrubbed and measured first, as before; a
+// scrubber failure redacts both copies. Raw text never reaches the audit log.
+func TestAuditInputScrubFolded(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	tests := []struct {
+		name        string
+		scrubIn     bool
+		scrubErr    error
+		dispatchErr error
+		maxEvent    int
+		text        string
+		wantCalls   int
+		wantErr     bool
+		wantAudit   string
+		wantFinds   int64
+	}{
+		{name: "audit only: one call", text: "a secret", wantCalls: 1, wantAudit: "a <SECRET>", wantFinds: 2},
+		{name: "flagged: input then output", scrubIn: true, text: "a secret", wantCalls: 2, wantAudit: "a <SECRET>", wantFinds: 1},
+		{name: "provider failed: scrubbed before recording", dispatchErr: &ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Message: "no"},
+			text: "a secret", wantCalls: 1, wantErr: true, wantAudit: "a <SECRET>", wantFinds: 1},
+		{name: "near the size limit: scrubbed first", maxEvent: 600, text: "a secret " + strings.Repeat("x", 100), wantCalls: 2,
+			wantAudit: "a <SECRET>", wantFinds: 2},
+		{name: "scrubber down: both copies redacted", scrubErr: boom, text: "a secret", wantCalls: 1, wantAudit: redactedText},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, tt.scrubErr, nil, nil, Options{AuditScrub: true})
+			f.audit.max = tt.maxEvent
+			f.disp.err = tt.dispatchErr
+			_, err := f.svc.Converse(t.Context(), request("nocache", tt.text, tt.scrubIn, false))
+			if tt.wantErr {
+				require.Error(t, err)
+			} else {
+				require.NoError(t, err)
+			}
+			require.Len(t, *f.calls, tt.wantCalls)
+			require.Len(t, f.audit.events, 1)
+			ev := f.audit.events[0]
+			require.Contains(t, string(ev.GetRequestJson()), tt.wantAudit)
+			require.NotContains(t, string(ev.GetRequestJson()), "secret")
+			require.NotContains(t, string(ev.GetResponseJson()), "secret")
+			require.Equal(t, tt.wantFinds, ev.GetPiiFindings()["SECRET"])
 		})
 	}
 }

@@ -214,6 +214,8 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 	} else {
 		rec.ev.Status = auditv1.Status_STATUS_OK
 	}
+	// A request that failed before its output scrub still owes its audit copy's.
+	s.scrubPendingInputs(ctx, req, rec)
 	if len(rec.findings) > 0 {
 		rec.ev.PiiFindings = rec.findings
 	}
@@ -232,6 +234,10 @@ type record struct {
 	auditReq *providerv1.Request
 	// requestJSON is auditReq encoded, once checked against the audit log's size limit.
 	requestJSON []byte
+	// inputPending: auditReq is the raw request, whose audit scrub is still to be made
+	// (scrubInputs), in mode.
+	inputPending bool
+	mode         ScrubMode
 	auditResp   *providerv1.Response
 }
 
@@ -241,7 +247,7 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 	if err != nil {
 		return nil, err
 	}
-	if err := s.fitAudit(rec); err != nil {
+	if err := s.fitAudit(ctx, req, rec); err != nil {
 		return nil, err
 	}
 
@@ -502,7 +508,12 @@ func CacheKey(comp Component, p *providerv1.Request) string {
 // for the answer: a request inside the limits is recorded, one outside them is refused
 // with a clear error instead of failing on the audit publish after the provider call.
 // The refused call is still recorded, without its request.
-func (s *Service) fitAudit(rec *record) error {
+//
+// A request whose audit scrub is pending is measured raw; when it takes more than half
+// of its allowance, placeholders (which can be longer than what they replace) could
+// push it over after the provider call, so its audit scrub is made now and the scrubbed
+// copy measured, as for every request before.
+func (s *Service) fitAudit(ctx context.Context, req Request, rec *record) error {
 	if rec.auditReq == nil {
 		return nil
 	}
@@ -510,7 +521,17 @@ func (s *Service) fitAudit(rec *record) error {
 	if err != nil {
 		return fmt.Errorf("encode audit request: %w", err)
 	}
-	if limit := s.audit.MaxEventBytes() / 2; limit > 0 && len(b) > limit {
+	limit := s.audit.MaxEventBytes() / 2
+	if rec.inputPending {
+		if limit <= 0 || len(b) <= limit/2 {
+			return nil
+		}
+		s.scrubPendingInputs(ctx, req, rec)
+		if b, err = protojson.Marshal(rec.auditReq); err != nil {
+			return fmt.Errorf("encode audit request: %w", err)
+		}
+	}
+	if limit > 0 && len(b) > limit {
 		rec.auditReq = nil
 		return invalid("the request takes %d bytes in the audit log, more than the %d bytes it may take (half of the NATS max_payload)", len(b), limit)
 	}
