@@ -69,6 +69,9 @@ type Config struct {
 	MaxTexts int `env:"ROUTER_MAX_TEXTS, default=4096"`
 	// AuditScrub stores scrubbed text in the audit log for every request.
 	AuditScrub bool `env:"ROUTER_AUDIT_SCRUB, default=true"`
+	// AuditScrubMemoBytes bounds the memo of the scrubber's answers for audit copies
+	// (scrubbed text only, keyed by a hash of the raw text, 10 minutes each); 0 turns it off.
+	AuditScrubMemoBytes int64 `env:"ROUTER_AUDIT_SCRUB_MEMO_BYTES, default=16777216"`
 	// AuditPublishTimeout bounds the wait for the audit stream's ack.
 	AuditPublishTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_TIMEOUT, default=5s"`
 	// AuditStreamReplicas is used when the router creates the audit stream.
@@ -94,6 +97,9 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
+	}
+	if c.AuditScrubMemoBytes < 0 {
+		errs = append(errs, fmt.Errorf("ROUTER_AUDIT_SCRUB_MEMO_BYTES must not be negative, got %d", c.AuditScrubMemoBytes))
 	}
 	if c.NearCacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("ROUTER_NEAR_CACHE_BYTES must not be negative, got %d", c.NearCacheBytes))
@@ -246,7 +252,10 @@ func newService(lc fx.Lifecycle, comps *upstream.Components, scrubber *upstream.
 			"max_payload", m+upstream.HeaderAllowance, "max_body_bytes", cfg.MaxBodyBytes, "recommended_max_payload", bus.MaxPayload)
 	}
 	svc, err := conversation.New(comps, scrubber, cache, d, audit,
-		conversation.Options{AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts}, logger, reg)
+		conversation.Options{
+			AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts,
+			AuditScrubMemoBytes: cfg.AuditScrubMemoBytes,
+		}, logger, reg)
 	if err != nil {
 		return nil, err
 	}

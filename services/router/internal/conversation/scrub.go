@@ -306,7 +306,13 @@ func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv
 	if tm != nil {
 		call.Tokens = tm.all
 	}
-	res, err := s.scrubber.Scrub(ctx, call)
+	var res ScrubOutcome
+	var err error
+	if !req.ScrubOutput && !req.ScrubToolArguments && tm == nil {
+		res, err = s.scrubForAudit(ctx, call)
+	} else {
+		res, err = s.scrubber.Scrub(ctx, call)
+	}
 	if err == nil && len(res.Results) != len(call.Texts) {
 		err = fmt.Errorf("%d results for %d texts", len(res.Results), len(call.Texts))
 	}
@@ -390,6 +396,25 @@ func applyOutputTexts(resp *providerv1.Response, texts []outputText, scrubbed []
 	}
 }
 
+// scrubForAudit scrubs texts whose results go to the audit copy alone: from the memo
+// when every text's answer is remembered (no scrubber call), else by the scrubber,
+// whose answers are then remembered.
+func (s *Service) scrubForAudit(ctx context.Context, call ScrubCall) (ScrubOutcome, error) {
+	if s.memo == nil || call.Mode != ScrubReplace {
+		return s.scrubber.Scrub(ctx, call) //nolint:wrapcheck // the adapter's error, wrapped by the caller
+	}
+	if results, ok := s.memo.lookup(call); ok {
+		s.m.memo.WithLabelValues("hit").Inc()
+		return ScrubOutcome{Results: results}, nil
+	}
+	s.m.memo.WithLabelValues("miss").Inc()
+	res, err := s.scrubber.Scrub(ctx, call)
+	if err == nil {
+		s.memo.store(call, res.Results)
+	}
+	return res, err //nolint:wrapcheck // the adapter's error, wrapped by the caller
+}
+
 // pendingScrubTimeout bounds the audit copy's input scrub of a request that failed.
 const pendingScrubTimeout = 5 * time.Second
 
@@ -438,7 +463,7 @@ func (s *Service) scrubPendingInputs(ctx context.Context, req Request, rec *reco
 	// recorded, so is its scrub made.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pendingScrubTimeout)
 	defer cancel()
-	res, err := s.scrubber.Scrub(ctx, ScrubCall{Texts: pending.texts, Formats: pending.formats, Mode: rec.mode})
+	res, err := s.scrubForAudit(ctx, ScrubCall{Texts: pending.texts, Formats: pending.formats, Mode: rec.mode})
 	if err == nil && len(res.Results) != len(pending.texts) {
 		err = fmt.Errorf("%d results for %d texts", len(res.Results), len(pending.texts))
 	}

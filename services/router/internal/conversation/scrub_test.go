@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -112,4 +113,77 @@ func TestAuditInputScrubFolded(t *testing.T) {
 			require.Equal(t, tt.wantFinds, ev.GetPiiFindings()["SECRET"])
 		})
 	}
+}
+
+// TestAuditScrubMemo: with the memo on, a repeated request whose texts the scrubber has
+// answered for an audit copy before (a cache hit: same prompt, same answer) records a
+// scrubbed audit copy without calling the scrubber; what the caller asked to scrub, and
+// tokenize mode, always go to the scrubber.
+func TestAuditScrubMemo(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name              string
+		scrubIn, scrubOut bool
+		tokenize          bool
+		wantSecondCalls   int
+	}{
+		{name: "audit only: from the memo", wantSecondCalls: 0},
+		{name: "output asked: called", scrubOut: true, wantSecondCalls: 1},
+		{name: "input asked: called for it, the output from the memo", scrubIn: true, wantSecondCalls: 1},
+		{name: "tokenize: called", tokenize: true, wantSecondCalls: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil, nil, nil, Options{AuditScrub: true, AuditScrubMemoBytes: 1 << 20})
+			req := func() Request {
+				r := request("echo", "a secret", tt.scrubIn, tt.scrubOut)
+				r.Tokenize = tt.tokenize
+				return r
+			}
+			_, err := f.svc.Converse(t.Context(), req())
+			require.NoError(t, err)
+			f.svc.bg.Wait()
+			first := len(*f.calls)
+			res, err := f.svc.Converse(t.Context(), req())
+			require.NoError(t, err)
+			require.True(t, res.CacheHit)
+			require.Len(t, *f.calls, first+tt.wantSecondCalls)
+			require.Len(t, f.audit.events, 2)
+			for _, ev := range f.audit.events {
+				require.NotContains(t, string(ev.GetRequestJson()), "secret")
+				require.NotContains(t, string(ev.GetResponseJson()), "secret")
+			}
+			require.Equal(t, f.audit.events[0].GetPiiFindings(), f.audit.events[1].GetPiiFindings())
+		})
+	}
+}
+
+// TestScrubMemoBounds: the memo holds at most its bytes, least recently used out, and
+// no answer past its time.
+func TestScrubMemoBounds(t *testing.T) {
+	t.Parallel()
+	text := strings.Repeat("x", 100)
+	one := int64(len(text) + memoOverhead)
+	m := newScrubMemo(2*one, time.Hour)
+	call := func(s string) ScrubCall { return ScrubCall{Texts: []string{s}} }
+	for _, s := range []string{"a" + text[1:], "b" + text[1:]} {
+		m.store(call(s), []Scrubbed{{Text: s}})
+	}
+	_, ok := m.lookup(call("a" + text[1:]))
+	require.True(t, ok)
+	m.store(call("c"+text[1:]), []Scrubbed{{Text: "c" + text[1:]}})
+	_, ok = m.lookup(call("b" + text[1:]))
+	require.False(t, ok, "least recently used went")
+	_, ok = m.lookup(ScrubCall{Texts: []string{"a" + text[1:], "c" + text[1:]}})
+	require.True(t, ok)
+	require.LessOrEqual(t, m.size, 2*one)
+	_, ok = m.lookup(ScrubCall{Texts: []string{"a" + text[1:]}, Formats: []TextFormat{FormatJSON}})
+	require.False(t, ok, "the format is part of the key")
+
+	expired := newScrubMemo(1<<20, -time.Second)
+	expired.store(call("a"), []Scrubbed{{Text: "a"}})
+	_, ok = expired.lookup(call("a"))
+	require.False(t, ok)
+	require.Nil(t, newScrubMemo(0, time.Hour), "0 turns it off")
 }

@@ -36,7 +36,14 @@ type Options struct {
 	// Background bounds the cache writes (Put, Release) running after replies; when
 	// that many run, the next one runs before its reply instead. 0: DefaultBackground.
 	Background int
+	// AuditScrubMemoBytes bounds the memo of the scrubber's answers for audit copies
+	// (scrubMemo); 0 turns it off.
+	AuditScrubMemoBytes int64
 }
+
+// auditScrubMemoTTL is how long the scrubber's answer for an audit copy's text is
+// reused.
+const auditScrubMemoTTL = 10 * time.Minute
 
 // DefaultBackground is Options.Background's default.
 const DefaultBackground = 256
@@ -54,6 +61,7 @@ type Service struct {
 	// slots bounds the background cache writes; bg counts those in flight.
 	slots chan struct{}
 	bg    sync.WaitGroup
+	memo  *scrubMemo
 }
 
 type serviceMetrics struct {
@@ -66,6 +74,7 @@ type serviceMetrics struct {
 	crossings      *prometheus.CounterVec
 	sequential     *prometheus.HistogramVec
 	background     *prometheus.CounterVec
+	memo           *prometheus.CounterVec
 }
 
 // New builds a Service and registers its metrics.
@@ -111,8 +120,12 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 			Name: "parley_router_cache_writes_total",
 			Help: "Cache writes (Put, Release) after a dispatch, by how they ran: background (after the reply, not waited for) or inline (every background slot was busy).",
 		}, []string{"mode"}),
+		memo: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_router_audit_scrub_memo_total",
+			Help: "Scrubber calls for audit copies alone, by result: hit (every text's answer remembered, no call) or miss (called).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.fallbacks, m.crossings, m.sequential, m.background} {
+	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.fallbacks, m.crossings, m.sequential, m.background, m.memo} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric: %w", err)
 		}
@@ -126,6 +139,8 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 	for _, p := range []string{"hit", "miss", "off", "error"} {
 		m.sequential.WithLabelValues(p)
 	}
+	m.memo.WithLabelValues("hit")
+	m.memo.WithLabelValues("miss")
 	m.background.WithLabelValues("background")
 	m.background.WithLabelValues("inline")
 	if opts.Background <= 0 {
@@ -134,6 +149,7 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 	return &Service{
 		components: components, scrubber: scrubber, cache: cache, dispatcher: dispatcher, audit: audit,
 		opts: opts, logger: logger, m: m, slots: make(chan struct{}, opts.Background),
+		memo: newScrubMemo(opts.AuditScrubMemoBytes, auditScrubMemoTTL),
 	}, nil
 }
 
@@ -238,7 +254,7 @@ type record struct {
 	// (scrubInputs), in mode.
 	inputPending bool
 	mode         ScrubMode
-	auditResp   *providerv1.Response
+	auditResp    *providerv1.Response
 }
 
 func (s *Service) run(ctx context.Context, req Request, comp Component, rec *record) (*Result, error) {
