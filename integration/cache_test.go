@@ -231,21 +231,37 @@ func TestCacheTTLExpiry(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond, "the entry never expired")
 }
 
-// TestCachePurge: the admin call drops a component's entries; a purge through one
+// TestCachePurge: the admin call drops a component's entries, from the bucket, from
+// every cache replica's memory and from every router's near cache; a purge through one
 // cache replica also empties the other's memory.
 func TestCachePurge(t *testing.T) {
 	needExtras(t)
 	t.Parallel()
 
-	t.Run("component, through the router", func(t *testing.T) {
+	t.Run("component, out of the router's near cache", func(t *testing.T) {
 		t.Parallel()
 		body := userText("purge " + nonce(t))
 		require.Equal(t, "miss", converse(t, st.URL(router2), "cache-purge", body).header.Get("Parley-Cache"))
-		require.Equal(t, "hit", converse(t, st.URL(router2), "cache-purge", body).header.Get("Parley-Cache"))
-		client := cachev1connect.NewCacheServiceClient(clientAs(t, "admin"), st.URL(cache2))
+		// The answer is stored after the reply; then router-2 answers from its memory.
+		nearHits := func() float64 {
+			return metricSum(t, st.URL(router2), "parley_router_near_cache_lookups_total", `result="hit"`)
+		}
+		require.Eventually(t, func() bool {
+			before := nearHits()
+			return converse(t, st.URL(router2), "cache-purge", body).header.Get("Parley-Cache") == "hit" && nearHits() > before
+		}, 30*time.Second, 20*time.Millisecond, "router-2 never answered from its near cache")
+		// Purged through the other cache replica, the one router-2 does not call: the
+		// notice reaches every router.
+		purged := func() float64 {
+			return metricSum(t, st.URL(router2), "parley_router_near_cache_evictions_total", `cause="purge"`)
+		}
+		before := purged()
+		client := cachev1connect.NewCacheServiceClient(clientAs(t, "admin"), st.URL("cache"))
 		res, err := client.Purge(t.Context(), &cachev1.PurgeRequest{Component: "cache-purge"})
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, res.GetPurged(), uint64(1))
+		require.Eventually(t, func() bool { return purged() > before }, 10*time.Second, 20*time.Millisecond,
+			"router-2 never dropped the purged answer from its near cache")
 		require.Equal(t, "miss", converse(t, st.URL(router2), "cache-purge", body).header.Get("Parley-Cache"))
 	})
 
@@ -280,27 +296,37 @@ func TestCachePurge(t *testing.T) {
 }
 
 // TestCacheOutageAndRestart runs before the parallel tests (it is not parallel): with
-// its cache replica down, router-2 still answers, from the provider, and counts the
-// failure; the restarted replica, its memory empty, serves the entry from the bucket.
+// its cache replica down, router-2 still answers what its near cache holds, and the rest
+// from the provider, counting the failure; the restarted replica, its memory empty,
+// serves from the bucket an entry router-2 never held.
 func TestCacheOutageAndRestart(t *testing.T) {
 	needExtras(t)
 	body := userText("outage " + nonce(t))
 	require.Equal(t, "miss", converse(t, st.URL(router2), "cache-outage", body).header.Get("Parley-Cache"))
-	require.Equal(t, "hit", converse(t, st.URL(router2), "cache-outage", body).header.Get("Parley-Cache"))
+	require.Eventually(t, func() bool {
+		return converse(t, st.URL(router2), "cache-outage", body).header.Get("Parley-Cache") == "hit"
+	}, 30*time.Second, 20*time.Millisecond)
 
 	stopCtx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, st.StopService(stopCtx, cache2))
-	before := metricSum(t, st.URL(router2), "parley_router_cache_errors_total", `op="lookup"`)
 	res := converse(t, st.URL(router2), "cache-outage", body)
+	require.Equal(t, http.StatusOK, res.status, res.body)
+	require.Equal(t, "hit", res.header.Get("Parley-Cache"), "the near cache answers through the outage")
+	before := metricSum(t, st.URL(router2), "parley_router_cache_errors_total", `op="lookup"`)
+	res = converse(t, st.URL(router2), "cache-outage", userText("outage, new "+nonce(t)))
 	require.Equal(t, http.StatusOK, res.status, res.body)
 	require.Equal(t, "miss", res.header.Get("Parley-Cache"))
 	require.Greater(t, metricSum(t, st.URL(router2), "parley_router_cache_errors_total", `op="lookup"`), before)
 
 	require.NoError(t, st.StartService(t.Context(), cache2))
 	require.NoError(t, st.WaitReady(t.Context(), cache2, time.Minute))
-	res = converse(t, st.URL(router2), "cache-outage", body)
-	require.Equal(t, http.StatusOK, res.status, res.body)
-	require.Equal(t, "hit", res.header.Get("Parley-Cache"), "entries outlive the cache service")
+	// Stored through the other router and cache replica: in the bucket, not in router-2.
+	shared := userText("outage, shared " + nonce(t))
+	require.Equal(t, "miss", converse(t, st.URL("router"), "echo", shared).header.Get("Parley-Cache"))
+	require.Eventually(t, func() bool {
+		res := converse(t, st.URL(router2), "echo", shared)
+		return res.status == http.StatusOK && res.header.Get("Parley-Cache") == "hit"
+	}, 30*time.Second, 20*time.Millisecond, "entries outlive the cache service")
 	require.Positive(t, metricSum(t, st.URL(cache2), "parley_cache_hits_total", `layer="l2"`))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/cachepurge"
 )
 
 // Role is what a NATS user does in the constellation.
@@ -106,8 +107,9 @@ func Permissions(u User) (*server.Permissions, error) {
 				"$JS.API.STREAM.INFO." + auditevent.Stream,
 				"$JS.API.STREAM.CREATE." + auditevent.Stream,
 			}},
-			// Worker answers and heartbeats, and the audit stream's publish acks.
-			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
+			// Worker answers and heartbeats, the audit stream's publish acks, and the
+			// cache's purge notices for the near cache.
+			Subscribe: &server.SubjectPermission{Allow: []string{inbox, cachepurge.Subject}},
 		}, nil
 	case Worker:
 		// Queue subscriptions only ("subject queue"), to the component's own group: a
@@ -150,6 +152,8 @@ func Permissions(u User) (*server.Permissions, error) {
 				"$JS.API.CONSUMER.INFO." + stream + ".>",
 				"$JS.API.CONSUMER.DELETE." + stream + ".>",
 				"$JS.FC." + stream + ".>",
+				// Purge notices to the routers' near caches.
+				cachepurge.Subject,
 			}},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
 		}, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/cachepurge"
 	"github.com/parleyhq/parley/libs/natsauth"
 	"github.com/parleyhq/parley/libs/natstest"
 )
@@ -405,4 +406,52 @@ func TestSeedsSurviveRestarts(t *testing.T) {
 	if _, err := natsauth.LoadOrCreate(dir, users); err == nil {
 		t.Fatal("a damaged seed was accepted")
 	}
+}
+
+// TestOnlyCachePublishesPurges: the cache's purge notices reach routers; no other
+// credentials may publish one (a forged notice would empty near caches), and only
+// routers may listen.
+func TestOnlyCachePublishesPurges(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, l *natstest.Locked) {
+		router := l.ConnectAs(t, "router", nil)
+		notices, err := router.SubscribeSync(cachepurge.Subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := router.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"router", "worker-echo", "audit"} {
+			t.Run(name+" publishes", func(t *testing.T) {
+				errs := make(chan error, 4)
+				nc := l.ConnectAs(t, name, errs)
+				if err := nc.Publish(cachepurge.Subject, []byte("forged "+name)); err != nil {
+					t.Fatal(err)
+				}
+				violation(t, errs, cachepurge.Subject)
+			})
+		}
+		for _, name := range []string{"worker-echo", "cache", "audit"} {
+			t.Run(name+" subscribes", func(t *testing.T) {
+				errs := make(chan error, 4)
+				nc := l.ConnectAs(t, name, errs)
+				if _, err := nc.SubscribeSync(cachepurge.Subject); err != nil {
+					t.Fatal(err)
+				}
+				violation(t, errs, cachepurge.Subject)
+			})
+		}
+		cache := l.ConnectAs(t, "cache", nil)
+		if err := cache.Publish(cachepurge.Subject, []byte("genuine")); err != nil {
+			t.Fatal(err)
+		}
+		m, err := notices.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("router receives the cache's notice: %v", err)
+		}
+		if string(m.Data) != "genuine" {
+			t.Fatalf("router received %q first, want only the cache's notice", m.Data)
+		}
+	})
 }

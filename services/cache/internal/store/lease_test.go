@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/parleyhq/parley/libs/cachepurge"
 	"github.com/parleyhq/parley/libs/natstest"
 	"github.com/parleyhq/parley/services/cache/internal/store"
 )
@@ -295,8 +296,22 @@ func TestPurge(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, store.OutcomeLeased, res.Outcome)
 
+			// Routers hear of it on cachepurge.Subject (other subtests purge too).
+			listener := natstest.Connect(t, srv)
+			notices, err := listener.SubscribeSync(cachepurge.Subject)
+			require.NoError(t, err)
+			require.NoError(t, listener.Flush())
 			p, err := a.Purge(t.Context(), tt.tenant, tt.component)
 			require.NoError(t, err)
+			for {
+				m, err := notices.NextMsg(10 * time.Second)
+				require.NoError(t, err, "the routers' notice")
+				n, err := cachepurge.Decode(m.Data)
+				require.NoError(t, err)
+				if n == (cachepurge.Notice{Tenant: tt.tenant, Component: tt.component}) {
+					break
+				}
+			}
 			leaseGone := tt.tenant != "t2" && tt.tenant != "t3" && tt.component != "c2"
 			wantBucket := len(tt.wantGone)
 			if leaseGone {

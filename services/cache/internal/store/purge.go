@@ -5,10 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+
+	"github.com/parleyhq/parley/libs/cachepurge"
 )
+
+// noticeFlushTimeout bounds the wait for the server to take the routers' purge notice.
+const noticeFlushTimeout = 5 * time.Second
 
 // Purged is what a purge dropped.
 type Purged struct {
@@ -20,8 +26,9 @@ type Purged struct {
 
 // Purge drops every entry of tenant, of component (in every tenant), or of component
 // in tenant: from the bucket with one subject-filtered stream purge, from this
-// replica's memory at once, and from the other replicas' memory through a purge notice
-// in the bucket that each of them watches.
+// replica's memory at once, from the other replicas' memory through a purge notice
+// in the bucket that each of them watches, and from the routers' near caches through a
+// notice on cachepurge.Subject.
 func (s *Store) Purge(ctx context.Context, tenant, component string) (Purged, error) {
 	switch {
 	case tenant == "" && component == "":
@@ -44,6 +51,23 @@ func (s *Store) Purge(ctx context.Context, tenant, component string) (Purged, er
 	if err := s.publish(ctx, noticePrefix+nuid.Next(), []byte(t+"."+c), noticeTTL); err != nil {
 		s.metrics.errors.WithLabelValues("purge").Inc()
 		return Purged{Bucket: n, Local: local}, fmt.Errorf("publish purge notice: %w", classify(ctx, err))
+	}
+	// The routers' near caches (libs/cachepurge): after the bucket purge, so a router
+	// that refills from the bucket once it drops its copy finds nothing stale.
+	notice, err := cachepurge.Notice{Tenant: tenant, Component: component}.Encode()
+	if err == nil {
+		err = s.js.Conn().Publish(cachepurge.Subject, notice)
+	}
+	if err == nil {
+		// Out before the purge is reported done (the flush waits for the server's
+		// answer, so it needs a deadline).
+		fctx, cancel := context.WithTimeout(ctx, noticeFlushTimeout)
+		err = s.js.Conn().FlushWithContext(fctx)
+		cancel()
+	}
+	if err != nil {
+		s.metrics.errors.WithLabelValues("purge").Inc()
+		return Purged{Bucket: n, Local: local}, fmt.Errorf("publish purge notice to routers: %w", classify(ctx, err))
 	}
 	return Purged{Bucket: n, Local: local}, nil
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 	"github.com/parleyhq/parley/services/router/internal/daprapi"
 	"github.com/parleyhq/parley/services/router/internal/nativeapi"
+	"github.com/parleyhq/parley/services/router/internal/nearcache"
 	"github.com/parleyhq/parley/services/router/internal/upstream"
 )
 
@@ -58,6 +59,9 @@ type Config struct {
 	DispatchAttempts int `env:"ROUTER_DISPATCH_ATTEMPTS, default=2"`
 	// CacheTimeout bounds each cache call; a slower cache is skipped.
 	CacheTimeout time.Duration `env:"ROUTER_CACHE_TIMEOUT, default=250ms"`
+	// NearCacheBytes bounds the router's near cache in front of the cache service (keys,
+	// values and overhead); 0 turns it off.
+	NearCacheBytes int64 `env:"ROUTER_NEAR_CACHE_BYTES, default=67108864"`
 	// AuditMode is "required" (a call fails when its audit event cannot be stored) or
 	// "best-effort".
 	AuditMode string `env:"AUDIT_MODE, default=required"`
@@ -65,6 +69,9 @@ type Config struct {
 	MaxTexts int `env:"ROUTER_MAX_TEXTS, default=4096"`
 	// AuditScrub stores scrubbed text in the audit log for every request.
 	AuditScrub bool `env:"ROUTER_AUDIT_SCRUB, default=true"`
+	// AuditScrubMemoBytes bounds the memo of the scrubber's answers for audit copies
+	// (scrubbed text only, keyed by a hash of the raw text, 10 minutes each); 0 turns it off.
+	AuditScrubMemoBytes int64 `env:"ROUTER_AUDIT_SCRUB_MEMO_BYTES, default=16777216"`
 	// AuditPublishTimeout bounds the wait for the audit stream's ack.
 	AuditPublishTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_TIMEOUT, default=5s"`
 	// AuditStreamReplicas is used when the router creates the audit stream.
@@ -90,6 +97,12 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
+	}
+	if c.AuditScrubMemoBytes < 0 {
+		errs = append(errs, fmt.Errorf("ROUTER_AUDIT_SCRUB_MEMO_BYTES must not be negative, got %d", c.AuditScrubMemoBytes))
+	}
+	if c.NearCacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("ROUTER_NEAR_CACHE_BYTES must not be negative, got %d", c.NearCacheBytes))
 	}
 	if c.WorkerHeartbeatMisses < 0 {
 		errs = append(errs, fmt.Errorf("ROUTER_WORKER_HEARTBEAT_MISSES must not be negative, got %d", c.WorkerHeartbeatMisses))
@@ -127,6 +140,7 @@ var Module = fx.Module("router",
 			}
 			return auditapi.New(auditv1connect.NewAuditServiceClient(f.HTTPClient(identity.Audit), c.AuditURL, f.Options()...), l), nil
 		},
+		newCache,
 		newService,
 		func(s *conversation.Service, comps *upstream.Components, c Config, l *slog.Logger) *daprapi.Handler {
 			return daprapi.New(s, comps, daprapi.Options{MaxBodyBytes: c.MaxBodyBytes, Timeout: c.RequestTimeout}, l)
@@ -216,13 +230,37 @@ func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config) *ups
 	return upstream.NewAuditPublisher(js, cfg.AuditPublishTimeout)
 }
 
-func newService(comps *upstream.Components, scrubber *upstream.Scrubber, cache *upstream.Cache, d *upstream.Dispatcher,
+// newCache is the cache service behind the router's near cache (ROUTER_NEAR_CACHE_BYTES),
+// or the cache service alone when the near cache is off.
+func newCache(lc fx.Lifecycle, shared *upstream.Cache, c *bus.Conn, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (conversation.Cache, error) {
+	if cfg.NearCacheBytes == 0 {
+		return shared, nil
+	}
+	near, err := nearcache.New(shared, c.Conn, cfg.NearCacheBytes, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StopHook(near.Close))
+	return near, nil
+}
+
+func newService(lc fx.Lifecycle, comps *upstream.Components, scrubber *upstream.Scrubber, cache conversation.Cache, d *upstream.Dispatcher,
 	audit *upstream.AuditPublisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer,
 ) (*conversation.Service, error) {
 	if m := audit.MaxEventBytes(); m > 0 && int64(m/2) < cfg.MaxBodyBytes {
 		logger.Warn("NATS max_payload is too small for ROUTER_MAX_BODY_BYTES: requests whose audit copy exceeds half of it are refused",
 			"max_payload", m+upstream.HeaderAllowance, "max_body_bytes", cfg.MaxBodyBytes, "recommended_max_payload", bus.MaxPayload)
 	}
-	return conversation.New(comps, scrubber, cache, d, audit,
-		conversation.Options{AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts}, logger, reg)
+	svc, err := conversation.New(comps, scrubber, cache, d, audit,
+		conversation.Options{
+			AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts,
+			AuditScrubMemoBytes: cfg.AuditScrubMemoBytes,
+		}, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	// Stopped before the clients and the NATS connection it writes through: the cache
+	// writes still running after their replies finish first.
+	lc.Append(fx.StopHook(svc.Close))
+	return svc, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -290,6 +291,7 @@ func TestCacheProtocol(t *testing.T) {
 				tt.setup(t, c, d)
 			}
 			res, err := svc.Converse(t.Context(), cacheRequest())
+			svc.bg.Wait() // the cache write that follows the reply
 			if tt.wantErr != nil {
 				require.ErrorIs(t, err, tt.wantErr)
 			} else {
@@ -325,6 +327,7 @@ func TestCacheBounds(t *testing.T) {
 
 	_, err := svc.Converse(ctx, cacheRequest())
 	require.NoError(t, err)
+	svc.bg.Wait()
 	require.Len(t, c.leaseTTLs, 1)
 	require.Positive(t, c.leaseTTLs[0], "a lease lasts as long as the request may")
 	require.LessOrEqual(t, c.leaseTTLs[0], time.Minute)
@@ -387,6 +390,7 @@ func BenchmarkConverseCacheHit(b *testing.B) {
 	if _, err := svc.Converse(b.Context(), cacheRequest()); err != nil {
 		b.Fatal(err)
 	}
+	svc.bg.Wait()
 	b.ReportAllocs()
 	for b.Loop() {
 		res, err := svc.Converse(b.Context(), cacheRequest())
@@ -394,4 +398,63 @@ func BenchmarkConverseCacheHit(b *testing.B) {
 			b.Fatalf("hit=%v err=%v", res.CacheHit, err)
 		}
 	}
+}
+
+// gatedCache holds its first Put until open is closed.
+type gatedCache struct {
+	*memCache
+	open    chan struct{}
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (c *gatedCache) Put(ctx context.Context, id CacheID, value []byte, ttl time.Duration, lease uint64) error {
+	first := false
+	c.once.Do(func() { first = true })
+	if first {
+		close(c.entered)
+		<-c.open
+	}
+	return c.memCache.Put(ctx, id, value, ttl, lease)
+}
+
+// TestCacheWriteAfterReply: the reply does not wait for the cache Put, which still
+// lands (and ends the lease) once the cache answers; when every background slot is busy
+// the next write runs before its reply instead, and Close waits for the rest.
+func TestCacheWriteAfterReply(t *testing.T) {
+	t.Parallel()
+	c := &gatedCache{memCache: newMemCache(nil), open: make(chan struct{}), entered: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	svc, err := New(components{"echo": {Name: "echo", Type: "conversation.echo", CacheTTL: time.Minute}},
+		upperScrubber{}, c, &echoDispatcher{}, &memAudit{}, Options{Background: 1}, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+
+	res, err := svc.Converse(t.Context(), request("echo", "first", false, false))
+	require.NoError(t, err, "answered while the Put is held")
+	require.False(t, res.CacheHit)
+	<-c.entered // the Put started without waiting for anything else
+	c.mu.Lock()
+	require.Empty(t, c.m, "nothing stored yet")
+	require.Len(t, c.leases, 1, "the lease is still held")
+	c.mu.Unlock()
+
+	// The one slot is taken: this write runs inline, before its reply.
+	_, err = svc.Converse(t.Context(), request("echo", "second", false, false))
+	require.NoError(t, err)
+	c.mu.Lock()
+	require.Len(t, c.m, 1, "the inline Put is done when the reply leaves")
+	c.mu.Unlock()
+	require.InDelta(t, 1, testutil.ToFloat64(svc.m.background.WithLabelValues("inline")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(svc.m.background.WithLabelValues("background")), 0)
+
+	closed, cancel := context.WithCancel(t.Context())
+	cancel()
+	require.Error(t, svc.Close(closed), "Close reports the write still held")
+	close(c.open)
+	require.NoError(t, svc.Close(t.Context()))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Len(t, c.m, 2, "the held Put landed")
+	require.Empty(t, c.leases, "both leases ended")
+	require.Equal(t, []uint64{2, 1}, c.puts)
 }

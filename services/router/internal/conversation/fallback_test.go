@@ -61,6 +61,7 @@ func TestFallbacks(t *testing.T) {
 				"fb2":  {Name: "fb2", Type: "conversation.ollama"},
 			}
 			res, err := f.svc.Converse(t.Context(), request("main", "hi", false, false))
+			f.svc.bg.Wait()
 			if tt.wantErr != nil {
 				require.ErrorIs(t, err, tt.wantErr)
 			} else {

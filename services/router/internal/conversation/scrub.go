@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -205,6 +206,11 @@ func (tm *tokenMap) restoreResponse(resp *providerv1.Response) {
 // scrubInputs scrubs, in one scrubber call, the texts of flagged messages in the provider
 // request and, with AuditScrub, every text of the copy kept for the audit log. In tokenize
 // mode it returns the mapping (nil otherwise).
+//
+// When no message is flagged the scrub is for the audit copy alone, which changes no
+// answer: it is left pending (rec.inputPending) and made in the output's scrubber call
+// (scrubOutputs), or before the audit event is recorded on paths without one
+// (scrubPendingInputs), so the request waits for one scrubber call instead of two.
 func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*tokenMap, error) {
 	p := req.Provider
 	refs := inputRefs(p)
@@ -221,6 +227,10 @@ func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*t
 	}
 	rec.auditReq = p
 	if len(send) == 0 {
+		return nil, nil
+	}
+	if !anyFlagged {
+		rec.inputPending, rec.mode = true, scrubMode(req)
 		return nil, nil
 	}
 	call := ScrubCall{Texts: make([]string, len(send)), Formats: make([]TextFormat, len(send)), Mode: scrubMode(req)}
@@ -269,13 +279,17 @@ func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*t
 // AuditScrub. All texts go to the scrubber in one call; in tokenize mode it continues the
 // input's mapping, so values the model repeats get their input tokens and new values new
 // ones (which are never restored).
+//
+// The audit copy's input texts left pending by scrubInputs go in the same call, after
+// the output's.
 func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv1.Response, rec *record, tm *tokenMap) error {
 	rec.auditResp = resp
 	if !req.ScrubOutput && !req.ScrubToolArguments && !s.opts.AuditScrub {
 		return nil
 	}
 	texts := outputTexts(resp)
-	if len(texts) == 0 {
+	pending := s.pendingInputs(req, rec)
+	if len(texts) == 0 && pending == nil {
 		return nil
 	}
 	call := ScrubCall{Texts: make([]string, len(texts)), Formats: make([]TextFormat, len(texts)), Mode: scrubMode(req)}
@@ -285,22 +299,38 @@ func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv
 			call.Formats[i] = FormatJSON
 		}
 	}
+	if pending != nil {
+		call.Texts = append(call.Texts, pending.texts...)
+		call.Formats = append(call.Formats, pending.formats...)
+	}
 	if tm != nil {
 		call.Tokens = tm.all
 	}
-	res, err := s.scrubber.Scrub(ctx, call)
-	if err == nil && len(res.Results) != len(texts) {
-		err = fmt.Errorf("%d results for %d texts", len(res.Results), len(texts))
+	var res ScrubOutcome
+	var err error
+	if !req.ScrubOutput && !req.ScrubToolArguments && tm == nil {
+		res, err = s.scrubForAudit(ctx, call)
+	} else {
+		res, err = s.scrubber.Scrub(ctx, call)
+	}
+	if err == nil && len(res.Results) != len(call.Texts) {
+		err = fmt.Errorf("%d results for %d texts", len(res.Results), len(call.Texts))
 	}
 	if err != nil {
 		rec.auditResp = redactResponse(resp)
+		if pending != nil {
+			rec.auditReq = redactRequest(req.Provider)
+		}
 		if req.ScrubOutput || req.ScrubToolArguments {
 			return &ScrubError{Err: err}
 		}
 		s.m.auditRedacted.Inc()
 		return nil
 	}
-	out := res.Results
+	if pending != nil {
+		pending.apply(rec, res.Results[len(texts):])
+	}
+	out := res.Results[:len(texts)]
 	callerWants := func(t outputText) bool {
 		if t.call < 0 {
 			return req.ScrubOutput
@@ -364,6 +394,85 @@ func applyOutputTexts(resp *providerv1.Response, texts []outputText, scrubbed []
 			c.GetToolCalls()[t.call].Arguments = scrubbed[i]
 		}
 	}
+}
+
+// scrubForAudit scrubs texts whose results go to the audit copy alone: from the memo
+// when every text's answer is remembered (no scrubber call), else by the scrubber,
+// whose answers are then remembered.
+func (s *Service) scrubForAudit(ctx context.Context, call ScrubCall) (ScrubOutcome, error) {
+	if s.memo == nil || call.Mode != ScrubReplace {
+		return s.scrubber.Scrub(ctx, call) //nolint:wrapcheck // the adapter's error, wrapped by the caller
+	}
+	if results, ok := s.memo.lookup(call); ok {
+		s.m.memo.WithLabelValues("hit").Inc()
+		return ScrubOutcome{Results: results}, nil
+	}
+	s.m.memo.WithLabelValues("miss").Inc()
+	res, err := s.scrubber.Scrub(ctx, call)
+	if err == nil {
+		s.memo.store(call, res.Results)
+	}
+	return res, err //nolint:wrapcheck // the adapter's error, wrapped by the caller
+}
+
+// pendingScrubTimeout bounds the audit copy's input scrub of a request that failed.
+const pendingScrubTimeout = 5 * time.Second
+
+// pendingAudit is the audit copy of a request whose input texts are still to be
+// scrubbed, with those texts.
+type pendingAudit struct {
+	copy    *providerv1.Request
+	refs    []textRef
+	texts   []string
+	formats []TextFormat
+}
+
+// pendingInputs is the audit copy's input scrub left pending by scrubInputs, or nil.
+func (s *Service) pendingInputs(req Request, rec *record) *pendingAudit {
+	if !rec.inputPending {
+		return nil
+	}
+	rec.inputPending = false
+	c, _ := proto.Clone(req.Provider).(*providerv1.Request)
+	p := &pendingAudit{copy: c, refs: inputRefs(c)}
+	for _, r := range p.refs {
+		p.texts = append(p.texts, r.get())
+		p.formats = append(p.formats, r.format())
+	}
+	return p
+}
+
+// apply writes the scrubbed texts into the audit copy, which the record then keeps.
+func (p *pendingAudit) apply(rec *record, out []Scrubbed) {
+	for i, r := range p.refs {
+		rec.count(out[i].Findings)
+		r.set(out[i].Text)
+	}
+	rec.auditReq = p.copy
+}
+
+// scrubPendingInputs makes the audit copy's input scrub left pending when no output
+// scrub took it along (the request failed first): before the event is recorded, so
+// raw text never reaches the audit log.
+func (s *Service) scrubPendingInputs(ctx context.Context, req Request, rec *record) {
+	pending := s.pendingInputs(req, rec)
+	if pending == nil {
+		return
+	}
+	// The caller may have gone (the reason the request failed): the audit event is still
+	// recorded, so is its scrub made.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pendingScrubTimeout)
+	defer cancel()
+	res, err := s.scrubForAudit(ctx, ScrubCall{Texts: pending.texts, Formats: pending.formats, Mode: rec.mode})
+	if err == nil && len(res.Results) != len(pending.texts) {
+		err = fmt.Errorf("%d results for %d texts", len(res.Results), len(pending.texts))
+	}
+	if err != nil {
+		rec.auditReq = redactRequest(req.Provider)
+		s.m.auditRedacted.Inc()
+		return
+	}
+	pending.apply(rec, res.Results)
 }
 
 func (r *record) count(fs []Finding) {

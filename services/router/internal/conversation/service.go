@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -32,7 +33,20 @@ type Options struct {
 	AuditScrub bool
 	// MaxTexts refuses a request with more texts (the scrubber's limit per call); 0: no limit.
 	MaxTexts int
+	// Background bounds the cache writes (Put, Release) running after replies; when
+	// that many run, the next one runs before its reply instead. 0: DefaultBackground.
+	Background int
+	// AuditScrubMemoBytes bounds the memo of the scrubber's answers for audit copies
+	// (scrubMemo); 0 turns it off.
+	AuditScrubMemoBytes int64
 }
+
+// auditScrubMemoTTL is how long the scrubber's answer for an audit copy's text is
+// reused.
+const auditScrubMemoTTL = 10 * time.Minute
+
+// DefaultBackground is Options.Background's default.
+const DefaultBackground = 256
 
 // Service runs conversations.
 type Service struct {
@@ -44,6 +58,10 @@ type Service struct {
 	opts       Options
 	logger     *slog.Logger
 	m          serviceMetrics
+	// slots bounds the background cache writes; bg counts those in flight.
+	slots chan struct{}
+	bg    sync.WaitGroup
+	memo  *scrubMemo
 }
 
 type serviceMetrics struct {
@@ -55,6 +73,8 @@ type serviceMetrics struct {
 	auditRedacted  prometheus.Counter
 	crossings      *prometheus.CounterVec
 	sequential     *prometheus.HistogramVec
+	background     *prometheus.CounterVec
+	memo           *prometheus.CounterVec
 }
 
 // New builds a Service and registers its metrics.
@@ -96,8 +116,16 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 			Help:    "Calls to other processes a conversation waited for one after another, by path (hit, miss, off: cache off or bypassed, error); docs/architecture.md has the budget.",
 			Buckets: prometheus.LinearBuckets(0, 1, 13),
 		}, []string{"path"}),
+		background: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_router_cache_writes_total",
+			Help: "Cache writes (Put, Release) after a dispatch, by how they ran: background (after the reply, not waited for) or inline (every background slot was busy).",
+		}, []string{"mode"}),
+		memo: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_router_audit_scrub_memo_total",
+			Help: "Scrubber calls for audit copies alone, by result: hit (every text's answer remembered, no call) or miss (called).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.fallbacks, m.crossings, m.sequential} {
+	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.fallbacks, m.crossings, m.sequential, m.background, m.memo} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric: %w", err)
 		}
@@ -111,10 +139,54 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 	for _, p := range []string{"hit", "miss", "off", "error"} {
 		m.sequential.WithLabelValues(p)
 	}
+	m.memo.WithLabelValues("hit")
+	m.memo.WithLabelValues("miss")
+	m.background.WithLabelValues("background")
+	m.background.WithLabelValues("inline")
+	if opts.Background <= 0 {
+		opts.Background = DefaultBackground
+	}
 	return &Service{
 		components: components, scrubber: scrubber, cache: cache, dispatcher: dispatcher, audit: audit,
-		opts: opts, logger: logger, m: m,
+		opts: opts, logger: logger, m: m, slots: make(chan struct{}, opts.Background),
+		memo: newScrubMemo(opts.AuditScrubMemoBytes, auditScrubMemoTTL),
 	}, nil
+}
+
+// Close waits for the cache writes still running after their replies, until ctx ends.
+func (s *Service) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cache writes still running: %w", ctx.Err())
+	}
+}
+
+// later runs a cache write (Put or Release) that changes no answer for this request
+// without making the reply wait for it: it starts at once, so requests waiting on the
+// lease get the value as promptly as before, on a context that keeps the request's
+// values but neither its cancellation nor its crossing trace (the adapters bound each
+// call with their own timeout; failures are counted by cacheFailed). When every slot
+// is busy it runs inline: never lost, and the backlog stays bounded.
+func (s *Service) later(ctx context.Context, write func(ctx context.Context)) {
+	ctx = crossing.Detach(context.WithoutCancel(ctx))
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		s.m.background.WithLabelValues("inline").Inc()
+		write(ctx)
+		return
+	}
+	s.m.background.WithLabelValues("background").Inc()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer func() { <-s.slots }()
+		write(ctx)
+	}()
 }
 
 // Lookup resolves a component by name.
@@ -158,6 +230,8 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 	} else {
 		rec.ev.Status = auditv1.Status_STATUS_OK
 	}
+	// A request that failed before its output scrub still owes its audit copy's.
+	s.scrubPendingInputs(ctx, req, rec)
 	if len(rec.findings) > 0 {
 		rec.ev.PiiFindings = rec.findings
 	}
@@ -176,7 +250,11 @@ type record struct {
 	auditReq *providerv1.Request
 	// requestJSON is auditReq encoded, once checked against the audit log's size limit.
 	requestJSON []byte
-	auditResp   *providerv1.Response
+	// inputPending: auditReq is the raw request, whose audit scrub is still to be made
+	// (scrubInputs), in mode.
+	inputPending bool
+	mode         ScrubMode
+	auditResp    *providerv1.Response
 }
 
 func (s *Service) run(ctx context.Context, req Request, comp Component, rec *record) (*Result, error) {
@@ -185,7 +263,7 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 	if err != nil {
 		return nil, err
 	}
-	if err := s.fitAudit(rec); err != nil {
+	if err := s.fitAudit(ctx, req, rec); err != nil {
 		return nil, err
 	}
 
@@ -206,7 +284,9 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 	if resp == nil {
 		d, used, err := s.dispatch(ctx, p, comp, rec)
 		if err != nil {
-			s.cacheRelease(ctx, id, lease)
+			if lease != 0 {
+				s.later(ctx, func(ctx context.Context) { s.cacheRelease(ctx, id, lease) })
+			}
 			return nil, err
 		}
 		resp = d.Response
@@ -216,10 +296,24 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 		switch {
 		case !cacheOn:
 		case used == comp.Name:
-			s.cacheStore(ctx, id, comp.CacheTTL, resp, lease)
+			// Encoded now: the answer is changed below (output scrubbing, restored
+			// tokens) while the write runs.
+			if Cacheable(resp) {
+				b, err := proto.Marshal(resp)
+				if err == nil {
+					s.later(ctx, func(ctx context.Context) { s.cacheStore(ctx, id, comp.CacheTTL, b, lease) })
+					break
+				}
+				s.cacheFailed(ctx, "put", id, err)
+			}
+			if lease != 0 {
+				s.later(ctx, func(ctx context.Context) { s.cacheRelease(ctx, id, lease) })
+			}
 		default:
 			// A fallback's answer comes from another model: it is not the primary's to cache.
-			s.cacheRelease(ctx, id, lease)
+			if lease != 0 {
+				s.later(ctx, func(ctx context.Context) { s.cacheRelease(ctx, id, lease) })
+			}
 		}
 	}
 	rec.ev.CacheHit = hit
@@ -284,18 +378,11 @@ func (s *Service) cacheLookup(ctx context.Context, id CacheID) (*providerv1.Resp
 	return cached, 0
 }
 
-// cacheStore stores a cacheable answer and ends the lease; an answer that may not be
-// cached ends the lease without a value, so requests waiting for it go to the provider.
-func (s *Service) cacheStore(ctx context.Context, id CacheID, ttl time.Duration, resp *providerv1.Response, lease uint64) {
-	if !Cacheable(resp) {
-		s.cacheRelease(ctx, id, lease)
-		return
-	}
-	b, err := proto.Marshal(resp)
-	if err == nil {
-		err = s.cache.Put(ctx, id, b, ttl, lease)
-	}
-	if err != nil {
+// cacheStore stores an encoded cacheable answer and ends the lease. (An answer that
+// may not be cached ends the lease without a value, so requests waiting for it go to
+// the provider: cacheRelease.)
+func (s *Service) cacheStore(ctx context.Context, id CacheID, ttl time.Duration, b []byte, lease uint64) {
+	if err := s.cache.Put(ctx, id, b, ttl, lease); err != nil {
 		s.cacheFailed(ctx, "put", id, err)
 		s.cacheRelease(ctx, id, lease)
 	}
@@ -439,7 +526,12 @@ func CacheKey(comp Component, p *providerv1.Request) string {
 // for the answer: a request inside the limits is recorded, one outside them is refused
 // with a clear error instead of failing on the audit publish after the provider call.
 // The refused call is still recorded, without its request.
-func (s *Service) fitAudit(rec *record) error {
+//
+// A request whose audit scrub is pending is measured raw; when it takes more than half
+// of its allowance, placeholders (which can be longer than what they replace) could
+// push it over after the provider call, so its audit scrub is made now and the scrubbed
+// copy measured, as for every request before.
+func (s *Service) fitAudit(ctx context.Context, req Request, rec *record) error {
 	if rec.auditReq == nil {
 		return nil
 	}
@@ -447,7 +539,17 @@ func (s *Service) fitAudit(rec *record) error {
 	if err != nil {
 		return fmt.Errorf("encode audit request: %w", err)
 	}
-	if limit := s.audit.MaxEventBytes() / 2; limit > 0 && len(b) > limit {
+	limit := s.audit.MaxEventBytes() / 2
+	if rec.inputPending {
+		if limit <= 0 || len(b) <= limit/2 {
+			return nil
+		}
+		s.scrubPendingInputs(ctx, req, rec)
+		if b, err = protojson.Marshal(rec.auditReq); err != nil {
+			return fmt.Errorf("encode audit request: %w", err)
+		}
+	}
+	if limit > 0 && len(b) > limit {
 		rec.auditReq = nil
 		return invalid("the request takes %d bytes in the audit log, more than the %d bytes it may take (half of the NATS max_payload)", len(b), limit)
 	}

@@ -279,6 +279,7 @@ func TestConverse(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, tt.scrubErr, tt.cacheErr, tt.auditErr, tt.opts)
 			res, err := f.svc.Converse(t.Context(), request(tt.component, tt.text, tt.scrubIn, tt.scrubOut))
+			f.svc.bg.Wait() // the cache write that follows the reply
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
 			} else {

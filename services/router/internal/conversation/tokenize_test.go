@@ -48,6 +48,7 @@ func TestTokenizeRoundTrip(t *testing.T) {
 	req := request("echo", "mail the secret to email", true, false)
 	req.Tokenize = true
 	res, err := f.svc.Converse(t.Context(), req)
+	f.svc.bg.Wait()
 	require.NoError(t, err)
 	require.Equal(t, "mail the secret to email", res.Response.GetChoices()[0].GetContent(), "the caller gets its values back")
 
@@ -193,10 +194,10 @@ func TestScrubToolArgumentsSentAsJSON(t *testing.T) {
 	defer cancel()
 	_, err := f.svc.Converse(ctx, req)
 	require.NoError(t, err)
-	require.Len(t, *f.calls, 2)
-	require.Equal(t, []TextFormat{FormatText}, (*f.calls)[0].Formats)
-	require.Equal(t, []TextFormat{FormatText, FormatJSON}, (*f.calls)[1].Formats)
-	require.Equal(t, []string{"calling with secret", `{"to":"secret"}`}, (*f.calls)[1].Texts)
+	// Nothing flagged: the audit copy's input rides along in the output's call.
+	require.Len(t, *f.calls, 1)
+	require.Equal(t, []TextFormat{FormatText, FormatJSON, FormatText}, (*f.calls)[0].Formats)
+	require.Equal(t, []string{"calling with secret", `{"to":"secret"}`, "x"}, (*f.calls)[0].Texts)
 }
 
 // TestTokenScanLinear bounds the work of finding which tokens the provider saw by the

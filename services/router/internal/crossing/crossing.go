@@ -54,6 +54,12 @@ func Start(ctx context.Context) (context.Context, *Trace) {
 	return context.WithValue(ctx, traceKey{}, t), t
 }
 
+// Detach returns ctx without its trace: work started with it after (or beside) the
+// reply, which the answer does not wait for, is not counted.
+func Detach(ctx context.Context) context.Context {
+	return context.WithValue(ctx, traceKey{}, (*Trace)(nil))
+}
+
 // Track records the start of a crossing of kind on ctx's trace; call the returned
 // function when the answer is back. Without a trace it records nothing.
 func Track(ctx context.Context, kind Kind) (done func()) {

@@ -73,6 +73,17 @@ func TestSequential(t *testing.T) {
 			kinds: map[Kind]int{Scrub: 1, AuditPublish: 1},
 		},
 		{
+			name: "detached",
+			run: func(ctx context.Context, _ *Trace) {
+				Track(ctx, Dispatch)()
+				Track(Detach(ctx), CachePut)()
+				Track(ctx, AuditPublish)()
+			},
+			want:  2,
+			chain: []Kind{Dispatch, AuditPublish},
+			kinds: map[Kind]int{Dispatch: 1, AuditPublish: 1},
+		},
+		{
 			name: "after the end",
 			run: func(ctx context.Context, tr *Trace) {
 				Track(ctx, Dispatch)()
