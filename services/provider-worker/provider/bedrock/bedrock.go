@@ -163,6 +163,11 @@ func (p *Provider) Converse(ctx context.Context, req *providerv1.Request) (*prov
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("bedrock: converse: %w", ctxErr)
 		}
+		// The SDK may have acted on the deadline (its own context's timer) a moment before
+		// ctx's own timer fired: past the deadline, the deadline is the cause.
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			return nil, fmt.Errorf("bedrock: converse: %w", context.DeadlineExceeded)
+		}
 		return nil, p.callError(err)
 	}
 	res, err := decodeResponse(out, responseTool)
