@@ -80,6 +80,13 @@ func TestInternalCallersNeedIdentity(t *testing.T) {
 			"cache purge": ok, "audit list": connect.CodePermissionDenied,
 		}},
 	}
+	// A router stores an entry under each purge target first: the refused purges must leave
+	// theirs, and the admin's purge must remove its own.
+	routerCache := cachev1connect.NewCacheServiceClient(clientAs(t, "router"), st.URL("cache"))
+	for _, target := range []string{tenant + "-purge", tenant + "-purge-admin"} {
+		_, err := routerCache.Put(t.Context(), &cachev1.PutRequest{Tenant: target, Component: "echo", Key: key, Value: []byte("genuine answer"), Ttl: durationpb.New(time.Hour)})
+		require.NoError(t, err)
+	}
 	// The group returns once every caller's subtest is done.
 	t.Run("callers", func(t *testing.T) {
 		for _, caller := range callers {
@@ -97,7 +104,11 @@ func TestInternalCallersNeedIdentity(t *testing.T) {
 						return err
 					},
 					"cache purge": func(ctx context.Context) error {
-						_, err := cache.Purge(ctx, &cachev1.PurgeRequest{Tenant: tenant + "-purge"})
+						target := tenant + "-purge"
+						if caller.want["cache purge"] == ok {
+							target = tenant + "-purge-admin"
+						}
+						_, err := cache.Purge(ctx, &cachev1.PurgeRequest{Tenant: target})
 						return err
 					},
 					"audit list": func(ctx context.Context) error {
@@ -127,6 +138,14 @@ func TestInternalCallersNeedIdentity(t *testing.T) {
 		got, err := router.Get(t.Context(), &cachev1.GetRequest{Tenant: tenant, Component: "echo", Key: key})
 		require.NoError(t, err)
 		require.False(t, got.GetFound(), "a forged entry was stored")
+		// The refused purges removed nothing; the admin's did its job.
+		got, err = router.Get(t.Context(), &cachev1.GetRequest{Tenant: tenant + "-purge", Component: "echo", Key: key})
+		require.NoError(t, err)
+		require.True(t, got.GetFound(), "a refused purge removed an entry")
+		require.Equal(t, "genuine answer", string(got.GetValue()))
+		got, err = router.Get(t.Context(), &cachev1.GetRequest{Tenant: tenant + "-purge-admin", Component: "echo", Key: key})
+		require.NoError(t, err)
+		require.False(t, got.GetFound(), "the admin's purge left its entry")
 		// No outsider holds the lease: a router's lookup takes it instead of being told to wait.
 		res, err := router.Lookup(t.Context(), &cachev1.LookupRequest{Tenant: tenant + "-lease", Component: "echo", Key: key, LeaseTtl: durationpb.New(time.Second)})
 		require.NoError(t, err)
