@@ -7,6 +7,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -75,7 +76,8 @@ type Options struct {
 	Ports Ports
 	// NATSURL uses an existing NATS server instead of the embedded one (which serves
 	// TLS with a certificate from the development CA). When the existing server serves
-	// TLS, Env's NATS_TLS_CA_FILE names the CA its certificate chains to.
+	// TLS, NATS_TLS_CA_FILE (in Env or the process environment) names the CA its
+	// certificate chains to.
 	NATSURL string
 	// Postgres locates the database server.
 	Postgres PostgresOptions
@@ -221,7 +223,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return s, err
 	}
 	if opts.NATSURL != "" {
-		s.NATSURL, s.natsCA = opts.NATSURL, opts.Env["NATS_TLS_CA_FILE"]
+		// Services inherit the process environment, so a CA exported there counts too.
+		s.NATSURL, s.natsCA = opts.NATSURL, cmp.Or(opts.Env["NATS_TLS_CA_FILE"], os.Getenv("NATS_TLS_CA_FILE"))
 		if s.natsLocked, err = natsAdmitsOnlyUsers(s.NATSURL, s.natsCA); err != nil {
 			return s, err
 		}
