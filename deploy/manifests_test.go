@@ -764,6 +764,36 @@ func testDeps(t *testing.T, r *rendered, tc overlayCase) {
 			}
 		}
 	}
+	// TLS only, with a certificate from Parley's CA for the Service name the services
+	// dial, and the services trust that CA (libs/natsauth's TestDevOverlay parses the block).
+	var natsSecret string
+	for _, v := range nats.Spec.Template.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.Secret != nil {
+				natsSecret = src.Secret.Name
+				paths := map[string]string{}
+				for _, it := range src.Secret.Items {
+					paths[it.Key] = it.Path
+				}
+				require.Equal(t, map[string]string{"tls.crt": "tls/tls.crt", "tls.key": "tls/tls.key"}, paths, "nats: Secret %s items", natsSecret)
+			}
+		}
+	}
+	require.Contains(t, files["nats.conf"], "tls {", "NATS must serve TLS")
+	require.Contains(t, files["nats.conf"], `cert_file: "/etc/nats/tls/tls.crt"`)
+	require.Contains(t, files["nats.conf"], `key_file: "/etc/nats/tls/tls.key"`)
+	natsCert := certificateFor(r, natsSecret)
+	require.NotNil(t, natsCert, "nats: no Certificate writes Secret %q", natsSecret)
+	require.Contains(t, natsCert.Spec.DNSNames, "nats", "the services dial nats:4222")
+	require.Contains(t, natsCert.Spec.Usages, "server auth")
+	require.Equal(t, "parley-ca", natsCert.Spec.IssuerRef.Name, "Parley's CA, which the services trust")
+	config := r.configMaps[generatedName(r.configMaps, "parley-config")]
+	require.NotNil(t, config, "no ConfigMap parley-config")
+	require.Equal(t, tlsDir+"/ca.crt", config.Data["NATS_TLS_CA_FILE"], "parley-config NATS_TLS_CA_FILE")
+
 	require.Contains(t, files["nats.conf"], "jetstream {", "NATS must run with JetStream")
 	require.Contains(t, files["nats.conf"], "include ./auth.conf")
 	// The largest message, an audit event, needs more than NATS's default 1 MiB

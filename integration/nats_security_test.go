@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"crypto/x509"
 	"errors"
 	"strings"
 	"testing"
@@ -17,7 +18,20 @@ import (
 func TestNATSLockedDown(t *testing.T) {
 	need(t)
 	t.Parallel()
-	if _, err := nats.Connect(st.NATSURL, nats.MaxReconnects(0)); !errors.Is(err, nats.ErrAuthorization) {
+	if ca := st.NATSCAFile(); ca != "" {
+		// The stack's NATS serves TLS only (integration/stack's TestNATSServesTLSOnly
+		// proves a plaintext client is dropped): nats.go upgrades and, without the
+		// development CA, refuses the server's certificate.
+		var unknown x509.UnknownAuthorityError
+		if _, err := nats.Connect(st.NATSURL, nats.MaxReconnects(0)); !errors.As(err, &unknown) {
+			t.Fatalf("connect without the development CA: %v, want the server's certificate refused", err)
+		}
+	}
+	opts := []nats.Option{nats.MaxReconnects(0)}
+	if ca := st.NATSCAFile(); ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	if _, err := nats.Connect(st.NATSURL, opts...); !errors.Is(err, nats.ErrAuthorization) {
 		if err == nil {
 			t.Skip("NATS_TEST_URL points at a server without Parley's users (see docs/security.md)")
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -12,22 +13,34 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/parleyhq/parley/libs/bus"
+	"github.com/parleyhq/parley/libs/devca"
 	"github.com/parleyhq/parley/libs/natsauth"
 )
 
 // AdminUser is the NATS user of operators and tests: no limits. No service runs as it.
 const AdminUser = "admin"
 
+// NATSIdentity names the embedded NATS server's certificate from the development CA.
+const NATSIdentity = "nats"
+
+// defaultTrustDomain is the development CA's trust domain unless Options says otherwise.
+const defaultTrustDomain = "parley.local"
+
 // embeddedNATS is a NATS server with JetStream inside the launcher's process, on a free
 // loopback port so it never collides with a system NATS on 4222. It admits only the
-// stack's users, each with the permissions of its role.
+// stack's users, each with the permissions of its role, and only over TLS, with the
+// certificate tls names (issued by the development CA for NATSIdentity).
 type embeddedNATS struct {
 	s    *server.Server
 	opts server.Options
 }
 
-func startNATS(storeDir string, users []natsauth.User) (*embeddedNATS, error) {
+func startNATS(storeDir string, users []natsauth.User, tls devca.Files) (*embeddedNATS, error) {
 	nkeys, err := natsauth.ServerUsers(users)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	tlsConfig, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: tls.Cert, KeyFile: tls.Key})
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
@@ -41,6 +54,9 @@ func startNATS(storeDir string, users []natsauth.User) (*embeddedNATS, error) {
 		NoSigs:     true,
 		NoLog:      true,
 		Nkeys:      nkeys,
+		TLS:        true,
+		TLSConfig:  tlsConfig,
+		TLSTimeout: 5,
 	}}
 	opts := n.opts
 	s, err := server.NewServer(&opts)
@@ -113,19 +129,42 @@ func (s *Stack) natsAuthDir() string { return s.opts.DataDir + "/nats-auth" }
 // name, or AdminUser.
 func (s *Stack) NATSSeedFile(name string) string { return natsauth.SeedFile(s.natsAuthDir(), name) }
 
-// NATSEnv is what a process needs to reach NATS as user name: NATS_URL and, when the
-// server admits only known users, NATS_NKEY_SEED_FILE.
+// NATSEnv is what a process needs to reach NATS as user name: NATS_URL, NATS_TLS_CA_FILE
+// when the server serves TLS and, when the server admits only known users,
+// NATS_NKEY_SEED_FILE.
 func (s *Stack) NATSEnv(name string) []string {
-	if !s.natsLocked {
-		return []string{"NATS_URL=" + s.NATSURL}
+	env := []string{"NATS_URL=" + s.NATSURL}
+	if s.natsCA != "" {
+		env = append(env, "NATS_TLS_CA_FILE="+s.natsCA)
 	}
-	return []string{"NATS_URL=" + s.NATSURL, "NATS_NKEY_SEED_FILE=" + s.NATSSeedFile(name)}
+	if s.natsLocked {
+		env = append(env, "NATS_NKEY_SEED_FILE="+s.NATSSeedFile(name))
+	}
+	return env
+}
+
+// NATSCAFile is the CA bundle the NATS server's certificate chains to: the development
+// CA's for the embedded server, NATS_TLS_CA_FILE of Options.Env for an external one ("" when
+// it serves no TLS).
+func (s *Stack) NATSCAFile() string { return s.natsCA }
+
+// NATSCAFileOf is the CA bundle of the NATS server StartNATS(dataDir, ...) runs.
+func NATSCAFileOf(dataDir string) string {
+	return devca.FilesOf(filepath.Join(dataDir, "tls"), NATSIdentity).CA
+}
+
+// tlsOption is the connection option trusting caFile, none when caFile is "".
+func tlsOption(caFile string) []nats.Option {
+	if caFile == "" {
+		return nil
+	}
+	return []nats.Option{nats.RootCAs(caFile)}
 }
 
 // natsAdmitsOnlyUsers reports whether the external server at url refuses a client
-// without credentials.
-func natsAdmitsOnlyUsers(url string) (bool, error) {
-	nc, err := nats.Connect(url, nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+// without credentials; caFile, when set, is the CA its TLS certificate chains to.
+func natsAdmitsOnlyUsers(url, caFile string) (bool, error) {
+	nc, err := nats.Connect(url, append(tlsOption(caFile), nats.MaxReconnects(0), nats.Timeout(5*time.Second))...)
 	if errors.Is(err, nats.ErrAuthorization) {
 		return true, nil
 	}
@@ -149,14 +188,15 @@ func (s *Stack) ConnectNATS(name string, opts ...nats.Option) (*nats.Conn, error
 	if pub == "" {
 		return nil, fmt.Errorf("no NATS user %q", name)
 	}
+	base := tlsOption(s.natsCA)
 	if !s.natsLocked {
-		return nats.Connect(s.NATSURL, opts...)
+		return nats.Connect(s.NATSURL, append(base, opts...)...)
 	}
 	seed, err := nats.NkeyOptionFromSeed(s.NATSSeedFile(name))
 	if err != nil {
 		return nil, err
 	}
-	return nats.Connect(s.NATSURL, append([]nats.Option{seed, nats.CustomInboxPrefix(natsauth.InboxPrefix(pub))}, opts...)...)
+	return nats.Connect(s.NATSURL, append(append(base, seed, nats.CustomInboxPrefix(natsauth.InboxPrefix(pub))), opts...)...)
 }
 
 // addNATSUser gives process name (of service) its NATS user: a seed under DataDir,

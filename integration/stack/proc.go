@@ -1,6 +1,11 @@
 package stack
 
-import "path/filepath"
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/parleyhq/parley/libs/devca"
+)
 
 // PID is the process id of the running service (for reading its CPU time from /proc).
 func (p *Process) PID() int { return p.cmd.Process.Pid }
@@ -15,7 +20,11 @@ func StartNATS(dataDir string, env map[string]string) (url string, stop func(), 
 	if err != nil {
 		return "", nil, err
 	}
-	n, err := startNATS(filepath.Join(dataDir, "nats"), users)
+	tlsDir := filepath.Join(dataDir, "tls")
+	if _, err := devca.Ensure(tlsDir, defaultTrustDomain, []string{NATSIdentity}); err != nil {
+		return "", nil, fmt.Errorf("development CA: %w", err)
+	}
+	n, err := startNATS(filepath.Join(dataDir, "nats"), users, devca.FilesOf(tlsDir, NATSIdentity))
 	if err != nil {
 		return "", nil, err
 	}

@@ -7,6 +7,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -73,7 +74,10 @@ type Options struct {
 	ComponentsDir string
 	// Ports for the services.
 	Ports Ports
-	// NATSURL uses an existing NATS server instead of the embedded one.
+	// NATSURL uses an existing NATS server instead of the embedded one (which serves
+	// TLS with a certificate from the development CA). When the existing server serves
+	// TLS, NATS_TLS_CA_FILE (in Env or the process environment) names the CA its
+	// certificate chains to.
 	NATSURL string
 	// Postgres locates the database server.
 	Postgres PostgresOptions
@@ -119,11 +123,14 @@ type Stack struct {
 	// natsLocked is set when the NATS server admits only known users; services then
 	// present their seeds (a server without users refuses nkeys).
 	natsLocked bool
-	pg         *Postgres
-	mu         sync.Mutex
-	logMu      sync.Mutex
-	procs      map[string]*Process
-	binDir     string
+	// natsCA is the CA bundle the NATS server's certificate chains to ("" for an external
+	// server without TLS); services get it as NATS_TLS_CA_FILE.
+	natsCA string
+	pg     *Postgres
+	mu     sync.Mutex
+	logMu  sync.Mutex
+	procs  map[string]*Process
+	binDir string
 	// instances are extra processes of a service (StartInstance), in start order.
 	instances []instance
 }
@@ -167,7 +174,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		opts.TLSDir = filepath.Join(opts.DataDir, "tls")
 	}
 	if opts.TrustDomain == "" {
-		opts.TrustDomain = "parley.local"
+		opts.TrustDomain = defaultTrustDomain
 	}
 	s := &Stack{opts: opts, Ports: opts.Ports, procs: map[string]*Process{}, binDir: filepath.Join(opts.DataDir, "bin")}
 	if opts.BinDir != "" {
@@ -188,10 +195,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}
 
+	// The development CA issues the services' identities (unless INTERNAL_TLS=off) and
+	// the embedded NATS server's certificate: NATS serves TLS either way.
+	var idents []string
 	if opts.InsecureInternal {
-		_, _ = fmt.Fprintln(opts.Progress, "INTERNAL_TLS=off: internal calls are neither authenticated nor encrypted")
+		_, _ = fmt.Fprintln(opts.Progress, "INTERNAL_TLS=off: internal calls are neither authenticated nor encrypted (NATS still serves TLS)")
 	} else {
-		issued, err := devca.Ensure(opts.TLSDir, opts.TrustDomain, Identities)
+		idents = slices.Clone(Identities)
+	}
+	if opts.NATSURL == "" {
+		idents = append(idents, NATSIdentity)
+	}
+	if len(idents) > 0 {
+		issued, err := devca.Ensure(opts.TLSDir, opts.TrustDomain, idents)
 		if err != nil {
 			return s, fmt.Errorf("development CA: %w", err)
 		}
@@ -207,8 +223,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return s, err
 	}
 	if opts.NATSURL != "" {
-		s.NATSURL = opts.NATSURL
-		if s.natsLocked, err = natsAdmitsOnlyUsers(s.NATSURL); err != nil {
+		// Services inherit the process environment, so a CA exported there counts too.
+		s.NATSURL, s.natsCA = opts.NATSURL, cmp.Or(opts.Env["NATS_TLS_CA_FILE"], os.Getenv("NATS_TLS_CA_FILE"))
+		if s.natsLocked, err = natsAdmitsOnlyUsers(s.NATSURL, s.natsCA); err != nil {
 			return s, err
 		}
 		_, _ = fmt.Fprintf(opts.Progress, "using NATS at %s\n", s.NATSURL)
@@ -216,13 +233,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			_, _ = fmt.Fprintf(opts.Progress, "warning: NATS at %s admits any client; `parley-up -print-nats-config` prints the users and permissions to give it\n", s.NATSURL)
 		}
 	} else {
-		n, err := startNATS(filepath.Join(opts.DataDir, "nats"), s.natsUsers)
+		f := s.Files(NATSIdentity)
+		n, err := startNATS(filepath.Join(opts.DataDir, "nats"), s.natsUsers, f)
 		if err != nil {
 			return s, err
 		}
-		s.nats, s.natsLocked = n, true
+		s.nats, s.natsLocked, s.natsCA = n, true, f.CA
 		s.NATSURL = n.URL()
-		_, _ = fmt.Fprintf(opts.Progress, "started embedded NATS with JetStream at %s\n", s.NATSURL)
+		_, _ = fmt.Fprintf(opts.Progress, "started embedded NATS with JetStream and TLS at %s\n", s.NATSURL)
 	}
 
 	pg, dbURL, err := ResolvePostgres(ctx, opts.Postgres, filepath.Join(opts.DataDir, "postgres"), opts.Progress)
@@ -372,6 +390,9 @@ func (s *Stack) serviceEnv(name string) map[string]string {
 		"LOG_LEVEL": "info",
 		"RPC_ADDR":  fmt.Sprintf("127.0.0.1:%d", s.port(name)),
 		"NATS_URL":  s.NATSURL,
+	}
+	if s.natsCA != "" {
+		env["NATS_TLS_CA_FILE"] = s.natsCA
 	}
 	if s.opts.InsecureInternal {
 		env[identityModeEnv] = identity.ModeOff

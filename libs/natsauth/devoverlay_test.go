@@ -7,9 +7,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/parleyhq/parley/libs/devca"
 	"github.com/parleyhq/parley/libs/natsauth"
 )
 
@@ -77,6 +79,24 @@ func TestDevOverlay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The pod's /etc/nats is dir here; its tls/ holds a certificate as cert-manager's.
+	conf = []byte(strings.ReplaceAll(string(conf), "/etc/nats/", dir+"/"))
+	ca, err := devca.New("parley.local", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue("nats", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "tls"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"tls/tls.crt": certPEM, "tls/tls.key": keyPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for name, data := range map[string][]byte{"nats.conf": conf, "auth.conf": got} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
@@ -85,6 +105,9 @@ func TestDevOverlay(t *testing.T) {
 	opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
 	if err != nil {
 		t.Fatalf("the dev NATS configuration does not parse: %v", err)
+	}
+	if opts.TLSConfig == nil || len(opts.TLSConfig.Certificates) != 1 {
+		t.Fatal("dev NATS: no TLS with the certificate of tls/")
 	}
 	if !opts.JetStream || len(opts.Nkeys) != len(users) || opts.NoAuthUser != "" {
 		t.Fatalf("dev NATS: jetstream %v, %d users (want %d), no_auth_user %q", opts.JetStream, len(opts.Nkeys), len(users), opts.NoAuthUser)

@@ -201,7 +201,7 @@ func startStack(ctx context.Context, env envFlag, natsURL, fakeAddr, data string
 		RepoRoot: root, DataDir: data, ComponentsDir: comps, Ports: ports,
 		NATSURL:  cmp.Or(os.Getenv("NATS_URL"), natsURL),
 		Postgres: stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), FreshDatabase: true, Install: true},
-		Env:      withDefaults(env),
+		Env:      stackEnv(env, natsURL, data),
 		Log:      log, Progress: os.Stderr,
 	})
 	if err != nil {
@@ -239,4 +239,14 @@ func internalHop(s *stack.Stack) (func(context.Context) error, error) {
 		_, err := scrubber.Scrub(ctx, req)
 		return err
 	}, nil
+}
+
+// stackEnv is the stack's environment: env with defaults, and the CA of the NATS child
+// (natsURL set) that serves TLS with a certificate from the development CA under data.
+func stackEnv(env envFlag, natsURL, data string) map[string]string {
+	out := withDefaults(env)
+	if natsURL != "" && os.Getenv("NATS_URL") == "" {
+		out["NATS_TLS_CA_FILE"] = stack.NATSCAFileOf(data)
+	}
+	return out
 }

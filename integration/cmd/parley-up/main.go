@@ -10,6 +10,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -103,7 +104,7 @@ Parley is up.
   cache         %s
   worker        %s   (health, metrics)
 %s  audit         %s
-  NATS          %s   (each service its own user; seeds in %s)
+  NATS          %s   (TLS, CA %s; each service its own user; seeds in %s)
   components    %s
   internal TLS  %s
 
@@ -121,7 +122,7 @@ or, after make install (docs/cli.md):
   parley audit list
 
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, filepath.Join(*data, "nats-auth"), abs, tlsNote(s), r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
