@@ -284,9 +284,7 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 	if resp == nil {
 		d, used, err := s.dispatch(ctx, p, comp, rec)
 		if err != nil {
-			if lease != 0 {
-				s.later(ctx, func(ctx context.Context) { s.cacheRelease(ctx, id, lease) })
-			}
+			s.releaseLater(ctx, id, lease)
 			return nil, err
 		}
 		resp = d.Response
@@ -306,14 +304,10 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 				}
 				s.cacheFailed(ctx, "put", id, err)
 			}
-			if lease != 0 {
-				s.later(ctx, func(ctx context.Context) { s.cacheRelease(ctx, id, lease) })
-			}
+			s.releaseLater(ctx, id, lease)
 		default:
 			// A fallback's answer comes from another model: it is not the primary's to cache.
-			if lease != 0 {
-				s.later(ctx, func(ctx context.Context) { s.cacheRelease(ctx, id, lease) })
-			}
+			s.releaseLater(ctx, id, lease)
 		}
 	}
 	rec.ev.CacheHit = hit
@@ -385,6 +379,14 @@ func (s *Service) cacheStore(ctx context.Context, id CacheID, ttl time.Duration,
 	if err := s.cache.Put(ctx, id, b, ttl, lease); err != nil {
 		s.cacheFailed(ctx, "put", id, err)
 		s.cacheRelease(ctx, id, lease)
+	}
+}
+
+// releaseLater ends a lease this request holds after the reply (later); nothing to do for
+// lease 0.
+func (s *Service) releaseLater(ctx context.Context, id CacheID, lease uint64) {
+	if lease != 0 {
+		s.later(ctx, func(ctx context.Context) { s.cacheRelease(ctx, id, lease) })
 	}
 }
 
