@@ -196,7 +196,7 @@ func (s *Stack) ConnectNATS(name string, opts ...nats.Option) (*nats.Conn, error
 	if err != nil {
 		return nil, err
 	}
-	return nats.Connect(s.NATSURL, append(append(base, seed, nats.CustomInboxPrefix(natsauth.InboxPrefix(pub))), opts...)...)
+	return nats.Connect(s.NATSURL, append(append(base, seed, nats.CustomInboxPrefix(bus.InboxPrefix(pub))), opts...)...)
 }
 
 // addNATSUser gives process name (of service) its NATS user: a seed under DataDir,

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,7 +193,11 @@ func busConfig(l *natstest.Locked, name string) bus.Config {
 func TestInboxPrefixAgrees(t *testing.T) {
 	t.Parallel()
 	const key = "UARBI26SW3D4S64NRBDYZKMMBL4U3IK57RVTLKG2DB2ETLL2H7FVNA4D"
-	if bus.InboxPrefix(key) != natsauth.InboxPrefix(key) {
-		t.Fatalf("bus inbox prefix %q, natsauth %q", bus.InboxPrefix(key), natsauth.InboxPrefix(key))
+	p, err := natsauth.Permissions(natsauth.User{Name: "router", Role: natsauth.Router, NKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := bus.InboxPrefix(key) + ".>"; !slices.Contains(p.Subscribe.Allow, want) {
+		t.Fatalf("natsauth lets the user subscribe to %q, not to its inboxes %q", p.Subscribe.Allow, want)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/cachepurge"
 )
 
@@ -37,10 +38,6 @@ const (
 )
 
 const (
-	// ProviderSubjectPrefix starts the per-component work subjects; the queue group of a
-	// component has the subject's name (router's upstream and provider-worker's serve
-	// packages use the same prefix).
-	ProviderSubjectPrefix = "parley.provider."
 	// DefaultBucket is the cache service's default CACHE_BUCKET.
 	DefaultBucket = "parley_cache"
 	// DefaultResponseTTL is how long a worker may answer a request it received:
@@ -48,11 +45,6 @@ const (
 	// (ROUTER_REQUEST_TIMEOUT, 60 s by default).
 	DefaultResponseTTL = 10 * time.Minute
 )
-
-// InboxPrefix is the inbox prefix of the user with this public nkey: libs/bus gives a
-// connection with a seed this prefix (bus.InboxPrefix, the client side of the same
-// rule), and the user may subscribe only below it, so no user reads another's replies.
-func InboxPrefix(publicKey string) string { return "_INBOX." + publicKey }
 
 // User is one NATS identity and what it is for.
 type User struct {
@@ -96,12 +88,12 @@ func Permissions(u User) (*server.Permissions, error) {
 	if err := u.Validate(); err != nil {
 		return nil, err
 	}
-	inbox := InboxPrefix(u.NKey) + ".>"
+	inbox := bus.InboxPrefix(u.NKey) + ".>" // the only inboxes the user may read
 	switch u.Role {
 	case Router:
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{
-				ProviderSubjectPrefix + ">",
+				bus.ProviderSubjectPrefix + ">",
 				auditevent.Subject,
 				// Ensure: look the audit stream up, create it when missing.
 				"$JS.API.STREAM.INFO." + auditevent.Stream,
@@ -116,10 +108,10 @@ func Permissions(u User) (*server.Permissions, error) {
 		// plain subscription, or another group on the same subject, is refused.
 		var sub []string
 		if len(u.Components) == 0 {
-			sub = []string{ProviderSubjectPrefix + "> " + ProviderSubjectPrefix + ">"}
+			sub = []string{bus.ProviderSubjectPrefix + "> " + bus.ProviderSubjectPrefix + ">"}
 		}
 		for _, c := range u.Components {
-			sub = append(sub, ProviderSubjectPrefix+c+" "+ProviderSubjectPrefix+c)
+			sub = append(sub, bus.ProviderSubjectPrefix+c+" "+bus.ProviderSubjectPrefix+c)
 		}
 		return &server.Permissions{
 			// No publish at all but answers (heartbeats, then the reply) to the requests

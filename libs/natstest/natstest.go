@@ -98,7 +98,7 @@ func (l *Locked) ConnectAs(tb testing.TB, name string, errs chan<- error) *nats.
 			pub = u.NKey
 		}
 	}
-	opts := []nats.Option{opt, nats.CustomInboxPrefix(natsauth.InboxPrefix(pub))}
+	opts := []nats.Option{opt, nats.CustomInboxPrefix(bus.InboxPrefix(pub))}
 	if errs != nil {
 		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {

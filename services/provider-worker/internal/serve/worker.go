@@ -18,13 +18,14 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/component"
 	"github.com/parleyhq/parley/libs/resiliency"
 )
 
 // SubjectPrefix is the prefix of the per-component work subjects; the queue group has the
 // same name as the subject.
-const SubjectPrefix = "parley.provider."
+const SubjectPrefix = bus.ProviderSubjectPrefix
 
 // DefaultAdmissionWait is how long a request waits for a free slot when Options leaves
 // AdmissionWait zero.

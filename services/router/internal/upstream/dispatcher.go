@@ -23,7 +23,7 @@ import (
 )
 
 // SubjectPrefix is the prefix of the per-component work subjects.
-const SubjectPrefix = "parley.provider."
+const SubjectPrefix = bus.ProviderSubjectPrefix
 
 // DispatcherConfig tunes the Dispatcher.
 type DispatcherConfig struct {

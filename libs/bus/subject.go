@@ -1,0 +1,6 @@
+package bus
+
+// ProviderSubjectPrefix starts the per-component work subjects: the router sends a
+// component's requests to ProviderSubjectPrefix + component, its workers serve them in
+// the queue group of the same name, and libs/natsauth grants exactly those subjects.
+const ProviderSubjectPrefix = "parley.provider."
