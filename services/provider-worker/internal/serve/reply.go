@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
-	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/resiliency"
 )
 
@@ -169,8 +168,7 @@ func (w *Worker) publish(ctx context.Context, reply string, data []byte) {
 
 // beat sends a heartbeat that announces the heartbeat interval.
 func (w *Worker) beat(ctx context.Context, reply string) {
-	m := &nats.Msg{Subject: reply, Data: w.heartbeat, Header: nats.Header{}}
-	m.Header.Set(bus.HeartbeatIntervalHeader, w.opts.HeartbeatInterval.String())
+	m := &nats.Msg{Subject: reply, Data: w.heartbeat, Header: w.beatHeader}
 	if err := w.nc.PublishMsg(m); err != nil {
 		w.logger.WarnContext(ctx, "heartbeat failed", "err", err)
 	}

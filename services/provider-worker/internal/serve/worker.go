@@ -75,6 +75,8 @@ type Worker struct {
 	tracer    trace.Tracer
 	logger    *slog.Logger
 	heartbeat []byte
+	// beatHeader carries HeartbeatInterval on every heartbeat; built once, only read.
+	beatHeader nats.Header
 
 	slots     chan struct{} // one token per running call
 	waiting   atomic.Int64  // requests waiting for a slot
@@ -161,13 +163,14 @@ func New(nc *nats.Conn, providers map[string]Provider, opts Options) (*Worker, e
 		return nil, fmt.Errorf("encode heartbeat: %w", err)
 	}
 	w := &Worker{
-		nc:        nc,
-		opts:      opts,
-		tracer:    opts.TracerProvider.Tracer("github.com/parleyhq/parley/services/provider-worker/internal/serve"),
-		logger:    opts.Logger,
-		heartbeat: heartbeat,
-		slots:     make(chan struct{}, opts.Concurrency),
-		abort:     make(chan struct{}),
+		nc:         nc,
+		opts:       opts,
+		tracer:     opts.TracerProvider.Tracer("github.com/parleyhq/parley/services/provider-worker/internal/serve"),
+		logger:     opts.Logger,
+		heartbeat:  heartbeat,
+		beatHeader: nats.Header{bus.HeartbeatIntervalHeader: []string{opts.HeartbeatInterval.String()}},
+		slots:      make(chan struct{}, opts.Concurrency),
+		abort:      make(chan struct{}),
 	}
 	names := make([]string, 0, len(providers))
 	for name := range providers {

@@ -404,10 +404,10 @@ func (s *Service) scrubForAudit(ctx context.Context, call ScrubCall) (ScrubOutco
 		return s.scrubber.Scrub(ctx, call) //nolint:wrapcheck // the adapter's error, wrapped by the caller
 	}
 	if results, ok := s.memo.lookup(call); ok {
-		s.m.memo.WithLabelValues("hit").Inc()
+		s.m.memoHit.Inc()
 		return ScrubOutcome{Results: results}, nil
 	}
-	s.m.memo.WithLabelValues("miss").Inc()
+	s.m.memoMiss.Inc()
 	res, err := s.scrubber.Scrub(ctx, call)
 	if err == nil {
 		s.memo.store(call, res.Results)

@@ -75,6 +75,8 @@ type serviceMetrics struct {
 	sequential     *prometheus.HistogramVec
 	background     *prometheus.CounterVec
 	memo           *prometheus.CounterVec
+	// The series of background and memo the hot path counts, resolved once.
+	writeBackground, writeInline, memoHit, memoMiss prometheus.Counter
 }
 
 // New builds a Service and registers its metrics.
@@ -139,10 +141,8 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 	for _, p := range []string{"hit", "miss", "off", "error"} {
 		m.sequential.WithLabelValues(p)
 	}
-	m.memo.WithLabelValues("hit")
-	m.memo.WithLabelValues("miss")
-	m.background.WithLabelValues("background")
-	m.background.WithLabelValues("inline")
+	m.memoHit, m.memoMiss = m.memo.WithLabelValues("hit"), m.memo.WithLabelValues("miss")
+	m.writeBackground, m.writeInline = m.background.WithLabelValues("background"), m.background.WithLabelValues("inline")
 	if opts.Background <= 0 {
 		opts.Background = DefaultBackground
 	}
@@ -176,11 +176,11 @@ func (s *Service) later(ctx context.Context, write func(ctx context.Context)) {
 	select {
 	case s.slots <- struct{}{}:
 	default:
-		s.m.background.WithLabelValues("inline").Inc()
+		s.m.writeInline.Inc()
 		write(ctx)
 		return
 	}
-	s.m.background.WithLabelValues("background").Inc()
+	s.m.writeBackground.Inc()
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()

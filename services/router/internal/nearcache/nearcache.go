@@ -61,6 +61,8 @@ type metrics struct {
 	lookups   *prometheus.CounterVec
 	evictions *prometheus.CounterVec
 	notices   prometheus.Counter
+	// hit and miss are lookups' series, resolved once: every lookup counts one.
+	hit, miss prometheus.Counter
 }
 
 var _ conversation.Cache = (*Cache)(nil)
@@ -99,9 +101,7 @@ func New(inner conversation.Cache, nc *nats.Conn, maxBytes int64, logger *slog.L
 			return nil, fmt.Errorf("register metric: %w", err)
 		}
 	}
-	for _, r := range []string{"hit", "miss"} {
-		c.m.lookups.WithLabelValues(r)
-	}
+	c.m.hit, c.m.miss = c.m.lookups.WithLabelValues("hit"), c.m.lookups.WithLabelValues("miss")
 	for _, cause := range []string{"size", "expired", "purge", "coherence"} {
 		c.m.evictions.WithLabelValues(cause)
 	}
@@ -132,10 +132,10 @@ func (c *Cache) Close() error {
 // Lookup answers from memory when it can, and otherwise asks the cache behind it.
 func (c *Cache) Lookup(ctx context.Context, id conversation.CacheID, leaseTTL time.Duration) (conversation.CacheLookup, error) {
 	if v, ok := c.get(id); ok {
-		c.m.lookups.WithLabelValues("hit").Inc()
+		c.m.hit.Inc()
 		return conversation.CacheLookup{Found: true, Value: v}, nil
 	}
-	c.m.lookups.WithLabelValues("miss").Inc()
+	c.m.miss.Inc()
 	return c.inner.Lookup(ctx, id, leaseTTL) //nolint:wrapcheck // the inner cache's errors are the caller's
 }
 
