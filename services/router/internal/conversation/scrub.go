@@ -230,7 +230,7 @@ func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*t
 		return nil, nil
 	}
 	if !anyFlagged {
-		rec.inputPending, rec.mode = true, scrubMode(req)
+		rec.inputPending = true
 		return nil, nil
 	}
 	call := ScrubCall{Texts: make([]string, len(send)), Formats: make([]TextFormat, len(send)), Mode: scrubMode(req)}
@@ -463,7 +463,7 @@ func (s *Service) scrubPendingInputs(ctx context.Context, req Request, rec *reco
 	// recorded, so is its scrub made.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pendingScrubTimeout)
 	defer cancel()
-	res, err := s.scrubForAudit(ctx, ScrubCall{Texts: pending.texts, Formats: pending.formats, Mode: rec.mode})
+	res, err := s.scrubForAudit(ctx, ScrubCall{Texts: pending.texts, Formats: pending.formats, Mode: scrubMode(req)})
 	if err == nil && len(res.Results) != len(pending.texts) {
 		err = fmt.Errorf("%d results for %d texts", len(res.Results), len(pending.texts))
 	}

@@ -251,9 +251,8 @@ type record struct {
 	// requestJSON is auditReq encoded, once checked against the audit log's size limit.
 	requestJSON []byte
 	// inputPending: auditReq is the raw request, whose audit scrub is still to be made
-	// (scrubInputs), in mode.
+	// (scrubInputs), in the request's scrubMode.
 	inputPending bool
-	mode         ScrubMode
 	auditResp    *providerv1.Response
 }
 
