@@ -360,17 +360,34 @@ func (s *Server) URL() string {
 	return "http://" + s.Addr()
 }
 
+// CheckTimeout bounds one round of readiness checks.
+const CheckTimeout = 2 * time.Second
+
+// Failing runs every check within CheckTimeout and returns the failing ones' errors by
+// name (nil when all pass): what /readyz reports, and what the router's Dapr health API
+// answers from.
+func Failing(ctx context.Context, checks []Check) map[string]error {
+	ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+	defer cancel()
+	var failing map[string]error
+	for _, c := range checks {
+		if err := c.Check(ctx); err != nil {
+			if failing == nil {
+				failing = map[string]error{}
+			}
+			failing[c.Name] = err
+		}
+	}
+	return failing
+}
+
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	failures := map[string]string{}
 	if s.stopping.Load() {
 		failures["server"] = "shutting down"
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	for _, c := range s.checks {
-		if err := c.Check(ctx); err != nil {
-			failures[c.Name] = err.Error()
-		}
+	for name, err := range Failing(r.Context(), s.checks) {
+		failures[name] = err.Error()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if len(failures) > 0 {

@@ -192,13 +192,7 @@ type healthParams struct {
 }
 
 // newHealth answers Dapr's health API from the checks that make the router's /readyz.
-func newHealth(p healthParams) *daprapi.Health {
-	checks := make([]daprapi.Check, 0, len(p.Checks))
-	for _, c := range p.Checks {
-		checks = append(checks, daprapi.Check{Name: c.Name, Check: c.Check})
-	}
-	return daprapi.NewHealth(checks)
-}
+func newHealth(p healthParams) *daprapi.Health { return daprapi.NewHealth(p.Checks) }
 
 func newGuard(c Config, reg prometheus.Registerer, logger *slog.Logger) (*apitoken.Guard, error) {
 	g, err := apitoken.New(c.APIToken, reg, logger)

@@ -3,20 +3,12 @@ package daprapi
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
-	"time"
+
+	"github.com/parleyhq/parley/libs/rpcserver"
 )
-
-// Check is one part the router needs before it can serve a conversation (its NATS
-// connection, say); Check returns nil when that part is ready.
-type Check struct {
-	Name  string
-	Check func(context.Context) error
-}
-
-// healthCheckTimeout bounds one round of checks, as the router's /readyz does.
-const healthCheckTimeout = 2 * time.Second
 
 // Health serves Dapr's health API (GET /v1.0/healthz and GET /v1.0/healthz/outbound)
 // with daprd's statuses and bodies (dapr/dapr pkg/api/http/healthz.go): 204 and no body
@@ -24,26 +16,18 @@ const healthCheckTimeout = 2 * time.Second
 // /v1.0/healthz/outbound before their first call. Like daprd's (AlwaysAllowed), these
 // routes need no API token.
 type Health struct {
-	checks []Check
+	checks []rpcserver.Check
 }
 
-// NewHealth returns the health API over the router's readiness checks.
-func NewHealth(checks []Check) *Health {
+// NewHealth returns the health API over the router's readiness checks (the ones its
+// /readyz runs).
+func NewHealth(checks []rpcserver.Check) *Health {
 	return &Health{checks: checks}
 }
 
-// unready runs every check and names the failing ones, sorted.
+// unready runs every check, as /readyz does, and names the failing ones, sorted.
 func (h *Health) unready(ctx context.Context) []string {
-	ctx, cancel := context.WithTimeout(ctx, healthCheckTimeout)
-	defer cancel()
-	var names []string
-	for _, c := range h.checks {
-		if err := c.Check(ctx); err != nil {
-			names = append(names, c.Name)
-		}
-	}
-	slices.Sort(names)
-	return names
+	return slices.Sorted(maps.Keys(rpcserver.Failing(ctx, h.checks)))
 }
 
 // Healthz serves GET /v1.0/healthz. Not ready: daprd's ERR_HEALTH_NOT_READY with the

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/parleyhq/parley/libs/rpcserver"
 )
 
 func TestHealth(t *testing.T) {
@@ -18,23 +20,23 @@ func TestHealth(t *testing.T) {
 	stuck := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
 	tests := []struct {
 		name       string
-		checks     []Check
+		checks     []rpcserver.Check
 		path       string
 		wantStatus int
 		wantBody   string
 	}{
-		{"ready", []Check{{"nats", ok}}, "/v1.0/healthz", 204, ""},
-		{"outbound ready", []Check{{"nats", ok}}, "/v1.0/healthz/outbound", 204, ""},
-		{"not ready names the targets, sorted", []Check{{"nats", down}, {"cache", ok}, {"audit-stream", down}}, "/v1.0/healthz", 500,
+		{"ready", []rpcserver.Check{{Name: "nats", Check: ok}}, "/v1.0/healthz", 204, ""},
+		{"outbound ready", []rpcserver.Check{{Name: "nats", Check: ok}}, "/v1.0/healthz/outbound", 204, ""},
+		{"not ready names the targets, sorted", []rpcserver.Check{{Name: "nats", Check: down}, {Name: "cache", Check: ok}, {Name: "audit-stream", Check: down}}, "/v1.0/healthz", 500,
 			`{"errorCode":"ERR_HEALTH_NOT_READY","message":"dapr is not ready: [audit-stream nats]"}`},
-		{"outbound not ready", []Check{{"nats", down}}, "/v1.0/healthz/outbound", 500,
+		{"outbound not ready", []rpcserver.Check{{Name: "nats", Check: down}}, "/v1.0/healthz/outbound", 500,
 			`{"errorCode":"ERR_OUTBOUND_HEALTH_NOT_READY","message":"dapr outbound is not ready"}`},
-		{"a check past its deadline is not ready", []Check{{"nats", stuck}}, "/v1.0/healthz", 500,
+		{"a check past its deadline is not ready", []rpcserver.Check{{Name: "nats", Check: stuck}}, "/v1.0/healthz", 500,
 			`{"errorCode":"ERR_HEALTH_NOT_READY","message":"dapr is not ready: [nats]"}`},
-		{"appid of the router", []Check{{"nats", ok}}, "/v1.0/healthz?appid=parley", 204, ""},
-		{"appid of another app", []Check{{"nats", ok}}, "/v1.0/healthz?appid=orders", 500,
+		{"appid of the router", []rpcserver.Check{{Name: "nats", Check: ok}}, "/v1.0/healthz?appid=parley", 204, ""},
+		{"appid of another app", []rpcserver.Check{{Name: "nats", Check: ok}}, "/v1.0/healthz?appid=orders", 500,
 			`{"errorCode":"ERR_HEALTH_APPID_NOT_MATCH","message":"dapr app-id does not match"}`},
-		{"not ready wins over appid", []Check{{"nats", down}}, "/v1.0/healthz?appid=orders", 500,
+		{"not ready wins over appid", []rpcserver.Check{{Name: "nats", Check: down}}, "/v1.0/healthz?appid=orders", 500,
 			`{"errorCode":"ERR_HEALTH_NOT_READY","message":"dapr is not ready: [nats]"}`},
 	}
 	for _, tt := range tests {
