@@ -238,42 +238,59 @@ func toNative(req *conversationv1.ConverseRequest, res *conversation.Result) *co
 	return out
 }
 
-// toConnect maps domain errors, by their kind, to Connect codes; this is the only place that
-// does. A cancelled or expired call keeps its context error, which Connect sends as
-// CANCELED or DEADLINE_EXCEEDED. The scrubber's and the audit stream's errors are Parley's
-// internals: the caller gets a fixed message with an error id (from logCause; nil logs
-// nothing, for the audit code), and the log line with the cause the same id.
-func toConnect(component string, err error, logCause func(error) string) error {
-	if logCause == nil {
-		logCause = func(error) string { return "" }
+// connectCode is the Connect code a caller gets for err, by its kind; this is the only
+// place that maps kinds to codes.
+func connectCode(err error) connect.Code {
+	switch conversation.KindOf(err) {
+	case conversation.KindCanceled:
+		return connect.CodeCanceled
+	case conversation.KindDeadlineExceeded:
+		return connect.CodeDeadlineExceeded
+	case conversation.KindComponentNotFound:
+		return connect.CodeNotFound
+	case conversation.KindInvalidRequest:
+		return connect.CodeInvalidArgument
+	case conversation.KindNoWorker, conversation.KindWorkerLost, conversation.KindScrub, conversation.KindAudit:
+		return connect.CodeUnavailable
+	case conversation.KindProvider:
+		var pe *conversation.ProviderError
+		errors.As(err, &pe)
+		return providerCode(pe.Code)
+	default:
+		return connect.CodeInternal
 	}
+}
+
+// toConnect is the error a caller gets for a domain error: connectCode's code with a
+// message for its kind. A cancelled or expired call keeps its context error, which
+// Connect sends as CANCELED or DEADLINE_EXCEEDED. The scrubber's and the audit stream's
+// errors are Parley's internals: the caller gets a fixed message with an error id, and
+// the log line with the cause the same id.
+func (h *Handler) toConnect(ctx context.Context, component string, err error) error {
+	var msg error
 	switch conversation.KindOf(err) {
 	case conversation.KindCanceled, conversation.KindDeadlineExceeded:
 		return err
 	case conversation.KindComponentNotFound:
-		return connect.NewError(connect.CodeNotFound, fmt.Errorf("component %q is not configured", component))
+		msg = fmt.Errorf("component %q is not configured", component)
 	case conversation.KindInvalidRequest:
 		var ire *conversation.InvalidRequestError
 		errors.As(err, &ire)
-		return connect.NewError(connect.CodeInvalidArgument, ire)
+		msg = ire
 	case conversation.KindNoWorker, conversation.KindWorkerLost:
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("component %q: %w", component, err))
+		msg = fmt.Errorf("component %q: %w", component, err)
 	case conversation.KindScrub:
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("pii scrubbing is unavailable; the request was not sent (id %s)", logCause(err)))
+		msg = fmt.Errorf("pii scrubbing is unavailable; the request was not sent (id %s)", h.logCause(ctx, component, err))
 	case conversation.KindAudit:
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("the audit log is unavailable; the answer was withheld (id %s)", logCause(err)))
+		msg = fmt.Errorf("the audit log is unavailable; the answer was withheld (id %s)", h.logCause(ctx, component, err))
 	case conversation.KindProvider:
 		var pe *conversation.ProviderError
 		errors.As(err, &pe)
-		return connect.NewError(providerCode(pe.Code), fmt.Errorf("component %q: %s", component, pe.Message))
+		msg = fmt.Errorf("component %q: %s", component, pe.Message)
 	default:
 		return err // rpcserver's masking interceptor gives it an id
 	}
-}
-
-// toConnect is the package function for a caller, logging internal causes.
-func (h *Handler) toConnect(ctx context.Context, component string, err error) error {
-	return toConnect(component, err, func(err error) string { return h.logCause(ctx, component, err) })
+	return connect.NewError(connectCode(err), msg)
 }
 
 // logCause logs an internal error under a new error id and returns the id.
@@ -284,20 +301,8 @@ func (h *Handler) logCause(ctx context.Context, component string, err error) str
 }
 
 // auditCode is the name of the Connect code a caller gets for err; the audit log records
-// it. An error without a code is recorded as internal.
-func auditCode(err error) string {
-	switch conversation.KindOf(err) {
-	case conversation.KindCanceled:
-		return connect.CodeCanceled.String()
-	case conversation.KindDeadlineExceeded:
-		return connect.CodeDeadlineExceeded.String()
-	}
-	var ce *connect.Error
-	if errors.As(toConnect("", err, nil), &ce) {
-		return ce.Code().String()
-	}
-	return connect.CodeInternal.String()
-}
+// it. An error without a code is recorded as internal, as the masking interceptor sends it.
+func auditCode(err error) string { return connectCode(err).String() }
 
 func providerCode(c providerv1.ErrorCode) connect.Code {
 	switch c {
