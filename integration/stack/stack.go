@@ -304,6 +304,10 @@ func (s *Stack) serviceOf(name string) string {
 // TLSDir is the folder of the development CA and certificates.
 func (s *Stack) TLSDir() string { return s.opts.TLSDir }
 
+// InsecureInternal reports whether the internal services run without TLS
+// (Options.InsecureInternal, or INTERNAL_TLS=off in Options.Env).
+func (s *Stack) InsecureInternal() bool { return s.opts.InsecureInternal }
+
 // TrustDomain is the trust domain of the stack's identities.
 func (s *Stack) TrustDomain() string { return s.opts.TrustDomain }
 

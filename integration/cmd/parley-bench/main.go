@@ -7,7 +7,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -48,7 +47,15 @@ func run() error {
 		return fmt.Errorf("-nats must be process or embedded, got %q", *natsMode)
 	}
 	ctx := context.Background()
-	h, err := startHelpers(ctx, *addr == "")
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	root, err := stack.FindRepoRoot(wd)
+	if err != nil {
+		return err
+	}
+	h, err := startHelpers(ctx, root, *addr == "")
 	if err != nil {
 		return err
 	}
@@ -61,14 +68,15 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		var natsURL string
-		if !t.natsEmbedded && os.Getenv("NATS_URL") == "" {
+		// NATS_URL, else a NATS child of this benchmark, else (-nats embedded) the stack's own.
+		natsURL := os.Getenv("NATS_URL")
+		if !t.natsEmbedded && natsURL == "" {
 			if h.nats, err = startNATSChild(data, env); err != nil {
 				return err
 			}
 			natsURL = h.nats.addr
 		}
-		s, stop, err := startStack(ctx, env, natsURL, h.fake.addr, data)
+		s, stop, err := startStack(ctx, root, env, natsURL, h.nats != nil, h.fake.addr, data)
 		if err != nil {
 			return err
 		}
@@ -172,16 +180,9 @@ func (e envFlag) Set(v string) error {
 	return nil
 }
 
-// startStack starts the constellation with data as its data directory (removed at stop).
-func startStack(ctx context.Context, env envFlag, natsURL, fakeAddr, data string) (*stack.Stack, func(), error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return nil, nil, err
-	}
-	root, err := stack.FindRepoRoot(wd)
-	if err != nil {
-		return nil, nil, err
-	}
+// startStack starts the constellation of the repository at root with data as its data
+// directory (removed at stop), on the NATS at natsURL (childNATS: this benchmark's child).
+func startStack(ctx context.Context, root string, env envFlag, natsURL string, childNATS bool, fakeAddr, data string) (*stack.Stack, func(), error) {
 	comps := filepath.Join(data, "components")
 	if err := os.MkdirAll(comps, 0o755); err != nil {
 		return nil, nil, err
@@ -199,9 +200,9 @@ func startStack(ctx context.Context, env envFlag, natsURL, fakeAddr, data string
 	}
 	s, err := stack.Start(ctx, stack.Options{
 		RepoRoot: root, DataDir: data, ComponentsDir: comps, Ports: ports,
-		NATSURL:  cmp.Or(os.Getenv("NATS_URL"), natsURL),
+		NATSURL:  natsURL,
 		Postgres: stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), FreshDatabase: true, Install: true},
-		Env:      stackEnv(env, natsURL, data),
+		Env:      stackEnv(env, childNATS, data),
 		Log:      log, Progress: os.Stderr,
 	})
 	if err != nil {
@@ -242,10 +243,10 @@ func internalHop(s *stack.Stack) (func(context.Context) error, error) {
 }
 
 // stackEnv is the stack's environment: env with defaults, and the CA of the NATS child
-// (natsURL set) that serves TLS with a certificate from the development CA under data.
-func stackEnv(env envFlag, natsURL, data string) map[string]string {
+// (childNATS) that serves TLS with a certificate from the development CA under data.
+func stackEnv(env envFlag, childNATS bool, data string) map[string]string {
 	out := withDefaults(env)
-	if natsURL != "" && os.Getenv("NATS_URL") == "" {
+	if childNATS {
 		out["NATS_TLS_CA_FILE"] = stack.NATSCAFileOf(data)
 	}
 	return out

@@ -18,15 +18,7 @@ type helpers struct {
 // startHelpers builds parley-floor and fakeprovider and starts the floor (grpc-go's
 // server, the cheapest), the same echo on connect-go and, when the stack is started too,
 // the fake provider (no delay: the provider path is Parley's cost).
-func startHelpers(ctx context.Context, withFake bool) (_ *helpers, err error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return nil, err
-	}
-	root, err := stack.FindRepoRoot(wd)
-	if err != nil {
-		return nil, err
-	}
+func startHelpers(ctx context.Context, root string, withFake bool) (_ *helpers, err error) {
 	dir, err := os.MkdirTemp("", "parley-bench-helpers-")
 	if err != nil {
 		return nil, err

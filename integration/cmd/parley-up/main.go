@@ -154,7 +154,7 @@ func printNATSConfig(data string) error {
 
 // tlsNote says how internal calls are secured and where the operator's certificate is.
 func tlsNote(s *stack.Stack) string {
-	if os.Getenv("INTERNAL_TLS") == "off" {
+	if s.InsecureInternal() {
 		return "OFF (INTERNAL_TLS=off): internal services accept anyone who reaches them"
 	}
 	admin := s.Files("admin")
