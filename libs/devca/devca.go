@@ -104,9 +104,6 @@ func parse(trustDomain string, certPEM, keyPEM []byte) (*CA, error) {
 // CertPEM is the CA certificate, the trust bundle peers are given.
 func (ca *CA) CertPEM() []byte { return ca.certPEM }
 
-// NotAfter is when the CA expires.
-func (ca *CA) NotAfter() time.Time { return ca.cert.NotAfter }
-
 // Save writes the CA's certificate and key.
 func (ca *CA) Save(certFile, keyFile string) error {
 	if err := WriteFile(certFile, ca.certPEM, 0o644); err != nil {

@@ -55,9 +55,6 @@ func NewSource(cfg Config, name string, logger *slog.Logger) (*Source, error) {
 // Enabled reports whether internal calls use mutual TLS.
 func (s *Source) Enabled() bool { return s.cfg.Enabled() }
 
-// Self is the identity this service presents.
-func (s *Source) Self() ID { return s.self }
-
 // NotAfter is when the certificate in use expires (zero when disabled).
 func (s *Source) NotAfter() time.Time {
 	if m := s.cur.Load(); m != nil {
