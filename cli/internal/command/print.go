@@ -182,6 +182,8 @@ func apiName(a auditv1.Api) string {
 		return "alpha2"
 	case auditv1.Api_API_NATIVE:
 		return "native"
+	case auditv1.Api_API_OPENAI:
+		return "openai"
 	default:
 		return "-"
 	}

@@ -47,6 +47,8 @@ func apiToDB(a auditv1.Api) (string, bool) {
 		return "alpha2", true
 	case auditv1.Api_API_NATIVE:
 		return "native", true
+	case auditv1.Api_API_OPENAI:
+		return "openai", true
 	default:
 		return "", false
 	}
@@ -60,6 +62,8 @@ func apiFromDB(s string) auditv1.Api {
 		return auditv1.Api_API_ALPHA2
 	case "native":
 		return auditv1.Api_API_NATIVE
+	case "openai":
+		return auditv1.Api_API_OPENAI
 	default:
 		return auditv1.Api_API_UNSPECIFIED
 	}

@@ -150,7 +150,11 @@ func TestInsertGetRoundTrip(t *testing.T) {
 	odd.ErrorMessage = "nul\x00byte and bad \xff utf8"
 	odd.RequestJson = []byte(`{"s":"a\u0000b","lone":"\ud800","big":1e400,"small":2.5e-3,"esc":"\\u0000"}`)
 
-	insert(t, s, full, failed, minimal, odd)
+	// The OpenAI-compatible API's rows (migration 003 admits the value).
+	viaOpenAI := event(t, "acme", 4)
+	viaOpenAI.Api = auditv1.Api_API_OPENAI
+
+	insert(t, s, full, failed, minimal, odd, viaOpenAI)
 
 	oddCleaned := proto.CloneOf(odd)
 	oddCleaned.ErrorMessage = "nul\uFFFDbyte and bad \uFFFD utf8"
@@ -166,6 +170,7 @@ func TestInsertGetRoundTrip(t *testing.T) {
 		{name: "error without response", give: failed, want: want(t, failed)},
 		{name: "minimal", give: minimal, want: want(t, minimal)},
 		{name: "text postgres rejects", give: odd, want: oddWant},
+		{name: "openai api", give: viaOpenAI, want: want(t, viaOpenAI)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -109,6 +109,7 @@ func newWorker(lc fx.Lifecycle, conn *bus.Conn, reg *providers.Registry, policie
 		Logger:            logger,
 		Registerer:        registerer,
 		Resiliency:        policies,
+		RetryAfter:        provider.RetryAfterOf,
 	})
 	if err != nil {
 		return nil, err

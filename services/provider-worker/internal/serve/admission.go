@@ -66,7 +66,7 @@ func (w *Worker) admit(ctx context.Context, rt *route, m *nats.Msg, received tim
 func (w *Worker) reject(ctx context.Context, rt *route, m *nats.Msg) {
 	rt.rejected.Inc()
 	rt.requests[outcomeRejected].Inc()
-	w.replyError(ctx, rt, m.Reply, providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "worker saturated")
+	w.replyError(ctx, rt, m.Reply, &providerv1.Error{Code: providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, Message: "worker saturated"})
 }
 
 // handle serves m while holding a slot, which it releases.

@@ -76,6 +76,10 @@ func (p *scripted) Converse(ctx context.Context, req *providerv1.Request) (*prov
 		return nil, errors.New("upstream said no")
 	case text == "fail:unavailable":
 		return nil, &provider.Error{Code: providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, Err: errors.New("upstream overloaded")}
+	case text == "fail:ratelimited":
+		return nil, provider.Unavailable(errors.New("upstream rate limited"), 7*time.Second)
+	case text == "fail:internal-with-hint":
+		return nil, &provider.Error{Code: providerv1.ErrorCode_ERROR_CODE_INTERNAL, RetryAfter: 7 * time.Second, Err: errors.New("out of credit")}
 	case text == "nil":
 		return nil, nil
 	default:

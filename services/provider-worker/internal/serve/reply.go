@@ -129,7 +129,7 @@ func providerErrorCode(err error) providerv1.ErrorCode {
 func (w *Worker) fail(ctx context.Context, x *exchange, code providerv1.ErrorCode, err error) outcome {
 	out := outcomeOf(code)
 	x.span.SetStatus(codes.Error, string(out))
-	w.replyError(ctx, x.rt, x.reply, code, err.Error())
+	w.replyError(ctx, x.rt, x.reply, &providerv1.Error{Code: code, Message: err.Error(), RetryAfter: w.retryAfter(code, err)})
 	level := slog.LevelWarn
 	if code == providerv1.ErrorCode_ERROR_CODE_INTERNAL {
 		level = slog.LevelError
@@ -146,16 +146,31 @@ func (w *Worker) fail(ctx context.Context, x *exchange, code providerv1.ErrorCod
 	return out
 }
 
-func (w *Worker) replyError(ctx context.Context, rt *route, reply string, code providerv1.ErrorCode, msg string) {
-	data, err := proto.Marshal(&providerv1.Reply{Kind: &providerv1.Reply_Error{Error: &providerv1.Error{
-		Code: code, Message: msg, WorkerId: w.opts.WorkerID,
-	}}})
+// retryAfter is the Retry-After hint an UNAVAILABLE reply passes on: the provider's, as
+// the error carries it; nil for other codes and errors without one.
+func (w *Worker) retryAfter(code providerv1.ErrorCode, err error) *durationpb.Duration {
+	if code != providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE {
+		return nil
+	}
+	d, ok := resiliency.RetryAfter(err)
+	if !ok && w.opts.RetryAfter != nil {
+		d, ok = w.opts.RetryAfter(err)
+	}
+	if !ok || d < 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+// replyError answers with e, stamped with the worker's id.
+func (w *Worker) replyError(ctx context.Context, rt *route, reply string, e *providerv1.Error) {
+	e.WorkerId = w.opts.WorkerID
+	data, err := proto.Marshal(&providerv1.Reply{Kind: &providerv1.Reply_Error{Error: e}})
 	if err != nil {
 		// A message that is not valid UTF-8 cannot be encoded; say so without it.
 		w.logger.ErrorContext(ctx, "encode error reply failed", "component", rt.name, "err", err)
-		data, _ = proto.Marshal(&providerv1.Reply{Kind: &providerv1.Reply_Error{Error: &providerv1.Error{
-			Code: code, Message: "error message is not valid UTF-8", WorkerId: w.opts.WorkerID,
-		}}})
+		e.Message = "error message is not valid UTF-8"
+		data, _ = proto.Marshal(&providerv1.Reply{Kind: &providerv1.Reply_Error{Error: e}})
 	}
 	w.publish(ctx, reply, data)
 }

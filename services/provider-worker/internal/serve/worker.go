@@ -64,6 +64,10 @@ type Options struct {
 	// Resiliency holds each component's timeout, retry and circuit breaker policies; nil
 	// means one attempt per request, bounded only by the request's deadline.
 	Resiliency *resiliency.Set
+	// RetryAfter reads a provider error's Retry-After hint, which an UNAVAILABLE reply
+	// passes on to the router (Error.retry_after); nil reads only hints attached with
+	// resiliency.RetryAfterHint.
+	RetryAfter func(error) (time.Duration, bool)
 }
 
 // Worker subscribes to the work subjects of its components and answers their requests. It

@@ -22,6 +22,7 @@ import (
 	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/natstest"
 	"github.com/parleyhq/parley/services/provider-worker/internal/serve"
+	"github.com/parleyhq/parley/services/provider-worker/provider"
 	"github.com/parleyhq/parley/services/provider-worker/provider/echo"
 )
 
@@ -179,6 +180,43 @@ func TestErrorReplies(t *testing.T) {
 					w.metric(t, "parley_worker_requests_total", map[string]string{"component": comp, "outcome": outcomeLabel(tt.wantCode)}) == 1 &&
 					w.metric(t, "parley_worker_inflight", map[string]string{"component": comp}) == 0
 			}, 5*time.Second, 10*time.Millisecond)
+		})
+	}
+}
+
+// TestErrorReplyCarriesRetryAfter: an UNAVAILABLE reply passes the provider's
+// Retry-After hint on to the router, read through Options.RetryAfter; other codes and
+// errors without a hint carry none.
+func TestErrorReplyCarriesRetryAfter(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	nc := natstest.Connect(t, srv)
+	tests := []struct {
+		name     string
+		text     string
+		hook     func(error) (time.Duration, bool)
+		wantCode providerv1.ErrorCode
+		want     time.Duration // 0: no retry_after
+	}{
+		{"rate limited, hint read", "fail:ratelimited", provider.RetryAfterOf, providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, 7 * time.Second},
+		{"rate limited, no hook", "fail:ratelimited", nil, providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, 0},
+		{"unavailable without hint", "fail:unavailable", provider.RetryAfterOf, providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, 0},
+		{"internal keeps its hint to itself", "fail:internal-with-hint", provider.RetryAfterOf, providerv1.ErrorCode_ERROR_CODE_INTERNAL, 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			comp := fmt.Sprintf("retry-after-%d", i)
+			startWorker(t, srv, map[string]serve.Provider{comp: newScripted()}, serve.Options{RetryAfter: tt.hook})
+			a := call(t, nc, comp, encode(t, request(comp, tt.text)), nil)
+			requireError(t, a, tt.wantCode, "")
+			ra := a.final.GetError().GetRetryAfter()
+			if tt.want == 0 {
+				require.Nil(t, ra)
+				return
+			}
+			require.NotNil(t, ra)
+			require.Equal(t, tt.want, ra.AsDuration())
 		})
 	}
 }

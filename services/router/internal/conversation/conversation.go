@@ -277,6 +277,9 @@ var (
 type ProviderError struct {
 	Code    providerv1.ErrorCode
 	Message string
+	// RetryAfter is how long the provider asked callers to wait before another try
+	// (its Retry-After hint, passed on by the worker); 0 when it gave none.
+	RetryAfter time.Duration
 }
 
 func (e *ProviderError) Error() string { return e.Message }

@@ -216,7 +216,11 @@ func (d *Dispatcher) once(ctx context.Context, subject string, data []byte) (*pr
 			case *providerv1.Reply_Response:
 				return k.Response, nil, nil
 			case *providerv1.Reply_Error:
-				return nil, nil, &conversation.ProviderError{Code: k.Error.GetCode(), Message: k.Error.GetMessage()}
+				pe := &conversation.ProviderError{Code: k.Error.GetCode(), Message: k.Error.GetMessage()}
+				if ra := k.Error.GetRetryAfter(); ra != nil {
+					pe.RetryAfter = max(ra.AsDuration(), 0)
+				}
+				return nil, nil, pe
 			default:
 				return nil, nil, fmt.Errorf("worker reply has no kind")
 			}

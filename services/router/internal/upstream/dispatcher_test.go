@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/bus"
@@ -55,6 +56,13 @@ func TestDispatch(t *testing.T) {
 		}}})
 	})
 	require.NoError(t, err)
+	// limited passes on the provider's rate limit with its Retry-After hint.
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"limited", "q", func(m *nats.Msg) {
+		reply(t, worker, m.Reply, &providerv1.Reply{Kind: &providerv1.Reply_Error{Error: &providerv1.Error{
+			Code: providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, Message: "rate limited", RetryAfter: durationpb.New(7 * time.Second),
+		}}})
+	})
+	require.NoError(t, err)
 	// flaky dies silently on the first delivery and answers the retry.
 	var flakyCalls atomic.Int32
 	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"flaky", "q", func(m *nats.Msg) {
@@ -80,13 +88,16 @@ func TestDispatch(t *testing.T) {
 		component    string
 		wantErr      error
 		wantProvider string
+		wantCode     providerv1.ErrorCode
+		wantRetry    time.Duration
 		wantAttempts int
 	}{
 		{component: "healthy", wantAttempts: 1},
 		{component: "slow", wantAttempts: 1},
 		{component: "flaky", wantAttempts: 2},
 		{component: "retried", wantAttempts: 3},
-		{component: "failing", wantProvider: "bad temperature"},
+		{component: "failing", wantProvider: "bad temperature", wantCode: providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT},
+		{component: "limited", wantProvider: "rate limited", wantCode: providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, wantRetry: 7 * time.Second},
 		{component: "dead", wantErr: conversation.ErrWorkerLost},
 		{component: "absent", wantErr: conversation.ErrNoWorker},
 	}
@@ -101,7 +112,8 @@ func TestDispatch(t *testing.T) {
 				var pe *conversation.ProviderError
 				require.ErrorAs(t, err, &pe)
 				require.Equal(t, tt.wantProvider, pe.Message)
-				require.Equal(t, providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, pe.Code)
+				require.Equal(t, tt.wantCode, pe.Code)
+				require.Equal(t, tt.wantRetry, pe.RetryAfter)
 			default:
 				require.NoError(t, err)
 				require.Equal(t, "done", got.Response.GetChoices()[0].GetContent())

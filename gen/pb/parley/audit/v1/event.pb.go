@@ -31,6 +31,8 @@ const (
 	Api_API_ALPHA1      Api = 1
 	Api_API_ALPHA2      Api = 2
 	Api_API_NATIVE      Api = 3
+	// The OpenAI-compatible Chat Completions API (POST /v1/chat/completions).
+	Api_API_OPENAI Api = 4
 )
 
 // Enum value maps for Api.
@@ -40,12 +42,14 @@ var (
 		1: "API_ALPHA1",
 		2: "API_ALPHA2",
 		3: "API_NATIVE",
+		4: "API_OPENAI",
 	}
 	Api_value = map[string]int32{
 		"API_UNSPECIFIED": 0,
 		"API_ALPHA1":      1,
 		"API_ALPHA2":      2,
 		"API_NATIVE":      3,
+		"API_OPENAI":      4,
 	}
 )
 
@@ -466,7 +470,7 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*J\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*Z\n" +
 	"\x03Api\x12\x13\n" +
 	"\x0fAPI_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -474,7 +478,9 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"API_ALPHA2\x10\x02\x12\x0e\n" +
 	"\n" +
-	"API_NATIVE\x10\x03*A\n" +
+	"API_NATIVE\x10\x03\x12\x0e\n" +
+	"\n" +
+	"API_OPENAI\x10\x04*A\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSTATUS_OK\x10\x01\x12\x10\n" +

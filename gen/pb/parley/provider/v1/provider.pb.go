@@ -921,10 +921,13 @@ func (x *Response) GetAttempts() int32 {
 
 // Error is the outcome of a failed call.
 type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=parley.provider.v1.ErrorCode" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	WorkerId      string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Code     ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=parley.provider.v1.ErrorCode" json:"code,omitempty"`
+	Message  string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	WorkerId string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// How long the provider asked the caller to wait before another try (its Retry-After
+	// hint), on UNAVAILABLE errors whose provider answer carried one; unset otherwise.
+	RetryAfter    *durationpb.Duration `protobuf:"bytes,4,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -978,6 +981,13 @@ func (x *Error) GetWorkerId() string {
 		return x.WorkerId
 	}
 	return ""
+}
+
+func (x *Error) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
 }
 
 // Heartbeat says the worker is still working on the request.
@@ -1200,11 +1210,13 @@ const file_parley_provider_v1_provider_proto_rawDesc = "" +
 	"\x05usage\x18\x03 \x01(\v2\x19.parley.provider.v1.UsageR\x05usage\x12\x1b\n" +
 	"\tworker_id\x18\x04 \x01(\tR\bworkerId\x12D\n" +
 	"\x10provider_latency\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0fproviderLatency\x12\x1a\n" +
-	"\battempts\x18\x06 \x01(\x05R\battempts\"q\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\"\xad\x01\n" +
 	"\x05Error\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.parley.provider.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1b\n" +
-	"\tworker_id\x18\x03 \x01(\tR\bworkerId\"(\n" +
+	"\tworker_id\x18\x03 \x01(\tR\bworkerId\x12:\n" +
+	"\vretry_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\"(\n" +
 	"\tHeartbeat\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"\xbd\x01\n" +
 	"\x05Reply\x12=\n" +
@@ -1281,14 +1293,15 @@ var file_parley_provider_v1_provider_proto_depIdxs = []int32{
 	8,  // 13: parley.provider.v1.Response.usage:type_name -> parley.provider.v1.Usage
 	16, // 14: parley.provider.v1.Response.provider_latency:type_name -> google.protobuf.Duration
 	1,  // 15: parley.provider.v1.Error.code:type_name -> parley.provider.v1.ErrorCode
-	12, // 16: parley.provider.v1.Reply.heartbeat:type_name -> parley.provider.v1.Heartbeat
-	10, // 17: parley.provider.v1.Reply.response:type_name -> parley.provider.v1.Response
-	11, // 18: parley.provider.v1.Reply.error:type_name -> parley.provider.v1.Error
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 16: parley.provider.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	12, // 17: parley.provider.v1.Reply.heartbeat:type_name -> parley.provider.v1.Heartbeat
+	10, // 18: parley.provider.v1.Reply.response:type_name -> parley.provider.v1.Response
+	11, // 19: parley.provider.v1.Reply.error:type_name -> parley.provider.v1.Error
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_parley_provider_v1_provider_proto_init() }
