@@ -33,6 +33,7 @@ import (
 	"github.com/parleyhq/parley/services/router/internal/daprapi"
 	"github.com/parleyhq/parley/services/router/internal/nativeapi"
 	"github.com/parleyhq/parley/services/router/internal/nearcache"
+	"github.com/parleyhq/parley/services/router/internal/openaiapi"
 	"github.com/parleyhq/parley/services/router/internal/upstream"
 )
 
@@ -45,7 +46,7 @@ type Config struct {
 	ScrubberURL string `env:"ROUTER_SCRUBBER_URL, default=https://127.0.0.1:3510"`
 	CacheURL    string `env:"ROUTER_CACHE_URL, default=https://127.0.0.1:3520"`
 	AuditURL    string `env:"ROUTER_AUDIT_URL, default=https://127.0.0.1:3540"`
-	// MaxBodyBytes caps a Dapr HTTP request body.
+	// MaxBodyBytes caps a Dapr HTTP or OpenAI-compatible request body.
 	MaxBodyBytes int64 `env:"ROUTER_MAX_BODY_BYTES, default=4194304"`
 	// RequestTimeout bounds a conversation whose client set no deadline.
 	RequestTimeout time.Duration `env:"ROUTER_REQUEST_TIMEOUT, default=60s"`
@@ -77,7 +78,8 @@ type Config struct {
 	// AuditStreamReplicas is used when the router creates the audit stream.
 	AuditStreamReplicas int `env:"AUDIT_STREAM_REPLICAS, default=1"`
 	// APIToken, when set, must come with every API call in the dapr-api-token header, as
-	// daprd's DAPR_API_TOKEN.
+	// daprd's DAPR_API_TOKEN (the OpenAI-compatible API also takes it as
+	// Authorization: Bearer).
 	APIToken apitoken.Token `env:"DAPR_API_TOKEN"`
 }
 
@@ -148,6 +150,9 @@ var Module = fx.Module("router",
 		func(s *conversation.Service, c Config, l *slog.Logger) *nativeapi.Handler {
 			return nativeapi.New(s, c.RequestTimeout, l)
 		},
+		func(s *conversation.Service, comps *upstream.Components, c Config, l *slog.Logger) *openaiapi.Handler {
+			return openaiapi.New(s, comps, openaiapi.Options{MaxBodyBytes: c.MaxBodyBytes, Timeout: c.RequestTimeout}, l)
+		},
 		newGuard,
 		// Every API route checks the API token; health, readiness, metrics, grpc.health.v1
 		// and reflection are rpcserver's own routes and stay open.
@@ -176,12 +181,29 @@ var Module = fx.Module("router",
 			path, handler := conversationv1connect.NewConversationServiceHandler(h, mw.HandlerOption())
 			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: conversationv1connect.ConversationServiceName}
 		}),
+		// The OpenAI-compatible API takes the token as OpenAI's SDKs send their key
+		// (Authorization: Bearer), or in dapr-api-token; it refuses in OpenAI's shape.
+		rpcserver.AsRoute(func(h *openaiapi.Handler, g *apitoken.Guard) rpcserver.Route {
+			return rpcserver.Route{Pattern: "POST /v1/chat/completions", Handler: g.Bearer(http.HandlerFunc(h.ChatCompletions), refuseOpenAI)}
+		}),
+		rpcserver.AsRoute(func(h *openaiapi.Handler, g *apitoken.Guard) rpcserver.Route {
+			return rpcserver.Route{Pattern: "GET /v1/models", Handler: g.Bearer(http.HandlerFunc(h.Models), refuseOpenAI)}
+		}),
+		rpcserver.AsRoute(func(h *openaiapi.Handler, g *apitoken.Guard) rpcserver.Route {
+			return rpcserver.Route{Pattern: "GET /v1/models/{id}", Handler: g.Bearer(http.HandlerFunc(h.Model), refuseOpenAI)}
+		}),
 		rpcserver.AsRoute(func(h *auditapi.Handler, mw *rpcserver.Middleware, g *apitoken.Guard) rpcserver.Route {
 			path, handler := auditv1connect.NewAuditServiceHandler(h, mw.HandlerOption())
 			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: auditv1connect.AuditServiceName}
 		}),
 	),
 )
+
+// refuseOpenAI answers a call to the OpenAI-compatible API without a valid token with
+// OpenAI's 401.
+func refuseOpenAI(w http.ResponseWriter, _ *http.Request, missing bool) {
+	openaiapi.WriteError(w, openaiapi.Unauthorized(missing))
+}
 
 // healthParams are newHealth's dependencies: the router's readiness checks, the ones its
 // /readyz runs.

@@ -1,0 +1,219 @@
+// Package openaiapi serves the OpenAI-compatible Chat Completions API on the router:
+// POST /v1/chat/completions (non-streaming) and GET /v1/models, so clients written against
+// OpenAI's SDKs reach Parley's components by changing their base URL. The model field
+// names a component; requests become the same conversation.Request as every other API's,
+// with scrubbing and the cache steered by Parley headers (headers.go). Errors have
+// OpenAI's shape and statuses (errors.go). docs/openai.md is the reference.
+package openaiapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/parleyhq/parley/libs/jsondepth"
+	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/servertiming"
+)
+
+// Converser runs conversations.
+type Converser interface {
+	Lookup(name string) (conversation.Component, bool)
+	Converse(ctx context.Context, req conversation.Request) (*conversation.Result, error)
+}
+
+// ComponentLister lists the configured components for GET /v1/models.
+type ComponentLister interface {
+	List() []conversation.Component
+}
+
+// Options tune the Handler.
+type Options struct {
+	// MaxBodyBytes caps a request body.
+	MaxBodyBytes int64
+	// Timeout bounds a call whose client set no deadline.
+	Timeout time.Duration
+}
+
+// Handler serves the OpenAI-compatible API.
+type Handler struct {
+	conv       Converser
+	components ComponentLister
+	opts       Options
+	logger     *slog.Logger
+	now        func() time.Time
+}
+
+// New returns a Handler.
+func New(conv Converser, components ComponentLister, opts Options, logger *slog.Logger) *Handler {
+	return &Handler{conv: conv, components: components, opts: opts, logger: logger, now: time.Now}
+}
+
+// bodyEnvelopeDepth is how deep a request's own structure nests before a JSON value
+// starts (messages[].content[] parts, tools[].function.parameters,
+// response_format.json_schema.schema).
+const bodyEnvelopeDepth = 8
+
+// ChatCompletions serves POST /v1/chat/completions.
+func (h *Handler) ChatCompletions(w http.ResponseWriter, r *http.Request) {
+	timer := servertiming.Start()
+	req, e := h.read(w, r)
+	if e != nil {
+		h.writeError(w, r, "", e)
+		return
+	}
+	comp, e := h.lookup(req.Model)
+	if e != nil {
+		h.writeError(w, r, req.Model, e)
+		return
+	}
+	if req.Stream != nil && *req.Stream {
+		h.writeError(w, r, req.Model, invalidParam("stream", "Streaming is not available yet on Parley's OpenAI-compatible API; send 'stream': false."))
+		return
+	}
+	creq, e := translate(req, r.Header)
+	if e != nil {
+		h.writeError(w, r, req.Model, e)
+		return
+	}
+	ctx, cancel := h.withTimeout(r.Context())
+	defer cancel()
+	res, err := h.conv.Converse(ctx, creq)
+	if err != nil {
+		h.writeError(w, r, req.Model, h.toOpenAI(ctx, req.Model, err))
+		return
+	}
+	b, err := json.Marshal(toCompletion(req.Model, res, h.now()))
+	if err != nil {
+		h.writeError(w, r, req.Model, h.toOpenAI(ctx, req.Model, fmt.Errorf("encode completion: %w", err)))
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set(CacheHeader, cacheValue(comp, creq, res))
+	hdr.Set(RequestIDHeader, res.RequestID)
+	hdr.Set("X-Request-Id", res.RequestID)
+	hdr.Set(servertiming.Header, timer.Value(res.ProviderTime))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+// read reads and decodes the body: bounded in size, refused cheaply when nested deeper
+// than any valid request, decoded strictly.
+func (h *Handler) read(w http.ResponseWriter, r *http.Request) (*chatRequest, *Error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
+				Message: fmt.Sprintf("The request body is larger than %d bytes.", h.opts.MaxBodyBytes)}
+		}
+		return nil, invalidParam("", "Failed to read the request body: %v.", err)
+	}
+	// Values are checked exactly once decoded (conversation.InvalidRequestError).
+	if jsondepth.Exceeds(body, jsondepth.Max+bodyEnvelopeDepth) {
+		return nil, invalidParam("", "The JSON body nests deeper than %d levels.", jsondepth.Max+bodyEnvelopeDepth)
+	}
+	return decodeRequest(body)
+}
+
+// lookup resolves the model field to a component.
+func (h *Handler) lookup(model string) (conversation.Component, *Error) {
+	switch {
+	case model == "":
+		return conversation.Component{}, invalidParam("model", "You must provide a model parameter.")
+	case len(model) > conversation.MaxComponentName:
+		// No component has such a name; the message and the log keep a bounded prefix.
+		return conversation.Component{}, modelNotFound(model[:conversation.MaxComponentName] + "…")
+	}
+	comp, ok := h.conv.Lookup(model)
+	if !ok {
+		return conversation.Component{}, modelNotFound(model)
+	}
+	return comp, nil
+}
+
+func (h *Handler) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok || h.opts.Timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, h.opts.Timeout)
+}
+
+// cacheValue is the Parley-Cache answer header: off when the component caches nothing or
+// the request bypassed the cache.
+func cacheValue(comp conversation.Component, req conversation.Request, res *conversation.Result) string {
+	switch {
+	case res.CacheHit:
+		return "hit"
+	case comp.CacheTTL <= 0 || req.BypassCache:
+		return "off"
+	default:
+		return "miss"
+	}
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, model string, e *Error) {
+	if len(model) > conversation.MaxComponentName {
+		model = model[:conversation.MaxComponentName] + "…"
+	}
+	h.logger.InfoContext(r.Context(), "openai request failed",
+		"path", r.URL.Path, "model", model, "status", e.Status, "type", e.Type, "code", e.Code)
+	WriteError(w, e)
+}
+
+// model is OpenAI's model object.
+type model struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+func toModel(c conversation.Component) model {
+	// owned_by names the provider behind the component, e.g. "openai" or "echo".
+	return model{ID: c.Name, Object: "model", Created: 0, OwnedBy: strings.TrimPrefix(c.Type, "conversation.")}
+}
+
+// Models serves GET /v1/models: every component, sorted by name.
+func (h *Handler) Models(w http.ResponseWriter, _ *http.Request) {
+	list := h.components.List()
+	data := make([]model, 0, len(list))
+	for _, c := range list {
+		data = append(data, toModel(c))
+	}
+	slices.SortFunc(data, func(a, b model) int { return strings.Compare(a.ID, b.ID) })
+	writeJSON(w, struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{"list", data})
+}
+
+// Model serves GET /v1/models/{id}.
+func (h *Handler) Model(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	comp, e := h.lookup(id)
+	if e != nil {
+		h.writeError(w, r, id, e)
+		return
+	}
+	writeJSON(w, toModel(comp))
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		WriteError(w, &Error{Status: http.StatusInternalServerError, Type: typeServer, Message: "failed encoding the response"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
