@@ -2,7 +2,9 @@
 // benchmarks: it answers POST …/chat/completions (any path ending so: OpenAI's /v1, Azure's
 // deployments path, Hugging Face's router path) with a deterministic answer of a
 // configurable number of tokens after a configurable latency, streams it as server-sent
-// events when the request says "stream": true, fails every n-th request on demand, and
+// events when the request says "stream": true, answers {"answer": "<the words>"} when the
+// request asks for JSON (response_format json_schema or json_object), fails every n-th
+// request on demand, and
 // lists one model at …/models. It never calls out and keeps no request text.
 //
 // cmd/fakeprovider serves it on a port:
@@ -183,7 +185,10 @@ type chatRequest struct {
 			Name string `json:"name"`
 		} `json:"function"`
 	} `json:"tools"`
-	ToolChoice json.RawMessage `json:"tool_choice"`
+	ToolChoice     json.RawMessage `json:"tool_choice"`
+	ResponseFormat *struct {
+		Type string `json:"type"`
+	} `json:"response_format"`
 }
 
 type chatMessage struct {
@@ -264,6 +269,11 @@ func (s *server) answer(req *chatRequest, n uint64) *answer {
 			w += " "
 		}
 		a.tokens[i] = w
+	}
+	if rf := req.ResponseFormat; rf != nil && (rf.Type == "json_schema" || rf.Type == "json_object") && len(a.tokens) > 0 {
+		// Structured output: the words as the string "answer" of a JSON object.
+		a.tokens[0] = `{"answer":"` + a.tokens[0]
+		a.tokens[len(a.tokens)-1] += `"}`
 	}
 	return a
 }

@@ -121,6 +121,15 @@ func TestCompletions(t *testing.T) {
 				"usage":{"prompt_tokens":1,"completion_tokens":16,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":0}}}`,
 		},
 		{
+			name: "a JSON response format answers a JSON object",
+			opts: fakeprovider.Options{Tokens: 2},
+			path: "/v1/chat/completions",
+			body: `{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object"}}}}`,
+			want: `{"id":"chatcmpl-fake-1","object":"chat.completion","created":1795608000,"model":"m",
+				"choices":[{"index":0,"message":{"role":"assistant","content":"{\"answer\":\"lorem ipsum\"}"},"finish_reason":"stop"}],
+				"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"prompt_tokens_details":{"cached_tokens":0}}}`,
+		},
+		{
 			name: "tool_choice auto answers text",
 			opts: fakeprovider.Options{Tokens: 1},
 			path: "/v1/chat/completions",

@@ -168,7 +168,7 @@ func TestTranslate(t *testing.T) {
 				{"role":"developer","content":"be brief"},
 				{"role":"system","content":[{"type":"text","text":"you are"},{"type":"text","text":" helpful"}]},
 				{"role":"user","content":"weather?","name":"ann"},
-				{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Oslo\"}"}}]},
+				{"role":"assistant","content":null,"refusal":null,"annotations":[],"audio":null,"function_call":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Oslo\"}"}}]},
 				{"role":"tool","tool_call_id":"c1","content":[{"type":"text","text":"{\"temp\":3}"}]},
 				{"role":"assistant","content":"3 degrees","refusal":null}
 			]}`,

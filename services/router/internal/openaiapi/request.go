@@ -73,6 +73,9 @@ type chatMessage struct {
 	Refusal      *string         `json:"refusal"`
 	Audio        json.RawMessage `json:"audio"`
 	FunctionCall json.RawMessage `json:"function_call"`
+	// Annotations come back when a client sends an answer's message as it got it (as
+	// OpenAI's guides do); they are ignored.
+	Annotations json.RawMessage `json:"annotations"`
 }
 
 type toolCall struct {
