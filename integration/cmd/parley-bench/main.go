@@ -35,7 +35,7 @@ func run() error {
 	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack); its echo component must cache, as make up's")
 	env := envFlag{}
 	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
-	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, miss, hit, scrubbed, provider")
+	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, internal-hop, miss, native, openai, hit, scrubbed, provider")
 	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
 	natsMode := flag.String("nats", "process", "where the started stack's NATS server runs: process (its own, so its CPU is measured apart) or embedded (in this process, as make up)")
 	natsChild := flag.String(natsChildFlag, "", "internal: run only the stack's NATS server, for a stack with this data directory")
@@ -82,6 +82,7 @@ func run() error {
 		}
 		defer stop()
 		routerAddr = s.RouterGRPCAddr()
+		t.routerURL = s.URL("router")
 		t.fakeURL = "http://" + h.fake.addr
 		if t.hop, err = internalHop(s); err != nil {
 			return err

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
+	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
+	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
 )
 
 // The paths `make bench` measures, each at concurrency 1 (latency) and at -c (throughput
@@ -34,11 +36,17 @@ const (
 	pathHit      = "hit"
 	pathScrubbed = "scrubbed"
 	pathProvider = "provider"
+	// pathNative and pathOpenAI are the miss path through the other public APIs: the native
+	// API (Connect, protobuf over h2c) and the OpenAI-compatible API (JSON over HTTP/1.1,
+	// as OpenAI's SDKs call). Same crossings as miss; what differs is the adapter and the
+	// wire format.
+	pathNative = "native"
+	pathOpenAI = "openai"
 	// pathDirect is the fake provider called directly: subtracted from the provider path.
 	pathDirect = "fake-direct"
 )
 
-var allPaths = []string{pathFloor, pathFloorConnect, pathHop, pathMiss, pathHit, pathScrubbed, pathProvider}
+var allPaths = []string{pathFloor, pathFloorConnect, pathHop, pathMiss, pathNative, pathOpenAI, pathHit, pathScrubbed, pathProvider}
 
 // The columns of the CPU table, in order: the load generator, the floor server, the
 // constellation's processes and the fake provider.
@@ -69,6 +77,9 @@ type target struct {
 	natsEmbedded bool
 	// hop is one internal Connect call (pathHop); nil when the stack is not this benchmark's.
 	hop func(context.Context) error
+	// routerURL is the router's public HTTP URL (native and OpenAI paths); empty when the
+	// stack is not this benchmark's.
+	routerURL string
 }
 
 type pathRun struct {
@@ -94,6 +105,10 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 	if t.hop != nil {
 		calls[pathHop] = t.hop
 	}
+	if t.routerURL != "" {
+		calls[pathNative] = viaNative(t.routerURL, "echo", distinct)
+		calls[pathOpenAI] = viaOpenAI(t.routerURL, "echo", distinct)
+	}
 	if t.fakeURL != "" {
 		calls[pathProvider] = viaGRPC(t.router, "fake", distinct, false)
 		calls[pathDirect] = fakeDirect(t.fakeURL, distinct)
@@ -101,7 +116,7 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 	var order []string
 	for _, p := range paths {
 		if _, ok := calls[p]; !ok {
-			fmt.Fprintf(os.Stderr, "parley-bench: path %s skipped (no provider without the started stack)\n", p)
+			fmt.Fprintf(os.Stderr, "parley-bench: path %s skipped (it needs the started stack)\n", p)
 			continue
 		}
 		order = append(order, p)
@@ -166,6 +181,47 @@ func viaGRPC(conn *grpc.ClientConn, component string, text func() string, scrub 
 			r.ScrubPii = &scrub
 		}
 		return conn.Invoke(ctx, "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2", r, &runtimev1.ConversationResponseAlpha2{})
+	}
+}
+
+// viaNative calls the native API's Converse over Connect (protobuf, h2c), as a Connect
+// client does.
+func viaNative(base, component string, text func() string) func(context.Context) error {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	client := conversationv1connect.NewConversationServiceClient(&http.Client{Transport: &http.Transport{Protocols: p}}, base)
+	return func(ctx context.Context) error {
+		_, err := client.Converse(ctx, &conversationv1.ConverseRequest{
+			Component: component,
+			Messages:  []*conversationv1.Message{{Role: conversationv1.Role_ROLE_USER, Content: text()}},
+		})
+		return err
+	}
+}
+
+// viaOpenAI posts a chat completion to the OpenAI-compatible API (JSON over HTTP/1.1 with
+// keep-alive, as OpenAI's SDKs call) and reads the whole answer.
+func viaOpenAI(base, component string, text func() string) func(context.Context) error {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	return func(ctx context.Context) error {
+		body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}]}`, component, text())
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = res.Body.Close() }()
+		if _, err := io.Copy(io.Discard, res.Body); err != nil {
+			return err
+		}
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("openai api: %s", res.Status)
+		}
+		return nil
 	}
 }
 
