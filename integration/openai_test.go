@@ -103,8 +103,10 @@ func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // TestOpenAISDK drives the OpenAI-compatible API with OpenAI's official Go SDK against
 // real processes, with fake OpenAI providers upstream: models, a plain chat (and its audit
-// row), a tool round trip, JSON-schema output, the cache headers, an unknown model, a
-// provider's 429 surfacing as a 429 with Retry-After, and a wrong key.
+// row), a tool round trip, JSON-schema output, the cache headers, scrubbing asked for by
+// header and by metadata, an unknown model, a provider's 429 surfacing as a 429 with
+// Retry-After, a wrong key, the official npm package doing the same, and every answer
+// against OpenAI's documented schema.
 func TestOpenAISDK(t *testing.T) {
 	need(t)
 	fake := newCapturingFake(t, fakeprovider.Options{Tokens: 4})
@@ -259,6 +261,23 @@ func TestOpenAISDK(t *testing.T) {
 		_, err = client.Chat.Completions.New(ctx(t), params, option.WithHeader("Parley-Cache", "bypass"), option.WithResponseInto(&bypass))
 		require.NoError(t, err)
 		require.Equal(t, "off", bypass.Header.Get("Parley-Cache"))
+	})
+
+	t.Run("scrubbing through a header and through metadata", func(t *testing.T) {
+		for _, opts := range [][]option.RequestOption{
+			{option.WithHeader("Parley-Scrub", "inputs")},
+			{option.WithJSONSet("metadata", map[string]string{"parley.scrub": "inputs"})},
+		} {
+			_, err := client.Chat.Completions.New(ctx(t), openai.ChatCompletionNewParams{
+				Model: "oa", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("write to ann@example.com")},
+			}, opts...)
+			require.NoError(t, err)
+			sent := fake.lastRequest(t)
+			msgs := fmt.Sprint(sent["messages"])
+			require.Contains(t, msgs, "write to <EMAIL_ADDRESS>")
+			require.NotContains(t, msgs, "ann@example.com")
+			require.Nil(t, sent["metadata"], "parley.* keys are not forwarded")
+		}
 	})
 
 	t.Run("unknown model", func(t *testing.T) {
