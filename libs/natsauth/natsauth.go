@@ -18,6 +18,7 @@ import (
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/cachepurge"
+	"github.com/parleyhq/parley/libs/component"
 )
 
 // Role is what a NATS user does in the constellation.
@@ -70,15 +71,17 @@ func (u User) Validate() error {
 	case Router, Cache, Audit, Admin:
 	case Worker:
 		for _, c := range u.Components {
-			if c == "" || strings.ContainsAny(c, "*> \t\r\n") || strings.HasPrefix(c, ".") || strings.HasSuffix(c, ".") || strings.Contains(c, "..") {
-				return fmt.Errorf("natsauth: user %q: component %q is not a subject token", u.Name, c)
+			if err := component.CheckName(c); err != nil {
+				return fmt.Errorf("natsauth: user %q: component %q is not a subject token: %w", u.Name, c, err)
 			}
 		}
 	default:
 		return fmt.Errorf("natsauth: user %q: unknown role %q", u.Name, u.Role)
 	}
-	if u.Role == Cache && strings.ContainsAny(u.Bucket, "*>. \t\r\n") {
-		return fmt.Errorf("natsauth: user %q: bucket %q is not a bucket name", u.Name, u.Bucket)
+	if u.Role == Cache && u.Bucket != "" {
+		if err := bus.CheckName(u.Bucket); err != nil {
+			return fmt.Errorf("natsauth: user %q: bucket %q is not a bucket name: %w", u.Name, u.Bucket, err)
+		}
 	}
 	return nil
 }

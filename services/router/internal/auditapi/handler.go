@@ -43,12 +43,10 @@ func forward[T any](ctx context.Context, h *Handler, res *T, err error) (*T, err
 		connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeCanceled, connect.CodeDeadlineExceeded:
 		return nil, err
 	case connect.CodeUnavailable:
-		id := rpcserver.ErrorID()
-		h.logger.ErrorContext(ctx, "audit query failed", "error_id", id, "err", err.Error())
+		id := rpcserver.LogError(ctx, h.logger, "audit query failed", err)
 		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("the audit log is unavailable (id %s)", id))
 	}
-	id := rpcserver.ErrorID()
-	h.logger.ErrorContext(ctx, "audit query failed", "error_id", id, "err", err.Error())
+	id := rpcserver.LogError(ctx, h.logger, "audit query failed", err)
 	return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
 }
 
