@@ -160,8 +160,7 @@ func (h *Handler) toOpenAI(ctx context.Context, model string, err error) *Error 
 	if e := fromDomain(model, err); e != nil {
 		return e
 	}
-	id := rpcserver.ErrorID()
-	h.logger.ErrorContext(ctx, "conversation failed", "component", model, "error_id", id, "err", err.Error())
+	id := rpcserver.LogError(ctx, h.logger, "conversation failed", err, "component", model)
 	switch conversation.KindOf(err) {
 	case conversation.KindScrub:
 		return &Error{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "service_unavailable",
