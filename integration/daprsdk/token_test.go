@@ -110,7 +110,8 @@ func send(t *testing.T, method, url, contentType, token, body string) exchange {
 
 // TestTokenHTTP: Dapr HTTP calls without the right token get daprd's 401 "invalid api
 // token" (dapr/dapr pkg/http/middlewares.go), the native Connect API gets Unauthenticated,
-// and health, readiness and metrics stay open.
+// the OpenAI-compatible API OpenAI's 401 (and takes the token as a bearer token), and health,
+// readiness and metrics stay open.
 func TestTokenHTTP(t *testing.T) {
 	need(t)
 	t.Parallel()
@@ -154,6 +155,50 @@ func TestTokenHTTP(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("openai-compatible api", func(t *testing.T) {
+		t.Parallel()
+		const body = `{"model":"echo-nocache","messages":[{"role":"user","content":"hello"}]}`
+		tests := []struct {
+			name, bearer, daprToken string
+			wantStatus              int
+			wantCode                any // the error's code; nil for none
+		}{
+			{name: "missing", wantStatus: 401, wantCode: nil},
+			{name: "wrong bearer", bearer: "x" + apiToken, wantStatus: 401, wantCode: "invalid_api_key"},
+			{name: "wrong dapr-api-token", daprToken: "x" + apiToken, wantStatus: 401, wantCode: "invalid_api_key"},
+			{name: "bearer", bearer: apiToken, wantStatus: 200},
+			{name: "dapr-api-token", daprToken: apiToken, wantStatus: 200},
+		}
+		for _, tt := range tests {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, router+"/v1/chat/completions", strings.NewReader(body))
+			require.NoError(t, err)
+			if tt.bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.bearer)
+			}
+			if tt.daprToken != "" {
+				req.Header.Set("dapr-api-token", tt.daprToken)
+			}
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			b, err := io.ReadAll(res.Body)
+			_ = res.Body.Close()
+			require.NoError(t, err)
+			require.Equal(t, tt.wantStatus, res.StatusCode, "%s: %s", tt.name, b)
+			require.Equal(t, "application/json", res.Header.Get("Content-Type"), tt.name)
+			if tt.wantStatus == http.StatusOK {
+				require.Contains(t, string(b), `"content":"hello"`, tt.name)
+				continue
+			}
+			var e struct {
+				Error map[string]any `json:"error"`
+			}
+			require.NoError(t, json.Unmarshal(b, &e), string(b))
+			require.Equal(t, "invalid_request_error", e.Error["type"], tt.name)
+			require.Equal(t, tt.wantCode, e.Error["code"], tt.name)
+			require.Nil(t, e.Error["param"], tt.name)
+		}
+	})
 
 	t.Run("native connect api", func(t *testing.T) {
 		t.Parallel()
