@@ -348,6 +348,8 @@ func TestOpenAISDK(t *testing.T) {
 			{"model", http.MethodGet, "/v1/models/oa", "", 200, modelSchema},
 			{"error", http.MethodPost, "/v1/chat/completions", `{"model":"nope","messages":[]}`, 404, errorSchema},
 			{"error without a token", http.MethodGet, "/v1/models", "", 401, errorSchema},
+			{"unknown path", http.MethodGet, "/v1/embeddings", "", 404, errorSchema},
+			{"wrong method", http.MethodGet, "/v1/chat/completions", "", 404, errorSchema},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

@@ -192,6 +192,9 @@ var Module = fx.Module("router",
 		rpcserver.AsRoute(func(h *openaiapi.Handler, g *apitoken.Guard) rpcserver.Route {
 			return rpcserver.Route{Pattern: "GET /v1/models/{id}", Handler: g.Bearer(http.HandlerFunc(h.Model), refuseOpenAI)}
 		}),
+		rpcserver.AsRoute(func(h *openaiapi.Handler, g *apitoken.Guard) rpcserver.Route {
+			return rpcserver.Route{Pattern: "/v1/", Handler: g.Bearer(http.HandlerFunc(h.NotFound), refuseOpenAI)}
+		}),
 		rpcserver.AsRoute(func(h *auditapi.Handler, mw *rpcserver.Middleware, g *apitoken.Guard) rpcserver.Route {
 			path, handler := auditv1connect.NewAuditServiceHandler(h, mw.HandlerOption())
 			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: auditv1connect.AuditServiceName}

@@ -207,6 +207,20 @@ func (h *Handler) Model(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, toModel(comp))
 }
 
+// maxURLInError bounds the path an Invalid URL error echoes.
+const maxURLInError = 256
+
+// NotFound answers any other path under /v1/, or a known path with another method, as
+// OpenAI does: 404 "Invalid URL (METHOD /path)".
+func (h *Handler) NotFound(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	if len(path) > maxURLInError {
+		path = path[:maxURLInError] + "…"
+	}
+	WriteError(w, &Error{Status: http.StatusNotFound, Type: typeInvalidRequest,
+		Message: fmt.Sprintf("Invalid URL (%s %s)", r.Method, path)})
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -436,6 +436,8 @@ func TestModels(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/models", h.Models)
 	mux.HandleFunc("GET /v1/models/{id}", h.Model)
+	mux.HandleFunc("POST /v1/chat/completions", h.ChatCompletions)
+	mux.HandleFunc("/v1/", h.NotFound)
 	tests := []struct {
 		path       string
 		wantStatus int
@@ -446,6 +448,8 @@ func TestModels(t *testing.T) {
 			{"id":"gpt","object":"model","created":0,"owned_by":"openai"}]}`},
 		{"/v1/models/gpt", 200, `{"id":"gpt","object":"model","created":0,"owned_by":"openai"}`},
 		{"/v1/models/nope", 404, `{"error":{"message":"The model ` + "`nope`" + ` does not exist or you do not have access to it.","type":"invalid_request_error","param":"model","code":"model_not_found"}}`},
+		{"/v1/embeddings", 404, `{"error":{"message":"Invalid URL (GET /v1/embeddings)","type":"invalid_request_error","param":null,"code":null}}`},
+		{"/v1/chat/completions", 404, `{"error":{"message":"Invalid URL (GET /v1/chat/completions)","type":"invalid_request_error","param":null,"code":null}}`},
 	}
 	for _, tt := range tests {
 		rec := httptest.NewRecorder()
