@@ -163,6 +163,16 @@ func TestCrossingBudget(t *testing.T) {
 		status int
 	}{
 		{"miss", "miss", nil, func(i int) convExchange { return alpha2("echo", fmt.Sprintf("miss %s %d", run, i), false) }, http.StatusOK},
+		{"openai", "miss", nil, func(i int) convExchange {
+			body := fmt.Sprintf(`{"model":"echo","messages":[{"role":"user","content":"openai %s %d"}]}`, run, i)
+			res, err := client.Post(router+"/v1/chat/completions", "application/json", strings.NewReader(body))
+			require.NoError(t, err)
+			defer func() { _ = res.Body.Close() }()
+			var sb strings.Builder
+			_, err = bufio.NewReader(res.Body).WriteTo(&sb)
+			require.NoError(t, err)
+			return convExchange{status: res.StatusCode, header: res.Header, body: sb.String()}
+		}, http.StatusOK},
 		{"hit", "hit", func() {
 			// The answer is stored after the first reply, then kept in the router's near
 			// cache: warm until a hit comes from there.
