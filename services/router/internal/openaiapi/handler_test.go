@@ -181,6 +181,11 @@ func TestTranslate(t *testing.T) {
 				{"role":"ROLE_ASSISTANT","parts":[{"text":"3 degrees"}]}]}`,
 		},
 		{
+			name: "a tool result names its function when no call in the history does",
+			body: `{"model":"gpt","messages":[{"role":"tool","tool_call_id":"c9","name":"lookup","content":"42"}]}`,
+			want: `{"messages":[{"role":"ROLE_TOOL","parts":[{"toolResult":{"toolCallId":"c9","name":"lookup","content":"42"}}]}]}`,
+		},
+		{
 			name: "sampling fields, stop as a string, max_completion_tokens over max_tokens",
 			body: `{"model":"gpt","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"max_tokens":9,"max_completion_tokens":50,"stop":"END","n":1,"user":"u-1","seed":7,"top_p":0.9,"parallel_tool_calls":false,"store":false,"logprobs":false,"modalities":["text"]}`,
 			want: `{"messages":[{"role":"ROLE_USER","parts":[{"text":"hi"}]}],"temperature":0.2,"maxTokens":"50","stop":["END"]}`,

@@ -594,8 +594,12 @@ func fromToolMessage(param string, m chatMessage, names map[string]string) (*pro
 	if texts == nil {
 		return nil, invalidParam(param+".content", "Missing required parameter: '%s.content'.", param)
 	}
+	name := names[*m.ToolCallID]
+	if name == "" && m.Name != nil {
+		name = *m.Name // some clients name the function on its result themselves
+	}
 	return &providerv1.Message{Role: providerv1.Role_ROLE_TOOL, Parts: []*providerv1.Part{{Kind: &providerv1.Part_ToolResult{
-		ToolResult: &providerv1.ToolResult{ToolCallId: *m.ToolCallID, Name: names[*m.ToolCallID], Content: strings.Join(texts, "")},
+		ToolResult: &providerv1.ToolResult{ToolCallId: *m.ToolCallID, Name: name, Content: strings.Join(texts, "")},
 	}}}}, nil
 }
 
