@@ -311,6 +311,7 @@ func TestRequestErrors(t *testing.T) {
 		{name: "five stop sequences", body: `{"model":"gpt",` + msgs + `,"stop":["a","b","c","d","e"]}`, wantStatus: 400, wantParam: ptr("stop")},
 		{name: "stop of the wrong type", body: `{"model":"gpt",` + msgs + `,"stop":3}`, wantStatus: 400, wantParam: ptr("stop")},
 		{name: "no messages", body: `{"model":"gpt","messages":[]}`, wantStatus: 400, wantParam: ptr("messages")},
+		{name: "a long value is quoted cut", body: `{"model":"gpt","messages":[{"role":"` + strings.Repeat("w", 5000) + `","content":"hi"}]}`, wantStatus: 400, wantParam: ptr("messages[0].role"), wantMsg: "Invalid value: '" + strings.Repeat("w", 64) + "…'"},
 		{name: "unknown role", body: `{"model":"gpt","messages":[{"role":"wizard","content":"hi"}]}`, wantStatus: 400, wantParam: ptr("messages[0].role"), wantMsg: "Invalid value: 'wizard'"},
 		{name: "user without content", body: `{"model":"gpt","messages":[{"role":"user"}]}`, wantStatus: 400, wantParam: ptr("messages[0].content")},
 		{name: "image part", body: `{"model":"gpt","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, wantStatus: 400, wantParam: ptr("messages[0].content[0].type"), wantMsg: "text content parts only"},

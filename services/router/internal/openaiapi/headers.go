@@ -51,7 +51,7 @@ func parleyOptions(hdr http.Header, md map[string]string) (options, *Error) {
 			case "tokenize":
 				o.tokenize = true
 			default:
-				return options{}, invalidParam(paramOf(src.name), "Invalid %s value '%s': use a comma-separated list of inputs, outputs and tokenize, or none.", src.name, strings.TrimSpace(v))
+				return options{}, invalidParam(paramOf(src.name), "Invalid %s value '%s': use a comma-separated list of inputs, outputs and tokenize, or none.", src.name, echo(strings.TrimSpace(v)))
 			}
 		}
 	}
@@ -67,7 +67,7 @@ func parleyOptions(hdr http.Header, md map[string]string) (options, *Error) {
 		case "bypass":
 			o.bypassCache = true
 		default:
-			return options{}, invalidParam(paramOf(src.name), "Invalid %s value '%s': use bypass or default.", src.name, src.value)
+			return options{}, invalidParam(paramOf(src.name), "Invalid %s value '%s': use bypass or default.", src.name, echo(src.value))
 		}
 	}
 	return o, nil

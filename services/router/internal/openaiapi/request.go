@@ -175,7 +175,7 @@ func decodeError(at string, err error) *Error {
 		if at != "" {
 			name = at + "." + name
 		}
-		return invalidParam("", "Unrecognized request argument supplied: %s", name)
+		return invalidParam("", "Unrecognized request argument supplied: %s", echo(name))
 	case errors.As(err, &typeErr):
 		field := typeErr.Field
 		if at != "" {
@@ -188,6 +188,17 @@ func decodeError(at string, err error) *Error {
 		}
 		return invalidParam("", "We could not parse the JSON body of your request: %v. The body must be one JSON object.", err)
 	}
+}
+
+// maxEcho bounds a caller's value quoted in an error message.
+const maxEcho = 64
+
+// echo is a caller's value as an error message quotes it: at most maxEcho bytes.
+func echo(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxEcho], "") + "…"
 }
 
 // jsonType names a Go kind as a JSON type.
@@ -421,7 +432,7 @@ func toolChoice(raw json.RawMessage, tools []*providerv1.Tool) (string, *Error) 
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
 			if s != "none" && s != "auto" && s != "required" {
-				return "", invalidParam("tool_choice", "Invalid value for 'tool_choice': '%s'. Supported values are: 'none', 'auto' and 'required', or an object naming a function.", s)
+				return "", invalidParam("tool_choice", "Invalid value for 'tool_choice': '%s'. Supported values are: 'none', 'auto' and 'required', or an object naming a function.", echo(s))
 			}
 			choice = s
 		} else {
@@ -434,7 +445,7 @@ func toolChoice(raw json.RawMessage, tools []*providerv1.Tool) (string, *Error) 
 			}
 			choice = named.Function.Name
 			if !slices.ContainsFunc(tools, func(t *providerv1.Tool) bool { return t.GetName() == choice }) {
-				return "", invalidParam("tool_choice", "Invalid value for 'tool_choice': the function '%s' is not among the request's tools.", choice)
+				return "", invalidParam("tool_choice", "Invalid value for 'tool_choice': the function '%s' is not among the request's tools.", echo(choice))
 			}
 		}
 	}
@@ -461,7 +472,7 @@ func fromResponseFormat(rf *responseFormat) (*structpb.Struct, *Error) {
 		return openObject("json_object"), nil
 	case "json_schema":
 	default:
-		return nil, invalidParam("response_format.type", "Invalid value for 'response_format.type': '%s'. Supported values are: 'text', 'json_object' and 'json_schema'.", rf.Type)
+		return nil, invalidParam("response_format.type", "Invalid value for 'response_format.type': '%s'. Supported values are: 'text', 'json_object' and 'json_schema'.", echo(rf.Type))
 	}
 	js := rf.JSONSchema
 	if js == nil {
@@ -531,7 +542,7 @@ func fromMessage(i int, m chatMessage, names map[string]string) (*providerv1.Mes
 	case "":
 		return nil, invalidParam(param+".role", "Missing required parameter: '%s.role'.", param)
 	default:
-		return nil, invalidParam(param+".role", "Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", m.Role)
+		return nil, invalidParam(param+".role", "Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", echo(m.Role))
 	}
 	texts, e := contentTexts(param+".content", m.Content, false)
 	if e != nil {
@@ -633,7 +644,7 @@ func contentTexts(param string, raw json.RawMessage, assistant bool) ([]string, 
 		case part.Type == "refusal" && assistant && part.Refusal != nil:
 			texts = append(texts, *part.Refusal)
 		default:
-			return nil, invalidParam(pp+".type", "Invalid value for '%s.type': '%s'. Parley passes text content parts only.", pp, part.Type)
+			return nil, invalidParam(pp+".type", "Invalid value for '%s.type': '%s'. Parley passes text content parts only.", pp, echo(part.Type))
 		}
 	}
 	return texts, nil
