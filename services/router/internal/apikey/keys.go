@@ -98,13 +98,10 @@ func Parse(data []byte) (*File, error) {
 	return &f, nil
 }
 
-// scrubYAMLError keeps the decoder's message to its first line: YAML errors quote the
-// offending value, which could be a pasted key.
+// scrubYAMLError keeps the decoder's message on one line and withholds it when it quotes
+// key material (YAML errors quote the offending value, which could be a pasted key).
 func scrubYAMLError(err error) error {
-	msg := err.Error()
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
-	}
+	msg := strings.Join(strings.Fields(err.Error()), " ")
 	if strings.Contains(msg, Prefix) {
 		return errors.New("invalid YAML (the message quoted key material and is withheld)")
 	}
