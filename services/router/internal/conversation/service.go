@@ -217,7 +217,7 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 	}
 	rec := &record{
 		ev: &auditv1.ConversationEvent{
-			RequestId: p.RequestId, Tenant: p.Tenant, Api: req.API, Component: comp.Name,
+			RequestId: p.RequestId, Tenant: p.Tenant, KeyId: caller.KeyID, Api: req.API, Component: comp.Name,
 			Provider: comp.Type, Model: comp.Model, ContextId: req.ContextID, CreatedAt: timestamppb.New(start),
 		},
 		findings: map[string]int64{},
