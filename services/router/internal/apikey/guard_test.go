@@ -43,7 +43,7 @@ type keyset struct {
 	keys map[string]string // id -> key
 }
 
-func newKeyset(t *testing.T, entries ...apikey.Key) *keyset {
+func newKeyset(t testing.TB, entries ...apikey.Key) *keyset {
 	t.Helper()
 	ks := &keyset{keys: map[string]string{}}
 	for _, e := range entries {
@@ -56,7 +56,7 @@ func newKeyset(t *testing.T, entries ...apikey.Key) *keyset {
 	return ks
 }
 
-func (ks *keyset) write(t *testing.T, path string) {
+func (ks *keyset) write(t testing.TB, path string) {
 	t.Helper()
 	b, err := ks.file.Marshal()
 	require.NoError(t, err)
