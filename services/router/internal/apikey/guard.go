@@ -152,6 +152,24 @@ func (g *Guard) DaprHTTP(next http.Handler) http.Handler {
 	})
 }
 
+// Authenticate guards an HTTP API with error bodies of its own (the OpenAI-compatible
+// API): refuse writes the refusal of a request without a key (missing) or with a wrong or
+// revoked one. The handler then admits each conversation with Admit once it knows the
+// component. Without API keys it is the DAPR_API_TOKEN check (daprd's 401), or nothing.
+func (g *Guard) Authenticate(next http.Handler, refuse func(w http.ResponseWriter, r *http.Request, missing bool)) http.Handler {
+	if g.keys == nil {
+		return g.token.HTTP(next)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r, missing, ok := g.authenticate(r)
+		if !ok {
+			refuse(w, r, missing)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // DaprRPC guards the Dapr gRPC service: a refused key gets daprd's gRPC error.
 func (g *Guard) DaprRPC(next http.Handler) http.Handler {
 	if g.keys == nil {
@@ -276,7 +294,10 @@ func writeDaprHTTPError(w http.ResponseWriter, err error) {
 
 // Admit is the admission an adapter without a path component (the OpenAI-compatible
 // API) runs once it knows the component and the request's size: it returns the context
-// to converse with, or an error for ConnectError or HTTPStatus.
+// to converse with, or an error for ConnectError or HTTPStatus (a limit's error is a
+// *ratelimit.ExceededError, with its Retry-After). The caller must settle what the
+// request used: conversation.Service.Converse does, and
+// defer tenant.From(ctx).Settle(0) covers a request that fails before it.
 func (g *Guard) Admit(ctx context.Context, component string, requestBytes int) (context.Context, error) {
 	return g.admit(ctx, component, int64(requestBytes)/bytesPerToken)
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,6 +141,20 @@ func serve(t *testing.T, ks *keyset, limiter apikey.Limiter) *fixture {
 	mux.Handle(path, g.DaprRPC(h))
 	path, h = conversationv1connect.NewConversationServiceHandler(nativeFake{}, connect.WithInterceptors(g.Interceptor()))
 	mux.Handle(path, g.RPC(h))
+	mux.Handle("POST /v1/chat/completions", g.Authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, err := g.Admit(r.Context(), r.URL.Query().Get("model"), int(r.ContentLength))
+		if err != nil {
+			status, retry := apikey.HTTPStatus(err)
+			w.Header().Set("Retry-After", strconv.FormatInt(retry, 10))
+			http.Error(w, `{"error":{"type":"rate_limit"}}`, status)
+			return
+		}
+		defer tenant.From(ctx).Settle(0)
+		c := tenant.From(ctx)
+		_, _ = io.WriteString(w, c.Tenant+"/"+c.KeyID)
+	}), func(w http.ResponseWriter, _ *http.Request, missing bool) {
+		http.Error(w, fmt.Sprintf(`{"error":{"code":"invalid_api_key","missing":%t}}`, missing), http.StatusUnauthorized)
+	}))
 	mux.Handle("POST /v1.0-alpha2/conversation/{name}/converse", g.DaprHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := tenant.From(r.Context())
 		_, _ = io.WriteString(w, c.Tenant+"/"+c.KeyID)
@@ -190,6 +206,18 @@ func (f *fixture) call(t *testing.T, api, component string, set func(http.Header
 			return string(b), 200, 0, nil, ""
 		}
 		return "", res.StatusCode, 0, res.Header, string(b)
+	case "openai":
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, f.url+"/v1/chat/completions?model="+component, strings.NewReader(`{"messages":[]}`))
+		require.NoError(t, err)
+		set(req.Header)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode == http.StatusOK {
+			return string(b), 200, 0, nil, ""
+		}
+		return "", res.StatusCode, 0, res.Header, string(b)
 	case "dapr-grpc":
 		res, err := f.dapr.ConverseAlpha2(ctx, &runtimev1.ConversationRequestAlpha2{Name: component})
 		if err != nil {
@@ -216,7 +244,7 @@ func (f *fixture) call(t *testing.T, api, component string, set func(http.Header
 	return
 }
 
-var apis = []string{"dapr-http", "dapr-grpc", "connect", "grpc", "grpc-web", "connect-stream"}
+var apis = []string{"dapr-http", "openai", "dapr-grpc", "connect", "grpc", "grpc-web", "connect-stream"}
 
 // TestKeysOnEveryAPI: a key is accepted in either header on every API and names its
 // tenant; a missing, wrong or revoked key is refused with each API's status; a component
@@ -250,6 +278,9 @@ func TestKeysOnEveryAPI(t *testing.T) {
 				case "dapr-http":
 					require.Equal(t, http.StatusUnauthorized, status, tc.name)
 					require.Equal(t, "invalid api token\n", body, tc.name)
+				case "openai":
+					require.Equal(t, http.StatusUnauthorized, status, tc.name)
+					require.Contains(t, body, "invalid_api_key", tc.name)
 				case "dapr-grpc":
 					require.Equal(t, connect.CodeUnauthenticated, code, tc.name)
 					require.Contains(t, body, "Unauthorized", tc.name)
@@ -258,10 +289,13 @@ func TestKeysOnEveryAPI(t *testing.T) {
 				}
 			}
 			_, status, code, _, body := f.call(t, api, "other", func(h http.Header) { h.Set("Authorization", "Bearer "+ks.keys["a1"]) })
-			if api == "dapr-http" {
+			switch api {
+			case "dapr-http":
 				require.Equal(t, http.StatusForbidden, status)
 				require.Contains(t, body, apikey.ErrCodePermissionDenied)
-			} else {
+			case "openai":
+				require.Equal(t, http.StatusForbidden, status)
+			default:
 				require.Equal(t, connect.CodePermissionDenied, code)
 			}
 		})
@@ -301,6 +335,11 @@ func TestRateLimitRefusals(t *testing.T) {
 				require.NotEmpty(t, answer)
 			}
 			_, status, code, header, body := f.call(t, api, "echo", auth)
+			if api == "openai" {
+				require.Equal(t, http.StatusTooManyRequests, status)
+				require.Equal(t, "60", header.Get("Retry-After"))
+				return
+			}
 			if api == "dapr-http" {
 				require.Equal(t, http.StatusTooManyRequests, status)
 				require.Equal(t, "60", header.Get("Retry-After"))
