@@ -200,7 +200,7 @@ func (f *fixture) call(t *testing.T, api, component string, set func(http.Header
 		set(req.Header)
 		res, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		b, _ := io.ReadAll(res.Body)
 		if res.StatusCode == http.StatusOK {
 			return string(b), 200, 0, nil, ""
@@ -212,7 +212,7 @@ func (f *fixture) call(t *testing.T, api, component string, set func(http.Header
 		set(req.Header)
 		res, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		b, _ := io.ReadAll(res.Body)
 		if res.StatusCode == http.StatusOK {
 			return string(b), 200, 0, nil, ""
@@ -234,7 +234,7 @@ func (f *fixture) call(t *testing.T, api, component string, set func(http.Header
 	case "connect-stream":
 		s, err := f.native.ConverseStream(ctx, &conversationv1.ConverseStreamRequest{Request: &conversationv1.ConverseRequest{Component: component}})
 		require.NoError(t, err)
-		defer s.Close()
+		defer func() { _ = s.Close() }()
 		if s.Receive() {
 			return s.Msg().GetRequestId(), 0, 0, nil, ""
 		}
