@@ -39,6 +39,10 @@ type Keyring struct {
 	logger   *slog.Logger
 	current  atomic.Pointer[snapshot]
 	reloads  func(ok bool)
+	// reload serialises reloads; badSum is the content hash of the last file that did not
+	// load, reported once.
+	reload sync.Mutex
+	badSum [sha256.Size]byte
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -77,18 +81,20 @@ func NewKeyring(path string, pepper []byte, interval time.Duration, logger *slog
 	return k, nil
 }
 
-// load reads the file; it returns nil, nil when the file is unchanged since prev.
+// load reads the file; it returns nil, nil when the file is unchanged since prev, or is
+// the bad file already reported.
 func (k *Keyring) load(prev *snapshot) (*snapshot, error) {
 	data, err := os.ReadFile(k.path)
 	if err != nil {
 		return nil, fmt.Errorf("read keys file: %w", err)
 	}
 	sum := sha256.Sum256(data)
-	if prev != nil && prev.sum == sum {
+	if prev != nil && (prev.sum == sum || k.badSum == sum) {
 		return nil, nil
 	}
 	f, err := Parse(data)
 	if err != nil {
+		k.badSum = sum
 		return nil, err
 	}
 	snap := &snapshot{byDigest: make(map[[sha256.Size]byte]*entry, len(f.Keys)), sum: sum}
@@ -99,6 +105,7 @@ func (k *Keyring) load(prev *snapshot) (*snapshot, error) {
 		e := &entry{Key: key}
 		raw, err := hex.DecodeString(strings.TrimPrefix(key.Hash, HashScheme))
 		if err != nil || len(raw) != sha256.Size {
+			k.badSum = sum
 			return nil, fmt.Errorf("keys file: key %q: bad hash", key.ID)
 		}
 		copy(e.digest[:], raw)
@@ -113,8 +120,11 @@ func (k *Keyring) load(prev *snapshot) (*snapshot, error) {
 	return snap, nil
 }
 
-// Reload re-reads the file now; a file that does not parse keeps the current keys.
+// Reload re-reads the file now; a file that does not parse keeps the current keys and is
+// reported once (an error), not at every interval.
 func (k *Keyring) Reload() error {
+	k.reload.Lock()
+	defer k.reload.Unlock()
 	snap, err := k.load(k.current.Load())
 	switch {
 	case err != nil:
