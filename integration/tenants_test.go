@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,13 +262,58 @@ func TestTenants(t *testing.T) {
 		require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err))
 	})
 
+	t.Run("hot reload under load", func(t *testing.T) {
+		// Callers on both routers while the file is rewritten (keys added by the CLI,
+		// each a reload of every router): no call fails.
+		var stop atomic.Bool
+		var calls, failures atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				client := native(routers[i%2], keys["a"], protocols[i%3].opt...)
+				for !stop.Load() {
+					_, err := converse(client, "echo-nocache", "reload")
+					calls.Add(1)
+					if err != nil {
+						failures.Add(1)
+						t.Errorf("call during reload: %v", err)
+					}
+				}
+			})
+		}
+		for i := range 6 {
+			res := runParley(t, env, "", "keys", "create", "-id", fmt.Sprintf("reload-%d", i), "-tenant", "team-r")
+			require.Equal(t, 0, res.code, res.stderr)
+			keys[fmt.Sprintf("reload-%d", i)] = strings.TrimSpace(res.stdout)
+		}
+		// The last key works on both routers once they reloaded: every router reloaded
+		// while the callers ran.
+		require.Eventually(t, func() bool {
+			_, err1 := converse(native(routers[0], keys["reload-5"]), "echo-nocache", "x")
+			_, err2 := converse(native(routers[1], keys["reload-5"]), "echo-nocache", "x")
+			return err1 == nil && err2 == nil
+		}, 10*time.Second, 50*time.Millisecond)
+		stop.Store(true)
+		wg.Wait()
+		require.Positive(t, calls.Load())
+		require.Zero(t, failures.Load())
+	})
+
 	t.Run("no key material in logs or the audit log", func(t *testing.T) {
 		row := auditRow(t, audit(routers[0], keys["a"]), requestID)
 		rowText := jsonText(t, row.GetRequest()) + jsonText(t, row.GetResponse()) + row.String()
+		metrics := map[string]string{}
+		for _, router := range routers {
+			m := get(t, st.URL(router)+"/metrics")
+			require.Equal(t, http.StatusOK, m.status)
+			require.Contains(t, m.body, `parley_router_tenant_requests_total{outcome="rate_limited",tenant="team-c"}`)
+			metrics[router] = m.body
+		}
 		for id, key := range keys {
 			secret := strings.TrimPrefix(key, "pk_")
 			for _, router := range routers {
 				require.NotContains(t, st.Process(router).Log(), secret, "key %s in %s's log", id, router)
+				require.NotContains(t, metrics[router], secret, "key %s in %s's metrics", id, router)
 			}
 			require.NotContains(t, rowText, secret, "key %s in the audit row", id)
 		}
