@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
 	"github.com/parleyhq/parley/integration/stack"
@@ -37,6 +39,7 @@ func run() error {
 	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
 	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, internal-hop, miss, native, openai, hit, scrubbed, provider")
 	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
+	keys := flag.Bool("keys", false, "start the router with API keys: every router path presents a key with (unreached) limits, shared through NATS (docs/tenants.md)")
 	natsMode := flag.String("nats", "process", "where the started stack's NATS server runs: process (its own, so its CPU is measured apart) or embedded (in this process, as make up)")
 	natsChild := flag.String(natsChildFlag, "", "internal: run only the stack's NATS server, for a stack with this data directory")
 	flag.Parse()
@@ -63,10 +66,16 @@ func run() error {
 
 	t := target{natsEmbedded: *natsMode == "embedded"}
 	routerAddr := *addr
+	var apiKey string
 	if routerAddr == "" {
 		data, err := os.MkdirTemp("", "parley-bench-")
 		if err != nil {
 			return err
+		}
+		if *keys {
+			if apiKey, err = benchKeys(env, data); err != nil {
+				return err
+			}
 		}
 		// NATS_URL, else a NATS child of this benchmark, else (-nats embedded) the stack's own.
 		natsURL := os.Getenv("NATS_URL")
@@ -92,7 +101,11 @@ func run() error {
 		}
 		defer t.meter.close()
 	}
-	if t.router, err = dialGRPC(routerAddr); err != nil {
+	var routerOpts []grpc.DialOption
+	if apiKey != "" {
+		routerOpts = append(routerOpts, withKey(apiKey))
+	}
+	if t.router, err = dialGRPC(routerAddr, routerOpts...); err != nil {
 		return err
 	}
 	defer func() { _ = t.router.Close() }()

@@ -29,7 +29,7 @@ func (g *Guard) Bearer(next http.Handler, refuse func(w http.ResponseWriter, r *
 		}
 		g.rejected.WithLabelValues(string(why)).Inc()
 		g.logger.DebugContext(r.Context(), "api token rejected", "reason", string(why), "http_path", r.URL.Path)
-		refuse(w, r, why == missing)
+		refuse(w, r, why == missingReason)
 	})
 }
 
@@ -41,7 +41,7 @@ func (g *Guard) checkBearer(h http.Header) reason {
 	}
 	token, ok := bearerToken(h.Get(authorization))
 	if !ok {
-		return missing
+		return missingReason
 	}
 	got := sha256.Sum256([]byte(token))
 	if subtle.ConstantTimeCompare(got[:], g.want[:]) != 1 {

@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/libs/jsondepth"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 	"github.com/parleyhq/parley/services/router/internal/servertiming"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
 // Converser runs conversations.
@@ -34,26 +35,38 @@ type ComponentLister interface {
 	List() []conversation.Component
 }
 
+// Admitter admits a conversation for the caller's API key (package apikey): the component
+// against the key's components, the request's size against its limits. The returned
+// context carries the caller, whose usage the conversation settles.
+type Admitter interface {
+	Admit(ctx context.Context, component string, requestBytes int) (context.Context, error)
+}
+
 // Options tune the Handler.
 type Options struct {
 	// MaxBodyBytes caps a request body.
 	MaxBodyBytes int64
 	// Timeout bounds a call whose client set no deadline.
 	Timeout time.Duration
+	// AdmitStatus gives the HTTP status and Retry-After seconds (0: none) of an admission
+	// refusal (apikey.HTTPStatus): 429 for a limit, 403 for a component the key may not
+	// use, 503 when the limits cannot be checked.
+	AdmitStatus func(error) (status int, retryAfterSeconds int64)
 }
 
 // Handler serves the OpenAI-compatible API.
 type Handler struct {
 	conv       Converser
 	components ComponentLister
+	admit      Admitter
 	opts       Options
 	logger     *slog.Logger
 	now        func() time.Time
 }
 
-// New returns a Handler.
-func New(conv Converser, components ComponentLister, opts Options, logger *slog.Logger) *Handler {
-	return &Handler{conv: conv, components: components, opts: opts, logger: logger, now: time.Now}
+// New returns a Handler; admit may be nil (every request admitted).
+func New(conv Converser, components ComponentLister, admit Admitter, opts Options, logger *slog.Logger) *Handler {
+	return &Handler{conv: conv, components: components, admit: admit, opts: opts, logger: logger, now: time.Now}
 }
 
 // bodyEnvelopeDepth is how deep a request's own structure nests before a JSON value
@@ -64,7 +77,7 @@ const bodyEnvelopeDepth = 8
 // ChatCompletions serves POST /v1/chat/completions.
 func (h *Handler) ChatCompletions(w http.ResponseWriter, r *http.Request) {
 	timer := servertiming.Start()
-	req, e := h.read(w, r)
+	req, size, e := h.read(w, r)
 	if e != nil {
 		h.writeError(w, r, "", e)
 		return
@@ -83,7 +96,19 @@ func (h *Handler) ChatCompletions(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, req.Model, e)
 		return
 	}
-	ctx, cancel := h.withTimeout(r.Context())
+	ctx := r.Context()
+	if h.admit != nil {
+		admitted, err := h.admit.Admit(ctx, req.Model, size)
+		if err != nil {
+			h.writeError(w, r, req.Model, h.admissionError(err))
+			return
+		}
+		ctx = admitted
+		// Settles a request that never reached the conversation; the conversation
+		// settles the others (only the first report counts).
+		defer tenant.From(ctx).Settle(0)
+	}
+	ctx, cancel := h.withTimeout(ctx)
 	defer cancel()
 	res, err := h.conv.Converse(ctx, creq)
 	if err != nil {
@@ -107,21 +132,40 @@ func (h *Handler) ChatCompletions(w http.ResponseWriter, r *http.Request) {
 
 // read reads and decodes the body: bounded in size, refused cheaply when nested deeper
 // than any valid request, decoded strictly.
-func (h *Handler) read(w http.ResponseWriter, r *http.Request) (*chatRequest, *Error) {
+func (h *Handler) read(w http.ResponseWriter, r *http.Request) (*chatRequest, int, *Error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
+			return nil, 0, &Error{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
 				Message: fmt.Sprintf("The request body is larger than %d bytes.", h.opts.MaxBodyBytes)}
 		}
-		return nil, invalidParam("", "Failed to read the request body: %v.", err)
+		return nil, 0, invalidParam("", "Failed to read the request body: %v.", err)
 	}
 	// Values are checked exactly once decoded (conversation.InvalidRequestError).
 	if jsondepth.Exceeds(body, jsondepth.Max+bodyEnvelopeDepth) {
-		return nil, invalidParam("", "The JSON body nests deeper than %d levels.", jsondepth.Max+bodyEnvelopeDepth)
+		return nil, 0, invalidParam("", "The JSON body nests deeper than %d levels.", jsondepth.Max+bodyEnvelopeDepth)
 	}
-	return decodeRequest(body)
+	req, e := decodeRequest(body)
+	return req, len(body), e
+}
+
+// admissionError is the answer to a request its key may not make now: a limit's 429 with
+// Retry-After, a component the key may not use (403), the limits unavailable (503).
+func (h *Handler) admissionError(err error) *Error {
+	status, retry := http.StatusServiceUnavailable, int64(0)
+	if h.opts.AdmitStatus != nil {
+		status, retry = h.opts.AdmitStatus(err)
+	}
+	switch status {
+	case http.StatusTooManyRequests:
+		return &Error{Status: status, Type: typeRateLimit, Code: "rate_limit_exceeded", Message: err.Error() + ".",
+			RetryAfter: time.Duration(retry) * time.Second}
+	case http.StatusForbidden:
+		return &Error{Status: status, Type: "permission_error", Code: "model_not_allowed", Param: "model", Message: "This API key may not use this model."}
+	default:
+		return &Error{Status: status, Type: typeServer, Code: "service_unavailable", Message: err.Error() + "."}
+	}
 }
 
 // lookup resolves the model field to a component.

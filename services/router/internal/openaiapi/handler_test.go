@@ -18,6 +18,7 @@ import (
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
 // fakeConverser answers every request with its reply (or err) and keeps the last request:
@@ -63,7 +64,7 @@ func okReply() *conversation.Result {
 }
 
 func newTestHandler(f *fakeConverser) *Handler {
-	h := New(f, f, Options{MaxBodyBytes: 1 << 16, Timeout: time.Second}, slog.New(slog.DiscardHandler))
+	h := New(f, f, nil, Options{MaxBodyBytes: 1 << 16, Timeout: time.Second}, slog.New(slog.DiscardHandler))
 	h.now = func() time.Time { return time.Unix(1_700_000_000, 0) }
 	return h
 }
@@ -463,4 +464,85 @@ func TestModels(t *testing.T) {
 		require.Equal(t, tt.wantStatus, rec.Code, tt.path)
 		require.JSONEq(t, tt.want, rec.Body.String(), tt.path)
 	}
+}
+
+// admitter refuses with err, or admits with a caller whose settlement it records.
+type admitter struct {
+	err     error
+	settled []int64
+	sizes   []int
+}
+
+func (a *admitter) Admit(ctx context.Context, _ string, size int) (context.Context, error) {
+	a.sizes = append(a.sizes, size)
+	if a.err != nil {
+		return ctx, a.err
+	}
+	c := (&tenant.Caller{Tenant: "team-a", KeyID: "k1"}).WithSettle(func(n int64) { a.settled = append(a.settled, n) })
+	return tenant.With(ctx, c), nil
+}
+
+// TestAdmission: the caller's key is admitted with the request's size before the
+// conversation, which runs as the key's caller; a refusal gets OpenAI's shape with the
+// status the key's guard names, a limit's Retry-After included.
+func TestAdmission(t *testing.T) {
+	t.Parallel()
+	limit, forbidden, down := errors.New("rate limit exceeded"), errors.New("forbidden"), errors.New("limits down")
+	status := func(err error) (int, int64) {
+		switch {
+		case errors.Is(err, limit):
+			return http.StatusTooManyRequests, 42
+		case errors.Is(err, forbidden):
+			return http.StatusForbidden, 0
+		}
+		return http.StatusServiceUnavailable, 0
+	}
+	tests := []struct {
+		name       string
+		err        error
+		wantStatus int
+		wantType   string
+		wantCode   string
+		wantRetry  string
+	}{
+		{"admitted", nil, 200, "", "", ""},
+		{"over a limit", limit, 429, "rate_limit_error", "rate_limit_exceeded", "42"},
+		{"component not allowed", forbidden, 403, "permission_error", "model_not_allowed", ""},
+		{"limits unavailable", down, 503, "server_error", "service_unavailable", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeConverser{reply: okReply()}
+			var caller *tenant.Caller
+			a := &admitter{err: tt.err}
+			h := New(f, f, a, Options{MaxBodyBytes: 1 << 16, Timeout: time.Second, AdmitStatus: status}, slog.New(slog.DiscardHandler))
+			h.conv = converseAs{f, &caller}
+			rec := post(h, hello, nil)
+			require.Equal(t, tt.wantStatus, rec.Code, rec.Body.String())
+			require.Equal(t, []int{len(hello)}, a.sizes)
+			require.Equal(t, tt.wantRetry, rec.Header().Get("Retry-After"))
+			if tt.err == nil {
+				require.Equal(t, "team-a", caller.Tenant, "the conversation runs as the key's caller")
+				require.Equal(t, []int64{0}, a.settled, "settled once (the fake conversation settles nothing)")
+				return
+			}
+			require.Nil(t, f.last.Provider, "no conversation starts")
+			var body errorBody
+			require.NoError(t, decodeStrict(rec.Body.Bytes(), &body))
+			require.Equal(t, tt.wantType, body.Error.Type)
+			require.Equal(t, nullable(tt.wantCode), body.Error.Code)
+		})
+	}
+}
+
+// converseAs records the caller of the conversation.
+type converseAs struct {
+	*fakeConverser
+	caller **tenant.Caller
+}
+
+func (c converseAs) Converse(ctx context.Context, req conversation.Request) (*conversation.Result, error) {
+	*c.caller = tenant.From(ctx)
+	return c.fakeConverser.Converse(ctx, req)
 }

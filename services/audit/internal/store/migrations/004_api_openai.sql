@@ -5,3 +5,9 @@
 ALTER TABLE conversations DROP CONSTRAINT conversations_api_check;
 ALTER TABLE conversations ADD CONSTRAINT conversations_api_check
     CHECK (api IN ('alpha1', 'alpha2', 'native', 'openai'));
+
+---- create above / drop below ----
+
+ALTER TABLE conversations DROP CONSTRAINT conversations_api_check;
+ALTER TABLE conversations ADD CONSTRAINT conversations_api_check
+    CHECK (api IN ('alpha1', 'alpha2', 'native'));
