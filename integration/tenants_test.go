@@ -262,6 +262,55 @@ func TestTenants(t *testing.T) {
 		require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err))
 	})
 
+	t.Run("openai-compatible api", func(t *testing.T) {
+		chat := func(router, key, model string) httpResult {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, st.URL(router)+"/v1/chat/completions",
+				strings.NewReader(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"openai %s"}]}`, model, n)))
+			require.NoError(t, err)
+			if key != "" {
+				req.Header.Set("Authorization", "Bearer "+key)
+			}
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer func() { _ = res.Body.Close() }()
+			b, err := io.ReadAll(res.Body)
+			require.NoError(t, err)
+			return httpResult{status: res.StatusCode, header: res.Header, body: string(b)}
+		}
+		// A key's conversation runs as its tenant: the audit row names it and the key.
+		res := chat(routers[0], keys["a"], "echo-nocache")
+		require.Equal(t, http.StatusOK, res.status, res.body)
+		row := auditRow(t, audit(routers[0], keys["a"]), res.header.Get("Parley-Request-Id"))
+		require.Equal(t, auditv1.Api_API_OPENAI, row.GetApi())
+		require.Equal(t, "team-a", row.GetTenant())
+		require.Equal(t, "a", row.GetKeyId())
+		// Refusals in OpenAI's shape.
+		for _, tc := range []struct {
+			key, model string
+			status     int
+			code       string
+		}{
+			{"", "echo-nocache", http.StatusUnauthorized, `"code":null`},
+			{keys["gone"], "echo-nocache", http.StatusUnauthorized, `"code":"invalid_api_key"`},
+			{keys["echo-only"], "echo", http.StatusForbidden, `"code":"model_not_allowed"`},
+		} {
+			res := chat(routers[1], tc.key, tc.model)
+			require.Equal(t, tc.status, res.status, res.body)
+			require.Contains(t, res.body, tc.code)
+		}
+		// Key lim admits 5 requests a minute over both routers: of 12 quick calls (two
+		// minutes at most) at least two are refused, with Retry-After.
+		var limited httpResult
+		for i := range 12 {
+			if limited = chat(routers[i%2], keys["lim"], "echo-nocache"); limited.status == http.StatusTooManyRequests {
+				break
+			}
+		}
+		require.Equal(t, http.StatusTooManyRequests, limited.status, limited.body)
+		require.Contains(t, limited.body, `"code":"rate_limit_exceeded"`)
+		require.NotEmpty(t, limited.header.Get("Retry-After"))
+	})
+
 	t.Run("hot reload under load", func(t *testing.T) {
 		// Callers on both routers while the file is rewritten (keys added by the CLI,
 		// each a reload of every router): no call fails.
