@@ -18,6 +18,8 @@ import (
 
 // Delta is one piece of a streamed answer, as the caller gets it.
 type Delta struct {
+	// RequestID is the conversation's request id, on every delta.
+	RequestID string
 	// Choice is the index of the choice the piece belongs to.
 	Choice int64
 	// Content is text to append to the choice's content.
@@ -87,7 +89,7 @@ func (s *Service) runStream(ctx context.Context, req Request, comp Component, re
 		scrub:       req.ScrubOutput && canStream,
 		holdContent: req.ScrubOutput && !canStream,
 		holdTools:   req.ScrubToolArguments || (tokens != nil && tokens.text != nil),
-		scrubber:    ss, mode: scrubMode(req),
+		scrubber:    ss, mode: scrubMode(req), requestID: p.GetRequestId(),
 	}
 	if tokens != nil {
 		out.tokens = tokens.all
@@ -212,6 +214,7 @@ type streamOut struct {
 	holdTools   bool // tool calls sent whole at the end
 	scrubber    StreamScrubber
 	mode        ScrubMode
+	requestID   string
 	tokens      []Token
 	restorer    *restore.Restorer
 
@@ -331,6 +334,7 @@ func (o *streamOut) send(d Delta) error {
 	if o.first.IsZero() {
 		o.first = time.Now()
 	}
+	d.RequestID = o.requestID
 	if err := o.emit(d); err != nil {
 		o.err = err
 		return err
