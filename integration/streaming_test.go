@@ -15,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 
+	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
 )
@@ -144,6 +145,7 @@ func TestStreamingEndToEnd(t *testing.T) {
 	require.NotContains(t, want, "4111")
 
 	t.Run("pii split at every offset", func(t *testing.T) {
+		var lastID string
 		for k := 0; k <= len(splitAnswer); k++ {
 			stream, err := client.ConverseStream(t.Context(), &conversationv1.ConverseStreamRequest{Request: splitRequest(fmt.Sprintf("split %d", k))})
 			require.NoError(t, err)
@@ -159,7 +161,19 @@ func TestStreamingEndToEnd(t *testing.T) {
 			require.Equal(t, "stop", last.GetFinishReason())
 			require.EqualValues(t, 11, last.GetUsage().GetTotalTokens())
 			require.Equal(t, "split", last.GetModel())
+			if k == len(splitAnswer)/2 {
+				lastID = last.GetRequestId()
+			}
 		}
+		// One audit row for the stream, with the whole scrubbed answer and its time to
+		// first token.
+		row := auditRow(t, auditv1connect.NewAuditServiceClient(h2cClient(), own.URL("router")), lastID)
+		response := jsonText(t, row.GetResponse())
+		require.Contains(t, response, want)
+		require.NotContains(t, response, "bob@example.com")
+		require.Positive(t, row.GetTimeToFirstToken().AsDuration())
+		require.LessOrEqual(t, row.GetTimeToFirstToken().AsDuration(), row.GetLatency().AsDuration())
+		require.EqualValues(t, 11, row.GetUsage().GetTotalTokens())
 	})
 
 	t.Run("cancel reaches the provider", func(t *testing.T) {
