@@ -257,9 +257,9 @@ func benchStream(ctx context.Context, t target, d time.Duration, n int, seq func
 	fmt.Printf("\nstreams: fake provider at %d tokens, one every %s; Parley = native ConverseStream (gRPC) on component fake-stream, no scrubbing\n",
 		streamTokens, streamTokenInterval)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "run\tstreams\terrors\tTTFT p50\tTTFT p99\tstream p50\tgap p50\tgap p99\tgap max\t")
+	_, _ = fmt.Fprintln(w, "run\tstreams\terrors\tTTFT p50\tTTFT p99\tstream p50\tgap p50\tgap p99\tgap max\t")
 	row := func(name string, s streamSummary) {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, s.streams, s.errors,
+		_, _ = fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, s.streams, s.errors,
 			fmtDur(s.ttft50), fmtDur(s.ttft99), fmtDur(s.total50), fmtDur(s.gap50), fmtDur(s.gap99), fmtDur(s.gapMax))
 	}
 	row("direct c=1", d1)
@@ -268,7 +268,7 @@ func benchStream(ctx context.Context, t target, d time.Duration, n int, seq func
 	row(fmt.Sprintf("parley c=%d", n), pN)
 	_ = w.Flush()
 	if p1.chunks > 0 && d1.chunks > 0 {
-		perChunk := ((p1.last50 - p1.ttft50) - (d1.last50 - d1.ttft50)) / time.Duration(max(1, streamTokens-1))
+		perChunk := ((p1.last50 - p1.ttft50) - (d1.last50 - d1.ttft50)) / max(1, streamTokens-1)
 		fmt.Printf("added at c=1: time to first token %s (p50); per chunk after the first %s (p50 time from the first to the last content, per chunk); end of stream %s (p50, the audit record and the finish message)\n",
 			fmtDur(p1.ttft50-d1.ttft50), fmtDur(perChunk), fmtDur((p1.total50-p1.last50)-(d1.total50-d1.last50)))
 	}
