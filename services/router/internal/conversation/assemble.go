@@ -93,9 +93,10 @@ func (a *Assembly) Response(final *providerv1.Response) *providerv1.Response {
 	return out
 }
 
-// chunksOf is a whole answer as a stream: one chunk per choice with its content, its tool
-// calls and its finish reason (a cache hit, or a dispatcher that cannot stream).
-func chunksOf(resp *providerv1.Response) []*providerv1.Chunk {
+// ChunksOf is a whole answer as a stream, numbered from 1: one chunk per choice with its
+// content, its tool calls and its finish reason (a cache hit, a dispatcher that cannot
+// stream, a worker that answered whole).
+func ChunksOf(resp *providerv1.Response) []*providerv1.Chunk {
 	out := make([]*providerv1.Chunk, 0, len(resp.GetChoices()))
 	for i, c := range resp.GetChoices() {
 		ch := &providerv1.Chunk{Seq: uint64(i + 1), ChoiceIndex: c.GetIndex(), Content: c.GetContent(), FinishReason: c.GetFinishReason()} //nolint:gosec // i >= 0

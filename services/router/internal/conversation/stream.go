@@ -98,7 +98,7 @@ func (s *Service) runStream(ctx context.Context, req Request, comp Component, re
 	defer out.close()
 
 	if hit {
-		for _, c := range chunksOf(resp) {
+		for _, c := range ChunksOf(resp) {
 			if err := out.chunk(c); err != nil {
 				return nil, err
 			}
@@ -112,7 +112,7 @@ func (s *Service) runStream(ctx context.Context, req Request, comp Component, re
 			if err != nil {
 				return nil, err //nolint:wrapcheck // domain errors of this package
 			}
-			for _, c := range chunksOf(d.Response) {
+			for _, c := range ChunksOf(d.Response) {
 				if err := out.chunk(c); err != nil {
 					return nil, err
 				}

@@ -124,6 +124,14 @@ func (s *streamDispatch) run(ctx context.Context, subject string, data []byte) (
 				}
 				idle.Reset(window)
 			case *providerv1.Reply_Response:
+				if s.delivered == 0 {
+					// A worker older than the stream protocol answers whole: one chunk per choice.
+					for _, c := range conversation.ChunksOf(k.Response) {
+						if err := s.chunk(c); err != nil {
+							return nil, nil, err
+						}
+					}
+				}
 				finished = true
 				return s.asm.Response(k.Response), nil, nil
 			case *providerv1.Reply_Error:

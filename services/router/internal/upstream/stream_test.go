@@ -190,3 +190,25 @@ func TestDispatchStreamFailures(t *testing.T) {
 	require.ErrorIs(t, err, stop)
 	require.Eventually(t, func() bool { return slow.cancels.Load() == 1 }, 10*time.Second, time.Millisecond)
 }
+
+// TestDispatchStreamFromAWorkerThatAnswersWhole: a worker older than the stream protocol
+// ignores the stream flag and answers whole; the answer still arrives, in one chunk.
+func TestDispatchStreamFromAWorkerThatAnswersWhole(t *testing.T) {
+	t.Parallel()
+	d, nc := newStreamDispatcher(t, 4)
+	_, err := nc.QueueSubscribe(upstream.SubjectPrefix+"old", "q", func(m *nats.Msg) {
+		reply(t, nc, m.Reply, &providerv1.Reply{Kind: &providerv1.Reply_Response{Response: &providerv1.Response{
+			Choices: []*providerv1.Choice{{FinishReason: "stop", Content: "whole answer"}},
+		}}})
+	})
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+	var got []string
+	res, err := d.DispatchStream(t.Context(), &providerv1.Request{Component: "old"}, func(c *providerv1.Chunk) error {
+		got = append(got, c.GetContent())
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"whole answer"}, got)
+	require.Equal(t, "whole answer", res.Response.GetChoices()[0].GetContent())
+}
