@@ -242,11 +242,11 @@ func (o *streamOut) chunk(c *providerv1.Chunk) error {
 		return err
 	}
 	o.taken++
-	co, err := o.choice(c.GetChoiceIndex())
-	if err != nil {
-		return err
-	}
 	if text := c.GetContent(); text != "" && !o.holdContent {
+		co, err := o.choice(c.GetChoiceIndex())
+		if err != nil {
+			return err
+		}
 		if o.scrub {
 			if err := co.stream.Send(text); err != nil {
 				return &ScrubError{Err: fmt.Errorf("scrubber stream: %w", err)}

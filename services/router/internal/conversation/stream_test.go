@@ -270,3 +270,63 @@ func TestStreamNoFallbackAfterTheFirstChunk(t *testing.T) {
 	require.Equal(t, 1, f.disp.calls, "no fallback after the first chunk")
 	require.Empty(t, f.cache.puts)
 }
+
+// toolStreamDispatcher streams a tool call in pieces: id and name, then its arguments in
+// two fragments that cut "secret" in half.
+type toolStreamDispatcher struct{}
+
+func (toolStreamDispatcher) Dispatch(context.Context, *providerv1.Request) (*Dispatched, error) {
+	return nil, errors.New("unary dispatch on a stream")
+}
+
+func (toolStreamDispatcher) DispatchStream(_ context.Context, _ *providerv1.Request, onChunk func(*providerv1.Chunk) error) (*Dispatched, error) {
+	var asm Assembly
+	for i, c := range []*providerv1.Chunk{
+		{ToolCalls: []*providerv1.ToolCallDelta{{Index: 0, Id: "c1", Name: "send"}}},
+		{ToolCalls: []*providerv1.ToolCallDelta{{Index: 0, Arguments: `{"to":"sec`}}},
+		{ToolCalls: []*providerv1.ToolCallDelta{{Index: 0, Arguments: `ret"}`}}, FinishReason: "tool_calls"},
+	} {
+		c.Seq = uint64(i + 1)
+		asm.Add(c)
+		if err := onChunk(c); err != nil {
+			return nil, err
+		}
+	}
+	return &Dispatched{Attempts: 1, Response: asm.Response(&providerv1.Response{Choices: []*providerv1.Choice{{FinishReason: "tool_calls"}}})}, nil
+}
+
+// TestStreamToolCalls: tool-call pieces pass through as they come, unless the caller asked
+// for their arguments to be scrubbed: then each call arrives whole, scrubbed, at the end.
+func TestStreamToolCalls(t *testing.T) {
+	t.Parallel()
+	for _, scrubArgs := range []bool{false, true} {
+		f := newStreamFixture(t, Options{})
+		f.svc.dispatcher = toolStreamDispatcher{}
+		req := request("nocache", "call send", false, false)
+		req.ScrubToolArguments = scrubArgs
+		var deltas []Delta
+		res, err := f.svc.ConverseStream(t.Context(), req, func(d Delta) error {
+			deltas = append(deltas, d)
+			return nil
+		})
+		require.NoError(t, err)
+		var args strings.Builder
+		for _, d := range deltas {
+			for _, tc := range d.ToolCalls {
+				args.WriteString(tc.GetArguments())
+			}
+		}
+		call := res.Response.GetChoices()[0].GetToolCalls()[0]
+		require.Equal(t, "send", call.GetName())
+		require.Equal(t, "tool_calls", res.Response.GetChoices()[0].GetFinishReason())
+		if scrubArgs {
+			require.Len(t, deltas, 1, "the call arrives whole")
+			require.Equal(t, `{"to":"<SECRET>"}`, args.String())
+			require.Equal(t, "c1", deltas[0].ToolCalls[0].GetId())
+		} else {
+			require.Len(t, deltas, 3, "the pieces pass through")
+			require.Equal(t, `{"to":"secret"}`, args.String())
+		}
+		require.Equal(t, args.String(), call.GetArguments(), "the result is what the caller got")
+	}
+}
