@@ -29,6 +29,7 @@ func TestConfig(t *testing.T) {
 		{name: "bad audit mode", env: map[string]string{"AUDIT_MODE": "sometimes"}, wantErr: "AUDIT_MODE must be required or best-effort"},
 		{name: "bad duration", env: map[string]string{"ROUTER_REQUEST_TIMEOUT": "soon"}, wantErr: "ROUTER_REQUEST_TIMEOUT"},
 		{name: "zero attempts", env: map[string]string{"ROUTER_DISPATCH_ATTEMPTS": "0"}, wantErr: "ROUTER_DISPATCH_ATTEMPTS must be positive"},
+		{name: "stream window too small", env: map[string]string{"ROUTER_STREAM_WINDOW": "1"}, wantErr: "ROUTER_STREAM_WINDOW must be between 2 and 1024, got 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
