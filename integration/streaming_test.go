@@ -20,9 +20,9 @@ import (
 	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
 )
 
-// splitAnswer is the answer of splitProvider: an e-mail address and a card number the
-// scrubber must catch wherever the stream is cut.
-const splitAnswer = "Write to bob@example.com, card 4111 1111 1111 1111, today."
+// splitAnswer is the answer of splitProvider: an e-mail address, a card number and an
+// IBAN the scrubber must catch wherever the stream is cut.
+const splitAnswer = "Write to bob@example.com, card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, today."
 
 // splitProvider is an OpenAI-compatible provider on a loopback port. For "split N" it
 // answers splitAnswer, streamed in two chunks cut at byte N; for "hold" it streams one
@@ -123,7 +123,7 @@ func readStream(stream *connect.ServerStreamForClient[conversationv1.ConverseStr
 
 // TestStreamingEndToEnd streams through the real processes (router, pii-scrubber,
 // provider-worker, cache, audit) from an OpenAI-compatible provider that streams:
-//   - an answer with an e-mail address and a card number, cut at every byte offset,
+//   - an answer with an e-mail address, a card number and an IBAN, cut at every byte offset,
 //     never reaches the caller unscrubbed, and the deltas concatenated equal the unary
 //     scrubbed answer;
 //   - a caller that goes away mid-stream cancels the provider's HTTP request;
@@ -143,6 +143,7 @@ func TestStreamingEndToEnd(t *testing.T) {
 	want := unary.GetChoices()[0].GetMessage().GetContent()
 	require.NotContains(t, want, "bob@example.com")
 	require.NotContains(t, want, "4111")
+	require.NotContains(t, want, "DE89")
 
 	t.Run("pii split at every offset", func(t *testing.T) {
 		var lastID string
@@ -153,7 +154,7 @@ func TestStreamingEndToEnd(t *testing.T) {
 			require.NoError(t, stream.Err(), "cut at %d", k)
 			require.Equal(t, want, got, "cut at %d", k)
 			for _, m := range msgs {
-				for _, raw := range []string{"bob@", "example.com", "4111 ", " 1111"} {
+				for _, raw := range []string{"bob@", "example.com", "4111 ", " 1111", "DE89", "3704", "0130 00"} {
 					require.NotContains(t, m.GetContentDelta(), raw, "cut at %d", k)
 				}
 			}
