@@ -1,6 +1,7 @@
 // Package natsauth owns the NATS users of a Parley constellation and their subject
 // permissions: who may publish provider work and audit events, who may take which
-// provider work, who may consume the audit stream and who may touch the cache bucket.
+// provider work, who may consume the audit stream and who may touch the cache bucket and
+// the routers' limits bucket.
 // The same permissions feed an embedded server (ServerUsers), a server configuration
 // file (Config) and the deploy manifests, so every way of running Parley locks NATS
 // down alike. Services never import it: they only present their credentials (libs/bus).
@@ -18,6 +19,7 @@ import (
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/cachepurge"
+	"github.com/parleyhq/parley/libs/component"
 )
 
 // Role is what a NATS user does in the constellation.
@@ -72,15 +74,17 @@ func (u User) Validate() error {
 	case Router, Cache, Audit, Admin:
 	case Worker:
 		for _, c := range u.Components {
-			if c == "" || strings.ContainsAny(c, "*> \t\r\n") || strings.HasPrefix(c, ".") || strings.HasSuffix(c, ".") || strings.Contains(c, "..") {
-				return fmt.Errorf("natsauth: user %q: component %q is not a subject token", u.Name, c)
+			if err := component.CheckName(c); err != nil {
+				return fmt.Errorf("natsauth: user %q: component %q is not a subject token: %w", u.Name, c, err)
 			}
 		}
 	default:
 		return fmt.Errorf("natsauth: user %q: unknown role %q", u.Name, u.Role)
 	}
-	if u.Role == Cache && strings.ContainsAny(u.Bucket, "*>. \t\r\n") {
-		return fmt.Errorf("natsauth: user %q: bucket %q is not a bucket name", u.Name, u.Bucket)
+	if u.Role == Cache && u.Bucket != "" {
+		if err := bus.CheckName(u.Bucket); err != nil {
+			return fmt.Errorf("natsauth: user %q: bucket %q is not a bucket name: %w", u.Name, u.Bucket, err)
+		}
 	}
 	return nil
 }
@@ -93,6 +97,7 @@ func Permissions(u User) (*server.Permissions, error) {
 	inbox := bus.InboxPrefix(u.NKey) + ".>" // the only inboxes the user may read
 	switch u.Role {
 	case Router:
+		limits := "KV_" + bus.LimitsBucket
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{
 				bus.ProviderSubjectPrefix + ">",
@@ -100,6 +105,16 @@ func Permissions(u User) (*server.Permissions, error) {
 				// Ensure: look the audit stream up, create it when missing.
 				"$JS.API.STREAM.INFO." + auditevent.Stream,
 				"$JS.API.STREAM.CREATE." + auditevent.Stream,
+				// The shared rate limits: create the bucket, read and compare-and-set
+				// its counters.
+				"$JS.API.INFO",
+				"$JS.API.STREAM.INFO." + limits,
+				"$JS.API.STREAM.CREATE." + limits,
+				"$JS.API.STREAM.UPDATE." + limits,
+				"$JS.API.STREAM.MSG.GET." + limits,
+				"$JS.API.DIRECT.GET." + limits,
+				"$JS.API.DIRECT.GET." + limits + ".>",
+				"$KV." + bus.LimitsBucket + ".>",
 			}},
 			// Worker answers and heartbeats, the audit stream's publish acks, and the
 			// cache's purge notices for the near cache.

@@ -107,12 +107,16 @@ func (p printer) stats(resp *auditv1.GetUsageStatsResponse, groupBy []auditv1.Us
 	}
 	byComponent := slices.Contains(groupBy, auditv1.UsageDimension_USAGE_DIMENSION_COMPONENT)
 	byModel := slices.Contains(groupBy, auditv1.UsageDimension_USAGE_DIMENSION_MODEL)
+	byKey := slices.Contains(groupBy, auditv1.UsageDimension_USAGE_DIMENSION_KEY)
 	header := []string{"BUCKET"}
 	if byComponent {
 		header = append(header, "COMPONENT")
 	}
 	if byModel {
 		header = append(header, "MODEL")
+	}
+	if byKey {
+		header = append(header, "KEY")
 	}
 	header = append(header, "REQUESTS", "ERRORS", "CACHE HITS", "TOKENS P/C/T", "MEAN", "P50", "P90", "P99")
 	rows := make([][]string, 0, len(resp.GetStats()))
@@ -124,6 +128,9 @@ func (p printer) stats(resp *auditv1.GetUsageStatsResponse, groupBy []auditv1.Us
 		}
 		if byModel {
 			row = append(row, dash(s.GetModel()))
+		}
+		if byKey {
+			row = append(row, dash(s.GetKeyId()))
 		}
 		mark := ""
 		if s.GetLatencyEstimated() {

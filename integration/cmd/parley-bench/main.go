@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
 	"github.com/parleyhq/parley/integration/stack"
@@ -39,6 +41,7 @@ func run() error {
 	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, miss, hit, scrubbed, provider, stream")
 	streams := flag.Int("streams", 500, "concurrent streams of the stream path")
 	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
+	keys := flag.Bool("keys", false, "start the router with API keys: every router path presents a key with (unreached) limits, shared through NATS (docs/tenants.md)")
 	natsMode := flag.String("nats", "process", "where the started stack's NATS server runs: process (its own, so its CPU is measured apart) or embedded (in this process, as make up)")
 	natsChild := flag.String(natsChildFlag, "", "internal: run only the stack's NATS server, for a stack with this data directory")
 	flag.Parse()
@@ -69,10 +72,16 @@ func run() error {
 
 	t := target{natsEmbedded: *natsMode == "embedded", streams: *streams}
 	routerAddr := *addr
+	var apiKey string
 	if routerAddr == "" {
 		data, err := os.MkdirTemp("", "parley-bench-")
 		if err != nil {
 			return err
+		}
+		if *keys {
+			if apiKey, err = benchKeys(env, data); err != nil {
+				return err
+			}
 		}
 		// NATS_URL, else a NATS child of this benchmark, else (-nats embedded) the stack's own.
 		natsURL := os.Getenv("NATS_URL")
@@ -99,7 +108,11 @@ func run() error {
 		}
 		defer t.meter.close()
 	}
-	if t.router, err = dialGRPC(routerAddr); err != nil {
+	var routerOpts []grpc.DialOption
+	if apiKey != "" {
+		routerOpts = append(routerOpts, withKey(apiKey))
+	}
+	if t.router, err = dialGRPC(routerAddr, routerOpts...); err != nil {
 		return err
 	}
 	defer func() { _ = t.router.Close() }()

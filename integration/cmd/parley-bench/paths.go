@@ -298,8 +298,8 @@ func printPaths(w io.Writer, runs []pathRun, c int, t target) {
 }
 
 // dialGRPC opens one gRPC connection (all calls multiplex over it, as for every path).
-func dialGRPC(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func dialGRPC(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

@@ -330,6 +330,7 @@ type row struct {
 	WorkerID          string           `db:"worker_id"`
 	LatencyUS         int64            `db:"latency_us"`
 	ProviderLatencyUS int64            `db:"provider_latency_us"`
+	KeyID             string           `db:"key_id"`
 	// TimeToFirstTokenUS is 0 for a conversation that was not streamed.
 	TimeToFirstTokenUS int64 `db:"time_to_first_token_us"`
 }
@@ -364,6 +365,7 @@ func (r *row) conversation() *auditv1.Conversation {
 		Latency:         durationpb.New(micros(r.LatencyUS)),
 		ProviderLatency: durationpb.New(micros(r.ProviderLatencyUS)),
 		CreatedAt:       timestamppb.New(r.CreatedAt),
+		KeyId:           r.KeyID,
 	}
 	if r.TimeToFirstTokenUS > 0 {
 		c.TimeToFirstToken = durationpb.New(micros(r.TimeToFirstTokenUS))

@@ -12,10 +12,12 @@ import (
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
-// DefaultTenant is every caller's tenant until API keys exist.
-const DefaultTenant = "default"
+// DefaultTenant is the tenant of a request whose context names no caller (package
+// tenant): every caller's when no API keys are configured.
+const DefaultTenant = tenant.Default
 
 // Finding is one PII entity found by the scrubber.
 type Finding struct {

@@ -22,6 +22,7 @@ import (
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/services/router/internal/crossing"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
 // Options tune the Service.
@@ -217,19 +218,21 @@ func (s *Service) converse(ctx context.Context, req Request, run runner) (*Resul
 		return nil, fmt.Errorf("request id: %w", err)
 	}
 	p.RequestId = id.String()
-	p.Tenant = DefaultTenant
+	caller := tenant.From(ctx)
+	p.Tenant = caller.Tenant
 	if dl, ok := ctx.Deadline(); ok {
 		p.Deadline = timestamppb.New(dl)
 	}
 	rec := &record{
 		ev: &auditv1.ConversationEvent{
-			RequestId: p.RequestId, Tenant: p.Tenant, Api: req.API, Component: comp.Name,
+			RequestId: p.RequestId, Tenant: p.Tenant, KeyId: caller.KeyID, Api: req.API, Component: comp.Name,
 			Provider: comp.Type, Model: comp.Model, ContextId: req.ContextID, CreatedAt: timestamppb.New(start),
 		},
 		findings: map[string]int64{},
 	}
 
 	res, err := run(ctx, req, comp, rec)
+	caller.Settle(usedTokens(res, err))
 	rec.ev.Latency = durationpb.New(time.Since(start))
 	if err != nil {
 		rec.ev.Status = auditv1.Status_STATUS_ERROR
@@ -249,6 +252,15 @@ func (s *Service) converse(ctx context.Context, req Request, run runner) (*Resul
 	}
 	s.observe(req.API, comp.Name, start, res, err, comp.CacheTTL > 0 && !req.BypassCache, trace.End())
 	return res, err
+}
+
+// usedTokens is what a request cost its caller in provider tokens: none for a cache hit
+// or a failure (its estimate is returned to the caller's limits).
+func usedTokens(res *Result, err error) int64 {
+	if err != nil || res == nil || res.CacheHit {
+		return 0
+	}
+	return int64(res.Response.GetUsage().GetTotalTokens()) //nolint:gosec // token counts are far below 2^63
 }
 
 // record carries what the audit event needs while a conversation runs.

@@ -319,9 +319,7 @@ func (h *Handler) toConnect(ctx context.Context, component string, err error) er
 
 // logCause logs an internal error under a new error id and returns the id.
 func (h *Handler) logCause(ctx context.Context, component string, err error) string {
-	id := rpcserver.ErrorID()
-	h.logger.ErrorContext(ctx, "conversation failed", "component", component, "error_id", id, "err", err.Error())
-	return id
+	return rpcserver.LogError(ctx, h.logger, "conversation failed", err, "component", component)
 }
 
 // auditCode is the name of the Connect code a caller gets for err; the audit log records
