@@ -27,9 +27,11 @@ type Role string
 
 // The roles. pii-scrubber never connects to NATS.
 const (
-	// Router publishes provider work and audit events and reads the answers.
+	// Router publishes provider work and audit events, reads the answers and answers
+	// streaming workers' control subjects.
 	Router Role = "router"
-	// Worker takes the provider work of its components and answers it.
+	// Worker takes the provider work of its components and answers it; it reads its own
+	// inbox for stream control.
 	Worker Role = "provider-worker"
 	// Cache owns the cache's key-value bucket.
 	Cache Role = "cache"
@@ -117,6 +119,9 @@ func Permissions(u User) (*server.Permissions, error) {
 			// Worker answers and heartbeats, the audit stream's publish acks, and the
 			// cache's purge notices for the near cache.
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox, cachepurge.Subject}},
+			// Stream control (credits, cancel) to the reply subject a streaming worker set on
+			// its heartbeats and chunks, for as long as a call may run; nothing uninvited.
+			Response: &server.ResponsePermission{MaxMsgs: -1, Expires: DefaultResponseTTL},
 		}, nil
 	case Worker:
 		// Queue subscriptions only ("subject queue"), to the component's own group: a
@@ -128,9 +133,11 @@ func Permissions(u User) (*server.Permissions, error) {
 		for _, c := range u.Components {
 			sub = append(sub, bus.ProviderSubjectPrefix+c+" "+bus.ProviderSubjectPrefix+c)
 		}
+		// Its own inboxes: the control subjects of its streams (router credits, cancel).
+		sub = append(sub, inbox)
 		return &server.Permissions{
-			// No publish at all but answers (heartbeats, then the reply) to the requests
-			// it received, for as long as a call may run.
+			// No publish at all but answers (heartbeats, chunks, then the reply) to the
+			// requests it received, for as long as a call may run.
 			Publish:   &server.SubjectPermission{Allow: []string{}},
 			Subscribe: &server.SubjectPermission{Allow: sub},
 			Response:  &server.ResponsePermission{MaxMsgs: -1, Expires: DefaultResponseTTL},

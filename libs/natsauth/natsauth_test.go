@@ -457,6 +457,71 @@ func TestOnlyCachePublishesPurges(t *testing.T) {
 	})
 }
 
+// TestStreamControl: a streaming worker reads its own inbox, and the router may publish
+// there only to a reply subject the worker set on a message it sent (credits, cancel);
+// nobody reads another user's inbox and the router cannot publish into one uninvited.
+func TestStreamControl(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, l *natstest.Locked) {
+		routerErrs := make(chan error, 16)
+		router := l.ConnectAs(t, "router", routerErrs)
+		worker := l.ConnectAs(t, "worker-echo", nil)
+		otherErrs := make(chan error, 4)
+		other := l.ConnectAs(t, "worker-other", otherErrs)
+
+		control := worker.NewInbox()
+		credits, err := worker.SubscribeSync(control)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Another worker cannot read that inbox.
+		if _, err := other.SubscribeSync(control); err != nil {
+			t.Fatal(err)
+		}
+		violation(t, otherErrs, control)
+		if _, err := worker.QueueSubscribe("parley.provider.echo", "parley.provider.echo", func(m *nats.Msg) {
+			_ = worker.PublishMsg(&nats.Msg{Subject: m.Reply, Reply: control, Data: []byte("chunk")})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := worker.Flush(); err != nil {
+			t.Fatal(err)
+		}
+
+		// Uninvited, the router's publish to the worker's inbox is refused.
+		if err := router.Publish(control, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		violation(t, routerErrs, control)
+
+		inbox := router.NewInbox()
+		replies, err := router.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := router.PublishRequest("parley.provider.echo", inbox, []byte("prompt")); err != nil {
+			t.Fatal(err)
+		}
+		m, err := replies.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Reply != control {
+			t.Fatalf("chunk reply subject = %q, want %q", m.Reply, control)
+		}
+		if err := m.Respond([]byte("credit")); err != nil {
+			t.Fatal(err)
+		}
+		got, err := credits.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("credit: %v", err)
+		}
+		if string(got.Data) != "credit" {
+			t.Fatalf("control subject got %q, want the credit (the forged message must not arrive)", got.Data)
+		}
+	})
+}
+
 // TestRouterSharesLimits: the router creates the limits bucket and reads and
 // compare-and-sets its counters, as the router's rate limiter does; the cache cannot
 // forge a counter.

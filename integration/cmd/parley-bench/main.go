@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +38,8 @@ func run() error {
 	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack); its echo component must cache, as make up's")
 	env := envFlag{}
 	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
-	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, internal-hop, miss, native, openai, hit, scrubbed, provider")
+	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, internal-hop, miss, native, openai, hit, scrubbed, provider, stream")
+	streams := flag.Int("streams", 500, "concurrent streams of the stream path")
 	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
 	keys := flag.Bool("keys", false, "start the router with API keys: every router path presents a key with (unreached) limits, shared through NATS (docs/tenants.md)")
 	natsMode := flag.String("nats", "process", "where the started stack's NATS server runs: process (its own, so its CPU is measured apart) or embedded (in this process, as make up)")
@@ -45,6 +47,10 @@ func run() error {
 	flag.Parse()
 	if *natsChild != "" {
 		return runNATSChild(*natsChild, env)
+	}
+	if _, set := env["WORKER_CONCURRENCY"]; !set && slices.Contains(strings.Split(*pathsFlag, ","), pathStream) {
+		// Every concurrent stream holds a worker slot for its whole length.
+		env["WORKER_CONCURRENCY"] = strconv.Itoa(max(64, *streams+16))
 	}
 	if *natsMode != "process" && *natsMode != "embedded" {
 		return fmt.Errorf("-nats must be process or embedded, got %q", *natsMode)
@@ -64,7 +70,7 @@ func run() error {
 	}
 	defer h.stop()
 
-	t := target{natsEmbedded: *natsMode == "embedded"}
+	t := target{natsEmbedded: *natsMode == "embedded", streams: *streams}
 	routerAddr := *addr
 	var apiKey string
 	if routerAddr == "" {
@@ -85,7 +91,7 @@ func run() error {
 			}
 			natsURL = h.nats.addr
 		}
-		s, stop, err := startStack(ctx, root, env, natsURL, h.nats != nil, h.fake.addr, data)
+		s, stop, err := startStack(ctx, root, env, natsURL, h.nats != nil, h.fake.addr, h.fakeStream.addr, data)
 		if err != nil {
 			return err
 		}
@@ -93,6 +99,7 @@ func run() error {
 		routerAddr = s.RouterGRPCAddr()
 		t.routerURL = s.URL("router")
 		t.fakeURL = "http://" + h.fake.addr
+		t.fakeStreamURL = "http://" + h.fakeStream.addr
 		if t.hop, err = internalHop(s); err != nil {
 			return err
 		}
@@ -196,12 +203,12 @@ func (e envFlag) Set(v string) error {
 
 // startStack starts the constellation of the repository at root with data as its data
 // directory (removed at stop), on the NATS at natsURL (childNATS: this benchmark's child).
-func startStack(ctx context.Context, root string, env envFlag, natsURL string, childNATS bool, fakeAddr, data string) (*stack.Stack, func(), error) {
+func startStack(ctx context.Context, root string, env envFlag, natsURL string, childNATS bool, fakeAddr, fakeStreamAddr, data string) (*stack.Stack, func(), error) {
 	comps := filepath.Join(data, "components")
 	if err := os.MkdirAll(comps, 0o755); err != nil {
 		return nil, nil, err
 	}
-	if err := writeComponents(root, comps, fakeAddr); err != nil {
+	if err := writeComponents(root, comps, fakeAddr, fakeStreamAddr); err != nil {
 		return nil, nil, err
 	}
 	ports, err := stack.FreePorts()

@@ -46,7 +46,7 @@ const (
 	pathDirect = "fake-direct"
 )
 
-var allPaths = []string{pathFloor, pathFloorConnect, pathHop, pathMiss, pathNative, pathOpenAI, pathHit, pathScrubbed, pathProvider}
+var allPaths = []string{pathFloor, pathFloorConnect, pathHop, pathMiss, pathNative, pathOpenAI, pathHit, pathScrubbed, pathProvider, pathStream}
 
 // The columns of the CPU table, in order: the load generator, the floor server, the
 // constellation's processes and the fake provider.
@@ -77,9 +77,12 @@ type target struct {
 	natsEmbedded bool
 	// hop is one internal Connect call (pathHop); nil when the stack is not this benchmark's.
 	hop func(context.Context) error
-	// routerURL is the router's public HTTP URL (native and OpenAI paths); empty when the
+	// routerURL is the router's public URL (the native, OpenAI and stream paths) and
+	// fakeStreamURL the paced streaming fake's base URL (the stream path); empty when the
 	// stack is not this benchmark's.
-	routerURL string
+	routerURL, fakeStreamURL string
+	// streams is the concurrency of the stream path's concurrent run.
+	streams int
 }
 
 type pathRun struct {
@@ -106,7 +109,7 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 		calls[pathHop] = t.hop
 	}
 	if t.routerURL != "" {
-		calls[pathNative] = viaNative(t.routerURL, "echo", distinct)
+		calls[pathNative] = viaNativeConverse(t.routerURL, "echo", distinct)
 		calls[pathOpenAI] = viaOpenAI(t.routerURL, "echo", distinct)
 	}
 	if t.fakeURL != "" {
@@ -115,6 +118,9 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 	}
 	var order []string
 	for _, p := range paths {
+		if p == pathStream {
+			continue
+		}
 		if _, ok := calls[p]; !ok {
 			fmt.Fprintf(os.Stderr, "parley-bench: path %s skipped (it needs the started stack)\n", p)
 			continue
@@ -161,6 +167,11 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 		fmt.Fprintf(os.Stderr, "%s done (load average %s)\n", name, loadAverage())
 	}
 	printPaths(os.Stdout, runs, c, t)
+	if slices.Contains(paths, pathStream) {
+		if err := benchStream(ctx, t, d, t.streams, func() int64 { return seq.Add(1) }); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("load average at the end: %s\n", loadAverage())
 	return nil
 }
@@ -184,9 +195,9 @@ func viaGRPC(conn *grpc.ClientConn, component string, text func() string, scrub 
 	}
 }
 
-// viaNative calls the native API's Converse over Connect (protobuf, h2c), as a Connect
-// client does.
-func viaNative(base, component string, text func() string) func(context.Context) error {
+// viaNativeConverse calls the native API's Converse over Connect (protobuf, h2c), as a
+// Connect client does.
+func viaNativeConverse(base, component string, text func() string) func(context.Context) error {
 	p := new(http.Protocols)
 	p.SetUnencryptedHTTP2(true)
 	client := conversationv1connect.NewConversationServiceClient(&http.Client{Transport: &http.Transport{Protocols: p}}, base)

@@ -58,6 +58,9 @@ type Config struct {
 	// heartbeat interval (WORKER_HEARTBEAT_INTERVAL) may miss before it is presumed dead,
 	// when that is sooner than ROUTER_WORKER_IDLE_TIMEOUT; 0 keeps the idle timeout alone.
 	WorkerHeartbeatMisses int `env:"ROUTER_WORKER_HEARTBEAT_MISSES, default=4"`
+	// StreamWindow is the credit of a streamed dispatch: the chunks a worker may send
+	// beyond those the router's caller has taken (docs/architecture.md, "Streams").
+	StreamWindow int `env:"ROUTER_STREAM_WINDOW, default=32"`
 	// DispatchAttempts is how many workers a request may be tried on.
 	DispatchAttempts int `env:"ROUTER_DISPATCH_ATTEMPTS, default=2"`
 	// CacheTimeout bounds each cache call; a slower cache is skipped.
@@ -123,6 +126,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WorkerHeartbeatMisses < 0 {
 		errs = append(errs, fmt.Errorf("ROUTER_WORKER_HEARTBEAT_MISSES must not be negative, got %d", c.WorkerHeartbeatMisses))
+	}
+	if c.StreamWindow < 2 || c.StreamWindow > 1024 {
+		errs = append(errs, fmt.Errorf("ROUTER_STREAM_WINDOW must be between 2 and 1024, got %d", c.StreamWindow))
 	}
 	if c.APIKeysFile != "" && c.APIKeyPepper == "" && c.APIKeyPepperFile == "" {
 		errs = append(errs, errors.New("ROUTER_API_KEYS_FILE needs ROUTER_API_KEY_PEPPER or ROUTER_API_KEY_PEPPER_FILE"))
@@ -300,6 +306,7 @@ func newGuard(lc fx.Lifecycle, c Config, token *apitoken.Guard, js jetstream.Jet
 func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg Config, reg prometheus.Registerer) (*upstream.Dispatcher, error) {
 	d, err := upstream.NewDispatcher(c.Conn, tel.Propagator, upstream.DispatcherConfig{
 		IdleTimeout: cfg.WorkerIdleTimeout, Attempts: cfg.DispatchAttempts, HeartbeatMisses: cfg.WorkerHeartbeatMisses,
+		StreamWindow: cfg.StreamWindow,
 	}, reg)
 	if err != nil {
 		return nil, err

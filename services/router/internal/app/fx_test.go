@@ -33,6 +33,7 @@ func TestConfig(t *testing.T) {
 		{name: "two peppers", env: map[string]string{"ROUTER_API_KEYS_FILE": "/k.yaml", "ROUTER_API_KEY_PEPPER": "0123456789abcdef", "ROUTER_API_KEY_PEPPER_FILE": "/p"}, wantErr: "set one of"},
 		{name: "zero reload interval", env: map[string]string{"ROUTER_API_KEYS_RELOAD_INTERVAL": "0s"}, wantErr: "ROUTER_API_KEYS_RELOAD_INTERVAL must be positive"},
 		{name: "zero attempts", env: map[string]string{"ROUTER_DISPATCH_ATTEMPTS": "0"}, wantErr: "ROUTER_DISPATCH_ATTEMPTS must be positive"},
+		{name: "stream window too small", env: map[string]string{"ROUTER_STREAM_WINDOW": "1"}, wantErr: "ROUTER_STREAM_WINDOW must be between 2 and 1024, got 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

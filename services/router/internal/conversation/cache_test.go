@@ -88,6 +88,9 @@ var unkeyedFields = map[string]func(r *providerv1.Request){
 	"deadline":   func(r *providerv1.Request) { r.Deadline = nil },
 	// The component's name (with its type and model) is hashed from Component.
 	"component": func(r *providerv1.Request) { r.Component = "ignored" },
+	// Streamed or not, the answer is the same: a stream fills the cache a unary call reads.
+	"stream":        func(r *providerv1.Request) { r.Stream = true },
+	"stream_window": func(r *providerv1.Request) { r.StreamWindow = 7 },
 }
 
 // TestCacheKeyCoversEveryField fails when providerv1.Request gains a field nobody

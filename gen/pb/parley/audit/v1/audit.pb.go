@@ -158,9 +158,12 @@ type Conversation struct {
 	ProviderLatency *durationpb.Duration   `protobuf:"bytes,21,opt,name=provider_latency,json=providerLatency,proto3" json:"provider_latency,omitempty"`
 	CreatedAt       *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// The id of the caller's API key; empty without API keys.
-	KeyId         string `protobuf:"bytes,23,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeyId string `protobuf:"bytes,23,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Streamed conversations only: from the request's arrival to the first delta sent to the
+	// caller; unset otherwise.
+	TimeToFirstToken *durationpb.Duration `protobuf:"bytes,24,opt,name=time_to_first_token,json=timeToFirstToken,proto3" json:"time_to_first_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Conversation) Reset() {
@@ -352,6 +355,13 @@ func (x *Conversation) GetKeyId() string {
 		return x.KeyId
 	}
 	return ""
+}
+
+func (x *Conversation) GetTimeToFirstToken() *durationpb.Duration {
+	if x != nil {
+		return x.TimeToFirstToken
+	}
+	return nil
 }
 
 // ListConversationsRequest filters and pages the log. Unset filters match everything.
@@ -948,7 +958,7 @@ var File_parley_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1bparley/audit/v1/audit.proto\x12\x0fparley.audit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bparley/audit/v1/event.proto\"\xe3\a\n" +
+	"\x1bparley/audit/v1/audit.proto\x12\x0fparley.audit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bparley/audit/v1/event.proto\"\xad\b\n" +
 	"\fConversation\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -977,7 +987,8 @@ const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\x10provider_latency\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x0fproviderLatency\x129\n" +
 	"\n" +
 	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
-	"\x06key_id\x18\x17 \x01(\tR\x05keyId\x1a>\n" +
+	"\x06key_id\x18\x17 \x01(\tR\x05keyId\x12H\n" +
+	"\x13time_to_first_token\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf6\x03\n" +
@@ -1102,34 +1113,35 @@ var file_parley_audit_v1_audit_proto_depIdxs = []int32{
 	15, // 6: parley.audit.v1.Conversation.latency:type_name -> google.protobuf.Duration
 	15, // 7: parley.audit.v1.Conversation.provider_latency:type_name -> google.protobuf.Duration
 	16, // 8: parley.audit.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
-	16, // 9: parley.audit.v1.ListConversationsRequest.start_time:type_name -> google.protobuf.Timestamp
-	16, // 10: parley.audit.v1.ListConversationsRequest.end_time:type_name -> google.protobuf.Timestamp
-	13, // 11: parley.audit.v1.ListConversationsRequest.status:type_name -> parley.audit.v1.Status
-	15, // 12: parley.audit.v1.ListConversationsRequest.min_latency:type_name -> google.protobuf.Duration
-	2,  // 13: parley.audit.v1.ListConversationsResponse.conversations:type_name -> parley.audit.v1.Conversation
-	2,  // 14: parley.audit.v1.GetConversationResponse.conversation:type_name -> parley.audit.v1.Conversation
-	16, // 15: parley.audit.v1.GetUsageStatsRequest.start_time:type_name -> google.protobuf.Timestamp
-	16, // 16: parley.audit.v1.GetUsageStatsRequest.end_time:type_name -> google.protobuf.Timestamp
-	0,  // 17: parley.audit.v1.GetUsageStatsRequest.bucket:type_name -> parley.audit.v1.UsageBucket
-	1,  // 18: parley.audit.v1.GetUsageStatsRequest.group_by:type_name -> parley.audit.v1.UsageDimension
-	16, // 19: parley.audit.v1.UsageStats.bucket_start:type_name -> google.protobuf.Timestamp
-	14, // 20: parley.audit.v1.UsageStats.usage:type_name -> parley.audit.v1.TokenUsage
-	15, // 21: parley.audit.v1.UsageStats.latency_mean:type_name -> google.protobuf.Duration
-	15, // 22: parley.audit.v1.UsageStats.latency_p50:type_name -> google.protobuf.Duration
-	15, // 23: parley.audit.v1.UsageStats.latency_p90:type_name -> google.protobuf.Duration
-	15, // 24: parley.audit.v1.UsageStats.latency_p99:type_name -> google.protobuf.Duration
-	8,  // 25: parley.audit.v1.GetUsageStatsResponse.stats:type_name -> parley.audit.v1.UsageStats
-	3,  // 26: parley.audit.v1.AuditService.ListConversations:input_type -> parley.audit.v1.ListConversationsRequest
-	5,  // 27: parley.audit.v1.AuditService.GetConversation:input_type -> parley.audit.v1.GetConversationRequest
-	7,  // 28: parley.audit.v1.AuditService.GetUsageStats:input_type -> parley.audit.v1.GetUsageStatsRequest
-	4,  // 29: parley.audit.v1.AuditService.ListConversations:output_type -> parley.audit.v1.ListConversationsResponse
-	6,  // 30: parley.audit.v1.AuditService.GetConversation:output_type -> parley.audit.v1.GetConversationResponse
-	9,  // 31: parley.audit.v1.AuditService.GetUsageStats:output_type -> parley.audit.v1.GetUsageStatsResponse
-	29, // [29:32] is the sub-list for method output_type
-	26, // [26:29] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	15, // 9: parley.audit.v1.Conversation.time_to_first_token:type_name -> google.protobuf.Duration
+	16, // 10: parley.audit.v1.ListConversationsRequest.start_time:type_name -> google.protobuf.Timestamp
+	16, // 11: parley.audit.v1.ListConversationsRequest.end_time:type_name -> google.protobuf.Timestamp
+	13, // 12: parley.audit.v1.ListConversationsRequest.status:type_name -> parley.audit.v1.Status
+	15, // 13: parley.audit.v1.ListConversationsRequest.min_latency:type_name -> google.protobuf.Duration
+	2,  // 14: parley.audit.v1.ListConversationsResponse.conversations:type_name -> parley.audit.v1.Conversation
+	2,  // 15: parley.audit.v1.GetConversationResponse.conversation:type_name -> parley.audit.v1.Conversation
+	16, // 16: parley.audit.v1.GetUsageStatsRequest.start_time:type_name -> google.protobuf.Timestamp
+	16, // 17: parley.audit.v1.GetUsageStatsRequest.end_time:type_name -> google.protobuf.Timestamp
+	0,  // 18: parley.audit.v1.GetUsageStatsRequest.bucket:type_name -> parley.audit.v1.UsageBucket
+	1,  // 19: parley.audit.v1.GetUsageStatsRequest.group_by:type_name -> parley.audit.v1.UsageDimension
+	16, // 20: parley.audit.v1.UsageStats.bucket_start:type_name -> google.protobuf.Timestamp
+	14, // 21: parley.audit.v1.UsageStats.usage:type_name -> parley.audit.v1.TokenUsage
+	15, // 22: parley.audit.v1.UsageStats.latency_mean:type_name -> google.protobuf.Duration
+	15, // 23: parley.audit.v1.UsageStats.latency_p50:type_name -> google.protobuf.Duration
+	15, // 24: parley.audit.v1.UsageStats.latency_p90:type_name -> google.protobuf.Duration
+	15, // 25: parley.audit.v1.UsageStats.latency_p99:type_name -> google.protobuf.Duration
+	8,  // 26: parley.audit.v1.GetUsageStatsResponse.stats:type_name -> parley.audit.v1.UsageStats
+	3,  // 27: parley.audit.v1.AuditService.ListConversations:input_type -> parley.audit.v1.ListConversationsRequest
+	5,  // 28: parley.audit.v1.AuditService.GetConversation:input_type -> parley.audit.v1.GetConversationRequest
+	7,  // 29: parley.audit.v1.AuditService.GetUsageStats:input_type -> parley.audit.v1.GetUsageStatsRequest
+	4,  // 30: parley.audit.v1.AuditService.ListConversations:output_type -> parley.audit.v1.ListConversationsResponse
+	6,  // 31: parley.audit.v1.AuditService.GetConversation:output_type -> parley.audit.v1.GetConversationResponse
+	9,  // 32: parley.audit.v1.AuditService.GetUsageStats:output_type -> parley.audit.v1.GetUsageStatsResponse
+	30, // [30:33] is the sub-list for method output_type
+	27, // [27:30] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_parley_audit_v1_audit_proto_init() }

@@ -242,9 +242,12 @@ type ConversationEvent struct {
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// The id of the API key the caller presented (never key material); empty without API
 	// keys.
-	KeyId         string `protobuf:"bytes,23,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeyId string `protobuf:"bytes,23,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Streamed conversations only: from the request's arrival to the first delta sent to the
+	// caller.
+	TimeToFirstToken *durationpb.Duration `protobuf:"bytes,24,opt,name=time_to_first_token,json=timeToFirstToken,proto3" json:"time_to_first_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ConversationEvent) Reset() {
@@ -438,6 +441,13 @@ func (x *ConversationEvent) GetKeyId() string {
 	return ""
 }
 
+func (x *ConversationEvent) GetTimeToFirstToken() *durationpb.Duration {
+	if x != nil {
+		return x.TimeToFirstToken
+	}
+	return nil
+}
+
 var File_parley_audit_v1_event_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_event_proto_rawDesc = "" +
@@ -449,7 +459,7 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\x11completion_tokens\x18\x02 \x01(\x04R\x10completionTokens\x12!\n" +
 	"\ftotal_tokens\x18\x03 \x01(\x04R\vtotalTokens\x12#\n" +
 	"\rcached_tokens\x18\x04 \x01(\x04R\fcachedTokens\x12)\n" +
-	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\xcf\a\n" +
+	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\x99\b\n" +
 	"\x11ConversationEvent\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -478,7 +488,8 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\x10provider_latency\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x0fproviderLatency\x129\n" +
 	"\n" +
 	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
-	"\x06key_id\x18\x17 \x01(\tR\x05keyId\x1a>\n" +
+	"\x06key_id\x18\x17 \x01(\tR\x05keyId\x12H\n" +
+	"\x13time_to_first_token\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*Z\n" +
@@ -530,11 +541,12 @@ var file_parley_audit_v1_event_proto_depIdxs = []int32{
 	5, // 4: parley.audit.v1.ConversationEvent.latency:type_name -> google.protobuf.Duration
 	5, // 5: parley.audit.v1.ConversationEvent.provider_latency:type_name -> google.protobuf.Duration
 	6, // 6: parley.audit.v1.ConversationEvent.created_at:type_name -> google.protobuf.Timestamp
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5, // 7: parley.audit.v1.ConversationEvent.time_to_first_token:type_name -> google.protobuf.Duration
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_parley_audit_v1_event_proto_init() }
