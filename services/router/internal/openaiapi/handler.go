@@ -1,5 +1,6 @@
 // Package openaiapi serves the OpenAI-compatible Chat Completions API on the router:
-// POST /v1/chat/completions (non-streaming) and GET /v1/models, so clients written against
+// POST /v1/chat/completions (whole answers, and Server-Sent Events with stream: true) and
+// GET /v1/models, so clients written against
 // OpenAI's SDKs reach Parley's components by changing their base URL. The model field
 // names a component; requests become the same conversation.Request as every other API's,
 // with scrubbing and the cache steered by Parley headers (headers.go). Errors have
@@ -28,6 +29,7 @@ import (
 type Converser interface {
 	Lookup(name string) (conversation.Component, bool)
 	Converse(ctx context.Context, req conversation.Request) (*conversation.Result, error)
+	ConverseStream(ctx context.Context, req conversation.Request, emit func(conversation.Delta) error) (*conversation.Result, error)
 }
 
 // ComponentLister lists the configured components for GET /v1/models.
@@ -87,9 +89,13 @@ func (h *Handler) ChatCompletions(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, req.Model, e)
 		return
 	}
-	if req.Stream != nil && *req.Stream {
-		h.writeError(w, r, req.Model, invalidParam("stream", "Streaming is not available yet on Parley's OpenAI-compatible API; send 'stream': false."))
-		return
+	stream := req.Stream != nil && *req.Stream
+	var opts streamOptions
+	if set(req.StreamOptions) {
+		if err := decodeStrict(req.StreamOptions, &opts); err != nil {
+			h.writeError(w, r, req.Model, decodeError("stream_options", err))
+			return
+		}
 	}
 	creq, e := translate(req, r.Header)
 	if e != nil {
@@ -110,6 +116,10 @@ func (h *Handler) ChatCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := h.withTimeout(ctx)
 	defer cancel()
+	if stream {
+		h.converseStream(ctx, w, r, req.Model, opts.IncludeUsage, comp, creq, timer)
+		return
+	}
 	res, err := h.conv.Converse(ctx, creq)
 	if err != nil {
 		h.writeError(w, r, req.Model, h.toOpenAI(ctx, req.Model, err))

@@ -28,6 +28,8 @@ type fakeConverser struct {
 	reply *conversation.Result
 	err   error
 	last  conversation.Request
+	// streamErr, when set, fails a stream after its first delta.
+	streamErr error
 }
 
 func (f *fakeConverser) Lookup(name string) (conversation.Component, bool) {
@@ -50,6 +52,41 @@ func (f *fakeConverser) Converse(_ context.Context, req conversation.Request) (*
 	f.last = req
 	if f.err != nil {
 		return nil, f.err
+	}
+	return f.reply, nil
+}
+
+// ConverseStream streams the reply: each choice's content in two pieces, each tool call
+// as its id and name, then its arguments.
+func (f *fakeConverser) ConverseStream(_ context.Context, req conversation.Request, emit func(conversation.Delta) error) (*conversation.Result, error) {
+	f.last = req
+	if f.err != nil {
+		return nil, f.err
+	}
+	for _, c := range f.reply.Response.GetChoices() {
+		content := c.GetContent()
+		half := len(content) / 2
+		for _, piece := range []string{content[:half], content[half:]} {
+			if piece == "" {
+				continue
+			}
+			if err := emit(conversation.Delta{RequestID: f.reply.RequestID, Choice: c.GetIndex(), Content: piece}); err != nil {
+				return nil, err
+			}
+			if f.streamErr != nil {
+				return nil, f.streamErr
+			}
+		}
+		for i, tc := range c.GetToolCalls() {
+			for _, d := range []*providerv1.ToolCallDelta{
+				{Index: int32(i), Id: tc.GetId(), Name: tc.GetName()}, //nolint:gosec // a handful of calls
+				{Index: int32(i), Arguments: tc.GetArguments()},       //nolint:gosec // a handful of calls
+			} {
+				if err := emit(conversation.Delta{RequestID: f.reply.RequestID, Choice: c.GetIndex(), ToolCalls: []*providerv1.ToolCallDelta{d}}); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	return f.reply, nil
 }
@@ -301,7 +338,7 @@ func TestRequestErrors(t *testing.T) {
 		{name: "no model", body: `{` + msgs + `}`, wantStatus: 400, wantParam: ptr("model"), wantMsg: "You must provide a model parameter"},
 		{name: "unknown model", body: `{"model":"nope",` + msgs + `}`, wantStatus: 404, wantParam: ptr("model"), wantCode: ptr("model_not_found"), wantMsg: "The model `nope` does not exist"},
 		{name: "huge model name", body: `{"model":"` + strings.Repeat("m", 300) + `",` + msgs + `}`, wantStatus: 404, wantCode: ptr("model_not_found"), wantParam: ptr("model"), wantMsg: "…` does not exist"},
-		{name: "stream", body: `{"model":"gpt",` + msgs + `,"stream":true}`, wantStatus: 400, wantParam: ptr("stream"), wantMsg: "Streaming is not available yet"},
+		{name: "unknown stream option", body: `{"model":"gpt",` + msgs + `,"stream":true,"stream_options":{"include_everything":true}}`, wantStatus: 400, wantMsg: "Unrecognized request argument supplied: stream_options.include_everything"},
 		{name: "stream_options without stream", body: `{"model":"gpt",` + msgs + `,"stream_options":{"include_usage":true}}`, wantStatus: 400, wantParam: ptr("stream_options")},
 		{name: "n of 2", body: `{"model":"gpt",` + msgs + `,"n":2}`, wantStatus: 400, wantParam: ptr("n"), wantMsg: "'n' must be 1"},
 		{name: "logprobs", body: `{"model":"gpt",` + msgs + `,"logprobs":true}`, wantStatus: 400, wantParam: ptr("logprobs")},
