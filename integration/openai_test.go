@@ -248,6 +248,51 @@ func TestOpenAISDK(t *testing.T) {
 		require.Equal(t, true, js["strict"])
 	})
 
+	t.Run("streaming with usage", func(t *testing.T) {
+		var resp *http.Response
+		stream := client.Chat.Completions.NewStreaming(ctx(t), openai.ChatCompletionNewParams{
+			Model:         "oa",
+			Messages:      []openai.ChatCompletionMessageParamUnion{openai.UserMessage("stream please")},
+			StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+		}, option.WithResponseInto(&resp))
+		var acc openai.ChatCompletionAccumulator
+		chunks := 0
+		for stream.Next() {
+			require.True(t, acc.AddChunk(stream.Current()), "chunk %d", chunks)
+			chunks++
+		}
+		require.NoError(t, stream.Err())
+		require.NoError(t, stream.Close())
+		require.Greater(t, chunks, 3, "role, content pieces, finish, usage")
+		require.Equal(t, "lorem ipsum dolor sit", acc.Choices[0].Message.Content)
+		require.Equal(t, "stop", acc.Choices[0].FinishReason)
+		require.EqualValues(t, 4, acc.Usage.CompletionTokens)
+		require.True(t, strings.HasPrefix(acc.ID, "chatcmpl-"), acc.ID)
+		require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+		sent := fake.lastRequest(t)
+		require.Equal(t, true, sent["stream"], "the provider streamed too")
+	})
+
+	t.Run("streamed tool call", func(t *testing.T) {
+		stream := client.Chat.Completions.NewStreaming(ctx(t), openai.ChatCompletionNewParams{
+			Model:    "oa",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("weather in Oslo?")},
+			Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{
+				Name: "get_weather", Parameters: shared.FunctionParameters{"type": "object"},
+			})},
+			ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")},
+		})
+		var acc openai.ChatCompletionAccumulator
+		for stream.Next() {
+			acc.AddChunk(stream.Current())
+		}
+		require.NoError(t, stream.Err())
+		require.Equal(t, "tool_calls", acc.Choices[0].FinishReason)
+		require.Len(t, acc.Choices[0].Message.ToolCalls, 1)
+		require.Equal(t, "get_weather", acc.Choices[0].Message.ToolCalls[0].Function.Name)
+		require.NotEmpty(t, acc.Choices[0].Message.ToolCalls[0].ID)
+	})
+
 	t.Run("cache hit on the second identical call", func(t *testing.T) {
 		params := openai.ChatCompletionNewParams{Model: "oa-cached", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("cache me " + nonce(t))}}
 		var first, second, bypass *http.Response
@@ -317,7 +362,7 @@ func TestOpenAISDK(t *testing.T) {
 
 	t.Run("javascript sdk", func(t *testing.T) {
 		steps := runOpenAINode(t, router, "oa", "oa-limited")
-		want := []string{"plain", "tool-call", "tool-answer", "json-schema", "unknown-model", "rate-limited"}
+		want := []string{"plain", "tool-call", "tool-answer", "json-schema", "stream", "unknown-model", "rate-limited"}
 		require.Len(t, steps, len(want))
 		for i, name := range want {
 			require.Equal(t, name, steps[i]["step"], "step %d", i)
@@ -328,11 +373,13 @@ func TestOpenAISDK(t *testing.T) {
 		require.Equal(t, map[string]any{"step": "tool-call", "finish": "tool_calls", "name": "get_weather", "hasId": true}, steps[1])
 		require.Equal(t, "stop", steps[2]["finish"])
 		require.Equal(t, map[string]any{"answer": "lorem ipsum dolor sit"}, steps[3]["parsed"])
+		require.Equal(t, map[string]any{"step": "stream", "content": "lorem ipsum dolor sit", "finish": "stop",
+			"completionTokens": float64(4), "manyChunks": true}, steps[4])
 		require.Equal(t, map[string]any{"step": "unknown-model", "status": float64(404), "type": "invalid_request_error",
-			"code": "model_not_found", "param": "model", "retryAfter": nil}, steps[4])
-		require.Equal(t, float64(429), steps[5]["status"])
-		require.Equal(t, "rate_limit_exceeded", steps[5]["code"])
-		require.Equal(t, "7", steps[5]["retryAfter"])
+			"code": "model_not_found", "param": "model", "retryAfter": nil}, steps[5])
+		require.Equal(t, float64(429), steps[6]["status"])
+		require.Equal(t, "rate_limit_exceeded", steps[6]["code"])
+		require.Equal(t, "7", steps[6]["retryAfter"])
 	})
 
 	t.Run("responses match OpenAI's documented schema", func(t *testing.T) {
@@ -368,6 +415,33 @@ func TestOpenAISDK(t *testing.T) {
 				var v any
 				require.NoError(t, json.Unmarshal(b, &v))
 				requireSchema(t, tt.schema, v)
+			})
+		}
+		for _, body := range []string{
+			`{"model":"oa","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}}`,
+			`{"model":"oa","messages":[{"role":"user","content":"x"}],"stream":true,"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required"}`,
+		} {
+			t.Run("streamed chunks", func(t *testing.T) {
+				req, err := http.NewRequestWithContext(ctx(t), http.MethodPost, router+"/v1/chat/completions", strings.NewReader(body))
+				require.NoError(t, err)
+				req.Header.Set("Authorization", "Bearer "+openaiToken)
+				res, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				defer func() { _ = res.Body.Close() }()
+				b, err := io.ReadAll(res.Body)
+				require.NoError(t, err)
+				require.Equal(t, http.StatusOK, res.StatusCode, string(b))
+				require.Equal(t, "text/event-stream", res.Header.Get("Content-Type"))
+				events := strings.Split(strings.TrimSpace(string(b)), "\n\n")
+				require.Greater(t, len(events), 2)
+				require.Equal(t, "data: [DONE]", events[len(events)-1])
+				for _, e := range events[:len(events)-1] {
+					data, ok := strings.CutPrefix(e, "data: ")
+					require.True(t, ok, e)
+					var v any
+					require.NoError(t, json.Unmarshal([]byte(data), &v), data)
+					requireSchema(t, chunkSchema, v)
+				}
 			})
 		}
 	})
@@ -436,6 +510,26 @@ var (
 		"usage.completion_tokens_details.rejected_prediction_tokens": "number?",
 		"system_fingerprint": "string|null?", "service_tier": "string|null?",
 	}
+	chunkSchema = map[string]string{
+		"id": "string", "object": "string=chat.completion.chunk", "created": "number", "model": "string",
+		"choices": "array", "choices[]": "object?",
+		"choices[].index": "number", "choices[].delta": "object",
+		"choices[].finish_reason": "string|null=stop|length|tool_calls|content_filter|function_call",
+		"choices[].logprobs":      "object|null?",
+		"choices[].delta.role":    "string=assistant?", "choices[].delta.content": "string|null?", "choices[].delta.refusal": "string|null?",
+		"choices[].delta.tool_calls": "array?", "choices[].delta.tool_calls[]": "object?",
+		"choices[].delta.tool_calls[].index": "number", "choices[].delta.tool_calls[].id": "string?",
+		"choices[].delta.tool_calls[].type": "string=function?", "choices[].delta.tool_calls[].function": "object?",
+		"choices[].delta.tool_calls[].function.name": "string?", "choices[].delta.tool_calls[].function.arguments": "string?",
+		"usage": "object|null?", "usage.prompt_tokens": "number", "usage.completion_tokens": "number", "usage.total_tokens": "number",
+		"usage.prompt_tokens_details": "object?", "usage.prompt_tokens_details.cached_tokens": "number?",
+		"usage.prompt_tokens_details.audio_tokens": "number?",
+		"usage.completion_tokens_details":          "object?", "usage.completion_tokens_details.reasoning_tokens": "number?",
+		"usage.completion_tokens_details.audio_tokens":               "number?",
+		"usage.completion_tokens_details.accepted_prediction_tokens": "number?",
+		"usage.completion_tokens_details.rejected_prediction_tokens": "number?",
+		"system_fingerprint": "string|null?", "service_tier": "string|null?",
+	}
 	modelSchema = map[string]string{
 		"id": "string", "object": "string=model", "created": "number", "owned_by": "string",
 	}
@@ -452,11 +546,14 @@ var (
 // and every required field whose parent is present is present.
 func requireSchema(t *testing.T, schema map[string]string, v any) {
 	t.Helper()
-	seen := map[string]bool{}
+	// seen holds the fields present; holding marks those whose value is not null (a null
+	// object has no fields to require).
+	seen, holding := map[string]bool{}, map[string]bool{}
 	var walk func(path string, v any)
 	walk = func(path string, v any) {
 		if path != "" {
 			seen[path] = true
+			holding[path] = v != nil
 			spec, ok := schema[path]
 			require.True(t, ok, "field %s is not in OpenAI's schema", path)
 			requireType(t, path, strings.TrimSuffix(spec, "?"), v)
@@ -483,7 +580,7 @@ func requireSchema(t *testing.T, schema map[string]string, v any) {
 			continue
 		}
 		parent := path[:max(strings.LastIndexAny(path, ".["), 0)]
-		if parent == "" || seen[parent] && !strings.HasSuffix(path, "[]") {
+		if parent == "" || holding[parent] && !strings.HasSuffix(path, "[]") {
 			missing = append(missing, path)
 		}
 	}

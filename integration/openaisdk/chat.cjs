@@ -1,6 +1,6 @@
 // Runs the official openai npm package against Parley's OpenAI-compatible API the way an
-// application does: a plain chat, a tool round trip, JSON-schema output, an unknown model
-// and a rate-limited model. Each step prints one JSON line for the Go test (integration,
+// application does: a plain chat, a tool round trip, JSON-schema output, a stream with
+// usage, an unknown model and a rate-limited model. Each step prints one JSON line for the Go test (integration,
 // TestOpenAISDK) to check.
 //
 // Environment: PARLEY_BASE_URL (the router's URL with /v1), PARLEY_API_KEY, PARLEY_MODEL,
@@ -64,6 +64,26 @@ async function main() {
     },
   });
   report("json-schema", { parsed: JSON.parse(structured.choices[0].message.content) });
+
+  const stream = await client.chat.completions.create({
+    model,
+    messages: [{ role: "user", content: "stream please" }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let content = "";
+  let finish = null;
+  let usage = null;
+  let chunks = 0;
+  for await (const chunk of stream) {
+    chunks++;
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      if (c.delta.content) content += c.delta.content;
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  report("stream", { content, finish, completionTokens: usage ? usage.completion_tokens : null, manyChunks: chunks > 3 });
 
   await failure("unknown-model", () => client.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "hi" }] }));
   await failure("rate-limited", () =>
