@@ -298,6 +298,18 @@ func TestTenants(t *testing.T) {
 			require.Equal(t, tc.status, res.status, res.body)
 			require.Contains(t, res.body, tc.code)
 		}
+		// A key limited to echo-nocache lists only it.
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, st.URL(routers[0])+"/v1/models", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+keys["echo-only"])
+		models, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, err := io.ReadAll(models.Body)
+		_ = models.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, models.StatusCode, string(b))
+		require.Contains(t, string(b), `"id":"echo-nocache"`)
+		require.NotContains(t, string(b), `"id":"echo"`)
 		// Key lim admits 5 requests a minute over both routers: of 12 quick calls (two
 		// minutes at most) at least two are refused, with Retry-After.
 		var limited httpResult

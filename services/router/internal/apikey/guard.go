@@ -303,6 +303,14 @@ func (g *Guard) Admit(ctx context.Context, component string, requestBytes int) (
 	return g.admit(ctx, component, int64(requestBytes)/bytesPerToken)
 }
 
+// Allows reports whether the caller authenticated in ctx may use component: always
+// without API keys, else when the component is in its key's list (or the key lists none).
+// Listings (the OpenAI-compatible API's models) show a key only what it may use.
+func Allows(ctx context.Context, component string) bool {
+	e, ok := ctx.Value(entryKey{}).(*entry)
+	return !ok || e.Allows(component)
+}
+
 // component names the component of a conversation request of any API.
 func component(msg any) string {
 	switch m := msg.(type) {

@@ -54,6 +54,9 @@ type Options struct {
 	// refusal (apikey.HTTPStatus): 429 for a limit, 403 for a component the key may not
 	// use, 503 when the limits cannot be checked.
 	AdmitStatus func(error) (status int, retryAfterSeconds int64)
+	// Visible reports whether the caller in ctx may see component in GET /v1/models
+	// (apikey.Allows); nil shows every component.
+	Visible func(ctx context.Context, component string) bool
 }
 
 // Handler serves the OpenAI-compatible API.
@@ -236,12 +239,19 @@ func toModel(c conversation.Component) model {
 	return model{ID: c.Name, Object: "model", Created: 0, OwnedBy: strings.TrimPrefix(c.Type, "conversation.")}
 }
 
-// Models serves GET /v1/models: every component, sorted by name.
-func (h *Handler) Models(w http.ResponseWriter, _ *http.Request) {
+// visible reports whether the caller of ctx may see component.
+func (h *Handler) visible(ctx context.Context, component string) bool {
+	return h.opts.Visible == nil || h.opts.Visible(ctx, component)
+}
+
+// Models serves GET /v1/models: every component the caller may use, sorted by name.
+func (h *Handler) Models(w http.ResponseWriter, r *http.Request) {
 	list := h.components.List()
 	data := make([]model, 0, len(list))
 	for _, c := range list {
-		data = append(data, toModel(c))
+		if h.visible(r.Context(), c.Name) {
+			data = append(data, toModel(c))
+		}
 	}
 	slices.SortFunc(data, func(a, b model) int { return strings.Compare(a.ID, b.ID) })
 	writeJSON(w, struct {
@@ -250,10 +260,13 @@ func (h *Handler) Models(w http.ResponseWriter, _ *http.Request) {
 	}{"list", data})
 }
 
-// Model serves GET /v1/models/{id}.
+// Model serves GET /v1/models/{id}: a component the caller may not use is not found.
 func (h *Handler) Model(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	comp, e := h.lookup(id)
+	if e == nil && !h.visible(r.Context(), id) {
+		e = modelNotFound(id) // OpenAI's answer for a model the key has no access to
+	}
 	if e != nil {
 		h.writeError(w, r, id, e)
 		return

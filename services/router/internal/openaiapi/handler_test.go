@@ -501,6 +501,15 @@ func TestModels(t *testing.T) {
 		require.Equal(t, tt.wantStatus, rec.Code, tt.path)
 		require.JSONEq(t, tt.want, rec.Body.String(), tt.path)
 	}
+
+	// A key limited to some components sees only those.
+	h.opts.Visible = func(_ context.Context, name string) bool { return name == "echo" }
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/models", nil))
+	require.JSONEq(t, `{"object":"list","data":[{"id":"echo","object":"model","created":0,"owned_by":"echo"}]}`, rec.Body.String())
+	rec = httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/models/gpt", nil))
+	require.Equal(t, http.StatusNotFound, rec.Code)
 }
 
 // admitter refuses with err, or admits with a caller whose settlement it records.
