@@ -93,6 +93,9 @@ type Options struct {
 	// Transport carries the HTTP calls; nil gives each provider its own transport cloned
 	// from http.DefaultTransport with more idle connections per host.
 	Transport http.RoundTripper
+	// WrapTransport, when set, wraps the transport of every provider's client (the
+	// worker's tracing of provider calls).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Now is the clock used to turn an HTTP-date Retry-After into a delay; nil means
 	// time.Now.
 	Now func() time.Time
@@ -147,6 +150,9 @@ func (o Options) HTTPClient() *http.Client {
 		} else {
 			rt = http.DefaultTransport
 		}
+	}
+	if o.WrapTransport != nil {
+		rt = o.WrapTransport(rt)
 	}
 	return &http.Client{
 		Transport: rt,

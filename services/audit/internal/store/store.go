@@ -330,6 +330,7 @@ type row struct {
 	WorkerID          string           `db:"worker_id"`
 	LatencyUS         int64            `db:"latency_us"`
 	ProviderLatencyUS int64            `db:"provider_latency_us"`
+	TraceID           string           `db:"trace_id"`
 }
 
 func (r *row) conversation() *auditv1.Conversation {
@@ -362,6 +363,7 @@ func (r *row) conversation() *auditv1.Conversation {
 		Latency:         durationpb.New(micros(r.LatencyUS)),
 		ProviderLatency: durationpb.New(micros(r.ProviderLatencyUS)),
 		CreatedAt:       timestamppb.New(r.CreatedAt),
+		TraceId:         r.TraceID,
 	}
 }
 

@@ -3,6 +3,7 @@ package serve_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ func TestEchoOverNATS(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
 	w := startWorker(t, srv, map[string]serve.Provider{"chat": echo.New()}, serve.Options{
 		WorkerID: "w-echo", TracerProvider: tp, Propagator: propagation.TraceContext{},
+		GenAI: func(string) (string, string) { return "echo", "echo-1" },
 	})
 	nc := natstest.Connect(t, srv)
 
@@ -81,15 +83,37 @@ func TestEchoOverNATS(t *testing.T) {
 			require.Equal(t, tt.words, resp.GetUsage().GetPromptTokens())
 			require.Equal(t, "stop", resp.GetChoices()[0].GetFinishReason())
 
-			// The worker's span continues the router's trace.
+			// The worker's span continues the router's trace; the provider call is its child,
+			// with the GenAI attributes and no prompt text.
+			var process, chat sdktrace.ReadOnlySpan
 			require.Eventually(t, func() bool {
 				for _, s := range recorder.Ended() {
 					if s.Name() == "process parley.provider.chat" && s.Parent().SpanID() == parent.SpanContext().SpanID() {
-						return s.SpanContext().TraceID() == parent.SpanContext().TraceID()
+						process = s
 					}
 				}
-				return false
+				for _, s := range recorder.Ended() {
+					if process != nil && s.Name() == "chat echo-1" && s.Parent().SpanID() == process.SpanContext().SpanID() {
+						chat = s
+					}
+				}
+				return chat != nil
 			}, 5*time.Second, 10*time.Millisecond)
+			require.Equal(t, parent.SpanContext().TraceID(), process.SpanContext().TraceID())
+			attrs := map[string]string{}
+			for _, kv := range chat.Attributes() {
+				attrs[string(kv.Key)] = kv.Value.Emit()
+			}
+			require.Equal(t, "chat", attrs["gen_ai.operation.name"])
+			require.Equal(t, "echo", attrs["gen_ai.system"])
+			require.Equal(t, "echo-1", attrs["gen_ai.request.model"])
+			require.Equal(t, strconv.FormatUint(tt.words, 10), attrs["gen_ai.usage.input_tokens"])
+			require.Equal(t, `["stop"]`, attrs["gen_ai.response.finish_reasons"])
+			for _, s := range []sdktrace.ReadOnlySpan{process, chat} {
+				for _, kv := range s.Attributes() {
+					require.NotContains(t, kv.Value.Emit(), secretPrompt, "span %s attribute %s", s.Name(), kv.Key)
+				}
+			}
 		})
 	}
 	t.Cleanup(func() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -39,6 +40,8 @@ type Options struct {
 	// AuditScrubMemoBytes bounds the memo of the scrubber's answers for audit copies
 	// (scrubMemo); 0 turns it off.
 	AuditScrubMemoBytes int64
+	// Tracer records a span per conversation; nil (tracing off) records none.
+	Tracer trace.Tracer
 }
 
 // auditScrubMemoTTL is how long the scrubber's answer for an audit copy's text is
@@ -203,7 +206,8 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	start := time.Now()
-	ctx, trace := crossing.Start(ctx)
+	ctx, span := s.startSpan(ctx, comp)
+	ctx, crossed := crossing.Start(ctx)
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, fmt.Errorf("request id: %w", err)
@@ -217,6 +221,7 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 		ev: &auditv1.ConversationEvent{
 			RequestId: p.RequestId, Tenant: p.Tenant, Api: req.API, Component: comp.Name,
 			Provider: comp.Type, Model: comp.Model, ContextId: req.ContextID, CreatedAt: timestamppb.New(start),
+			TraceId: traceID(ctx),
 		},
 		findings: map[string]int64{},
 	}
@@ -239,7 +244,8 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 		err = aerr
 		res = nil
 	}
-	s.observe(req.API, comp.Name, start, res, err, comp.CacheTTL > 0 && !req.BypassCache, trace.End())
+	endSpan(span, rec.ev, res, err)
+	s.observe(req.API, comp.Name, start, res, err, comp.CacheTTL > 0 && !req.BypassCache, crossed.End())
 	return res, err
 }
 

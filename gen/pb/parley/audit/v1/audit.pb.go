@@ -152,8 +152,11 @@ type Conversation struct {
 	Latency         *durationpb.Duration   `protobuf:"bytes,20,opt,name=latency,proto3" json:"latency,omitempty"`
 	ProviderLatency *durationpb.Duration   `protobuf:"bytes,21,opt,name=provider_latency,json=providerLatency,proto3" json:"provider_latency,omitempty"`
 	CreatedAt       *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// W3C trace id (32 lowercase hex digits) of the conversation's trace: the router's
+	// span when tracing is on, else the caller's traceparent; empty when neither.
+	TraceId       string `protobuf:"bytes,24,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Conversation) Reset() {
@@ -338,6 +341,13 @@ func (x *Conversation) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *Conversation) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
 }
 
 // ListConversationsRequest filters and pages the log. Unset filters match everything.
@@ -925,7 +935,7 @@ var File_parley_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1bparley/audit/v1/audit.proto\x12\x0fparley.audit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bparley/audit/v1/event.proto\"\xcc\a\n" +
+	"\x1bparley/audit/v1/audit.proto\x12\x0fparley.audit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bparley/audit/v1/event.proto\"\xe7\a\n" +
 	"\fConversation\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -953,7 +963,8 @@ const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\alatency\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12D\n" +
 	"\x10provider_latency\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x0fproviderLatency\x129\n" +
 	"\n" +
-	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x1a>\n" +
+	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x19\n" +
+	"\btrace_id\x18\x18 \x01(\tR\atraceId\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf6\x03\n" +

@@ -235,7 +235,10 @@ type ConversationEvent struct {
 	Latency         *durationpb.Duration `protobuf:"bytes,20,opt,name=latency,proto3" json:"latency,omitempty"`
 	ProviderLatency *durationpb.Duration `protobuf:"bytes,21,opt,name=provider_latency,json=providerLatency,proto3" json:"provider_latency,omitempty"`
 	// Stamped by the router when the request arrived; part of the row's key.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// W3C trace id (32 lowercase hex digits) of the conversation's trace: the router's
+	// span when tracing is on, else the caller's traceparent; empty when neither.
+	TraceId       string `protobuf:"bytes,24,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +427,13 @@ func (x *ConversationEvent) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ConversationEvent) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
 var File_parley_audit_v1_event_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_event_proto_rawDesc = "" +
@@ -435,7 +445,7 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\x11completion_tokens\x18\x02 \x01(\x04R\x10completionTokens\x12!\n" +
 	"\ftotal_tokens\x18\x03 \x01(\x04R\vtotalTokens\x12#\n" +
 	"\rcached_tokens\x18\x04 \x01(\x04R\fcachedTokens\x12)\n" +
-	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\xb8\a\n" +
+	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\xd3\a\n" +
 	"\x11ConversationEvent\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -463,7 +473,8 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\alatency\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12D\n" +
 	"\x10provider_latency\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x0fproviderLatency\x129\n" +
 	"\n" +
-	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x1a>\n" +
+	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x19\n" +
+	"\btrace_id\x18\x18 \x01(\tR\atraceId\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*J\n" +
