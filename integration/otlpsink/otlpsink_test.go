@@ -1,0 +1,107 @@
+package otlpsink_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/parleyhq/parley/integration/otlpsink"
+)
+
+// export sends spans made by build to sink through the OTLP/HTTP exporter the services
+// use, as service, with compression or not.
+func export(t *testing.T, sink *otlpsink.Sink, service string, gzip bool, build func(trace.Tracer)) {
+	t.Helper()
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(sink.Endpoint() + "/v1/traces")}
+	if gzip {
+		opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.GzipCompression))
+	}
+	exp, err := otlptracehttp.New(t.Context(), opts...)
+	require.NoError(t, err)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp),
+		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", service))))
+	build(tp.Tracer("test"))
+	require.NoError(t, tp.Shutdown(t.Context()))
+}
+
+func TestSinkReceivesAndRenders(t *testing.T) {
+	t.Parallel()
+	sink, err := otlpsink.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sink.Close(context.Background()) })
+
+	var root, child trace.SpanContext
+	export(t, sink, "router", false, func(tr trace.Tracer) {
+		ctx, r := tr.Start(t.Context(), "POST /v1.0-alpha2/conversation/{name}/converse")
+		_, c := tr.Start(ctx, "chat gpt-4o", trace.WithAttributes(
+			attribute.Int("gen_ai.usage.input_tokens", 12), attribute.Int("gen_ai.usage.output_tokens", 40),
+			attribute.StringSlice("gen_ai.response.finish_reasons", []string{"stop"})))
+		root, child = r.SpanContext(), c.SpanContext()
+		c.End()
+		r.End()
+	})
+	export(t, sink, "audit", true, func(tr trace.Tracer) {
+		ctx := trace.ContextWithRemoteSpanContext(t.Context(), child)
+		_, s := tr.Start(ctx, "process parley.audit.conversation", trace.WithLinks(trace.Link{SpanContext: child}))
+		s.End()
+	})
+
+	spans := sink.Trace(root.TraceID().String())
+	require.Len(t, spans, 3)
+	byName := map[string]otlpsink.Span{}
+	for _, s := range spans {
+		byName[s.Name] = s
+	}
+	chat := byName["chat gpt-4o"]
+	require.Equal(t, "router", chat.Service)
+	require.Equal(t, root.SpanID().String(), chat.ParentSpanID)
+	require.Equal(t, "12", chat.Attributes["gen_ai.usage.input_tokens"])
+	require.Equal(t, "[stop]", chat.Attributes["gen_ai.response.finish_reasons"])
+	write := byName["process parley.audit.conversation"]
+	require.Equal(t, "audit", write.Service)
+	require.Equal(t, child.SpanID().String(), write.ParentSpanID)
+	require.Equal(t, []otlpsink.Link{{TraceID: child.TraceID().String(), SpanID: child.SpanID().String()}}, write.Links)
+
+	var out bytes.Buffer
+	otlpsink.Render(&out, spans)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 5, out.String())
+	require.Contains(t, lines[0], "trace "+root.TraceID().String())
+	require.Contains(t, lines[0], "3 spans")
+	require.Regexp(t, `router +POST /v1.0-alpha2`, lines[2])
+	require.Regexp(t, `router +  chat gpt-4o  tokens 12/40  \[stop\]`, lines[3])
+	require.Regexp(t, `audit +    process parley.audit.conversation  link `+child.SpanID().String(), lines[4])
+}
+
+func TestSinkRefusesGarbage(t *testing.T) {
+	t.Parallel()
+	sink, err := otlpsink.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sink.Close(context.Background()) })
+	for _, tt := range []struct{ name, encoding, body string }{
+		{name: "not protobuf", body: "\xff\xff\xff"},
+		{name: "bad gzip", encoding: "gzip", body: "not gzip"},
+		{name: "unknown encoding", encoding: "br", body: ""},
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, sink.Endpoint()+"/v1/traces", strings.NewReader(tt.body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		if tt.encoding != "" {
+			req.Header.Set("Content-Encoding", tt.encoding)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, tt.name)
+	}
+	require.Empty(t, sink.Spans())
+}
