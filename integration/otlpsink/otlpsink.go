@@ -67,6 +67,23 @@ type Sink struct {
 	spans []Span
 	// arrived is when each trace last received a span, for Print.
 	arrived map[string]time.Time
+	// discard: count spans, keep none (Discard).
+	discard  bool
+	received int
+}
+
+// Discard makes the sink count the spans it receives and keep none, for a benchmark.
+func (s *Sink) Discard() {
+	s.mu.Lock()
+	s.discard = true
+	s.mu.Unlock()
+}
+
+// Received is how many spans the sink has received.
+func (s *Sink) Received() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.received
 }
 
 // Start listens on addr ("127.0.0.1:0" for a free port) and serves until Close.
@@ -178,6 +195,11 @@ func (s *Sink) add(spans []Span) {
 	}
 	now := time.Now()
 	s.mu.Lock()
+	s.received += len(spans)
+	if s.discard {
+		s.mu.Unlock()
+		return
+	}
 	s.spans = append(s.spans, spans...)
 	for _, sp := range spans {
 		s.arrived[sp.TraceID] = now

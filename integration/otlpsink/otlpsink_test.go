@@ -57,6 +57,7 @@ func TestSinkReceivesAndRenders(t *testing.T) {
 
 	spans := sink.Trace(root.TraceID().String())
 	require.Len(t, spans, 3)
+	require.Equal(t, 3, sink.Received())
 	byName := map[string]otlpsink.Span{}
 	for _, s := range spans {
 		byName[s.Name] = s
@@ -103,5 +104,20 @@ func TestSinkRefusesGarbage(t *testing.T) {
 		require.NoError(t, resp.Body.Close())
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode, tt.name)
 	}
+	require.Empty(t, sink.Spans())
+	require.Zero(t, sink.Received())
+}
+
+func TestSinkDiscard(t *testing.T) {
+	t.Parallel()
+	sink, err := otlpsink.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sink.Close(context.Background()) })
+	sink.Discard()
+	export(t, sink, "router", false, func(tr trace.Tracer) {
+		_, s := tr.Start(t.Context(), "one")
+		s.End()
+	})
+	require.Equal(t, 1, sink.Received())
 	require.Empty(t, sink.Spans())
 }
