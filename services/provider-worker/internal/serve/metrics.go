@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -71,11 +72,14 @@ func attemptOutcomeOf(ctx, actx context.Context, err error) attemptOutcome {
 }
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	attempts *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	inflight *prometheus.GaugeVec
-	rejected *prometheus.CounterVec
+	queueWait     *prometheus.HistogramVec
+	tokenUsage    *prometheus.HistogramVec
+	operationTime *prometheus.HistogramVec
+	requests      *prometheus.CounterVec
+	attempts      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	inflight      *prometheus.GaugeVec
+	rejected      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -104,8 +108,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 				"(ok, error, timeout, permanent), and calls its circuit breaker refused (circuit_open, too_many_requests).",
 		}, []string{"component", "outcome"}),
 	}
+	m.queueWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "parley_worker_queue_wait_seconds",
+		Help:    "Time a request waited in this worker for a free slot before its provider call started, by component.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	}, []string{"component"})
+	genAI := []string{"gen_ai_operation_name", "gen_ai_system", "gen_ai_request_model"}
+	m.tokenUsage = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "gen_ai_client_token_usage",
+		Help: "Tokens used per provider call (OpenTelemetry gen_ai.client.token.usage), by operation, provider, requested model and token type (input, output).",
+		// The semantic conventions' explicit bucket boundaries.
+		Buckets: []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864},
+	}, append(slices.Clone(genAI), "gen_ai_token_type"))
+	m.operationTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "gen_ai_client_operation_duration_seconds",
+		Help:    "Duration of each provider call (OpenTelemetry gen_ai.client.operation.duration), by operation, provider and requested model.",
+		Buckets: []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92},
+	}, genAI)
 	var errs []error
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight, m.rejected, m.attempts} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight, m.rejected, m.attempts, m.queueWait, m.tokenUsage, m.operationTime} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -119,15 +140,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // route binds the metrics of component name, so that every series exists from the start.
 func (m *metrics) route(name string, p Provider, policy *resiliency.Policy) *route {
 	rt := &route{
-		name:     name,
-		subject:  SubjectPrefix + name,
-		provider: p,
-		policy:   policy,
-		requests: make(map[outcome]prometheus.Counter),
-		attempts: make(map[attemptOutcome]prometheus.Counter),
-		duration: m.duration.WithLabelValues(name),
-		inflight: m.inflight.WithLabelValues(name),
-		rejected: m.rejected.WithLabelValues(name),
+		name:      name,
+		subject:   SubjectPrefix + name,
+		provider:  p,
+		policy:    policy,
+		requests:  make(map[outcome]prometheus.Counter),
+		attempts:  make(map[attemptOutcome]prometheus.Counter),
+		duration:  m.duration.WithLabelValues(name),
+		inflight:  m.inflight.WithLabelValues(name),
+		rejected:  m.rejected.WithLabelValues(name),
+		queueWait: m.queueWait.WithLabelValues(name),
 	}
 	for _, o := range []outcome{
 		outcomeOK, outcomeInvalidArgument, outcomeNotFound, outcomeUnavailable,

@@ -128,6 +128,7 @@ func (w *Worker) call(ctx context.Context, x *exchange, req *providerv1.Request)
 	}()
 	res.attempts, res.err = rt.policy.Run(ctx, func(actx context.Context) error {
 		var span trace.Span
+		attemptStart := time.Now()
 		if w.tracing {
 			actx, span = w.tracer.Start(actx, rt.chatName, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(rt.chatAttrs...))
 			defer span.End()
@@ -141,6 +142,13 @@ func (w *Worker) call(ctx context.Context, x *exchange, req *providerv1.Request)
 		}
 		out := attemptOutcomeOf(ctx, actx, err)
 		rt.attempts[out].Inc()
+		rt.operationTime.Observe(time.Since(attemptStart).Seconds())
+		if err == nil && resp != nil {
+			if u := resp.GetUsage(); u != nil {
+				rt.tokensIn.Observe(float64(u.GetPromptTokens()))
+				rt.tokensOut.Observe(float64(u.GetCompletionTokens()))
+			}
+		}
 		if span != nil {
 			endChat(span, resp, err, out)
 		}

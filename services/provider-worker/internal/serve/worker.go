@@ -113,6 +113,9 @@ type route struct {
 	// attributes.
 	chatName  string
 	chatAttrs []attribute.KeyValue
+	// queueWait, tokensIn, tokensOut and operationTime are the route's series of the
+	// queue wait and the GenAI client metrics.
+	queueWait, tokensIn, tokensOut, operationTime prometheus.Observer
 }
 
 // New returns a worker serving providers, keyed by component name, over nc. It subscribes
@@ -199,6 +202,10 @@ func New(nc *nats.Conn, providers map[string]Provider, opts Options) (*Worker, e
 		}
 		rt.chatName = strings.TrimSpace(telemetry.OperationChat + " " + model)
 		rt.chatAttrs = append(telemetry.GenAIRequestAttrs(system, model), attribute.String("parley.component", name))
+		sys := telemetry.GenAISystemOf(system)
+		rt.tokensIn = m.tokenUsage.WithLabelValues(telemetry.OperationChat, sys, model, "input")
+		rt.tokensOut = m.tokenUsage.WithLabelValues(telemetry.OperationChat, sys, model, "output")
+		rt.operationTime = m.operationTime.WithLabelValues(telemetry.OperationChat, sys, model)
 		w.routes = append(w.routes, rt)
 	}
 	if err := opts.Registerer.Register(newBreakerStates(w.routes)); err != nil {

@@ -119,7 +119,11 @@ func TestEchoOverNATS(t *testing.T) {
 	t.Cleanup(func() {
 		require.Eventually(t, func() bool {
 			return w.metric(t, "parley_worker_requests_total", map[string]string{"component": "chat", "outcome": "ok"}) == float64(len(tests)) &&
-				w.metric(t, "parley_worker_request_duration_seconds", map[string]string{"component": "chat"}) == float64(len(tests))
+				w.metric(t, "parley_worker_request_duration_seconds", map[string]string{"component": "chat"}) == float64(len(tests)) &&
+				w.metric(t, "parley_worker_queue_wait_seconds", map[string]string{"component": "chat"}) == float64(len(tests)) &&
+				w.metric(t, "gen_ai_client_operation_duration_seconds", map[string]string{"gen_ai_system": "echo", "gen_ai_request_model": "echo-1"}) == float64(len(tests)) &&
+				w.metric(t, "gen_ai_client_token_usage", map[string]string{"gen_ai_token_type": "input", "gen_ai_system": "echo", "gen_ai_request_model": "echo-1"}) == float64(len(tests)) &&
+				w.metric(t, "gen_ai_client_token_usage", map[string]string{"gen_ai_token_type": "output", "gen_ai_operation_name": "chat"}) == float64(len(tests))
 		}, 5*time.Second, 10*time.Millisecond)
 	})
 }

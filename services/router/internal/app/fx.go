@@ -79,6 +79,10 @@ type Config struct {
 	// APIToken, when set, must come with every API call in the dapr-api-token header, as
 	// daprd's DAPR_API_TOKEN.
 	APIToken apitoken.Token `env:"DAPR_API_TOKEN"`
+	// AppID and Namespace are the app_id and namespace labels of daprd's conversation
+	// metrics (dapr_component_conversation_*), so daprd's dashboards select Parley.
+	AppID     string `env:"ROUTER_APP_ID, default=parley"`
+	Namespace string `env:"NAMESPACE, default=default"`
 }
 
 // Validate checks cross-field rules.
@@ -253,6 +257,7 @@ func newService(lc fx.Lifecycle, comps *upstream.Components, scrubber *upstream.
 		conversation.Options{
 			AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts,
 			AuditScrubMemoBytes: cfg.AuditScrubMemoBytes, Tracer: tel.Tracer(tracerName),
+			AppID: cfg.AppID, Namespace: cfg.Namespace,
 		}, logger, reg)
 	if err != nil {
 		return nil, err

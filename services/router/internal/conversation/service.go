@@ -42,6 +42,8 @@ type Options struct {
 	AuditScrubMemoBytes int64
 	// Tracer records a span per conversation; nil (tracing off) records none.
 	Tracer trace.Tracer
+	// AppID and Namespace label daprd's conversation metrics (app_id, namespace).
+	AppID, Namespace string
 }
 
 // auditScrubMemoTTL is how long the scrubber's answer for an audit copy's text is
@@ -80,6 +82,7 @@ type serviceMetrics struct {
 	memo           *prometheus.CounterVec
 	// The series of background and memo the hot path counts, resolved once.
 	writeBackground, writeInline, memoHit, memoMiss prometheus.Counter
+	genAI                                           *genAIMetrics
 }
 
 // New builds a Service and registers its metrics.
@@ -145,6 +148,10 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 		m.sequential.WithLabelValues(p)
 	}
 	m.memoHit, m.memoMiss = m.memo.WithLabelValues("hit"), m.memo.WithLabelValues("miss")
+	var err error
+	if m.genAI, err = newGenAIMetrics(reg, opts.AppID, opts.Namespace); err != nil {
+		return nil, err
+	}
 	m.writeBackground, m.writeInline = m.background.WithLabelValues("background"), m.background.WithLabelValues("inline")
 	if opts.Background <= 0 {
 		opts.Background = DefaultBackground
@@ -245,7 +252,7 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 		res = nil
 	}
 	endSpan(span, rec.ev, res, err)
-	s.observe(req.API, comp.Name, start, res, err, comp.CacheTTL > 0 && !req.BypassCache, crossed.End())
+	s.observe(req.API, comp, start, res, err, comp.CacheTTL > 0 && !req.BypassCache, crossed.End())
 	return res, err
 }
 
@@ -590,7 +597,9 @@ func (s *Service) record(ctx context.Context, rec *record) error {
 	return nil
 }
 
-func (s *Service) observe(api auditv1.Api, component string, start time.Time, res *Result, err error, cacheOn bool, crossed crossing.Summary) {
+func (s *Service) observe(api auditv1.Api, comp Component, start time.Time, res *Result, err error, cacheOn bool, crossed crossing.Summary) {
+	component := comp.Name
+	elapsed := time.Since(start)
 	status, cache := "ok", "off"
 	if err != nil {
 		status = "error"
@@ -603,7 +612,12 @@ func (s *Service) observe(api auditv1.Api, component string, start time.Time, re
 	}
 	apiName := strings.ToLower(strings.TrimPrefix(api.String(), "API_"))
 	s.m.conversations.WithLabelValues(apiName, component, status, cache).Inc()
-	s.m.duration.WithLabelValues(apiName, component).Observe(time.Since(start).Seconds())
+	s.m.duration.WithLabelValues(apiName, component).Observe(elapsed.Seconds())
+	var providerTime time.Duration
+	if res != nil {
+		providerTime = res.ProviderTime
+	}
+	s.m.genAI.observe(comp, err == nil, elapsed, providerTime, crossed)
 	path := cache
 	if err != nil {
 		path = "error"
