@@ -29,7 +29,13 @@ type Error struct {
 	RetryAfter time.Duration
 	// Err is the failure itself.
 	Err error
+	// Status is the HTTP status of the provider's answer; 0 when the failure was not
+	// an HTTP answer (a transport error, an SDK's own error).
+	Status int
 }
+
+// HTTPStatus returns Status, for the worker's count of provider errors by kind.
+func (e *Error) HTTPStatus() int { return e.Status }
 
 // Error implements error.
 func (e *Error) Error() string {

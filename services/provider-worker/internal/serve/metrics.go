@@ -72,6 +72,7 @@ func attemptOutcomeOf(ctx, actx context.Context, err error) attemptOutcome {
 }
 
 type metrics struct {
+	providerErrs  *prometheus.CounterVec
 	queueWait     *prometheus.HistogramVec
 	tokenUsage    *prometheus.HistogramVec
 	operationTime *prometheus.HistogramVec
@@ -113,6 +114,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help:    "Time a request waited in this worker for a free slot before its provider call started, by component.",
 		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 	}, []string{"component"})
+	m.providerErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_worker_provider_errors_total",
+		Help: "Failed provider calls (attempts), by component and kind (rate_limited, quota, auth, billing, not_found, bad_request, server_error, timeout, unavailable, empty_response, internal, other).",
+	}, []string{"component", "kind"})
 	genAI := []string{"gen_ai_operation_name", "gen_ai_system", "gen_ai_request_model"}
 	m.tokenUsage = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "gen_ai_client_token_usage",
@@ -126,7 +131,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Buckets: []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92},
 	}, genAI)
 	var errs []error
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight, m.rejected, m.attempts, m.queueWait, m.tokenUsage, m.operationTime} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight, m.rejected, m.attempts, m.queueWait, m.tokenUsage, m.operationTime, m.providerErrs} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -150,6 +155,10 @@ func (m *metrics) route(name string, p Provider, policy *resiliency.Policy) *rou
 		inflight:  m.inflight.WithLabelValues(name),
 		rejected:  m.rejected.WithLabelValues(name),
 		queueWait: m.queueWait.WithLabelValues(name),
+		errors:    make(map[string]prometheus.Counter, len(errorKinds)),
+	}
+	for _, k := range errorKinds {
+		rt.errors[k] = m.providerErrs.WithLabelValues(name, k)
 	}
 	for _, o := range []outcome{
 		outcomeOK, outcomeInvalidArgument, outcomeNotFound, outcomeUnavailable,

@@ -143,6 +143,11 @@ func (w *Worker) call(ctx context.Context, x *exchange, req *providerv1.Request)
 		out := attemptOutcomeOf(ctx, actx, err)
 		rt.attempts[out].Inc()
 		rt.operationTime.Observe(time.Since(attemptStart).Seconds())
+		if err != nil {
+			if k := errorKind(ctx, actx, err); k != "" {
+				rt.errors[k].Inc()
+			}
+		}
 		if err == nil && resp != nil {
 			if u := resp.GetUsage(); u != nil {
 				rt.tokensIn.Observe(float64(u.GetPromptTokens()))

@@ -116,6 +116,8 @@ type route struct {
 	// queueWait, tokensIn, tokensOut and operationTime are the route's series of the
 	// queue wait and the GenAI client metrics.
 	queueWait, tokensIn, tokensOut, operationTime prometheus.Observer
+	// errors counts failed provider calls by kind (errorKind).
+	errors map[string]prometheus.Counter
 }
 
 // New returns a worker serving providers, keyed by component name, over nc. It subscribes
