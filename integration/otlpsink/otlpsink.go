@@ -61,6 +61,7 @@ type Link struct{ TraceID, SpanID string }
 // Sink receives spans over OTLP/HTTP on a loopback port.
 type Sink struct {
 	srv *http.Server
+	mux *http.ServeMux
 	ln  net.Listener
 
 	mu    sync.Mutex
@@ -92,15 +93,17 @@ func Start(addr string) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("otlp sink: %w", err)
 	}
-	s := &Sink{ln: ln, arrived: map[string]time.Time{}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/traces", s.traces)
-	mux.HandleFunc("POST /v1/metrics", discard)
-	mux.HandleFunc("POST /v1/logs", discard)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s := &Sink{ln: ln, arrived: map[string]time.Time{}, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /v1/traces", s.traces)
+	s.mux.HandleFunc("POST /v1/metrics", discard)
+	s.mux.HandleFunc("POST /v1/logs", discard)
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
 }
+
+// ServeHTTP serves the OTLP/HTTP paths, as the sink's own listener does.
+func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // Endpoint is the value of OTEL_EXPORTER_OTLP_ENDPOINT that sends to the sink.
 func (s *Sink) Endpoint() string { return "http://" + s.ln.Addr().String() }

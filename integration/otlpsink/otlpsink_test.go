@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -13,6 +15,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/parleyhq/parley/integration/otlpsink"
 )
@@ -120,4 +126,39 @@ func TestSinkDiscard(t *testing.T) {
 	})
 	require.Equal(t, 1, sink.Received())
 	require.Empty(t, sink.Spans())
+}
+
+// FuzzTraces: no request body makes the receiver panic, and a body it accepts yields
+// spans whose ids are hex.
+func FuzzTraces(f *testing.F) {
+	req := &collectortrace.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{{
+			TraceId: bytes.Repeat([]byte{1}, 16), SpanId: bytes.Repeat([]byte{2}, 8), Name: "chat",
+			Attributes: []*commonpb.KeyValue{{Key: "k", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{
+				ArrayValue: &commonpb.ArrayValue{Values: []*commonpb.AnyValue{{Value: &commonpb.AnyValue_IntValue{IntValue: 3}}}},
+			}}}},
+		}}}},
+	}}}
+	b, err := proto.Marshal(req)
+	require.NoError(f, err)
+	f.Add(b, false)
+	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102","name":"x"}]}]}]}`), true)
+	f.Add([]byte{0xff, 0x01}, false)
+	sink, err := otlpsink.Start("127.0.0.1:0")
+	require.NoError(f, err)
+	f.Cleanup(func() { _ = sink.Close(context.Background()) })
+	hexID := regexp.MustCompile(`^[0-9a-f]*$`)
+	f.Fuzz(func(t *testing.T, body []byte, jsonBody bool) {
+		r := httptest.NewRequest(http.MethodPost, "/v1/traces", bytes.NewReader(body))
+		if jsonBody {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		before := len(sink.Spans())
+		w := httptest.NewRecorder()
+		sink.ServeHTTP(w, r)
+		for _, s := range sink.Spans()[before:] {
+			require.Regexp(t, hexID, s.TraceID)
+			require.Regexp(t, hexID, s.SpanID)
+		}
+	})
 }
