@@ -175,12 +175,12 @@ func requireNoText(t *testing.T, s sdktrace.ReadOnlySpan, text string) {
 	require.NotContains(t, s.Name(), text)
 	require.NotContains(t, s.Status().Description, text)
 	for _, kv := range s.Attributes() {
-		require.NotContains(t, kv.Value.Emit(), text, "attribute %s", kv.Key)
+		require.NotContains(t, kv.Value.String(), text, "attribute %s", kv.Key)
 	}
 	for _, e := range s.Events() {
 		require.NotContains(t, e.Name, text)
 		for _, kv := range e.Attributes {
-			require.NotContains(t, kv.Value.Emit(), text, "event %s attribute %s", e.Name, kv.Key)
+			require.NotContains(t, kv.Value.String(), text, "event %s attribute %s", e.Name, kv.Key)
 		}
 	}
 }
