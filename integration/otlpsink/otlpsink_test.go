@@ -7,7 +7,9 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
@@ -161,4 +163,55 @@ func FuzzTraces(f *testing.F) {
 			require.Regexp(t, hexID, s.SpanID)
 		}
 	})
+}
+
+// lockedBuffer is a bytes.Buffer safe for Print's goroutine and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSinkPrint: Print writes each trace once it went quiet, then forgets its spans.
+func TestSinkPrint(t *testing.T) {
+	t.Parallel()
+	sink, err := otlpsink.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sink.Close(context.Background()) })
+	var out lockedBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); sink.Print(ctx, &out, 20*time.Millisecond) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var ids []string
+	for _, name := range []string{"first", "second"} {
+		export(t, sink, "router", false, func(tr trace.Tracer) {
+			ctx, root := tr.Start(t.Context(), name)
+			_, child := tr.Start(ctx, name+" child")
+			child.End()
+			root.End()
+			ids = append(ids, root.SpanContext().TraceID().String())
+		})
+	}
+	require.Eventually(t, func() bool {
+		s := out.String()
+		return strings.Contains(s, "trace "+ids[0]) && strings.Contains(s, "trace "+ids[1])
+	}, 10*time.Second, 10*time.Millisecond)
+	require.Empty(t, sink.Spans(), "printed spans are forgotten")
+	require.Equal(t, 4, sink.Received())
+	s := out.String()
+	require.Equal(t, 1, strings.Count(s, "trace "+ids[0]), "each trace printed once:\n%s", s)
+	require.Regexp(t, `router +  second child`, s)
 }
