@@ -203,3 +203,41 @@ func (b *breakerStates) Collect(ch chan<- prometheus.Metric) {
 		ch <- m
 	}
 }
+
+// backlog reports, at scrape time, the requests this worker holds but has not started:
+// those the NATS client buffered for each component's subscription
+// (parley_worker_nats_pending_messages) and those waiting for a free slot
+// (parley_worker_waiting_requests).
+type backlog struct {
+	w                *Worker
+	pending, waiting *prometheus.Desc
+}
+
+func newBacklog(w *Worker) *backlog {
+	return &backlog{
+		w: w,
+		pending: prometheus.NewDesc("parley_worker_nats_pending_messages",
+			"Requests the NATS client has buffered for the component's subscription, not yet handed to the worker.",
+			[]string{"component"}, nil),
+		waiting: prometheus.NewDesc("parley_worker_waiting_requests",
+			"Requests waiting in this worker for a free slot.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (b *backlog) Describe(ch chan<- *prometheus.Desc) { ch <- b.pending; ch <- b.waiting }
+
+// Collect implements prometheus.Collector.
+func (b *backlog) Collect(ch chan<- prometheus.Metric) {
+	b.w.mu.Lock()
+	subs := b.w.subs
+	b.w.mu.Unlock()
+	for i, rt := range b.w.routes {
+		n := 0
+		if i < len(subs) {
+			n, _, _ = subs[i].Pending() // an error means a closed subscription: nothing pending
+		}
+		ch <- prometheus.MustNewConstMetric(b.pending, prometheus.GaugeValue, float64(max(n, 0)), rt.name)
+	}
+	ch <- prometheus.MustNewConstMetric(b.waiting, prometheus.GaugeValue, float64(b.w.waiting.Load()))
+}

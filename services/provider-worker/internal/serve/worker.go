@@ -210,8 +210,10 @@ func New(nc *nats.Conn, providers map[string]Provider, opts Options) (*Worker, e
 		rt.operationTime = m.operationTime.WithLabelValues(telemetry.OperationChat, sys, model)
 		w.routes = append(w.routes, rt)
 	}
-	if err := opts.Registerer.Register(newBreakerStates(w.routes)); err != nil {
-		return nil, fmt.Errorf("register worker metrics: %w", err)
+	for _, c := range []prometheus.Collector{newBreakerStates(w.routes), newBacklog(w)} {
+		if err := opts.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("register worker metrics: %w", err)
+		}
 	}
 	return w, nil
 }

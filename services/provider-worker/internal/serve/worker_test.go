@@ -367,7 +367,7 @@ func TestWaitingRequestGetsAFreedSlot(t *testing.T) {
 	nc := natstest.Connect(t, srv)
 	p := newScripted()
 	p.started = make(chan struct{}, 1)
-	startWorker(t, srv, map[string]serve.Provider{"one": p}, serve.Options{Concurrency: 1, AdmissionWait: 10 * time.Second})
+	w := startWorker(t, srv, map[string]serve.Provider{"one": p}, serve.Options{Concurrency: 1, AdmissionWait: 10 * time.Second})
 
 	held := sendAsync(nc, "one", encode(t, request("one", "hold")))
 	<-p.started
@@ -375,6 +375,8 @@ func TestWaitingRequestGetsAFreedSlot(t *testing.T) {
 	// request wait: once a third request has been turned away, the second one is waiting.
 	waiting := publish(t, nc, "one", encode(t, request("one", "next")))
 	requireError(t, call(t, nc, "one", encode(t, request("one", "third")), nil), providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "worker saturated")
+	require.Equal(t, 1.0, w.metric(t, "parley_worker_waiting_requests", nil))
+	require.Equal(t, 1.0, w.metric(t, "parley_worker_queue_wait_seconds", map[string]string{"component": "one"}), "the held call's wait")
 	close(p.release)
 
 	requireResponse(t, <-held, "hold")
