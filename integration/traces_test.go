@@ -13,7 +13,9 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/metadata"
 
+	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
@@ -129,6 +131,27 @@ func TestOneTracePerConversation(t *testing.T) {
 			require.NotZero(t, tr.countService(service), "spans of %s in the trace", service)
 		}
 		requireAuditTraceID(t, router, res.GetRequestId(), traceID)
+	})
+
+	t.Run("dapr grpc", func(t *testing.T) {
+		// As a Dapr SDK calls daprd: grpc-go on Dapr's gRPC port, traceparent in the metadata.
+		traceID := randomHex(t, 16)
+		conn := dial(t, own.RouterGRPCAddr())
+		ctx := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+traceID+"-"+randomHex(t, 8)+"-01")
+		res := &runtimev1.ConversationResponseAlpha2{}
+		err := conn.Invoke(ctx, "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2", &runtimev1.ConversationRequestAlpha2{
+			Name: "traced",
+			Inputs: []*runtimev1.ConversationInputAlpha2{{Messages: []*runtimev1.ConversationMessage{{
+				MessageTypes: &runtimev1.ConversationMessage_OfUser{OfUser: &runtimev1.ConversationMessageOfUser{
+					Content: []*runtimev1.ConversationMessageContent{{Text: "dapr grpc " + secret}},
+				}},
+			}}}},
+		}, res)
+		require.NoError(t, err)
+		tr := waitTrace(t, sink, traceID, "audit", "process parley.audit.conversation")
+		server := tr.one(t, "router", "dapr.proto.runtime.v1.Dapr/ConverseAlpha2", "")
+		tr.one(t, "router", "chat fake-model", server.SpanID)
+		require.NotZero(t, tr.countService("provider-worker"))
 	})
 
 	// No span anywhere holds prompt or answer text.
