@@ -6,7 +6,9 @@
 // that gives an external NATS those users and their permissions. -workers (make up
 // WORKERS=...) adds provider-worker processes dedicated to one component each.
 // Internal calls run over mutual TLS with a development CA and certificates under
-// .data/tls (created on first run, renewed when due), unless INTERNAL_TLS=off.
+// .data/tls (created on first run, renewed when due), unless INTERNAL_TLS=off. -traces
+// (make up TRACES=1) receives the services' traces in this process and prints each as a
+// tree (integration/otlpsink).
 package main
 
 import (
