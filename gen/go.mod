@@ -4,5 +4,5 @@ go 1.26.8
 
 require (
 	connectrpc.com/connect v1.21.1
-	google.golang.org/protobuf v1.36.12
+	google.golang.org/protobuf v1.36.11
 )
