@@ -72,6 +72,7 @@ func attemptOutcomeOf(ctx, actx context.Context, err error) attemptOutcome {
 }
 
 type metrics struct {
+	tokens        *prometheus.CounterVec
 	providerErrs  *prometheus.CounterVec
 	queueWait     *prometheus.HistogramVec
 	tokenUsage    *prometheus.HistogramVec
@@ -118,6 +119,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "parley_worker_provider_errors_total",
 		Help: "Failed provider calls (attempts), by component and kind (rate_limited, quota, auth, billing, not_found, bad_request, server_error, timeout, unavailable, empty_response, internal, other).",
 	}, []string{"component", "kind"})
+	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_worker_tokens_total",
+		Help: "Tokens the provider reported for successful calls, by component and type (input, output).",
+	}, []string{"component", "type"})
 	genAI := []string{"gen_ai_operation_name", "gen_ai_system", "gen_ai_request_model"}
 	m.tokenUsage = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "gen_ai_client_token_usage",
@@ -131,7 +136,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Buckets: []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92},
 	}, genAI)
 	var errs []error
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight, m.rejected, m.attempts, m.queueWait, m.tokenUsage, m.operationTime, m.providerErrs} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight, m.rejected, m.attempts, m.queueWait, m.tokenUsage, m.operationTime, m.providerErrs, m.tokens} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -145,17 +150,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // route binds the metrics of component name, so that every series exists from the start.
 func (m *metrics) route(name string, p Provider, policy *resiliency.Policy) *route {
 	rt := &route{
-		name:      name,
-		subject:   SubjectPrefix + name,
-		provider:  p,
-		policy:    policy,
-		requests:  make(map[outcome]prometheus.Counter),
-		attempts:  make(map[attemptOutcome]prometheus.Counter),
-		duration:  m.duration.WithLabelValues(name),
-		inflight:  m.inflight.WithLabelValues(name),
-		rejected:  m.rejected.WithLabelValues(name),
-		queueWait: m.queueWait.WithLabelValues(name),
-		errors:    make(map[string]prometheus.Counter, len(errorKinds)),
+		name:           name,
+		subject:        SubjectPrefix + name,
+		provider:       p,
+		policy:         policy,
+		requests:       make(map[outcome]prometheus.Counter),
+		attempts:       make(map[attemptOutcome]prometheus.Counter),
+		duration:       m.duration.WithLabelValues(name),
+		inflight:       m.inflight.WithLabelValues(name),
+		rejected:       m.rejected.WithLabelValues(name),
+		queueWait:      m.queueWait.WithLabelValues(name),
+		errors:         make(map[string]prometheus.Counter, len(errorKinds)),
+		tokensInTotal:  m.tokens.WithLabelValues(name, "input"),
+		tokensOutTotal: m.tokens.WithLabelValues(name, "output"),
 	}
 	for _, k := range errorKinds {
 		rt.errors[k] = m.providerErrs.WithLabelValues(name, k)

@@ -152,6 +152,8 @@ func (w *Worker) call(ctx context.Context, x *exchange, req *providerv1.Request)
 			if u := resp.GetUsage(); u != nil {
 				rt.tokensIn.Observe(float64(u.GetPromptTokens()))
 				rt.tokensOut.Observe(float64(u.GetCompletionTokens()))
+				rt.tokensInTotal.Add(float64(u.GetPromptTokens()))
+				rt.tokensOutTotal.Add(float64(u.GetCompletionTokens()))
 			}
 		}
 		if span != nil {

@@ -118,6 +118,8 @@ type route struct {
 	queueWait, tokensIn, tokensOut, operationTime prometheus.Observer
 	// errors counts failed provider calls by kind (errorKind).
 	errors map[string]prometheus.Counter
+	// tokensInTotal and tokensOutTotal count the tokens of successful calls.
+	tokensInTotal, tokensOutTotal prometheus.Counter
 }
 
 // New returns a worker serving providers, keyed by component name, over nc. It subscribes

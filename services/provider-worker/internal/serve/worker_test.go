@@ -123,7 +123,8 @@ func TestEchoOverNATS(t *testing.T) {
 				w.metric(t, "parley_worker_queue_wait_seconds", map[string]string{"component": "chat"}) == float64(len(tests)) &&
 				w.metric(t, "gen_ai_client_operation_duration_seconds", map[string]string{"gen_ai_system": "echo", "gen_ai_request_model": "echo-1"}) == float64(len(tests)) &&
 				w.metric(t, "gen_ai_client_token_usage", map[string]string{"gen_ai_token_type": "input", "gen_ai_system": "echo", "gen_ai_request_model": "echo-1"}) == float64(len(tests)) &&
-				w.metric(t, "gen_ai_client_token_usage", map[string]string{"gen_ai_token_type": "output", "gen_ai_operation_name": "chat"}) == float64(len(tests))
+				w.metric(t, "gen_ai_client_token_usage", map[string]string{"gen_ai_token_type": "output", "gen_ai_operation_name": "chat"}) == float64(len(tests)) &&
+				w.metric(t, "parley_worker_tokens_total", map[string]string{"component": "chat", "type": "input"}) == float64(2+12)
 		}, 5*time.Second, 10*time.Millisecond)
 	})
 }
