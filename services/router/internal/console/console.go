@@ -28,7 +28,7 @@ var dist embed.FS
 // Policy is the console's Content-Security-Policy: scripts, styles, fonts and images from the
 // router only, API calls to the router only, no frames, no plugins, no inline code.
 const Policy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
-	"connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	"connect-src 'self'; manifest-src 'self'; base-uri 'self'; form-action 'none'; frame-ancestors 'none'"
 
 // asset is one file, kept in memory with its gzip form when that is smaller.
 type asset struct {

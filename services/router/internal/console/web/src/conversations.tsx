@@ -148,7 +148,7 @@ export function Conversations(_: { query: URLSearchParams }) {
       {error && <p role="alert" class="error">{error}</p>}
       <p class="status" aria-live="polite">
         {loading ? "Loading…" : `Page ${page}, ${rows.length} conversation${rows.length === 1 ? "" : "s"}`}
-        {live && page === 1 && !error ? " · live" : ""}
+        {live && page === 1 && !error && !loading ? " · live" : ""}
       </p>
       <div class="table-wrap">
         <table id="conversations">
@@ -160,7 +160,7 @@ export function Conversations(_: { query: URLSearchParams }) {
           <tbody>
             {rows.map((c) => (
               <tr key={c.requestId} class={fresh.has(c.requestId) ? "fresh" : undefined} data-id={c.requestId}>
-                <td class="nowrap">{fmtTime(c.createdAt)}</td>
+                <td class="nowrap"><span class="day">{fmtTime(c.createdAt).slice(0, 11)}</span>{fmtTime(c.createdAt).slice(11)}</td>
                 <td>{c.component}</td>
                 <td class="opt">{c.model}</td>
                 <td>{c.status === Status.ERROR ? <span class="bad">{c.errorCode || "error"}</span> : "ok"}</td>

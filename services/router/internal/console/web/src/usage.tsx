@@ -21,7 +21,7 @@ function Chart(props: { title: string; x: number[]; series: Series[]; unit?: str
       scales: { x: { time: true } },
       series: [{}, ...props.series.map((s, i) => ({
         label: s.label, stroke: palette[i % palette.length], width: 2, spanGaps: false,
-        points: { show: props.x.length < 50 },
+        points: { show: props.x.length <= 48 },
         value: (_: uPlot, v: number | null) => (v == null ? "—" : v.toLocaleString("en-US", { maximumFractionDigits: 2 }) + (props.unit ?? "")),
       }))],
       axes: [{}, { size: 60, values: (_: uPlot, ticks: number[]) => ticks.map((t) => t.toLocaleString("en-US") + (props.unit ?? "")) }],
@@ -64,12 +64,14 @@ export function Usage() {
     components.listComponents({}).then((r) => setNames(r.components.map((c) => c.name))).catch(() => {});
   }, []);
 
+  const hour = bucket === "hour";
+  const step = hour ? 3600e3 : 86400e3;
+  // Buckets start on UTC hours or days: the range ends with the current one.
+  const [span, setSpan] = useState({ start: 0, end: 0 });
   useEffect(() => {
-    const hour = bucket === "hour";
-    const step = hour ? 3600e3 : 86400e3;
-    const now = Date.now();
-    const end = new Date(Math.floor(now / step) * step + step);
+    const end = new Date(Math.floor(Date.now() / step) * step + step);
     const start = new Date(end.getTime() - Number(range) * 3600e3);
+    setSpan({ start: start.getTime(), end: end.getTime() });
     const groupBy = by === "component" ? [UsageDimension.COMPONENT] : by === "model" ? [UsageDimension.MODEL] : [];
     audit.getUsageStats({
       bucket: hour ? UsageBucket.HOUR : UsageBucket.DAY, startTime: timestampFromDate(start), endTime: timestampFromDate(end),
@@ -91,10 +93,13 @@ export function Usage() {
     g.total.hits += s.cacheHits;
     g.total.tokens += s.usage?.totalTokens ?? 0n;
   }
+  // Every bucket of the range, so that quiet hours show as zero rather than as a gap.
+  for (let t = span.start; t < span.end; t += step) xs.add(t / 1000);
   const x = [...xs].sort((a, b) => a - b);
   const gs = [...groups.values()].sort((a, b) => a.key.localeCompare(b.key));
-  const series = (f: (s: UsageStats) => number, suffix = "") =>
-    gs.map((g) => ({ label: g.key + suffix, values: x.map((t) => { const s = g.rows.get(t); return s ? f(s) : null; }) }));
+  // Counts are zero in a bucket without requests; rates and latencies have no value there.
+  const series = (f: (s: UsageStats) => number, suffix = "", zero: number | null = null) =>
+    gs.map((g) => ({ label: g.key + suffix, values: x.map((t) => { const s = g.rows.get(t); return s ? f(s) : zero; }) }));
   const ranges = bucket === "hour" ? [["24", "Last 24 hours"], ["72", "Last 3 days"], ["168", "Last 7 days"]] : [["168", "Last 7 days"], ["720", "Last 30 days"], ["2160", "Last 90 days"]];
 
   return (
@@ -138,9 +143,9 @@ export function Usage() {
           </div>
           {gs.length > 0 && (
             <div class="charts">
-              <Chart title="Requests" x={x} series={series((s) => Number(s.requests))} />
-              <Chart title="Tokens" x={x} series={series((s) => Number(s.usage?.totalTokens ?? 0n))} />
-              <Chart title="Errors" x={x} series={series((s) => Number(s.errors))} />
+              <Chart title="Requests" x={x} series={series((s) => Number(s.requests), "", 0)} />
+              <Chart title="Tokens" x={x} series={series((s) => Number(s.usage?.totalTokens ?? 0n), "", 0)} />
+              <Chart title="Errors" x={x} series={series((s) => Number(s.errors), "", 0)} />
               <Chart title="Cache hit rate" unit="%" x={x} series={series((s) => s.cacheHitRate * 100)} />
               <Chart title="Latency p50 and p99" unit=" ms" x={x} series={[...series((s) => ms(s.latencyP50), " p50"), ...series((s) => ms(s.latencyP99), " p99")]} />
             </div>

@@ -1,0 +1,307 @@
+package integration_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/parleyhq/parley/integration/stack"
+)
+
+// consoleShots is where TestConsole saves its screenshots (CONSOLE_SCREENSHOTS, or a folder
+// under the system's temporary folder); docs/console/ keeps a copy of some.
+func consoleShots(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("CONSOLE_SCREENSHOTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "parley-console-screenshots")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}
+
+// browser is a headless Chromium tab with what the test watches: every URL the page
+// requested and every console error, log entry or exception it raised.
+type browser struct {
+	ctx   context.Context
+	shots string
+	mu    sync.Mutex
+	urls  []string
+	errs  []string
+}
+
+func newBrowser(t *testing.T, chrome string) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome),
+		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox refuses to start
+		chromedp.WindowSize(1280, 800),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.WithoutCancel(t.Context()), opts...)
+	b := &browser{shots: consoleShots(t)}
+	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			b.urls = append(b.urls, e.Request.URL)
+		case *runtime.EventExceptionThrown:
+			b.errs = append(b.errs, e.ExceptionDetails.Text)
+		case *cdplog.EventEntryAdded:
+			b.errs = append(b.errs, e.Entry.Text)
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.ConsoleAPICalledTypeError {
+				for _, a := range e.Args {
+					b.errs = append(b.errs, string(a.Value))
+				}
+			}
+		}
+	}))
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	b.ctx = ctx
+	// The first run starts the browser, which lives as long as ctx: no deadline on it.
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)))
+	return b
+}
+
+// run runs steps with a deadline, so that a page that never shows what is awaited fails
+// the test instead of hanging it.
+func (b *browser) run(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.shot(t, "failed-"+strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()))
+		require.NoError(t, err)
+	}
+}
+
+// text is the visible text of the first element matching a CSS selector.
+func (b *browser) text(t *testing.T, css string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q).innerText`, css)))
+	require.NoError(t, err)
+	return s
+}
+
+// shot saves the viewport as name.png.
+func (b *browser) shot(t *testing.T, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	require.NoError(t, err)
+	path := filepath.Join(b.shots, name+".png")
+	require.NoError(t, os.WriteFile(path, png, 0o644))
+	t.Logf("screenshot %s", path)
+}
+
+// until polls a JavaScript condition until it is true.
+func until(js string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](js, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(40*time.Second))
+}
+
+// choose picks an option of a <select> as a user would, firing its change event.
+func choose(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const s = document.querySelector(%q); s.value = %q;
+		s.dispatchEvent(new Event("change", { bubbles: true })); })()`, sel, value))
+}
+
+// fill types a value into an input as a user would, firing its input event.
+func fill(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const s = document.querySelector(%q); s.value = %q;
+		s.dispatchEvent(new Event("input", { bubbles: true })); })()`, sel, value))
+}
+
+// rowsJS counts the rows of the conversations table.
+const rowsJS = `document.querySelectorAll("#conversations tbody tr").length`
+
+// TestConsole drives the web console in headless Chromium against a router that wants an
+// API token: a wrong token is refused, a conversation made by the test appears in the live
+// tail, filters by component and word narrow the table, paging goes forward and back, the
+// conversation page shows the scrubbed e-mail placeholder and never the address, usage
+// counts the test's requests, and the page makes no request off the router.
+func TestConsole(t *testing.T) {
+	need(t)
+	t.Parallel()
+	chrome, err := stack.FindChromium(t.Context(), true, os.Stdout)
+	if errors.Is(err, stack.ErrNoChromium) {
+		t.Skipf("no browser for the console test: %v", err)
+	}
+	require.NoError(t, err)
+
+	// Its own component, worker and router: usage for console-e2e is this test's alone.
+	const router, worker, token, component = "router-console", "worker-console", "console-test-token", "console-e2e"
+	dir, err := filepath.Abs(filepath.Join("testdata", "console-components"))
+	require.NoError(t, err)
+	require.NoError(t, st.StartInstance(t.Context(), "provider-worker", worker, map[string]string{
+		"COMPONENTS_DIR": dir, "WORKER_COMPONENTS": component,
+	}))
+	require.NoError(t, st.StartInstance(t.Context(), "router", router, map[string]string{
+		"COMPONENTS_DIR": dir, "DAPR_API_TOKEN": token,
+	}))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
+		defer cancel()
+		require.NoError(t, st.StopService(ctx, router))
+		require.NoError(t, st.StopService(ctx, worker))
+	})
+	base := st.URL(router)
+	n := nonce(t)
+	sent := 0
+	converse := func(text string) string {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/v1.0-alpha2/conversation/"+component+"/converse",
+			strings.NewReader(fmt.Sprintf(`{"inputs":[{"messages":[{"ofUser":{"content":[{"text":%q}]}}],"scrubPII":true}]}`, text)))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("dapr-api-token", token)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		sent++
+		return res.Header.Get("Parley-Request-Id")
+	}
+
+	b := newBrowser(t, chrome)
+	start := time.Now()
+	b.run(t, chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.ID("token")))
+	t.Logf("console login page interactive %v after navigation started (this machine, busy or not)", time.Since(start).Round(time.Millisecond))
+
+	t.Run("wrong token refused", func(t *testing.T) {
+		b.run(t,
+			chromedp.SendKeys(chromedp.ID("token"), "not-the-token"),
+			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+			chromedp.WaitVisible(chromedp.ID("login-error")),
+		)
+		require.Contains(t, b.text(t, "#login-error"), "refused")
+		b.shot(t, "login-refused")
+	})
+
+	t.Run("sign in and live tail", func(t *testing.T) {
+		b.run(t,
+			fill("#token", token),
+			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+			chromedp.WaitVisible(chromedp.ID("conversations")),
+			until(`(s => s.startsWith("Page 1") && s.includes("live"))(document.querySelector(".status").innerText)`),
+		)
+		// Made after the first page loaded: only the live tail can show it, highlighted as new.
+		converse(fmt.Sprintf("console %s: write to alice@example.com about the invoice", n))
+		b.run(t, until(fmt.Sprintf(`[...document.querySelectorAll("#conversations tbody tr.fresh")].some(r => r.innerText.includes(%q))`, n)))
+		b.shot(t, "conversations-live")
+	})
+
+	t.Run("filter by component", func(t *testing.T) {
+		b.run(t,
+			until(`[...document.querySelectorAll("#f-component option")].some(o => o.value === "console-e2e")`),
+			choose("#f-component", component),
+			until(`(() => { const rows = [...document.querySelectorAll("#conversations tbody tr")];
+				return rows.length > 0 && rows.every(r => r.cells[1].innerText === "console-e2e"); })()`),
+		)
+	})
+
+	// Six more: seven conversations carry the nonce, two pages of five.
+	for i := range 6 {
+		converse(fmt.Sprintf("console %s page test %d", n, i))
+	}
+
+	t.Run("search a word and page", func(t *testing.T) {
+		b.run(t,
+			choose("#f-size", "5"),
+			chromedp.SendKeys(chromedp.ID("f-words"), n),
+			until(rowsJS+` === 5 && document.querySelector("#conversations").innerText.includes("page test 5")`),
+			until(`!document.querySelector("#next").disabled`),
+		)
+		b.shot(t, "conversations-search")
+		b.run(t,
+			chromedp.Click(chromedp.ID("next")),
+			until(rowsJS+` === 2 && document.querySelector(".status").innerText.startsWith("Page 2")`),
+		)
+		require.Contains(t, b.text(t, ".status"), "Page 2, 2 conversations")
+		b.shot(t, "conversations-page-2")
+		b.run(t,
+			chromedp.Click(chromedp.ID("prev")),
+			until(rowsJS+` === 5 && document.querySelector(".status").innerText.startsWith("Page 1")`),
+		)
+	})
+
+	t.Run("open a conversation", func(t *testing.T) {
+		b.run(t,
+			chromedp.Click(chromedp.ID("next")),
+			until(rowsJS+` === 2`),
+			// The oldest of the seven: the one with the e-mail address.
+			chromedp.Click(chromedp.CSS(`#conversations tbody tr:last-child a`)),
+			chromedp.WaitVisible(chromedp.ID("cli-line")),
+			until(`document.querySelector(".chat") !== null`),
+		)
+		line, text := b.text(t, "#cli-line"), b.text(t, "main")
+		require.Regexp(t, `^parley audit get \S+$`, line)
+		require.Contains(t, text, "<EMAIL_ADDRESS>")
+		require.Regexp(t, `EMAIL_ADDRESS\t[1-9]`, text, "PII findings by entity")
+		require.NotContains(t, text, "alice@example.com")
+		require.Contains(t, text, "echo-console", "the component's model")
+		b.shot(t, "conversation")
+		b.run(t, chromedp.NavigateBack(), chromedp.WaitVisible(chromedp.ID("conversations")))
+	})
+
+	t.Run("usage counts the requests", func(t *testing.T) {
+		b.run(t,
+			chromedp.Click(chromedp.CSS(`nav a[href="usage"]`)),
+			chromedp.WaitVisible(chromedp.ID("u-component")),
+			until(`[...document.querySelectorAll("#u-component option")].some(o => o.value === "console-e2e")`),
+			choose("#u-component", component),
+			until(fmt.Sprintf(`(() => { const c = document.querySelector('#usage-totals tr[data-group="console-e2e"] .requests');
+				if (c && c.innerText === %q) return true; document.querySelector("#u-refresh").click(); return false; })()`, fmt.Sprint(sent))),
+			until(`document.querySelectorAll(".chart canvas").length >= 5`),
+		)
+		b.shot(t, "usage")
+	})
+
+	t.Run("components", func(t *testing.T) {
+		b.run(t,
+			chromedp.Click(chromedp.CSS(`nav a[href="components"]`)),
+			chromedp.WaitVisible(chromedp.ID("components")),
+		)
+		text := b.text(t, "#components")
+		require.Contains(t, text, "console-e2e")
+		require.Contains(t, text, "conversation.echo")
+		require.Contains(t, text, "echo-console")
+		b.shot(t, "components")
+	})
+
+	t.Run("phone width", func(t *testing.T) {
+		b.run(t,
+			chromedp.EmulateViewport(390, 844),
+			chromedp.Click(chromedp.CSS(`nav a[href="conversations"]`)),
+			chromedp.WaitVisible(chromedp.ID("conversations")),
+			until(rowsJS+` > 0`),
+		)
+		b.shot(t, "conversations-phone")
+	})
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, u := range b.urls {
+		require.True(t, strings.HasPrefix(u, base+"/") || strings.HasPrefix(u, "data:"), "the console requested %s, off the router", u)
+	}
+	for _, e := range b.errs {
+		require.NotContains(t, e, "Content Security Policy", "the console broke its own CSP")
+	}
+}
