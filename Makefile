@@ -70,9 +70,9 @@ generate: tools ## regenerate gen/ from proto/ with local plugins
 
 .PHONY: check-generated
 check-generated: generate console ## fail when gen/ or the console's build differs from what buf and npm make
-	@git add -N gen $(CONSOLE) >/dev/null 2>&1 || true
+	@git add -N gen >/dev/null 2>&1 || true
 	@if ! git diff --quiet -- gen; then echo "gen/ is stale: run make generate and commit"; git diff --stat -- gen; exit 1; fi
-	@if ! git diff --quiet -- $(CONSOLE); then echo "the console's build is stale: run make console and commit"; git diff --stat -- $(CONSOLE); exit 1; fi
+	@if [ -n "$$(git status --porcelain -- $(CONSOLE))" ]; then echo "the console's build is stale: run make console and commit"; git status --short -- $(CONSOLE); exit 1; fi
 	@echo "gen/ and the console's build are current"
 
 # The web console: TypeScript sources in $(CONSOLE)/web, the committed build in $(CONSOLE)/dist
