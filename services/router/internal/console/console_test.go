@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"path"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -132,4 +134,27 @@ func TestNoIndex(t *testing.T) {
 	t.Parallel()
 	_, err := newHandler(fstest.MapFS{"dist/assets/a.js": {Data: []byte("x")}})
 	require.ErrorContains(t, err, "no index.html")
+}
+
+// FuzzServe: any path and Accept-Encoding get an answer with the policy, never a panic, and
+// a path naming a file is never answered with the page.
+func FuzzServe(f *testing.F) {
+	h, err := newHandler(testFS())
+	require.NoError(f, err)
+	for _, seed := range []struct{ path, enc string }{
+		{"/console/", "gzip"}, {"/console/assets/main-ABC.js", "gzip;q=0, br"}, {"/console/../etc/passwd", ""},
+		{"/console/a.b/c", "identity"}, {"/console", "*"}, {"/console/assets/", "GZIP;q=0.5"},
+	} {
+		f.Add(seed.path, seed.enc)
+	}
+	f.Fuzz(func(t *testing.T, p, enc string) {
+		req := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: p}, Header: http.Header{"Accept-Encoding": {enc}}}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		require.Equal(t, Policy, rec.Header().Get("Content-Security-Policy"))
+		rel, under := strings.CutPrefix(p, Prefix)
+		if rec.Code == http.StatusOK && path.Ext(rel) != "" {
+			require.True(t, under && strings.HasPrefix(rel, "assets/"), "%q served as a file", p)
+		}
+	})
 }
