@@ -281,7 +281,14 @@ func TestConsole(t *testing.T) {
 		require.NotContains(t, text, "alice@example.com")
 		require.Contains(t, text, "echo-console", "the component's model")
 		b.shot(t, "conversation")
-		b.run(t, chromedp.NavigateBack(), chromedp.WaitVisible(chromedp.ID("conversations")))
+		// Back returns to the table as it was filtered: the filters live in the page's URL.
+		b.run(t,
+			chromedp.NavigateBack(),
+			chromedp.WaitVisible(chromedp.ID("conversations")),
+			until(fmt.Sprintf(`document.querySelector("#f-words").value === %q && document.querySelector("#f-component").value === %q &&
+				document.querySelector("#f-size").value === "5" && location.search.includes("q=")`, n, component)),
+			statusIs("Page 1, 5 conversations"),
+		)
 	})
 
 	t.Run("usage counts the requests", func(t *testing.T) {

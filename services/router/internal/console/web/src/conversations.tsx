@@ -6,6 +6,7 @@ import type { Conversation, ListConversationsRequestSchema } from "./gen/parley/
 import { Status } from "./gen/parley/audit/v1/event_pb";
 import { fmtDuration, fmtInt, fmtTime } from "./format";
 import { preview } from "./chat";
+import { navigate } from "./router";
 
 type Filters = {
   range: string; // minutes back, "" for all time
@@ -26,6 +27,37 @@ const initial: Filters = {
 };
 
 const ranges: [string, string][] = [["", "All time"], ["15", "Last 15 minutes"], ["60", "Last hour"], ["1440", "Last 24 hours"], ["10080", "Last 7 days"], ["43200", "Last 30 days"]];
+
+// Filters live in the page's query string, so that a filtered view can be linked to and the
+// browser's Back returns to it.
+const keys: [keyof Filters, string][] = [
+  ["range", "range"], ["component", "component"], ["model", "model"], ["status", "status"], ["errorCode", "error"],
+  ["cache", "cache"], ["contextId", "context"], ["minLatencyMs", "latency"], ["words", "q"], ["pageSize", "size"],
+];
+
+function fromQuery(q: URLSearchParams): Filters {
+  const f: Filters = { ...initial };
+  for (const [k, name] of keys) {
+    const v = q.get(name);
+    if (v === null) continue;
+    if (k === "pageSize") {
+      const n = Number(v);
+      if ([5, 25, 50, 100].includes(n)) f.pageSize = n;
+    } else {
+      (f as Record<string, string | number>)[k] = v;
+    }
+  }
+  return f;
+}
+
+function toQuery(f: Filters): string {
+  const q = new URLSearchParams();
+  for (const [k, name] of keys) {
+    if (f[k] !== initial[k]) q.set(name, String(f[k]));
+  }
+  const s = q.toString();
+  return s ? "?" + s : "";
+}
 
 // The live tail polls this often for rows newer than the newest shown.
 const tailEvery = 2000;
@@ -49,8 +81,8 @@ function request(f: Filters, pageToken: string): Req {
   return r;
 }
 
-export function Conversations(_: { query: URLSearchParams }) {
-  const [filters, setFilters] = useState(initial);
+export function Conversations(props: { query: URLSearchParams }) {
+  const [filters, setFilters] = useState(() => fromQuery(props.query));
   const [tokens, setTokens] = useState<string[]>([""]); // page tokens of the pages seen
   const [rows, setRows] = useState<Conversation[]>([]);
   const [next, setNext] = useState("");
@@ -85,7 +117,11 @@ export function Conversations(_: { query: URLSearchParams }) {
 
   // Filters apply as they are typed, a moment after the last key.
   useEffect(() => {
-    const t = setTimeout(() => load(filters, [""]), 300);
+    const t = setTimeout(() => {
+      const q = toQuery(filters);
+      if (q !== location.search) navigate("conversations" + q, true);
+      load(filters, [""]);
+    }, 300);
     return () => clearTimeout(t);
   }, [JSON.stringify(filters)]);
 
@@ -126,7 +162,7 @@ export function Conversations(_: { query: URLSearchParams }) {
         </select></label>
         <label>Component<select id="f-component" value={filters.component} onChange={set("component")}>
           <option value="">Any</option>
-          {names.map((n) => <option value={n}>{n}</option>)}
+          {(filters.component && !names.includes(filters.component) ? [...names, filters.component] : names).map((n) => <option value={n}>{n}</option>)}
         </select></label>
         <label>Model<input id="f-model" value={filters.model} onInput={set("model")} /></label>
         <label>Status<select id="f-status" value={filters.status} onChange={set("status")}>
