@@ -218,10 +218,17 @@ func TestConsole(t *testing.T) {
 		converse(fmt.Sprintf("console %s: write to alice@example.com about the invoice", n))
 		b.run(t, until(fmt.Sprintf(`[...document.querySelectorAll("#conversations tbody tr.fresh")].some(r => r.innerText.includes(%q))`, n)))
 		b.shot(t, "conversations-live")
+		// On another component, with markup in it: the page shows it as text and runs nothing.
+		const markup = `<img src=x onerror=document.title=1><b>bold</b>`
 		res := post(t, "/v1.0-alpha2/conversation/echo-nocache/converse",
-			fmt.Sprintf(`{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"console %s on another component"}]}}]}]}`, n))
+			fmt.Sprintf(`{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"console %s on another component %s"}]}}]}]}`, n, markup))
 		require.Equal(t, http.StatusOK, res.status, res.body)
-		b.run(t, until(`[...document.querySelectorAll("#conversations tbody tr.fresh")].some(r => r.cells[1].innerText === "echo-nocache")`), rowsAre(2, ""))
+		b.run(t,
+			until(`[...document.querySelectorAll("#conversations tbody tr.fresh")].some(r => r.cells[1].innerText === "echo-nocache")`),
+			rowsAre(2, ""),
+			until(fmt.Sprintf(`document.querySelector("#conversations").innerText.includes(%q)`, markup)),
+			until(`document.querySelectorAll("#conversations img, #conversations b").length === 0 && document.title === "Parley console"`),
+		)
 	})
 
 	t.Run("filter by component", func(t *testing.T) {
