@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleyhq/parley/integration/stack"
@@ -331,6 +332,24 @@ func TestConsole(t *testing.T) {
 			until(rowsJS+` > 0`),
 		)
 		b.shot(t, "conversations-phone")
+	})
+
+	t.Run("keyboard", func(t *testing.T) {
+		b.run(t,
+			chromedp.EmulateViewport(1280, 800),
+			// A fresh load (the tab keeps the token): the first Tab reaches the skip link, and
+			// Enter moves to the content and stays on the page.
+			chromedp.Reload(),
+			chromedp.WaitVisible(chromedp.ID("conversations")),
+			chromedp.KeyEvent(kb.Tab),
+			until(`document.activeElement.classList.contains("skip")`),
+			chromedp.KeyEvent(kb.Enter),
+			until(`document.activeElement.id === "main" && location.pathname === "/console/conversations"`),
+			// Tab order then runs through the filters; a row's link opens with Enter.
+			chromedp.Focus(chromedp.CSS(`#conversations tbody tr a`)),
+			chromedp.KeyEvent(kb.Enter),
+			chromedp.WaitVisible(chromedp.ID("cli-line")),
+		)
 	})
 
 	b.mu.Lock()

@@ -47,6 +47,13 @@ function Login(props: { onDone: () => void; message: string }) {
   );
 }
 
+// skip moves the focus to the page's content. A plain "#main" link would resolve against
+// <base href="/console/"> and leave the page.
+function skip(e: MouseEvent) {
+  e.preventDefault();
+  document.getElementById("main")?.focus();
+}
+
 const pages = [
   { href: "conversations", label: "Conversations" },
   { href: "usage", label: "Usage" },
@@ -74,7 +81,7 @@ function App() {
   const section = first || "conversations";
   return (
     <div onClick={onLink}>
-      <a class="skip" href="#main">Skip to content</a>
+      <a class="skip" href="#main" onClick={skip}>Skip to content</a>
       <header class="top">
         <span class="brand">Parley</span>
         <nav aria-label="Pages">
