@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	"github.com/parleyhq/parley/integration/stack"
 )
 
@@ -297,6 +298,32 @@ func TestConsole(t *testing.T) {
 				document.querySelector("#f-size").value === "5" && location.search.includes("q=")`, n, component)),
 			statusIs("Page 1, 5 conversations"),
 		)
+	})
+
+	t.Run("tool calls as a chat", func(t *testing.T) {
+		res := post(t, "/v1.0-alpha2/conversation/echo-nocache/converse", `{"inputs":[{"messages":[
+			{"ofSystem":{"content":[{"text":"You answer about weather"}]}},
+			{"ofUser":{"content":[{"text":"weather in Paris?"}]}},
+			{"ofAssistant":{"toolCalls":[{"id":"call_1","function":{"name":"lookup","arguments":"{\"city\":\"Paris\"}"}}]}},
+			{"ofTool":{"toolId":"call_1","name":"lookup","content":[{"text":"{\"temp\":21}"}]}}]}],
+			"tools":[{"function":{"name":"lookup","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]}`)
+		require.Equal(t, http.StatusOK, res.status, res.body)
+		id := res.header.Get("Parley-Request-Id")
+		auditRow(t, auditv1connect.NewAuditServiceClient(http.DefaultClient, st.URL("router")), id)
+		// A page address loaded directly: the router answers it with the page.
+		b.run(t,
+			chromedp.Navigate(base+"/console/conversations/"+id),
+			chromedp.WaitVisible(chromedp.ID("cli-line")),
+			until(`document.querySelectorAll(".chat .turn").length >= 4`),
+		)
+		roles := b.text(t, ".chat")
+		for _, want := range []string{"SYSTEM", "USER", "ASSISTANT", "TOOL", "tool call", "tool result", "lookup", "call_1"} {
+			require.Contains(t, roles, want)
+		}
+		// Tool arguments and results are pretty-printed JSON.
+		require.Contains(t, roles, "{\n  \"city\": \"Paris\"\n}")
+		require.Contains(t, roles, "{\n  \"temp\": 21\n}")
+		b.shot(t, "conversation-tools")
 	})
 
 	t.Run("usage counts the requests", func(t *testing.T) {
