@@ -343,6 +343,7 @@ func TestConsole(t *testing.T) {
 		b.run(t,
 			chromedp.Click(chromedp.CSS(`nav a[href="components"]`)),
 			chromedp.WaitVisible(chromedp.ID("components")),
+			until(fmt.Sprintf(`document.querySelector('#components tr[data-name="console-e2e"] .requests').innerText === %q`, fmt.Sprint(sent))),
 		)
 		text := b.text(t, "#components")
 		require.Contains(t, text, "console-e2e")
