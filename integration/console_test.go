@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
@@ -20,6 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
+	componentv1 "github.com/parleyhq/parley/gen/pb/parley/component/v1"
+	"github.com/parleyhq/parley/gen/pb/parley/component/v1/componentv1connect"
 	"github.com/parleyhq/parley/integration/stack"
 )
 
@@ -181,6 +184,28 @@ func TestConsole(t *testing.T) {
 		sent++
 		return res.Header.Get("Parley-Request-Id")
 	}
+
+	t.Run("token guards the data, not the page", func(t *testing.T) {
+		list := func(tok string) error {
+			c := componentv1connect.NewComponentServiceClient(http.DefaultClient, base)
+			ctx, ci := connect.NewClientContext(t.Context())
+			if tok != "" {
+				ci.RequestHeader().Set("dapr-api-token", tok)
+			}
+			_, err := c.ListComponents(ctx, &componentv1.ListComponentsRequest{})
+			return err
+		}
+		require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(list("")))
+		require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(list("wrong")), "as daprd answers a wrong token")
+		require.NoError(t, list(token))
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/console/", nil)
+		require.NoError(t, err)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		require.Contains(t, res.Header.Get("Content-Security-Policy"), "default-src 'none'")
+	})
 
 	b := newBrowser(t, chrome)
 	start := time.Now()
