@@ -69,10 +69,12 @@ function Details(props: { c: Conversation }) {
     ["Tokens", u ? `${fmtInt(u.promptTokens)} prompt + ${fmtInt(u.completionTokens)} completion = ${fmtInt(u.totalTokens)}` +
       (u.cachedTokens ? `, ${fmtInt(u.cachedTokens)} cached` : "") + (u.reasoningTokens ? `, ${fmtInt(u.reasoningTokens)} reasoning` : "") : ""],
     ["Latency", `${fmtDuration(c.latency)} total: ${fmtMs(Math.max(0, total - provider))} gateway, ${fmtDuration(c.providerLatency)} provider`],
+    ["First token", c.timeToFirstToken ? `${fmtDuration(c.timeToFirstToken)} (streamed)` : ""],
     ["Attempts", c.attempts ? String(c.attempts) : ""],
     ["Fallbacks", c.fallbacks.join(" → ")],
     ["Worker", c.workerId],
     ["Tenant", c.tenant],
+    ["API key", c.keyId],
   ];
   return (
     <dl class="facts">

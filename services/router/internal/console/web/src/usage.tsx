@@ -47,6 +47,7 @@ type Group = { key: string; rows: Map<number, UsageStats>; total: { requests: bi
 function groupKey(s: UsageStats, by: string): string {
   if (by === "component") return s.component || "(none)";
   if (by === "model") return s.model || "(none)";
+  if (by === "key") return s.keyId || "(no key)";
   return "all";
 }
 
@@ -72,7 +73,8 @@ export function Usage() {
     const end = new Date(Math.floor(Date.now() / step) * step + step);
     const start = new Date(end.getTime() - Number(range) * 3600e3);
     setSpan({ start: start.getTime(), end: end.getTime() });
-    const groupBy = by === "component" ? [UsageDimension.COMPONENT] : by === "model" ? [UsageDimension.MODEL] : [];
+    const dims: Record<string, UsageDimension> = { component: UsageDimension.COMPONENT, model: UsageDimension.MODEL, key: UsageDimension.KEY };
+    const groupBy = dims[by] !== undefined ? [dims[by]] : [];
     audit.getUsageStats({
       bucket: hour ? UsageBucket.HOUR : UsageBucket.DAY, startTime: timestampFromDate(start), endTime: timestampFromDate(end),
       groupBy, component,
@@ -113,7 +115,7 @@ export function Usage() {
           {ranges.map(([v, l]) => <option value={v}>{l}</option>)}
         </select></label>
         <label>Group by<select id="u-by" value={by} onChange={(e) => setBy((e.target as HTMLSelectElement).value)}>
-          <option value="">Nothing</option><option value="component">Component</option><option value="model">Model</option>
+          <option value="">Nothing</option><option value="component">Component</option><option value="model">Model</option><option value="key">API key</option>
         </select></label>
         <label>Component<select id="u-component" value={component} onChange={(e) => setComponent((e.target as HTMLSelectElement).value)}>
           <option value="">Any</option>{names.map((n) => <option value={n}>{n}</option>)}
@@ -125,7 +127,7 @@ export function Usage() {
         <>
           <div class="table-wrap">
             <table id="usage-totals" class="small">
-              <thead><tr><th scope="col">{by ? (by === "model" ? "Model" : "Component") : "All"}</th><th scope="col" class="num">Requests</th>
+              <thead><tr><th scope="col">{({ component: "Component", model: "Model", key: "API key" } as Record<string, string>)[by] ?? "All"}</th><th scope="col" class="num">Requests</th>
                 <th scope="col" class="num">Errors</th><th scope="col" class="num">Cache hit rate</th><th scope="col" class="num">Tokens</th></tr></thead>
               <tbody>
                 {gs.map((g) => (
