@@ -137,11 +137,11 @@ func fill(sel, value string) chromedp.Action[chromedp.Void] {
 // rowsJS counts the rows of the conversations table.
 const rowsJS = `document.querySelectorAll("#conversations tbody tr").length`
 
-// TestConsole drives the web console in headless Chromium against a router that wants an
-// API token: a wrong token is refused, a conversation made by the test appears in the live
-// tail, filters by component and word narrow the table, paging goes forward and back, the
-// conversation page shows the scrubbed e-mail placeholder and never the address, usage
-// counts the test's requests, and the page makes no request off the router.
+// TestConsole drives the web console in headless Chromium against a router with API keys: a
+// wrong key is refused, a conversation made by the test appears in the live tail and another
+// tenant's never does, filters by component and word narrow the table, paging goes forward
+// and back, the conversation page shows the scrubbed e-mail placeholder and never the
+// address, usage counts the test's requests, and the page makes no request off the router.
 func TestConsole(t *testing.T) {
 	need(t)
 	t.Parallel()
@@ -151,15 +151,26 @@ func TestConsole(t *testing.T) {
 	}
 	require.NoError(t, err)
 
-	// Its own component, worker and router: usage for console-e2e is this test's alone.
-	const router, worker, token, component = "router-console", "worker-console", "console-test-token", "console-e2e"
+	// Its own component, worker and router, and API keys of tenants of its own: usage for
+	// console-e2e in its tenant is this test's alone.
+	const router, worker, component = "router-console", "worker-console", "console-e2e"
 	dir, err := filepath.Abs(filepath.Join("testdata", "console-components"))
 	require.NoError(t, err)
+	keyEnv := map[string]string{
+		"ROUTER_API_KEYS_FILE": filepath.Join(t.TempDir(), "keys.yaml"), "ROUTER_API_KEY_PEPPER": "integration pepper of the console test",
+	}
+	createKey := func(id, tenant string) string {
+		t.Helper()
+		res := runParley(t, keyEnv, "", "keys", "create", "-id", id, "-tenant", tenant)
+		require.Equal(t, 0, res.code, res.stderr)
+		return strings.TrimSpace(res.stdout)
+	}
+	token, other := createKey("console", "console-team"), createKey("elsewhere", "other-team")
 	require.NoError(t, st.StartInstance(t.Context(), "provider-worker", worker, map[string]string{
 		"COMPONENTS_DIR": dir, "WORKER_COMPONENTS": component,
 	}))
 	require.NoError(t, st.StartInstance(t.Context(), "router", router, map[string]string{
-		"COMPONENTS_DIR": dir, "DAPR_API_TOKEN": token,
+		"COMPONENTS_DIR": dir, "ROUTER_API_KEYS_FILE": keyEnv["ROUTER_API_KEYS_FILE"], "ROUTER_API_KEY_PEPPER": keyEnv["ROUTER_API_KEY_PEPPER"],
 	}))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
@@ -169,23 +180,32 @@ func TestConsole(t *testing.T) {
 	})
 	base := st.URL(router)
 	n := nonce(t)
-	sent := 0
-	converse := func(text string) string {
+	sent := 0 // this test's conversations of console-e2e under its key
+	postAs := func(key, comp, body string) string {
 		t.Helper()
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/v1.0-alpha2/conversation/"+component+"/converse",
-			strings.NewReader(fmt.Sprintf(`{"inputs":[{"messages":[{"ofUser":{"content":[{"text":%q}]}}],"scrubPII":true}]}`, text)))
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/v1.0-alpha2/conversation/"+comp+"/converse", strings.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("dapr-api-token", token)
+		req.Header.Set("dapr-api-token", key)
 		res, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		_ = res.Body.Close()
 		require.Equal(t, http.StatusOK, res.StatusCode)
-		sent++
+		if key == token && comp == component {
+			sent++
+		}
 		return res.Header.Get("Parley-Request-Id")
 	}
+	converseAs := func(key, comp, text string) string {
+		t.Helper()
+		return postAs(key, comp, fmt.Sprintf(`{"inputs":[{"messages":[{"ofUser":{"content":[{"text":%q}]}}],"scrubPII":true}]}`, text))
+	}
+	converse := func(text string) string {
+		t.Helper()
+		return converseAs(token, component, text)
+	}
 
-	t.Run("token guards the data, not the page", func(t *testing.T) {
+	t.Run("the key guards the data, not the page", func(t *testing.T) {
 		list := func(tok string) error {
 			c := componentv1connect.NewComponentServiceClient(http.DefaultClient, base)
 			ctx, ci := connect.NewClientContext(t.Context())
@@ -196,7 +216,7 @@ func TestConsole(t *testing.T) {
 			return err
 		}
 		require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(list("")))
-		require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(list("wrong")), "as daprd answers a wrong token")
+		require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(list("pk_wrong")), "a wrong key")
 		require.NoError(t, list(token))
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/console/", nil)
 		require.NoError(t, err)
@@ -212,7 +232,7 @@ func TestConsole(t *testing.T) {
 	b.run(t, chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.ID("token")))
 	t.Logf("console login page interactive %v after navigation started (this machine, busy or not)", time.Since(start).Round(time.Millisecond))
 
-	t.Run("wrong token refused", func(t *testing.T) {
+	t.Run("wrong key refused", func(t *testing.T) {
 		b.run(t,
 			chromedp.SendKeys(chromedp.ID("token"), "not-the-token"),
 			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
@@ -245,11 +265,13 @@ func TestConsole(t *testing.T) {
 		converse(fmt.Sprintf("console %s: write to alice@example.com about the invoice", n))
 		b.run(t, until(fmt.Sprintf(`[...document.querySelectorAll("#conversations tbody tr.fresh")].some(r => r.innerText.includes(%q))`, n)))
 		b.shot(t, "conversations-live")
+		// Another tenant's conversation with the same word, stored before the next one: the
+		// console, confined to its key's tenant, never shows it.
+		id := converseAs(other, component, fmt.Sprintf("console %s from another tenant", n))
+		auditRow(t, auditv1connect.NewAuditServiceClient(keyedClient(other), base), id)
 		// On another component, with markup in it: the page shows it as text and runs nothing.
 		const markup = `<img src=x onerror=document.title=1><b>bold</b>`
-		res := post(t, "/v1.0-alpha2/conversation/echo-nocache/converse",
-			fmt.Sprintf(`{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"console %s on another component %s"}]}}]}]}`, n, markup))
-		require.Equal(t, http.StatusOK, res.status, res.body)
+		converseAs(token, "echo-nocache", fmt.Sprintf("console %s on another component %s", n, markup))
 		b.run(t,
 			until(`[...document.querySelectorAll("#conversations tbody tr.fresh")].some(r => r.cells[1].innerText === "echo-nocache")`),
 			rowsAre(2, ""),
@@ -326,15 +348,13 @@ func TestConsole(t *testing.T) {
 	})
 
 	t.Run("tool calls as a chat", func(t *testing.T) {
-		res := post(t, "/v1.0-alpha2/conversation/echo-nocache/converse", `{"inputs":[{"messages":[
+		id := postAs(token, "echo-nocache", `{"inputs":[{"messages":[
 			{"ofSystem":{"content":[{"text":"You answer about weather"}]}},
 			{"ofUser":{"content":[{"text":"weather in Paris?"}]}},
 			{"ofAssistant":{"toolCalls":[{"id":"call_1","function":{"name":"lookup","arguments":"{\"city\":\"Paris\"}"}}]}},
 			{"ofTool":{"toolId":"call_1","name":"lookup","content":[{"text":"{\"temp\":21}"}]}}]}],
 			"tools":[{"function":{"name":"lookup","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]}`)
-		require.Equal(t, http.StatusOK, res.status, res.body)
-		id := res.header.Get("Parley-Request-Id")
-		auditRow(t, auditv1connect.NewAuditServiceClient(http.DefaultClient, st.URL("router")), id)
+		auditRow(t, auditv1connect.NewAuditServiceClient(keyedClient(token), base), id)
 		// A page address loaded directly: the router answers it with the page.
 		b.run(t,
 			chromedp.Navigate(base+"/console/conversations/"+id),
@@ -362,6 +382,14 @@ func TestConsole(t *testing.T) {
 			until(`document.querySelectorAll(".chart canvas").length >= 5`),
 		)
 		b.shot(t, "usage")
+		// By API key: the test's key, by its id, with the same count (the other tenant's key is
+		// not the console's to see).
+		b.run(t,
+			choose("#u-by", "key"),
+			until(fmt.Sprintf(`(() => { const rows = document.querySelectorAll("#usage-totals tbody tr");
+				const c = document.querySelector('#usage-totals tr[data-group="console"] .requests');
+				return rows.length === 1 && c && c.innerText === %q; })()`, fmt.Sprint(sent))),
+		)
 	})
 
 	t.Run("components", func(t *testing.T) {
