@@ -17,9 +17,9 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 .PHONY: up
-up: ## run the whole constellation locally (Ctrl-C stops it); WORKERS=echo=2,... adds workers per component
+up: ## run the whole constellation locally (Ctrl-C stops it); WORKERS=echo=2,... adds workers per component; TRACES=1 prints each trace
 	go build -o $(BIN)/parley-up ./integration/cmd/parley-up
-	$(BIN)/parley-up -workers '$(WORKERS)'
+	$(BIN)/parley-up -workers '$(WORKERS)' $(if $(TRACES),-traces)
 
 .PHONY: install
 install: ## install the parley command line into GOBIN (default: $(go env GOPATH)/bin)
@@ -36,6 +36,7 @@ test: ## run every test with -race (starts what the tests need)
 .PHONY: test-allocations
 test-allocations: ## the tests that count allocations, without -race (its sync.Pool drops values at random)
 	go test -count=1 -run 'TestScrubAllocations|TestScrubLinearWork' ./services/pii-scrubber/internal/scrub/
+	go test -count=1 -run 'TestTracingOffAllocations' ./libs/telemetry/
 
 .PHONY: test-monitoring
 test-monitoring: ## evaluate the alert rules over synthetic series; check the rules and the dashboard against the metrics contract

@@ -181,12 +181,16 @@ func TestConsole(t *testing.T) {
 	base := st.URL(router)
 	n := nonce(t)
 	sent := 0 // this test's conversations of console-e2e under its key
+	// Each conversation continues a trace of the test's: the console shows its id.
+	traceIDs := map[string]string{}
 	postAs := func(key, comp, body string) string {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/v1.0-alpha2/conversation/"+comp+"/converse", strings.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("dapr-api-token", key)
+		trace := randomHex(t, 16)
+		req.Header.Set("traceparent", "00-"+trace+"-"+randomHex(t, 8)+"-01")
 		res, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		_ = res.Body.Close()
@@ -194,7 +198,9 @@ func TestConsole(t *testing.T) {
 		if key == token && comp == component {
 			sent++
 		}
-		return res.Header.Get("Parley-Request-Id")
+		id := res.Header.Get("Parley-Request-Id")
+		traceIDs[id] = trace
+		return id
 	}
 	converseAs := func(key, comp, text string) string {
 		t.Helper()
@@ -332,6 +338,9 @@ func TestConsole(t *testing.T) {
 		)
 		line, text := b.text(t, "#cli-line"), b.text(t, "main")
 		require.Regexp(t, `^parley audit get \S+$`, line)
+		id := strings.TrimPrefix(line, "parley audit get ")
+		require.NotEmpty(t, traceIDs[id])
+		require.Contains(t, text, "Trace id\n"+traceIDs[id], "the trace the request continued")
 		require.Contains(t, text, "<EMAIL_ADDRESS>")
 		require.Regexp(t, `EMAIL_ADDRESS\t[1-9]`, text, "PII findings by entity")
 		require.NotContains(t, text, "alice@example.com")

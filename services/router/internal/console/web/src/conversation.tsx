@@ -75,6 +75,7 @@ function Details(props: { c: Conversation }) {
     ["Worker", c.workerId],
     ["Tenant", c.tenant],
     ["API key", c.keyId],
+    ["Trace id", c.traceId],
   ];
   return (
     <dl class="facts">
