@@ -70,10 +70,21 @@ generate: tools ## regenerate gen/ from proto/ with local plugins
 	buf generate
 
 .PHONY: check-generated
-check-generated: generate ## fail when gen/ differs from what buf generates
+check-generated: generate console ## fail when gen/ or the console's build differs from what buf and npm make
 	@git add -N gen >/dev/null 2>&1 || true
 	@if ! git diff --quiet -- gen; then echo "gen/ is stale: run make generate and commit"; git diff --stat -- gen; exit 1; fi
-	@echo "gen/ is current"
+	@if [ -n "$$(git status --porcelain -- $(CONSOLE))" ]; then echo "the console's build is stale: run make console and commit"; git status --short -- $(CONSOLE); exit 1; fi
+	@echo "gen/ and the console's build are current"
+
+# The web console: TypeScript sources in $(CONSOLE)/web, the committed build in $(CONSOLE)/dist
+# (embedded in the router, so make up needs no Node). Node and npm rebuild it.
+CONSOLE := services/router/internal/console
+
+.PHONY: console
+console: tools ## rebuild the web console: npm ci, buf generate for TypeScript, type check and build into dist/
+	cd $(CONSOLE)/web && npm ci --no-audit --no-fund --ignore-scripts
+	buf generate --template buf.gen.console.yaml
+	cd $(CONSOLE)/web && npm run --silent build
 
 .PHONY: fmt-check
 fmt-check: ## fail on unformatted Go files

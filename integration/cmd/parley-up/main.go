@@ -149,8 +149,10 @@ or, after make install (docs/cli.md):
   parley converse -c echo -scrub inputs "my email is test@test.com"
   parley audit list
 
+or open the web console (docs/console.md): %s/console/
+
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), traceNote, r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), traceNote, r, r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")

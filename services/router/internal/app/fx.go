@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -17,6 +18,7 @@ import (
 	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	"github.com/parleyhq/parley/gen/pb/parley/cache/v1/cachev1connect"
+	"github.com/parleyhq/parley/gen/pb/parley/component/v1/componentv1connect"
 	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
 	"github.com/parleyhq/parley/libs/auditevent"
@@ -30,6 +32,8 @@ import (
 	"github.com/parleyhq/parley/services/router/internal/apikey"
 	"github.com/parleyhq/parley/services/router/internal/apitoken"
 	"github.com/parleyhq/parley/services/router/internal/auditapi"
+	"github.com/parleyhq/parley/services/router/internal/componentapi"
+	"github.com/parleyhq/parley/services/router/internal/console"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 	"github.com/parleyhq/parley/services/router/internal/daprapi"
 	"github.com/parleyhq/parley/services/router/internal/nativeapi"
@@ -232,6 +236,24 @@ var Module = fx.Module("router",
 			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: auditv1connect.AuditServiceName}
 		}),
 	),
+	consoleRoutes,
+)
+
+// consoleRoutes serve the web console and the component list it shows. The console's
+// pages are public files holding no data; the data comes from the APIs, each behind the
+// API token as every API route.
+var consoleRoutes = fx.Provide(
+	console.New,
+	rpcserver.AsRoute(func(h *console.Handler) rpcserver.Route {
+		return rpcserver.Route{Pattern: "GET " + console.Prefix, Handler: h}
+	}),
+	rpcserver.AsRoute(func(h *console.Handler) rpcserver.Route {
+		return rpcserver.Route{Pattern: "GET " + strings.TrimSuffix(console.Prefix, "/"), Handler: h}
+	}),
+	rpcserver.AsRoute(func(comps *upstream.Components, mw *rpcserver.Middleware, g *apikey.Guard) rpcserver.Route {
+		path, handler := componentv1connect.NewComponentServiceHandler(componentapi.New(comps), mw.HandlerOption())
+		return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: componentv1connect.ComponentServiceName}
+	}),
 )
 
 // refuseOpenAI answers a call to the OpenAI-compatible API without a valid token with
