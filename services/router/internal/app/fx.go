@@ -74,6 +74,10 @@ type Config struct {
 	AuditScrubMemoBytes int64 `env:"ROUTER_AUDIT_SCRUB_MEMO_BYTES, default=16777216"`
 	// AuditPublishTimeout bounds the wait for the audit stream's ack.
 	AuditPublishTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_TIMEOUT, default=5s"`
+	// AuditPublishAttemptTimeout bounds the wait for one attempt's ack; a publish whose ack
+	// is lost (a NATS node went, the stream changed leader) is sent again until
+	// AuditPublishTimeout, and stored once.
+	AuditPublishAttemptTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT, default=1s"`
 	// AuditStreamReplicas is used when the router creates the audit stream.
 	AuditStreamReplicas int `env:"AUDIT_STREAM_REPLICAS, default=1"`
 	// APIToken, when set, must come with every API call in the dapr-api-token header, as
@@ -92,6 +96,7 @@ func (c *Config) Validate() error {
 		"ROUTER_REQUEST_TIMEOUT": int64(c.RequestTimeout), "ROUTER_WORKER_IDLE_TIMEOUT": int64(c.WorkerIdleTimeout),
 		"ROUTER_CACHE_TIMEOUT": int64(c.CacheTimeout), "ROUTER_AUDIT_PUBLISH_TIMEOUT": int64(c.AuditPublishTimeout),
 		"AUDIT_STREAM_REPLICAS": int64(c.AuditStreamReplicas), "ROUTER_MAX_TEXTS": int64(c.MaxTexts),
+		"ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT": int64(c.AuditPublishAttemptTimeout),
 	}
 	for name, v := range positive {
 		if v <= 0 {
@@ -103,6 +108,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NearCacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("ROUTER_NEAR_CACHE_BYTES must not be negative, got %d", c.NearCacheBytes))
+	}
+	if c.AuditPublishAttemptTimeout > c.AuditPublishTimeout {
+		errs = append(errs, fmt.Errorf("ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT (%s) must not exceed ROUTER_AUDIT_PUBLISH_TIMEOUT (%s)", c.AuditPublishAttemptTimeout, c.AuditPublishTimeout))
 	}
 	if c.WorkerHeartbeatMisses < 0 {
 		errs = append(errs, fmt.Errorf("ROUTER_WORKER_HEARTBEAT_MISSES must not be negative, got %d", c.WorkerHeartbeatMisses))
@@ -216,12 +224,12 @@ func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg C
 	return d, nil
 }
 
-func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config) *upstream.AuditPublisher {
+func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config, reg prometheus.Registerer) (*upstream.AuditPublisher, error) {
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
 		_, err := auditevent.Ensure(ctx, js, cfg.AuditStreamReplicas)
 		return err
 	}))
-	return upstream.NewAuditPublisher(js, cfg.AuditPublishTimeout)
+	return upstream.NewAuditPublisher(js, upstream.AuditConfig{Timeout: cfg.AuditPublishTimeout, AttemptTimeout: cfg.AuditPublishAttemptTimeout}, reg)
 }
 
 // newCache is the cache service behind the router's near cache (ROUTER_NEAR_CACHE_BYTES),
