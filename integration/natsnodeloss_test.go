@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
@@ -60,6 +61,11 @@ func TestNATSNodeLoss(t *testing.T) {
 		// Every cache hit is the bucket's: no near cache in the router, no L1 in the cache.
 		"ROUTER_NEAR_CACHE_BYTES": "0",
 		"CACHE_L1_MAX_BYTES":      "0",
+		// Audit events delivered to the audit service through the lost node never reach it;
+		// JetStream delivers them again after AUDIT_ACK_WAIT (30 s by default).
+		"AUDIT_ACK_WAIT": "5s",
+		// Small batches, so that the backlog the loss leaves is several batches long.
+		"AUDIT_BATCH_MAX_ROWS": "20",
 	}
 	own := startOwnStack(t, map[string]string{component + ".yaml": file}, env, func(o *stack.Options) { o.NATSNodes = 3 })
 	startInstances(t, own, "provider-worker", nil, "provider-worker-2")
@@ -164,7 +170,7 @@ func TestNATSNodeLoss(t *testing.T) {
 	audit := auditv1connect.NewAuditServiceClient(http.DefaultClient, router)
 	auditFrom := time.Now()
 	var rows []*auditv1.Conversation
-	require.Eventually(t, func() bool {
+	complete := assert.Eventually(t, func() bool {
 		rows = rows[:0]
 		token := ""
 		for {
@@ -178,6 +184,19 @@ func TestNATSNodeLoss(t *testing.T) {
 			}
 		}
 	}, 60*time.Second, 200*time.Millisecond, "the audit log never held the %d conversations", len(ids))
+	if !complete {
+		t.Logf("the audit log holds %d rows; audit wrote %.0f, lag %.0f, failed fetches %.0f", len(rows),
+			scrapeMetric(t, own.URL("audit"), "parley_audit_rows_written_total"),
+			scrapeMetric(t, own.URL("audit"), "parley_audit_ingest_lag"),
+			scrapeMetric(t, own.URL("audit"), "parley_audit_fetch_failures_total"))
+		if c, err := js.Consumer(context.Background(), auditevent.Stream, "parley-audit"); err == nil {
+			if info, err := c.Info(context.Background()); err == nil {
+				t.Logf("consumer: pending %d, ack pending %d, redelivered %d, waiting %d, cluster %+v",
+					info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting, info.Cluster)
+			}
+		}
+		t.FailNow()
+	}
 	require.Len(t, rows, len(ids))
 	auditWait := time.Since(auditFrom)
 	retried := 0
@@ -193,6 +212,7 @@ func TestNATSNodeLoss(t *testing.T) {
 		return scrapeMetric(t, router, name, append([]string{`component="` + component + `"`}, labels...)...)
 	}
 	redispatches := metric("parley_router_redispatches_total")
+	fetchFailures := scrapeMetric(t, own.URL("audit"), "parley_audit_fetch_failures_total")
 	hits := metric("parley_router_conversations_total", `cache="hit"`)
 	latencies := make([]time.Duration, len(results))
 	for i, r := range results {
@@ -201,9 +221,9 @@ func TestNATSNodeLoss(t *testing.T) {
 	slices.Sort(latencies)
 	t.Logf("NATS node loss: %d requests on %d clients, node %d (the router's) lost after %d answers and back %s later; "+
 		"%d audit rows (%d with more than one attempt), %.0f re-dispatches, %.0f cache hits (%d after the return); "+
-		"latency p50 %s, p99 %s, worst %s; the audit log complete %s after the last answer",
+		"latency p50 %s, p99 %s, worst %s; the audit log complete %s after the last answer (%.0f failed fetches)",
 		len(results), clients, lost, perPhase, backAt.Sub(lossAt).Round(time.Millisecond),
 		len(rows), retried, redispatches, hits, hitsAfter,
 		latencies[len(latencies)/2].Round(time.Millisecond), latencies[len(latencies)*99/100].Round(time.Millisecond), worst.Round(time.Millisecond),
-		auditWait.Round(time.Millisecond))
+		auditWait.Round(time.Millisecond), fetchFailures)
 }

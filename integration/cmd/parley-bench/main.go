@@ -35,16 +35,39 @@ func run() error {
 	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack); its echo component must cache, as make up's")
 	env := envFlag{}
 	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
-	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, miss, hit, scrubbed, provider")
+	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, miss, hit, scrubbed, provider; "+
+		"scaling (not by default) runs 1, 2 and 4 workers of one component on a slow fake provider")
 	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
 	natsMode := flag.String("nats", "process", "where the started stack's NATS server runs: process (its own, so its CPU is measured apart) or embedded (in this process, as make up)")
 	natsChild := flag.String(natsChildFlag, "", "internal: run only the stack's NATS server, for a stack with this data directory")
+	scalingLatency := flag.Duration("scaling-latency", 20*time.Millisecond, "provider latency of the scaling path's fake provider")
+	scalingSlots := flag.Int("scaling-slots", 4, "WORKER_CONCURRENCY of each worker of the scaling path")
 	flag.Parse()
 	if *natsChild != "" {
 		return runNATSChild(*natsChild, env)
 	}
 	if *natsMode != "process" && *natsMode != "embedded" {
 		return fmt.Errorf("-nats must be process or embedded, got %q", *natsMode)
+	}
+	paths := strings.Split(*pathsFlag, ",")
+	scaling := slices.Contains(paths, pathScaling)
+	if scaling {
+		paths = slices.DeleteFunc(paths, func(p string) bool { return p == pathScaling })
+		switch {
+		case *addr != "":
+			return fmt.Errorf("-paths %s starts workers of its own: it needs the started stack, not -addr", pathScaling)
+		case os.Getenv("NATS_URL") != "":
+			return fmt.Errorf("-paths %s starts workers as new NATS users: it needs the embedded NATS, not NATS_URL", pathScaling)
+		case *scalingSlots < 1 || *scalingLatency <= 0:
+			return fmt.Errorf("-scaling-slots and -scaling-latency must be positive")
+		}
+		// The scaling workers join as NATS users of their own, which only the embedded
+		// server learns of while it runs.
+		*natsMode = "embedded"
+		if _, ok := env["WORKER_COMPONENTS"]; !ok {
+			// The stack's own worker leaves the scaling component to the dedicated ones.
+			env["WORKER_COMPONENTS"] = "echo,fake"
+		}
 	}
 	ctx := context.Background()
 	wd, err := os.Getwd()
@@ -60,8 +83,15 @@ func run() error {
 		return err
 	}
 	defer h.stop()
+	if scaling {
+		if h.slowFake, err = startHelper("slow fake provider", filepath.Join(h.dir, "fakeprovider"), "listening on http://",
+			"-addr", "127.0.0.1:0", "-latency", scalingLatency.String()); err != nil {
+			return err
+		}
+	}
 
 	t := target{natsEmbedded: *natsMode == "embedded"}
+	var own *stack.Stack
 	routerAddr := *addr
 	if routerAddr == "" {
 		data, err := os.MkdirTemp("", "parley-bench-")
@@ -76,11 +106,12 @@ func run() error {
 			}
 			natsURL = h.nats.addr
 		}
-		s, stop, err := startStack(ctx, root, env, natsURL, h.nats != nil, h.fake.addr, data)
+		s, stop, err := startStack(ctx, root, env, natsURL, h.nats != nil, h, data)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		own = s
 		routerAddr = s.RouterGRPCAddr()
 		t.fakeURL = "http://" + h.fake.addr
 		if t.hop, err = internalHop(s); err != nil {
@@ -103,7 +134,19 @@ func run() error {
 		return err
 	}
 	defer func() { _ = t.floorConnect.Close() }()
-	return benchPaths(ctx, t, strings.Split(*pathsFlag, ","), *duration, *conc)
+	if err := benchPaths(ctx, t, paths, *duration, *conc); err != nil {
+		return err
+	}
+	if !scaling {
+		return nil
+	}
+	runs, err := benchScaling(ctx, own, t, *duration, *scalingSlots)
+	if err != nil {
+		return err
+	}
+	printScaling(os.Stdout, runs, *scalingSlots, *scalingLatency)
+	fmt.Printf("load average at the end: %s\n", loadAverage())
+	return nil
 }
 
 type result struct {
@@ -181,14 +224,20 @@ func (e envFlag) Set(v string) error {
 }
 
 // startStack starts the constellation of the repository at root with data as its data
-// directory (removed at stop), on the NATS at natsURL (childNATS: this benchmark's child).
-func startStack(ctx context.Context, root string, env envFlag, natsURL string, childNATS bool, fakeAddr, data string) (*stack.Stack, func(), error) {
+// directory (removed at stop), on the NATS at natsURL (childNATS: this benchmark's child),
+// with components for h's fake providers.
+func startStack(ctx context.Context, root string, env envFlag, natsURL string, childNATS bool, h *helpers, data string) (*stack.Stack, func(), error) {
 	comps := filepath.Join(data, "components")
 	if err := os.MkdirAll(comps, 0o755); err != nil {
 		return nil, nil, err
 	}
-	if err := writeComponents(root, comps, fakeAddr); err != nil {
+	if err := writeComponents(root, comps, h.fake.addr); err != nil {
 		return nil, nil, err
+	}
+	if h.slowFake != nil {
+		if err := writeScalingComponent(comps, h.slowFake.addr); err != nil {
+			return nil, nil, err
+		}
 	}
 	ports, err := stack.FreePorts()
 	if err != nil {

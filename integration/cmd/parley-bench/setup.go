@@ -13,6 +13,8 @@ import (
 type helpers struct {
 	dir                             string
 	floor, floorConnect, fake, nats *helper
+	// slowFake answers after -scaling-latency, for the scaling path.
+	slowFake *helper
 }
 
 // startHelpers builds parley-floor and fakeprovider and starts the floor (grpc-go's
@@ -47,7 +49,7 @@ func startHelpers(ctx context.Context, root string, withFake bool) (_ *helpers, 
 }
 
 func (h *helpers) stop() {
-	for _, p := range []*helper{h.floor, h.floorConnect, h.fake, h.nats} {
+	for _, p := range []*helper{h.floor, h.floorConnect, h.fake, h.nats, h.slowFake} {
 		if p != nil {
 			p.stop()
 		}

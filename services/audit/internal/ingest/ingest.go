@@ -279,6 +279,7 @@ func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 			continue
 		}
 		failures++
+		in.m.fetchFailures.Inc()
 		in.logger.WarnContext(ctx, "fetch failed", "consumer", in.cfg.Consumer, "attempt", failures, "err", err)
 		if !in.sleep(ctx, backoff(failures, maxBackoff)) {
 			return
@@ -330,7 +331,10 @@ func (in *Ingester) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 		select {
 		case m, ok := <-ch:
 			if !ok {
-				if err := batch.Error(); err != nil {
+				// A batch that reached MaxRows before fetchBytes ends with "batch completed":
+				// a full batch, not a failure (a backlog of MaxRows events or more gives
+				// only such batches).
+				if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrBatchCompleted) {
 					return msgs, fmt.Errorf("fetch: %w", err)
 				}
 				return msgs, nil

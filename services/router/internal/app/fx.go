@@ -57,6 +57,9 @@ type Config struct {
 	WorkerHeartbeatMisses int `env:"ROUTER_WORKER_HEARTBEAT_MISSES, default=4"`
 	// DispatchAttempts is how many workers a request may be tried on.
 	DispatchAttempts int `env:"ROUTER_DISPATCH_ATTEMPTS, default=2"`
+	// NoWorkerWait is how long a request keeps trying a component that no worker serves
+	// (workers reconnecting to another NATS node, or restarting) before it fails.
+	NoWorkerWait time.Duration `env:"ROUTER_NO_WORKER_WAIT, default=1s"`
 	// CacheTimeout bounds each cache call; a slower cache is skipped.
 	CacheTimeout time.Duration `env:"ROUTER_CACHE_TIMEOUT, default=250ms"`
 	// NearCacheBytes bounds the router's near cache in front of the cache service (keys,
@@ -111,6 +114,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AuditPublishAttemptTimeout > c.AuditPublishTimeout {
 		errs = append(errs, fmt.Errorf("ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT (%s) must not exceed ROUTER_AUDIT_PUBLISH_TIMEOUT (%s)", c.AuditPublishAttemptTimeout, c.AuditPublishTimeout))
+	}
+	if c.NoWorkerWait < 0 {
+		errs = append(errs, fmt.Errorf("ROUTER_NO_WORKER_WAIT must not be negative, got %s", c.NoWorkerWait))
 	}
 	if c.WorkerHeartbeatMisses < 0 {
 		errs = append(errs, fmt.Errorf("ROUTER_WORKER_HEARTBEAT_MISSES must not be negative, got %d", c.WorkerHeartbeatMisses))
@@ -216,6 +222,7 @@ func newGuard(c Config, reg prometheus.Registerer, logger *slog.Logger) (*apitok
 func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg Config, reg prometheus.Registerer) (*upstream.Dispatcher, error) {
 	d, err := upstream.NewDispatcher(c.Conn, tel.Propagator, upstream.DispatcherConfig{
 		IdleTimeout: cfg.WorkerIdleTimeout, Attempts: cfg.DispatchAttempts, HeartbeatMisses: cfg.WorkerHeartbeatMisses,
+		NoWorkerWait: cfg.NoWorkerWait,
 	}, reg)
 	if err != nil {
 		return nil, err
