@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -61,11 +62,6 @@ func TestNATSNodeLoss(t *testing.T) {
 		// Every cache hit is the bucket's: no near cache in the router, no L1 in the cache.
 		"ROUTER_NEAR_CACHE_BYTES": "0",
 		"CACHE_L1_MAX_BYTES":      "0",
-		// Audit events delivered to the audit service through the lost node never reach it;
-		// JetStream delivers them again after AUDIT_ACK_WAIT (30 s by default).
-		"AUDIT_ACK_WAIT": "5s",
-		// Small batches, so that the backlog the loss leaves is several batches long.
-		"AUDIT_BATCH_MAX_ROWS": "20",
 	}
 	own := startOwnStack(t, map[string]string{component + ".yaml": file}, env, func(o *stack.Options) { o.NATSNodes = 3 })
 	startInstances(t, own, "provider-worker", nil, "provider-worker-2")
@@ -134,6 +130,12 @@ func TestNATSNodeLoss(t *testing.T) {
 	waitAnswers(int64(perPhase), "before the loss")
 	lost := own.NATSNodeOf("router")
 	require.GreaterOrEqual(t, lost, 0, "the router is connected to no node")
+	var alsoLost []string
+	for _, name := range []string{"audit", "cache", "provider-worker"} {
+		if own.NATSNodeOf(name) == lost {
+			alsoLost = append(alsoLost, name)
+		}
+	}
 	lossAt := time.Now()
 	require.NoError(t, own.StopNATSNode(lost))
 	waitAnswers(answered.Load()+int64(perPhase), "while a node is down")
@@ -170,25 +172,39 @@ func TestNATSNodeLoss(t *testing.T) {
 	audit := auditv1connect.NewAuditServiceClient(http.DefaultClient, router)
 	auditFrom := time.Now()
 	var rows []*auditv1.Conversation
+	var listErr error
 	complete := assert.Eventually(t, func() bool {
-		rows = rows[:0]
+		var page []*auditv1.Conversation
 		token := ""
 		for {
 			res, err := audit.ListConversations(context.Background(), &auditv1.ListConversationsRequest{Component: component, PageSize: 1000, PageToken: token})
 			if err != nil {
+				listErr = err
 				return false
 			}
-			rows = append(rows, res.GetConversations()...)
+			page = append(page, res.GetConversations()...)
 			if token = res.GetNextPageToken(); token == "" {
-				return len(rows) >= len(ids)
+				rows = page
+				return len(page) >= len(ids)
 			}
 		}
-	}, 60*time.Second, 200*time.Millisecond, "the audit log never held the %d conversations", len(ids))
+	}, 120*time.Second, 200*time.Millisecond, "the audit log never held the %d conversations", len(ids))
 	if !complete {
-		t.Logf("the audit log holds %d rows; audit wrote %.0f, lag %.0f, failed fetches %.0f", len(rows),
+		t.Logf("the audit log holds %d rows (last listing error: %v); audit wrote %.0f, lag %.0f, failed fetches %.0f", len(rows), listErr,
 			scrapeMetric(t, own.URL("audit"), "parley_audit_rows_written_total"),
 			scrapeMetric(t, own.URL("audit"), "parley_audit_ingest_lag"),
 			scrapeMetric(t, own.URL("audit"), "parley_audit_fetch_failures_total"))
+		if conn, err := pgx.Connect(context.Background(), own.DatabaseURL); err == nil {
+			var total, distinct int
+			err := conn.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT request_id) FROM conversations WHERE component = $1`, component).Scan(&total, &distinct)
+			t.Logf("PostgreSQL: %d rows, %d distinct request ids (%v)", total, distinct, err)
+			_ = conn.Close(context.Background())
+		}
+		if s, err := js.Stream(context.Background(), auditevent.Stream); err == nil {
+			if info, err := s.Info(context.Background()); err == nil {
+				t.Logf("stream: %d messages, first %d, last %d, cluster leader %s", info.State.Msgs, info.State.FirstSeq, info.State.LastSeq, info.Cluster.Leader)
+			}
+		}
 		if c, err := js.Consumer(context.Background(), auditevent.Stream, "parley-audit"); err == nil {
 			if info, err := c.Info(context.Background()); err == nil {
 				t.Logf("consumer: pending %d, ack pending %d, redelivered %d, waiting %d, cluster %+v",
@@ -219,10 +235,10 @@ func TestNATSNodeLoss(t *testing.T) {
 		latencies[i] = r.end.Sub(r.start)
 	}
 	slices.Sort(latencies)
-	t.Logf("NATS node loss: %d requests on %d clients, node %d (the router's) lost after %d answers and back %s later; "+
+	t.Logf("NATS node loss: %d requests on %d clients, node %d (the router's, and %v's) lost after %d answers and back %s later; "+
 		"%d audit rows (%d with more than one attempt), %.0f re-dispatches, %.0f cache hits (%d after the return); "+
 		"latency p50 %s, p99 %s, worst %s; the audit log complete %s after the last answer (%.0f failed fetches)",
-		len(results), clients, lost, perPhase, backAt.Sub(lossAt).Round(time.Millisecond),
+		len(results), clients, lost, alsoLost, perPhase, backAt.Sub(lossAt).Round(time.Millisecond),
 		len(rows), retried, redispatches, hits, hitsAfter,
 		latencies[len(latencies)/2].Round(time.Millisecond), latencies[len(latencies)*99/100].Round(time.Millisecond), worst.Round(time.Millisecond),
 		auditWait.Round(time.Millisecond), fetchFailures)
