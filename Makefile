@@ -7,7 +7,7 @@ BIN     := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
 # Every Go module of the workspace shares this prefix, so one pattern tests them all.
 PKGS    := github.com/parleyhq/parley/...
-MODULES := gen libs services/router services/pii-scrubber services/cache services/provider-worker services/audit cli integration deploy tilt
+MODULES := gen libs services/router services/pii-scrubber services/cache services/provider-worker services/audit cli integration deploy tilt examples
 # Modules outside the workspace, so that their heavy dependencies stay out of the services'
 # build: the alert-rule and dashboard tests use Prometheus's PromQL engine.
 STANDALONE := deploy/monitoring/rulestest
