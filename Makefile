@@ -60,6 +60,9 @@ $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go: tools/go.mod tools
 $(BIN)/golangci-lint: tools/golangci/go.mod tools/golangci/go.sum
 	cd tools/golangci && GOWORK=off go build -o $(BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
+$(BIN)/grpcurl: tools/grpcurl/go.mod tools/grpcurl/go.sum
+	cd tools/grpcurl && GOWORK=off go build -o $(BIN)/ github.com/fullstorydev/grpcurl/cmd/grpcurl
+
 .PHONY: tools
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go ## build buf and the protoc plugins into .bin
 

@@ -123,15 +123,16 @@ func clientEnv() []string {
 	)
 }
 
-// runExample runs cmd (an example) in dir with clientEnv and returns its standard output;
-// the example failing (it exits non-zero when an answer is wrong) fails the test.
-func runExample(t *testing.T, dir string, name string, args ...string) string {
+// runExample runs name (an example) with args in dir, with clientEnv and env, and returns
+// its standard output; the example failing (it exits non-zero when an answer is wrong)
+// fails the test.
+func runExample(t *testing.T, dir string, env []string, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	cmd.Env = clientEnv()
+	cmd.Env = append(clientEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
