@@ -49,7 +49,6 @@ func alpha1(ctx context.Context, client dapr.Client) error {
 	req := dapr.NewConversationRequest(component, []dapr.ConversationInput{
 		{Content: "well hello there, my phone number is +2222222222", ScrubPII: ptr(true)},
 	})
-	//nolint:staticcheck // see above
 	res, err := client.ConverseAlpha1(ctx, req)
 	if err != nil {
 		return fmt.Errorf("alpha1: %w", err)
