@@ -180,10 +180,16 @@ func TestCLIComponentsAndConverse(t *testing.T) {
 			ContentDelta string `json:"contentDelta"`
 			FinishReason string `json:"finishReason"`
 		}
+		// echo streams word by word, then the finish message.
 		lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
-		require.Len(t, lines, 1)
-		require.NoError(t, json.Unmarshal([]byte(lines[0]), &chunk))
-		require.Equal(t, "stream "+n, chunk.ContentDelta)
+		require.Len(t, lines, 3)
+		var content strings.Builder
+		for _, line := range lines {
+			chunk.ContentDelta = ""
+			require.NoError(t, json.Unmarshal([]byte(line), &chunk))
+			content.WriteString(chunk.ContentDelta)
+		}
+		require.Equal(t, "stream "+n, content.String())
 		require.Equal(t, "stop", chunk.FinishReason)
 	})
 

@@ -19,7 +19,7 @@ func InboxPrefix(publicKey string) string { return nats.InboxPrefix + publicKey 
 func (cfg Config) securityOptions() ([]nats.Option, error) {
 	var opts []nats.Option
 	if cfg.NKeySeedFile != "" {
-		pub, err := publicKeyOfSeedFile(cfg.NKeySeedFile)
+		pub, err := PublicKeyOfSeedFile(cfg.NKeySeedFile)
 		if err != nil {
 			return nil, fmt.Errorf("NATS_NKEY_SEED_FILE=%s: %w", cfg.NKeySeedFile, err)
 		}
@@ -51,9 +51,9 @@ func (cfg Config) securityOptions() ([]nats.Option, error) {
 	return opts, nil
 }
 
-// publicKeyOfSeedFile reads a user nkey seed (bare on a line, or decorated as the nsc
+// PublicKeyOfSeedFile reads a user nkey seed (bare on a line, or decorated as the nsc
 // tools write it) and returns its public key.
-func publicKeyOfSeedFile(path string) (string, error) {
+func PublicKeyOfSeedFile(path string) (string, error) {
 	b, err := os.ReadFile(path) //nolint:gosec // the operator names the file
 	if err != nil {
 		return "", err

@@ -4,3 +4,7 @@ package bus
 // component's requests to ProviderSubjectPrefix + component, its workers serve them in
 // the queue group of the same name, and libs/natsauth grants exactly those subjects.
 const ProviderSubjectPrefix = "parley.provider."
+
+// LimitsBucket is the JetStream key-value bucket of the routers' shared rate limits and
+// token budgets; libs/natsauth grants it to the router alone.
+const LimitsBucket = "parley_limits"

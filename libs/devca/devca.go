@@ -20,6 +20,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/parleyhq/parley/libs/identity"
 )
 
 // Lifetimes and renewal margins. A certificate is issued again once less than a third
@@ -128,7 +130,7 @@ func (ca *CA) Issue(name string, lifetime time.Duration) (certPEM, keyPEM []byte
 		NotAfter:     now.Add(lifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{{Scheme: "spiffe", Host: ca.trustDomain, Path: "/" + name}},
+		URIs:         []*url.URL{identity.ID{TrustDomain: ca.trustDomain, Name: name}.URL()},
 		DNSNames:     []string{name, "localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
@@ -212,7 +214,7 @@ func (ca *CA) valid(f Files, name string) bool {
 	if err != nil || dueForRenewal(c.NotBefore, c.NotAfter) {
 		return false
 	}
-	want := "spiffe://" + ca.trustDomain + "/" + name
+	want := identity.ID{TrustDomain: ca.trustDomain, Name: name}.String()
 	if len(c.URIs) != 1 || c.URIs[0].String() != want {
 		return false
 	}

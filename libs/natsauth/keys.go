@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/parleyhq/parley/libs/bus"
 )
 
 // SeedFile is where LoadOrCreate keeps the seed of the user named name in dir; a
@@ -24,7 +26,7 @@ func LoadOrCreate(dir string, users []User) ([]User, error) {
 	out := make([]User, len(users))
 	for i, u := range users {
 		path := SeedFile(dir, u.Name)
-		pub, err := readSeed(path)
+		pub, err := bus.PublicKeyOfSeedFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			pub, err = createSeed(path)
 		}
@@ -35,19 +37,6 @@ func LoadOrCreate(dir string, users []User) ([]User, error) {
 		out[i] = u
 	}
 	return out, nil
-}
-
-func readSeed(path string) (string, error) {
-	b, err := os.ReadFile(path) //nolint:gosec // our own data directory
-	if err != nil {
-		return "", err
-	}
-	kp, err := nkeys.ParseDecoratedNKey(b)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	defer kp.Wipe()
-	return kp.PublicKey()
 }
 
 func createSeed(path string) (string, error) {

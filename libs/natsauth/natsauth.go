@@ -1,6 +1,7 @@
 // Package natsauth owns the NATS users of a Parley constellation and their subject
 // permissions: who may publish provider work and audit events, who may take which
-// provider work, who may consume the audit stream and who may touch the cache bucket.
+// provider work, who may consume the audit stream and who may touch the cache bucket and
+// the routers' limits bucket.
 // The same permissions feed an embedded server (ServerUsers), a server configuration
 // file (Config) and the deploy manifests, so every way of running Parley locks NATS
 // down alike. Services never import it: they only present their credentials (libs/bus).
@@ -18,6 +19,7 @@ import (
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/cachepurge"
+	"github.com/parleyhq/parley/libs/component"
 )
 
 // Role is what a NATS user does in the constellation.
@@ -25,9 +27,11 @@ type Role string
 
 // The roles. pii-scrubber never connects to NATS.
 const (
-	// Router publishes provider work and audit events and reads the answers.
+	// Router publishes provider work and audit events, reads the answers and answers
+	// streaming workers' control subjects.
 	Router Role = "router"
-	// Worker takes the provider work of its components and answers it.
+	// Worker takes the provider work of its components and answers it; it reads its own
+	// inbox for stream control.
 	Worker Role = "provider-worker"
 	// Cache owns the cache's key-value bucket.
 	Cache Role = "cache"
@@ -70,15 +74,17 @@ func (u User) Validate() error {
 	case Router, Cache, Audit, Admin:
 	case Worker:
 		for _, c := range u.Components {
-			if c == "" || strings.ContainsAny(c, "*> \t\r\n") || strings.HasPrefix(c, ".") || strings.HasSuffix(c, ".") || strings.Contains(c, "..") {
-				return fmt.Errorf("natsauth: user %q: component %q is not a subject token", u.Name, c)
+			if err := component.CheckName(c); err != nil {
+				return fmt.Errorf("natsauth: user %q: component %q is not a subject token: %w", u.Name, c, err)
 			}
 		}
 	default:
 		return fmt.Errorf("natsauth: user %q: unknown role %q", u.Name, u.Role)
 	}
-	if u.Role == Cache && strings.ContainsAny(u.Bucket, "*>. \t\r\n") {
-		return fmt.Errorf("natsauth: user %q: bucket %q is not a bucket name", u.Name, u.Bucket)
+	if u.Role == Cache && u.Bucket != "" {
+		if err := bus.CheckName(u.Bucket); err != nil {
+			return fmt.Errorf("natsauth: user %q: bucket %q is not a bucket name: %w", u.Name, u.Bucket, err)
+		}
 	}
 	return nil
 }
@@ -91,6 +97,7 @@ func Permissions(u User) (*server.Permissions, error) {
 	inbox := bus.InboxPrefix(u.NKey) + ".>" // the only inboxes the user may read
 	switch u.Role {
 	case Router:
+		limits := "KV_" + bus.LimitsBucket
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{
 				bus.ProviderSubjectPrefix + ">",
@@ -98,10 +105,23 @@ func Permissions(u User) (*server.Permissions, error) {
 				// Ensure: look the audit stream up, create it when missing.
 				"$JS.API.STREAM.INFO." + auditevent.Stream,
 				"$JS.API.STREAM.CREATE." + auditevent.Stream,
+				// The shared rate limits: create the bucket, read and compare-and-set
+				// its counters.
+				"$JS.API.INFO",
+				"$JS.API.STREAM.INFO." + limits,
+				"$JS.API.STREAM.CREATE." + limits,
+				"$JS.API.STREAM.UPDATE." + limits,
+				"$JS.API.STREAM.MSG.GET." + limits,
+				"$JS.API.DIRECT.GET." + limits,
+				"$JS.API.DIRECT.GET." + limits + ".>",
+				"$KV." + bus.LimitsBucket + ".>",
 			}},
 			// Worker answers and heartbeats, the audit stream's publish acks, and the
 			// cache's purge notices for the near cache.
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox, cachepurge.Subject}},
+			// Stream control (credits, cancel) to the reply subject a streaming worker set on
+			// its heartbeats and chunks, for as long as a call may run; nothing uninvited.
+			Response: &server.ResponsePermission{MaxMsgs: -1, Expires: DefaultResponseTTL},
 		}, nil
 	case Worker:
 		// Queue subscriptions only ("subject queue"), to the component's own group: a
@@ -113,9 +133,11 @@ func Permissions(u User) (*server.Permissions, error) {
 		for _, c := range u.Components {
 			sub = append(sub, bus.ProviderSubjectPrefix+c+" "+bus.ProviderSubjectPrefix+c)
 		}
+		// Its own inboxes: the control subjects of its streams (router credits, cancel).
+		sub = append(sub, inbox)
 		return &server.Permissions{
-			// No publish at all but answers (heartbeats, then the reply) to the requests
-			// it received, for as long as a call may run.
+			// No publish at all but answers (heartbeats, chunks, then the reply) to the
+			// requests it received, for as long as a call may run.
 			Publish:   &server.SubjectPermission{Allow: []string{}},
 			Subscribe: &server.SubjectPermission{Allow: sub},
 			Response:  &server.ResponsePermission{MaxMsgs: -1, Expires: DefaultResponseTTL},

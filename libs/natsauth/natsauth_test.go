@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/cachepurge"
 	"github.com/parleyhq/parley/libs/natsauth"
 	"github.com/parleyhq/parley/libs/natstest"
@@ -452,6 +453,114 @@ func TestOnlyCachePublishesPurges(t *testing.T) {
 		}
 		if string(m.Data) != "genuine" {
 			t.Fatalf("router received %q first, want only the cache's notice", m.Data)
+		}
+	})
+}
+
+// TestStreamControl: a streaming worker reads its own inbox, and the router may publish
+// there only to a reply subject the worker set on a message it sent (credits, cancel);
+// nobody reads another user's inbox and the router cannot publish into one uninvited.
+func TestStreamControl(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, l *natstest.Locked) {
+		routerErrs := make(chan error, 16)
+		router := l.ConnectAs(t, "router", routerErrs)
+		worker := l.ConnectAs(t, "worker-echo", nil)
+		otherErrs := make(chan error, 4)
+		other := l.ConnectAs(t, "worker-other", otherErrs)
+
+		control := worker.NewInbox()
+		credits, err := worker.SubscribeSync(control)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Another worker cannot read that inbox.
+		if _, err := other.SubscribeSync(control); err != nil {
+			t.Fatal(err)
+		}
+		violation(t, otherErrs, control)
+		if _, err := worker.QueueSubscribe("parley.provider.echo", "parley.provider.echo", func(m *nats.Msg) {
+			_ = worker.PublishMsg(&nats.Msg{Subject: m.Reply, Reply: control, Data: []byte("chunk")})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := worker.Flush(); err != nil {
+			t.Fatal(err)
+		}
+
+		// Uninvited, the router's publish to the worker's inbox is refused.
+		if err := router.Publish(control, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		violation(t, routerErrs, control)
+
+		inbox := router.NewInbox()
+		replies, err := router.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := router.PublishRequest("parley.provider.echo", inbox, []byte("prompt")); err != nil {
+			t.Fatal(err)
+		}
+		m, err := replies.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Reply != control {
+			t.Fatalf("chunk reply subject = %q, want %q", m.Reply, control)
+		}
+		if err := m.Respond([]byte("credit")); err != nil {
+			t.Fatal(err)
+		}
+		got, err := credits.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("credit: %v", err)
+		}
+		if string(got.Data) != "credit" {
+			t.Fatalf("control subject got %q, want the credit (the forged message must not arrive)", got.Data)
+		}
+	})
+}
+
+// TestRouterSharesLimits: the router creates the limits bucket and reads and
+// compare-and-sets its counters, as the router's rate limiter does; the cache cannot
+// forge a counter.
+func TestRouterSharesLimits(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, l *natstest.Locked) {
+		ctx := t.Context()
+		rjs, err := jetstream.New(l.ConnectAs(t, "router", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := jetstream.KeyValueConfig{Bucket: bus.LimitsBucket, History: 1, TTL: 32 * 24 * time.Hour, Description: "limits"}
+		kv, err := rjs.CreateOrUpdateKeyValue(ctx, cfg)
+		if err != nil {
+			t.Fatalf("router creates the limits bucket: %v", err)
+		}
+		if _, err := rjs.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			t.Fatalf("router opens the existing limits bucket: %v", err)
+		}
+		rev, err := kv.Create(ctx, "rpm.k1", []byte("1:1"))
+		if err != nil {
+			t.Fatalf("router creates a counter: %v", err)
+		}
+		if _, err := kv.Update(ctx, "rpm.k1", []byte("1:2"), rev); err != nil {
+			t.Fatalf("router updates a counter: %v", err)
+		}
+		if e, err := kv.Get(ctx, "rpm.k1"); err != nil || string(e.Value()) != "1:2" {
+			t.Fatalf("router reads a counter: %v", err)
+		}
+
+		errs := make(chan error, 4)
+		cache := l.ConnectAs(t, "cache", errs)
+		subject := "$KV." + bus.LimitsBucket + ".rpm.k1"
+		if err := cache.PublishRequest(subject, cache.NewInbox(), []byte("1:0")); err != nil {
+			t.Fatal(err)
+		}
+		violation(t, errs, subject)
+		if e, err := kv.Get(ctx, "rpm.k1"); err != nil || string(e.Value()) != "1:2" {
+			t.Fatalf("counter after the cache's attempt: %v %v", e, err)
 		}
 	})
 }

@@ -55,7 +55,7 @@ func NewMiddleware(cfg Config, logger *slog.Logger, reg prometheus.Registerer, t
 	return &Middleware{option: connect.WithHandlerOptions(
 		connect.WithInterceptors(otel, obs, maskInterceptor{logger: logger}),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, v any) error {
-			id := ErrorID()
+			id := errorID()
 			logger.ErrorContext(ctx, "rpc panic", "rpc_method", spec.Procedure, "error_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
 		}),
@@ -137,8 +137,7 @@ func (m maskInterceptor) mask(ctx context.Context, procedure string, err error) 
 	if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	id := ErrorID()
-	m.logger.ErrorContext(ctx, "unmapped rpc error", "rpc_method", procedure, "error_id", id, "err", err.Error())
+	id := LogError(ctx, m.logger, "unmapped rpc error", err, "rpc_method", procedure)
 	return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
 }
 
@@ -162,9 +161,16 @@ func (m maskInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc)
 	}
 }
 
-// ErrorID returns a new random id that ties an error a client sees ("internal error (id
-// …)") to the log line holding its cause. Every API masks internal errors with one.
-func ErrorID() string {
+// LogError logs err's cause at error level under a new error id, with msg and the
+// attributes args, and returns the id: the id ties an error a client sees ("internal error
+// (id …)") to the log line holding its cause. Every API masks internal errors with one.
+func LogError(ctx context.Context, logger *slog.Logger, msg string, err error, args ...any) string {
+	id := errorID()
+	logger.ErrorContext(ctx, msg, append(args, "error_id", id, "err", err.Error())...)
+	return id
+}
+
+func errorID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -71,6 +72,19 @@ func audit(ctx context.Context, g *global, command string, args []string, io IO)
 	return run(ctx, &auditCall{g: g, io: io}, args)
 }
 
+// TenantHeader names the tenant an admin API key queries (the router's auditapi).
+const TenantHeader = "Parley-Tenant"
+
+// tenantHeader sets TenantHeader on every call.
+func tenantHeader(tenant string) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set(TenantHeader, tenant)
+			return next(ctx, req)
+		}
+	}
+}
+
 // auditCall is what an audit command works with once its flags are parsed.
 type auditCall struct {
 	g      *global
@@ -82,6 +96,7 @@ type auditCall struct {
 // parseFlags parses the command's flags and wants exactly positional arguments; it then
 // builds the client and the printer.
 func (c *auditCall) parseFlags(fs *flag.FlagSet, synopsis string, args []string, positional int) ([]string, error) {
+	tenant := fs.String("tenant", "", "query this tenant's log (an admin API key only)")
 	rest, err := parseCommand(fs, c.g, synopsis, args, c.io)
 	if err != nil {
 		return nil, err
@@ -89,7 +104,11 @@ func (c *auditCall) parseFlags(fs *flag.FlagSet, synopsis string, args []string,
 	if len(rest) != positional {
 		return nil, fmt.Errorf("%w: %s takes %d argument(s), got %q", errUsage, fs.Name(), positional, rest)
 	}
-	c.client = auditv1connect.NewAuditServiceClient(httpClient(c.g, c.io.HTTPClient), c.g.router, connectOptions(c.g)...)
+	opts := connectOptions(c.g)
+	if *tenant != "" {
+		opts = append(opts, connect.WithInterceptors(tenantHeader(*tenant)))
+	}
+	c.client = auditv1connect.NewAuditServiceClient(httpClient(c.g, c.io.HTTPClient), c.g.router, opts...)
 	c.p = printer{w: c.io.Stdout, json: c.g.json()}
 	return rest, nil
 }
@@ -198,7 +217,7 @@ func stats(ctx context.Context, c *auditCall, args []string) error {
 	)
 	r.register(fs, "the last period: 24h, 7d (default 7 days of day buckets, 24 hours of hour buckets)")
 	fs.StringVar(&bucket, "bucket", "day", "hour or day")
-	fs.StringVar(&groupBy, "group-by", "", "comma-separated: component, model")
+	fs.StringVar(&groupBy, "group-by", "", "comma-separated: component, model, key (usage per API key)")
 	fs.StringVar(&component, "component", "", "only this component")
 	fs.StringVar(&model, "model", "", "only this model")
 	if _, err := c.parseFlags(fs, "parley audit stats [flags]", args, 0); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -32,9 +33,10 @@ var now = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
 // fakeAudit serves canned answers and records the requests it gets.
 type fakeAudit struct {
-	mu    sync.Mutex
-	lists []*auditv1.ListConversationsRequest
-	stats *auditv1.GetUsageStatsRequest
+	mu          sync.Mutex
+	lists       []*auditv1.ListConversationsRequest
+	stats       *auditv1.GetUsageStatsRequest
+	statsTenant string
 }
 
 var _ auditv1connect.AuditServiceHandler = (*fakeAudit)(nil)
@@ -75,10 +77,19 @@ func (f *fakeAudit) GetConversation(_ context.Context, req *auditv1.GetConversat
 	return &auditv1.GetConversationResponse{Conversation: c}, nil
 }
 
-func (f *fakeAudit) GetUsageStats(_ context.Context, req *auditv1.GetUsageStatsRequest) (*auditv1.GetUsageStatsResponse, error) {
+func (f *fakeAudit) GetUsageStats(ctx context.Context, req *auditv1.GetUsageStatsRequest) (*auditv1.GetUsageStatsResponse, error) {
 	f.mu.Lock()
 	f.stats = req
+	if ci, ok := connect.CallInfoForHandlerContext(ctx); ok {
+		f.statsTenant = ci.RequestHeader().Get(command.TenantHeader)
+	}
 	f.mu.Unlock()
+	if slices.Contains(req.GetGroupBy(), auditv1.UsageDimension_USAGE_DIMENSION_KEY) {
+		return &auditv1.GetUsageStatsResponse{Stats: []*auditv1.UsageStats{
+			{BucketStart: timestamppb.New(time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC)), Tenant: "team-a", KeyId: "ci", Requests: 7, Usage: &auditv1.TokenUsage{TotalTokens: 700}},
+			{BucketStart: timestamppb.New(time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC)), Tenant: "team-a", KeyId: "ops", Requests: 2, Usage: &auditv1.TokenUsage{TotalTokens: 90}},
+		}}, nil
+	}
 	row := func(day int, component string, estimated bool) *auditv1.UsageStats {
 		return &auditv1.UsageStats{
 			BucketStart: timestamppb.New(time.Date(2026, 3, day, 0, 0, 0, 0, time.UTC)), Tenant: "default",
@@ -229,6 +240,17 @@ func TestStats(t *testing.T) {
 	require.Equal(t, command.ExitOK, code)
 	require.True(t, json.Valid([]byte(stdout)))
 	require.Equal(t, auditv1.UsageBucket_USAGE_BUCKET_HOUR, f.stats.GetBucket())
+}
+
+// TestStatsByKey: usage per API key, and an admin naming the tenant it queries.
+func TestStatsByKey(t *testing.T) {
+	t.Parallel()
+	f, url := serve(t)
+	code, stdout, stderr := run(t, url, "audit", "stats", "-group-by", "key", "-tenant", "team-a")
+	require.Equal(t, command.ExitOK, code, stderr)
+	golden(t, "stats-by-key", stdout)
+	require.Equal(t, []auditv1.UsageDimension{auditv1.UsageDimension_USAGE_DIMENSION_KEY}, f.stats.GetGroupBy())
+	require.Equal(t, "team-a", f.statsTenant)
 }
 
 func TestUsageErrors(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package command implements the parley command line: `parley converse` runs one
 // conversation turn on a component, `parley components` lists what the router serves, and
-// `parley audit list|get|stats` query the audit log through the router's AuditService.
+// `parley audit list|get|stats` query the audit log through the router's AuditService, and
+// `parley keys create|list|revoke` edit the router's API keys file.
 // Results print as text or tables, or as JSON.
 package command
 
@@ -49,10 +50,13 @@ commands:
   audit list       list conversations, newest first (filters and paging: parley audit list -h)
   audit get ID     show one conversation
   audit stats      usage statistics per hour or day (parley audit stats -h)
+  keys create      make an API key: prints it once, writes only its hash (parley keys -h)
+  keys list        the API keys of the keys file
+  keys revoke ID   revoke an API key
 
 global flags (before or after the command):
   -router URL      the router; else $PARLEY_ROUTER_URL, else http://127.0.0.1:3500
-  -token TOKEN     API token sent as dapr-api-token; else $DAPR_API_TOKEN, else $PARLEY_API_KEY
+  -token TOKEN     API key or token, sent as dapr-api-token; else $DAPR_API_TOKEN, else $PARLEY_API_KEY
   -o table|json    output format (converse and components also take -json)
   -grpc            call over gRPC instead of Connect
   -timeout D       bound of each command's calls (default 30s)
@@ -169,6 +173,12 @@ func run(ctx context.Context, args []string, io IO) error {
 		return converse(ctx, g, rest[1:], io)
 	case "components":
 		return components(ctx, g, rest[1:], io)
+	case "keys":
+		if len(rest) < 2 {
+			_, _ = fmt.Fprint(io.Stderr, keysUsage)
+			return fmt.Errorf("%w: want keys create, keys list or keys revoke", errUsage)
+		}
+		return keys(g, rest[1], rest[2:], io)
 	case "audit":
 		if len(rest) < 2 {
 			fs.Usage()

@@ -176,6 +176,11 @@ func TestStreamPrinter(t *testing.T) {
 		{name: "tool call", chunks: []*conversationv1.ConverseStreamResponse{chunk(0, "calling"),
 			{Index: 0, ToolCalls: []*conversationv1.ToolCall{{Id: "7", Name: "f", Arguments: "{}"}}}}, want: "calling\n[tool call 7: f({})]\n"},
 		{name: "nothing", chunks: []*conversationv1.ConverseStreamResponse{last}, want: ""},
+		{name: "tool call in pieces", chunks: []*conversationv1.ConverseStreamResponse{
+			{Index: 0, ToolCalls: []*conversationv1.ToolCall{{Id: "c1", Name: "get_weather"}}},
+			{Index: 0, ToolCalls: []*conversationv1.ToolCall{{Arguments: `{"city":`}}},
+			{Index: 0, ToolCalls: []*conversationv1.ToolCall{{Arguments: `"Paris"}`}}},
+			{Index: 0, FinishReason: "tool_calls"}}, want: "[tool call c1: get_weather({\"city\":\"Paris\"})]\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

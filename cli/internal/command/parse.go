@@ -80,9 +80,9 @@ func ParseBucket(s string) (auditv1.UsageBucket, error) {
 	return 0, fmt.Errorf("want hour or day, got %q", s)
 }
 
-var errDimension = errors.New("want component, model or both, comma-separated")
+var errDimension = errors.New("want component, model, key or several, comma-separated")
 
-// ParseGroupBy parses a comma-separated list of component and model.
+// ParseGroupBy parses a comma-separated list of component, model and key.
 func ParseGroupBy(s string) ([]auditv1.UsageDimension, error) {
 	if s == "" {
 		return nil, nil
@@ -96,6 +96,8 @@ func ParseGroupBy(s string) ([]auditv1.UsageDimension, error) {
 			d = auditv1.UsageDimension_USAGE_DIMENSION_COMPONENT
 		case "model":
 			d = auditv1.UsageDimension_USAGE_DIMENSION_MODEL
+		case "key":
+			d = auditv1.UsageDimension_USAGE_DIMENSION_KEY
 		default:
 			return nil, fmt.Errorf("%w, got %q", errDimension, part)
 		}

@@ -107,12 +107,16 @@ func (p printer) stats(resp *auditv1.GetUsageStatsResponse, groupBy []auditv1.Us
 	}
 	byComponent := slices.Contains(groupBy, auditv1.UsageDimension_USAGE_DIMENSION_COMPONENT)
 	byModel := slices.Contains(groupBy, auditv1.UsageDimension_USAGE_DIMENSION_MODEL)
+	byKey := slices.Contains(groupBy, auditv1.UsageDimension_USAGE_DIMENSION_KEY)
 	header := []string{"BUCKET"}
 	if byComponent {
 		header = append(header, "COMPONENT")
 	}
 	if byModel {
 		header = append(header, "MODEL")
+	}
+	if byKey {
+		header = append(header, "KEY")
 	}
 	header = append(header, "REQUESTS", "ERRORS", "CACHE HITS", "TOKENS P/C/T", "MEAN", "P50", "P90", "P99")
 	rows := make([][]string, 0, len(resp.GetStats()))
@@ -124,6 +128,9 @@ func (p printer) stats(resp *auditv1.GetUsageStatsResponse, groupBy []auditv1.Us
 		}
 		if byModel {
 			row = append(row, dash(s.GetModel()))
+		}
+		if byKey {
+			row = append(row, dash(s.GetKeyId()))
 		}
 		mark := ""
 		if s.GetLatencyEstimated() {
@@ -262,7 +269,8 @@ func summary(requestID, model string, u *conversationv1.Usage, cacheHit bool) st
 }
 
 // streamPrinter prints a streamed answer as it arrives: the text of each chunk, a new line
-// between choices, or one JSON document per chunk and line.
+// between choices, each tool call whole once its choice ends (its pieces are collected), or
+// one JSON document per chunk and line.
 type streamPrinter struct {
 	w    io.Writer
 	json bool
@@ -274,6 +282,16 @@ type streamPrinter struct {
 	requestID string
 	usage     *conversationv1.Usage
 	cacheHit  bool
+	// calls are the tool calls being streamed, in order of their first piece.
+	calls []*streamedCall
+}
+
+// streamedCall is a tool call put together from its pieces.
+type streamedCall struct {
+	choice   int64
+	index    int32
+	id, name string
+	args     strings.Builder
 }
 
 func (s *streamPrinter) chunk(m *conversationv1.ConverseStreamResponse) error {
@@ -292,29 +310,86 @@ func (s *streamPrinter) chunk(m *conversationv1.ConverseStreamResponse) error {
 		_, err = fmt.Fprintln(s.w, string(b))
 		return err
 	}
-	var b strings.Builder
-	if s.started && m.GetIndex() != s.index && !s.lineEnded {
-		b.WriteByte('\n')
-	}
-	b.WriteString(m.GetContentDelta())
 	for _, tc := range m.GetToolCalls() {
-		if b.Len() > 0 && !strings.HasSuffix(b.String(), "\n") || b.Len() == 0 && s.started && !s.lineEnded {
+		s.collect(m.GetIndex(), tc)
+	}
+	var b strings.Builder
+	if text := m.GetContentDelta(); text != "" {
+		if s.started && m.GetIndex() != s.index && !s.lineEnded {
 			b.WriteByte('\n')
 		}
-		b.WriteString(toolCall(tc))
+		b.WriteString(text)
 	}
-	if b.Len() == 0 {
+	if err := s.write(m.GetIndex(), b.String()); err != nil {
+		return err
+	}
+	if m.GetFinishReason() != "" {
+		return s.flushCalls(func(c *streamedCall) bool { return c.choice == m.GetIndex() })
+	}
+	return nil
+}
+
+// collect adds a tool call's piece: the first names the call, later ones add arguments.
+func (s *streamPrinter) collect(choice int64, tc *conversationv1.ToolCall) {
+	var c *streamedCall
+	for _, p := range s.calls {
+		if p.choice == choice && p.index == tc.GetIndex() {
+			c = p
+		}
+	}
+	if c == nil {
+		c = &streamedCall{choice: choice, index: tc.GetIndex()}
+		s.calls = append(s.calls, c)
+	}
+	if tc.GetId() != "" {
+		c.id = tc.GetId()
+	}
+	if tc.GetName() != "" {
+		c.name = tc.GetName()
+	}
+	c.args.WriteString(tc.GetArguments())
+}
+
+// flushCalls prints the collected tool calls that match, each on its own line.
+func (s *streamPrinter) flushCalls(match func(*streamedCall) bool) error {
+	var b strings.Builder
+	kept := s.calls[:0]
+	choice := s.index
+	for _, c := range s.calls {
+		if !match(c) {
+			kept = append(kept, c)
+			continue
+		}
+		if b.Len() == 0 && s.started && !s.lineEnded {
+			b.WriteByte('\n')
+		}
+		b.WriteString(toolCall(&conversationv1.ToolCall{Id: c.id, Name: c.name, Arguments: c.args.String()}))
+		choice = c.choice
+	}
+	s.calls = kept
+	return s.write(choice, b.String())
+}
+
+// write prints text, part of choice.
+func (s *streamPrinter) write(choice int64, text string) error {
+	if text == "" {
 		return nil
 	}
-	s.started, s.index = true, m.GetIndex()
-	s.lineEnded = strings.HasSuffix(b.String(), "\n")
-	_, err := io.WriteString(s.w, b.String())
+	s.started, s.index = true, choice
+	s.lineEnded = strings.HasSuffix(text, "\n")
+	_, err := io.WriteString(s.w, text)
 	return err
 }
 
 // end finishes the last line of text output.
 func (s *streamPrinter) end() error {
-	if s.json || !s.started || s.lineEnded {
+	if s.json {
+		return nil
+	}
+	if err := s.flushCalls(func(*streamedCall) bool { return true }); err != nil {
+		return err
+	}
+	if !s.started || s.lineEnded {
 		return nil
 	}
 	s.lineEnded = true

@@ -14,9 +14,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc"
 
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
@@ -35,13 +38,19 @@ func run() error {
 	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack); its echo component must cache, as make up's")
 	env := envFlag{}
 	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
-	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, miss, hit, scrubbed, provider")
+	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, miss, hit, scrubbed, provider, stream")
+	streams := flag.Int("streams", 500, "concurrent streams of the stream path")
 	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
+	keys := flag.Bool("keys", false, "start the router with API keys: every router path presents a key with (unreached) limits, shared through NATS (docs/tenants.md)")
 	natsMode := flag.String("nats", "process", "where the started stack's NATS server runs: process (its own, so its CPU is measured apart) or embedded (in this process, as make up)")
 	natsChild := flag.String(natsChildFlag, "", "internal: run only the stack's NATS server, for a stack with this data directory")
 	flag.Parse()
 	if *natsChild != "" {
 		return runNATSChild(*natsChild, env)
+	}
+	if _, set := env["WORKER_CONCURRENCY"]; !set && slices.Contains(strings.Split(*pathsFlag, ","), pathStream) {
+		// Every concurrent stream holds a worker slot for its whole length.
+		env["WORKER_CONCURRENCY"] = strconv.Itoa(max(64, *streams+16))
 	}
 	if *natsMode != "process" && *natsMode != "embedded" {
 		return fmt.Errorf("-nats must be process or embedded, got %q", *natsMode)
@@ -61,12 +70,18 @@ func run() error {
 	}
 	defer h.stop()
 
-	t := target{natsEmbedded: *natsMode == "embedded"}
+	t := target{natsEmbedded: *natsMode == "embedded", streams: *streams}
 	routerAddr := *addr
+	var apiKey string
 	if routerAddr == "" {
 		data, err := os.MkdirTemp("", "parley-bench-")
 		if err != nil {
 			return err
+		}
+		if *keys {
+			if apiKey, err = benchKeys(env, data); err != nil {
+				return err
+			}
 		}
 		// NATS_URL, else a NATS child of this benchmark, else (-nats embedded) the stack's own.
 		natsURL := os.Getenv("NATS_URL")
@@ -76,13 +91,15 @@ func run() error {
 			}
 			natsURL = h.nats.addr
 		}
-		s, stop, err := startStack(ctx, root, env, natsURL, h.nats != nil, h.fake.addr, data)
+		s, stop, err := startStack(ctx, root, env, natsURL, h.nats != nil, h.fake.addr, h.fakeStream.addr, data)
 		if err != nil {
 			return err
 		}
 		defer stop()
 		routerAddr = s.RouterGRPCAddr()
 		t.fakeURL = "http://" + h.fake.addr
+		t.fakeStreamURL = "http://" + h.fakeStream.addr
+		t.routerURL = s.URL("router")
 		if t.hop, err = internalHop(s); err != nil {
 			return err
 		}
@@ -91,7 +108,11 @@ func run() error {
 		}
 		defer t.meter.close()
 	}
-	if t.router, err = dialGRPC(routerAddr); err != nil {
+	var routerOpts []grpc.DialOption
+	if apiKey != "" {
+		routerOpts = append(routerOpts, withKey(apiKey))
+	}
+	if t.router, err = dialGRPC(routerAddr, routerOpts...); err != nil {
 		return err
 	}
 	defer func() { _ = t.router.Close() }()
@@ -182,12 +203,12 @@ func (e envFlag) Set(v string) error {
 
 // startStack starts the constellation of the repository at root with data as its data
 // directory (removed at stop), on the NATS at natsURL (childNATS: this benchmark's child).
-func startStack(ctx context.Context, root string, env envFlag, natsURL string, childNATS bool, fakeAddr, data string) (*stack.Stack, func(), error) {
+func startStack(ctx context.Context, root string, env envFlag, natsURL string, childNATS bool, fakeAddr, fakeStreamAddr, data string) (*stack.Stack, func(), error) {
 	comps := filepath.Join(data, "components")
 	if err := os.MkdirAll(comps, 0o755); err != nil {
 		return nil, nil, err
 	}
-	if err := writeComponents(root, comps, fakeAddr); err != nil {
+	if err := writeComponents(root, comps, fakeAddr, fakeStreamAddr); err != nil {
 		return nil, nil, err
 	}
 	ports, err := stack.FreePorts()

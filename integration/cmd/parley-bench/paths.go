@@ -38,7 +38,7 @@ const (
 	pathDirect = "fake-direct"
 )
 
-var allPaths = []string{pathFloor, pathFloorConnect, pathHop, pathMiss, pathHit, pathScrubbed, pathProvider}
+var allPaths = []string{pathFloor, pathFloorConnect, pathHop, pathMiss, pathHit, pathScrubbed, pathProvider, pathStream}
 
 // The columns of the CPU table, in order: the load generator, the floor server, the
 // constellation's processes and the fake provider.
@@ -69,6 +69,11 @@ type target struct {
 	natsEmbedded bool
 	// hop is one internal Connect call (pathHop); nil when the stack is not this benchmark's.
 	hop func(context.Context) error
+	// routerURL is the router's public URL and fakeStreamURL the paced streaming fake's
+	// base URL, for the stream path; empty when the stack is not this benchmark's.
+	routerURL, fakeStreamURL string
+	// streams is the concurrency of the stream path's concurrent run.
+	streams int
 }
 
 type pathRun struct {
@@ -100,6 +105,9 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 	}
 	var order []string
 	for _, p := range paths {
+		if p == pathStream {
+			continue
+		}
 		if _, ok := calls[p]; !ok {
 			fmt.Fprintf(os.Stderr, "parley-bench: path %s skipped (no provider without the started stack)\n", p)
 			continue
@@ -146,6 +154,11 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 		fmt.Fprintf(os.Stderr, "%s done (load average %s)\n", name, loadAverage())
 	}
 	printPaths(os.Stdout, runs, c, t)
+	if slices.Contains(paths, pathStream) {
+		if err := benchStream(ctx, t, d, t.streams, func() int64 { return seq.Add(1) }); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("load average at the end: %s\n", loadAverage())
 	return nil
 }
@@ -285,8 +298,8 @@ func printPaths(w io.Writer, runs []pathRun, c int, t target) {
 }
 
 // dialGRPC opens one gRPC connection (all calls multiplex over it, as for every path).
-func dialGRPC(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func dialGRPC(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

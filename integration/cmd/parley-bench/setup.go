@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/parleyhq/parley/integration/stack"
 )
@@ -13,6 +14,8 @@ import (
 type helpers struct {
 	dir                             string
 	floor, floorConnect, fake, nats *helper
+	// fakeStream is a second fake provider that paces its streamed tokens (the stream path).
+	fakeStream *helper
 }
 
 // startHelpers builds parley-floor and fakeprovider and starts the floor (grpc-go's
@@ -42,12 +45,16 @@ func startHelpers(ctx context.Context, root string, withFake bool) (_ *helpers, 
 		if h.fake, err = startHelper("fake provider", filepath.Join(dir, "fakeprovider"), "listening on http://", "-addr", "127.0.0.1:0"); err != nil {
 			return nil, err
 		}
+		if h.fakeStream, err = startHelper("fake provider", filepath.Join(dir, "fakeprovider"), "listening on http://", "-addr", "127.0.0.1:0",
+			"-tokens", strconv.Itoa(streamTokens), "-token-interval", streamTokenInterval.String()); err != nil {
+			return nil, err
+		}
 	}
 	return h, nil
 }
 
 func (h *helpers) stop() {
-	for _, p := range []*helper{h.floor, h.floorConnect, h.fake, h.nats} {
+	for _, p := range []*helper{h.floor, h.floorConnect, h.fake, h.fakeStream, h.nats} {
 		if p != nil {
 			p.stop()
 		}
@@ -56,8 +63,9 @@ func (h *helpers) stop() {
 }
 
 // writeComponents writes make up's echo component (deploy/components/echo.yaml, cached)
-// and a conversation.openai component named fake for the fake provider at fakeAddr.
-func writeComponents(root, dir, fakeAddr string) error {
+// and conversation.openai components named fake and fake-stream for the fake providers at
+// fakeAddr and fakeStreamAddr.
+func writeComponents(root, dir, fakeAddr, fakeStreamAddr string) error {
 	echo, err := os.ReadFile(filepath.Join(root, "deploy", "components", "echo.yaml"))
 	if err != nil {
 		return err
@@ -65,10 +73,20 @@ func writeComponents(root, dir, fakeAddr string) error {
 	if err := os.WriteFile(filepath.Join(dir, "echo.yaml"), echo, 0o600); err != nil {
 		return err
 	}
-	fake := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
+	for name, addr := range map[string]string{"fake": fakeAddr, "fake-stream": fakeStreamAddr} {
+		if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(openAIComponent(name, addr)), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openAIComponent is a conversation.openai component named name for the fake at addr.
+func openAIComponent(name, addr string) string {
+	return fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:
-  name: fake
+  name: %s
 spec:
   type: conversation.openai
   version: v1
@@ -79,8 +97,7 @@ spec:
     value: fake-model
   - name: endpoint
     value: http://%s/v1
-`, fakeAddr)
-	return os.WriteFile(filepath.Join(dir, "fake.yaml"), []byte(fake), 0o600)
+`, name, addr)
 }
 
 // newMeter reads the CPU time of every process of the run: the services, NATS (when a

@@ -19,7 +19,7 @@ import (
 const columnList = "request_id, created_at, tenant, api, component, provider, model, context_id, " +
 	"request, response, finish_reason, status, error_code, error_message, " +
 	"prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, " +
-	"cache_hit, pii_findings, attempts, fallbacks, worker_id, latency_us, provider_latency_us"
+	"cache_hit, pii_findings, attempts, fallbacks, worker_id, latency_us, provider_latency_us, key_id, time_to_first_token_us"
 
 // insertColumnList names every column toRow produces: columnList and the write-only ones.
 const insertColumnList = columnList + ", search_hashes"
@@ -166,6 +166,8 @@ func convert(ev *auditv1.ConversationEvent, search bool) ([]any, error) {
 		cleanText(ev.GetWorkerId()),
 		ev.GetLatency().AsDuration().Microseconds(),
 		ev.GetProviderLatency().AsDuration().Microseconds(),
+		cleanText(ev.GetKeyId()),
+		ev.GetTimeToFirstToken().AsDuration().Microseconds(),
 		hashesIf(search, request, response),
 	}, nil
 }

@@ -330,10 +330,13 @@ type row struct {
 	WorkerID          string           `db:"worker_id"`
 	LatencyUS         int64            `db:"latency_us"`
 	ProviderLatencyUS int64            `db:"provider_latency_us"`
+	KeyID             string           `db:"key_id"`
+	// TimeToFirstTokenUS is 0 for a conversation that was not streamed.
+	TimeToFirstTokenUS int64 `db:"time_to_first_token_us"`
 }
 
 func (r *row) conversation() *auditv1.Conversation {
-	return &auditv1.Conversation{
+	c := &auditv1.Conversation{
 		RequestId:    uuid.UUID(r.RequestID.Bytes).String(),
 		Tenant:       r.Tenant,
 		Api:          apiFromDB(r.API),
@@ -362,7 +365,12 @@ func (r *row) conversation() *auditv1.Conversation {
 		Latency:         durationpb.New(micros(r.LatencyUS)),
 		ProviderLatency: durationpb.New(micros(r.ProviderLatencyUS)),
 		CreatedAt:       timestamppb.New(r.CreatedAt),
+		KeyId:           r.KeyID,
 	}
+	if r.TimeToFirstTokenUS > 0 {
+		c.TimeToFirstToken = durationpb.New(micros(r.TimeToFirstTokenUS))
+	}
+	return c
 }
 
 // jsonValue turns a jsonb column into a Value; SQL NULL leaves the field unset. InsertBatch

@@ -88,6 +88,8 @@ func want(t testing.TB, ev *auditv1.ConversationEvent) *auditv1.Conversation {
 		Latency:         ev.GetLatency(),
 		ProviderLatency: ev.GetProviderLatency(),
 		CreatedAt:       ev.GetCreatedAt(),
+		// Set for streamed conversations only.
+		TimeToFirstToken: ev.GetTimeToFirstToken(),
 	}
 	if c.Usage == nil {
 		c.Usage = &auditv1.TokenUsage{}
@@ -149,8 +151,10 @@ func TestInsertGetRoundTrip(t *testing.T) {
 	odd := event(t, "acme", 3)
 	odd.ErrorMessage = "nul\x00byte and bad \xff utf8"
 	odd.RequestJson = []byte(`{"s":"a\u0000b","lone":"\ud800","big":1e400,"small":2.5e-3,"esc":"\\u0000"}`)
+	streamed := event(t, "acme", 4)
+	streamed.TimeToFirstToken = durationpb.New(1500 * time.Microsecond)
 
-	insert(t, s, full, failed, minimal, odd)
+	insert(t, s, full, failed, minimal, odd, streamed)
 
 	oddCleaned := proto.CloneOf(odd)
 	oddCleaned.ErrorMessage = "nul\uFFFDbyte and bad \uFFFD utf8"
@@ -166,6 +170,7 @@ func TestInsertGetRoundTrip(t *testing.T) {
 		{name: "error without response", give: failed, want: want(t, failed)},
 		{name: "minimal", give: minimal, want: want(t, minimal)},
 		{name: "text postgres rejects", give: odd, want: oddWant},
+		{name: "streamed, with its time to first token", give: streamed, want: want(t, streamed)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,14 +47,15 @@ type usagePlan struct {
 	start, end  time.Time
 	byComponent bool
 	byModel     bool
+	byKey       bool
 	component   string
 	model       string
 }
 
 // fromRollup reports whether the plan can be answered from usage_daily: day buckets over
-// whole UTC days.
+// whole UTC days, not grouped by key (the roll-up has no key).
 func (p usagePlan) fromRollup() bool {
-	return !p.hourly && p.start.Equal(p.start.Truncate(day)) && p.end.Equal(p.end.Truncate(day))
+	return !p.hourly && !p.byKey && p.start.Equal(p.start.Truncate(day)) && p.end.Equal(p.end.Truncate(day))
 }
 
 // planUsage validates req and fills in its defaults, relative to now. Errors wrap
@@ -74,6 +75,8 @@ func planUsage(req *auditv1.GetUsageStatsRequest, now time.Time) (usagePlan, err
 			p.byComponent = true
 		case auditv1.UsageDimension_USAGE_DIMENSION_MODEL:
 			p.byModel = true
+		case auditv1.UsageDimension_USAGE_DIMENSION_KEY:
+			p.byKey = true
 		default:
 			return p, fmt.Errorf("%w: unknown group_by dimension %v", ErrInvalidRequest, d)
 		}
@@ -133,6 +136,7 @@ type usageRow struct {
 	Bucket           time.Time `db:"bucket"`
 	Component        string    `db:"component"`
 	Model            string    `db:"model"`
+	KeyID            string    `db:"key_id"`
 	Requests         int64     `db:"requests"`
 	Errors           int64     `db:"errors"`
 	CacheHits        int64     `db:"cache_hits"`
@@ -197,7 +201,7 @@ func (s *Store) usageFromRollup(ctx context.Context, tenant string, p usagePlan)
 	usageFilters(q, tenant, p)
 	q.add("day >= $%d::date", p.start)
 	q.add("day < $%d::date", p.end)
-	rows, err := s.pool.Query(ctx, `SELECT day::timestamp AT TIME ZONE 'UTC' AS bucket, component, model,
+	rows, err := s.pool.Query(ctx, `SELECT day::timestamp AT TIME ZONE 'UTC' AS bucket, component, model, ''::text AS key_id,
 		requests, errors, cache_hits, prompt_tokens, completion_tokens, total_tokens, cached_tokens,
 		reasoning_tokens, latency_sum_us, latency_hist AS hist, NULL::float8[] AS percentiles
 		FROM usage_daily WHERE `+strings.Join(q.where, " AND "), q.args...)
@@ -273,15 +277,15 @@ func (s *Store) usageFromLog(ctx context.Context, tenant string, p usagePlan) ([
 		}
 		return "''::text"
 	}
-	sql := fmt.Sprintf(`SELECT date_trunc('%s', created_at, 'UTC') AS bucket, %s AS component, %s AS model,
+	sql := fmt.Sprintf(`SELECT date_trunc('%s', created_at, 'UTC') AS bucket, %s AS component, %s AS model, %s AS key_id,
 		count(*) AS requests, count(*) FILTER (WHERE status = 'error') AS errors,
 		count(*) FILTER (WHERE cache_hit) AS cache_hits, sum(prompt_tokens)::bigint AS prompt_tokens,
 		sum(completion_tokens)::bigint AS completion_tokens, sum(total_tokens)::bigint AS total_tokens,
 		sum(cached_tokens)::bigint AS cached_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens,
 		sum(latency_us)::bigint AS latency_sum_us, NULL::bigint[] AS hist,
 		percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY latency_us) AS percentiles
-		FROM conversations WHERE %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
-		bucketName(p.hourly), group(p.byComponent, "component"), group(p.byModel, "model"), strings.Join(q.where, " AND "))
+		FROM conversations WHERE %s GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
+		bucketName(p.hourly), group(p.byComponent, "component"), group(p.byModel, "model"), group(p.byKey, "key_id"), strings.Join(q.where, " AND "))
 	// A custom plan, so that the range prunes partitions when the query is planned.
 	rows, err := s.pool.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, q.args...)...)
 	if err != nil {
@@ -296,6 +300,7 @@ func (r *usageRow) stats(tenant string) *auditv1.UsageStats {
 		Tenant:      tenant,
 		Component:   r.Component,
 		Model:       r.Model,
+		KeyId:       r.KeyID,
 		Requests:    r.Requests,
 		Errors:      r.Errors,
 		CacheHits:   r.CacheHits,

@@ -256,3 +256,34 @@ func TestUsageRollupMatchesLog(t *testing.T) {
 			OR r.latency_sum_us IS DISTINCT FROM u.latency_sum_us OR r.latency_hist IS DISTINCT FROM u.latency_hist`).Scan(&mismatches))
 	require.Zero(t, mismatches)
 }
+
+// TestUsageStatsByKey: grouped by API key, day buckets over whole days come from the log
+// (the roll-up has no key) and split the tenant's usage by key; the key id is stored and
+// read back with the conversation.
+func TestUsageStatsByKey(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	var events []*auditv1.ConversationEvent
+	for i := range 6 {
+		ev := eventAt(t, date("2026-03-01T01:00:00Z").Add(time.Duration(i)*time.Minute))
+		ev.KeyId = []string{"ci", "ops", ""}[i%3]
+		ev.Usage = &auditv1.TokenUsage{TotalTokens: uint64(10 * (i + 1))}
+		events = append(events, ev)
+	}
+	insert(t, s, events...)
+	got := stats(t, s, events[0].GetTenant(), &auditv1.GetUsageStatsRequest{
+		StartTime: timestamppb.New(date("2026-03-01T00:00:00Z")), EndTime: timestamppb.New(date("2026-03-02T00:00:00Z")),
+		GroupBy: []auditv1.UsageDimension{auditv1.UsageDimension_USAGE_DIMENSION_KEY},
+	})
+	require.Len(t, got, 3)
+	byKey := map[string][2]int64{}
+	for _, st := range got {
+		byKey[st.GetKeyId()] = [2]int64{st.GetRequests(), int64(st.GetUsage().GetTotalTokens())}
+		require.False(t, st.GetLatencyEstimated(), "computed from the log")
+	}
+	require.Equal(t, map[string][2]int64{"": {2, 30 + 60}, "ci": {2, 10 + 40}, "ops": {2, 20 + 50}}, byKey)
+
+	c, err := s.Get(t.Context(), events[1].GetTenant(), events[1].GetRequestId())
+	require.NoError(t, err)
+	require.Equal(t, "ops", c.GetKeyId())
+}

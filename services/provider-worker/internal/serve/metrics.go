@@ -15,7 +15,7 @@ import (
 type outcome string
 
 // Outcomes: one per reply code, plus rejected for requests answered "worker saturated"
-// without being started.
+// without being started and cancelled for streams the router cancelled (no reply).
 const (
 	outcomeOK               outcome = "ok"
 	outcomeInvalidArgument  outcome = "invalid_argument"
@@ -24,6 +24,7 @@ const (
 	outcomeDeadlineExceeded outcome = "deadline_exceeded"
 	outcomeInternal         outcome = "internal"
 	outcomeRejected         outcome = "rejected"
+	outcomeCancelled        outcome = "cancelled"
 )
 
 func outcomeOf(code providerv1.ErrorCode) outcome {
@@ -131,7 +132,7 @@ func (m *metrics) route(name string, p Provider, policy *resiliency.Policy) *rou
 	}
 	for _, o := range []outcome{
 		outcomeOK, outcomeInvalidArgument, outcomeNotFound, outcomeUnavailable,
-		outcomeDeadlineExceeded, outcomeInternal, outcomeRejected,
+		outcomeDeadlineExceeded, outcomeInternal, outcomeRejected, outcomeCancelled,
 	} {
 		rt.requests[o] = m.requests.WithLabelValues(name, string(o))
 	}

@@ -23,7 +23,8 @@ type exchange struct {
 	requestID string
 	received  time.Time
 	span      trace.Span
-	attempts  int // provider calls made, once known
+	attempts  int     // provider calls made, once known
+	stream    *stream // flow control of a streamed request; nil for a unary one
 }
 
 func (w *Worker) process(ctx context.Context, rt *route, m *nats.Msg, received time.Time) outcome {
@@ -65,13 +66,17 @@ func (w *Worker) process(ctx context.Context, rt *route, m *nats.Msg, received t
 
 	callCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if req.GetStream() {
+		x.stream = w.openStream(x.reply, req.GetStreamWindow(), cancel)
+		defer w.closeStream(x.stream)
+	}
 	results := make(chan result, 1)
 	// The goroutine is owned by this call: every path below waits for its result. Retries
 	// happen inside it, so heartbeats go on while the policy waits between attempts.
 	go func() { results <- w.call(callCtx, x, &req) }()
 	// The first heartbeat claims the request at once: from it on, the router presumes this
 	// worker dead after a few missed heartbeats rather than after its idle timeout.
-	w.beat(ctx, x.reply)
+	w.beat(ctx, x)
 	ticker := time.NewTicker(w.opts.HeartbeatInterval)
 	defer ticker.Stop()
 	abort := w.abort
@@ -80,8 +85,12 @@ func (w *Worker) process(ctx context.Context, rt *route, m *nats.Msg, received t
 		case res := <-results:
 			return w.finish(ctx, callCtx, x, res)
 		case <-ticker.C:
-			w.beat(ctx, x.reply)
+			w.beat(ctx, x)
 		case <-callCtx.Done():
+			if errors.Is(context.Cause(callCtx), errCancelled) {
+				<-results
+				return w.cancelled(ctx, x)
+			}
 			// Answer now, as nobody reads a late answer, but keep the slot until the
 			// provider returns so that Concurrency stays the true number of running calls.
 			code, err := contextError(callCtx)
@@ -118,12 +127,21 @@ func (w *Worker) call(ctx context.Context, x *exchange, req *providerv1.Request)
 		}
 	}()
 	res.attempts, res.err = rt.policy.Run(ctx, func(actx context.Context) error {
-		resp, err := rt.provider.Converse(actx, req)
+		var resp *providerv1.Response
+		var err error
+		if x.stream != nil {
+			resp, err = x.stream.converseStream(actx, rt.provider, req)
+		} else {
+			resp, err = rt.provider.Converse(actx, req)
+		}
 		switch {
 		case err == nil && resp == nil:
 			err = final{errNoResponse}
 		case err != nil && blamesRequest(err):
 			err = resiliency.Permanent(err)
+		case err != nil && x.stream != nil && x.stream.started.Load():
+			// Chunks already went out: another attempt would send them again.
+			err = final{err}
 		}
 		out := attemptOutcomeOf(ctx, actx, err)
 		rt.attempts[out].Inc()

@@ -70,6 +70,9 @@ func panicValue(v any) string {
 func (w *Worker) finish(ctx, callCtx context.Context, x *exchange, res result) outcome {
 	x.attempts = res.attempts
 	if res.err != nil {
+		if errors.Is(context.Cause(callCtx), errCancelled) {
+			return w.cancelled(ctx, x)
+		}
 		if callCtx.Err() != nil {
 			code, err := contextError(callCtx)
 			return w.fail(ctx, x, code, err)
@@ -78,6 +81,9 @@ func (w *Worker) finish(ctx, callCtx context.Context, x *exchange, res result) o
 	}
 	if res.resp == nil {
 		return w.fail(ctx, x, providerv1.ErrorCode_ERROR_CODE_INTERNAL, errNoResponse)
+	}
+	if x.stream != nil {
+		stripContent(res.resp)
 	}
 	res.resp.WorkerId = w.opts.WorkerID
 	res.resp.ProviderLatency = durationpb.New(res.latency)
@@ -166,9 +172,20 @@ func (w *Worker) publish(ctx context.Context, reply string, data []byte) {
 	}
 }
 
-// beat sends a heartbeat that announces the heartbeat interval.
-func (w *Worker) beat(ctx context.Context, reply string) {
-	m := &nats.Msg{Subject: reply, Data: w.heartbeat, Header: w.beatHeader}
+// cancelled ends a stream the router cancelled: nobody reads a reply, none is sent.
+func (w *Worker) cancelled(ctx context.Context, x *exchange) outcome {
+	w.logger.DebugContext(ctx, "stream cancelled by the router", "component", x.rt.name, "request_id", x.requestID,
+		"duration_ms", time.Since(x.received).Milliseconds())
+	return outcomeCancelled
+}
+
+// beat sends a heartbeat that announces the heartbeat interval; a streamed request's
+// carries its control subject as reply subject.
+func (w *Worker) beat(ctx context.Context, x *exchange) {
+	m := &nats.Msg{Subject: x.reply, Data: w.heartbeat, Header: w.beatHeader}
+	if x.stream != nil {
+		m.Reply = x.stream.control
+	}
 	if err := w.nc.PublishMsg(m); err != nil {
 		w.logger.WarnContext(ctx, "heartbeat failed", "err", err)
 	}

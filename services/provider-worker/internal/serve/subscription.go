@@ -22,6 +22,9 @@ func (w *Worker) Start(ctx context.Context) error {
 		return errors.New("start worker: a worker starts only once")
 	}
 	w.started = true
+	if err := w.subscribeControl(); err != nil {
+		return err
+	}
 	for _, rt := range w.routes {
 		sub, err := w.nc.QueueSubscribe(rt.subject, rt.subject, w.receive(rt))
 		if err == nil {
@@ -97,6 +100,11 @@ wait:
 	}
 	// Whatever still runs is past the stop budget: cancel it so that it answers now.
 	w.abortOnce.Do(func() { close(w.abort) })
+	if w.ctl.sub != nil {
+		if err := w.ctl.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+			errs = append(errs, fmt.Errorf("unsubscribe stream control: %w", err))
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("stop worker: %w", errors.Join(errs...))
 	}

@@ -84,6 +84,8 @@ type Worker struct {
 	abort     chan struct{} // closed when Stop gives up waiting
 	abortOnce sync.Once
 
+	ctl streams // stream control: credits and cancels from routers
+
 	mu      sync.Mutex
 	subs    []*nats.Subscription
 	started bool

@@ -26,6 +26,7 @@ type messagesRequest struct {
 	ToolChoice    *toolChoice `json:"tool_choice,omitempty"`
 	Temperature   float64     `json:"temperature,omitempty"`
 	StopSequences []string    `json:"stop_sequences,omitempty"`
+	Stream        bool        `json:"stream,omitempty"`
 }
 
 type textBlock struct {
@@ -130,10 +131,16 @@ const emptySchema = `{"type":"object","properties":{}}`
 // Request metadata and prompt_cache_retention are not sent, as Dapr's Anthropic component
 // ignores them.
 func encodeRequest(model string, req *providerv1.Request, schemaWarn func(error)) ([]byte, string, error) {
+	return encode(model, req, schemaWarn, false)
+}
+
+// encode is encodeRequest, with "stream": true when stream is set.
+func encode(model string, req *providerv1.Request, schemaWarn func(error), stream bool) ([]byte, string, error) {
 	out := messagesRequest{
 		Model:         model,
 		MaxTokens:     DefaultMaxTokens,
 		StopSequences: req.GetStop(),
+		Stream:        stream,
 	}
 	if req.MaxTokens != nil {
 		if req.GetMaxTokens() <= 0 {

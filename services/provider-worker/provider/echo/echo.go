@@ -151,3 +151,61 @@ func kindName(v *structpb.Value) string {
 		return "null"
 	}
 }
+
+// ConverseStream answers req as Converse does, streamed word by word: each chunk holds one
+// word with the whitespace after it, so the chunks concatenated are Converse's content;
+// then one chunk per tool call (id, name and arguments), the last chunk carrying the finish
+// reason. The returned Response has Converse's usage.
+func (p *Provider) ConverseStream(ctx context.Context, req *providerv1.Request, emit func(*providerv1.Chunk) error) (*providerv1.Response, error) {
+	resp, err := p.Converse(ctx, req)
+	if err != nil || len(resp.GetChoices()) == 0 {
+		return resp, err
+	}
+	c := resp.GetChoices()[0]
+	pieces := Words(c.GetContent())
+	n := len(pieces) + len(c.GetToolCalls())
+	if n == 0 {
+		n, pieces = 1, []string{""}
+	}
+	sent := 0
+	send := func(ch *providerv1.Chunk) error {
+		sent++
+		if sent == n {
+			ch.FinishReason = c.GetFinishReason()
+		}
+		return emit(ch)
+	}
+	for _, w := range pieces {
+		if err := send(&providerv1.Chunk{Content: w}); err != nil {
+			return nil, err
+		}
+	}
+	for i, tc := range c.GetToolCalls() {
+		if err := send(&providerv1.Chunk{ToolCalls: []*providerv1.ToolCallDelta{{
+			Index: int32(i), Id: tc.GetId(), Name: tc.GetName(), Arguments: tc.GetArguments(), //nolint:gosec // a handful of tools
+		}}}); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// Words splits s into words, each with the whitespace after it; the pieces concatenated
+// are s (leading whitespace joins the first piece).
+func Words(s string) []string {
+	var out []string
+	start := 0
+	inSpace := true
+	for i, r := range s {
+		space := r == ' ' || r == '\n' || r == '\t' || r == '\r'
+		if inSpace && !space && i > start && strings.TrimSpace(s[start:i]) != "" {
+			out = append(out, s[start:i])
+			start = i
+		}
+		inSpace = space
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package echo_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -382,6 +383,19 @@ func BenchmarkConverse(b *testing.B) {
 	for b.Loop() {
 		if _, err := p.Converse(ctx, req); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestWordsConcatenateToTheText(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", " ", "a", "a b", "  lead and trail  ", "x\ny\tz", "héllo wörld"} {
+		got := echo.Words(s)
+		if strings.Join(got, "") != s {
+			t.Errorf("Words(%q) = %q, does not concatenate back", s, got)
+		}
+		if len(got) != max(1, len(strings.Fields(s))) && s != "" {
+			t.Errorf("Words(%q) = %q, want one piece per word", s, got)
 		}
 	}
 }

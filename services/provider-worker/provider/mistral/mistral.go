@@ -25,9 +25,9 @@ const (
 )
 
 // Dialect is Mistral's: max_tokens, string content, no developer role, tool calls and
-// results as text, no metadata.
+// results as text, no metadata, no stream_options (usage comes on the last chunk).
 func Dialect() openai.Dialect {
-	return openai.Dialect{ToolCallsAsText: true}
+	return openai.Dialect{ToolCallsAsText: true, NoStreamOptions: true}
 }
 
 // New returns the provider of a conversation.mistral component. Metadata: key (required),

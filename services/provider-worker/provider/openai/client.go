@@ -34,6 +34,9 @@ type Dialect struct {
 	// ToolCallsAsText sends assistant tool calls as text and tool results as user
 	// messages, Dapr's workaround for Mistral.
 	ToolCallsAsText bool
+	// NoStreamOptions leaves stream_options out of streamed requests (Mistral, which
+	// rejects it and sends the usage on its last chunk anyway).
+	NoStreamOptions bool
 }
 
 // OpenAIDialect is the dialect of OpenAI and Azure OpenAI.

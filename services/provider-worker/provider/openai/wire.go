@@ -19,6 +19,13 @@ type chatRequest struct {
 	ToolChoice          any               `json:"tool_choice,omitempty"`
 	ResponseFormat      *responseFormat   `json:"response_format,omitempty"`
 	Metadata            map[string]string `json:"metadata,omitempty"`
+	Stream              bool              `json:"stream,omitempty"`
+	StreamOptions       *streamOptions    `json:"stream_options,omitempty"`
+}
+
+// streamOptions asks a streamed answer for a last chunk with the usage.
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
 }
 
 // chatMessage is one message of the history. Content is a string, a []textPart, or nil
@@ -134,4 +141,34 @@ type chatUsage struct {
 	} `json:"completion_tokens_details"`
 	// PromptCacheHitTokens is DeepSeek's count of prompt tokens served from its cache.
 	PromptCacheHitTokens uint64 `json:"prompt_cache_hit_tokens"`
+}
+
+// streamChunk is one chat.completion.chunk event of a streamed answer.
+type streamChunk struct {
+	Model   string          `json:"model"`
+	Choices []streamChoice  `json:"choices"`
+	Usage   *chatUsage      `json:"usage"`
+	Error   json.RawMessage `json:"error"`
+}
+
+type streamChoice struct {
+	Index        int64       `json:"index"`
+	Delta        streamDelta `json:"delta"`
+	FinishReason *string     `json:"finish_reason"`
+}
+
+type streamDelta struct {
+	// Content is a string or null, or Mistral's array of chunks.
+	Content   json.RawMessage  `json:"content"`
+	Refusal   string           `json:"refusal"`
+	ToolCalls []streamToolCall `json:"tool_calls"`
+}
+
+type streamToolCall struct {
+	Index    int32  `json:"index"`
+	ID       string `json:"id"`
+	Function struct {
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	} `json:"function"`
 }

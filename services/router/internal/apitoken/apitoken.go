@@ -30,6 +30,18 @@ import (
 // Header carries the token on HTTP calls and, as metadata, on gRPC calls.
 const Header = "dapr-api-token"
 
+// HTTPRejection is daprd's plain-text body of a 401 on its HTTP API.
+const HTTPRejection = httpRejection
+
+// RPCRejection is daprd's gRPC error for a call without a token (missing) or with a wrong
+// one.
+func RPCRejection(missing bool) *connect.Error {
+	if missing {
+		return rpcError(missingReason)
+	}
+	return rpcError(mismatch)
+}
+
 // Dapr's texts, kept exactly.
 const (
 	httpRejection   = "invalid api token"
@@ -63,9 +75,9 @@ func (t Token) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
 type reason string
 
 const (
-	accepted reason = ""
-	missing  reason = "missing"
-	mismatch reason = "mismatch"
+	accepted      reason = ""
+	missingReason reason = "missing"
+	mismatch      reason = "mismatch"
 )
 
 // Guard checks the token on the router's routes. With no token configured it lets every
@@ -104,7 +116,7 @@ func (g *Guard) Enabled() bool { return g.enabled }
 func (g *Guard) check(h http.Header) reason {
 	values := h.Values(Header)
 	if len(values) == 0 {
-		return missing
+		return missingReason
 	}
 	got := sha256.Sum256([]byte(values[0]))
 	if subtle.ConstantTimeCompare(got[:], g.want[:]) != 1 {

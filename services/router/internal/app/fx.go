@@ -27,12 +27,14 @@ import (
 	"github.com/parleyhq/parley/libs/rpcclient"
 	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/libs/telemetry"
+	"github.com/parleyhq/parley/services/router/internal/apikey"
 	"github.com/parleyhq/parley/services/router/internal/apitoken"
 	"github.com/parleyhq/parley/services/router/internal/auditapi"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 	"github.com/parleyhq/parley/services/router/internal/daprapi"
 	"github.com/parleyhq/parley/services/router/internal/nativeapi"
 	"github.com/parleyhq/parley/services/router/internal/nearcache"
+	"github.com/parleyhq/parley/services/router/internal/ratelimit"
 	"github.com/parleyhq/parley/services/router/internal/upstream"
 )
 
@@ -55,6 +57,9 @@ type Config struct {
 	// heartbeat interval (WORKER_HEARTBEAT_INTERVAL) may miss before it is presumed dead,
 	// when that is sooner than ROUTER_WORKER_IDLE_TIMEOUT; 0 keeps the idle timeout alone.
 	WorkerHeartbeatMisses int `env:"ROUTER_WORKER_HEARTBEAT_MISSES, default=4"`
+	// StreamWindow is the credit of a streamed dispatch: the chunks a worker may send
+	// beyond those the router's caller has taken (docs/architecture.md, "Streams").
+	StreamWindow int `env:"ROUTER_STREAM_WINDOW, default=32"`
 	// DispatchAttempts is how many workers a request may be tried on.
 	DispatchAttempts int `env:"ROUTER_DISPATCH_ATTEMPTS, default=2"`
 	// CacheTimeout bounds each cache call; a slower cache is skipped.
@@ -79,6 +84,18 @@ type Config struct {
 	// APIToken, when set, must come with every API call in the dapr-api-token header, as
 	// daprd's DAPR_API_TOKEN.
 	APIToken apitoken.Token `env:"DAPR_API_TOKEN"`
+	// APIKeysFile, when set, holds the API keys (docs/tenants.md): callers present a key,
+	// which names their tenant and limits; DAPR_API_TOKEN is then ignored.
+	APIKeysFile string `env:"ROUTER_API_KEYS_FILE"`
+	// APIKeyPepper (or the file APIKeyPepperFile) is the HMAC key the keys file's hashes
+	// are made with; required with ROUTER_API_KEYS_FILE.
+	APIKeyPepper     apitoken.Token `env:"ROUTER_API_KEY_PEPPER"`
+	APIKeyPepperFile string         `env:"ROUTER_API_KEY_PEPPER_FILE"`
+	// APIKeysReloadInterval is how often the keys file is re-read: a revoked key is
+	// refused within it.
+	APIKeysReloadInterval time.Duration `env:"ROUTER_API_KEYS_RELOAD_INTERVAL, default=5s"`
+	// LimitsReplicas is used when the router creates the limits bucket.
+	LimitsReplicas int `env:"ROUTER_LIMITS_REPLICAS, default=1"`
 }
 
 // Validate checks cross-field rules.
@@ -92,6 +109,7 @@ func (c *Config) Validate() error {
 		"ROUTER_REQUEST_TIMEOUT": int64(c.RequestTimeout), "ROUTER_WORKER_IDLE_TIMEOUT": int64(c.WorkerIdleTimeout),
 		"ROUTER_CACHE_TIMEOUT": int64(c.CacheTimeout), "ROUTER_AUDIT_PUBLISH_TIMEOUT": int64(c.AuditPublishTimeout),
 		"AUDIT_STREAM_REPLICAS": int64(c.AuditStreamReplicas), "ROUTER_MAX_TEXTS": int64(c.MaxTexts),
+		"ROUTER_API_KEYS_RELOAD_INTERVAL": int64(c.APIKeysReloadInterval), "ROUTER_LIMITS_REPLICAS": int64(c.LimitsReplicas),
 	}
 	for name, v := range positive {
 		if v <= 0 {
@@ -106,6 +124,15 @@ func (c *Config) Validate() error {
 	}
 	if c.WorkerHeartbeatMisses < 0 {
 		errs = append(errs, fmt.Errorf("ROUTER_WORKER_HEARTBEAT_MISSES must not be negative, got %d", c.WorkerHeartbeatMisses))
+	}
+	if c.StreamWindow < 2 || c.StreamWindow > 1024 {
+		errs = append(errs, fmt.Errorf("ROUTER_STREAM_WINDOW must be between 2 and 1024, got %d", c.StreamWindow))
+	}
+	if c.APIKeysFile != "" && c.APIKeyPepper == "" && c.APIKeyPepperFile == "" {
+		errs = append(errs, errors.New("ROUTER_API_KEYS_FILE needs ROUTER_API_KEY_PEPPER or ROUTER_API_KEY_PEPPER_FILE"))
+	}
+	if c.APIKeyPepper != "" && c.APIKeyPepperFile != "" {
+		errs = append(errs, errors.New("set one of ROUTER_API_KEY_PEPPER and ROUTER_API_KEY_PEPPER_FILE"))
 	}
 	return errors.Join(errs...)
 }
@@ -148,12 +175,13 @@ var Module = fx.Module("router",
 		func(s *conversation.Service, c Config, l *slog.Logger) *nativeapi.Handler {
 			return nativeapi.New(s, c.RequestTimeout, l)
 		},
+		newTokenGuard,
 		newGuard,
 		// Every API route checks the API token; health, readiness, metrics, grpc.health.v1
 		// and reflection are rpcserver's own routes and stay open.
-		rpcserver.AsRoute(func(h *daprapi.Handler, mw *rpcserver.Middleware, g *apitoken.Guard) rpcserver.Route {
-			path, handler := runtimev1connect.NewDaprHandler(h, mw.HandlerOption(), connect.WithInterceptors(daprapi.Unimplemented{}))
-			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: runtimev1connect.DaprName}
+		rpcserver.AsRoute(func(h *daprapi.Handler, mw *rpcserver.Middleware, g *apikey.Guard) rpcserver.Route {
+			path, handler := runtimev1connect.NewDaprHandler(h, mw.HandlerOption(), connect.WithInterceptors(daprapi.Unimplemented{}, g.Interceptor()))
+			return rpcserver.Route{Pattern: path, Handler: g.DaprRPC(handler), Service: runtimev1connect.DaprName}
 		}),
 		newHealth,
 		// Dapr's health API needs no token, as daprd's (AlwaysAllowed).
@@ -163,20 +191,20 @@ var Module = fx.Module("router",
 		rpcserver.AsRoute(func(h *daprapi.Health) rpcserver.Route {
 			return rpcserver.Route{Pattern: "GET /v1.0/healthz/outbound", Handler: http.HandlerFunc(h.Outbound)}
 		}),
-		rpcserver.AsRoute(func(h *daprapi.Handler, g *apitoken.Guard) rpcserver.Route {
-			return rpcserver.Route{Pattern: "POST /v1.0-alpha1/conversation/{name}/converse", Handler: g.HTTP(http.HandlerFunc(h.HTTPAlpha1))}
+		rpcserver.AsRoute(func(h *daprapi.Handler, g *apikey.Guard) rpcserver.Route {
+			return rpcserver.Route{Pattern: "POST /v1.0-alpha1/conversation/{name}/converse", Handler: g.DaprHTTP(http.HandlerFunc(h.HTTPAlpha1))}
 		}),
-		rpcserver.AsRoute(func(h *daprapi.Handler, g *apitoken.Guard) rpcserver.Route {
-			return rpcserver.Route{Pattern: "POST /v1.0-alpha2/conversation/{name}/converse", Handler: g.HTTP(http.HandlerFunc(h.HTTPAlpha2))}
+		rpcserver.AsRoute(func(h *daprapi.Handler, g *apikey.Guard) rpcserver.Route {
+			return rpcserver.Route{Pattern: "POST /v1.0-alpha2/conversation/{name}/converse", Handler: g.DaprHTTP(http.HandlerFunc(h.HTTPAlpha2))}
 		}),
-		rpcserver.AsRoute(func(h *daprapi.Handler, g *apitoken.Guard) rpcserver.Route {
-			return rpcserver.Route{Pattern: "GET /v1.0/metadata", Handler: g.HTTP(http.HandlerFunc(h.Metadata))}
+		rpcserver.AsRoute(func(h *daprapi.Handler, g *apikey.Guard) rpcserver.Route {
+			return rpcserver.Route{Pattern: "GET /v1.0/metadata", Handler: g.DaprHTTP(http.HandlerFunc(h.Metadata))}
 		}),
-		rpcserver.AsRoute(func(h *nativeapi.Handler, mw *rpcserver.Middleware, g *apitoken.Guard) rpcserver.Route {
-			path, handler := conversationv1connect.NewConversationServiceHandler(h, mw.HandlerOption())
+		rpcserver.AsRoute(func(h *nativeapi.Handler, mw *rpcserver.Middleware, g *apikey.Guard) rpcserver.Route {
+			path, handler := conversationv1connect.NewConversationServiceHandler(h, mw.HandlerOption(), connect.WithInterceptors(g.Interceptor()))
 			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: conversationv1connect.ConversationServiceName}
 		}),
-		rpcserver.AsRoute(func(h *auditapi.Handler, mw *rpcserver.Middleware, g *apitoken.Guard) rpcserver.Route {
+		rpcserver.AsRoute(func(h *auditapi.Handler, mw *rpcserver.Middleware, g *apikey.Guard) rpcserver.Route {
 			path, handler := auditv1connect.NewAuditServiceHandler(h, mw.HandlerOption())
 			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: auditv1connect.AuditServiceName}
 		}),
@@ -194,20 +222,66 @@ type healthParams struct {
 // newHealth answers Dapr's health API from the checks that make the router's /readyz.
 func newHealth(p healthParams) *daprapi.Health { return daprapi.NewHealth(p.Checks) }
 
-func newGuard(c Config, reg prometheus.Registerer, logger *slog.Logger) (*apitoken.Guard, error) {
-	g, err := apitoken.New(c.APIToken, reg, logger)
+func newTokenGuard(c Config, reg prometheus.Registerer, logger *slog.Logger) (*apitoken.Guard, error) {
+	if c.APIKeysFile != "" {
+		return apitoken.New("", reg, logger) // API keys replace the single token
+	}
+	return apitoken.New(c.APIToken, reg, logger)
+}
+
+// newGuard authenticates callers: by API key with ROUTER_API_KEYS_FILE (limits shared
+// through the NATS limits bucket), else by DAPR_API_TOKEN, else not at all (a warning).
+func newGuard(lc fx.Lifecycle, c Config, token *apitoken.Guard, js jetstream.JetStream, reg prometheus.Registerer, logger *slog.Logger) (*apikey.Guard, error) {
+	if c.APIKeysFile == "" {
+		g, err := apikey.NewGuard(nil, token, nil, reg, logger)
+		if err != nil {
+			return nil, err
+		}
+		switch g.Mode() {
+		case "token":
+			logger.Info("api token authentication enabled", "header", apitoken.Header)
+		default:
+			logger.Warn("the router's APIs are open: neither ROUTER_API_KEYS_FILE nor DAPR_API_TOKEN is set, so any caller is served as tenant default")
+		}
+		return g, nil
+	}
+	if c.APIToken != "" {
+		logger.Warn("DAPR_API_TOKEN is ignored: ROUTER_API_KEYS_FILE is set")
+	}
+	pepper, err := apikey.ReadPepper(string(c.APIKeyPepper), c.APIKeyPepperFile)
+	if err != nil {
+		return nil, fmt.Errorf("ROUTER_API_KEY_PEPPER: %w", err)
+	}
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_router_api_keys_reloads_total",
+		Help: "Reloads of a changed API keys file, by outcome (ok, error: the previous keys stay in force).",
+	}, []string{"outcome"})
+	if err := reg.Register(reloads); err != nil {
+		return nil, err
+	}
+	keys, err := apikey.NewKeyring(c.APIKeysFile, pepper, c.APIKeysReloadInterval, logger, func(ok bool) {
+		if ok {
+			reloads.WithLabelValues("ok").Inc()
+		} else {
+			reloads.WithLabelValues("error").Inc()
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ROUTER_API_KEYS_FILE: %w", err)
+	}
+	lc.Append(fx.StartStopHook(keys.Start, keys.Stop))
+	limiter, err := ratelimit.New(js, ratelimit.Options{Replicas: c.LimitsReplicas}, reg)
 	if err != nil {
 		return nil, err
 	}
-	if g.Enabled() {
-		logger.Info("api token authentication enabled", "header", apitoken.Header)
-	}
-	return g, nil
+	lc.Append(fx.StartHook(limiter.Start))
+	return apikey.NewGuard(keys, nil, limiter, reg, logger)
 }
 
 func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg Config, reg prometheus.Registerer) (*upstream.Dispatcher, error) {
 	d, err := upstream.NewDispatcher(c.Conn, tel.Propagator, upstream.DispatcherConfig{
 		IdleTimeout: cfg.WorkerIdleTimeout, Attempts: cfg.DispatchAttempts, HeartbeatMisses: cfg.WorkerHeartbeatMisses,
+		StreamWindow: cfg.StreamWindow,
 	}, reg)
 	if err != nil {
 		return nil, err

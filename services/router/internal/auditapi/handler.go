@@ -4,6 +4,7 @@ package auditapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -13,7 +14,7 @@ import (
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/libs/rpcserver"
-	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
 // Handler forwards AuditService calls.
@@ -43,37 +44,64 @@ func forward[T any](ctx context.Context, h *Handler, res *T, err error) (*T, err
 		connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeCanceled, connect.CodeDeadlineExceeded:
 		return nil, err
 	case connect.CodeUnavailable:
-		id := rpcserver.ErrorID()
-		h.logger.ErrorContext(ctx, "audit query failed", "error_id", id, "err", err.Error())
+		id := rpcserver.LogError(ctx, h.logger, "audit query failed", err)
 		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("the audit log is unavailable (id %s)", id))
 	}
-	id := rpcserver.ErrorID()
-	h.logger.ErrorContext(ctx, "audit query failed", "error_id", id, "err", err.Error())
+	id := rpcserver.LogError(ctx, h.logger, "audit query failed", err)
 	return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
 }
 
-// tenantContext sets the tenant header the audit service enforces. Every caller is the
-// default tenant until API keys exist.
-func tenantContext(ctx context.Context) context.Context {
-	ctx, ci := connect.NewClientContext(ctx)
-	ci.RequestHeader().Set(auditevent.TenantHeader, conversation.DefaultTenant)
-	return ctx
+// TenantHeader lets an admin API key query another tenant's audit rows; any other caller
+// naming a tenant not its own is refused with PermissionDenied.
+// It is the header the router sets for the audit service, which the router always
+// overwrites.
+const TenantHeader = auditevent.TenantHeader
+
+// tenantContext sets the tenant header the audit service enforces: the caller's own
+// (package tenant: its API key's, or the default tenant without API keys), or the one an
+// admin key names.
+func tenantContext(ctx context.Context) (context.Context, error) {
+	caller := tenant.From(ctx)
+	want := caller.Tenant
+	if ci, ok := connect.CallInfoForHandlerContext(ctx); ok {
+		if named := ci.RequestHeader().Get(TenantHeader); named != "" && named != want {
+			if !caller.Admin {
+				return nil, connect.NewError(connect.CodePermissionDenied, errors.New("only an admin API key may query another tenant"))
+			}
+			want = named
+		}
+	}
+	out, ci := connect.NewClientContext(ctx)
+	ci.RequestHeader().Set(auditevent.TenantHeader, want)
+	return out, nil
 }
 
 // ListConversations lists the caller's conversations.
 func (h *Handler) ListConversations(ctx context.Context, req *auditv1.ListConversationsRequest) (*auditv1.ListConversationsResponse, error) {
-	res, err := h.client.ListConversations(tenantContext(ctx), req)
+	tctx, err := tenantContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.client.ListConversations(tctx, req)
 	return forward(ctx, h, res, err)
 }
 
 // GetConversation returns one of the caller's conversations.
 func (h *Handler) GetConversation(ctx context.Context, req *auditv1.GetConversationRequest) (*auditv1.GetConversationResponse, error) {
-	res, err := h.client.GetConversation(tenantContext(ctx), req)
+	tctx, err := tenantContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.client.GetConversation(tctx, req)
 	return forward(ctx, h, res, err)
 }
 
 // GetUsageStats returns usage statistics over the caller's conversations.
 func (h *Handler) GetUsageStats(ctx context.Context, req *auditv1.GetUsageStatsRequest) (*auditv1.GetUsageStatsResponse, error) {
-	res, err := h.client.GetUsageStats(tenantContext(ctx), req)
+	tctx, err := tenantContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.client.GetUsageStats(tctx, req)
 	return forward(ctx, h, res, err)
 }

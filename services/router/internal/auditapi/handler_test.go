@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/services/router/internal/auditapi"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
 // fakeAudit plays the audit service: it records the tenant and request of each call.
@@ -89,8 +90,7 @@ func TestForwardsWithTheCallersTenant(t *testing.T) {
 		{"grpc", auditv1connect.NewAuditServiceClient(grpcClient, router, connect.WithGRPC())},
 	} {
 		t.Run(p.name, func(t *testing.T) {
-			ctx, ci := connect.NewClientContext(t.Context())
-			ci.RequestHeader().Set(auditevent.TenantHeader, "someone-else")
+			ctx := t.Context()
 
 			list := &auditv1.ListConversationsRequest{Component: "echo", TextQuery: "invoice", PageSize: 5}
 			lresp, err := p.client.ListConversations(ctx, list)
@@ -110,6 +110,71 @@ func TestForwardsWithTheCallersTenant(t *testing.T) {
 			require.Equal(t, []string{conversation.DefaultTenant, conversation.DefaultTenant, conversation.DefaultTenant}, fake.tenants)
 			require.True(t, proto.Equal(list, fake.reqs[0]))
 			require.True(t, proto.Equal(stats, fake.reqs[2]))
+			fake.tenants, fake.reqs = nil, nil
+		})
+	}
+}
+
+// TestTenantOfTheCaller: every query goes to the audit service with the caller's own
+// tenant; naming another tenant is refused unless the caller's key is an admin key.
+func TestTenantOfTheCaller(t *testing.T) {
+	t.Parallel()
+	fake := &fakeAudit{}
+	h := auditapi.New(auditv1connect.NewAuditServiceClient(http.DefaultClient, serve(t, fake)), slog.New(slog.DiscardHandler))
+	path, handler := auditv1connect.NewAuditServiceHandler(h)
+	callers := map[string]*tenant.Caller{"a": {Tenant: "team-a", KeyID: "a1"}, "admin": {Tenant: "ops", KeyID: "root", Admin: true}}
+	mux := http.NewServeMux()
+	mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Plays the guard: the key's caller in the context.
+		handler.ServeHTTP(w, r.WithContext(tenant.With(r.Context(), callers[r.Header.Get("Who")])))
+	}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	client := auditv1connect.NewAuditServiceClient(http.DefaultClient, srv.URL)
+
+	for _, tc := range []struct {
+		name, who, named string
+		code             connect.Code
+		tenant           string
+	}{
+		{name: "own tenant", who: "a", tenant: "team-a"},
+		{name: "own tenant named", who: "a", named: "team-a", tenant: "team-a"},
+		{name: "another tenant named", who: "a", named: "team-b", code: connect.CodePermissionDenied},
+		{name: "admin, own tenant", who: "admin", tenant: "ops"},
+		{name: "admin names a tenant", who: "admin", named: "team-b", tenant: "team-b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, ci := connect.NewClientContext(t.Context())
+			ci.RequestHeader().Set("Who", tc.who)
+			if tc.named != "" {
+				ci.RequestHeader().Set(auditapi.TenantHeader, tc.named)
+			}
+			calls := []func() error{
+				func() error { _, err := client.ListConversations(ctx, &auditv1.ListConversationsRequest{}); return err },
+				func() error {
+					_, err := client.GetConversation(ctx, &auditv1.GetConversationRequest{RequestId: "x"})
+					if connect.CodeOf(err) == connect.CodeNotFound {
+						return nil
+					}
+					return err
+				},
+				func() error { _, err := client.GetUsageStats(ctx, &auditv1.GetUsageStatsRequest{}); return err },
+			}
+			for _, call := range calls {
+				err := call()
+				if tc.code != 0 {
+					require.Equal(t, tc.code, connect.CodeOf(err))
+					continue
+				}
+				require.NoError(t, err)
+			}
+			fake.mu.Lock()
+			defer fake.mu.Unlock()
+			if tc.code != 0 {
+				require.Empty(t, fake.tenants, "a refused query never reaches the audit service")
+				return
+			}
+			require.Equal(t, []string{tc.tenant, tc.tenant, tc.tenant}, fake.tenants)
 			fake.tenants, fake.reqs = nil, nil
 		})
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
 var keyComp = Component{Name: "echo", Type: "conversation.echo", Model: "m"}
@@ -87,6 +88,9 @@ var unkeyedFields = map[string]func(r *providerv1.Request){
 	"deadline":   func(r *providerv1.Request) { r.Deadline = nil },
 	// The component's name (with its type and model) is hashed from Component.
 	"component": func(r *providerv1.Request) { r.Component = "ignored" },
+	// Streamed or not, the answer is the same: a stream fills the cache a unary call reads.
+	"stream":        func(r *providerv1.Request) { r.Stream = true },
+	"stream_window": func(r *providerv1.Request) { r.StreamWindow = 7 },
 }
 
 // TestCacheKeyCoversEveryField fails when providerv1.Request gains a field nobody
@@ -457,4 +461,33 @@ func TestCacheWriteAfterReply(t *testing.T) {
 	require.Len(t, c.m, 2, "the held Put landed")
 	require.Empty(t, c.leases, "both leases ended")
 	require.Equal(t, []uint64{2, 1}, c.puts)
+}
+
+// TestTenantConfinesCacheAndAudit: the caller in the context (package tenant) names the
+// cache entry, the audit event's tenant and key id, and is told the real token usage; two
+// tenants never share an entry.
+func TestTenantConfinesCacheAndAudit(t *testing.T) {
+	t.Parallel()
+	svc, c, d := cacheFixture(t)
+	var settled []int64
+	callers := []*tenant.Caller{
+		(&tenant.Caller{Tenant: "team-a", KeyID: "a1"}).WithSettle(func(n int64) { settled = append(settled, n) }),
+		(&tenant.Caller{Tenant: "team-b", KeyID: "b1"}).WithSettle(func(n int64) { settled = append(settled, n) }),
+		(&tenant.Caller{Tenant: "team-a", KeyID: "a2"}).WithSettle(func(n int64) { settled = append(settled, n) }),
+	}
+	var hits []bool
+	for _, caller := range callers {
+		res, err := svc.Converse(tenant.With(t.Context(), caller), cacheRequest())
+		require.NoError(t, err)
+		svc.bg.Wait()
+		hits = append(hits, res.CacheHit)
+	}
+	require.Equal(t, []bool{false, false, true}, hits, "team-b misses team-a's entry; team-a's second key hits it")
+	require.Equal(t, 2, d.calls)
+	require.Equal(t, "team-a", c.ids[0].Tenant)
+	require.Equal(t, "team-b", c.ids[len(c.ids)-2].Tenant)
+	require.NotEqual(t, c.ids[0].Hash, c.ids[len(c.ids)-2].Hash, "the tenant is part of the hash too")
+	require.Len(t, settled, 3)
+	require.Positive(t, settled[0])
+	require.Zero(t, settled[2], "a cache hit costs no provider tokens")
 }

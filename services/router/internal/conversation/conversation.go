@@ -12,10 +12,12 @@ import (
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
-// DefaultTenant is every caller's tenant until API keys exist.
-const DefaultTenant = "default"
+// DefaultTenant is the tenant of a request whose context names no caller (package
+// tenant): every caller's when no API keys are configured.
+const DefaultTenant = tenant.Default
 
 // Finding is one PII entity found by the scrubber.
 type Finding struct {
@@ -79,6 +81,27 @@ type Scrubber interface {
 	Scrub(ctx context.Context, call ScrubCall) (ScrubOutcome, error)
 }
 
+// StreamScrubber is a Scrubber that scrubs a text arriving in pieces (the scrubber's
+// ScrubStream): the pieces it returns, concatenated, are what Scrub returns for the whole
+// text, and an entity split across pieces is still found.
+type StreamScrubber interface {
+	ScrubStream(ctx context.Context, mode ScrubMode, tokens []Token) (ScrubStream, error)
+}
+
+// ScrubStream is one text being scrubbed. Send and CloseSend are called from one
+// goroutine, Recv from another.
+type ScrubStream interface {
+	// Send adds the next piece of the text.
+	Send(text string) error
+	// CloseSend ends the text: what was held back comes out, then Recv returns io.EOF.
+	CloseSend() error
+	// Recv returns the next piece of output that is safe to release, with its findings;
+	// io.EOF after the last.
+	Recv() (Scrubbed, error)
+	// Close ends the stream early; safe after the end.
+	Close() error
+}
+
 // Cache is the shared response cache, with single flight across routers: Lookup
 // answers with the entry, or a lease (the caller asks the provider and then Puts or
 // Releases), or word that another caller holds the lease (the caller Waits for its
@@ -118,6 +141,14 @@ type CacheLookup struct {
 // Dispatcher sends a provider request to a worker of the request's component.
 type Dispatcher interface {
 	Dispatch(ctx context.Context, req *providerv1.Request) (*Dispatched, error)
+}
+
+// StreamDispatcher is a Dispatcher that can stream: DispatchStream calls onChunk with each
+// chunk of the answer, in order, and returns the whole answer assembled (Assembly). It
+// tries another worker only before the first chunk was given to onChunk; a failure after
+// it is returned as is. An error from onChunk cancels the worker's call and is returned.
+type StreamDispatcher interface {
+	DispatchStream(ctx context.Context, req *providerv1.Request, onChunk func(*providerv1.Chunk) error) (*Dispatched, error)
 }
 
 // Dispatched is a worker's answer and how it was obtained.

@@ -22,6 +22,7 @@ import (
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/services/router/internal/crossing"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
 // Options tune the Service.
@@ -194,6 +195,14 @@ func (s *Service) Lookup(name string) (Component, bool) { return s.components.Lo
 
 // Converse runs req. Errors are the domain errors of this package, or ctx's error.
 func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
+	return s.converse(ctx, req, s.run)
+}
+
+// runner runs a validated conversation between its start and its audit record.
+type runner func(ctx context.Context, req Request, comp Component, rec *record) (*Result, error)
+
+// converse validates req, runs it with run and records it.
+func (s *Service) converse(ctx context.Context, req Request, run runner) (*Result, error) {
 	p := req.Provider
 	comp, ok := s.components.Lookup(p.GetComponent())
 	if !ok {
@@ -209,19 +218,21 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("request id: %w", err)
 	}
 	p.RequestId = id.String()
-	p.Tenant = DefaultTenant
+	caller := tenant.From(ctx)
+	p.Tenant = caller.Tenant
 	if dl, ok := ctx.Deadline(); ok {
 		p.Deadline = timestamppb.New(dl)
 	}
 	rec := &record{
 		ev: &auditv1.ConversationEvent{
-			RequestId: p.RequestId, Tenant: p.Tenant, Api: req.API, Component: comp.Name,
+			RequestId: p.RequestId, Tenant: p.Tenant, KeyId: caller.KeyID, Api: req.API, Component: comp.Name,
 			Provider: comp.Type, Model: comp.Model, ContextId: req.ContextID, CreatedAt: timestamppb.New(start),
 		},
 		findings: map[string]int64{},
 	}
 
-	res, err := s.run(ctx, req, comp, rec)
+	res, err := run(ctx, req, comp, rec)
+	caller.Settle(usedTokens(res, err))
 	rec.ev.Latency = durationpb.New(time.Since(start))
 	if err != nil {
 		rec.ev.Status = auditv1.Status_STATUS_ERROR
@@ -241,6 +252,15 @@ func (s *Service) Converse(ctx context.Context, req Request) (*Result, error) {
 	}
 	s.observe(req.API, comp.Name, start, res, err, comp.CacheTTL > 0 && !req.BypassCache, trace.End())
 	return res, err
+}
+
+// usedTokens is what a request cost its caller in provider tokens: none for a cache hit
+// or a failure (its estimate is returned to the caller's limits).
+func usedTokens(res *Result, err error) int64 {
+	if err != nil || res == nil || res.CacheHit {
+		return 0
+	}
+	return int64(res.Response.GetUsage().GetTotalTokens()) //nolint:gosec // token counts are far below 2^63
 }
 
 // record carries what the audit event needs while a conversation runs.
@@ -281,7 +301,7 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 	}
 	hit := resp != nil
 	if resp == nil {
-		d, used, err := s.dispatch(ctx, p, comp, rec)
+		d, used, err := s.dispatch(ctx, p, comp, rec, s.dispatcher.Dispatch, nil)
 		if err != nil {
 			s.releaseLater(ctx, id, lease)
 			return nil, err
@@ -290,23 +310,8 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 		rec.ev.WorkerId = resp.GetWorkerId()
 		rec.ev.ProviderLatency = resp.GetProviderLatency()
 		providerTime = resp.GetProviderLatency().AsDuration()
-		switch {
-		case !cacheOn:
-		case used == comp.Name:
-			// Encoded now: the answer is changed below (output scrubbing, restored
-			// tokens) while the write runs.
-			if Cacheable(resp) {
-				b, err := proto.Marshal(resp)
-				if err == nil {
-					s.later(ctx, func(ctx context.Context) { s.cacheStore(ctx, id, comp.CacheTTL, b, lease) })
-					break
-				}
-				s.cacheFailed(ctx, "put", id, err)
-			}
-			s.releaseLater(ctx, id, lease)
-		default:
-			// A fallback's answer comes from another model: it is not the primary's to cache.
-			s.releaseLater(ctx, id, lease)
+		if cacheOn {
+			s.storeAnswer(ctx, comp, id, lease, used, resp)
 		}
 	}
 	rec.ev.CacheHit = hit
@@ -322,6 +327,23 @@ func (s *Service) run(ctx context.Context, req Request, comp Component, rec *rec
 	}
 	fillOutcome(rec.ev, resp)
 	return &Result{RequestID: p.GetRequestId(), Response: resp, CacheHit: hit, ProviderTime: providerTime}, nil
+}
+
+// storeAnswer writes a dispatched answer to the cache after the reply and ends the lease:
+// only a cacheable answer of the primary component is stored (a fallback's answer comes
+// from another model).
+func (s *Service) storeAnswer(ctx context.Context, comp Component, id CacheID, lease uint64, used string, resp *providerv1.Response) {
+	if used == comp.Name && Cacheable(resp) {
+		// Encoded now: the answer is changed afterwards (output scrubbing, restored
+		// tokens) while the write runs.
+		b, err := proto.Marshal(resp)
+		if err == nil {
+			s.later(ctx, func(ctx context.Context) { s.cacheStore(ctx, id, comp.CacheTTL, b, lease) })
+			return
+		}
+		s.cacheFailed(ctx, "put", id, err)
+	}
+	s.releaseLater(ctx, id, lease)
 }
 
 // leaseGrace is added to another caller's remaining lease when bounding a wait for
@@ -409,16 +431,19 @@ func (s *Service) cacheFailed(ctx context.Context, op string, id CacheID, err er
 	s.logger.WarnContext(ctx, "cache call failed, going on without the cache", "op", op, "component", id.Component, "err", err)
 }
 
-// dispatch sends p to comp's workers and, when they cannot answer, to comp's fallbacks in
-// order. It returns the answer and the component that gave it; the audit record gets the
+// dispatch sends p to comp's workers through call and, when they cannot answer, to comp's
+// fallbacks in order, while fallbackAllowed (nil: always) says another try may still be
+// made. It returns the answer and the component that gave it; the audit record gets the
 // provider calls of every try and the fallbacks used.
-func (s *Service) dispatch(ctx context.Context, p *providerv1.Request, comp Component, rec *record) (*Dispatched, string, error) {
+func (s *Service) dispatch(ctx context.Context, p *providerv1.Request, comp Component, rec *record,
+	call func(context.Context, *providerv1.Request) (*Dispatched, error), fallbackAllowed func() bool,
+) (*Dispatched, string, error) {
 	primary := p.GetComponent()
 	defer func() { p.Component = primary }()
 	attempts := 0
 	try := func(name string) (*Dispatched, error) {
 		p.Component = name
-		d, err := s.dispatcher.Dispatch(ctx, p)
+		d, err := call(ctx, p)
 		if d != nil {
 			attempts += d.Attempts
 		} else {
@@ -428,7 +453,7 @@ func (s *Service) dispatch(ctx context.Context, p *providerv1.Request, comp Comp
 		return d, err
 	}
 	d, err := try(comp.Name)
-	if err == nil || !fallbackWorthy(err) {
+	if err == nil || !fallbackWorthy(err) || (fallbackAllowed != nil && !fallbackAllowed()) {
 		return d, comp.Name, err
 	}
 	for _, fb := range comp.Fallbacks {
@@ -444,7 +469,7 @@ func (s *Service) dispatch(ctx context.Context, p *providerv1.Request, comp Comp
 		if ferr == nil {
 			return fd, fb, nil
 		}
-		if !fallbackWorthy(ferr) {
+		if !fallbackWorthy(ferr) || (fallbackAllowed != nil && !fallbackAllowed()) {
 			return nil, fb, ferr
 		}
 	}

@@ -97,8 +97,7 @@ func (h *Handler) toDapr(ctx context.Context, name string, err error) *Error {
 	if derr := fromDomain(name, err); derr != nil {
 		return derr
 	}
-	id := rpcserver.ErrorID()
-	h.logger.ErrorContext(ctx, "conversation failed", "component", name, "error_id", id, "err", err.Error())
+	id := rpcserver.LogError(ctx, h.logger, "conversation failed", err, "component", name)
 	return errInvoke(name, fmt.Errorf("internal error (id %s)", id))
 }
 

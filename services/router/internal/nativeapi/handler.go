@@ -24,6 +24,7 @@ import (
 // Converser runs conversations.
 type Converser interface {
 	Converse(ctx context.Context, req conversation.Request) (*conversation.Result, error)
+	ConverseStream(ctx context.Context, req conversation.Request, emit func(conversation.Delta) error) (*conversation.Result, error)
 }
 
 // Handler implements ConversationService.
@@ -47,7 +48,7 @@ func (h *Handler) Converse(ctx context.Context, req *conversationv1.ConverseRequ
 }
 
 // converse runs one conversation turn and sets the Server-Timing trailer of a unary call;
-// it returns the value for ConverseStream, whose trailer is the stream's.
+// it also returns the trailer's value.
 func (h *Handler) converse(ctx context.Context, req *conversationv1.ConverseRequest) (*conversationv1.ConverseResponse, string, error) {
 	timer := servertiming.Start()
 	creq, err := fromNative(req)
@@ -71,31 +72,54 @@ func (h *Handler) converse(ctx context.Context, req *conversationv1.ConverseRequ
 	return out, timing, nil
 }
 
-// ConverseStream runs one conversation turn and streams the answer: one message per
-// choice, the last one carrying usage and whether the answer came from the cache. Providers
-// answer whole today, so each choice arrives in one message; a cache hit is replayed the
-// same way. Clients written against the stream keep working when providers stream tokens.
+// ConverseStream runs one conversation turn and streams the answer as the provider
+// produces it (conversation.Service.ConverseStream): content and tool-call deltas as they
+// become safe to release (scrubbed, tokens restored), then one message per choice with
+// its finish reason, the last of them with usage, model and whether the answer came from
+// the cache. A cache hit is replayed the same way. A failure before the first delta is the
+// call's error as for Converse; a failure after it ends the stream with that error, never
+// a shorter success.
 func (h *Handler) ConverseStream(ctx context.Context, req *conversationv1.ConverseStreamRequest, stream *connect.ServerStream[conversationv1.ConverseStreamResponse]) error {
-	res, timing, err := h.converse(ctx, req.GetRequest())
+	timer := servertiming.Start()
+	nreq := req.GetRequest()
+	creq, err := fromNative(nreq)
 	if err != nil {
-		return err
+		return connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	stream.ResponseTrailer().Set(servertiming.Header, timing)
-	choices := res.GetChoices()
+	if _, ok := ctx.Deadline(); !ok && h.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.timeout)
+		defer cancel()
+	}
+	var sendErr error
+	res, err := h.conv.ConverseStream(ctx, creq, func(d conversation.Delta) error {
+		msg := &conversationv1.ConverseStreamResponse{RequestId: d.RequestID, Index: d.Choice, ContentDelta: d.Content}
+		for _, tc := range d.ToolCalls {
+			msg.ToolCalls = append(msg.ToolCalls, &conversationv1.ToolCall{Index: tc.GetIndex(), Id: tc.GetId(), Name: tc.GetName(), Arguments: tc.GetArguments()})
+		}
+		if err := stream.Send(msg); err != nil {
+			sendErr = fmt.Errorf("send stream message: %w", err)
+			return sendErr
+		}
+		return nil
+	})
+	if sendErr != nil {
+		return sendErr
+	}
+	if err != nil {
+		return h.toConnect(ctx, nreq.GetComponent(), err)
+	}
+	stream.ResponseTrailer().Set(servertiming.Header, timer.Value(res.ProviderTime))
+	out := toNative(nreq, res)
+	choices := out.GetChoices()
+	last := &conversationv1.ConverseStreamResponse{RequestId: out.GetRequestId(), Usage: out.GetUsage(), CacheHit: out.GetCacheHit(), Model: out.GetModel()}
 	if len(choices) == 0 {
-		return stream.Send(&conversationv1.ConverseStreamResponse{RequestId: res.GetRequestId(), Usage: res.GetUsage(), CacheHit: res.GetCacheHit()})
+		return stream.Send(last) //nolint:wrapcheck // Connect's own error
 	}
 	for i, c := range choices {
-		msg := &conversationv1.ConverseStreamResponse{
-			RequestId:    res.GetRequestId(),
-			Index:        c.GetIndex(),
-			ContentDelta: c.GetMessage().GetContent(),
-			ToolCalls:    c.GetMessage().GetToolCalls(),
-			FinishReason: c.GetFinishReason(),
-		}
+		msg := &conversationv1.ConverseStreamResponse{RequestId: out.GetRequestId(), Index: c.GetIndex(), FinishReason: c.GetFinishReason()}
 		if i == len(choices)-1 {
-			msg.Usage = res.GetUsage()
-			msg.CacheHit = res.GetCacheHit()
+			msg.Usage, msg.CacheHit, msg.Model = last.Usage, last.CacheHit, last.Model
 		}
 		if err := stream.Send(msg); err != nil {
 			return fmt.Errorf("send stream message: %w", err)
@@ -295,9 +319,7 @@ func (h *Handler) toConnect(ctx context.Context, component string, err error) er
 
 // logCause logs an internal error under a new error id and returns the id.
 func (h *Handler) logCause(ctx context.Context, component string, err error) string {
-	id := rpcserver.ErrorID()
-	h.logger.ErrorContext(ctx, "conversation failed", "component", component, "error_id", id, "err", err.Error())
-	return id
+	return rpcserver.LogError(ctx, h.logger, "conversation failed", err, "component", component)
 }
 
 // auditCode is the name of the Connect code a caller gets for err; the audit log records

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,9 @@ type DispatcherConfig struct {
 	// interval may miss before the router presumes it dead, when that is sooner than
 	// IdleTimeout. Zero keeps IdleTimeout alone.
 	HeartbeatMisses int
+	// StreamWindow is the credit of a streamed dispatch: the chunks a worker may send
+	// beyond those the router's consumer has taken. Zero means DefaultStreamWindow.
+	StreamWindow int
 }
 
 // Ways a lost worker is detected: the label values of parley_router_workers_lost_total.
@@ -92,8 +96,19 @@ type Dispatcher struct {
 	prefix  string
 	sub     *nats.Subscription
 	mu      sync.Mutex
-	waiting map[string]chan *nats.Msg
+	waiting map[string]*waiter
 	metrics *dispatchMetrics
+}
+
+// waiter is one dispatch waiting for its replies.
+type waiter struct {
+	ch chan *nats.Msg
+	// last is when route last delivered a message (Unix nanoseconds), so a stream whose
+	// consumer is slow does not mistake a live worker for a dead one.
+	last atomic.Int64
+	// stream: heartbeats are dropped while other replies wait, so the channel, sized for
+	// the credit window, always has room for the chunks.
+	stream bool
 }
 
 // lostWorker is ErrWorkerLost with how the loss was seen.
@@ -109,7 +124,7 @@ func NewDispatcher(nc *nats.Conn, prop propagation.TextMapPropagator, cfg Dispat
 	if err != nil {
 		return nil, err
 	}
-	d := &Dispatcher{nc: nc, prop: prop, cfg: cfg, prefix: nc.NewInbox() + ".", waiting: map[string]chan *nats.Msg{}, metrics: m}
+	d := &Dispatcher{nc: nc, prop: prop, cfg: cfg, prefix: nc.NewInbox() + ".", waiting: map[string]*waiter{}, metrics: m}
 	sub, err := nc.Subscribe(d.prefix+"*", d.route)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe reply inbox: %w", err)
@@ -124,13 +139,17 @@ func (d *Dispatcher) Close() error { return d.sub.Unsubscribe() }
 func (d *Dispatcher) route(m *nats.Msg) {
 	token := strings.TrimPrefix(m.Subject, d.prefix)
 	d.mu.Lock()
-	ch := d.waiting[token]
+	w := d.waiting[token]
 	d.mu.Unlock()
-	if ch == nil {
+	if w == nil {
 		return // the request already ended
 	}
+	w.last.Store(time.Now().UnixNano())
+	if w.stream && len(w.ch) > 0 && m.Header.Get(bus.HeartbeatIntervalHeader) != "" {
+		return // the replies waiting already prove the worker alive
+	}
 	select {
-	case ch <- m:
+	case w.ch <- m:
 	default: // only heartbeats can pile up; the final reply always finds room
 	}
 }
@@ -172,16 +191,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, req *providerv1.Request) (*co
 // for IdleTimeout; once it has announced its heartbeat interval, for HeartbeatMisses
 // intervals when that is shorter, so that a killed worker is noticed in about a second.
 func (d *Dispatcher) once(ctx context.Context, subject string, data []byte) (*providerv1.Response, *lostWorker, error) {
-	token := nuid.Next()
-	ch := make(chan *nats.Msg, 8)
-	d.mu.Lock()
-	d.waiting[token] = ch
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		delete(d.waiting, token)
-		d.mu.Unlock()
-	}()
+	token, w := d.wait(8, false)
+	defer d.unwait(token)
+	ch := w.ch
 
 	msg := &nats.Msg{Subject: subject, Reply: d.prefix + token, Data: data, Header: nats.Header{}}
 	d.prop.Inject(ctx, bus.HeaderCarrier(msg.Header))
@@ -226,6 +238,23 @@ func (d *Dispatcher) once(ctx context.Context, subject string, data []byte) (*pr
 			return nil, nil, ctx.Err()
 		}
 	}
+}
+
+// wait registers a dispatch's reply channel of size n.
+func (d *Dispatcher) wait(n int, stream bool) (string, *waiter) {
+	token := nuid.Next()
+	w := &waiter{ch: make(chan *nats.Msg, n), stream: stream}
+	w.last.Store(time.Now().UnixNano())
+	d.mu.Lock()
+	d.waiting[token] = w
+	d.mu.Unlock()
+	return token, w
+}
+
+func (d *Dispatcher) unwait(token string) {
+	d.mu.Lock()
+	delete(d.waiting, token)
+	d.mu.Unlock()
 }
 
 // heartbeatWindow is how long a worker whose heartbeat carries h may stay silent: its

@@ -82,6 +82,9 @@ const (
 	UsageDimension_USAGE_DIMENSION_UNSPECIFIED UsageDimension = 0
 	UsageDimension_USAGE_DIMENSION_COMPONENT   UsageDimension = 1
 	UsageDimension_USAGE_DIMENSION_MODEL       UsageDimension = 2
+	// The caller's API key id. Statistics by key are computed from the log's rows, not the
+	// daily roll-up, so they cover the retention period (AUDIT_RETENTION) only.
+	UsageDimension_USAGE_DIMENSION_KEY UsageDimension = 3
 )
 
 // Enum value maps for UsageDimension.
@@ -90,11 +93,13 @@ var (
 		0: "USAGE_DIMENSION_UNSPECIFIED",
 		1: "USAGE_DIMENSION_COMPONENT",
 		2: "USAGE_DIMENSION_MODEL",
+		3: "USAGE_DIMENSION_KEY",
 	}
 	UsageDimension_value = map[string]int32{
 		"USAGE_DIMENSION_UNSPECIFIED": 0,
 		"USAGE_DIMENSION_COMPONENT":   1,
 		"USAGE_DIMENSION_MODEL":       2,
+		"USAGE_DIMENSION_KEY":         3,
 	}
 )
 
@@ -152,8 +157,13 @@ type Conversation struct {
 	Latency         *durationpb.Duration   `protobuf:"bytes,20,opt,name=latency,proto3" json:"latency,omitempty"`
 	ProviderLatency *durationpb.Duration   `protobuf:"bytes,21,opt,name=provider_latency,json=providerLatency,proto3" json:"provider_latency,omitempty"`
 	CreatedAt       *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The id of the caller's API key; empty without API keys.
+	KeyId string `protobuf:"bytes,23,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Streamed conversations only: from the request's arrival to the first delta sent to the
+	// caller; unset otherwise.
+	TimeToFirstToken *durationpb.Duration `protobuf:"bytes,24,opt,name=time_to_first_token,json=timeToFirstToken,proto3" json:"time_to_first_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Conversation) Reset() {
@@ -336,6 +346,20 @@ func (x *Conversation) GetProviderLatency() *durationpb.Duration {
 func (x *Conversation) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Conversation) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *Conversation) GetTimeToFirstToken() *durationpb.Duration {
+	if x != nil {
+		return x.TimeToFirstToken
 	}
 	return nil
 }
@@ -744,8 +768,10 @@ type UsageStats struct {
 	// True when the percentiles are estimated from the daily roll-up's latency histogram
 	// (within about 10%) rather than computed from every row.
 	LatencyEstimated bool `protobuf:"varint,14,opt,name=latency_estimated,json=latencyEstimated,proto3" json:"latency_estimated,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Empty unless grouped by key.
+	KeyId         string `protobuf:"bytes,15,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UsageStats) Reset() {
@@ -876,6 +902,13 @@ func (x *UsageStats) GetLatencyEstimated() bool {
 	return false
 }
 
+func (x *UsageStats) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
 // GetUsageStatsResponse lists the statistics ordered by bucket, then component and model.
 type GetUsageStatsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -925,7 +958,7 @@ var File_parley_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1bparley/audit/v1/audit.proto\x12\x0fparley.audit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bparley/audit/v1/event.proto\"\xcc\a\n" +
+	"\x1bparley/audit/v1/audit.proto\x12\x0fparley.audit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bparley/audit/v1/event.proto\"\xad\b\n" +
 	"\fConversation\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -953,7 +986,9 @@ const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\alatency\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12D\n" +
 	"\x10provider_latency\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x0fproviderLatency\x129\n" +
 	"\n" +
-	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x1a>\n" +
+	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
+	"\x06key_id\x18\x17 \x01(\tR\x05keyId\x12H\n" +
+	"\x13time_to_first_token\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf6\x03\n" +
@@ -994,7 +1029,7 @@ const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\x06bucket\x18\x03 \x01(\x0e2\x1c.parley.audit.v1.UsageBucketR\x06bucket\x12:\n" +
 	"\bgroup_by\x18\x04 \x03(\x0e2\x1f.parley.audit.v1.UsageDimensionR\agroupBy\x12\x1c\n" +
 	"\tcomponent\x18\x05 \x01(\tR\tcomponent\x12\x14\n" +
-	"\x05model\x18\x06 \x01(\tR\x05model\"\xe2\x04\n" +
+	"\x05model\x18\x06 \x01(\tR\x05model\"\xf9\x04\n" +
 	"\n" +
 	"UsageStats\x12=\n" +
 	"\fbucket_start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vbucketStart\x12\x16\n" +
@@ -1015,17 +1050,19 @@ const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"latencyP90\x12:\n" +
 	"\vlatency_p99\x18\r \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"latencyP99\x12+\n" +
-	"\x11latency_estimated\x18\x0e \x01(\bR\x10latencyEstimated\"J\n" +
+	"\x11latency_estimated\x18\x0e \x01(\bR\x10latencyEstimated\x12\x15\n" +
+	"\x06key_id\x18\x0f \x01(\tR\x05keyId\"J\n" +
 	"\x15GetUsageStatsResponse\x121\n" +
 	"\x05stats\x18\x01 \x03(\v2\x1b.parley.audit.v1.UsageStatsR\x05stats*X\n" +
 	"\vUsageBucket\x12\x1c\n" +
 	"\x18USAGE_BUCKET_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11USAGE_BUCKET_HOUR\x10\x01\x12\x14\n" +
-	"\x10USAGE_BUCKET_DAY\x10\x02*k\n" +
+	"\x10USAGE_BUCKET_DAY\x10\x02*\x84\x01\n" +
 	"\x0eUsageDimension\x12\x1f\n" +
 	"\x1bUSAGE_DIMENSION_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19USAGE_DIMENSION_COMPONENT\x10\x01\x12\x19\n" +
-	"\x15USAGE_DIMENSION_MODEL\x10\x022\xc0\x02\n" +
+	"\x15USAGE_DIMENSION_MODEL\x10\x02\x12\x17\n" +
+	"\x13USAGE_DIMENSION_KEY\x10\x032\xc0\x02\n" +
 	"\fAuditService\x12j\n" +
 	"\x11ListConversations\x12).parley.audit.v1.ListConversationsRequest\x1a*.parley.audit.v1.ListConversationsResponse\x12d\n" +
 	"\x0fGetConversation\x12'.parley.audit.v1.GetConversationRequest\x1a(.parley.audit.v1.GetConversationResponse\x12^\n" +
@@ -1076,34 +1113,35 @@ var file_parley_audit_v1_audit_proto_depIdxs = []int32{
 	15, // 6: parley.audit.v1.Conversation.latency:type_name -> google.protobuf.Duration
 	15, // 7: parley.audit.v1.Conversation.provider_latency:type_name -> google.protobuf.Duration
 	16, // 8: parley.audit.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
-	16, // 9: parley.audit.v1.ListConversationsRequest.start_time:type_name -> google.protobuf.Timestamp
-	16, // 10: parley.audit.v1.ListConversationsRequest.end_time:type_name -> google.protobuf.Timestamp
-	13, // 11: parley.audit.v1.ListConversationsRequest.status:type_name -> parley.audit.v1.Status
-	15, // 12: parley.audit.v1.ListConversationsRequest.min_latency:type_name -> google.protobuf.Duration
-	2,  // 13: parley.audit.v1.ListConversationsResponse.conversations:type_name -> parley.audit.v1.Conversation
-	2,  // 14: parley.audit.v1.GetConversationResponse.conversation:type_name -> parley.audit.v1.Conversation
-	16, // 15: parley.audit.v1.GetUsageStatsRequest.start_time:type_name -> google.protobuf.Timestamp
-	16, // 16: parley.audit.v1.GetUsageStatsRequest.end_time:type_name -> google.protobuf.Timestamp
-	0,  // 17: parley.audit.v1.GetUsageStatsRequest.bucket:type_name -> parley.audit.v1.UsageBucket
-	1,  // 18: parley.audit.v1.GetUsageStatsRequest.group_by:type_name -> parley.audit.v1.UsageDimension
-	16, // 19: parley.audit.v1.UsageStats.bucket_start:type_name -> google.protobuf.Timestamp
-	14, // 20: parley.audit.v1.UsageStats.usage:type_name -> parley.audit.v1.TokenUsage
-	15, // 21: parley.audit.v1.UsageStats.latency_mean:type_name -> google.protobuf.Duration
-	15, // 22: parley.audit.v1.UsageStats.latency_p50:type_name -> google.protobuf.Duration
-	15, // 23: parley.audit.v1.UsageStats.latency_p90:type_name -> google.protobuf.Duration
-	15, // 24: parley.audit.v1.UsageStats.latency_p99:type_name -> google.protobuf.Duration
-	8,  // 25: parley.audit.v1.GetUsageStatsResponse.stats:type_name -> parley.audit.v1.UsageStats
-	3,  // 26: parley.audit.v1.AuditService.ListConversations:input_type -> parley.audit.v1.ListConversationsRequest
-	5,  // 27: parley.audit.v1.AuditService.GetConversation:input_type -> parley.audit.v1.GetConversationRequest
-	7,  // 28: parley.audit.v1.AuditService.GetUsageStats:input_type -> parley.audit.v1.GetUsageStatsRequest
-	4,  // 29: parley.audit.v1.AuditService.ListConversations:output_type -> parley.audit.v1.ListConversationsResponse
-	6,  // 30: parley.audit.v1.AuditService.GetConversation:output_type -> parley.audit.v1.GetConversationResponse
-	9,  // 31: parley.audit.v1.AuditService.GetUsageStats:output_type -> parley.audit.v1.GetUsageStatsResponse
-	29, // [29:32] is the sub-list for method output_type
-	26, // [26:29] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	15, // 9: parley.audit.v1.Conversation.time_to_first_token:type_name -> google.protobuf.Duration
+	16, // 10: parley.audit.v1.ListConversationsRequest.start_time:type_name -> google.protobuf.Timestamp
+	16, // 11: parley.audit.v1.ListConversationsRequest.end_time:type_name -> google.protobuf.Timestamp
+	13, // 12: parley.audit.v1.ListConversationsRequest.status:type_name -> parley.audit.v1.Status
+	15, // 13: parley.audit.v1.ListConversationsRequest.min_latency:type_name -> google.protobuf.Duration
+	2,  // 14: parley.audit.v1.ListConversationsResponse.conversations:type_name -> parley.audit.v1.Conversation
+	2,  // 15: parley.audit.v1.GetConversationResponse.conversation:type_name -> parley.audit.v1.Conversation
+	16, // 16: parley.audit.v1.GetUsageStatsRequest.start_time:type_name -> google.protobuf.Timestamp
+	16, // 17: parley.audit.v1.GetUsageStatsRequest.end_time:type_name -> google.protobuf.Timestamp
+	0,  // 18: parley.audit.v1.GetUsageStatsRequest.bucket:type_name -> parley.audit.v1.UsageBucket
+	1,  // 19: parley.audit.v1.GetUsageStatsRequest.group_by:type_name -> parley.audit.v1.UsageDimension
+	16, // 20: parley.audit.v1.UsageStats.bucket_start:type_name -> google.protobuf.Timestamp
+	14, // 21: parley.audit.v1.UsageStats.usage:type_name -> parley.audit.v1.TokenUsage
+	15, // 22: parley.audit.v1.UsageStats.latency_mean:type_name -> google.protobuf.Duration
+	15, // 23: parley.audit.v1.UsageStats.latency_p50:type_name -> google.protobuf.Duration
+	15, // 24: parley.audit.v1.UsageStats.latency_p90:type_name -> google.protobuf.Duration
+	15, // 25: parley.audit.v1.UsageStats.latency_p99:type_name -> google.protobuf.Duration
+	8,  // 26: parley.audit.v1.GetUsageStatsResponse.stats:type_name -> parley.audit.v1.UsageStats
+	3,  // 27: parley.audit.v1.AuditService.ListConversations:input_type -> parley.audit.v1.ListConversationsRequest
+	5,  // 28: parley.audit.v1.AuditService.GetConversation:input_type -> parley.audit.v1.GetConversationRequest
+	7,  // 29: parley.audit.v1.AuditService.GetUsageStats:input_type -> parley.audit.v1.GetUsageStatsRequest
+	4,  // 30: parley.audit.v1.AuditService.ListConversations:output_type -> parley.audit.v1.ListConversationsResponse
+	6,  // 31: parley.audit.v1.AuditService.GetConversation:output_type -> parley.audit.v1.GetConversationResponse
+	9,  // 32: parley.audit.v1.AuditService.GetUsageStats:output_type -> parley.audit.v1.GetUsageStatsResponse
+	30, // [30:33] is the sub-list for method output_type
+	27, // [27:30] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_parley_audit_v1_audit_proto_init() }

@@ -235,9 +235,15 @@ type ConversationEvent struct {
 	Latency         *durationpb.Duration `protobuf:"bytes,20,opt,name=latency,proto3" json:"latency,omitempty"`
 	ProviderLatency *durationpb.Duration `protobuf:"bytes,21,opt,name=provider_latency,json=providerLatency,proto3" json:"provider_latency,omitempty"`
 	// Stamped by the router when the request arrived; part of the row's key.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The id of the API key the caller presented (never key material); empty without API
+	// keys.
+	KeyId string `protobuf:"bytes,23,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Streamed conversations only: from the request's arrival to the first delta sent to the
+	// caller.
+	TimeToFirstToken *durationpb.Duration `protobuf:"bytes,24,opt,name=time_to_first_token,json=timeToFirstToken,proto3" json:"time_to_first_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ConversationEvent) Reset() {
@@ -424,6 +430,20 @@ func (x *ConversationEvent) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ConversationEvent) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ConversationEvent) GetTimeToFirstToken() *durationpb.Duration {
+	if x != nil {
+		return x.TimeToFirstToken
+	}
+	return nil
+}
+
 var File_parley_audit_v1_event_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_event_proto_rawDesc = "" +
@@ -435,7 +455,7 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\x11completion_tokens\x18\x02 \x01(\x04R\x10completionTokens\x12!\n" +
 	"\ftotal_tokens\x18\x03 \x01(\x04R\vtotalTokens\x12#\n" +
 	"\rcached_tokens\x18\x04 \x01(\x04R\fcachedTokens\x12)\n" +
-	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\xb8\a\n" +
+	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\x99\b\n" +
 	"\x11ConversationEvent\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -463,7 +483,9 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\alatency\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12D\n" +
 	"\x10provider_latency\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x0fproviderLatency\x129\n" +
 	"\n" +
-	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x1a>\n" +
+	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
+	"\x06key_id\x18\x17 \x01(\tR\x05keyId\x12H\n" +
+	"\x13time_to_first_token\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*J\n" +
@@ -513,11 +535,12 @@ var file_parley_audit_v1_event_proto_depIdxs = []int32{
 	5, // 4: parley.audit.v1.ConversationEvent.latency:type_name -> google.protobuf.Duration
 	5, // 5: parley.audit.v1.ConversationEvent.provider_latency:type_name -> google.protobuf.Duration
 	6, // 6: parley.audit.v1.ConversationEvent.created_at:type_name -> google.protobuf.Timestamp
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5, // 7: parley.audit.v1.ConversationEvent.time_to_first_token:type_name -> google.protobuf.Duration
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_parley_audit_v1_event_proto_init() }

@@ -273,7 +273,11 @@ type ToolCall struct {
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// The arguments as JSON text.
-	Arguments     string `protobuf:"bytes,3,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	Arguments string `protobuf:"bytes,3,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	// In a ConverseStreamResponse: which tool call of the choice this piece belongs to, from
+	// 0. The first piece of a call carries id and name, later ones argument fragments to be
+	// concatenated.
+	Index         int32 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +331,13 @@ func (x *ToolCall) GetArguments() string {
 		return x.Arguments
 	}
 	return ""
+}
+
+func (x *ToolCall) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
 }
 
 // Tool is a function the model may call.
@@ -874,8 +885,10 @@ type ConverseStreamResponse struct {
 	// Set on the last chunk of a choice.
 	FinishReason string `protobuf:"bytes,5,opt,name=finish_reason,json=finishReason,proto3" json:"finish_reason,omitempty"`
 	// Set on the last chunk.
-	Usage         *Usage `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
-	CacheHit      bool   `protobuf:"varint,7,opt,name=cache_hit,json=cacheHit,proto3" json:"cache_hit,omitempty"`
+	Usage    *Usage `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
+	CacheHit bool   `protobuf:"varint,7,opt,name=cache_hit,json=cacheHit,proto3" json:"cache_hit,omitempty"`
+	// Set on the last message: the model that answered.
+	Model         string `protobuf:"bytes,8,opt,name=model,proto3" json:"model,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -959,6 +972,13 @@ func (x *ConverseStreamResponse) GetCacheHit() bool {
 	return false
 }
 
+func (x *ConverseStreamResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
 var File_parley_conversation_v1_conversation_proto protoreflect.FileDescriptor
 
 const file_parley_conversation_v1_conversation_proto_rawDesc = "" +
@@ -971,11 +991,12 @@ const file_parley_conversation_v1_conversation_proto_rawDesc = "" +
 	"\n" +
 	"tool_calls\x18\x04 \x03(\v2 .parley.conversation.v1.ToolCallR\ttoolCalls\x12 \n" +
 	"\ftool_call_id\x18\x05 \x01(\tR\n" +
-	"toolCallId\"L\n" +
+	"toolCallId\"b\n" +
 	"\bToolCall\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
-	"\targuments\x18\x03 \x01(\tR\targuments\"u\n" +
+	"\targuments\x18\x03 \x01(\tR\targuments\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\x05R\x05index\"u\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x127\n" +
@@ -1029,7 +1050,7 @@ const file_parley_conversation_v1_conversation_proto_rawDesc = "" +
 	"\x05usage\x18\x05 \x01(\v2\x1d.parley.conversation.v1.UsageR\x05usage\x12\x1b\n" +
 	"\tcache_hit\x18\x06 \x01(\bR\bcacheHit\"Z\n" +
 	"\x15ConverseStreamRequest\x12A\n" +
-	"\arequest\x18\x01 \x01(\v2'.parley.conversation.v1.ConverseRequestR\arequest\"\xaa\x02\n" +
+	"\arequest\x18\x01 \x01(\v2'.parley.conversation.v1.ConverseRequestR\arequest\"\xc0\x02\n" +
 	"\x16ConverseStreamResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x14\n" +
@@ -1039,7 +1060,8 @@ const file_parley_conversation_v1_conversation_proto_rawDesc = "" +
 	"tool_calls\x18\x04 \x03(\v2 .parley.conversation.v1.ToolCallR\ttoolCalls\x12#\n" +
 	"\rfinish_reason\x18\x05 \x01(\tR\ffinishReason\x123\n" +
 	"\x05usage\x18\x06 \x01(\v2\x1d.parley.conversation.v1.UsageR\x05usage\x12\x1b\n" +
-	"\tcache_hit\x18\a \x01(\bR\bcacheHit*s\n" +
+	"\tcache_hit\x18\a \x01(\bR\bcacheHit\x12\x14\n" +
+	"\x05model\x18\b \x01(\tR\x05model*s\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_SYSTEM\x10\x01\x12\x12\n" +
