@@ -80,7 +80,7 @@ func TestQuickstart(t *testing.T) {
 			directives = append(directives, b.directive)
 		}
 	}
-	require.Equal(t, []string{"up", "restart", "install", "eventually"}, directives, "the page's marked blocks")
+	require.Equal(t, []string{"up", "restart", "install", "eventually", "restart"}, directives, "the page's marked blocks")
 
 	openai := httptest.NewServer(fakeprovider.New(fakeprovider.Options{}))
 	t.Cleanup(openai.Close)
@@ -106,6 +106,7 @@ func TestQuickstart(t *testing.T) {
 	}
 	require.NoError(t, os.WriteFile(sh.state, nil, 0o600))
 
+	restarted := false
 	for _, b := range blocks {
 		if b.directive == "" || b.directive == "eventually" {
 			sh.check(b)
@@ -126,7 +127,8 @@ func TestQuickstart(t *testing.T) {
 			require.Equal(t, "up", args[0], "line %d", b.line)
 			dir, ok := strings.CutPrefix(args[1], "COMPONENTS=")
 			require.True(t, ok, "line %d: make %v", b.line, args)
-			restart(t, filepath.Join(work, dir), userEnv(env))
+			restart(t, filepath.Join(work, dir), userEnv(env), !restarted)
+			restarted = true
 		default:
 			require.FailNow(t, "unknown directive "+b.directive, "line %d", b.line)
 		}
@@ -233,8 +235,9 @@ func userEnv(env []string) []string {
 
 // restart restarts the provider worker and the router with components (the launcher's
 // -components) and env on top of their usual environment, as `make up COMPONENTS=…`
-// started from that shell would, and puts them back as they were when the test ends.
-func restart(t *testing.T, components string, env []string) {
+// started from that shell would; the first restart (first) puts them back as they were
+// when the test ends.
+func restart(t *testing.T, components string, env []string, first bool) {
 	t.Helper()
 	names := []string{"provider-worker", "router"}
 	start := func(extra []string) {
@@ -248,7 +251,9 @@ func restart(t *testing.T, components string, env []string) {
 			require.NoError(t, st.WaitReady(ctx, name, time.Minute))
 		}
 	}
-	t.Cleanup(func() { start(nil) })
+	if first {
+		t.Cleanup(func() { start(nil) })
+	}
 	start(append(slices.Clone(env), "COMPONENTS_DIR="+components))
 }
 
