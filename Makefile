@@ -17,9 +17,9 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 .PHONY: up
-up: ## run the whole constellation locally (Ctrl-C stops it); WORKERS=echo=2,... adds workers per component; COMPONENTS=dir loads another folder
+up: ## run the whole constellation locally (Ctrl-C stops it); WORKERS=echo=2,... adds workers per component; COMPONENTS=dir loads another folder; TRACES=1 prints each trace
 	go build -o $(BIN)/parley-up ./integration/cmd/parley-up
-	$(BIN)/parley-up -workers '$(WORKERS)' $(if $(COMPONENTS),-components '$(COMPONENTS)')
+	$(BIN)/parley-up -workers '$(WORKERS)' $(if $(COMPONENTS),-components '$(COMPONENTS)') $(if $(TRACES),-traces)
 
 .PHONY: install
 install: ## install the parley command line into GOBIN (default: $(go env GOPATH)/bin)
@@ -36,6 +36,7 @@ test: ## run every test with -race (starts what the tests need)
 .PHONY: test-allocations
 test-allocations: ## the tests that count allocations, without -race (its sync.Pool drops values at random)
 	go test -count=1 -run 'TestScrubAllocations|TestScrubLinearWork' ./services/pii-scrubber/internal/scrub/
+	go test -count=1 -run 'TestTracingOffAllocations' ./libs/telemetry/
 
 .PHONY: test-monitoring
 test-monitoring: ## evaluate the alert rules over synthetic series; check the rules and the dashboard against the metrics contract
@@ -72,10 +73,21 @@ generate: tools ## regenerate gen/ from proto/ with local plugins
 	buf generate
 
 .PHONY: check-generated
-check-generated: generate ## fail when gen/ differs from what buf generates
+check-generated: generate console ## fail when gen/ or the console's build differs from what buf and npm make
 	@git add -N gen >/dev/null 2>&1 || true
 	@if ! git diff --quiet -- gen; then echo "gen/ is stale: run make generate and commit"; git diff --stat -- gen; exit 1; fi
-	@echo "gen/ is current"
+	@if [ -n "$$(git status --porcelain -- $(CONSOLE))" ]; then echo "the console's build is stale: run make console and commit"; git status --short -- $(CONSOLE); exit 1; fi
+	@echo "gen/ and the console's build are current"
+
+# The web console: TypeScript sources in $(CONSOLE)/web, the committed build in $(CONSOLE)/dist
+# (embedded in the router, so make up needs no Node). Node and npm rebuild it.
+CONSOLE := services/router/internal/console
+
+.PHONY: console
+console: tools ## rebuild the web console: npm ci, buf generate for TypeScript, type check and build into dist/
+	cd $(CONSOLE)/web && npm ci --no-audit --no-fund --ignore-scripts
+	buf generate --template buf.gen.console.yaml
+	cd $(CONSOLE)/web && npm run --silent build
 
 .PHONY: fmt-check
 fmt-check: ## fail on unformatted Go files

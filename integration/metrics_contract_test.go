@@ -153,6 +153,7 @@ func TestMetricsContract(t *testing.T) {
 		"router": {
 			"parley_router_conversations_total", "parley_router_conversation_duration_seconds",
 			"parley_rpc_server_handled_total", "parley_rpc_server_duration_seconds",
+			"gen_ai_server_request_duration_seconds", "dapr_component_conversation_count", "dapr_component_conversation_latencies",
 		},
 		"pii-scrubber":    {"parley_scrubber_findings_total", "parley_rpc_server_handled_total"},
 		"cache":           {"parley_rpc_server_handled_total", "parley_rpc_server_duration_seconds"},

@@ -288,8 +288,13 @@ func isExec(path string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-func aptInstall(ctx context.Context) error {
-	for _, args := range [][]string{{"update"}, {"install", "-y", "--no-install-recommends", "postgresql"}} {
+func aptInstall(ctx context.Context) error { return aptInstallPackages(ctx, "postgresql") }
+
+// aptInstallPackages runs apt-get update, then apt-get install of the packages, waiting up
+// to 5 minutes for another apt-get or dpkg to finish rather than failing on its lock.
+func aptInstallPackages(ctx context.Context, packages ...string) error {
+	const wait = "DPkg::Lock::Timeout=300"
+	for _, args := range [][]string{{"-o", wait, "update"}, append([]string{"-o", wait, "install", "-y", "--no-install-recommends"}, packages...)} {
 		cmd := exec.CommandContext(ctx, "apt-get", args...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"connectrpc.com/otelconnect"
 	"go.uber.org/fx"
 
 	"github.com/parleyhq/parley/libs/identity"
@@ -36,13 +35,9 @@ type Factory struct {
 
 // New builds a Factory.
 func New(tel *telemetry.Telemetry, id *identity.Source) (*Factory, error) {
-	otel, err := otelconnect.NewInterceptor(
-		otelconnect.WithTracerProvider(tel.TracerProvider),
-		otelconnect.WithMeterProvider(tel.MeterProvider),
-		otelconnect.WithPropagator(tel.Propagator),
-	)
+	otel, err := tel.ClientInterceptor()
 	if err != nil {
-		return nil, fmt.Errorf("otel interceptor: %w", err)
+		return nil, err
 	}
 	return &Factory{id: id, opts: []connect.ClientOption{connect.WithInterceptors(otel)}, transports: map[string]*http.Transport{}}, nil
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"connectrpc.com/otelconnect"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parleyhq/parley/libs/telemetry"
@@ -27,15 +26,9 @@ type Middleware struct {
 
 // NewMiddleware builds the shared handler options.
 func NewMiddleware(cfg Config, logger *slog.Logger, reg prometheus.Registerer, tel *telemetry.Telemetry) (*Middleware, error) {
-	otel, err := otelconnect.NewInterceptor(
-		otelconnect.WithTracerProvider(tel.TracerProvider),
-		otelconnect.WithMeterProvider(tel.MeterProvider),
-		otelconnect.WithPropagator(tel.Propagator),
-		otelconnect.WithTrustRemote(),
-		otelconnect.WithoutServerPeerAttributes(),
-	)
+	otel, err := tel.ServerInterceptor()
 	if err != nil {
-		return nil, fmt.Errorf("otel interceptor: %w", err)
+		return nil, err
 	}
 	obs := &observer{
 		logger: logger,

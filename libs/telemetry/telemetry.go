@@ -1,6 +1,11 @@
-// Package telemetry builds OpenTelemetry tracer and meter providers. Without
-// OTEL_EXPORTER_OTLP_ENDPOINT nothing is exported, but spans are still created so that
-// trace ids propagate across services and appear in logs.
+// Package telemetry builds OpenTelemetry tracer and meter providers, the interceptors
+// and HTTP wrappers that carry trace context across services, and the GenAI
+// semantic-convention attributes the services put on their spans.
+//
+// Without OTEL_EXPORTER_OTLP_ENDPOINT tracing is off: the tracer provider is a no-op, so
+// no span is recorded, and only a caller's W3C trace context is carried along (it still
+// reaches the logs, the workers and the audit log's trace id). With it, every hop records
+// spans and exports them over OTLP/HTTP.
 package telemetry
 
 import (
@@ -18,6 +23,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
+	nooptrace "go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/fx"
 
 	"github.com/parleyhq/parley/libs/logging"
@@ -45,7 +51,10 @@ type Telemetry struct {
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
 	Propagator     propagation.TextMapPropagator
-	shutdown       []func(context.Context) error
+	// Tracing is true when spans are recorded and exported (an endpoint is configured);
+	// otherwise TracerProvider is a no-op.
+	Tracing  bool
+	shutdown []func(context.Context) error
 }
 
 // New builds the providers for service.
@@ -54,29 +63,29 @@ func New(ctx context.Context, service string, cfg Config) (*Telemetry, error) {
 	t := &Telemetry{
 		Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 	}
-	topts := []sdktrace.TracerProviderOption{
+	if cfg.Endpoint == "" {
+		// Tracing off: nothing is recorded; a caller's span context still passes through
+		// the no-op tracer unchanged.
+		t.TracerProvider = nooptrace.NewTracerProvider()
+		t.MeterProvider = noopmetric.NewMeterProvider()
+		return t, nil
+	}
+	texp, err := otlptracehttp.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("otlp trace exporter: %w", err)
+	}
+	mexp, err := otlpmetrichttp.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("otlp metric exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp)))
+	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
-	}
-	if cfg.Endpoint == "" {
-		t.MeterProvider = noopmetric.NewMeterProvider()
-	} else {
-		texp, err := otlptracehttp.New(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("otlp trace exporter: %w", err)
-		}
-		topts = append(topts, sdktrace.WithBatcher(texp))
-		mexp, err := otlpmetrichttp.New(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("otlp metric exporter: %w", err)
-		}
-		mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp)))
-		t.MeterProvider = mp
-		t.shutdown = append(t.shutdown, mp.Shutdown)
-	}
-	tp := sdktrace.NewTracerProvider(topts...)
-	t.TracerProvider = tp
-	t.shutdown = append(t.shutdown, tp.Shutdown)
+		sdktrace.WithBatcher(texp),
+	)
+	t.TracerProvider, t.MeterProvider, t.Tracing = tp, mp, true
+	t.shutdown = append(t.shutdown, tp.Shutdown, mp.Shutdown)
 	return t, nil
 }
 
@@ -100,3 +109,12 @@ var Module = fx.Module("telemetry",
 		return t, nil
 	}),
 )
+
+// Tracer returns the named tracer when tracing is on, and nil when it is off: the
+// services skip every span (names, attributes) on nil, so tracing off costs nothing.
+func (t *Telemetry) Tracer(name string) trace.Tracer {
+	if !t.Tracing {
+		return nil
+	}
+	return t.TracerProvider.Tracer(name)
+}

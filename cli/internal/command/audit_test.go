@@ -51,6 +51,7 @@ func conversation(i int) *auditv1.Conversation {
 		CacheHit: i%2 == 0, PiiFindings: map[string]int64{"EMAIL_ADDRESS": 1, "PHONE_NUMBER": 2}, Attempts: 1,
 		WorkerId: "w-1", Latency: durationpb.New(time.Duration(i+1) * 1234 * time.Microsecond),
 		ProviderLatency: durationpb.New(800 * time.Microsecond),
+		TraceId:         "4bf92f3577b34da6a3ce929d0e0e4736",
 		CreatedAt:       timestamppb.New(now.Add(-time.Duration(i) * time.Minute)),
 	}
 }

@@ -91,6 +91,7 @@ func (p printer) conversation(c *auditv1.Conversation) error {
 		{"worker", dash(c.GetWorkerId())},
 		{"latency", formatDuration(c.GetLatency())},
 		{"provider latency", formatDuration(c.GetProviderLatency())},
+		{"trace id", dash(c.GetTraceId())},
 		{"request", jsonText(c.GetRequest())},
 		{"response", jsonText(c.GetResponse())},
 	}

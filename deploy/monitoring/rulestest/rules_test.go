@@ -48,6 +48,23 @@ load 1m
   parley_router_conversations_total{api="alpha2",component="echo",status="error",cache="miss"} 0x25 10+10x5
 `, at: 30 * time.Minute},
 	},
+	"ParleyProviderAuthFailures": {
+		{name: "auth errors for 20m fire, rate limits do not", load: `
+load 1m
+  parley_worker_provider_errors_total{component="openai",kind="auth"} 0+3x30
+  parley_worker_provider_errors_total{component="openai",kind="rate_limited"} 0+50x30
+  parley_worker_provider_errors_total{component="claude",kind="rate_limited"} 0+50x30
+  parley_worker_provider_errors_total{component="claude",kind="server_error"} 0+5x30
+`, at: 30 * time.Minute, want: []map[string]string{{"component": "openai", "kind": "auth"}}},
+		{name: "an old quota error is quiet", load: `
+load 1m
+  parley_worker_provider_errors_total{component="openai",kind="quota"} 0x5 1x25
+`, at: 30 * time.Minute},
+		{name: "2 minutes of auth errors are not yet 5", load: `
+load 1m
+  parley_worker_provider_errors_total{component="openai",kind="auth"} 0x28 1+1x2
+`, at: 30 * time.Minute},
+	},
 	"ParleyRPCServerErrors": {
 		{name: "unavailable fires, not_found does not", load: `
 load 1m

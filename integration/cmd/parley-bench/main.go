@@ -23,6 +23,7 @@ import (
 
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
+	"github.com/parleyhq/parley/integration/otlpsink"
 	"github.com/parleyhq/parley/integration/stack"
 )
 
@@ -44,6 +45,8 @@ func run() error {
 	keys := flag.Bool("keys", false, "start the router with API keys: every router path presents a key with (unreached) limits, shared through NATS (docs/tenants.md)")
 	natsMode := flag.String("nats", "process", "where the started stack's NATS server runs: process (its own, so its CPU is measured apart) or embedded (in this process, as make up)")
 	natsChild := flag.String(natsChildFlag, "", "internal: run only the stack's NATS server, for a stack with this data directory")
+	traces := flag.Bool("traces", false, "turn tracing on in the started stack: every service exports its spans to an OTLP receiver in this process, "+
+		"which counts and drops them (the cost of telemetry on the hot path; compare with a run without)")
 	flag.Parse()
 	if *natsChild != "" {
 		return runNATSChild(*natsChild, env)
@@ -70,6 +73,18 @@ func run() error {
 	}
 	defer h.stop()
 
+	if *traces {
+		sink, err := otlpsink.Start("127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		sink.Discard()
+		defer func() {
+			fmt.Printf("traces: %d spans received\n", sink.Received())
+			_ = sink.Close(ctx)
+		}()
+		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.Endpoint()
+	}
 	t := target{natsEmbedded: *natsMode == "embedded", streams: *streams}
 	routerAddr := *addr
 	var apiKey string

@@ -6,7 +6,9 @@
 // that gives an external NATS those users and their permissions. -workers (make up
 // WORKERS=...) adds provider-worker processes dedicated to one component each.
 // Internal calls run over mutual TLS with a development CA and certificates under
-// .data/tls (created on first run, renewed when due), unless INTERNAL_TLS=off.
+// .data/tls (created on first run, renewed when due), unless INTERNAL_TLS=off. -traces
+// (make up TRACES=1) receives the services' traces in this process and prints each as a
+// tree (integration/otlpsink).
 package main
 
 import (
@@ -24,9 +26,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parleyhq/parley/integration/otlpsink"
 	"github.com/parleyhq/parley/integration/stack"
 	"github.com/parleyhq/parley/libs/natsauth"
 )
+
+// traceQuiet is how long a trace must go without a new span before -traces prints it:
+// longer than the services' export delay (OTEL_BSP_SCHEDULE_DELAY) plus the audit
+// service's batch wait, so a conversation's spans print together.
+const traceQuiet = 1500 * time.Millisecond
 
 func main() {
 	if err := run(); err != nil {
@@ -50,6 +58,8 @@ func run() error {
 	printNATS := flag.Bool("print-nats-config", false, "print the NATS server configuration (users and permissions) for an external NATS_URL and exit")
 	workersFlag := flag.String("workers", "", "extra workers by component, `component=N,...`: N provider-worker processes serving only that "+
 		"component (WORKER_COMPONENTS), each as its own NATS user, besides the one serving all (with NATS_URL, give your server their users)")
+	traces := flag.Bool("traces", false, "receive the services' traces in this process (OTLP/HTTP on a loopback port) and print each "+
+		"conversation's trace as a tree: service, span, start and duration (make up TRACES=1)")
 	flag.Parse()
 	workers, err := parseWorkers(*workersFlag)
 	if err != nil {
@@ -67,6 +77,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var env map[string]string
+	traceNote := "off (make up TRACES=1 prints each conversation's trace)"
+	if *traces {
+		sink, err := otlpsink.Start("127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sink.Close(context.WithoutCancel(ctx)) }()
+		env = map[string]string{
+			"OTEL_EXPORTER_OTLP_ENDPOINT": sink.Endpoint(),
+			// Spans reach the terminal a fifth of a second after they end, not five seconds.
+			"OTEL_BSP_SCHEDULE_DELAY": "200",
+		}
+		traceNote = "printed here, a tree per trace (OTLP receiver " + sink.Endpoint() + ")"
+		go sink.Print(ctx, os.Stdout, traceQuiet)
+	}
 	s, err := stack.Start(ctx, stack.Options{
 		RepoRoot:      root,
 		DataDir:       *data,
@@ -77,6 +103,7 @@ func run() error {
 		Race:          *race,
 		// INTERNAL_TLS=off make up: plaintext inside, with a warning.
 		InsecureInternal: os.Getenv("INTERNAL_TLS") == "off",
+		Env:              env,
 		Log:              os.Stdout,
 		Progress:         os.Stdout,
 		ReadyTimeout:     90 * time.Second,
@@ -107,6 +134,7 @@ Parley is up.
   NATS          %s   (TLS, CA %s; each service its own user; seeds in %s)
   components    %s
   internal TLS  %s
+  traces        %s
 
 
 Try:
@@ -121,8 +149,10 @@ or, after make install (docs/cli.md):
   parley converse -c echo -scrub inputs "my email is test@test.com"
   parley audit list
 
+or open the web console (docs/console.md): %s/console/
+
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), traceNote, r, r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")

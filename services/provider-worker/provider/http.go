@@ -241,7 +241,7 @@ func HTTPError(name string, status int, h http.Header, apiErr APIError, now time
 	if s := apiErr.String(); s != "" {
 		msg += " (" + s + ")"
 	}
-	e := &Error{Code: code, Err: errors.New(msg)}
+	e := &Error{Code: code, Err: errors.New(msg), Status: status}
 	if code == providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE {
 		if d, ok := ParseRetryAfter(h, now); ok {
 			e.RetryAfter = d

@@ -29,7 +29,13 @@ type Error struct {
 	RetryAfter time.Duration
 	// Err is the failure itself.
 	Err error
+	// Status is the HTTP status of the provider's answer; 0 when the failure was not
+	// an HTTP answer (a transport error, an SDK's own error).
+	Status int
 }
+
+// HTTPStatus returns Status, for the worker's count of provider errors by kind.
+func (e *Error) HTTPStatus() int { return e.Status }
 
 // Error implements error.
 func (e *Error) Error() string {
@@ -93,6 +99,9 @@ type Options struct {
 	// Transport carries the HTTP calls; nil gives each provider its own transport cloned
 	// from http.DefaultTransport with more idle connections per host.
 	Transport http.RoundTripper
+	// WrapTransport, when set, wraps the transport of every provider's client (the
+	// worker's tracing of provider calls).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Now is the clock used to turn an HTTP-date Retry-After into a delay; nil means
 	// time.Now.
 	Now func() time.Time
@@ -147,6 +156,9 @@ func (o Options) HTTPClient() *http.Client {
 		} else {
 			rt = http.DefaultTransport
 		}
+	}
+	if o.WrapTransport != nil {
+		rt = o.WrapTransport(rt)
 	}
 	return &http.Client{
 		Transport: rt,

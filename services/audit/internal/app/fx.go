@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/libs/pg"
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcserver"
+	"github.com/parleyhq/parley/libs/telemetry"
 	"github.com/parleyhq/parley/services/audit/internal/ingest"
 	"github.com/parleyhq/parley/services/audit/internal/maintenance"
 	"github.com/parleyhq/parley/services/audit/internal/rpc"
@@ -73,8 +74,12 @@ func newMaintenance(lc fx.Lifecycle, st maintenance.Store, cfg Config, logger *s
 }
 
 // newIngester builds the ingest loop, run from start to stop.
-func newIngester(lc fx.Lifecycle, js jetstream.JetStream, st ingest.Store, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*ingest.Ingester, error) {
-	in, err := ingest.New(js, st, cfg.Ingest(), logger, reg)
+func newIngester(lc fx.Lifecycle, js jetstream.JetStream, st ingest.Store, cfg Config, tel *telemetry.Telemetry,
+	logger *slog.Logger, reg prometheus.Registerer,
+) (*ingest.Ingester, error) {
+	icfg := cfg.Ingest()
+	icfg.Tracer, icfg.Propagator = tel.Tracer("github.com/parleyhq/parley/services/audit"), tel.Propagator
+	in, err := ingest.New(js, st, icfg, logger, reg)
 	if err != nil {
 		return nil, err
 	}

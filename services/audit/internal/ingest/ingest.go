@@ -28,6 +28,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
@@ -73,6 +75,11 @@ type Config struct {
 	AckWait time.Duration
 	// StreamReplicas is the replica count used when the stream has to be created.
 	StreamReplicas int
+	// Tracer, when not nil (tracing on), records a span per written event in the trace of
+	// the router's publish, read from the message's headers with Propagator (nil: W3C
+	// trace context). Not from the environment.
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
 }
 
 // Store is what the loop needs from the audit store.
@@ -390,6 +397,7 @@ func (in *Ingester) write(ctx context.Context, b batch) {
 // messages.
 func (in *Ingester) insert(ctx context.Context, b batch) error {
 	// Bounded so that a hung connection cannot keep the batch past AckWait unnoticed.
+	started := time.Now()
 	ictx, cancel := context.WithTimeout(ctx, in.cfg.AckWait/2)
 	n, err := in.store.InsertRows(ictx, b.rows)
 	cancel()
@@ -408,6 +416,7 @@ func (in *Ingester) insert(ctx context.Context, b batch) error {
 	in.m.batchBytes.Observe(float64(bytes))
 	in.m.rows.Add(float64(n))
 	in.ackAll(ctx, b.msgs)
+	in.traceWritten(b, started, now)
 	return nil
 }
 

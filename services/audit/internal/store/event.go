@@ -19,7 +19,7 @@ import (
 const columnList = "request_id, created_at, tenant, api, component, provider, model, context_id, " +
 	"request, response, finish_reason, status, error_code, error_message, " +
 	"prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, " +
-	"cache_hit, pii_findings, attempts, fallbacks, worker_id, latency_us, provider_latency_us, key_id, time_to_first_token_us"
+	"cache_hit, pii_findings, attempts, fallbacks, worker_id, latency_us, provider_latency_us, key_id, time_to_first_token_us, trace_id"
 
 // insertColumnList names every column toRow produces: columnList and the write-only ones.
 const insertColumnList = columnList + ", search_hashes"
@@ -168,8 +168,23 @@ func convert(ev *auditv1.ConversationEvent, search bool) ([]any, error) {
 		ev.GetProviderLatency().AsDuration().Microseconds(),
 		cleanText(ev.GetKeyId()),
 		ev.GetTimeToFirstToken().AsDuration().Microseconds(),
+		traceID(ev.GetTraceId()),
 		hashesIf(search, request, response),
 	}, nil
+}
+
+// traceID is id when it is a W3C trace id (32 lowercase hex digits, not all zero), else
+// "": a malformed id is dropped rather than keep the conversation out of the log.
+func traceID(id string) string {
+	if len(id) != 32 || strings.Trim(id, "0") == "" {
+		return ""
+	}
+	for i := range len(id) {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return ""
+		}
+	}
+	return id
 }
 
 // cleanText makes s storable as PostgreSQL text, which rejects NUL and invalid UTF-8.

@@ -332,7 +332,8 @@ type row struct {
 	ProviderLatencyUS int64            `db:"provider_latency_us"`
 	KeyID             string           `db:"key_id"`
 	// TimeToFirstTokenUS is 0 for a conversation that was not streamed.
-	TimeToFirstTokenUS int64 `db:"time_to_first_token_us"`
+	TimeToFirstTokenUS int64  `db:"time_to_first_token_us"`
+	TraceID            string `db:"trace_id"`
 }
 
 func (r *row) conversation() *auditv1.Conversation {
@@ -366,6 +367,7 @@ func (r *row) conversation() *auditv1.Conversation {
 		ProviderLatency: durationpb.New(micros(r.ProviderLatencyUS)),
 		CreatedAt:       timestamppb.New(r.CreatedAt),
 		KeyId:           r.KeyID,
+		TraceId:         r.TraceID,
 	}
 	if r.TimeToFirstTokenUS > 0 {
 		c.TimeToFirstToken = durationpb.New(micros(r.TimeToFirstTokenUS))

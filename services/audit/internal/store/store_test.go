@@ -59,6 +59,7 @@ func event(t testing.TB, tenant string, i int) *auditv1.ConversationEvent {
 		Latency:         durationpb.New(1500 * time.Microsecond),
 		ProviderLatency: durationpb.New(1200 * time.Microsecond),
 		CreatedAt:       timestamppb.New(base.Add(time.Duration(i) * time.Second)),
+		TraceId:         fmt.Sprintf("4bf92f3577b34da6a3ce929d%08x", i),
 	}
 }
 
@@ -90,6 +91,7 @@ func want(t testing.TB, ev *auditv1.ConversationEvent) *auditv1.Conversation {
 		CreatedAt:       ev.GetCreatedAt(),
 		// Set for streamed conversations only.
 		TimeToFirstToken: ev.GetTimeToFirstToken(),
+		TraceId:          ev.GetTraceId(),
 	}
 	if c.Usage == nil {
 		c.Usage = &auditv1.TokenUsage{}
@@ -154,7 +156,15 @@ func TestInsertGetRoundTrip(t *testing.T) {
 	streamed := event(t, "acme", 4)
 	streamed.TimeToFirstToken = durationpb.New(1500 * time.Microsecond)
 
-	insert(t, s, full, failed, minimal, odd, streamed)
+	// A trace id that is not one (wrong length, upper case, all zero) is dropped, the row kept.
+	var badTrace []*auditv1.ConversationEvent
+	for i, id := range []string{"4BF92F3577B34DA6A3CE929D0E0E4736", "4bf92f35", "00000000000000000000000000000000", "4bf92f3577b34da6a3ce929d0e0e473g"} {
+		ev := event(t, "acme", 10+i)
+		ev.TraceId = id
+		badTrace = append(badTrace, ev)
+	}
+
+	insert(t, s, append([]*auditv1.ConversationEvent{full, failed, minimal, odd, streamed}, badTrace...)...)
 
 	oddCleaned := proto.CloneOf(odd)
 	oddCleaned.ErrorMessage = "nul\uFFFDbyte and bad \uFFFD utf8"
@@ -171,6 +181,15 @@ func TestInsertGetRoundTrip(t *testing.T) {
 		{name: "minimal", give: minimal, want: want(t, minimal)},
 		{name: "text postgres rejects", give: odd, want: oddWant},
 		{name: "streamed, with its time to first token", give: streamed, want: want(t, streamed)},
+	}
+	for i, ev := range badTrace {
+		w := want(t, ev)
+		w.TraceId = ""
+		tests = append(tests, struct {
+			name string
+			give *auditv1.ConversationEvent
+			want *auditv1.Conversation
+		}{name: fmt.Sprintf("malformed trace id %d", i), give: ev, want: w})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,7 +41,7 @@ var Module = fx.Module("provider-worker",
 )
 
 // newRegistry loads the component files and builds the providers of the served components.
-func newRegistry(cfg Config, logger *slog.Logger) (*providers.Registry, error) {
+func newRegistry(cfg Config, tel *telemetry.Telemetry, logger *slog.Logger) (*providers.Registry, error) {
 	if cfg.SecretsDir != "" {
 		if info, err := os.Stat(cfg.SecretsDir); err != nil || !info.IsDir() {
 			return nil, fmt.Errorf("SECRETS_DIR=%s is not a readable directory", cfg.SecretsDir)
@@ -63,6 +63,7 @@ func newRegistry(cfg Config, logger *slog.Logger) (*providers.Registry, error) {
 	reg, err := providers.Build(context.Background(), served, provider.Options{
 		EndpointAllowlist: provider.ParseAllowlist(cfg.EndpointAllowlist),
 		Logger:            logger,
+		WrapTransport:     tel.HTTPTransport,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build providers: %w", err)
@@ -106,6 +107,7 @@ func newWorker(lc fx.Lifecycle, conn *bus.Conn, reg *providers.Registry, policie
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		Propagator:        tel.Propagator,
 		TracerProvider:    tel.TracerProvider,
+		GenAI:             reg.GenAI,
 		Logger:            logger,
 		Registerer:        registerer,
 		Resiliency:        policies,

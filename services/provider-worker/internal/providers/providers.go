@@ -126,13 +126,14 @@ func loadedNames(comps []component.Component) string {
 // Registry holds the provider of every served component, by component name.
 type Registry struct {
 	providers map[string]serve.Provider
+	kinds     map[string]string // component name -> provider (type after "conversation.")
 	names     []string
 }
 
 // Build creates the provider of every component in comps. It reports every component it
 // cannot serve, not just the first.
 func Build(ctx context.Context, comps []component.Component, opts provider.Options) (*Registry, error) {
-	r := &Registry{providers: make(map[string]serve.Provider, len(comps))}
+	r := &Registry{providers: make(map[string]serve.Provider, len(comps)), kinds: make(map[string]string, len(comps))}
 	var errs []error
 	for _, c := range comps {
 		p, err := New(ctx, c, opts)
@@ -141,6 +142,7 @@ func Build(ctx context.Context, comps []component.Component, opts provider.Optio
 			continue
 		}
 		r.providers[c.Name] = p
+		r.kinds[c.Name] = c.Provider()
 		r.names = append(r.names, c.Name)
 	}
 	if len(errs) > 0 {
@@ -159,4 +161,14 @@ func (r *Registry) All() iter.Seq2[string, serve.Provider] {
 			}
 		}
 	}
+}
+
+// GenAI names the provider of component name (the part of its type after
+// "conversation.") and the model its provider sends, where the provider says (an
+// optional Model method), for the GenAI attributes of the worker's spans.
+func (r *Registry) GenAI(name string) (provider, model string) {
+	if m, ok := r.providers[name].(interface{ Model() string }); ok {
+		model = m.Model()
+	}
+	return r.kinds[name], model
 }

@@ -72,6 +72,7 @@ func (w *Worker) reject(ctx context.Context, rt *route, m *nats.Msg) {
 // handle serves m while holding a slot, which it releases.
 func (w *Worker) handle(ctx context.Context, rt *route, m *nats.Msg, received time.Time) {
 	defer func() { <-w.slots }()
+	rt.queueWait.Observe(time.Since(received).Seconds())
 	rt.inflight.Inc()
 	defer rt.inflight.Dec()
 	out := w.process(ctx, rt, m, received)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -72,11 +73,16 @@ func attemptOutcomeOf(ctx, actx context.Context, err error) attemptOutcome {
 }
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	attempts *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	inflight *prometheus.GaugeVec
-	rejected *prometheus.CounterVec
+	tokens        *prometheus.CounterVec
+	providerErrs  *prometheus.CounterVec
+	queueWait     *prometheus.HistogramVec
+	tokenUsage    *prometheus.HistogramVec
+	operationTime *prometheus.HistogramVec
+	requests      *prometheus.CounterVec
+	attempts      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	inflight      *prometheus.GaugeVec
+	rejected      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -105,8 +111,33 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 				"(ok, error, timeout, permanent), and calls its circuit breaker refused (circuit_open, too_many_requests).",
 		}, []string{"component", "outcome"}),
 	}
+	m.queueWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "parley_worker_queue_wait_seconds",
+		Help:    "Time a request waited in this worker for a free slot before its provider call started, by component.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	}, []string{"component"})
+	m.providerErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_worker_provider_errors_total",
+		Help: "Failed provider calls (attempts), by component and kind (rate_limited, quota, auth, billing, not_found, bad_request, server_error, timeout, unavailable, empty_response, internal, other).",
+	}, []string{"component", "kind"})
+	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_worker_tokens_total",
+		Help: "Tokens the provider reported for successful calls, by component and type (input, output).",
+	}, []string{"component", "type"})
+	genAI := []string{"gen_ai_operation_name", "gen_ai_system", "gen_ai_request_model"}
+	m.tokenUsage = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "gen_ai_client_token_usage",
+		Help: "Tokens used per provider call (OpenTelemetry gen_ai.client.token.usage), by operation, provider, requested model and token type (input, output).",
+		// The semantic conventions' explicit bucket boundaries.
+		Buckets: []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864},
+	}, append(slices.Clone(genAI), "gen_ai_token_type"))
+	m.operationTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "gen_ai_client_operation_duration_seconds",
+		Help:    "Duration of each provider call (OpenTelemetry gen_ai.client.operation.duration), by operation, provider and requested model.",
+		Buckets: []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92},
+	}, genAI)
 	var errs []error
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight, m.rejected, m.attempts} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight, m.rejected, m.attempts, m.queueWait, m.tokenUsage, m.operationTime, m.providerErrs, m.tokens} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -120,15 +151,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // route binds the metrics of component name, so that every series exists from the start.
 func (m *metrics) route(name string, p Provider, policy *resiliency.Policy) *route {
 	rt := &route{
-		name:     name,
-		subject:  SubjectPrefix + name,
-		provider: p,
-		policy:   policy,
-		requests: make(map[outcome]prometheus.Counter),
-		attempts: make(map[attemptOutcome]prometheus.Counter),
-		duration: m.duration.WithLabelValues(name),
-		inflight: m.inflight.WithLabelValues(name),
-		rejected: m.rejected.WithLabelValues(name),
+		name:           name,
+		subject:        SubjectPrefix + name,
+		provider:       p,
+		policy:         policy,
+		requests:       make(map[outcome]prometheus.Counter),
+		attempts:       make(map[attemptOutcome]prometheus.Counter),
+		duration:       m.duration.WithLabelValues(name),
+		inflight:       m.inflight.WithLabelValues(name),
+		rejected:       m.rejected.WithLabelValues(name),
+		queueWait:      m.queueWait.WithLabelValues(name),
+		errors:         make(map[string]prometheus.Counter, len(errorKinds)),
+		tokensInTotal:  m.tokens.WithLabelValues(name, "input"),
+		tokensOutTotal: m.tokens.WithLabelValues(name, "output"),
+	}
+	for _, k := range errorKinds {
+		rt.errors[k] = m.providerErrs.WithLabelValues(name, k)
 	}
 	for _, o := range []outcome{
 		outcomeOK, outcomeInvalidArgument, outcomeNotFound, outcomeUnavailable,
@@ -172,4 +210,42 @@ func (b *breakerStates) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- m
 	}
+}
+
+// backlog reports, at scrape time, the requests this worker holds but has not started:
+// those the NATS client buffered for each component's subscription
+// (parley_worker_nats_pending_messages) and those waiting for a free slot
+// (parley_worker_waiting_requests).
+type backlog struct {
+	w                *Worker
+	pending, waiting *prometheus.Desc
+}
+
+func newBacklog(w *Worker) *backlog {
+	return &backlog{
+		w: w,
+		pending: prometheus.NewDesc("parley_worker_nats_pending_messages",
+			"Requests the NATS client has buffered for the component's subscription, not yet handed to the worker.",
+			[]string{"component"}, nil),
+		waiting: prometheus.NewDesc("parley_worker_waiting_requests",
+			"Requests waiting in this worker for a free slot.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (b *backlog) Describe(ch chan<- *prometheus.Desc) { ch <- b.pending; ch <- b.waiting }
+
+// Collect implements prometheus.Collector.
+func (b *backlog) Collect(ch chan<- prometheus.Metric) {
+	b.w.mu.Lock()
+	subs := b.w.subs
+	b.w.mu.Unlock()
+	for i, rt := range b.w.routes {
+		n := 0
+		if i < len(subs) {
+			n, _, _ = subs[i].Pending() // an error means a closed subscription: nothing pending
+		}
+		ch <- prometheus.MustNewConstMetric(b.pending, prometheus.GaugeValue, float64(max(n, 0)), rt.name)
+	}
+	ch <- prometheus.MustNewConstMetric(b.waiting, prometheus.GaugeValue, float64(b.w.waiting.Load()))
 }

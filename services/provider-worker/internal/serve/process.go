@@ -9,11 +9,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/resiliency"
+	"github.com/parleyhq/parley/libs/telemetry"
 )
 
 // exchange is one request being served, for replies and logs.
@@ -28,16 +30,21 @@ type exchange struct {
 }
 
 func (w *Worker) process(ctx context.Context, rt *route, m *nats.Msg, received time.Time) outcome {
-	ctx, span := w.tracer.Start(ctx, "process "+rt.subject,
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "nats"),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", rt.subject),
-			attribute.String("parley.component", rt.name),
-			attribute.String("parley.worker_id", w.opts.WorkerID),
-		))
-	defer span.End()
+	// Without tracing the span is the caller's, carried in ctx and not recording: setting
+	// its status or attributes does nothing.
+	span := trace.SpanFromContext(ctx)
+	if w.tracing {
+		ctx, span = w.tracer.Start(ctx, "process "+rt.subject,
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(
+				attribute.String("messaging.system", "nats"),
+				attribute.String("messaging.operation.type", "process"),
+				attribute.String("messaging.destination.name", rt.subject),
+				attribute.String("parley.component", rt.name),
+				attribute.String("parley.worker_id", w.opts.WorkerID),
+			))
+		defer span.End()
+	}
 	x := &exchange{rt: rt, reply: m.Reply, received: received, span: span}
 
 	var req providerv1.Request
@@ -45,7 +52,9 @@ func (w *Worker) process(ctx context.Context, rt *route, m *nats.Msg, received t
 		return w.fail(ctx, x, providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, fmt.Errorf("decode provider request: %w", err))
 	}
 	x.requestID = req.GetRequestId()
-	span.SetAttributes(attribute.String("parley.request_id", x.requestID))
+	if w.tracing {
+		span.SetAttributes(attribute.String("parley.request_id", x.requestID))
+	}
 	if c := req.GetComponent(); c != "" && c != rt.name {
 		return w.fail(ctx, x, providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT,
 			fmt.Errorf("request for component %q arrived on the subject of %q", c, rt.name))
@@ -127,6 +136,12 @@ func (w *Worker) call(ctx context.Context, x *exchange, req *providerv1.Request)
 		}
 	}()
 	res.attempts, res.err = rt.policy.Run(ctx, func(actx context.Context) error {
+		var span trace.Span
+		attemptStart := time.Now()
+		if w.tracing {
+			actx, span = w.tracer.Start(actx, rt.chatName, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(rt.chatAttrs...))
+			defer span.End()
+		}
 		var resp *providerv1.Response
 		var err error
 		if x.stream != nil {
@@ -145,6 +160,23 @@ func (w *Worker) call(ctx context.Context, x *exchange, req *providerv1.Request)
 		}
 		out := attemptOutcomeOf(ctx, actx, err)
 		rt.attempts[out].Inc()
+		rt.operationTime.Observe(time.Since(attemptStart).Seconds())
+		if err != nil {
+			if k := errorKind(ctx, actx, err); k != "" {
+				rt.errors[k].Inc()
+			}
+		}
+		if err == nil && resp != nil {
+			if u := resp.GetUsage(); u != nil {
+				rt.tokensIn.Observe(float64(u.GetPromptTokens()))
+				rt.tokensOut.Observe(float64(u.GetCompletionTokens()))
+				rt.tokensInTotal.Add(float64(u.GetPromptTokens()))
+				rt.tokensOutTotal.Add(float64(u.GetCompletionTokens()))
+			}
+		}
+		if span != nil {
+			endChat(span, resp, err, out)
+		}
 		if err != nil {
 			w.logger.DebugContext(ctx, "attempt failed", "component", rt.name, "request_id", x.requestID,
 				"outcome", string(out), "err", err)
@@ -160,4 +192,24 @@ func (w *Worker) call(ctx context.Context, x *exchange, req *providerv1.Request)
 		rt.attempts[attemptTooManyRequests].Inc()
 	}
 	return res
+}
+
+// endChat puts an attempt's outcome on its span: the GenAI response attributes of an
+// answer (model, token counts, finish reasons; never its text) or the attempt's outcome
+// as error.type.
+func endChat(span trace.Span, resp *providerv1.Response, err error, out attemptOutcome) {
+	if err != nil || resp == nil {
+		span.SetAttributes(attribute.String("error.type", string(out)))
+		span.SetStatus(codes.Error, string(out))
+		return
+	}
+	u := resp.GetUsage()
+	var reasons []string
+	if cs := resp.GetChoices(); len(cs) > 0 {
+		reasons = make([]string, len(cs))
+		for i, c := range cs {
+			reasons[i] = c.GetFinishReason()
+		}
+	}
+	span.SetAttributes(telemetry.GenAIResponseAttrs(resp.GetModel(), u.GetPromptTokens(), u.GetCompletionTokens(), reasons)...)
 }

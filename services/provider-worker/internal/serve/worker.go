@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -21,6 +23,7 @@ import (
 	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/component"
 	"github.com/parleyhq/parley/libs/resiliency"
+	"github.com/parleyhq/parley/libs/telemetry"
 )
 
 // SubjectPrefix is the prefix of the per-component work subjects; the queue group has the
@@ -55,8 +58,12 @@ type Options struct {
 	// Propagator reads the caller's trace context from message headers; nil means W3C
 	// trace context.
 	Propagator propagation.TextMapPropagator
-	// TracerProvider creates the worker's spans; nil means none.
+	// TracerProvider creates the worker's spans; nil (or a no-op provider) means none,
+	// and then no span work is done at all.
 	TracerProvider trace.TracerProvider
+	// GenAI names a component's provider (its type after "conversation.") and model for
+	// the GenAI attributes of its spans; nil leaves them unnamed.
+	GenAI func(component string) (provider, model string)
 	// Logger receives one record per failed request; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the worker's metrics; nil keeps them unregistered.
@@ -73,6 +80,7 @@ type Worker struct {
 	opts      Options
 	routes    []*route
 	tracer    trace.Tracer
+	tracing   bool
 	logger    *slog.Logger
 	heartbeat []byte
 	// beatHeader carries HeartbeatInterval on every heartbeat; built once, only read.
@@ -103,6 +111,17 @@ type route struct {
 	duration prometheus.Observer
 	inflight prometheus.Gauge
 	rejected prometheus.Counter
+	// chatName and chatAttrs name each provider call's span and give its GenAI request
+	// attributes.
+	chatName  string
+	chatAttrs []attribute.KeyValue
+	// queueWait, tokensIn, tokensOut and operationTime are the route's series of the
+	// queue wait and the GenAI client metrics.
+	queueWait, tokensIn, tokensOut, operationTime prometheus.Observer
+	// errors counts failed provider calls by kind (errorKind).
+	errors map[string]prometheus.Counter
+	// tokensInTotal and tokensOutTotal count the tokens of successful calls.
+	tokensInTotal, tokensOutTotal prometheus.Counter
 }
 
 // New returns a worker serving providers, keyed by component name, over nc. It subscribes
@@ -147,6 +166,7 @@ func New(nc *nats.Conn, providers map[string]Provider, opts Options) (*Worker, e
 	if opts.TracerProvider == nil {
 		opts.TracerProvider = noop.NewTracerProvider()
 	}
+	_, tracingOff := opts.TracerProvider.(noop.TracerProvider)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -168,6 +188,7 @@ func New(nc *nats.Conn, providers map[string]Provider, opts Options) (*Worker, e
 		nc:         nc,
 		opts:       opts,
 		tracer:     opts.TracerProvider.Tracer("github.com/parleyhq/parley/services/provider-worker/internal/serve"),
+		tracing:    !tracingOff,
 		logger:     opts.Logger,
 		heartbeat:  heartbeat,
 		beatHeader: nats.Header{bus.HeartbeatIntervalHeader: []string{opts.HeartbeatInterval.String()}},
@@ -180,10 +201,23 @@ func New(nc *nats.Conn, providers map[string]Provider, opts Options) (*Worker, e
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		w.routes = append(w.routes, m.route(name, providers[name], opts.Resiliency.ForComponent(name)))
+		rt := m.route(name, providers[name], opts.Resiliency.ForComponent(name))
+		var system, model string
+		if opts.GenAI != nil {
+			system, model = opts.GenAI(name)
+		}
+		rt.chatName = strings.TrimSpace(telemetry.OperationChat + " " + model)
+		rt.chatAttrs = append(telemetry.GenAIRequestAttrs(system, model), attribute.String("parley.component", name))
+		sys := telemetry.GenAISystemOf(system)
+		rt.tokensIn = m.tokenUsage.WithLabelValues(telemetry.OperationChat, sys, model, "input")
+		rt.tokensOut = m.tokenUsage.WithLabelValues(telemetry.OperationChat, sys, model, "output")
+		rt.operationTime = m.operationTime.WithLabelValues(telemetry.OperationChat, sys, model)
+		w.routes = append(w.routes, rt)
 	}
-	if err := opts.Registerer.Register(newBreakerStates(w.routes)); err != nil {
-		return nil, fmt.Errorf("register worker metrics: %w", err)
+	for _, c := range []prometheus.Collector{newBreakerStates(w.routes), newBacklog(w)} {
+		if err := opts.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("register worker metrics: %w", err)
+		}
 	}
 	return w, nil
 }

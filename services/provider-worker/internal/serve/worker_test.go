@@ -3,6 +3,7 @@ package serve_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ func TestEchoOverNATS(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
 	w := startWorker(t, srv, map[string]serve.Provider{"chat": echo.New()}, serve.Options{
 		WorkerID: "w-echo", TracerProvider: tp, Propagator: propagation.TraceContext{},
+		GenAI: func(string) (string, string) { return "echo", "echo-1" },
 	})
 	nc := natstest.Connect(t, srv)
 
@@ -81,21 +83,48 @@ func TestEchoOverNATS(t *testing.T) {
 			require.Equal(t, tt.words, resp.GetUsage().GetPromptTokens())
 			require.Equal(t, "stop", resp.GetChoices()[0].GetFinishReason())
 
-			// The worker's span continues the router's trace.
+			// The worker's span continues the router's trace; the provider call is its child,
+			// with the GenAI attributes and no prompt text.
+			var process, chat sdktrace.ReadOnlySpan
 			require.Eventually(t, func() bool {
 				for _, s := range recorder.Ended() {
 					if s.Name() == "process parley.provider.chat" && s.Parent().SpanID() == parent.SpanContext().SpanID() {
-						return s.SpanContext().TraceID() == parent.SpanContext().TraceID()
+						process = s
 					}
 				}
-				return false
+				for _, s := range recorder.Ended() {
+					if process != nil && s.Name() == "chat echo-1" && s.Parent().SpanID() == process.SpanContext().SpanID() {
+						chat = s
+					}
+				}
+				return chat != nil
 			}, 5*time.Second, 10*time.Millisecond)
+			require.Equal(t, parent.SpanContext().TraceID(), process.SpanContext().TraceID())
+			attrs := map[string]string{}
+			for _, kv := range chat.Attributes() {
+				attrs[string(kv.Key)] = kv.Value.String()
+			}
+			require.Equal(t, "chat", attrs["gen_ai.operation.name"])
+			require.Equal(t, "echo", attrs["gen_ai.system"])
+			require.Equal(t, "echo-1", attrs["gen_ai.request.model"])
+			require.Equal(t, strconv.FormatUint(tt.words, 10), attrs["gen_ai.usage.input_tokens"])
+			require.Equal(t, `["stop"]`, attrs["gen_ai.response.finish_reasons"])
+			for _, s := range []sdktrace.ReadOnlySpan{process, chat} {
+				for _, kv := range s.Attributes() {
+					require.NotContains(t, kv.Value.String(), secretPrompt, "span %s attribute %s", s.Name(), kv.Key)
+				}
+			}
 		})
 	}
 	t.Cleanup(func() {
 		require.Eventually(t, func() bool {
 			return w.metric(t, "parley_worker_requests_total", map[string]string{"component": "chat", "outcome": "ok"}) == float64(len(tests)) &&
-				w.metric(t, "parley_worker_request_duration_seconds", map[string]string{"component": "chat"}) == float64(len(tests))
+				w.metric(t, "parley_worker_request_duration_seconds", map[string]string{"component": "chat"}) == float64(len(tests)) &&
+				w.metric(t, "parley_worker_queue_wait_seconds", map[string]string{"component": "chat"}) == float64(len(tests)) &&
+				w.metric(t, "gen_ai_client_operation_duration_seconds", map[string]string{"gen_ai_system": "echo", "gen_ai_request_model": "echo-1"}) == float64(len(tests)) &&
+				w.metric(t, "gen_ai_client_token_usage", map[string]string{"gen_ai_token_type": "input", "gen_ai_system": "echo", "gen_ai_request_model": "echo-1"}) == float64(len(tests)) &&
+				w.metric(t, "gen_ai_client_token_usage", map[string]string{"gen_ai_token_type": "output", "gen_ai_operation_name": "chat"}) == float64(len(tests)) &&
+				w.metric(t, "parley_worker_tokens_total", map[string]string{"component": "chat", "type": "input"}) == float64(2+12)
 		}, 5*time.Second, 10*time.Millisecond)
 	})
 }
@@ -339,7 +368,7 @@ func TestWaitingRequestGetsAFreedSlot(t *testing.T) {
 	nc := natstest.Connect(t, srv)
 	p := newScripted()
 	p.started = make(chan struct{}, 1)
-	startWorker(t, srv, map[string]serve.Provider{"one": p}, serve.Options{Concurrency: 1, AdmissionWait: 10 * time.Second})
+	w := startWorker(t, srv, map[string]serve.Provider{"one": p}, serve.Options{Concurrency: 1, AdmissionWait: 10 * time.Second})
 
 	held := sendAsync(nc, "one", encode(t, request("one", "hold")))
 	<-p.started
@@ -347,6 +376,8 @@ func TestWaitingRequestGetsAFreedSlot(t *testing.T) {
 	// request wait: once a third request has been turned away, the second one is waiting.
 	waiting := publish(t, nc, "one", encode(t, request("one", "next")))
 	requireError(t, call(t, nc, "one", encode(t, request("one", "third")), nil), providerv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "worker saturated")
+	require.Equal(t, 1.0, w.metric(t, "parley_worker_waiting_requests", nil))
+	require.Equal(t, 1.0, w.metric(t, "parley_worker_queue_wait_seconds", map[string]string{"component": "one"}), "the held call's wait")
 	close(p.release)
 
 	requireResponse(t, <-held, "hold")

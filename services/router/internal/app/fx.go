@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -17,6 +18,7 @@ import (
 	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	"github.com/parleyhq/parley/gen/pb/parley/cache/v1/cachev1connect"
+	"github.com/parleyhq/parley/gen/pb/parley/component/v1/componentv1connect"
 	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
 	"github.com/parleyhq/parley/libs/auditevent"
@@ -30,6 +32,8 @@ import (
 	"github.com/parleyhq/parley/services/router/internal/apikey"
 	"github.com/parleyhq/parley/services/router/internal/apitoken"
 	"github.com/parleyhq/parley/services/router/internal/auditapi"
+	"github.com/parleyhq/parley/services/router/internal/componentapi"
+	"github.com/parleyhq/parley/services/router/internal/console"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
 	"github.com/parleyhq/parley/services/router/internal/daprapi"
 	"github.com/parleyhq/parley/services/router/internal/nativeapi"
@@ -96,6 +100,10 @@ type Config struct {
 	APIKeysReloadInterval time.Duration `env:"ROUTER_API_KEYS_RELOAD_INTERVAL, default=5s"`
 	// LimitsReplicas is used when the router creates the limits bucket.
 	LimitsReplicas int `env:"ROUTER_LIMITS_REPLICAS, default=1"`
+	// AppID and Namespace are the app_id and namespace labels of daprd's conversation
+	// metrics (dapr_component_conversation_*), so daprd's dashboards select Parley.
+	AppID     string `env:"ROUTER_APP_ID, default=parley"`
+	Namespace string `env:"NAMESPACE, default=default"`
 }
 
 // Validate checks cross-field rules.
@@ -191,11 +199,11 @@ var Module = fx.Module("router",
 		rpcserver.AsRoute(func(h *daprapi.Health) rpcserver.Route {
 			return rpcserver.Route{Pattern: "GET /v1.0/healthz/outbound", Handler: http.HandlerFunc(h.Outbound)}
 		}),
-		rpcserver.AsRoute(func(h *daprapi.Handler, g *apikey.Guard) rpcserver.Route {
-			return rpcserver.Route{Pattern: "POST /v1.0-alpha1/conversation/{name}/converse", Handler: g.DaprHTTP(http.HandlerFunc(h.HTTPAlpha1))}
+		rpcserver.AsRoute(func(h *daprapi.Handler, g *apikey.Guard, tel *telemetry.Telemetry) rpcserver.Route {
+			return rpcserver.Route{Pattern: "POST /v1.0-alpha1/conversation/{name}/converse", Handler: tel.HTTPHandler("POST", "/v1.0-alpha1/conversation/{name}/converse", g.DaprHTTP(http.HandlerFunc(h.HTTPAlpha1)))}
 		}),
-		rpcserver.AsRoute(func(h *daprapi.Handler, g *apikey.Guard) rpcserver.Route {
-			return rpcserver.Route{Pattern: "POST /v1.0-alpha2/conversation/{name}/converse", Handler: g.DaprHTTP(http.HandlerFunc(h.HTTPAlpha2))}
+		rpcserver.AsRoute(func(h *daprapi.Handler, g *apikey.Guard, tel *telemetry.Telemetry) rpcserver.Route {
+			return rpcserver.Route{Pattern: "POST /v1.0-alpha2/conversation/{name}/converse", Handler: tel.HTTPHandler("POST", "/v1.0-alpha2/conversation/{name}/converse", g.DaprHTTP(http.HandlerFunc(h.HTTPAlpha2)))}
 		}),
 		rpcserver.AsRoute(func(h *daprapi.Handler, g *apikey.Guard) rpcserver.Route {
 			return rpcserver.Route{Pattern: "GET /v1.0/metadata", Handler: g.DaprHTTP(http.HandlerFunc(h.Metadata))}
@@ -209,6 +217,24 @@ var Module = fx.Module("router",
 			return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: auditv1connect.AuditServiceName}
 		}),
 	),
+	consoleRoutes,
+)
+
+// consoleRoutes serve the web console and the component list it shows. The console's
+// pages are public files holding no data; the data comes from the APIs, each behind the
+// API token as every API route.
+var consoleRoutes = fx.Provide(
+	console.New,
+	rpcserver.AsRoute(func(h *console.Handler) rpcserver.Route {
+		return rpcserver.Route{Pattern: "GET " + console.Prefix, Handler: h}
+	}),
+	rpcserver.AsRoute(func(h *console.Handler) rpcserver.Route {
+		return rpcserver.Route{Pattern: "GET " + strings.TrimSuffix(console.Prefix, "/"), Handler: h}
+	}),
+	rpcserver.AsRoute(func(comps *upstream.Components, mw *rpcserver.Middleware, g *apikey.Guard) rpcserver.Route {
+		path, handler := componentv1connect.NewComponentServiceHandler(componentapi.New(comps), mw.HandlerOption())
+		return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: componentv1connect.ComponentServiceName}
+	}),
 )
 
 // healthParams are newHealth's dependencies: the router's readiness checks, the ones its
@@ -282,6 +308,7 @@ func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg C
 	d, err := upstream.NewDispatcher(c.Conn, tel.Propagator, upstream.DispatcherConfig{
 		IdleTimeout: cfg.WorkerIdleTimeout, Attempts: cfg.DispatchAttempts, HeartbeatMisses: cfg.WorkerHeartbeatMisses,
 		StreamWindow: cfg.StreamWindow,
+		Tracer:       tel.Tracer(tracerName),
 	}, reg)
 	if err != nil {
 		return nil, err
@@ -290,12 +317,15 @@ func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg C
 	return d, nil
 }
 
-func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config) *upstream.AuditPublisher {
+// tracerName is the instrumentation scope of the router's own spans.
+const tracerName = "github.com/parleyhq/parley/services/router"
+
+func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config, tel *telemetry.Telemetry) *upstream.AuditPublisher {
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
 		_, err := auditevent.Ensure(ctx, js, cfg.AuditStreamReplicas)
 		return err
 	}))
-	return upstream.NewAuditPublisher(js, cfg.AuditPublishTimeout)
+	return upstream.NewAuditPublisher(js, cfg.AuditPublishTimeout, tel.Propagator, tel.Tracer(tracerName))
 }
 
 // newCache is the cache service behind the router's near cache (ROUTER_NEAR_CACHE_BYTES),
@@ -313,7 +343,7 @@ func newCache(lc fx.Lifecycle, shared *upstream.Cache, c *bus.Conn, cfg Config, 
 }
 
 func newService(lc fx.Lifecycle, comps *upstream.Components, scrubber *upstream.Scrubber, cache conversation.Cache, d *upstream.Dispatcher,
-	audit *upstream.AuditPublisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer,
+	audit *upstream.AuditPublisher, cfg Config, tel *telemetry.Telemetry, logger *slog.Logger, reg prometheus.Registerer,
 ) (*conversation.Service, error) {
 	if m := audit.MaxEventBytes(); m > 0 && int64(m/2) < cfg.MaxBodyBytes {
 		logger.Warn("NATS max_payload is too small for ROUTER_MAX_BODY_BYTES: requests whose audit copy exceeds half of it are refused",
@@ -322,7 +352,8 @@ func newService(lc fx.Lifecycle, comps *upstream.Components, scrubber *upstream.
 	svc, err := conversation.New(comps, scrubber, cache, d, audit,
 		conversation.Options{
 			AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts,
-			AuditScrubMemoBytes: cfg.AuditScrubMemoBytes,
+			AuditScrubMemoBytes: cfg.AuditScrubMemoBytes, Tracer: tel.Tracer(tracerName),
+			AppID: cfg.AppID, Namespace: cfg.Namespace,
 		}, logger, reg)
 	if err != nil {
 		return nil, err

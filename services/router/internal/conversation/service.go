@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -40,6 +41,10 @@ type Options struct {
 	// AuditScrubMemoBytes bounds the memo of the scrubber's answers for audit copies
 	// (scrubMemo); 0 turns it off.
 	AuditScrubMemoBytes int64
+	// Tracer records a span per conversation; nil (tracing off) records none.
+	Tracer trace.Tracer
+	// AppID and Namespace label daprd's conversation metrics (app_id, namespace).
+	AppID, Namespace string
 }
 
 // auditScrubMemoTTL is how long the scrubber's answer for an audit copy's text is
@@ -78,6 +83,7 @@ type serviceMetrics struct {
 	memo           *prometheus.CounterVec
 	// The series of background and memo the hot path counts, resolved once.
 	writeBackground, writeInline, memoHit, memoMiss prometheus.Counter
+	genAI                                           *genAIMetrics
 }
 
 // New builds a Service and registers its metrics.
@@ -143,6 +149,10 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 		m.sequential.WithLabelValues(p)
 	}
 	m.memoHit, m.memoMiss = m.memo.WithLabelValues("hit"), m.memo.WithLabelValues("miss")
+	var err error
+	if m.genAI, err = newGenAIMetrics(reg, opts.AppID, opts.Namespace); err != nil {
+		return nil, err
+	}
 	m.writeBackground, m.writeInline = m.background.WithLabelValues("background"), m.background.WithLabelValues("inline")
 	if opts.Background <= 0 {
 		opts.Background = DefaultBackground
@@ -212,7 +222,8 @@ func (s *Service) converse(ctx context.Context, req Request, run runner) (*Resul
 		return nil, err
 	}
 	start := time.Now()
-	ctx, trace := crossing.Start(ctx)
+	ctx, span := s.startSpan(ctx, comp)
+	ctx, crossed := crossing.Start(ctx)
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, fmt.Errorf("request id: %w", err)
@@ -227,6 +238,7 @@ func (s *Service) converse(ctx context.Context, req Request, run runner) (*Resul
 		ev: &auditv1.ConversationEvent{
 			RequestId: p.RequestId, Tenant: p.Tenant, KeyId: caller.KeyID, Api: req.API, Component: comp.Name,
 			Provider: comp.Type, Model: comp.Model, ContextId: req.ContextID, CreatedAt: timestamppb.New(start),
+			TraceId: traceID(ctx),
 		},
 		findings: map[string]int64{},
 	}
@@ -250,7 +262,8 @@ func (s *Service) converse(ctx context.Context, req Request, run runner) (*Resul
 		err = aerr
 		res = nil
 	}
-	s.observe(req.API, comp.Name, start, res, err, comp.CacheTTL > 0 && !req.BypassCache, trace.End())
+	endSpan(span, rec.ev, res, err)
+	s.observe(req.API, comp, start, res, err, comp.CacheTTL > 0 && !req.BypassCache, crossed.End())
 	return res, err
 }
 
@@ -609,7 +622,9 @@ func (s *Service) record(ctx context.Context, rec *record) error {
 	return nil
 }
 
-func (s *Service) observe(api auditv1.Api, component string, start time.Time, res *Result, err error, cacheOn bool, crossed crossing.Summary) {
+func (s *Service) observe(api auditv1.Api, comp Component, start time.Time, res *Result, err error, cacheOn bool, crossed crossing.Summary) {
+	component := comp.Name
+	elapsed := time.Since(start)
 	status, cache := "ok", "off"
 	if err != nil {
 		status = "error"
@@ -622,7 +637,12 @@ func (s *Service) observe(api auditv1.Api, component string, start time.Time, re
 	}
 	apiName := strings.ToLower(strings.TrimPrefix(api.String(), "API_"))
 	s.m.conversations.WithLabelValues(apiName, component, status, cache).Inc()
-	s.m.duration.WithLabelValues(apiName, component).Observe(time.Since(start).Seconds())
+	s.m.duration.WithLabelValues(apiName, component).Observe(elapsed.Seconds())
+	var providerTime time.Duration
+	if res != nil {
+		providerTime = res.ProviderTime
+	}
+	s.m.genAI.observe(comp, err == nil, elapsed, providerTime, crossed)
 	path := cache
 	if err != nil {
 		path = "error"

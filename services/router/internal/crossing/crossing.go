@@ -90,6 +90,9 @@ type Summary struct {
 	Chain []Kind
 	// Kinds counts every crossing made before End, by kind.
 	Kinds map[Kind]int
+	// Time sums the durations of those crossings, by kind (one still in flight at End
+	// counts until End).
+	Time map[Kind]time.Duration
 }
 
 // End closes the trace (later crossings do not delay the answer and are not counted)
@@ -100,12 +103,13 @@ func (t *Trace) End() Summary {
 	t.ended = true
 	now := time.Since(t.origin)
 	spans := slices.Clone(t.spans)
-	sum := Summary{Kinds: map[Kind]int{}}
+	sum := Summary{Kinds: map[Kind]int{}, Time: map[Kind]time.Duration{}}
 	for i := range spans {
 		if spans[i].end < 0 {
 			spans[i].end = now
 		}
 		sum.Kinds[spans[i].kind]++
+		sum.Time[spans[i].kind] += spans[i].end - spans[i].start
 	}
 	// The most pairwise disjoint intervals: greedily by earliest end.
 	slices.SortStableFunc(spans, func(a, b span) int { return compare(a.end, b.end) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -113,6 +114,13 @@ func TestSequential(t *testing.T) {
 				require.Equal(t, tt.chain, got.Chain)
 			}
 			require.Equal(t, tt.kinds, got.Kinds)
+			// Time has a (non-negative) duration for every kind counted, and no other.
+			require.Len(t, got.Time, len(tt.kinds))
+			for k := range tt.kinds {
+				d, ok := got.Time[k]
+				require.True(t, ok, "time of %s", k)
+				require.GreaterOrEqual(t, d, time.Duration(0))
+			}
 		})
 	}
 }

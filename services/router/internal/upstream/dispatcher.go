@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
@@ -40,6 +41,9 @@ type DispatcherConfig struct {
 	// StreamWindow is the credit of a streamed dispatch: the chunks a worker may send
 	// beyond those the router's consumer has taken. Zero means DefaultStreamWindow.
 	StreamWindow int
+	// Tracer records a producer span per dispatch, covering the wait for the worker's
+	// answer; nil (tracing off) records none.
+	Tracer trace.Tracer
 }
 
 // Ways a lost worker is detected: the label values of parley_router_workers_lost_total.
@@ -196,9 +200,13 @@ func (d *Dispatcher) once(ctx context.Context, subject string, data []byte) (*pr
 	ch := w.ch
 
 	msg := &nats.Msg{Subject: subject, Reply: d.prefix + token, Data: data, Header: nats.Header{}}
+	ctx, span := startSend(ctx, d.cfg.Tracer, subject)
+	errType := ""
+	defer func() { endSend(span, errType) }()
 	d.prop.Inject(ctx, bus.HeaderCarrier(msg.Header))
 	defer crossing.Track(ctx, crossing.Dispatch)()
 	if err := d.nc.PublishMsg(msg); err != nil {
+		errType = "publish"
 		return nil, nil, fmt.Errorf("publish provider request: %w", err)
 	}
 	lastSign := time.Now()
@@ -209,6 +217,7 @@ func (d *Dispatcher) once(ctx context.Context, subject string, data []byte) (*pr
 		select {
 		case m := <-ch:
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+				errType = "no_worker"
 				return nil, nil, conversation.ErrNoWorker
 			}
 			var r providerv1.Reply
@@ -228,13 +237,16 @@ func (d *Dispatcher) once(ctx context.Context, subject string, data []byte) (*pr
 			case *providerv1.Reply_Response:
 				return k.Response, nil, nil
 			case *providerv1.Reply_Error:
+				errType = "provider_error"
 				return nil, nil, &conversation.ProviderError{Code: k.Error.GetCode(), Message: k.Error.GetMessage()}
 			default:
 				return nil, nil, fmt.Errorf("worker reply has no kind")
 			}
 		case <-idle.C:
+			errType = "worker_lost"
 			return nil, &lostWorker{detection: detection, claimed: claimed, silence: time.Since(lastSign)}, nil
 		case <-ctx.Done():
+			errType = "canceled"
 			return nil, nil, ctx.Err()
 		}
 	}

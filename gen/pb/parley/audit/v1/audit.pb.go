@@ -162,8 +162,11 @@ type Conversation struct {
 	// Streamed conversations only: from the request's arrival to the first delta sent to the
 	// caller; unset otherwise.
 	TimeToFirstToken *durationpb.Duration `protobuf:"bytes,24,opt,name=time_to_first_token,json=timeToFirstToken,proto3" json:"time_to_first_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// W3C trace id (32 lowercase hex digits) of the conversation's trace: the router's
+	// span when tracing is on, else the caller's traceparent; empty when neither.
+	TraceId       string `protobuf:"bytes,25,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Conversation) Reset() {
@@ -362,6 +365,13 @@ func (x *Conversation) GetTimeToFirstToken() *durationpb.Duration {
 		return x.TimeToFirstToken
 	}
 	return nil
+}
+
+func (x *Conversation) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
 }
 
 // ListConversationsRequest filters and pages the log. Unset filters match everything.
@@ -958,7 +968,7 @@ var File_parley_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1bparley/audit/v1/audit.proto\x12\x0fparley.audit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bparley/audit/v1/event.proto\"\xad\b\n" +
+	"\x1bparley/audit/v1/audit.proto\x12\x0fparley.audit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bparley/audit/v1/event.proto\"\xc8\b\n" +
 	"\fConversation\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -988,7 +998,8 @@ const file_parley_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
 	"\x06key_id\x18\x17 \x01(\tR\x05keyId\x12H\n" +
-	"\x13time_to_first_token\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x1a>\n" +
+	"\x13time_to_first_token\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x12\x19\n" +
+	"\btrace_id\x18\x19 \x01(\tR\atraceId\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf6\x03\n" +

@@ -242,8 +242,11 @@ type ConversationEvent struct {
 	// Streamed conversations only: from the request's arrival to the first delta sent to the
 	// caller.
 	TimeToFirstToken *durationpb.Duration `protobuf:"bytes,24,opt,name=time_to_first_token,json=timeToFirstToken,proto3" json:"time_to_first_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// W3C trace id (32 lowercase hex digits) of the conversation's trace: the router's
+	// span when tracing is on, else the caller's traceparent; empty when neither.
+	TraceId       string `protobuf:"bytes,25,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConversationEvent) Reset() {
@@ -444,6 +447,13 @@ func (x *ConversationEvent) GetTimeToFirstToken() *durationpb.Duration {
 	return nil
 }
 
+func (x *ConversationEvent) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
 var File_parley_audit_v1_event_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_event_proto_rawDesc = "" +
@@ -455,7 +465,7 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\x11completion_tokens\x18\x02 \x01(\x04R\x10completionTokens\x12!\n" +
 	"\ftotal_tokens\x18\x03 \x01(\x04R\vtotalTokens\x12#\n" +
 	"\rcached_tokens\x18\x04 \x01(\x04R\fcachedTokens\x12)\n" +
-	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\x99\b\n" +
+	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\xb4\b\n" +
 	"\x11ConversationEvent\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -485,7 +495,8 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
 	"\x06key_id\x18\x17 \x01(\tR\x05keyId\x12H\n" +
-	"\x13time_to_first_token\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x1a>\n" +
+	"\x13time_to_first_token\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x12\x19\n" +
+	"\btrace_id\x18\x19 \x01(\tR\atraceId\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*J\n" +
