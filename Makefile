@@ -7,7 +7,7 @@ BIN     := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
 # Every Go module of the workspace shares this prefix, so one pattern tests them all.
 PKGS    := github.com/parleyhq/parley/...
-MODULES := gen libs services/router services/pii-scrubber services/cache services/provider-worker services/audit cli integration deploy tilt
+MODULES := gen libs services/router services/pii-scrubber services/cache services/provider-worker services/audit cli integration deploy tilt examples
 # Modules outside the workspace, so that their heavy dependencies stay out of the services'
 # build: the alert-rule and dashboard tests use Prometheus's PromQL engine.
 STANDALONE := deploy/monitoring/rulestest
@@ -17,9 +17,9 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 .PHONY: up
-up: ## run the whole constellation locally (Ctrl-C stops it); WORKERS=echo=2,... adds workers per component; NATS_NODES=3 runs NATS as a cluster; TRACES=1 prints each trace
+up: ## run the whole constellation locally (Ctrl-C stops it); WORKERS=echo=2,... adds workers per component; COMPONENTS=dir loads another folder; NATS_NODES=3 runs NATS as a cluster; TRACES=1 prints each trace
 	go build -o $(BIN)/parley-up ./integration/cmd/parley-up
-	$(BIN)/parley-up -workers '$(WORKERS)' -nats-nodes '$(or $(NATS_NODES),1)' $(if $(TRACES),-traces)
+	$(BIN)/parley-up -workers '$(WORKERS)' -nats-nodes '$(or $(NATS_NODES),1)' $(if $(COMPONENTS),-components '$(COMPONENTS)') $(if $(TRACES),-traces)
 
 .PHONY: install
 install: ## install the parley command line into GOBIN (default: $(go env GOPATH)/bin)
@@ -60,6 +60,9 @@ $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go: tools/go.mod tools
 
 $(BIN)/golangci-lint: tools/golangci/go.mod tools/golangci/go.sum
 	cd tools/golangci && GOWORK=off go build -o $(BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+$(BIN)/grpcurl: tools/grpcurl/go.mod tools/grpcurl/go.sum
+	cd tools/grpcurl && GOWORK=off go build -o $(BIN)/ github.com/fullstorydev/grpcurl/cmd/grpcurl
 
 .PHONY: tools
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go ## build buf and the protoc plugins into .bin

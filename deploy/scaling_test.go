@@ -200,7 +200,8 @@ func TestPools(t *testing.T) {
 						auth := r.configMaps[generatedName(r.configMaps, "nats-auth")].Data["auth.conf"]
 						block := regexp.MustCompile(`(?s)# provider-worker-` + regexp.QuoteMeta(c) + ` \(provider-worker, components ` + regexp.QuoteMeta(c) + `\).*?\n    }`).FindString(auth)
 						require.NotEmpty(t, block, "auth.conf has no user provider-worker-%s", c)
-						require.Contains(t, block, fmt.Sprintf(`subscribe: {allow: ["parley.provider.%[1]s parley.provider.%[1]s"]}`, c))
+						// and read its own inbox (credits and cancels of streamed answers).
+						require.Regexp(t, `subscribe: \{allow: \["parley\.provider\.`+regexp.QuoteMeta(c)+` parley\.provider\.`+regexp.QuoteMeta(c)+`", "_INBOX\.U[A-Z2-7]{55}\.>"\]\}`, block)
 					}
 
 					// Draining: the kubelet waits longer than the worker's stop timeout.

@@ -1,0 +1,158 @@
+package examples_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/parleyhq/parley/integration/stack"
+)
+
+// The constellation every example and the quickstart run against, started once by
+// TestMain as `make up` starts it (deploy/components, no API token), on free ports; and
+// the repository root.
+var (
+	st   *stack.Stack
+	root string
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("examples: the examples need the services; skipped under -short")
+		os.Exit(m.Run())
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if root, err = stack.FindRepoRoot(wd); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	data, err := os.MkdirTemp("", "parley-examples-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(data) }()
+	logFile, err := os.Create(filepath.Join(data, "services.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ports, err := stack.FreePorts()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	st, err = stack.Start(ctx, stack.Options{
+		RepoRoot:      root,
+		DataDir:       data,
+		ComponentsDir: filepath.Join(root, "deploy", "components"),
+		Ports:         ports,
+		NATSURL:       os.Getenv("NATS_TEST_URL"),
+		Postgres:      stack.PostgresOptions{URL: os.Getenv("PG_TEST_DSN"), FreshDatabase: true, Install: true},
+		Race:          os.Getenv("PARLEY_E2E_RACE") != "0",
+		Env: map[string]string{
+			// Race-built services otherwise sleep a second at exit.
+			"GORACE": "atexit_sleep_ms=0",
+			// Two shared cores: a slow cache call must not turn into a miss mid-test.
+			"ROUTER_CACHE_TIMEOUT": "5s",
+		},
+		Log:      logFile,
+		Progress: os.Stdout,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "examples: the stack could not be started: %v\n", err)
+		return 1
+	}
+	code := m.Run()
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer stopCancel()
+	if err := st.Stop(stopCtx); err != nil {
+		fmt.Fprintf(os.Stderr, "examples: stopping the stack: %v\n", err)
+		code = 1
+	}
+	if code != 0 {
+		if b, err := os.ReadFile(logFile.Name()); err == nil {
+			const tail = 40000
+			if len(b) > tail {
+				b = b[len(b)-tail:]
+			}
+			fmt.Fprintf(os.Stderr, "---- service logs (tail) ----\n%s\n", b)
+		}
+	}
+	return code
+}
+
+// need skips a test under -short, where the stack is not started.
+func need(t *testing.T) {
+	t.Helper()
+	if st == nil {
+		t.Skip("end-to-end test: needs the stack (not started under -short)")
+	}
+}
+
+// clientEnv is the environment a client of the stack gets: the variables the examples
+// read, pointing at the stack's free ports instead of the defaults.
+func clientEnv() []string {
+	return append(os.Environ(),
+		"DAPR_GRPC_ENDPOINT="+st.RouterGRPCAddr(),
+		"PARLEY_ROUTER_URL="+st.URL("router"),
+		"PARLEY_GRPC_ADDR=127.0.0.1:"+strconv.Itoa(st.Ports.RouterGRPC),
+		"PARLEY_ADDR=127.0.0.1:"+strconv.Itoa(st.Ports.Router),
+	)
+}
+
+// runExample runs name (an example) with args in dir, with clientEnv and env, and returns
+// its standard output; the example failing (it exits non-zero when an answer is wrong)
+// fails the test.
+func runExample(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(clientEnv(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	require.NoError(t, err, "%s %s\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), stdout.String(), stderr.String())
+	return stdout.String()
+}
+
+// fence matches a fenced block: its info string and its body.
+var fence = regexp.MustCompile("(?ms)^```([a-z]*)\n(.*?)^```\n")
+
+// expectedOutput is the first ```text block of an example's README.md: what it prints.
+func expectedOutput(t *testing.T, example string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "examples", example, "README.md"))
+	require.NoError(t, err)
+	for _, m := range fence.FindAllStringSubmatch(string(b), -1) {
+		if m[1] == "text" {
+			return m[2]
+		}
+	}
+	require.FailNow(t, "no ```text block (the expected output) in "+example+"/README.md")
+	return ""
+}
