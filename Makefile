@@ -64,6 +64,9 @@ $(BIN)/golangci-lint: tools/golangci/go.mod tools/golangci/go.sum
 $(BIN)/grpcurl: tools/grpcurl/go.mod tools/grpcurl/go.sum
 	cd tools/grpcurl && GOWORK=off go build -o $(BIN)/ github.com/fullstorydev/grpcurl/cmd/grpcurl
 
+# .bin/<tool> is the same file as $(BIN)/<tool>: `make .bin/grpcurl` builds it.
+.bin/%: $(BIN)/% ;
+
 .PHONY: tools
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go ## build buf and the protoc plugins into .bin
 
