@@ -61,27 +61,12 @@ func (s *Service) ConverseStream(ctx context.Context, req Request, emit func(Del
 
 func (s *Service) runStream(ctx context.Context, req Request, comp Component, rec *record, emit func(Delta) error, start time.Time) (*Result, error) {
 	p := req.Provider
-	tokens, err := s.scrubInputs(ctx, req, rec)
+	l, err := s.begin(ctx, req, comp, rec)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.fitAudit(ctx, req, rec); err != nil {
-		return nil, err
-	}
-	cacheOn := comp.CacheTTL > 0 && !req.BypassCache
-	var id CacheID
-	if cacheOn {
-		id = CacheID{Tenant: p.GetTenant(), Component: comp.Name, Hash: CacheKey(comp, p)}
-	}
-	var (
-		resp         *providerv1.Response
-		lease        uint64
-		providerTime time.Duration
-	)
-	if cacheOn {
-		resp, lease = s.cacheLookup(ctx, id)
-	}
-	hit := resp != nil
+	tokens, resp, hit := l.tokens, l.cached, l.cached != nil
+	var providerTime time.Duration
 
 	ss, canStream := s.scrubber.(StreamScrubber)
 	out := &streamOut{
@@ -120,19 +105,10 @@ func (s *Service) runStream(ctx context.Context, req Request, comp Component, re
 			return d, nil
 		}
 		d, used, err := s.dispatch(ctx, p, comp, rec, call, func() bool { return out.taken == 0 })
-		if err != nil {
-			s.releaseLater(ctx, id, lease)
+		if resp, providerTime, err = s.dispatched(ctx, comp, rec, l, d, used, err); err != nil {
 			return nil, err
 		}
-		resp = d.Response
-		rec.ev.WorkerId = resp.GetWorkerId()
-		rec.ev.ProviderLatency = resp.GetProviderLatency()
-		providerTime = resp.GetProviderLatency().AsDuration()
-		if cacheOn {
-			s.storeAnswer(ctx, comp, id, lease, used, resp)
-		}
 	}
-	rec.ev.CacheHit = hit
 	if err := out.finish(); err != nil {
 		return nil, err
 	}
