@@ -89,7 +89,7 @@ func TestDispatchSpans(t *testing.T) {
 			require.Equal(t, send.SpanContext().TraceID(), got.TraceID())
 			attrs := map[string]string{}
 			for _, kv := range send.Attributes() {
-				attrs[string(kv.Key)] = kv.Value.Emit()
+				attrs[string(kv.Key)] = kv.Value.String()
 			}
 			require.Equal(t, "nats", attrs["messaging.system"])
 			require.Equal(t, upstream.SubjectPrefix+tt.component, attrs["messaging.destination.name"])
