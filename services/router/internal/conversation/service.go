@@ -235,6 +235,7 @@ func (s *Service) converse(ctx context.Context, req Request, run runner) (*Resul
 		p.Deadline = timestamppb.New(dl)
 	}
 	rec := &record{
+		start: start,
 		ev: &auditv1.ConversationEvent{
 			RequestId: p.RequestId, Tenant: p.Tenant, KeyId: caller.KeyID, Api: req.API, Component: comp.Name,
 			Provider: comp.Type, Model: comp.Model, ContextId: req.ContextID, CreatedAt: timestamppb.New(start),
@@ -278,6 +279,7 @@ func usedTokens(res *Result, err error) int64 {
 
 // record carries what the audit event needs while a conversation runs.
 type record struct {
+	start    time.Time // the conversation's start, as its metrics measure it
 	ev       *auditv1.ConversationEvent
 	findings map[string]int64
 	auditReq *providerv1.Request
@@ -666,6 +668,9 @@ func (s *Service) observe(api auditv1.Api, comp Component, start time.Time, res 
 		providerTime = res.ProviderTime
 	}
 	s.m.genAI.observe(comp, err == nil, elapsed, providerTime, crossed)
+	if err == nil && res != nil && res.TimeToFirstToken > 0 {
+		s.m.genAI.observeStream(comp, elapsed, res.TimeToFirstToken, res.CacheHit, res.Response.GetUsage().GetCompletionTokens())
+	}
 	path := cache
 	if err != nil {
 		path = "error"

@@ -53,13 +53,12 @@ type Delta struct {
 //
 // An error from emit (the caller went away) cancels the provider call and is returned.
 func (s *Service) ConverseStream(ctx context.Context, req Request, emit func(Delta) error) (*Result, error) {
-	start := time.Now()
 	return s.converse(ctx, req, func(ctx context.Context, req Request, comp Component, rec *record) (*Result, error) {
-		return s.runStream(ctx, req, comp, rec, emit, start)
+		return s.runStream(ctx, req, comp, rec, emit)
 	})
 }
 
-func (s *Service) runStream(ctx context.Context, req Request, comp Component, rec *record, emit func(Delta) error, start time.Time) (*Result, error) {
+func (s *Service) runStream(ctx context.Context, req Request, comp Component, rec *record, emit func(Delta) error) (*Result, error) {
 	p := req.Provider
 	l, err := s.begin(ctx, req, comp, rec)
 	if err != nil {
@@ -70,7 +69,7 @@ func (s *Service) runStream(ctx context.Context, req Request, comp Component, re
 
 	ss, canStream := s.scrubber.(StreamScrubber)
 	out := &streamOut{
-		ctx: ctx, emit: emit, start: start, rec: rec, choices: map[int64]*choiceOut{},
+		ctx: ctx, emit: emit, rec: rec, choices: map[int64]*choiceOut{},
 		scrub:       req.ScrubOutput && canStream,
 		holdContent: req.ScrubOutput && !canStream,
 		holdTools:   req.ScrubToolArguments || (tokens != nil && tokens.text != nil),
@@ -115,11 +114,13 @@ func (s *Service) runStream(ctx context.Context, req Request, comp Component, re
 	if err := s.finishStream(ctx, req, resp, rec, tokens, out); err != nil {
 		return nil, err
 	}
+	res := &Result{RequestID: p.GetRequestId(), Response: resp, CacheHit: hit, ProviderTime: providerTime}
 	if !out.first.IsZero() {
-		rec.ev.TimeToFirstToken = durationpb.New(out.first.Sub(start))
+		res.TimeToFirstToken = out.first.Sub(rec.start)
+		rec.ev.TimeToFirstToken = durationpb.New(res.TimeToFirstToken)
 	}
 	fillOutcome(rec.ev, resp)
-	return &Result{RequestID: p.GetRequestId(), Response: resp, CacheHit: hit, ProviderTime: providerTime}, nil
+	return res, nil
 }
 
 // finishStream makes the output scrub of what the stream did not scrub (tool-call
@@ -183,7 +184,6 @@ func (s *Service) finishStream(ctx context.Context, req Request, resp *providerv
 type streamOut struct {
 	ctx         context.Context //nolint:containedctx // one stream's context, held for its scrubber streams
 	emit        func(Delta) error
-	start       time.Time
 	rec         *record
 	scrub       bool // content through a scrubber stream per choice
 	holdContent bool // content scrubbed whole at the end (the scrubber cannot stream)
