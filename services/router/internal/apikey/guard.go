@@ -120,7 +120,7 @@ func (g *Guard) authenticate(r *http.Request) (*http.Request, bool, bool) {
 	}
 	r.Header.Del("Authorization")
 	r.Header.Del(apitoken.Header)
-	c := &tenant.Caller{Tenant: e.Tenant, KeyID: e.ID, Admin: e.Admin}
+	c := &tenant.Caller{Tenant: e.Tenant, KeyID: e.ID, Admin: e.Admin, Components: e.allowed}
 	ctx := context.WithValue(tenant.With(r.Context(), c), entryKey{}, e)
 	return r.WithContext(ctx), false, true
 }
