@@ -328,8 +328,8 @@ func TestDisruptionBudgets(t *testing.T) {
 }
 
 // TestNATSCluster checks the three-node NATS of the full overlay: replicas, one per node,
-// routes to every server on its cluster port, and three replicas of the audit stream and
-// the cache bucket through the services' settings.
+// routes to every server on its cluster port, and three replicas of the audit stream, the
+// cache bucket and the rate-limit bucket through the services' settings.
 func TestNATSCluster(t *testing.T) {
 	t.Parallel()
 	r := render(t, filepath.Join("overlays", "full"))
@@ -400,6 +400,7 @@ func TestNATSCluster(t *testing.T) {
 	config := r.configMaps[generatedName(r.configMaps, "parley-config")].Data
 	require.Equal(t, strconv.Itoa(replicas), config["AUDIT_STREAM_REPLICAS"], "the audit stream on every server")
 	require.Equal(t, strconv.Itoa(replicas), config["CACHE_REPLICAS"], "the cache bucket on every server")
+	require.Equal(t, strconv.Itoa(replicas), config["ROUTER_LIMITS_REPLICAS"], "the rate-limit bucket on every server")
 	require.Equal(t, "nats://nats:4222", config["NATS_URL"])
 
 	pdb := r.pdbs["nats"]

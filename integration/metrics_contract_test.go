@@ -115,7 +115,7 @@ var (
 // components, procedures and entity types are tens, never one per request.
 const maxLabelValues = 64
 
-// TestMetricsContract runs conversations on every API, then scrapes every service: each
+// TestMetricsContract runs conversations on every API, one of them streamed, then scrapes every service: each
 // metric of docs/observability.md exists (or, when it appears on an event, has not
 // appeared yet) with its type and label names, each listed label value is one of the
 // documented ones, no service exports an undocumented parley_ metric, and no label value
@@ -142,6 +142,16 @@ func TestMetricsContract(t *testing.T) {
 		ContextId: "native-" + n,
 	})
 	require.NoError(t, err)
+	// A streamed conversation (echo streams word by word, and reports a token per word),
+	// for the streaming GenAI metrics.
+	stream, err := client.ConverseStream(t.Context(), &conversationv1.ConverseStreamRequest{Request: &conversationv1.ConverseRequest{
+		Component: "echo-nocache",
+		Messages:  []*conversationv1.Message{{Role: conversationv1.Role_ROLE_USER, Content: "native stream " + n}},
+	}})
+	require.NoError(t, err)
+	got, _ := readStream(stream)
+	require.NoError(t, stream.Err())
+	require.Contains(t, got, "native stream")
 	// The audit rows are written asynchronously: wait for them, so the audit histograms
 	// have observations too.
 	require.Eventually(t, func() bool {
@@ -154,6 +164,7 @@ func TestMetricsContract(t *testing.T) {
 			"parley_router_conversations_total", "parley_router_conversation_duration_seconds",
 			"parley_rpc_server_handled_total", "parley_rpc_server_duration_seconds",
 			"gen_ai_server_request_duration_seconds", "dapr_component_conversation_count", "dapr_component_conversation_latencies",
+			"gen_ai_server_time_to_first_token_seconds", "gen_ai_server_time_per_output_token_seconds",
 		},
 		"pii-scrubber":    {"parley_scrubber_findings_total", "parley_rpc_server_handled_total"},
 		"cache":           {"parley_rpc_server_handled_total", "parley_rpc_server_duration_seconds"},

@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,8 @@ import (
 	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
+	componentv1 "github.com/parleyhq/parley/gen/pb/parley/component/v1"
+	"github.com/parleyhq/parley/gen/pb/parley/component/v1/componentv1connect"
 	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
 )
@@ -321,6 +324,49 @@ func TestTenants(t *testing.T) {
 		require.Equal(t, http.StatusTooManyRequests, limited.status, limited.body)
 		require.Contains(t, limited.body, `"code":"rate_limit_exceeded"`)
 		require.NotEmpty(t, limited.header.Get("Retry-After"))
+	})
+
+	t.Run("listings follow the key", func(t *testing.T) {
+		// Dapr's metadata (HTTP and gRPC) and the console's component list: a key with a
+		// components list sees only those; a key without one sees every loaded component.
+		list := func(router, key string) (httpNames, grpcNames, consoleNames []string) {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, st.URL(router)+"/v1.0/metadata", nil)
+			require.NoError(t, err)
+			req.Header.Set("dapr-api-token", key)
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer func() { _ = res.Body.Close() }()
+			require.Equal(t, http.StatusOK, res.StatusCode)
+			var md struct {
+				Components []struct{ Name string } `json:"components"`
+			}
+			require.NoError(t, json.NewDecoder(res.Body).Decode(&md))
+			for _, c := range md.Components {
+				httpNames = append(httpNames, c.Name)
+			}
+			grpcMD, err := runtimev1connect.NewDaprClient(keyedClient(key), st.URL(router), connect.WithGRPC()).GetMetadata(t.Context(), &runtimev1.GetMetadataRequest{})
+			require.NoError(t, err)
+			for _, c := range grpcMD.GetRegisteredComponents() {
+				grpcNames = append(grpcNames, c.GetName())
+			}
+			comps, err := componentv1connect.NewComponentServiceClient(keyedClient(key), st.URL(router)).ListComponents(t.Context(), &componentv1.ListComponentsRequest{})
+			require.NoError(t, err)
+			for _, c := range comps.GetComponents() {
+				consoleNames = append(consoleNames, c.GetName())
+			}
+			return httpNames, grpcNames, consoleNames
+		}
+		for _, router := range routers {
+			h, g, c := list(router, keys["echo-only"])
+			require.Equal(t, []string{"echo-nocache"}, h)
+			require.Equal(t, h, g)
+			require.Equal(t, h, c)
+			h, g, c = list(router, keys["a"])
+			require.Contains(t, h, "echo")
+			require.Contains(t, h, "echo-nocache")
+			require.Equal(t, h, g)
+			require.Equal(t, h, c)
+		}
 	})
 
 	t.Run("hot reload under load", func(t *testing.T) {

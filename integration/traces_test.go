@@ -28,7 +28,8 @@ import (
 // an in-process OTLP receiver, and checks the trace each one leaves: one trace id shared
 // by spans from every service, continuing the caller's traceparent; the parent/child
 // structure router → scrubber, cache, dispatch → worker → provider HTTP call, and audit
-// publish → audit write (linked); the GenAI attributes; the trace id in the audit row;
+// publish → audit write (linked), for a unary and a streamed (ConverseStream)
+// conversation; the GenAI attributes; the trace id in the audit row;
 // and no prompt text in any span.
 func TestOneTracePerConversation(t *testing.T) {
 	need(t)
@@ -131,6 +132,46 @@ func TestOneTracePerConversation(t *testing.T) {
 			require.NotZero(t, tr.countService(service), "spans of %s in the trace", service)
 		}
 		requireAuditTraceID(t, router, res.GetRequestId(), traceID)
+	})
+
+	t.Run("native stream", func(t *testing.T) {
+		// A streamed conversation leaves the same tree as a unary one: the dispatch's
+		// producer span, the worker's process, chat and provider HTTP spans under it.
+		traceID, parentID := randomHex(t, 16), randomHex(t, 8)
+		ctx, call := connect.NewClientContext(t.Context())
+		call.RequestHeader().Set("traceparent", "00-"+traceID+"-"+parentID+"-01")
+		client := conversationv1connect.NewConversationServiceClient(h2cClient(), router, connect.WithGRPC())
+		stream, err := client.ConverseStream(ctx, &conversationv1.ConverseStreamRequest{Request: &conversationv1.ConverseRequest{
+			Component: "traced",
+			Messages:  []*conversationv1.Message{{Role: conversationv1.Role_ROLE_USER, Content: "native stream " + secret}},
+			CacheMode: conversationv1.CacheMode_CACHE_MODE_BYPASS,
+		}})
+		require.NoError(t, err)
+		got, msgs := readStream(stream)
+		require.NoError(t, stream.Err())
+		require.NotEmpty(t, got)
+		requestID := msgs[len(msgs)-1].GetRequestId()
+
+		tr := waitTrace(t, sink, traceID, "audit", "process parley.audit.conversation")
+		t.Logf("the streamed conversation's trace:\n%s", tr)
+		server := tr.one(t, "router", "parley.conversation.v1.ConversationService/ConverseStream", parentID)
+		chat := tr.one(t, "router", "chat fake-model", server.SpanID)
+		send := tr.one(t, "router", "send parley.provider.traced", chat.SpanID)
+		require.Empty(t, send.Attributes["error.type"])
+		process := tr.one(t, "provider-worker", "process parley.provider.traced", send.SpanID)
+		workerChat := tr.one(t, "provider-worker", "chat fake-model", process.SpanID)
+		httpCall := tr.one(t, "provider-worker", "POST", workerChat.SpanID)
+		require.Equal(t, "200", httpCall.Attributes["http.response.status_code"])
+		publish := tr.one(t, "router", "send parley.audit.conversation", chat.SpanID)
+		tr.one(t, "audit", "process parley.audit.conversation", publish.SpanID)
+		for _, s := range []otlpsink.Span{chat, workerChat} {
+			a := s.Attributes
+			require.Equal(t, "chat", a["gen_ai.operation.name"], s.Service)
+			require.NotContains(t, []string{"", "0"}, a["gen_ai.usage.output_tokens"], s.Service)
+			require.Equal(t, "[stop]", a["gen_ai.response.finish_reasons"], s.Service)
+		}
+		require.Equal(t, requestID, chat.Attributes["parley.request_id"])
+		requireAuditTraceID(t, router, requestID, traceID)
 	})
 
 	t.Run("dapr grpc", func(t *testing.T) {

@@ -120,7 +120,7 @@ func (g *Guard) authenticate(r *http.Request) (*http.Request, bool, bool) {
 	}
 	r.Header.Del("Authorization")
 	r.Header.Del(apitoken.Header)
-	c := &tenant.Caller{Tenant: e.Tenant, KeyID: e.ID, Admin: e.Admin}
+	c := &tenant.Caller{Tenant: e.Tenant, KeyID: e.ID, Admin: e.Admin, Components: e.allowed}
 	ctx := context.WithValue(tenant.With(r.Context(), c), entryKey{}, e)
 	return r.WithContext(ctx), false, true
 }
@@ -301,14 +301,6 @@ func writeDaprHTTPError(w http.ResponseWriter, err error) {
 // defer tenant.From(ctx).Settle(0) covers a request that fails before it.
 func (g *Guard) Admit(ctx context.Context, component string, requestBytes int) (context.Context, error) {
 	return g.admit(ctx, component, int64(requestBytes)/bytesPerToken)
-}
-
-// Allows reports whether the caller authenticated in ctx may use component: always
-// without API keys, else when the component is in its key's list (or the key lists none).
-// Listings (the OpenAI-compatible API's models) show a key only what it may use.
-func Allows(ctx context.Context, component string) bool {
-	e, ok := ctx.Value(entryKey{}).(*entry)
-	return !ok || e.Allows(component)
 }
 
 // component names the component of a conversation request of any API.

@@ -200,7 +200,7 @@ var Module = fx.Module("router",
 			return nativeapi.New(s, c.RequestTimeout, l)
 		},
 		func(s *conversation.Service, comps *upstream.Components, g *apikey.Guard, c Config, l *slog.Logger) *openaiapi.Handler {
-			return openaiapi.New(s, comps, g, openaiapi.Options{MaxBodyBytes: c.MaxBodyBytes, Timeout: c.RequestTimeout, AdmitStatus: apikey.HTTPStatus, Visible: apikey.Allows}, l)
+			return openaiapi.New(s, comps, g, openaiapi.Options{MaxBodyBytes: c.MaxBodyBytes, Timeout: c.RequestTimeout, AdmitStatus: apikey.HTTPStatus}, l)
 		},
 		newTokenGuard,
 		newGuard,

@@ -1,6 +1,7 @@
 // Package componentapi serves parley.component.v1.ComponentService: the components the
 // router loaded, with model, cache TTL and fallbacks (what the console's Components page
-// shows). Provider secrets are never resolved by the router, so never listed.
+// shows), limited to those the caller's API key may use. Provider secrets are never
+// resolved by the router, so never listed.
 package componentapi
 
 import (
@@ -13,6 +14,7 @@ import (
 	componentv1 "github.com/parleyhq/parley/gen/pb/parley/component/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/component/v1/componentv1connect"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
 // Lister lists the loaded components.
@@ -44,7 +46,19 @@ func New(l Lister) *Handler {
 	return &Handler{list: list}
 }
 
-// ListComponents lists every component by name.
-func (h *Handler) ListComponents(context.Context, *componentv1.ListComponentsRequest) (*componentv1.ListComponentsResponse, error) {
-	return &componentv1.ListComponentsResponse{Components: h.list}, nil
+// ListComponents lists the components the caller may use, by name: a caller whose API
+// key names its components sees only those (package tenant); with DAPR_API_TOKEN or no
+// authentication, every component.
+func (h *Handler) ListComponents(ctx context.Context, _ *componentv1.ListComponentsRequest) (*componentv1.ListComponentsResponse, error) {
+	caller := tenant.From(ctx)
+	if caller.Components == nil {
+		return &componentv1.ListComponentsResponse{Components: h.list}, nil
+	}
+	list := make([]*componentv1.Component, 0, len(caller.Components))
+	for _, c := range h.list {
+		if caller.MayUse(c.GetName()) {
+			list = append(list, c)
+		}
+	}
+	return &componentv1.ListComponentsResponse{Components: list}, nil
 }

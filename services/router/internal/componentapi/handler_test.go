@@ -10,6 +10,7 @@ import (
 
 	componentv1 "github.com/parleyhq/parley/gen/pb/parley/component/v1"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
 type list []conversation.Component
@@ -17,13 +18,14 @@ type list []conversation.Component
 func (l list) List() []conversation.Component { return l }
 
 // TestListComponents: components come sorted by name with model, cache TTL (none when
-// not cached) and fallbacks.
+// not cached) and fallbacks; a caller whose key has a components list sees only those.
 func TestListComponents(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name string
-		in   list
-		want []*componentv1.Component
+		name   string
+		in     list
+		caller *tenant.Caller // nil: none in the context (no API keys)
+		want   []*componentv1.Component
 	}{
 		{name: "none", in: nil, want: []*componentv1.Component{}},
 		{
@@ -37,11 +39,27 @@ func TestListComponents(t *testing.T) {
 				{Name: "openai", Type: "conversation.openai", Version: "v1", Model: "gpt-4o-mini", CacheTtl: durationpb.New(10 * time.Minute), Fallbacks: []string{"echo"}},
 			},
 		},
+		{
+			name:   "only the key's components",
+			in:     list{{Name: "openai", Type: "conversation.openai"}, {Name: "echo", Type: "conversation.echo"}, {Name: "anthropic", Type: "conversation.anthropic"}},
+			caller: &tenant.Caller{Tenant: "team-a", Components: map[string]bool{"openai": true, "anthropic": true, "not-loaded": true}},
+			want:   []*componentv1.Component{{Name: "anthropic", Type: "conversation.anthropic"}, {Name: "openai", Type: "conversation.openai"}},
+		},
+		{
+			name:   "a key without a list sees every one",
+			in:     list{{Name: "openai", Type: "conversation.openai"}, {Name: "echo", Type: "conversation.echo"}},
+			caller: &tenant.Caller{Tenant: "team-a"},
+			want:   []*componentv1.Component{{Name: "echo", Type: "conversation.echo"}, {Name: "openai", Type: "conversation.openai"}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := New(tt.in).ListComponents(t.Context(), &componentv1.ListComponentsRequest{})
+			ctx := t.Context()
+			if tt.caller != nil {
+				ctx = tenant.With(ctx, tt.caller)
+			}
+			res, err := New(tt.in).ListComponents(ctx, &componentv1.ListComponentsRequest{})
 			require.NoError(t, err)
 			require.Len(t, res.GetComponents(), len(tt.want))
 			for i := range tt.want {

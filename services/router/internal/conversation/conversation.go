@@ -217,6 +217,10 @@ type Result struct {
 	// ProviderTime is the time the provider took to answer this request, as the worker
 	// measured it (every attempt under the resiliency policy); 0 for a cache hit.
 	ProviderTime time.Duration
+	// TimeToFirstToken is, for a streamed conversation (ConverseStream), the time from
+	// the conversation's start to the first delta sent to the caller; 0 for Converse, or a
+	// stream that sent no delta.
+	TimeToFirstToken time.Duration
 }
 
 // Kind says what kind of failure a Converse error is. The API adapters map kinds, with the

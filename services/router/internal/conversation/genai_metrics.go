@@ -15,6 +15,14 @@ import (
 // conventions give gen_ai.server.request.duration, in seconds.
 var genAIDurationBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
 
+// genAITimeToFirstTokenBuckets and genAITimePerOutputTokenBuckets are the bucket
+// boundaries the conventions give gen_ai.server.time_to_first_token and
+// gen_ai.server.time_per_output_token, in seconds.
+var (
+	genAITimeToFirstTokenBuckets   = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0}
+	genAITimePerOutputTokenBuckets = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5}
+)
+
 // daprLatencyBuckets are daprd's default latency distribution, in milliseconds.
 var daprLatencyBuckets = []float64{1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200, 250, 300, 400,
 	500, 650, 800, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000}
@@ -31,10 +39,16 @@ var stages = []crossing.Kind{crossing.Scrub, crossing.CacheLookup, crossing.Cach
 type genAIMetrics struct {
 	appID, namespace string
 	requestDuration  *prometheus.HistogramVec
+	timeToFirstToken *prometheus.HistogramVec
+	timePerOutput    *prometheus.HistogramVec
 	daprCount        *prometheus.CounterVec
 	daprLatency      *prometheus.HistogramVec
 	stage            map[crossing.Kind]prometheus.Observer
 }
+
+// genAILabels are the labels of the GenAI server metrics, bounded by the configured
+// components.
+var genAILabels = []string{"gen_ai_operation_name", "gen_ai_system", "gen_ai_request_model"}
 
 func newGenAIMetrics(reg prometheus.Registerer, appID, namespace string) (*genAIMetrics, error) {
 	m := &genAIMetrics{
@@ -43,7 +57,17 @@ func newGenAIMetrics(reg prometheus.Registerer, appID, namespace string) (*genAI
 			Name:    "gen_ai_server_request_duration_seconds",
 			Help:    "GenAI server request duration (OpenTelemetry gen_ai.server.request.duration): time from request to answer inside the router, by operation, provider and requested model.",
 			Buckets: genAIDurationBuckets,
-		}, []string{"gen_ai_operation_name", "gen_ai_system", "gen_ai_request_model"}),
+		}, genAILabels),
+		timeToFirstToken: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gen_ai_server_time_to_first_token_seconds",
+			Help:    "GenAI time to first token (OpenTelemetry gen_ai.server.time_to_first_token): time from request to the first delta sent, for streamed conversations that succeeded, by operation, provider and requested model.",
+			Buckets: genAITimeToFirstTokenBuckets,
+		}, genAILabels),
+		timePerOutput: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gen_ai_server_time_per_output_token_seconds",
+			Help:    "GenAI time per output token (OpenTelemetry gen_ai.server.time_per_output_token): (request duration - time to first token) / (output tokens - 1), for streamed provider answers that succeeded with more than one output token.",
+			Buckets: genAITimePerOutputTokenBuckets,
+		}, genAILabels),
 		daprCount: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dapr_component_conversation_count",
 			Help: "The number of operations performed on the conversation component (as daprd).",
@@ -59,7 +83,7 @@ func newGenAIMetrics(reg prometheus.Registerer, appID, namespace string) (*genAI
 		Help:    "The gateway's own time per conversation, by stage: scrub, cache_lookup, cache_wait, dispatch (less the provider's time), audit_publish.",
 		Buckets: stageBuckets,
 	}, []string{"stage"})
-	for _, c := range []prometheus.Collector{m.requestDuration, m.daprCount, m.daprLatency, stage} {
+	for _, c := range []prometheus.Collector{m.requestDuration, m.timeToFirstToken, m.timePerOutput, m.daprCount, m.daprLatency, stage} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric: %w", err)
 		}
@@ -86,4 +110,18 @@ func (m *genAIMetrics) observe(comp Component, ok bool, elapsed, providerTime ti
 			o.Observe(d.Seconds())
 		}
 	}
+}
+
+// observeStream records the streaming metrics of a streamed conversation of comp that
+// succeeded in elapsed, its first delta sent after ttft: the time to first token, and,
+// for an answer a provider generated (not a cache hit, whose replay has no pace of its
+// own) with more than one output token, the time per output token after the first.
+func (m *genAIMetrics) observeStream(comp Component, elapsed, ttft time.Duration, cacheHit bool, outputTokens uint64) {
+	system := telemetry.GenAISystemOf(comp.Type)
+	m.timeToFirstToken.WithLabelValues(telemetry.OperationChat, system, comp.Model).Observe(ttft.Seconds())
+	if cacheHit || outputTokens < 2 {
+		return
+	}
+	perToken := max(elapsed-ttft, 0).Seconds() / float64(outputTokens-1)
+	m.timePerOutput.WithLabelValues(telemetry.OperationChat, system, comp.Model).Observe(perToken)
 }

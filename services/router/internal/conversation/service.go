@@ -235,6 +235,7 @@ func (s *Service) converse(ctx context.Context, req Request, run runner) (*Resul
 		p.Deadline = timestamppb.New(dl)
 	}
 	rec := &record{
+		start: start,
 		ev: &auditv1.ConversationEvent{
 			RequestId: p.RequestId, Tenant: p.Tenant, KeyId: caller.KeyID, Api: req.API, Component: comp.Name,
 			Provider: comp.Type, Model: comp.Model, ContextId: req.ContextID, CreatedAt: timestamppb.New(start),
@@ -278,6 +279,7 @@ func usedTokens(res *Result, err error) int64 {
 
 // record carries what the audit event needs while a conversation runs.
 type record struct {
+	start    time.Time // the conversation's start, as its metrics measure it
 	ev       *auditv1.ConversationEvent
 	findings map[string]int64
 	auditReq *providerv1.Request
@@ -289,45 +291,68 @@ type record struct {
 	auditResp    *providerv1.Response
 }
 
-func (s *Service) run(ctx context.Context, req Request, comp Component, rec *record) (*Result, error) {
+// lookedUp is a conversation after its input scrub and its cache lookup (begin).
+type lookedUp struct {
+	tokens *tokenMap
+	// cacheOn: the cache is read and written for this request, under id.
+	cacheOn bool
+	id      CacheID
+	// cached is the cache's answer; nil on a miss, when lease (if not 0) is this
+	// request's to Put or Release.
+	cached *providerv1.Response
+	lease  uint64
+}
+
+// begin scrubs req's inputs, checks its audit copy's size and looks it up in the cache:
+// the steps every conversation, streamed or not, takes before a provider is asked.
+func (s *Service) begin(ctx context.Context, req Request, comp Component, rec *record) (lookedUp, error) {
 	p := req.Provider
 	tokens, err := s.scrubInputs(ctx, req, rec)
 	if err != nil {
-		return nil, err
+		return lookedUp{}, err
 	}
 	if err := s.fitAudit(ctx, req, rec); err != nil {
+		return lookedUp{}, err
+	}
+	l := lookedUp{tokens: tokens, cacheOn: comp.CacheTTL > 0 && !req.BypassCache}
+	if l.cacheOn {
+		l.id = CacheID{Tenant: p.GetTenant(), Component: comp.Name, Hash: CacheKey(comp, p)}
+		l.cached, l.lease = s.cacheLookup(ctx, l.id)
+	}
+	rec.ev.CacheHit = l.cached != nil
+	return l, nil
+}
+
+// dispatched records a dispatched answer in the audit record, writes it to the cache
+// (storeAnswer) and returns it with the provider's time; on err, it ends the lease.
+func (s *Service) dispatched(ctx context.Context, comp Component, rec *record, l lookedUp, d *Dispatched, used string, err error) (*providerv1.Response, time.Duration, error) {
+	if err != nil {
+		s.releaseLater(ctx, l.id, l.lease)
+		return nil, 0, err
+	}
+	resp := d.Response
+	rec.ev.WorkerId = resp.GetWorkerId()
+	rec.ev.ProviderLatency = resp.GetProviderLatency()
+	if l.cacheOn {
+		s.storeAnswer(ctx, comp, l.id, l.lease, used, resp)
+	}
+	return resp, resp.GetProviderLatency().AsDuration(), nil
+}
+
+func (s *Service) run(ctx context.Context, req Request, comp Component, rec *record) (*Result, error) {
+	p := req.Provider
+	l, err := s.begin(ctx, req, comp, rec)
+	if err != nil {
 		return nil, err
 	}
-
-	cacheOn := comp.CacheTTL > 0 && !req.BypassCache
-	var id CacheID
-	if cacheOn {
-		id = CacheID{Tenant: p.GetTenant(), Component: comp.Name, Hash: CacheKey(comp, p)}
-	}
-	var (
-		resp         *providerv1.Response
-		lease        uint64
-		providerTime time.Duration
-	)
-	if cacheOn {
-		resp, lease = s.cacheLookup(ctx, id)
-	}
-	hit := resp != nil
-	if resp == nil {
+	tokens, resp, hit := l.tokens, l.cached, l.cached != nil
+	var providerTime time.Duration
+	if !hit {
 		d, used, err := s.dispatch(ctx, p, comp, rec, s.dispatcher.Dispatch, nil)
-		if err != nil {
-			s.releaseLater(ctx, id, lease)
+		if resp, providerTime, err = s.dispatched(ctx, comp, rec, l, d, used, err); err != nil {
 			return nil, err
 		}
-		resp = d.Response
-		rec.ev.WorkerId = resp.GetWorkerId()
-		rec.ev.ProviderLatency = resp.GetProviderLatency()
-		providerTime = resp.GetProviderLatency().AsDuration()
-		if cacheOn {
-			s.storeAnswer(ctx, comp, id, lease, used, resp)
-		}
 	}
-	rec.ev.CacheHit = hit
 	if err := s.scrubOutputs(ctx, req, resp, rec, tokens); err != nil {
 		return nil, err
 	}
@@ -643,6 +668,9 @@ func (s *Service) observe(api auditv1.Api, comp Component, start time.Time, res 
 		providerTime = res.ProviderTime
 	}
 	s.m.genAI.observe(comp, err == nil, elapsed, providerTime, crossed)
+	if err == nil && res != nil && res.TimeToFirstToken > 0 {
+		s.m.genAI.observeStream(comp, elapsed, res.TimeToFirstToken, res.CacheHit, res.Response.GetUsage().GetCompletionTokens())
+	}
 	path := cache
 	if err != nil {
 		path = "error"

@@ -53,39 +53,23 @@ type Delta struct {
 //
 // An error from emit (the caller went away) cancels the provider call and is returned.
 func (s *Service) ConverseStream(ctx context.Context, req Request, emit func(Delta) error) (*Result, error) {
-	start := time.Now()
 	return s.converse(ctx, req, func(ctx context.Context, req Request, comp Component, rec *record) (*Result, error) {
-		return s.runStream(ctx, req, comp, rec, emit, start)
+		return s.runStream(ctx, req, comp, rec, emit)
 	})
 }
 
-func (s *Service) runStream(ctx context.Context, req Request, comp Component, rec *record, emit func(Delta) error, start time.Time) (*Result, error) {
+func (s *Service) runStream(ctx context.Context, req Request, comp Component, rec *record, emit func(Delta) error) (*Result, error) {
 	p := req.Provider
-	tokens, err := s.scrubInputs(ctx, req, rec)
+	l, err := s.begin(ctx, req, comp, rec)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.fitAudit(ctx, req, rec); err != nil {
-		return nil, err
-	}
-	cacheOn := comp.CacheTTL > 0 && !req.BypassCache
-	var id CacheID
-	if cacheOn {
-		id = CacheID{Tenant: p.GetTenant(), Component: comp.Name, Hash: CacheKey(comp, p)}
-	}
-	var (
-		resp         *providerv1.Response
-		lease        uint64
-		providerTime time.Duration
-	)
-	if cacheOn {
-		resp, lease = s.cacheLookup(ctx, id)
-	}
-	hit := resp != nil
+	tokens, resp, hit := l.tokens, l.cached, l.cached != nil
+	var providerTime time.Duration
 
 	ss, canStream := s.scrubber.(StreamScrubber)
 	out := &streamOut{
-		ctx: ctx, emit: emit, start: start, rec: rec, choices: map[int64]*choiceOut{},
+		ctx: ctx, emit: emit, rec: rec, choices: map[int64]*choiceOut{},
 		scrub:       req.ScrubOutput && canStream,
 		holdContent: req.ScrubOutput && !canStream,
 		holdTools:   req.ScrubToolArguments || (tokens != nil && tokens.text != nil),
@@ -120,30 +104,23 @@ func (s *Service) runStream(ctx context.Context, req Request, comp Component, re
 			return d, nil
 		}
 		d, used, err := s.dispatch(ctx, p, comp, rec, call, func() bool { return out.taken == 0 })
-		if err != nil {
-			s.releaseLater(ctx, id, lease)
+		if resp, providerTime, err = s.dispatched(ctx, comp, rec, l, d, used, err); err != nil {
 			return nil, err
 		}
-		resp = d.Response
-		rec.ev.WorkerId = resp.GetWorkerId()
-		rec.ev.ProviderLatency = resp.GetProviderLatency()
-		providerTime = resp.GetProviderLatency().AsDuration()
-		if cacheOn {
-			s.storeAnswer(ctx, comp, id, lease, used, resp)
-		}
 	}
-	rec.ev.CacheHit = hit
 	if err := out.finish(); err != nil {
 		return nil, err
 	}
 	if err := s.finishStream(ctx, req, resp, rec, tokens, out); err != nil {
 		return nil, err
 	}
+	res := &Result{RequestID: p.GetRequestId(), Response: resp, CacheHit: hit, ProviderTime: providerTime}
 	if !out.first.IsZero() {
-		rec.ev.TimeToFirstToken = durationpb.New(out.first.Sub(start))
+		res.TimeToFirstToken = out.first.Sub(rec.start)
+		rec.ev.TimeToFirstToken = durationpb.New(res.TimeToFirstToken)
 	}
 	fillOutcome(rec.ev, resp)
-	return &Result{RequestID: p.GetRequestId(), Response: resp, CacheHit: hit, ProviderTime: providerTime}, nil
+	return res, nil
 }
 
 // finishStream makes the output scrub of what the stream did not scrub (tool-call
@@ -207,7 +184,6 @@ func (s *Service) finishStream(ctx context.Context, req Request, resp *providerv
 type streamOut struct {
 	ctx         context.Context //nolint:containedctx // one stream's context, held for its scrubber streams
 	emit        func(Delta) error
-	start       time.Time
 	rec         *record
 	scrub       bool // content through a scrubber stream per choice
 	holdContent bool // content scrubbed whole at the end (the scrubber cannot stream)

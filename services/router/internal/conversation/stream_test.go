@@ -91,6 +91,7 @@ type splitDispatcher struct {
 	cuts      []int
 	calls     int
 	failAfter int
+	output    uint64 // completion tokens the answer reports; 1 when 0
 }
 
 func (d *splitDispatcher) Dispatch(context.Context, *providerv1.Request) (*Dispatched, error) {
@@ -132,7 +133,7 @@ func (d *splitDispatcher) DispatchStream(_ context.Context, req *providerv1.Requ
 	}
 	return &Dispatched{Attempts: 1, Response: asm.Response(&providerv1.Response{
 		WorkerId: "w1", Model: "m", Choices: []*providerv1.Choice{{FinishReason: "stop"}},
-		Usage: &providerv1.Usage{PromptTokens: 1, CompletionTokens: 1, TotalTokens: 2},
+		Usage: &providerv1.Usage{PromptTokens: 1, CompletionTokens: max(d.output, 1), TotalTokens: 1 + max(d.output, 1)},
 	})}, nil
 }
 
@@ -142,17 +143,18 @@ type streamFixture struct {
 	audit   *memAudit
 	cache   *memCache
 	streams *int
+	reg     *prometheus.Registry
 }
 
 func newStreamFixture(t *testing.T, opts Options) streamFixture {
 	t.Helper()
-	f := streamFixture{disp: &splitDispatcher{}, audit: &memAudit{}, cache: newMemCache(nil), streams: new(int)}
+	f := streamFixture{disp: &splitDispatcher{}, audit: &memAudit{}, cache: newMemCache(nil), streams: new(int), reg: prometheus.NewRegistry()}
 	comps := components{
 		"echo":    {Name: "echo", Type: "conversation.echo", CacheTTL: time.Minute, Fallbacks: []string{"nocache"}},
 		"nocache": {Name: "nocache", Type: "conversation.echo"},
 	}
 	sc := holdScrubber{upperScrubber: upperScrubber{mu: &sync.Mutex{}, calls: &[]ScrubCall{}}, streams: f.streams}
-	svc, err := New(comps, sc, f.cache, f.disp, f.audit, opts, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	svc, err := New(comps, sc, f.cache, f.disp, f.audit, opts, slog.New(slog.DiscardHandler), f.reg)
 	require.NoError(t, err)
 	f.svc = svc
 	return f

@@ -54,9 +54,6 @@ type Options struct {
 	// refusal (apikey.HTTPStatus): 429 for a limit, 403 for a component the key may not
 	// use, 503 when the limits cannot be checked.
 	AdmitStatus func(error) (status int, retryAfterSeconds int64)
-	// Visible reports whether the caller in ctx may see component in GET /v1/models
-	// (apikey.Allows); nil shows every component.
-	Visible func(ctx context.Context, component string) bool
 }
 
 // Handler serves the OpenAI-compatible API.
@@ -239,17 +236,12 @@ func toModel(c conversation.Component) model {
 	return model{ID: c.Name, Object: "model", Created: 0, OwnedBy: strings.TrimPrefix(c.Type, "conversation.")}
 }
 
-// visible reports whether the caller of ctx may see component.
-func (h *Handler) visible(ctx context.Context, component string) bool {
-	return h.opts.Visible == nil || h.opts.Visible(ctx, component)
-}
-
-// Models serves GET /v1/models: every component the caller may use, sorted by name.
+// Models serves GET /v1/models: every component the caller's key may use, sorted by name.
 func (h *Handler) Models(w http.ResponseWriter, r *http.Request) {
 	list := h.components.List()
 	data := make([]model, 0, len(list))
 	for _, c := range list {
-		if h.visible(r.Context(), c.Name) {
+		if tenant.From(r.Context()).MayUse(c.Name) {
 			data = append(data, toModel(c))
 		}
 	}
@@ -264,7 +256,7 @@ func (h *Handler) Models(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) Model(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	comp, e := h.lookup(id)
-	if e == nil && !h.visible(r.Context(), id) {
+	if e == nil && !tenant.From(r.Context()).MayUse(id) {
 		e = modelNotFound(id) // OpenAI's answer for a model the key has no access to
 	}
 	if e != nil {

@@ -503,12 +503,15 @@ func TestModels(t *testing.T) {
 	}
 
 	// A key limited to some components sees only those.
-	h.opts.Visible = func(_ context.Context, name string) bool { return name == "echo" }
+	limited := func(path string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		return r.WithContext(tenant.With(r.Context(), &tenant.Caller{Tenant: "t", Components: map[string]bool{"echo": true}}))
+	}
 	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/models", nil))
+	mux.ServeHTTP(rec, limited("/v1/models"))
 	require.JSONEq(t, `{"object":"list","data":[{"id":"echo","object":"model","created":0,"owned_by":"echo"}]}`, rec.Body.String())
 	rec = httptest.NewRecorder()
-	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/models/gpt", nil))
+	mux.ServeHTTP(rec, limited("/v1/models/gpt"))
 	require.Equal(t, http.StatusNotFound, rec.Code)
 }
 

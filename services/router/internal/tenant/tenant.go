@@ -21,6 +21,9 @@ type Caller struct {
 	KeyID string
 	// Admin may name another tenant in audit queries.
 	Admin bool
+	// Components the caller may use, read-only; nil means every component (no API
+	// keys, or a key without a components list).
+	Components map[string]bool
 
 	once   sync.Once
 	settle func(tokens int64)
@@ -40,6 +43,12 @@ func (c *Caller) Settle(tokens int64) {
 		return
 	}
 	c.once.Do(func() { c.settle(tokens) })
+}
+
+// MayUse reports whether the caller may use component: the metadata and component
+// listings show a caller only these.
+func (c *Caller) MayUse(component string) bool {
+	return c == nil || c.Components == nil || c.Components[component]
 }
 
 type callerKey struct{}

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -79,9 +80,14 @@ func (s *streamDispatch) run(ctx context.Context, subject string, data []byte) (
 	token, w := d.wait(int(s.window)+8, true) //nolint:gosec // a small window
 	defer d.unwait(token)
 	msg := &nats.Msg{Subject: subject, Reply: d.prefix + token, Data: data, Header: nats.Header{}}
+	// The same producer span as a unary dispatch: the worker's spans are its children.
+	ctx, span := startSend(ctx, d.cfg.Tracer, subject)
+	errType := ""
+	defer func() { endSend(span, errType) }()
 	d.prop.Inject(ctx, bus.HeaderCarrier(msg.Header))
 	defer crossing.Track(ctx, crossing.Dispatch)()
 	if err := d.nc.PublishMsg(msg); err != nil {
+		errType = "publish"
 		return nil, nil, fmt.Errorf("publish provider request: %w", err)
 	}
 	s.granted = s.window
@@ -99,10 +105,12 @@ func (s *streamDispatch) run(ctx context.Context, subject string, data []byte) (
 		case m := <-w.ch:
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 				finished = true
+				errType = "no_worker"
 				return nil, nil, conversation.ErrNoWorker
 			}
 			var r providerv1.Reply
 			if err := proto.Unmarshal(m.Data, &r); err != nil {
+				errType = "decode"
 				return nil, nil, fmt.Errorf("decode worker reply: %w", err)
 			}
 			if m.Reply != "" {
@@ -120,6 +128,7 @@ func (s *streamDispatch) run(ctx context.Context, subject string, data []byte) (
 			case *providerv1.Reply_Chunk:
 				claimed = true
 				if err := s.chunk(k.Chunk); err != nil {
+					errType = chunkErrType(err)
 					return nil, nil, err
 				}
 				idle.Reset(window)
@@ -128,6 +137,7 @@ func (s *streamDispatch) run(ctx context.Context, subject string, data []byte) (
 					// A worker older than the stream protocol answers whole: one chunk per choice.
 					for _, c := range conversation.ChunksOf(k.Response) {
 						if err := s.chunk(c); err != nil {
+							errType = chunkErrType(err)
 							return nil, nil, err
 						}
 					}
@@ -136,8 +146,10 @@ func (s *streamDispatch) run(ctx context.Context, subject string, data []byte) (
 				return s.asm.Response(k.Response), nil, nil
 			case *providerv1.Reply_Error:
 				finished = true
+				errType = "provider_error"
 				return nil, nil, providerError(k.Error)
 			default:
+				errType = "decode"
 				return nil, nil, fmt.Errorf("worker reply has no kind")
 			}
 		case <-idle.C:
@@ -147,11 +159,24 @@ func (s *streamDispatch) run(ctx context.Context, subject string, data []byte) (
 				idle.Reset(window - since)
 				continue
 			}
+			errType = "worker_lost"
 			return nil, &lostWorker{detection: detection, claimed: claimed, silence: time.Since(time.Unix(0, w.last.Load()))}, nil
 		case <-ctx.Done():
+			errType = "canceled"
 			return nil, nil, ctx.Err()
 		}
 	}
+}
+
+// chunkErrType is the span's error.type of a chunk that failed the stream: out of
+// sequence (a provider error of this package) or refused by the consumer (the caller went
+// away, a scrubber stream failed).
+func chunkErrType(err error) string {
+	var pe *conversation.ProviderError
+	if errors.As(err, &pe) {
+		return "stream_broken"
+	}
+	return "consumer"
 }
 
 // chunk checks a chunk's number, hands it on and grants credit when half the window has
