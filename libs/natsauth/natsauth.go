@@ -1,8 +1,7 @@
 // Package natsauth owns the NATS users of a Parley constellation and their subject
 // permissions: who may publish provider work and audit events, who may take which
 // provider work and announce which workers serve it, who may consume the audit stream and
-// who may touch the cache bucket and
-// the routers' limits bucket.
+// who may touch the cache bucket and the routers' limits bucket.
 // The same permissions feed an embedded server (ServerUsers), a server configuration
 // file (Config) and the deploy manifests, so every way of running Parley locks NATS
 // down alike. Services never import it: they only present their credentials (libs/bus).
