@@ -1,18 +1,21 @@
 // Package componentapi serves parley.component.v1.ComponentService: the components the
-// router loaded, with model, cache TTL and fallbacks (what the console's Components page
-// shows). Provider secrets are never resolved by the router, so never listed.
+// router loaded, with model, cache TTL, fallbacks and live workers (what the console's
+// Components page shows). Provider secrets are never resolved by the router, so never listed.
 package componentapi
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	componentv1 "github.com/parleyhq/parley/gen/pb/parley/component/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/component/v1/componentv1connect"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/presence"
 )
 
 // Lister lists the loaded components.
@@ -20,15 +23,22 @@ type Lister interface {
 	List() []conversation.Component
 }
 
+// Presence counts each component's live workers; nil leaves the counts zero.
+type Presence interface {
+	Counts() map[string]presence.Count
+}
+
 // Handler answers ComponentService calls.
 type Handler struct {
-	list []*componentv1.Component
+	list     []*componentv1.Component
+	presence Presence
 }
 
 var _ componentv1connect.ComponentServiceHandler = (*Handler)(nil)
 
-// New builds the answer once: the component files are read at start only.
-func New(l Lister) *Handler {
+// New builds the static part of the answer once (the component files are read at start
+// only); each call adds the live worker counts of p.
+func New(l Lister, p Presence) *Handler {
 	list := make([]*componentv1.Component, 0, len(l.List()))
 	for _, c := range l.List() {
 		pc := &componentv1.Component{
@@ -41,10 +51,23 @@ func New(l Lister) *Handler {
 		list = append(list, pc)
 	}
 	slices.SortFunc(list, func(a, b *componentv1.Component) int { return strings.Compare(a.GetName(), b.GetName()) })
-	return &Handler{list: list}
+	return &Handler{list: list, presence: p}
 }
 
-// ListComponents lists every component by name.
+// ListComponents lists every component by name, with its live workers.
 func (h *Handler) ListComponents(context.Context, *componentv1.ListComponentsRequest) (*componentv1.ListComponentsResponse, error) {
-	return &componentv1.ListComponentsResponse{Components: h.list}, nil
+	if h.presence == nil {
+		return &componentv1.ListComponentsResponse{Components: h.list}, nil
+	}
+	counts := h.presence.Counts()
+	out := make([]*componentv1.Component, len(h.list))
+	for i, c := range h.list {
+		pc := proto.CloneOf(c)
+		n := counts[c.GetName()]
+		pc.Workers, pc.Slots, pc.SlotsInUse = clamp(n.Workers), clamp(n.Slots), clamp(n.SlotsInUse)
+		out[i] = pc
+	}
+	return &componentv1.ListComponentsResponse{Components: out}, nil
 }
+
+func clamp(n int) uint32 { return uint32(min(max(n, 0), math.MaxUint32)) } //nolint:gosec // clamped
