@@ -43,20 +43,22 @@ func (w *Worker) startPresence() {
 	}()
 }
 
-// stopPresence ends the announcements and says goodbye, so routers stop counting the
-// worker at once.
-func (w *Worker) stopPresence() {
-	p := w.presence
+// goodbyeFlush bounds the wait for the goodbye to leave: a worker cut off from NATS stops
+// anyway, and routers forget it after three intervals.
+const goodbyeFlush = time.Second
+
+// stopPresence ends the announcements p started and says goodbye, so routers stop counting
+// the worker at once. p may be nil (never started).
+func (w *Worker) stopPresence(p *presence) {
 	if p == nil {
 		return
 	}
-	w.presence = nil
 	close(p.stop)
 	<-p.done
 	w.announce(true)
-	// The goodbye leaves before the connection drains; a failed flush only delays the
+	// The goodbye leaves before the subscriptions drain; a failed flush only delays the
 	// routers' count until the announcement expires.
-	_ = w.nc.Flush()
+	_ = w.nc.FlushTimeout(goodbyeFlush)
 }
 
 // announce publishes one Presence per component. Publishing never blocks on the server; a

@@ -73,9 +73,11 @@ func (w *Worker) Stop(ctx context.Context) error {
 	subs := w.subs
 	w.subs = nil
 	w.stopped = true
-	// Goodbye first: the worker takes no more work.
-	w.stopPresence()
+	p := w.presence
+	w.presence = nil
 	w.mu.Unlock()
+	// Goodbye first: the worker takes no more work.
+	w.stopPresence(p)
 
 	var errs []error
 	closed := make([]<-chan nats.SubStatus, 0, len(subs))
