@@ -38,6 +38,7 @@ import (
 	"github.com/parleyhq/parley/services/router/internal/daprapi"
 	"github.com/parleyhq/parley/services/router/internal/nativeapi"
 	"github.com/parleyhq/parley/services/router/internal/nearcache"
+	"github.com/parleyhq/parley/services/router/internal/presence"
 	"github.com/parleyhq/parley/services/router/internal/ratelimit"
 	"github.com/parleyhq/parley/services/router/internal/upstream"
 )
@@ -245,11 +246,31 @@ var consoleRoutes = fx.Provide(
 	rpcserver.AsRoute(func(h *console.Handler) rpcserver.Route {
 		return rpcserver.Route{Pattern: "GET " + strings.TrimSuffix(console.Prefix, "/"), Handler: h}
 	}),
-	rpcserver.AsRoute(func(comps *upstream.Components, mw *rpcserver.Middleware, g *apikey.Guard) rpcserver.Route {
-		path, handler := componentv1connect.NewComponentServiceHandler(componentapi.New(comps), mw.HandlerOption())
+	newPresence,
+	rpcserver.AsRoute(func(comps *upstream.Components, p *presence.Table, mw *rpcserver.Middleware, g *apikey.Guard) rpcserver.Route {
+		path, handler := componentv1connect.NewComponentServiceHandler(componentapi.New(comps, p), mw.HandlerOption())
 		return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: componentv1connect.ComponentServiceName}
 	}),
 )
+
+// newPresence is the table of the workers announcing the router's components
+// (parley.workers.<component>): the console's live worker count and the
+// parley_router_workers gauge. It listens from start to stop.
+func newPresence(lc fx.Lifecycle, comps *upstream.Components, c *bus.Conn, reg prometheus.Registerer) (*presence.Table, error) {
+	names := make([]string, 0, len(comps.List()))
+	for _, comp := range comps.List() {
+		names = append(names, comp.Name)
+	}
+	t := presence.New(names, presence.Options{})
+	if err := reg.Register(t); err != nil {
+		return nil, fmt.Errorf("register presence metrics: %w", err)
+	}
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error { return t.Subscribe(c.Conn) },
+		OnStop:  func(context.Context) error { return t.Close() },
+	})
+	return t, nil
+}
 
 // healthParams are newHealth's dependencies: the router's readiness checks, the ones its
 // /readyz runs.
