@@ -201,6 +201,8 @@ func TestPools(t *testing.T) {
 						block := regexp.MustCompile(`(?s)# provider-worker-` + regexp.QuoteMeta(c) + ` \(provider-worker, components ` + regexp.QuoteMeta(c) + `\).*?\n    }`).FindString(auth)
 						require.NotEmpty(t, block, "auth.conf has no user provider-worker-%s", c)
 						// and read its own inbox (credits and cancels of streamed answers).
+						// It announces itself on its component's presence subject only.
+						require.Contains(t, block, `publish: {allow: ["parley.workers.`+c+`"]}`)
 						require.Regexp(t, `subscribe: \{allow: \["parley\.provider\.`+regexp.QuoteMeta(c)+` parley\.provider\.`+regexp.QuoteMeta(c)+`", "_INBOX\.U[A-Z2-7]{55}\.>"\]\}`, block)
 					}
 

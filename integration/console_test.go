@@ -122,6 +122,11 @@ func until(js string) chromedp.Action[chromedp.Void] {
 	return chromedp.Poll[chromedp.Void](js, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(40*time.Second))
 }
 
+// workersJS is true when the Components page shows n live workers of component.
+func workersJS(component string, n int) string {
+	return fmt.Sprintf(`(() => { const w = document.querySelector('#components tr[data-name=%q] .workers'); return w !== null && w.innerText === %q; })()`, component, fmt.Sprint(n))
+}
+
 // choose picks an option of a <select> as a user would, firing its change event.
 func choose(sel, value string) chromedp.Action[chromedp.Void] {
 	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const s = document.querySelector(%q); s.value = %q;
@@ -406,12 +411,57 @@ func TestConsole(t *testing.T) {
 			chromedp.Click(chromedp.CSS(`nav a[href="components"]`)),
 			chromedp.WaitVisible(chromedp.ID("components")),
 			until(fmt.Sprintf(`document.querySelector('#components tr[data-name="console-e2e"] .requests').innerText === %q`, fmt.Sprint(sent))),
+			// The test's own worker, announced on parley.workers.console-e2e.
+			until(workersJS(component, 1)),
 		)
 		text := b.text(t, "#components")
 		require.Contains(t, text, "console-e2e")
 		require.Contains(t, text, "conversation.echo")
 		require.Contains(t, text, "echo-console")
 		b.shot(t, "components")
+	})
+
+	// The live worker count follows the workers: one more while a second worker runs, one
+	// fewer as soon as it stops (its goodbye), in ComponentService and on the page.
+	t.Run("live workers", func(t *testing.T) {
+		workers := func() uint32 {
+			c := componentv1connect.NewComponentServiceClient(http.DefaultClient, base)
+			ctx, ci := connect.NewClientContext(t.Context())
+			ci.RequestHeader().Set("dapr-api-token", token)
+			res, err := c.ListComponents(ctx, &componentv1.ListComponentsRequest{})
+			require.NoError(t, err)
+			for _, comp := range res.GetComponents() {
+				if comp.GetName() == component {
+					require.LessOrEqual(t, comp.GetSlotsInUse(), comp.GetSlots())
+					return comp.GetWorkers()
+				}
+			}
+			t.Fatalf("ComponentService does not list %s", component)
+			return 0
+		}
+		require.Equal(t, uint32(1), workers())
+		const second = "worker-console-2"
+		require.NoError(t, st.StartInstance(t.Context(), "provider-worker", second, map[string]string{
+			"COMPONENTS_DIR": dir, "WORKER_COMPONENTS": component,
+		}))
+		stopped := false
+		t.Cleanup(func() {
+			if !stopped {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
+				defer cancel()
+				require.NoError(t, st.StopService(ctx, second))
+			}
+		})
+		require.Eventually(t, func() bool { return workers() == 2 }, 30*time.Second, 50*time.Millisecond, "the second worker is not counted")
+		b.run(t, until(workersJS(component, 2)))
+		b.shot(t, "components-two-workers")
+
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, st.StopService(ctx, second))
+		stopped = true
+		require.Eventually(t, func() bool { return workers() == 1 }, 30*time.Second, 50*time.Millisecond, "the stopped worker is still counted")
+		b.run(t, until(workersJS(component, 1)))
 	})
 
 	t.Run("phone width", func(t *testing.T) {

@@ -1,7 +1,7 @@
 // Package natsauth owns the NATS users of a Parley constellation and their subject
 // permissions: who may publish provider work and audit events, who may take which
-// provider work, who may consume the audit stream and who may touch the cache bucket and
-// the routers' limits bucket.
+// provider work and announce which workers serve it, who may consume the audit stream and
+// who may touch the cache bucket and the routers' limits bucket.
 // The same permissions feed an embedded server (ServerUsers), a server configuration
 // file (Config) and the deploy manifests, so every way of running Parley locks NATS
 // down alike. Services never import it: they only present their credentials (libs/bus).
@@ -28,10 +28,10 @@ type Role string
 // The roles. pii-scrubber never connects to NATS.
 const (
 	// Router publishes provider work and audit events, reads the answers and answers
-	// streaming workers' control subjects.
+	// streaming workers' control subjects; it hears workers' presence.
 	Router Role = "router"
 	// Worker takes the provider work of its components and answers it; it reads its own
-	// inbox for stream control.
+	// inbox for stream control and announces itself on its components' presence subjects.
 	Worker Role = "provider-worker"
 	// Cache owns the cache's key-value bucket.
 	Cache Role = "cache"
@@ -116,9 +116,9 @@ func Permissions(u User) (*server.Permissions, error) {
 				"$JS.API.DIRECT.GET." + limits + ".>",
 				"$KV." + bus.LimitsBucket + ".>",
 			}},
-			// Worker answers and heartbeats, the audit stream's publish acks, and the
-			// cache's purge notices for the near cache.
-			Subscribe: &server.SubjectPermission{Allow: []string{inbox, cachepurge.Subject}},
+			// Worker answers and heartbeats, the audit stream's publish acks, the
+			// cache's purge notices for the near cache, and workers' presence.
+			Subscribe: &server.SubjectPermission{Allow: []string{inbox, cachepurge.Subject, bus.WorkerSubjectPrefix + "*"}},
 			// Stream control (credits, cancel) to the reply subject a streaming worker set on
 			// its heartbeats and chunks, for as long as a call may run; nothing uninvited.
 			Response: &server.ResponsePermission{MaxMsgs: -1, Expires: DefaultResponseTTL},
@@ -126,19 +126,23 @@ func Permissions(u User) (*server.Permissions, error) {
 	case Worker:
 		// Queue subscriptions only ("subject queue"), to the component's own group: a
 		// plain subscription, or another group on the same subject, is refused.
+		// It announces itself on its components' presence subjects only.
 		var sub []string
+		pub := []string{}
 		if len(u.Components) == 0 {
 			sub = []string{bus.ProviderSubjectPrefix + "> " + bus.ProviderSubjectPrefix + ">"}
+			pub = []string{bus.WorkerSubjectPrefix + "*"}
 		}
 		for _, c := range u.Components {
 			sub = append(sub, bus.ProviderSubjectPrefix+c+" "+bus.ProviderSubjectPrefix+c)
+			pub = append(pub, bus.PresenceSubject(c))
 		}
 		// Its own inboxes: the control subjects of its streams (router credits, cancel).
 		sub = append(sub, inbox)
 		return &server.Permissions{
-			// No publish at all but answers (heartbeats, chunks, then the reply) to the
-			// requests it received, for as long as a call may run.
-			Publish:   &server.SubjectPermission{Allow: []string{}},
+			// No publish but presence and answers (heartbeats, chunks, then the reply) to
+			// the requests it received, for as long as a call may run.
+			Publish:   &server.SubjectPermission{Allow: pub},
 			Subscribe: &server.SubjectPermission{Allow: sub},
 			Response:  &server.ResponsePermission{MaxMsgs: -1, Expires: DefaultResponseTTL},
 		}, nil

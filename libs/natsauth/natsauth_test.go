@@ -564,3 +564,57 @@ func TestRouterSharesLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestPresence: a worker announces itself on its own components' presence subjects only,
+// routers hear it, and nobody else may listen or announce.
+func TestPresence(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, l *natstest.Locked) {
+		router := l.ConnectAs(t, "router", nil)
+		heard, err := router.SubscribeSync(bus.WorkerSubjectPrefix + "*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := router.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		publishes := []struct{ user, subject string }{
+			{"worker-echo", bus.PresenceSubject("other")},
+			{"worker-other", bus.PresenceSubject("echo")},
+			{"router", bus.PresenceSubject("echo")},
+			{"cache", bus.PresenceSubject("echo")},
+			{"audit", bus.PresenceSubject("echo")},
+		}
+		for _, tc := range publishes {
+			t.Run(tc.user+" announces "+tc.subject, func(t *testing.T) {
+				errs := make(chan error, 4)
+				nc := l.ConnectAs(t, tc.user, errs)
+				if err := nc.Publish(tc.subject, []byte("forged "+tc.user)); err != nil {
+					t.Fatal(err)
+				}
+				violation(t, errs, tc.subject)
+			})
+		}
+		for _, name := range []string{"worker-echo", "cache", "audit"} {
+			t.Run(name+" listens", func(t *testing.T) {
+				errs := make(chan error, 4)
+				nc := l.ConnectAs(t, name, errs)
+				if _, err := nc.SubscribeSync(bus.WorkerSubjectPrefix + "*"); err != nil {
+					t.Fatal(err)
+				}
+				violation(t, errs, bus.WorkerSubjectPrefix+"*")
+			})
+		}
+		worker := l.ConnectAs(t, "worker-echo", nil)
+		if err := worker.Publish(bus.PresenceSubject("echo"), []byte("genuine")); err != nil {
+			t.Fatal(err)
+		}
+		m, err := heard.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("router hears the worker: %v", err)
+		}
+		if string(m.Data) != "genuine" || m.Subject != bus.PresenceSubject("echo") {
+			t.Fatalf("router heard %q on %s first, want only the worker's announcement", m.Data, m.Subject)
+		}
+	})
+}

@@ -42,18 +42,18 @@ func TestConfig(t *testing.T) {
 		{
 			name: "defaults",
 			env:  map[string]string{},
-			want: app.Config{ComponentsDir: "/etc/parley/components", Concurrency: 64, HeartbeatInterval: 200 * time.Millisecond},
+			want: app.Config{ComponentsDir: "/etc/parley/components", Concurrency: 64, HeartbeatInterval: 200 * time.Millisecond, PresenceInterval: 2 * time.Second},
 		},
 		{
 			name: "everything set",
 			env: map[string]string{
 				"COMPONENTS_DIR": "/c", "SECRETS_DIR": "/s", "WORKER_COMPONENTS": "a,b",
 				"WORKER_CONCURRENCY": "8", "WORKER_HEARTBEAT_INTERVAL": "250ms", "WORKER_ID": "w-1",
-				"RESILIENCY_DIR": "/r",
+				"RESILIENCY_DIR": "/r", "WORKER_PRESENCE_INTERVAL": "5s",
 			},
 			want: app.Config{
 				ComponentsDir: "/c", ResiliencyDir: "/r", SecretsDir: "/s", Components: []string{"a", "b"},
-				Concurrency: 8, HeartbeatInterval: 250 * time.Millisecond, WorkerID: "w-1",
+				Concurrency: 8, HeartbeatInterval: 250 * time.Millisecond, PresenceInterval: 5 * time.Second, WorkerID: "w-1",
 			},
 		},
 	}

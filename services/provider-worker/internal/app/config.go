@@ -28,6 +28,10 @@ type Config struct {
 	// it, and the router presumes the worker dead after ROUTER_WORKER_HEARTBEAT_MISSES of
 	// them are missed. It costs one small message per running call per interval.
 	HeartbeatInterval time.Duration `env:"WORKER_HEARTBEAT_INTERVAL, default=200ms"`
+	// PresenceInterval is the time between two announcements of the worker on its
+	// components' presence subjects (parley.workers.<component>); routers forget a worker
+	// unheard for three intervals.
+	PresenceInterval time.Duration `env:"WORKER_PRESENCE_INTERVAL, default=2s"`
 	// WorkerID names the worker in replies; empty means <hostname>-<pid>.
 	WorkerID string `env:"WORKER_ID"`
 	// EndpointAllowlist restricts provider endpoints to these hosts (comma-separated;
@@ -53,6 +57,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Concurrency <= 0 || c.Concurrency > maxConcurrency {
 		errs = append(errs, fmt.Errorf("WORKER_CONCURRENCY must be between 1 and %d, got %d", maxConcurrency, c.Concurrency))
+	}
+	if c.PresenceInterval <= 0 {
+		errs = append(errs, fmt.Errorf("WORKER_PRESENCE_INTERVAL must be positive, got %s", c.PresenceInterval))
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, fmt.Errorf("WORKER_HEARTBEAT_INTERVAL must be positive, got %s", c.HeartbeatInterval))

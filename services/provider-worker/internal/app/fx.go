@@ -105,6 +105,7 @@ func newWorker(lc fx.Lifecycle, conn *bus.Conn, reg *providers.Registry, policie
 		WorkerID:          cfg.ID(),
 		Concurrency:       cfg.Concurrency,
 		HeartbeatInterval: cfg.HeartbeatInterval,
+		PresenceInterval:  cfg.PresenceInterval,
 		Propagator:        tel.Propagator,
 		TracerProvider:    tel.TracerProvider,
 		GenAI:             reg.GenAI,

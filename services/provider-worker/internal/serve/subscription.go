@@ -43,6 +43,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.nc.FlushWithContext(ctx); err != nil {
 		return errors.Join(fmt.Errorf("flush subscriptions: %w", err), w.unsubscribeLocked())
 	}
+	w.startPresence()
 	w.logger.InfoContext(ctx, "worker subscribed",
 		"components", w.Components(), "worker_id", w.opts.WorkerID, "concurrency", w.opts.Concurrency)
 	for _, rt := range w.routes {
@@ -72,7 +73,11 @@ func (w *Worker) Stop(ctx context.Context) error {
 	subs := w.subs
 	w.subs = nil
 	w.stopped = true
+	p := w.presence
+	w.presence = nil
 	w.mu.Unlock()
+	// Goodbye first: the worker takes no more work.
+	w.stopPresence(p)
 
 	var errs []error
 	closed := make([]<-chan nats.SubStatus, 0, len(subs))

@@ -49,6 +49,9 @@ type Options struct {
 	Concurrency int
 	// HeartbeatInterval is the time between two Heartbeat replies while a call runs.
 	HeartbeatInterval time.Duration
+	// PresenceInterval is the time between two presence announcements
+	// (parley.workers.<component>); zero means DefaultPresenceInterval.
+	PresenceInterval time.Duration
 	// AdmissionWait is how long a request waits for a free slot before it is answered
 	// UNAVAILABLE; zero means DefaultAdmissionWait.
 	AdmissionWait time.Duration
@@ -98,10 +101,11 @@ type Worker struct {
 
 	ctl streams // stream control: credits and cancels from routers
 
-	mu      sync.Mutex
-	subs    []*nats.Subscription
-	started bool
-	stopped bool
+	mu       sync.Mutex
+	presence *presence // announcements, from Start to Stop
+	subs     []*nats.Subscription
+	started  bool
+	stopped  bool
 }
 
 // route is one served component with its policy and its metrics bound to its label.
@@ -141,8 +145,8 @@ func New(nc *nats.Conn, providers map[string]Provider, opts Options) (*Worker, e
 	if opts.HeartbeatInterval <= 0 {
 		errs = append(errs, fmt.Errorf("heartbeat interval must be positive, got %s", opts.HeartbeatInterval))
 	}
-	if opts.AdmissionWait < 0 || opts.PendingMsgs < 0 {
-		errs = append(errs, errors.New("admission wait and pending messages must not be negative"))
+	if opts.AdmissionWait < 0 || opts.PendingMsgs < 0 || opts.PresenceInterval < 0 {
+		errs = append(errs, errors.New("admission wait, pending messages and presence interval must not be negative"))
 	}
 	if len(providers) == 0 {
 		errs = append(errs, errors.New("no components to serve"))
@@ -160,6 +164,9 @@ func New(nc *nats.Conn, providers map[string]Provider, opts Options) (*Worker, e
 	}
 	if opts.AdmissionWait == 0 {
 		opts.AdmissionWait = DefaultAdmissionWait
+	}
+	if opts.PresenceInterval == 0 {
+		opts.PresenceInterval = DefaultPresenceInterval
 	}
 	if opts.PendingMsgs == 0 {
 		opts.PendingMsgs = max(256, 4*opts.Concurrency)

@@ -52,7 +52,7 @@ func serveListings(t *testing.T, g *apikey.Guard) string {
 	path, dapr := runtimev1connect.NewDaprHandler(h, connect.WithInterceptors(daprapi.Unimplemented{}, g.Interceptor()))
 	mux.Handle(path, g.DaprRPC(dapr))
 	mux.Handle("GET /v1.0/metadata", g.DaprHTTP(http.HandlerFunc(h.Metadata)))
-	path, comps := componentv1connect.NewComponentServiceHandler(componentapi.New(loaded{}))
+	path, comps := componentv1connect.NewComponentServiceHandler(componentapi.New(loaded{}, nil))
 	mux.Handle(path, g.RPC(comps))
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.Protocols = new(http.Protocols)

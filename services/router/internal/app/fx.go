@@ -39,6 +39,7 @@ import (
 	"github.com/parleyhq/parley/services/router/internal/nativeapi"
 	"github.com/parleyhq/parley/services/router/internal/nearcache"
 	"github.com/parleyhq/parley/services/router/internal/openaiapi"
+	"github.com/parleyhq/parley/services/router/internal/presence"
 	"github.com/parleyhq/parley/services/router/internal/ratelimit"
 	"github.com/parleyhq/parley/services/router/internal/upstream"
 )
@@ -264,8 +265,9 @@ var consoleRoutes = fx.Provide(
 	rpcserver.AsRoute(func(h *console.Handler) rpcserver.Route {
 		return rpcserver.Route{Pattern: "GET " + strings.TrimSuffix(console.Prefix, "/"), Handler: h}
 	}),
-	rpcserver.AsRoute(func(comps *upstream.Components, mw *rpcserver.Middleware, g *apikey.Guard) rpcserver.Route {
-		path, handler := componentv1connect.NewComponentServiceHandler(componentapi.New(comps), mw.HandlerOption())
+	newPresence,
+	rpcserver.AsRoute(func(comps *upstream.Components, p *presence.Table, mw *rpcserver.Middleware, g *apikey.Guard) rpcserver.Route {
+		path, handler := componentv1connect.NewComponentServiceHandler(componentapi.New(comps, p), mw.HandlerOption())
 		return rpcserver.Route{Pattern: path, Handler: g.RPC(handler), Service: componentv1connect.ComponentServiceName}
 	}),
 )
@@ -274,6 +276,25 @@ var consoleRoutes = fx.Provide(
 // OpenAI's 401.
 func refuseOpenAI(w http.ResponseWriter, _ *http.Request, missing bool) {
 	openaiapi.WriteError(w, openaiapi.Unauthorized(missing))
+}
+
+// newPresence is the table of the workers announcing the router's components
+// (parley.workers.<component>): the console's live worker count and the
+// parley_router_workers gauge. It listens from start to stop.
+func newPresence(lc fx.Lifecycle, comps *upstream.Components, c *bus.Conn, reg prometheus.Registerer) (*presence.Table, error) {
+	names := make([]string, 0, len(comps.List()))
+	for _, comp := range comps.List() {
+		names = append(names, comp.Name)
+	}
+	t := presence.New(names, presence.Options{})
+	if err := reg.Register(t); err != nil {
+		return nil, fmt.Errorf("register presence metrics: %w", err)
+	}
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error { return t.Subscribe(c.Conn) },
+		OnStop:  func(context.Context) error { return t.Close() },
+	})
+	return t, nil
 }
 
 // healthParams are newHealth's dependencies: the router's readiness checks, the ones its

@@ -10,6 +10,7 @@ import (
 
 	componentv1 "github.com/parleyhq/parley/gen/pb/parley/component/v1"
 	"github.com/parleyhq/parley/services/router/internal/conversation"
+	"github.com/parleyhq/parley/services/router/internal/presence"
 	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
@@ -59,7 +60,7 @@ func TestListComponents(t *testing.T) {
 			if tt.caller != nil {
 				ctx = tenant.With(ctx, tt.caller)
 			}
-			res, err := New(tt.in).ListComponents(ctx, &componentv1.ListComponentsRequest{})
+			res, err := New(tt.in, nil).ListComponents(ctx, &componentv1.ListComponentsRequest{})
 			require.NoError(t, err)
 			require.Len(t, res.GetComponents(), len(tt.want))
 			for i := range tt.want {
@@ -67,4 +68,26 @@ func TestListComponents(t *testing.T) {
 			}
 		})
 	}
+}
+
+type counts map[string]presence.Count
+
+func (c counts) Counts() map[string]presence.Count { return c }
+
+// TestListComponentsWithWorkers: each call carries the live workers and slots of each
+// component, zero for a component nobody serves, and does not change the next answer.
+func TestListComponentsWithWorkers(t *testing.T) {
+	t.Parallel()
+	live := counts{"echo": {Workers: 2, Slots: 16, SlotsInUse: 3}}
+	h := New(list{{Name: "openai", Type: "conversation.openai"}, {Name: "echo", Type: "conversation.echo"}}, live)
+	res, err := h.ListComponents(t.Context(), &componentv1.ListComponentsRequest{})
+	require.NoError(t, err)
+	require.True(t, proto.Equal(&componentv1.Component{Name: "echo", Type: "conversation.echo", Workers: 2, Slots: 16, SlotsInUse: 3}, res.GetComponents()[0]), "%v", res.GetComponents()[0])
+	require.True(t, proto.Equal(&componentv1.Component{Name: "openai", Type: "conversation.openai"}, res.GetComponents()[1]), "%v", res.GetComponents()[1])
+
+	live["echo"] = presence.Count{Workers: 1, Slots: 8}
+	res, err = h.ListComponents(t.Context(), &componentv1.ListComponentsRequest{})
+	require.NoError(t, err)
+	require.Equal(t, uint32(1), res.GetComponents()[0].GetWorkers())
+	require.Equal(t, uint32(0), res.GetComponents()[0].GetSlotsInUse())
 }

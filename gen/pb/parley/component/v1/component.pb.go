@@ -35,7 +35,14 @@ type Component struct {
 	// How long answers are cached (responseCacheTTL); zero when they are not.
 	CacheTtl *durationpb.Duration `protobuf:"bytes,5,opt,name=cache_ttl,json=cacheTtl,proto3" json:"cache_ttl,omitempty"`
 	// Components tried in order when this one cannot answer.
-	Fallbacks     []string `protobuf:"bytes,6,rep,name=fallbacks,proto3" json:"fallbacks,omitempty"`
+	Fallbacks []string `protobuf:"bytes,6,rep,name=fallbacks,proto3" json:"fallbacks,omitempty"`
+	// Workers that announced this component lately (parley.workers.<component>), as this
+	// router heard them.
+	Workers uint32 `protobuf:"varint,7,opt,name=workers,proto3" json:"workers,omitempty"`
+	// Their slots (the calls they run at once, over all their components) and the slots
+	// running calls held at their last announcements.
+	Slots         uint32 `protobuf:"varint,8,opt,name=slots,proto3" json:"slots,omitempty"`
+	SlotsInUse    uint32 `protobuf:"varint,9,opt,name=slots_in_use,json=slotsInUse,proto3" json:"slots_in_use,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -110,6 +117,27 @@ func (x *Component) GetFallbacks() []string {
 		return x.Fallbacks
 	}
 	return nil
+}
+
+func (x *Component) GetWorkers() uint32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *Component) GetSlots() uint32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *Component) GetSlotsInUse() uint32 {
+	if x != nil {
+		return x.SlotsInUse
+	}
+	return 0
 }
 
 // ListComponentsRequest takes no parameters.
@@ -198,14 +226,18 @@ var File_parley_component_v1_component_proto protoreflect.FileDescriptor
 
 const file_parley_component_v1_component_proto_rawDesc = "" +
 	"\n" +
-	"#parley/component/v1/component.proto\x12\x13parley.component.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb9\x01\n" +
+	"#parley/component/v1/component.proto\x12\x13parley.component.v1\x1a\x1egoogle/protobuf/duration.proto\"\x8b\x02\n" +
 	"\tComponent\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12\x14\n" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x126\n" +
 	"\tcache_ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bcacheTtl\x12\x1c\n" +
-	"\tfallbacks\x18\x06 \x03(\tR\tfallbacks\"\x17\n" +
+	"\tfallbacks\x18\x06 \x03(\tR\tfallbacks\x12\x18\n" +
+	"\aworkers\x18\a \x01(\rR\aworkers\x12\x14\n" +
+	"\x05slots\x18\b \x01(\rR\x05slots\x12 \n" +
+	"\fslots_in_use\x18\t \x01(\rR\n" +
+	"slotsInUse\"\x17\n" +
 	"\x15ListComponentsRequest\"X\n" +
 	"\x16ListComponentsResponse\x12>\n" +
 	"\n" +

@@ -1421,6 +1421,108 @@ func (*Reply_Error) isReply_Kind() {}
 
 func (*Reply_Chunk) isReply_Kind() {}
 
+// Presence is a worker's announcement on subject parley.workers.<component>, one per served
+// component: once at start, every interval while it runs, and a goodbye on a graceful stop.
+// Routers keep a table of the workers they heard from; one unheard for three intervals is
+// gone.
+type Presence struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The component of the subject it was published on.
+	Component string `protobuf:"bytes,2,opt,name=component,proto3" json:"component,omitempty"`
+	// Every component the worker serves, sorted.
+	Components []string `protobuf:"bytes,3,rep,name=components,proto3" json:"components,omitempty"`
+	// The calls the worker runs at once (its concurrency), over all components.
+	Slots uint32 `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`
+	// The slots held by running calls when the announcement was sent.
+	SlotsInUse uint32 `protobuf:"varint,5,opt,name=slots_in_use,json=slotsInUse,proto3" json:"slots_in_use,omitempty"`
+	// The time to the worker's next announcement.
+	Interval *durationpb.Duration `protobuf:"bytes,6,opt,name=interval,proto3" json:"interval,omitempty"`
+	// True on the worker's last announcement: it stops and takes no more work.
+	Goodbye       bool `protobuf:"varint,7,opt,name=goodbye,proto3" json:"goodbye,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Presence) Reset() {
+	*x = Presence{}
+	mi := &file_parley_provider_v1_provider_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Presence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Presence) ProtoMessage() {}
+
+func (x *Presence) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_provider_v1_provider_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Presence.ProtoReflect.Descriptor instead.
+func (*Presence) Descriptor() ([]byte, []int) {
+	return file_parley_provider_v1_provider_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Presence) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *Presence) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *Presence) GetComponents() []string {
+	if x != nil {
+		return x.Components
+	}
+	return nil
+}
+
+func (x *Presence) GetSlots() uint32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *Presence) GetSlotsInUse() uint32 {
+	if x != nil {
+		return x.SlotsInUse
+	}
+	return 0
+}
+
+func (x *Presence) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *Presence) GetGoodbye() bool {
+	if x != nil {
+		return x.Goodbye
+	}
+	return false
+}
+
 var File_parley_provider_v1_provider_proto protoreflect.FileDescriptor
 
 const file_parley_provider_v1_provider_proto_rawDesc = "" +
@@ -1529,7 +1631,18 @@ const file_parley_provider_v1_provider_proto_rawDesc = "" +
 	"\bresponse\x18\x02 \x01(\v2\x1c.parley.provider.v1.ResponseH\x00R\bresponse\x121\n" +
 	"\x05error\x18\x03 \x01(\v2\x19.parley.provider.v1.ErrorH\x00R\x05error\x121\n" +
 	"\x05chunk\x18\x04 \x01(\v2\x19.parley.provider.v1.ChunkH\x00R\x05chunkB\x06\n" +
-	"\x04kind*\x98\x01\n" +
+	"\x04kind\"\xee\x01\n" +
+	"\bPresence\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1c\n" +
+	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12\x1e\n" +
+	"\n" +
+	"components\x18\x03 \x03(\tR\n" +
+	"components\x12\x14\n" +
+	"\x05slots\x18\x04 \x01(\rR\x05slots\x12 \n" +
+	"\fslots_in_use\x18\x05 \x01(\rR\n" +
+	"slotsInUse\x125\n" +
+	"\binterval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12\x18\n" +
+	"\agoodbye\x18\a \x01(\bR\agoodbye*\x98\x01\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tROLE_USER\x10\x01\x12\x0f\n" +
@@ -1561,7 +1674,7 @@ func file_parley_provider_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_provider_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_parley_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_parley_provider_v1_provider_proto_goTypes = []any{
 	(Role)(0),                     // 0: parley.provider.v1.Role
 	(ErrorCode)(0),                // 1: parley.provider.v1.ErrorCode
@@ -1580,39 +1693,41 @@ var file_parley_provider_v1_provider_proto_goTypes = []any{
 	(*Error)(nil),                 // 14: parley.provider.v1.Error
 	(*Heartbeat)(nil),             // 15: parley.provider.v1.Heartbeat
 	(*Reply)(nil),                 // 16: parley.provider.v1.Reply
-	nil,                           // 17: parley.provider.v1.Request.MetadataEntry
-	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*Presence)(nil),              // 17: parley.provider.v1.Presence
+	nil,                           // 18: parley.provider.v1.Request.MetadataEntry
+	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_parley_provider_v1_provider_proto_depIdxs = []int32{
 	2,  // 0: parley.provider.v1.Part.tool_call:type_name -> parley.provider.v1.ToolCall
 	3,  // 1: parley.provider.v1.Part.tool_result:type_name -> parley.provider.v1.ToolResult
 	0,  // 2: parley.provider.v1.Message.role:type_name -> parley.provider.v1.Role
 	4,  // 3: parley.provider.v1.Message.parts:type_name -> parley.provider.v1.Part
-	18, // 4: parley.provider.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	19, // 4: parley.provider.v1.Tool.parameters:type_name -> google.protobuf.Struct
 	5,  // 5: parley.provider.v1.Request.messages:type_name -> parley.provider.v1.Message
 	6,  // 6: parley.provider.v1.Request.tools:type_name -> parley.provider.v1.Tool
-	18, // 7: parley.provider.v1.Request.response_format:type_name -> google.protobuf.Struct
-	19, // 8: parley.provider.v1.Request.prompt_cache_retention:type_name -> google.protobuf.Duration
-	17, // 9: parley.provider.v1.Request.metadata:type_name -> parley.provider.v1.Request.MetadataEntry
-	20, // 10: parley.provider.v1.Request.deadline:type_name -> google.protobuf.Timestamp
+	19, // 7: parley.provider.v1.Request.response_format:type_name -> google.protobuf.Struct
+	20, // 8: parley.provider.v1.Request.prompt_cache_retention:type_name -> google.protobuf.Duration
+	18, // 9: parley.provider.v1.Request.metadata:type_name -> parley.provider.v1.Request.MetadataEntry
+	21, // 10: parley.provider.v1.Request.deadline:type_name -> google.protobuf.Timestamp
 	2,  // 11: parley.provider.v1.Choice.tool_calls:type_name -> parley.provider.v1.ToolCall
 	10, // 12: parley.provider.v1.Chunk.tool_calls:type_name -> parley.provider.v1.ToolCallDelta
 	9,  // 13: parley.provider.v1.Response.choices:type_name -> parley.provider.v1.Choice
 	8,  // 14: parley.provider.v1.Response.usage:type_name -> parley.provider.v1.Usage
-	19, // 15: parley.provider.v1.Response.provider_latency:type_name -> google.protobuf.Duration
+	20, // 15: parley.provider.v1.Response.provider_latency:type_name -> google.protobuf.Duration
 	1,  // 16: parley.provider.v1.Error.code:type_name -> parley.provider.v1.ErrorCode
-	19, // 17: parley.provider.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	20, // 17: parley.provider.v1.Error.retry_after:type_name -> google.protobuf.Duration
 	15, // 18: parley.provider.v1.Reply.heartbeat:type_name -> parley.provider.v1.Heartbeat
 	13, // 19: parley.provider.v1.Reply.response:type_name -> parley.provider.v1.Response
 	14, // 20: parley.provider.v1.Reply.error:type_name -> parley.provider.v1.Error
 	11, // 21: parley.provider.v1.Reply.chunk:type_name -> parley.provider.v1.Chunk
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	20, // 22: parley.provider.v1.Presence.interval:type_name -> google.protobuf.Duration
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_parley_provider_v1_provider_proto_init() }
@@ -1642,7 +1757,7 @@ func file_parley_provider_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_provider_v1_provider_proto_rawDesc), len(file_parley_provider_v1_provider_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

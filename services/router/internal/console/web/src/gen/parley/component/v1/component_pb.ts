@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/component/v1/component.proto.
  */
 export const file_parley_component_v1_component: GenFile = /*@__PURE__*/
-  fileDesc("CiNwYXJsZXkvY29tcG9uZW50L3YxL2NvbXBvbmVudC5wcm90bxITcGFybGV5LmNvbXBvbmVudC52MSKIAQoJQ29tcG9uZW50EgwKBG5hbWUYASABKAkSDAoEdHlwZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEg0KBW1vZGVsGAQgASgJEiwKCWNhY2hlX3R0bBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglmYWxsYmFja3MYBiADKAkiFwoVTGlzdENvbXBvbmVudHNSZXF1ZXN0IkwKFkxpc3RDb21wb25lbnRzUmVzcG9uc2USMgoKY29tcG9uZW50cxgBIAMoCzIeLnBhcmxleS5jb21wb25lbnQudjEuQ29tcG9uZW50Mn0KEENvbXBvbmVudFNlcnZpY2USaQoOTGlzdENvbXBvbmVudHMSKi5wYXJsZXkuY29tcG9uZW50LnYxLkxpc3RDb21wb25lbnRzUmVxdWVzdBorLnBhcmxleS5jb21wb25lbnQudjEuTGlzdENvbXBvbmVudHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration]);
+  fileDesc("CiNwYXJsZXkvY29tcG9uZW50L3YxL2NvbXBvbmVudC5wcm90bxITcGFybGV5LmNvbXBvbmVudC52MSK+AQoJQ29tcG9uZW50EgwKBG5hbWUYASABKAkSDAoEdHlwZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEg0KBW1vZGVsGAQgASgJEiwKCWNhY2hlX3R0bBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglmYWxsYmFja3MYBiADKAkSDwoHd29ya2VycxgHIAEoDRINCgVzbG90cxgIIAEoDRIUCgxzbG90c19pbl91c2UYCSABKA0iFwoVTGlzdENvbXBvbmVudHNSZXF1ZXN0IkwKFkxpc3RDb21wb25lbnRzUmVzcG9uc2USMgoKY29tcG9uZW50cxgBIAMoCzIeLnBhcmxleS5jb21wb25lbnQudjEuQ29tcG9uZW50Mn0KEENvbXBvbmVudFNlcnZpY2USaQoOTGlzdENvbXBvbmVudHMSKi5wYXJsZXkuY29tcG9uZW50LnYxLkxpc3RDb21wb25lbnRzUmVxdWVzdBorLnBhcmxleS5jb21wb25lbnQudjEuTGlzdENvbXBvbmVudHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration]);
 
 /**
  * Component is one loaded component file.
@@ -59,6 +59,27 @@ export type Component = Message<"parley.component.v1.Component"> & {
    * @generated from field: repeated string fallbacks = 6;
    */
   fallbacks: string[];
+
+  /**
+   * Workers that announced this component lately (parley.workers.<component>), as this
+   * router heard them.
+   *
+   * @generated from field: uint32 workers = 7;
+   */
+  workers: number;
+
+  /**
+   * Their slots (the calls they run at once, over all their components) and the slots
+   * running calls held at their last announcements.
+   *
+   * @generated from field: uint32 slots = 8;
+   */
+  slots: number;
+
+  /**
+   * @generated from field: uint32 slots_in_use = 9;
+   */
+  slotsInUse: number;
 };
 
 /**
