@@ -159,7 +159,7 @@ func (m maskInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc)
 // (id …)") to the log line holding its cause. Every API masks internal errors with one.
 func LogError(ctx context.Context, logger *slog.Logger, msg string, err error, args ...any) string {
 	id := errorID()
-	logger.ErrorContext(ctx, msg, append(args, "error_id", id, "err", err.Error())...)
+	logger.ErrorContext(ctx, msg, append(args, "error_id", id, "err", err.Error())...) //nolint:sloglint // every caller passes a constant
 	return id
 }
 

@@ -800,7 +800,7 @@ func TestConverseTransportErrors(t *testing.T) {
 		t.Cleanup(srv.Close)
 		t.Cleanup(func() { close(release) })
 		p := newProvider(t, staticComp(srv.URL))
-		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 		defer cancel()
 		_, err := p.Converse(ctx, req)
 		require.ErrorIs(t, err, context.DeadlineExceeded, "error: %v", err)

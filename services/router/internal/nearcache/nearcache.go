@@ -244,8 +244,10 @@ func (c *Cache) coherent() bool {
 }
 
 // onNotice drops what a purge covers; a notice it cannot read empties the near cache.
+// The notice is counted once it has been applied, so whoever sees the count sees its
+// effect.
 func (c *Cache) onNotice(msg *nats.Msg) {
-	c.m.notices.Inc()
+	defer c.m.notices.Inc()
 	n, err := cachepurge.Decode(msg.Data)
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -162,9 +162,10 @@ func TestDispatchHeartbeatMisses(t *testing.T) {
 		reply(t, worker, m.Reply, ok)
 	})
 	require.NoError(t, err)
-	// steady announces 50ms and keeps its promise for ten intervals before answering.
+	// steady announces 250ms and beats ten times as often, twenty times, before answering:
+	// only a stall of three intervals (750ms) on a loaded machine could take it for dead.
 	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"steady", "q", func(m *nats.Msg) {
-		go keepPromise(10, 50*time.Millisecond, func() { claim(m, "50ms") }, func() { reply(t, worker, m.Reply, ok) })
+		go keepPromise(20, 25*time.Millisecond, func() { claim(m, "250ms") }, func() { reply(t, worker, m.Reply, ok) })
 	})
 	require.NoError(t, err)
 	require.NoError(t, worker.Flush())
