@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -283,8 +282,6 @@ type record struct {
 	ev       *auditv1.ConversationEvent
 	findings map[string]int64
 	auditReq *providerv1.Request
-	// requestJSON is auditReq encoded, once checked against the audit log's size limit.
-	requestJSON []byte
 	// inputPending: auditReq is the raw request, whose audit scrub is still to be made
 	// (scrubInputs), in the request's scrubMode.
 	inputPending bool
@@ -599,43 +596,30 @@ func (s *Service) fitAudit(ctx context.Context, req Request, rec *record) error 
 	if rec.auditReq == nil {
 		return nil
 	}
-	b, err := protojson.Marshal(rec.auditReq)
-	if err != nil {
-		return fmt.Errorf("encode audit request: %w", err)
-	}
+	// The event carries the request as protobuf (the audit service encodes it as JSON),
+	// so its protobuf size is what it takes of the NATS message.
+	n := proto.Size(rec.auditReq)
 	limit := s.audit.MaxEventBytes() / 2
 	if rec.inputPending {
-		if limit <= 0 || len(b) <= limit/2 {
+		if limit <= 0 || n <= limit/2 {
 			return nil
 		}
 		s.scrubPendingInputs(ctx, req, rec)
-		if b, err = protojson.Marshal(rec.auditReq); err != nil {
-			return fmt.Errorf("encode audit request: %w", err)
-		}
+		n = proto.Size(rec.auditReq)
 	}
-	if limit > 0 && len(b) > limit {
+	if limit > 0 && n > limit {
 		rec.auditReq = nil
-		return invalid("the request takes %d bytes in the audit log, more than the %d bytes it may take (half of the NATS max_payload)", len(b), limit)
+		return invalid("the request takes %d bytes in the audit log, more than the %d bytes it may take (half of the NATS max_payload)", n, limit)
 	}
-	rec.requestJSON = b
 	return nil
 }
 
 func (s *Service) record(ctx context.Context, rec *record) error {
 	ev := rec.ev
-	var err error
-	switch {
-	case rec.requestJSON != nil:
-		ev.RequestJson = rec.requestJSON
-	case rec.auditReq != nil:
-		ev.RequestJson, err = protojson.Marshal(rec.auditReq)
-	}
-	if err == nil && rec.auditResp != nil {
-		ev.ResponseJson, err = protojson.Marshal(rec.auditResp)
-	}
-	if err == nil {
-		err = s.audit.Record(ctx, ev)
-	}
+	// Sent as protobuf, encoded as JSON by the audit service off the reply's path;
+	// Record encodes the event before it returns, so nothing changes them meanwhile.
+	ev.Request, ev.Response = rec.auditReq, rec.auditResp
+	err := s.audit.Record(ctx, ev)
 	if err == nil {
 		return nil
 	}
