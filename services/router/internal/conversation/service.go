@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -83,6 +82,11 @@ type serviceMetrics struct {
 	// The series of background and memo the hot path counts, resolved once.
 	writeBackground, writeInline, memoHit, memoMiss prometheus.Counter
 	genAI                                           *genAIMetrics
+	// sequentialBy and crossingsBy are sequential's and crossings' series, resolved once;
+	// series, those of each API and component.
+	sequentialBy map[string]prometheus.Observer
+	crossingsBy  map[crossing.Kind]prometheus.Counter
+	series       *seriesCache
 }
 
 // New builds a Service and registers its metrics.
@@ -141,12 +145,15 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 	for _, op := range []string{"lookup", "wait", "decode", "put", "release"} {
 		m.cacheFallbacks.WithLabelValues(op)
 	}
+	m.crossingsBy = make(map[crossing.Kind]prometheus.Counter, len(crossing.Kinds))
 	for _, k := range crossing.Kinds {
-		m.crossings.WithLabelValues(string(k))
+		m.crossingsBy[k] = m.crossings.WithLabelValues(string(k))
 	}
+	m.sequentialBy = make(map[string]prometheus.Observer, 4)
 	for _, p := range []string{"hit", "miss", "off", "error"} {
-		m.sequential.WithLabelValues(p)
+		m.sequentialBy[p] = m.sequential.WithLabelValues(p)
 	}
+	m.series = &seriesCache{}
 	m.memoHit, m.memoMiss = m.memo.WithLabelValues("hit"), m.memo.WithLabelValues("miss")
 	var err error
 	if m.genAI, err = newGenAIMetrics(reg, opts.AppID, opts.Namespace); err != nil {
@@ -632,36 +639,38 @@ func (s *Service) record(ctx context.Context, rec *record) error {
 }
 
 func (s *Service) observe(api auditv1.Api, comp Component, start time.Time, res *Result, err error, cacheOn bool, crossed crossing.Summary) {
-	component := comp.Name
 	elapsed := time.Since(start)
-	status, cache := "ok", "off"
+	series := s.m.series.get(&s.m, api, comp)
+	status, cache, path := 0, cacheOff, "off"
 	if err != nil {
-		status = "error"
+		status = 1
 	}
 	if cacheOn {
-		cache = "miss"
+		cache, path = cacheMiss, "miss"
 		if res != nil && res.CacheHit {
-			cache = "hit"
+			cache, path = cacheHitIdx, "hit"
 		}
 	}
-	apiName := strings.ToLower(strings.TrimPrefix(api.String(), "API_"))
-	s.m.conversations.WithLabelValues(apiName, component, status, cache).Inc()
-	s.m.duration.WithLabelValues(apiName, component).Observe(elapsed.Seconds())
+	series.conversations[status][cache].Inc()
+	series.duration.Observe(elapsed.Seconds())
 	var providerTime time.Duration
 	if res != nil {
 		providerTime = res.ProviderTime
 	}
-	s.m.genAI.observe(comp, err == nil, elapsed, providerTime, crossed)
+	s.m.genAI.observe(series, err == nil, elapsed, providerTime, crossed)
 	if err == nil && res != nil && res.TimeToFirstToken > 0 {
 		s.m.genAI.observeStream(comp, elapsed, res.TimeToFirstToken, res.CacheHit, res.Response.GetUsage().GetCompletionTokens())
 	}
-	path := cache
 	if err != nil {
 		path = "error"
 	}
-	s.m.sequential.WithLabelValues(path).Observe(float64(crossed.Sequential))
+	s.m.sequentialBy[path].Observe(float64(crossed.Sequential))
 	for k, n := range crossed.Kinds {
-		s.m.crossings.WithLabelValues(string(k)).Add(float64(n))
+		if c := s.m.crossingsBy[k]; c != nil {
+			c.Add(float64(n))
+		} else {
+			s.m.crossings.WithLabelValues(string(k)).Add(float64(n))
+		}
 	}
 }
 
