@@ -37,6 +37,7 @@ test: ## run every test with -race (starts what the tests need)
 test-allocations: ## the tests that count allocations, without -race (its sync.Pool drops values at random)
 	go test -count=1 -run 'TestScrubAllocations|TestScrubLinearWork' ./services/pii-scrubber/internal/scrub/
 	go test -count=1 -run 'TestTracingOffAllocations' ./libs/telemetry/
+	go test -count=1 -run 'TestHitPathAllocations' ./services/router/internal/conversation/
 
 .PHONY: test-monitoring
 test-monitoring: ## evaluate the alert rules over synthetic series; check the rules and the dashboard against the metrics contract

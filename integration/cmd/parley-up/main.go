@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,7 +86,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	var env map[string]string
+	env := map[string]string{}
+	procsNote := cmp.Or(os.Getenv("GOMAXPROCS"), "Go's default (the CPUs, or the container's CPU limit)")
+	if v, ok := smallMachineGOMAXPROCS(runtime.NumCPU(), os.Getenv("GOMAXPROCS")); ok {
+		env["GOMAXPROCS"] = v
+		procsNote = fmt.Sprintf("%s for every service on this %d-CPU machine (GOMAXPROCS=n make up sets another)", v, runtime.NumCPU())
+	}
 	traceNote := "off (make up TRACES=1 prints each conversation's trace)"
 	if *traces {
 		sink, err := otlpsink.Start("127.0.0.1:0")
@@ -93,11 +99,9 @@ func run() error {
 			return err
 		}
 		defer func() { _ = sink.Close(context.WithoutCancel(ctx)) }()
-		env = map[string]string{
-			"OTEL_EXPORTER_OTLP_ENDPOINT": sink.Endpoint(),
-			// Spans reach the terminal a fifth of a second after they end, not five seconds.
-			"OTEL_BSP_SCHEDULE_DELAY": "200",
-		}
+		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.Endpoint()
+		// Spans reach the terminal a fifth of a second after they end, not five seconds.
+		env["OTEL_BSP_SCHEDULE_DELAY"] = "200"
 		traceNote = "printed here, a tree per trace (OTLP receiver " + sink.Endpoint() + ")"
 		go sink.Print(ctx, os.Stdout, traceQuiet)
 	}
@@ -144,6 +148,7 @@ Parley is up.
   components    %s
   internal TLS  %s
   traces        %s
+  GOMAXPROCS    %s
 
 
 Try:
@@ -161,7 +166,7 @@ or, after make install (docs/cli.md):
 or open the web console (docs/console.md): %s/console/
 
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), traceNote, r, r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), traceNote, procsNote, r, r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
@@ -234,4 +239,16 @@ func parseWorkers(v string) ([]workerPool, error) {
 		out = append(out, workerPool{component: c, count: count})
 	}
 	return out, nil
+}
+
+// smallMachineGOMAXPROCS is the GOMAXPROCS make up gives every service on a machine of
+// cpus CPUs when the environment sets none (set: its GOMAXPROCS): 1 on two CPUs or
+// fewer, where the whole constellation shares them and a second P per process buys
+// more scheduler switches than parallelism (docs/benchmarks.md, GOMAXPROCS); otherwise
+// none, and each service keeps Go's default (the CPUs, or the container's CPU limit).
+func smallMachineGOMAXPROCS(cpus int, set string) (string, bool) {
+	if set != "" || cpus > 2 {
+		return "", false
+	}
+	return "1", true
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 )
@@ -121,13 +123,13 @@ func convert(ev *auditv1.ConversationEvent, search bool) ([]any, error) {
 	if !ok {
 		return nil, invalid(ev, "unknown status %v", ev.GetStatus())
 	}
-	request, err := cleanJSON(ev.GetRequestJson())
+	request, err := messageJSON(ev.GetRequest(), ev.GetRequestJson())
 	if err != nil {
-		return nil, invalid(ev, "request_json: %v", err)
+		return nil, invalid(ev, "request: %v", err)
 	}
-	response, err := cleanJSON(ev.GetResponseJson())
+	response, err := messageJSON(ev.GetResponse(), ev.GetResponseJson())
 	if err != nil {
-		return nil, invalid(ev, "response_json: %v", err)
+		return nil, invalid(ev, "response: %v", err)
 	}
 	u := ev.GetUsage()
 	tokens := [...]uint64{u.GetPromptTokens(), u.GetCompletionTokens(), u.GetTotalTokens(), u.GetCachedTokens(), u.GetReasoningTokens()}
@@ -223,4 +225,18 @@ func hashesIf(search bool, request, response []byte) []int64 {
 		return nil
 	}
 	return searchHashes(request, response)
+}
+
+// messageJSON is the JSON stored for an event's request or response: the message the
+// router sends, encoded here (off the conversation's path), or else the JSON of an event
+// published before the router sent messages; cleaned for jsonb either way.
+func messageJSON(m proto.Message, legacy []byte) ([]byte, error) {
+	if m == nil || !m.ProtoReflect().IsValid() {
+		return cleanJSON(legacy)
+	}
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode as JSON: %w", err)
+	}
+	return cleanJSON(b)
 }

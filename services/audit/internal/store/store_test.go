@@ -14,12 +14,14 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/pgtest"
 	"github.com/parleyhq/parley/services/audit/internal/store"
 )
@@ -155,6 +157,21 @@ func TestInsertGetRoundTrip(t *testing.T) {
 	odd.RequestJson = []byte(`{"s":"a\u0000b","lone":"\ud800","big":1e400,"small":2.5e-3,"esc":"\\u0000"}`)
 	streamed := event(t, "acme", 4)
 	streamed.TimeToFirstToken = durationpb.New(1500 * time.Microsecond)
+	// As the router sends them: request and response as protobuf, stored as their JSON.
+	asProto := event(t, "acme", 5)
+	asProto.RequestJson, asProto.ResponseJson = nil, nil
+	asProto.Request = &providerv1.Request{
+		Messages:    []*providerv1.Message{{Role: providerv1.Role_ROLE_USER, Parts: []*providerv1.Part{{Kind: &providerv1.Part_Text{Text: "hello 5"}}}}},
+		Temperature: 0.5,
+	}
+	asProto.Response = &providerv1.Response{Model: "m", Choices: []*providerv1.Choice{{FinishReason: "stop"}}}
+	asJSON := proto.CloneOf(asProto)
+	asJSON.Request, asJSON.Response = nil, nil
+	var err error
+	asJSON.RequestJson, err = protojson.Marshal(asProto.GetRequest())
+	require.NoError(t, err)
+	asJSON.ResponseJson, err = protojson.Marshal(asProto.GetResponse())
+	require.NoError(t, err)
 
 	// A trace id that is not one (wrong length, upper case, all zero) is dropped, the row kept.
 	var badTrace []*auditv1.ConversationEvent
@@ -167,7 +184,7 @@ func TestInsertGetRoundTrip(t *testing.T) {
 	viaOpenAI := event(t, "acme", 5)
 	viaOpenAI.Api = auditv1.Api_API_OPENAI
 
-	insert(t, s, append([]*auditv1.ConversationEvent{full, failed, minimal, odd, streamed, viaOpenAI}, badTrace...)...)
+	insert(t, s, append([]*auditv1.ConversationEvent{full, failed, minimal, odd, streamed, asProto, viaOpenAI}, badTrace...)...)
 
 	oddCleaned := proto.CloneOf(odd)
 	oddCleaned.ErrorMessage = "nul\uFFFDbyte and bad \uFFFD utf8"
@@ -185,6 +202,7 @@ func TestInsertGetRoundTrip(t *testing.T) {
 		{name: "text postgres rejects", give: odd, want: oddWant},
 		{name: "streamed, with its time to first token", give: streamed, want: want(t, streamed)},
 		{name: "openai api", give: viaOpenAI, want: want(t, viaOpenAI)},
+		{name: "request and response as protobuf", give: asProto, want: want(t, asJSON)},
 	}
 	for i, ev := range badTrace {
 		w := want(t, ev)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
@@ -386,10 +387,13 @@ func BenchmarkCacheKey(b *testing.B) {
 }
 
 // BenchmarkConverseCacheHit is the router's hit path without the network: key,
-// lookup, decode, audit record.
+// lookup, decode, audit record; with the router's default options (audit required,
+// audit copies scrubbed, their scrubber answers remembered).
 func BenchmarkConverseCacheHit(b *testing.B) {
 	svc, err := New(components{"echo": {Name: "echo", Type: "conversation.echo", CacheTTL: time.Minute}},
-		upperScrubber{}, newMemCache(nil), &echoDispatcher{}, &memAudit{}, Options{}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		upperScrubber{}, newMemCache(nil), &echoDispatcher{}, encodingAudit{},
+		Options{AuditRequired: true, AuditScrub: true, AuditScrubMemoBytes: 16 << 20},
+		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	require.NoError(b, err)
 	if _, err := svc.Converse(b.Context(), cacheRequest()); err != nil {
 		b.Fatal(err)
@@ -402,6 +406,16 @@ func BenchmarkConverseCacheHit(b *testing.B) {
 			b.Fatalf("hit=%v err=%v", res.CacheHit, err)
 		}
 	}
+}
+
+// encodingAudit encodes each event as the audit publisher does, and drops it.
+type encodingAudit struct{}
+
+func (encodingAudit) MaxEventBytes() int { return 8 << 20 }
+
+func (encodingAudit) Record(_ context.Context, ev *auditv1.ConversationEvent) error {
+	_, err := proto.Marshal(ev)
+	return err
 }
 
 // gatedCache holds its first Put until open is closed.

@@ -2,7 +2,6 @@ package conversation
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,13 +94,16 @@ func newGenAIMetrics(reg prometheus.Registerer, appID, namespace string) (*genAI
 	return m, nil
 }
 
-// observe records one conversation of comp that took elapsed, of which providerTime at
+// observe records one conversation (its series resolved) that took elapsed, of which providerTime at
 // the provider, with the time its crossings took.
-func (m *genAIMetrics) observe(comp Component, ok bool, elapsed, providerTime time.Duration, crossed crossing.Summary) {
-	m.requestDuration.WithLabelValues(telemetry.OperationChat, telemetry.GenAISystemOf(comp.Type), comp.Model).Observe(elapsed.Seconds())
-	success := strconv.FormatBool(ok)
-	m.daprCount.WithLabelValues(m.appID, comp.Name, m.namespace, success).Inc()
-	m.daprLatency.WithLabelValues(m.appID, comp.Name, m.namespace, success).Observe(float64(elapsed) / float64(time.Millisecond))
+func (m *genAIMetrics) observe(series *convSeries, ok bool, elapsed, providerTime time.Duration, crossed crossing.Summary) {
+	series.requestDuration.Observe(elapsed.Seconds())
+	success := 0
+	if ok {
+		success = 1
+	}
+	series.daprCount[success].Inc()
+	series.daprLatency[success].Observe(float64(elapsed) / float64(time.Millisecond))
 	for k, d := range crossed.Time {
 		if k == crossing.Dispatch {
 			d = max(d-providerTime, 0)

@@ -337,10 +337,12 @@ func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv
 		}
 		return req.ScrubToolArguments
 	}
+	// The audit copy is resp itself unless the scrubber changed a text the caller gets
+	// unscrubbed.
 	var audit *providerv1.Response
 	if s.opts.AuditScrub {
-		for _, t := range texts {
-			if !callerWants(t) {
+		for i, t := range texts {
+			if !callerWants(t) && out[i].Text != t.text {
 				audit, _ = proto.Clone(resp).(*providerv1.Response)
 				rec.auditResp = audit
 				break
@@ -418,11 +420,10 @@ func (s *Service) scrubForAudit(ctx context.Context, call ScrubCall) (ScrubOutco
 // pendingScrubTimeout bounds the audit copy's input scrub of a request that failed.
 const pendingScrubTimeout = 5 * time.Second
 
-// pendingAudit is the audit copy of a request whose input texts are still to be
-// scrubbed, with those texts.
+// pendingAudit is a request whose audit copy's input texts are still to be scrubbed,
+// with those texts.
 type pendingAudit struct {
-	copy    *providerv1.Request
-	refs    []textRef
+	req     *providerv1.Request
 	texts   []string
 	formats []TextFormat
 }
@@ -433,22 +434,32 @@ func (s *Service) pendingInputs(req Request, rec *record) *pendingAudit {
 		return nil
 	}
 	rec.inputPending = false
-	c, _ := proto.Clone(req.Provider).(*providerv1.Request)
-	p := &pendingAudit{copy: c, refs: inputRefs(c)}
-	for _, r := range p.refs {
+	p := &pendingAudit{req: req.Provider}
+	for _, r := range inputRefs(req.Provider) {
 		p.texts = append(p.texts, r.get())
 		p.formats = append(p.formats, r.format())
 	}
 	return p
 }
 
-// apply writes the scrubbed texts into the audit copy, which the record then keeps.
+// apply makes the audit copy from the scrubbed texts, which the record then keeps: the
+// request itself when the scrubber changed none of them (nothing to hide, no copy made),
+// else a copy with the scrubbed texts.
 func (p *pendingAudit) apply(rec *record, out []Scrubbed) {
-	for i, r := range p.refs {
+	changed := false
+	for i := range p.texts {
 		rec.count(out[i].Findings)
+		changed = changed || out[i].Text != p.texts[i]
+	}
+	if !changed {
+		rec.auditReq = p.req
+		return
+	}
+	c, _ := proto.Clone(p.req).(*providerv1.Request)
+	for i, r := range inputRefs(c) {
 		r.set(out[i].Text)
 	}
-	rec.auditReq = p.copy
+	rec.auditReq = c
 }
 
 // scrubPendingInputs makes the audit copy's input scrub left pending when no output

@@ -8,14 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -84,6 +82,11 @@ type serviceMetrics struct {
 	// The series of background and memo the hot path counts, resolved once.
 	writeBackground, writeInline, memoHit, memoMiss prometheus.Counter
 	genAI                                           *genAIMetrics
+	// sequentialBy and crossingsBy are sequential's and crossings' series, resolved once;
+	// series, those of each API and component.
+	sequentialBy map[string]prometheus.Observer
+	crossingsBy  map[crossing.Kind]prometheus.Counter
+	series       *seriesCache
 }
 
 // New builds a Service and registers its metrics.
@@ -142,12 +145,15 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 	for _, op := range []string{"lookup", "wait", "decode", "put", "release"} {
 		m.cacheFallbacks.WithLabelValues(op)
 	}
+	m.crossingsBy = make(map[crossing.Kind]prometheus.Counter, len(crossing.Kinds))
 	for _, k := range crossing.Kinds {
-		m.crossings.WithLabelValues(string(k))
+		m.crossingsBy[k] = m.crossings.WithLabelValues(string(k))
 	}
+	m.sequentialBy = make(map[string]prometheus.Observer, 4)
 	for _, p := range []string{"hit", "miss", "off", "error"} {
-		m.sequential.WithLabelValues(p)
+		m.sequentialBy[p] = m.sequential.WithLabelValues(p)
 	}
+	m.series = &seriesCache{}
 	m.memoHit, m.memoMiss = m.memo.WithLabelValues("hit"), m.memo.WithLabelValues("miss")
 	var err error
 	if m.genAI, err = newGenAIMetrics(reg, opts.AppID, opts.Namespace); err != nil {
@@ -283,8 +289,6 @@ type record struct {
 	ev       *auditv1.ConversationEvent
 	findings map[string]int64
 	auditReq *providerv1.Request
-	// requestJSON is auditReq encoded, once checked against the audit log's size limit.
-	requestJSON []byte
 	// inputPending: auditReq is the raw request, whose audit scrub is still to be made
 	// (scrubInputs), in the request's scrubMode.
 	inputPending bool
@@ -599,43 +603,30 @@ func (s *Service) fitAudit(ctx context.Context, req Request, rec *record) error 
 	if rec.auditReq == nil {
 		return nil
 	}
-	b, err := protojson.Marshal(rec.auditReq)
-	if err != nil {
-		return fmt.Errorf("encode audit request: %w", err)
-	}
+	// The event carries the request as protobuf (the audit service encodes it as JSON),
+	// so its protobuf size is what it takes of the NATS message.
+	n := proto.Size(rec.auditReq)
 	limit := s.audit.MaxEventBytes() / 2
 	if rec.inputPending {
-		if limit <= 0 || len(b) <= limit/2 {
+		if limit <= 0 || n <= limit/2 {
 			return nil
 		}
 		s.scrubPendingInputs(ctx, req, rec)
-		if b, err = protojson.Marshal(rec.auditReq); err != nil {
-			return fmt.Errorf("encode audit request: %w", err)
-		}
+		n = proto.Size(rec.auditReq)
 	}
-	if limit > 0 && len(b) > limit {
+	if limit > 0 && n > limit {
 		rec.auditReq = nil
-		return invalid("the request takes %d bytes in the audit log, more than the %d bytes it may take (half of the NATS max_payload)", len(b), limit)
+		return invalid("the request takes %d bytes in the audit log, more than the %d bytes it may take (half of the NATS max_payload)", n, limit)
 	}
-	rec.requestJSON = b
 	return nil
 }
 
 func (s *Service) record(ctx context.Context, rec *record) error {
 	ev := rec.ev
-	var err error
-	switch {
-	case rec.requestJSON != nil:
-		ev.RequestJson = rec.requestJSON
-	case rec.auditReq != nil:
-		ev.RequestJson, err = protojson.Marshal(rec.auditReq)
-	}
-	if err == nil && rec.auditResp != nil {
-		ev.ResponseJson, err = protojson.Marshal(rec.auditResp)
-	}
-	if err == nil {
-		err = s.audit.Record(ctx, ev)
-	}
+	// Sent as protobuf, encoded as JSON by the audit service off the reply's path;
+	// Record encodes the event before it returns, so nothing changes them meanwhile.
+	ev.Request, ev.Response = rec.auditReq, rec.auditResp
+	err := s.audit.Record(ctx, ev)
 	if err == nil {
 		return nil
 	}
@@ -648,36 +639,38 @@ func (s *Service) record(ctx context.Context, rec *record) error {
 }
 
 func (s *Service) observe(api auditv1.Api, comp Component, start time.Time, res *Result, err error, cacheOn bool, crossed crossing.Summary) {
-	component := comp.Name
 	elapsed := time.Since(start)
-	status, cache := "ok", "off"
+	series := s.m.series.get(&s.m, api, comp)
+	status, cache, path := 0, cacheOff, "off"
 	if err != nil {
-		status = "error"
+		status = 1
 	}
 	if cacheOn {
-		cache = "miss"
+		cache, path = cacheMiss, "miss"
 		if res != nil && res.CacheHit {
-			cache = "hit"
+			cache, path = cacheHitIdx, "hit"
 		}
 	}
-	apiName := strings.ToLower(strings.TrimPrefix(api.String(), "API_"))
-	s.m.conversations.WithLabelValues(apiName, component, status, cache).Inc()
-	s.m.duration.WithLabelValues(apiName, component).Observe(elapsed.Seconds())
+	series.conversations[status][cache].Inc()
+	series.duration.Observe(elapsed.Seconds())
 	var providerTime time.Duration
 	if res != nil {
 		providerTime = res.ProviderTime
 	}
-	s.m.genAI.observe(comp, err == nil, elapsed, providerTime, crossed)
+	s.m.genAI.observe(series, err == nil, elapsed, providerTime, crossed)
 	if err == nil && res != nil && res.TimeToFirstToken > 0 {
 		s.m.genAI.observeStream(comp, elapsed, res.TimeToFirstToken, res.CacheHit, res.Response.GetUsage().GetCompletionTokens())
 	}
-	path := cache
 	if err != nil {
 		path = "error"
 	}
-	s.m.sequential.WithLabelValues(path).Observe(float64(crossed.Sequential))
+	s.m.sequentialBy[path].Observe(float64(crossed.Sequential))
 	for k, n := range crossed.Kinds {
-		s.m.crossings.WithLabelValues(string(k)).Add(float64(n))
+		if c := s.m.crossingsBy[k]; c != nil {
+			c.Add(float64(n))
+		} else {
+			s.m.crossings.WithLabelValues(string(k)).Add(float64(n))
+		}
 	}
 }
 

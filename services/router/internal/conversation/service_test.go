@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
@@ -203,6 +205,20 @@ func (a *memAudit) MaxEventBytes() int { return a.max }
 func (a *memAudit) Record(_ context.Context, ev *auditv1.ConversationEvent) error {
 	if a.err != nil {
 		return a.err
+	}
+	// As the audit service stores it: the request and response encoded as JSON; a copy,
+	// as NATS carries one.
+	ev, _ = proto.Clone(ev).(*auditv1.ConversationEvent)
+	var err error
+	if ev.Request != nil {
+		if ev.RequestJson, err = protojson.Marshal(ev.Request); err != nil {
+			return err
+		}
+	}
+	if ev.Response != nil {
+		if ev.ResponseJson, err = protojson.Marshal(ev.Response); err != nil {
+			return err
+		}
 	}
 	a.events = append(a.events, ev)
 	return nil

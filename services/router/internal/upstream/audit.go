@@ -85,8 +85,10 @@ func (a *AuditPublisher) Record(ctx context.Context, ev *auditv1.ConversationEve
 	if err != nil {
 		return fmt.Errorf("encode audit event: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.Timeout)
-	defer cancel()
+	// One context per attempt, bounded by the whole publish's deadline too: no second
+	// context (and timer) for the whole publish.
+	ctx = context.WithoutCancel(ctx)
+	deadline := time.Now().Add(a.cfg.Timeout)
 	msg := &nats.Msg{Subject: auditevent.Subject, Data: b, Header: nats.Header{}}
 	ctx, span := startSend(ctx, a.tracer, auditevent.Subject)
 	if a.prop != nil {
@@ -95,26 +97,30 @@ func (a *AuditPublisher) Record(ctx context.Context, ev *auditv1.ConversationEve
 	done := crossing.Track(ctx, crossing.AuditPublish)
 	defer done()
 	for {
-		actx, acancel := context.WithTimeout(ctx, a.cfg.AttemptTimeout)
 		began := time.Now()
+		attemptEnd := began.Add(a.cfg.AttemptTimeout)
+		if attemptEnd.After(deadline) {
+			attemptEnd = deadline
+		}
+		actx, acancel := context.WithDeadline(ctx, attemptEnd)
 		_, err = a.js.PublishMsg(actx, msg, jetstream.WithMsgID(ev.GetRequestId()))
 		acancel()
 		switch {
 		case err == nil:
 			endSend(span, "")
 			return nil
-		case errors.Is(err, nats.ErrMaxPayload) || ctx.Err() != nil:
+		case errors.Is(err, nats.ErrMaxPayload) || !time.Now().Before(deadline):
 			endSend(span, "publish")
 			return fmt.Errorf("publish audit event: %w", err)
 		}
 		a.retries.Inc()
 		if time.Since(began) < auditRetryWait {
-			select {
-			case <-ctx.Done():
+			wait := min(auditRetryWait, time.Until(deadline))
+			if wait <= 0 {
 				endSend(span, "publish")
 				return fmt.Errorf("publish audit event: %w", err)
-			case <-time.After(auditRetryWait):
 			}
+			<-time.After(wait)
 		}
 	}
 }

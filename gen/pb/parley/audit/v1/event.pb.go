@@ -7,6 +7,7 @@
 package auditv1
 
 import (
+	v1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -220,9 +221,11 @@ type ConversationEvent struct {
 	Provider  string `protobuf:"bytes,5,opt,name=provider,proto3" json:"provider,omitempty"`
 	Model     string `protobuf:"bytes,6,opt,name=model,proto3" json:"model,omitempty"`
 	ContextId string `protobuf:"bytes,7,opt,name=context_id,json=contextId,proto3" json:"context_id,omitempty"`
-	// The request as the provider saw it (scrubbed), as JSON.
+	// The request as the provider saw it (scrubbed), as JSON. The router sends `request`
+	// instead; this field is read from events published before it did.
 	RequestJson []byte `protobuf:"bytes,8,opt,name=request_json,json=requestJson,proto3" json:"request_json,omitempty"`
-	// The response as returned to the caller, as JSON; empty on error.
+	// The response as returned to the caller, as JSON; empty on error. The router sends
+	// `response` instead; this field is read from events published before it did.
 	ResponseJson []byte `protobuf:"bytes,9,opt,name=response_json,json=responseJson,proto3" json:"response_json,omitempty"`
 	FinishReason string `protobuf:"bytes,10,opt,name=finish_reason,json=finishReason,proto3" json:"finish_reason,omitempty"`
 	Status       Status `protobuf:"varint,11,opt,name=status,proto3,enum=parley.audit.v1.Status" json:"status,omitempty"`
@@ -248,7 +251,12 @@ type ConversationEvent struct {
 	TimeToFirstToken *durationpb.Duration `protobuf:"bytes,24,opt,name=time_to_first_token,json=timeToFirstToken,proto3" json:"time_to_first_token,omitempty"`
 	// W3C trace id (32 lowercase hex digits) of the conversation's trace: the router's
 	// span when tracing is on, else the caller's traceparent; empty when neither.
-	TraceId       string `protobuf:"bytes,25,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	TraceId string `protobuf:"bytes,25,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// The request as the provider saw it (scrubbed): the audit service stores it as JSON.
+	// Sent as protobuf so that the router, on the reply's path, does not encode JSON.
+	Request *v1.Request `protobuf:"bytes,26,opt,name=request,proto3" json:"request,omitempty"`
+	// The response as returned to the caller (output scrubbed); unset on error.
+	Response      *v1.Response `protobuf:"bytes,27,opt,name=response,proto3" json:"response,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -458,18 +466,32 @@ func (x *ConversationEvent) GetTraceId() string {
 	return ""
 }
 
+func (x *ConversationEvent) GetRequest() *v1.Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ConversationEvent) GetResponse() *v1.Response {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
 var File_parley_audit_v1_event_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x1bparley/audit/v1/event.proto\x12\x0fparley.audit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x01\n" +
+	"\x1bparley/audit/v1/event.proto\x12\x0fparley.audit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!parley/provider/v1/provider.proto\"\xd1\x01\n" +
 	"\n" +
 	"TokenUsage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x04R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x04R\x10completionTokens\x12!\n" +
 	"\ftotal_tokens\x18\x03 \x01(\x04R\vtotalTokens\x12#\n" +
 	"\rcached_tokens\x18\x04 \x01(\x04R\fcachedTokens\x12)\n" +
-	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\xb4\b\n" +
+	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\xa5\t\n" +
 	"\x11ConversationEvent\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -500,7 +522,9 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
 	"\x06key_id\x18\x17 \x01(\tR\x05keyId\x12H\n" +
 	"\x13time_to_first_token\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x12\x19\n" +
-	"\btrace_id\x18\x19 \x01(\tR\atraceId\x1a>\n" +
+	"\btrace_id\x18\x19 \x01(\tR\atraceId\x125\n" +
+	"\arequest\x18\x1a \x01(\v2\x1b.parley.provider.v1.RequestR\arequest\x128\n" +
+	"\bresponse\x18\x1b \x01(\v2\x1c.parley.provider.v1.ResponseR\bresponse\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*Z\n" +
@@ -543,21 +567,25 @@ var file_parley_audit_v1_event_proto_goTypes = []any{
 	nil,                           // 4: parley.audit.v1.ConversationEvent.PiiFindingsEntry
 	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*v1.Request)(nil),            // 7: parley.provider.v1.Request
+	(*v1.Response)(nil),           // 8: parley.provider.v1.Response
 }
 var file_parley_audit_v1_event_proto_depIdxs = []int32{
-	0, // 0: parley.audit.v1.ConversationEvent.api:type_name -> parley.audit.v1.Api
-	1, // 1: parley.audit.v1.ConversationEvent.status:type_name -> parley.audit.v1.Status
-	2, // 2: parley.audit.v1.ConversationEvent.usage:type_name -> parley.audit.v1.TokenUsage
-	4, // 3: parley.audit.v1.ConversationEvent.pii_findings:type_name -> parley.audit.v1.ConversationEvent.PiiFindingsEntry
-	5, // 4: parley.audit.v1.ConversationEvent.latency:type_name -> google.protobuf.Duration
-	5, // 5: parley.audit.v1.ConversationEvent.provider_latency:type_name -> google.protobuf.Duration
-	6, // 6: parley.audit.v1.ConversationEvent.created_at:type_name -> google.protobuf.Timestamp
-	5, // 7: parley.audit.v1.ConversationEvent.time_to_first_token:type_name -> google.protobuf.Duration
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	0,  // 0: parley.audit.v1.ConversationEvent.api:type_name -> parley.audit.v1.Api
+	1,  // 1: parley.audit.v1.ConversationEvent.status:type_name -> parley.audit.v1.Status
+	2,  // 2: parley.audit.v1.ConversationEvent.usage:type_name -> parley.audit.v1.TokenUsage
+	4,  // 3: parley.audit.v1.ConversationEvent.pii_findings:type_name -> parley.audit.v1.ConversationEvent.PiiFindingsEntry
+	5,  // 4: parley.audit.v1.ConversationEvent.latency:type_name -> google.protobuf.Duration
+	5,  // 5: parley.audit.v1.ConversationEvent.provider_latency:type_name -> google.protobuf.Duration
+	6,  // 6: parley.audit.v1.ConversationEvent.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 7: parley.audit.v1.ConversationEvent.time_to_first_token:type_name -> google.protobuf.Duration
+	7,  // 8: parley.audit.v1.ConversationEvent.request:type_name -> parley.provider.v1.Request
+	8,  // 9: parley.audit.v1.ConversationEvent.response:type_name -> parley.provider.v1.Response
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_parley_audit_v1_event_proto_init() }
