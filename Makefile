@@ -17,9 +17,9 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 .PHONY: up
-up: ## run the whole constellation locally (Ctrl-C stops it); WORKERS=echo=2,... adds workers per component; COMPONENTS=dir loads another folder; TRACES=1 prints each trace
+up: ## run the whole constellation locally (Ctrl-C stops it); WORKERS=echo=2,... adds workers per component; COMPONENTS=dir loads another folder; NATS_NODES=3 runs NATS as a cluster; TRACES=1 prints each trace
 	go build -o $(BIN)/parley-up ./integration/cmd/parley-up
-	$(BIN)/parley-up -workers '$(WORKERS)' $(if $(COMPONENTS),-components '$(COMPONENTS)') $(if $(TRACES),-traces)
+	$(BIN)/parley-up -workers '$(WORKERS)' -nats-nodes '$(or $(NATS_NODES),1)' $(if $(COMPONENTS),-components '$(COMPONENTS)') $(if $(TRACES),-traces)
 
 .PHONY: install
 install: ## install the parley command line into GOBIN (default: $(go env GOPATH)/bin)

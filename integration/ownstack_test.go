@@ -84,9 +84,10 @@ spec:
 }
 
 // startOwnStack writes files into a fresh components directory and starts a
-// constellation on free ports with env for every service; the test's end stops it, and a
-// failed test logs the tail of its services' output.
-func startOwnStack(t testing.TB, files map[string]string, env map[string]string) *stack.Stack {
+// constellation on free ports with env for every service, and with the options that each
+// of configure changes; the test's end stops it, and a failed test logs the tail of its
+// services' output.
+func startOwnStack(t testing.TB, files map[string]string, env map[string]string, configure ...func(*stack.Options)) *stack.Stack {
 	t.Helper()
 	if st == nil {
 		t.Skip("end-to-end test: needs the stack (not started under -short)")
@@ -120,7 +121,7 @@ func startOwnStack(t testing.TB, files map[string]string, env map[string]string)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	own, err := stack.Start(ctx, stack.Options{
+	opts := stack.Options{
 		DataDir:       data,
 		BinDir:        filepath.Dir(st.Binary("router")),
 		TLSDir:        st.TLSDir(),
@@ -129,7 +130,11 @@ func startOwnStack(t testing.TB, files map[string]string, env map[string]string)
 		Postgres:      stack.PostgresOptions{URL: pgURL, FreshDatabase: true},
 		Env:           full,
 		Log:           logFile,
-	})
+	}
+	for _, c := range configure {
+		c(&opts)
+	}
+	own, err := stack.Start(ctx, opts)
 	t.Cleanup(func() {
 		if own != nil {
 			stopCtx, stopCancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -1,6 +1,8 @@
 package stack
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -26,16 +28,30 @@ const NATSIdentity = "nats"
 // defaultTrustDomain is the development CA's trust domain unless Options says otherwise.
 const defaultTrustDomain = "parley.local"
 
-// embeddedNATS is a NATS server with JetStream inside the launcher's process, on a free
-// loopback port so it never collides with a system NATS on 4222. It admits only the
-// stack's users, each with the permissions of its role, and only over TLS, with the
-// certificate tls names (issued by the development CA for NATSIdentity).
+// embeddedNATS is NATS with JetStream inside the launcher's process, on free loopback
+// ports so it never collides with a system NATS on 4222: one server, or a cluster of
+// nodes joined by routes on loopback (each with JetStream and its own store). It admits
+// only the stack's users, each with the permissions of its role, and only over TLS, with
+// the certificate tls names (issued by the development CA for NATSIdentity). The routes
+// between nodes authenticate with a password made up for this run.
 type embeddedNATS struct {
-	s    *server.Server
-	opts server.Options
+	nodes []*natsNode
 }
 
-func startNATS(storeDir string, users []natsauth.User, tls devca.Files) (*embeddedNATS, error) {
+// natsNode is one server of the embedded NATS; s is nil while it is stopped.
+type natsNode struct {
+	opts server.Options
+	s    *server.Server
+}
+
+// natsClusterName names the embedded cluster and prefixes its servers' names.
+const natsClusterName = "parley-local"
+
+// natsReadyWait bounds the wait for a server to accept clients and for a cluster's
+// JetStream to elect its meta leader.
+const natsReadyWait = 30 * time.Second
+
+func startNATS(storeDir string, users []natsauth.User, tls devca.Files, nodes int) (*embeddedNATS, error) {
 	nkeys, err := natsauth.ServerUsers(users)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -44,8 +60,8 @@ func startNATS(storeDir string, users []natsauth.User, tls devca.Files) (*embedd
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	n := &embeddedNATS{opts: server.Options{
-		ServerName: "parley-local",
+	base := server.Options{
+		ServerName: natsClusterName,
 		Host:       "127.0.0.1",
 		Port:       server.RANDOM_PORT,
 		JetStream:  true,
@@ -57,45 +73,184 @@ func startNATS(storeDir string, users []natsauth.User, tls devca.Files) (*embedd
 		TLS:        true,
 		TLSConfig:  tlsConfig,
 		TLSTimeout: 5,
-	}}
-	opts := n.opts
-	s, err := server.NewServer(&opts)
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	go s.Start()
-	if !s.ReadyForConnections(15 * time.Second) {
-		s.Shutdown()
-		return nil, fmt.Errorf("embedded nats: not ready within 15s")
+	n := &embeddedNATS{}
+	if nodes <= 1 {
+		n.nodes = []*natsNode{{opts: base}}
+	} else if n.nodes, err = clusterNodes(base, nodes); err != nil {
+		return nil, err
 	}
-	n.s = s
-	// Reloads keep the port the server picked.
-	if a, ok := s.Addr().(*net.TCPAddr); ok {
-		n.opts.Port = a.Port
+	for i := range n.nodes {
+		if err := n.StartNode(i); err != nil {
+			n.Stop()
+			return nil, err
+		}
+	}
+	if len(n.nodes) > 1 {
+		if err := n.waitJetStream(); err != nil {
+			n.Stop()
+			return nil, err
+		}
 	}
 	return n, nil
 }
 
-func (n *embeddedNATS) URL() string { return n.s.ClientURL() }
+// clusterNodes are the options of a cluster of count servers like base: each with a
+// client port, a route port and a store of its own, routed to all the others.
+func clusterNodes(base server.Options, count int) ([]*natsNode, error) {
+	secret := make([]byte, 16)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("embedded nats: route password: %w", err)
+	}
+	const routeUser = "route"
+	password := hex.EncodeToString(secret)
+	nodes := make([]*natsNode, count)
+	routes := make([]string, count)
+	for i := range nodes {
+		client, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		cluster, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		opts := base
+		opts.ServerName = fmt.Sprintf("%s-%d", natsClusterName, i)
+		opts.Port = client
+		opts.StoreDir = filepath.Join(base.StoreDir, fmt.Sprintf("node-%d", i))
+		opts.Cluster = server.ClusterOpts{Name: natsClusterName, Host: "127.0.0.1", Port: cluster, Username: routeUser, Password: password}
+		nodes[i] = &natsNode{opts: opts}
+		routes[i] = fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", routeUser, password, cluster)
+	}
+	for i, node := range nodes {
+		node.opts.Routes = server.RoutesFromStr(strings.Join(append(slices.Clone(routes[:i]), routes[i+1:]...), ","))
+	}
+	return nodes, nil
+}
 
-// setUsers replaces the server's users (a new instance joined the stack); callers
-// serialise it (Stack.natsMu).
+// StartNode starts node i (again, after StopNode) with the options it last had, on the
+// same ports and store.
+func (n *embeddedNATS) StartNode(i int) error {
+	node := n.nodes[i]
+	if node.s != nil {
+		return fmt.Errorf("embedded nats: node %d is running", i)
+	}
+	opts := node.opts
+	s, err := server.NewServer(&opts)
+	if err != nil {
+		return fmt.Errorf("embedded nats: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(natsReadyWait) {
+		s.Shutdown()
+		return fmt.Errorf("embedded nats: node %d not ready within %s", i, natsReadyWait)
+	}
+	node.s = s
+	// A restart and reloads keep the port the server picked.
+	if a, ok := s.Addr().(*net.TCPAddr); ok {
+		node.opts.Port = a.Port
+	}
+	return nil
+}
+
+// StopNode shuts node i down: its clients lose their connection, as when a machine goes.
+func (n *embeddedNATS) StopNode(i int) error {
+	node := n.nodes[i]
+	if node.s == nil {
+		return fmt.Errorf("embedded nats: node %d is not running", i)
+	}
+	node.s.Shutdown()
+	node.s.WaitForShutdown()
+	node.s = nil
+	return nil
+}
+
+// waitJetStream waits until the running nodes' JetStream has a meta leader that every
+// one of them follows: streams and buckets can be created then.
+func (n *embeddedNATS) waitJetStream() error {
+	deadline := time.Now().Add(natsReadyWait)
+	for {
+		leader, current := false, true
+		for _, node := range n.nodes {
+			if node.s == nil {
+				continue
+			}
+			leader = leader || node.s.JetStreamIsLeader()
+			current = current && node.s.JetStreamIsCurrent()
+		}
+		if leader && current {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("embedded nats: JetStream elected no meta leader within %s", natsReadyWait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// URL lists every node's client URL, comma-separated, as NATS_URL takes them.
+func (n *embeddedNATS) URL() string {
+	urls := make([]string, len(n.nodes))
+	for i, node := range n.nodes {
+		urls[i] = fmt.Sprintf("tls://127.0.0.1:%d", node.opts.Port)
+	}
+	return strings.Join(urls, ",")
+}
+
+// nodeServing is the index of the running node that serves a client connection named
+// name, or -1.
+func (n *embeddedNATS) nodeServing(name string) int {
+	for i, node := range n.nodes {
+		if node.s == nil {
+			continue
+		}
+		cz, err := node.s.Connz(&server.ConnzOptions{})
+		if err != nil {
+			continue
+		}
+		for _, c := range cz.Conns {
+			if c.Name == name {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// setUsers replaces the servers' users (a new instance joined the stack); callers
+// serialise it (Stack.natsMu). A stopped node gets them when it starts again.
 func (n *embeddedNATS) setUsers(users []natsauth.User) error {
 	nkeys, err := natsauth.ServerUsers(users)
 	if err != nil {
 		return fmt.Errorf("embedded nats: %w", err)
 	}
-	n.opts.Nkeys = nkeys
-	opts := n.opts
-	if err := n.s.ReloadOptions(&opts); err != nil {
-		return fmt.Errorf("embedded nats: reload users: %w", err)
+	for _, node := range n.nodes {
+		node.opts.Nkeys = nkeys
+		if node.s == nil {
+			continue
+		}
+		opts := node.opts
+		if err := node.s.ReloadOptions(&opts); err != nil {
+			return fmt.Errorf("embedded nats: reload users: %w", err)
+		}
 	}
 	return nil
 }
 
+// Stop shuts every running node down.
 func (n *embeddedNATS) Stop() {
-	n.s.Shutdown()
-	n.s.WaitForShutdown()
+	for _, node := range n.nodes {
+		if node.s != nil {
+			node.s.Shutdown()
+		}
+	}
+	for _, node := range n.nodes {
+		if node.s != nil {
+			node.s.WaitForShutdown()
+			node.s = nil
+		}
+	}
 }
 
 // natsUser is the NATS user process name runs as, with env its environment (before the
@@ -232,4 +387,56 @@ func StackUsers(dataDir string, env map[string]string) ([]natsauth.User, error) 
 		}
 	}
 	return natsauth.LoadOrCreate(dataDir+"/nats-auth", users)
+}
+
+// ReplicaSettings are the services' settings of JetStream replicas: every stream and
+// key-value bucket a service creates has one. A stack on an embedded cluster of three
+// nodes or more sets each to three (Options.Env still has the last word); a new stream or
+// bucket adds its setting here.
+func ReplicaSettings() []string {
+	return []string{"AUDIT_STREAM_REPLICAS", "CACHE_REPLICAS", "ROUTER_LIMITS_REPLICAS"}
+}
+
+// clusterReplicas is the replica count of streams and buckets on an embedded cluster.
+const clusterReplicas = 3
+
+// NATSNodes is the number of nodes of the embedded NATS (0 for an external server).
+func (s *Stack) NATSNodes() int {
+	if s.nats == nil {
+		return 0
+	}
+	return len(s.nats.nodes)
+}
+
+// StopNATSNode shuts node i of the embedded NATS down, as when its machine is lost: its
+// clients lose their connection and reconnect to another node.
+func (s *Stack) StopNATSNode(i int) error {
+	if s.nats == nil || i < 0 || i >= len(s.nats.nodes) {
+		return fmt.Errorf("no embedded NATS node %d", i)
+	}
+	s.natsMu.Lock()
+	defer s.natsMu.Unlock()
+	return s.nats.StopNode(i)
+}
+
+// StartNATSNode starts node i of the embedded NATS again, on its ports and store, with
+// the stack's current users.
+func (s *Stack) StartNATSNode(i int) error {
+	if s.nats == nil || i < 0 || i >= len(s.nats.nodes) {
+		return fmt.Errorf("no embedded NATS node %d", i)
+	}
+	s.natsMu.Lock()
+	defer s.natsMu.Unlock()
+	return s.nats.StartNode(i)
+}
+
+// NATSNodeOf is the embedded NATS node that serves process name's connection (services
+// name theirs "parley-<service>"), or -1 when none does.
+func (s *Stack) NATSNodeOf(name string) int {
+	if s.nats == nil {
+		return -1
+	}
+	s.natsMu.Lock()
+	defer s.natsMu.Unlock()
+	return s.nats.nodeServing("parley-" + s.serviceOf(name))
 }

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"bufio"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleyhq/parley/libs/devca"
@@ -117,4 +119,73 @@ func TestNATSServesTLSOnly(t *testing.T) {
 	locked, err := natsAdmitsOnlyUsers(url, NATSCAFileOf(dir))
 	require.NoError(t, err)
 	require.True(t, locked)
+}
+
+// TestNATSClusterSurvivesNodeLoss: the embedded cluster runs three nodes, each serving
+// TLS to the stack's users only; a bucket with three replicas keeps taking writes while
+// a node is down, and the node comes back on its ports and catches up.
+func TestNATSClusterSurvivesNodeLoss(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	users, err := StackUsers(dir, nil)
+	require.NoError(t, err)
+	tlsDir := filepath.Join(dir, "tls")
+	_, err = devca.Ensure(tlsDir, defaultTrustDomain, []string{NATSIdentity})
+	require.NoError(t, err)
+	n, err := startNATS(filepath.Join(dir, "nats"), users, devca.FilesOf(tlsDir, NATSIdentity), 3)
+	require.NoError(t, err)
+	t.Cleanup(n.Stop)
+	urls := strings.Split(n.URL(), ",")
+	require.Len(t, urls, 3)
+	for _, u := range urls {
+		require.True(t, strings.HasPrefix(u, "tls://"), u)
+	}
+	// Each node refuses a client without credentials.
+	for _, u := range urls {
+		locked, err := natsAdmitsOnlyUsers(u, NATSCAFileOf(dir))
+		require.NoError(t, err)
+		require.True(t, locked, u)
+	}
+
+	seed, err := nats.NkeyOptionFromSeed(natsauth.SeedFile(filepath.Join(dir, "nats-auth"), AdminUser))
+	require.NoError(t, err)
+	nc, err := nats.Connect(n.URL(), seed, nats.RootCAs(NATSCAFileOf(dir)), nats.Name("parley-test"),
+		nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "CLUSTER_TEST", Replicas: 3})
+	require.NoError(t, err)
+	status, err := kv.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, status.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas)
+	_, err = kv.PutString(ctx, "before", "1")
+	require.NoError(t, err)
+
+	// Lose the node the client is on: it reconnects to another and the bucket (two of
+	// three replicas left) keeps taking writes. A write sent as the node goes may never be
+	// acknowledged (its ack went with the node, or the bucket was electing a new leader):
+	// each attempt waits for its ack a bounded time, as the services' writes do.
+	lost := n.nodeServing("parley-test")
+	require.GreaterOrEqual(t, lost, 0)
+	require.NoError(t, n.StopNode(lost))
+	require.Eventually(t, func() bool {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer pcancel()
+		_, err := kv.PutString(pctx, "during", "2")
+		return err == nil
+	}, 30*time.Second, 100*time.Millisecond, "the bucket took no write with a node down")
+	require.NotEqual(t, lost, n.nodeServing("parley-test"))
+
+	require.NoError(t, n.StartNode(lost))
+	require.Equal(t, strings.Split(n.URL(), ","), urls, "the node came back on its port")
+	require.Eventually(t, func() bool { return n.nodes[lost].s.JetStreamIsCurrent() }, 30*time.Second, 100*time.Millisecond)
+	for key, want := range map[string]string{"before": "1", "during": "2"} {
+		e, err := kv.Get(ctx, key)
+		require.NoError(t, err)
+		require.Equal(t, want, string(e.Value()))
+	}
 }

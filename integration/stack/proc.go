@@ -24,7 +24,7 @@ func StartNATS(dataDir string, env map[string]string) (url string, stop func(), 
 	if _, err := devca.Ensure(tlsDir, defaultTrustDomain, []string{NATSIdentity}); err != nil {
 		return "", nil, fmt.Errorf("development CA: %w", err)
 	}
-	n, err := startNATS(filepath.Join(dataDir, "nats"), users, devca.FilesOf(tlsDir, NATSIdentity))
+	n, err := startNATS(filepath.Join(dataDir, "nats"), users, devca.FilesOf(tlsDir, NATSIdentity), 1)
 	if err != nil {
 		return "", nil, err
 	}

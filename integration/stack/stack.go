@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,6 +80,11 @@ type Options struct {
 	// TLS, NATS_TLS_CA_FILE (in Env or the process environment) names the CA its
 	// certificate chains to.
 	NATSURL string
+	// NATSNodes runs the embedded NATS as a cluster of this many nodes (each with
+	// JetStream, on free loopback ports, routed to each other); 0 or 1 runs one server.
+	// With three nodes or more every service's stream and bucket gets three replicas
+	// (ReplicaSettings), and services get every node's URL.
+	NATSNodes int
 	// Postgres locates the database server.
 	Postgres PostgresOptions
 	// Race builds the service binaries with the race detector.
@@ -234,13 +240,17 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	} else {
 		f := s.Files(NATSIdentity)
-		n, err := startNATS(filepath.Join(opts.DataDir, "nats"), s.natsUsers, f)
+		n, err := startNATS(filepath.Join(opts.DataDir, "nats"), s.natsUsers, f, opts.NATSNodes)
 		if err != nil {
 			return s, err
 		}
 		s.nats, s.natsLocked, s.natsCA = n, true, f.CA
 		s.NATSURL = n.URL()
-		_, _ = fmt.Fprintf(opts.Progress, "started embedded NATS with JetStream and TLS at %s\n", s.NATSURL)
+		if len(n.nodes) > 1 {
+			_, _ = fmt.Fprintf(opts.Progress, "started an embedded NATS cluster of %d nodes with JetStream and TLS at %s\n", len(n.nodes), s.NATSURL)
+		} else {
+			_, _ = fmt.Fprintf(opts.Progress, "started embedded NATS with JetStream and TLS at %s\n", s.NATSURL)
+		}
 	}
 
 	pg, dbURL, err := ResolvePostgres(ctx, opts.Postgres, filepath.Join(opts.DataDir, "postgres"), opts.Progress)
@@ -420,6 +430,11 @@ func (s *Stack) serviceEnv(name string) map[string]string {
 	}
 	if _, ok := natsUser(name, name, nil); ok && s.natsLocked {
 		env["NATS_NKEY_SEED_FILE"] = s.NATSSeedFile(name)
+	}
+	if s.nats != nil && len(s.nats.nodes) >= clusterReplicas {
+		for _, k := range ReplicaSettings() {
+			env[k] = strconv.Itoa(clusterReplicas)
+		}
 	}
 	for k, v := range s.opts.Env {
 		env[k] = v

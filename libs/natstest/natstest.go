@@ -2,8 +2,12 @@
 package natstest
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,4 +157,170 @@ func Connect(tb testing.TB, s *server.Server) *nats.Conn {
 	}
 	tb.Cleanup(nc.Close)
 	return nc
+}
+
+// Cluster is a cluster of JetStream-enabled servers on loopback, joined by routes: for
+// tests of what survives the loss of a node. Servers[i] is nil while node i is stopped.
+type Cluster struct {
+	Servers []*server.Server
+	opts    []server.Options
+}
+
+// clusterWait bounds the wait for a node to accept clients and for the cluster's
+// JetStream to elect its meta leader.
+const clusterWait = 30 * time.Second
+
+// RunCluster starts a cluster of n JetStream-enabled servers on free loopback ports
+// (client and route ports kept across restarts, a store each), with Parley's max_payload,
+// stopped at cleanup; it returns once JetStream has a meta leader. configure, when not nil,
+// changes node i's options first (users, TLS). Streams and buckets may then have up to n
+// replicas.
+func RunCluster(tb testing.TB, n int, configure func(i int, opts *server.Options)) *Cluster {
+	tb.Helper()
+	if n < 2 {
+		tb.Fatalf("natstest: a cluster needs two nodes or more, got %d", n)
+	}
+	c := &Cluster{Servers: make([]*server.Server, n), opts: make([]server.Options, n)}
+	routes := make([]string, n)
+	for i := range c.opts {
+		o := server.Options{
+			ServerName: fmt.Sprintf("natstest-%d", i),
+			Host:       "127.0.0.1",
+			Port:       freePort(tb),
+			JetStream:  true,
+			StoreDir:   tb.TempDir(),
+			MaxPayload: bus.MaxPayload,
+			NoLog:      true,
+			NoSigs:     true,
+			Cluster:    server.ClusterOpts{Name: "natstest", Host: "127.0.0.1", Port: freePort(tb)},
+		}
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", o.Cluster.Port)
+		if configure != nil {
+			configure(i, &o)
+		}
+		c.opts[i] = o
+	}
+	for i := range c.opts {
+		c.opts[i].Routes = server.RoutesFromStr(strings.Join(append(slices.Clone(routes[:i]), routes[i+1:]...), ","))
+	}
+	tb.Cleanup(func() {
+		for i := range c.Servers {
+			if c.Servers[i] != nil {
+				c.Stop(tb, i)
+			}
+		}
+	})
+	for i := range c.Servers {
+		c.Start(tb, i)
+	}
+	c.WaitJetStream(tb)
+	return c
+}
+
+// Start starts node i (again, after Stop) on its ports and store.
+func (c *Cluster) Start(tb testing.TB, i int) {
+	tb.Helper()
+	if c.Servers[i] != nil {
+		tb.Fatalf("natstest: node %d is running", i)
+	}
+	opts := c.opts[i]
+	s, err := server.NewServer(&opts)
+	if err != nil {
+		tb.Fatalf("natstest: new server: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(clusterWait) {
+		s.Shutdown()
+		tb.Fatalf("natstest: node %d not ready within %s", i, clusterWait)
+	}
+	c.Servers[i] = s
+}
+
+// Stop shuts node i down, as when its machine is lost: its clients reconnect elsewhere.
+func (c *Cluster) Stop(tb testing.TB, i int) {
+	tb.Helper()
+	if c.Servers[i] == nil {
+		tb.Fatalf("natstest: node %d is not running", i)
+	}
+	c.Servers[i].Shutdown()
+	c.Servers[i].WaitForShutdown()
+	c.Servers[i] = nil
+}
+
+// WaitJetStream waits until the running nodes' JetStream has a meta leader that every
+// one of them follows.
+func (c *Cluster) WaitJetStream(tb testing.TB) {
+	tb.Helper()
+	deadline := time.Now().Add(clusterWait)
+	for {
+		leader, current := false, true
+		for _, s := range c.Servers {
+			if s != nil {
+				leader = leader || s.JetStreamIsLeader()
+				current = current && s.JetStreamIsCurrent()
+			}
+		}
+		if leader && current {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("natstest: JetStream elected no meta leader within %s", clusterWait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// URL lists every node's client URL, comma-separated, as nats.Connect and NATS_URL take them.
+func (c *Cluster) URL() string {
+	urls := make([]string, len(c.opts))
+	for i, o := range c.opts {
+		scheme := "nats"
+		if o.TLSConfig != nil {
+			scheme = "tls"
+		}
+		urls[i] = fmt.Sprintf("%s://127.0.0.1:%d", scheme, o.Port)
+	}
+	return strings.Join(urls, ",")
+}
+
+// Serving is the running node that serves the client connection named name, or -1.
+func (c *Cluster) Serving(name string) int {
+	for i, s := range c.Servers {
+		if s == nil {
+			continue
+		}
+		cz, err := s.Connz(&server.ConnzOptions{})
+		if err != nil {
+			continue
+		}
+		for _, conn := range cz.Conns {
+			if conn.Name == name {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// Connect returns a connection to the cluster (every node's URL) that reconnects
+// forever, closed at cleanup; opts come after the defaults.
+func (c *Cluster) Connect(tb testing.TB, opts ...nats.Option) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(c.URL(), append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)...)
+	if err != nil {
+		tb.Fatalf("natstest: connect to the cluster: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("natstest: free port: %v", err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
 }

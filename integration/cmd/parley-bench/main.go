@@ -39,7 +39,8 @@ func run() error {
 	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack); its echo component must cache, as make up's")
 	env := envFlag{}
 	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
-	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, miss, hit, scrubbed, provider, stream")
+	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, miss, hit, scrubbed, provider, stream; "+
+		"scaling (not by default) runs 1, 2 and 4 workers of one component on a slow fake provider")
 	streams := flag.Int("streams", 500, "concurrent streams of the stream path")
 	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
 	keys := flag.Bool("keys", false, "start the router with API keys: every router path presents a key with (unreached) limits, shared through NATS (docs/tenants.md)")
@@ -47,6 +48,8 @@ func run() error {
 	natsChild := flag.String(natsChildFlag, "", "internal: run only the stack's NATS server, for a stack with this data directory")
 	traces := flag.Bool("traces", false, "turn tracing on in the started stack: every service exports its spans to an OTLP receiver in this process, "+
 		"which counts and drops them (the cost of telemetry on the hot path; compare with a run without)")
+	scalingLatency := flag.Duration("scaling-latency", 20*time.Millisecond, "provider latency of the scaling path's fake provider")
+	scalingSlots := flag.Int("scaling-slots", 4, "WORKER_CONCURRENCY of each worker of the scaling path")
 	flag.Parse()
 	if *natsChild != "" {
 		return runNATSChild(*natsChild, env)
@@ -57,6 +60,26 @@ func run() error {
 	}
 	if *natsMode != "process" && *natsMode != "embedded" {
 		return fmt.Errorf("-nats must be process or embedded, got %q", *natsMode)
+	}
+	paths := strings.Split(*pathsFlag, ",")
+	scaling := slices.Contains(paths, pathScaling)
+	if scaling {
+		paths = slices.DeleteFunc(paths, func(p string) bool { return p == pathScaling })
+		switch {
+		case *addr != "":
+			return fmt.Errorf("-paths %s starts workers of its own: it needs the started stack, not -addr", pathScaling)
+		case os.Getenv("NATS_URL") != "":
+			return fmt.Errorf("-paths %s starts workers as new NATS users: it needs the embedded NATS, not NATS_URL", pathScaling)
+		case *scalingSlots < 1 || *scalingLatency <= 0:
+			return fmt.Errorf("-scaling-slots and -scaling-latency must be positive")
+		}
+		// The scaling workers join as NATS users of their own, which only the embedded
+		// server learns of while it runs.
+		*natsMode = "embedded"
+		if _, ok := env["WORKER_COMPONENTS"]; !ok {
+			// The stack's own worker leaves the scaling component to the dedicated ones.
+			env["WORKER_COMPONENTS"] = "echo,fake"
+		}
 	}
 	ctx := context.Background()
 	wd, err := os.Getwd()
@@ -72,6 +95,12 @@ func run() error {
 		return err
 	}
 	defer h.stop()
+	if scaling {
+		if h.slowFake, err = startHelper("slow fake provider", filepath.Join(h.dir, "fakeprovider"), "listening on http://",
+			"-addr", "127.0.0.1:0", "-latency", scalingLatency.String()); err != nil {
+			return err
+		}
+	}
 
 	if *traces {
 		sink, err := otlpsink.Start("127.0.0.1:0")
@@ -86,6 +115,7 @@ func run() error {
 		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.Endpoint()
 	}
 	t := target{natsEmbedded: *natsMode == "embedded", streams: *streams}
+	var own *stack.Stack
 	routerAddr := *addr
 	var apiKey string
 	if routerAddr == "" {
@@ -106,11 +136,12 @@ func run() error {
 			}
 			natsURL = h.nats.addr
 		}
-		s, stop, err := startStack(ctx, root, env, natsURL, h.nats != nil, h.fake.addr, h.fakeStream.addr, data)
+		s, stop, err := startStack(ctx, root, env, natsURL, h.nats != nil, h, data)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		own = s
 		routerAddr = s.RouterGRPCAddr()
 		t.fakeURL = "http://" + h.fake.addr
 		t.fakeStreamURL = "http://" + h.fakeStream.addr
@@ -139,7 +170,19 @@ func run() error {
 		return err
 	}
 	defer func() { _ = t.floorConnect.Close() }()
-	return benchPaths(ctx, t, strings.Split(*pathsFlag, ","), *duration, *conc)
+	if err := benchPaths(ctx, t, paths, *duration, *conc); err != nil {
+		return err
+	}
+	if !scaling {
+		return nil
+	}
+	runs, err := benchScaling(ctx, own, t, *duration, *scalingSlots)
+	if err != nil {
+		return err
+	}
+	printScaling(os.Stdout, runs, *scalingSlots, *scalingLatency)
+	fmt.Printf("load average at the end: %s\n", loadAverage())
+	return nil
 }
 
 type result struct {
@@ -217,14 +260,20 @@ func (e envFlag) Set(v string) error {
 }
 
 // startStack starts the constellation of the repository at root with data as its data
-// directory (removed at stop), on the NATS at natsURL (childNATS: this benchmark's child).
-func startStack(ctx context.Context, root string, env envFlag, natsURL string, childNATS bool, fakeAddr, fakeStreamAddr, data string) (*stack.Stack, func(), error) {
+// directory (removed at stop), on the NATS at natsURL (childNATS: this benchmark's child),
+// with components for h's fake providers.
+func startStack(ctx context.Context, root string, env envFlag, natsURL string, childNATS bool, h *helpers, data string) (*stack.Stack, func(), error) {
 	comps := filepath.Join(data, "components")
 	if err := os.MkdirAll(comps, 0o755); err != nil {
 		return nil, nil, err
 	}
-	if err := writeComponents(root, comps, fakeAddr, fakeStreamAddr); err != nil {
+	if err := writeComponents(root, comps, h.fake.addr, h.fakeStream.addr); err != nil {
 		return nil, nil, err
+	}
+	if h.slowFake != nil {
+		if err := writeScalingComponent(comps, h.slowFake.addr); err != nil {
+			return nil, nil, err
+		}
 	}
 	ports, err := stack.FreePorts()
 	if err != nil {

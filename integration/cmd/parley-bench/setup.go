@@ -16,6 +16,8 @@ type helpers struct {
 	floor, floorConnect, fake, nats *helper
 	// fakeStream is a second fake provider that paces its streamed tokens (the stream path).
 	fakeStream *helper
+	// slowFake answers after -scaling-latency, for the scaling path.
+	slowFake *helper
 }
 
 // startHelpers builds parley-floor and fakeprovider and starts the floor (grpc-go's
@@ -54,7 +56,7 @@ func startHelpers(ctx context.Context, root string, withFake bool) (_ *helpers, 
 }
 
 func (h *helpers) stop() {
-	for _, p := range []*helper{h.floor, h.floorConnect, h.fake, h.fakeStream, h.nats} {
+	for _, p := range []*helper{h.floor, h.floorConnect, h.fake, h.fakeStream, h.nats, h.slowFake} {
 		if p != nil {
 			p.stop()
 		}

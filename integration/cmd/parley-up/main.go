@@ -60,7 +60,15 @@ func run() error {
 		"component (WORKER_COMPONENTS), each as its own NATS user, besides the one serving all (with NATS_URL, give your server their users)")
 	traces := flag.Bool("traces", false, "receive the services' traces in this process (OTLP/HTTP on a loopback port) and print each "+
 		"conversation's trace as a tree: service, span, start and duration (make up TRACES=1)")
+	natsNodes := flag.Int("nats-nodes", 1, "run the embedded NATS as a cluster of this many nodes (JetStream on each, routes on loopback); "+
+		"with 3 or more the audit stream and the cache bucket get 3 replicas")
 	flag.Parse()
+	if *natsNodes < 1 {
+		return fmt.Errorf("-nats-nodes must be at least 1, got %d", *natsNodes)
+	}
+	if *natsNodes > 1 && os.Getenv("NATS_URL") != "" {
+		return fmt.Errorf("-nats-nodes %d runs an embedded cluster; it does not apply with NATS_URL (an external server)", *natsNodes)
+	}
 	workers, err := parseWorkers(*workersFlag)
 	if err != nil {
 		return fmt.Errorf("-workers: %w", err)
@@ -99,6 +107,7 @@ func run() error {
 		ComponentsDir: abs,
 		Ports:         stack.DefaultPorts,
 		NATSURL:       os.Getenv("NATS_URL"),
+		NATSNodes:     *natsNodes,
 		Postgres:      stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), Install: true},
 		Race:          *race,
 		// INTERNAL_TLS=off make up: plaintext inside, with a warning.

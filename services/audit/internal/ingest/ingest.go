@@ -9,9 +9,9 @@
 //
 // Failures are told apart by their cause. When PostgreSQL is unavailable the batch is held
 // and retried in place, with backoff, for as long as it takes: a negative acknowledgement
-// would spend one of the consumer's MaxDeliver deliveries per attempt, and JetStream stops
-// delivering a message once they are spent, so an outage of a few seconds would otherwise
-// push healthy events out of the log. When PostgreSQL rejects a row because of its data,
+// would spend one of its MaxDeliver deliveries per attempt, and a row is dead-lettered on
+// its last, so an outage of a few seconds would otherwise push healthy events out of the
+// log. When PostgreSQL rejects a row because of its data,
 // the batch is split until the row is alone; that row is negatively acknowledged with a
 // delay and, on its last delivery, dead-lettered. Only the stream holds unwritten events;
 // the service keeps nothing that a restart could lose.
@@ -68,8 +68,8 @@ type Config struct {
 	MaxBytes int
 	// MaxWait is how long a batch waits to fill before it is written.
 	MaxWait time.Duration
-	// MaxDeliver is the consumer's delivery limit; a row PostgreSQL still rejects on its
-	// last delivery is dead-lettered.
+	// MaxDeliver is the delivery on which a row PostgreSQL still rejects is dead-lettered;
+	// the consumer itself redelivers without limit.
 	MaxDeliver int
 	// AckWait is how long JetStream waits for an acknowledgement before redelivering.
 	AckWait time.Duration
@@ -142,7 +142,11 @@ func (in *Ingester) consumerConfig() jetstream.ConsumerConfig {
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       in.cfg.AckWait,
-		MaxDeliver:    in.cfg.MaxDeliver,
+		// No limit in JetStream: a delivery that never reached the writer (sent through a NATS
+		// node as it went) would spend one of them, and JetStream drops a message whose
+		// deliveries are spent without a word, leaving its event out of the log. The writer
+		// counts deliveries itself (MaxDeliver) and dead-letters a row on its last one.
+		MaxDeliver:    -1,
 		FilterSubject: auditevent.Subject,
 		MaxAckPending: max(1000, 4*in.cfg.MaxRows),
 	}
@@ -286,6 +290,7 @@ func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 			continue
 		}
 		failures++
+		in.m.fetchFailures.Inc()
 		in.logger.WarnContext(ctx, "fetch failed", "consumer", in.cfg.Consumer, "attempt", failures, "err", err)
 		if !in.sleep(ctx, backoff(failures, maxBackoff)) {
 			return
@@ -337,7 +342,10 @@ func (in *Ingester) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 		select {
 		case m, ok := <-ch:
 			if !ok {
-				if err := batch.Error(); err != nil {
+				// A batch that reached MaxRows before fetchBytes ends with "batch completed":
+				// a full batch, not a failure (a backlog of MaxRows events or more gives
+				// only such batches).
+				if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrBatchCompleted) {
 					return msgs, fmt.Errorf("fetch: %w", err)
 				}
 				return msgs, nil

@@ -35,6 +35,7 @@ type metrics struct {
 	deadLetters     *prometheus.CounterVec
 	deadLetterFails prometheus.Counter
 	lag             prometheus.Gauge
+	fetchFailures   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -75,6 +76,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "parley_audit_ingest_lag",
 			Help: "Events in the stream not yet written: the consumer's pending plus ack-pending messages.",
 		}),
+		fetchFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_audit_fetch_failures_total",
+			Help: "Fetches from the audit stream's consumer that failed (NATS unreachable, the consumer's leader moving); each is retried after a backoff.",
+		}),
 	}
 	for _, o := range []string{outcomeOK, outcomeError, outcomeAbandoned} {
 		m.batches.WithLabelValues(o)
@@ -82,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{ReasonDecode, ReasonInvalid, ReasonMaxDeliver} {
 		m.deadLetters.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.rows, m.batches, m.batchRows, m.batchBytes, m.delay, m.deadLetters, m.deadLetterFails, m.lag} {
+	for _, c := range []prometheus.Collector{m.rows, m.batches, m.batchRows, m.batchBytes, m.delay, m.deadLetters, m.deadLetterFails, m.lag, m.fetchFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register ingest metrics: %w", err)
 		}

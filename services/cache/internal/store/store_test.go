@@ -604,3 +604,55 @@ parley_cache_errors_total{op="wait"} 0
 `), "parley_cache_errors_total"))
 	})
 }
+
+// TestSurvivesNodeLoss: a bucket with three replicas on a three-node NATS cluster keeps
+// serving its entries and taking writes while the node the store is connected to is down
+// (a write whose ack went with the node fails within its caller's deadline; the next one
+// is stored), and keeps them once the node is back.
+func TestSurvivesNodeLoss(t *testing.T) {
+	t.Parallel()
+	c := natstest.RunCluster(t, 3, nil)
+	nc := c.Connect(t, nats.Name("cache-store"))
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	cfg := testConfig("node_loss")
+	cfg.Replicas, cfg.L1MaxBytes = 3, 0 // every read is the bucket's
+	reg := prometheus.NewRegistry()
+	s, err := store.New(js, cfg, reg)
+	require.NoError(t, err)
+	require.NoError(t, s.Start(t.Context()))
+	t.Cleanup(func() { require.NoError(t, s.Stop(stopContext(t))) })
+	st, err := js.Stream(t.Context(), "KV_node_loss")
+	require.NoError(t, err)
+	require.Equal(t, 3, st.CachedInfo().Config.Replicas)
+
+	before, during := key("before"), key("during")
+	require.NoError(t, s.Put(t.Context(), before, []byte("1"), time.Hour, 0))
+	lost := c.Serving("cache-store")
+	require.GreaterOrEqual(t, lost, 0)
+	c.Stop(t, lost)
+	within := func(f func(ctx context.Context) bool) func() bool {
+		return func() bool {
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer cancel()
+			return f(ctx)
+		}
+	}
+	require.Eventually(t, within(func(ctx context.Context) bool {
+		v, found, err := s.Get(ctx, before)
+		return err == nil && found && string(v) == "1"
+	}), 30*time.Second, 50*time.Millisecond, "the entry was not served with a node down")
+	require.Eventually(t, within(func(ctx context.Context) bool {
+		return s.Put(ctx, during, []byte("2"), time.Hour, 0) == nil
+	}), 30*time.Second, 50*time.Millisecond, "no write was stored with a node down")
+	require.NotEqual(t, lost, c.Serving("cache-store"))
+
+	c.Start(t, lost)
+	c.WaitJetStream(t)
+	for k, want := range map[store.Key]string{before: "1", during: "2"} {
+		v, found, err := s.Get(t.Context(), k)
+		require.NoError(t, err)
+		require.True(t, found)
+		require.Equal(t, want, string(v))
+	}
+}

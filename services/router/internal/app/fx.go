@@ -66,6 +66,9 @@ type Config struct {
 	StreamWindow int `env:"ROUTER_STREAM_WINDOW, default=32"`
 	// DispatchAttempts is how many workers a request may be tried on.
 	DispatchAttempts int `env:"ROUTER_DISPATCH_ATTEMPTS, default=2"`
+	// NoWorkerWait is how long a request keeps trying a component that no worker serves
+	// (workers reconnecting to another NATS node, or restarting) before it fails.
+	NoWorkerWait time.Duration `env:"ROUTER_NO_WORKER_WAIT, default=1s"`
 	// CacheTimeout bounds each cache call; a slower cache is skipped.
 	CacheTimeout time.Duration `env:"ROUTER_CACHE_TIMEOUT, default=250ms"`
 	// NearCacheBytes bounds the router's near cache in front of the cache service (keys,
@@ -83,6 +86,10 @@ type Config struct {
 	AuditScrubMemoBytes int64 `env:"ROUTER_AUDIT_SCRUB_MEMO_BYTES, default=16777216"`
 	// AuditPublishTimeout bounds the wait for the audit stream's ack.
 	AuditPublishTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_TIMEOUT, default=5s"`
+	// AuditPublishAttemptTimeout bounds the wait for one attempt's ack; a publish whose ack
+	// is lost (a NATS node went, the stream changed leader) is sent again until
+	// AuditPublishTimeout, and stored once.
+	AuditPublishAttemptTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT, default=1s"`
 	// AuditStreamReplicas is used when the router creates the audit stream.
 	AuditStreamReplicas int `env:"AUDIT_STREAM_REPLICAS, default=1"`
 	// APIToken, when set, must come with every API call in the dapr-api-token header, as
@@ -118,6 +125,7 @@ func (c *Config) Validate() error {
 		"ROUTER_CACHE_TIMEOUT": int64(c.CacheTimeout), "ROUTER_AUDIT_PUBLISH_TIMEOUT": int64(c.AuditPublishTimeout),
 		"AUDIT_STREAM_REPLICAS": int64(c.AuditStreamReplicas), "ROUTER_MAX_TEXTS": int64(c.MaxTexts),
 		"ROUTER_API_KEYS_RELOAD_INTERVAL": int64(c.APIKeysReloadInterval), "ROUTER_LIMITS_REPLICAS": int64(c.LimitsReplicas),
+		"ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT": int64(c.AuditPublishAttemptTimeout),
 	}
 	for name, v := range positive {
 		if v <= 0 {
@@ -129,6 +137,12 @@ func (c *Config) Validate() error {
 	}
 	if c.NearCacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("ROUTER_NEAR_CACHE_BYTES must not be negative, got %d", c.NearCacheBytes))
+	}
+	if c.AuditPublishAttemptTimeout > c.AuditPublishTimeout {
+		errs = append(errs, fmt.Errorf("ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT (%s) must not exceed ROUTER_AUDIT_PUBLISH_TIMEOUT (%s)", c.AuditPublishAttemptTimeout, c.AuditPublishTimeout))
+	}
+	if c.NoWorkerWait < 0 {
+		errs = append(errs, fmt.Errorf("ROUTER_NO_WORKER_WAIT must not be negative, got %s", c.NoWorkerWait))
 	}
 	if c.WorkerHeartbeatMisses < 0 {
 		errs = append(errs, fmt.Errorf("ROUTER_WORKER_HEARTBEAT_MISSES must not be negative, got %d", c.WorkerHeartbeatMisses))
@@ -309,6 +323,7 @@ func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg C
 		IdleTimeout: cfg.WorkerIdleTimeout, Attempts: cfg.DispatchAttempts, HeartbeatMisses: cfg.WorkerHeartbeatMisses,
 		StreamWindow: cfg.StreamWindow,
 		Tracer:       tel.Tracer(tracerName),
+		NoWorkerWait: cfg.NoWorkerWait,
 	}, reg)
 	if err != nil {
 		return nil, err
@@ -320,12 +335,13 @@ func newDispatcher(lc fx.Lifecycle, c *bus.Conn, tel *telemetry.Telemetry, cfg C
 // tracerName is the instrumentation scope of the router's own spans.
 const tracerName = "github.com/parleyhq/parley/services/router"
 
-func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config, tel *telemetry.Telemetry) *upstream.AuditPublisher {
+func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config, tel *telemetry.Telemetry, reg prometheus.Registerer) (*upstream.AuditPublisher, error) {
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
 		_, err := auditevent.Ensure(ctx, js, cfg.AuditStreamReplicas)
 		return err
 	}))
-	return upstream.NewAuditPublisher(js, cfg.AuditPublishTimeout, tel.Propagator, tel.Tracer(tracerName))
+	return upstream.NewAuditPublisher(js, upstream.AuditConfig{Timeout: cfg.AuditPublishTimeout, AttemptTimeout: cfg.AuditPublishAttemptTimeout},
+		tel.Propagator, tel.Tracer(tracerName), reg)
 }
 
 // newCache is the cache service behind the router's near cache (ROUTER_NEAR_CACHE_BYTES),

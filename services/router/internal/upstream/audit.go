@@ -2,11 +2,13 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
@@ -20,17 +22,43 @@ import (
 // AuditPublisher stores audit events in the PARLEY_AUDIT stream.
 type AuditPublisher struct {
 	js      jetstream.JetStream
-	timeout time.Duration
+	cfg     AuditConfig
+	retries prometheus.Counter
 	prop    propagation.TextMapPropagator
 	tracer  trace.Tracer
 }
 
-// NewAuditPublisher returns a publisher that waits at most timeout for the stream's ack.
+// AuditConfig bounds the wait for the audit stream's ack.
+type AuditConfig struct {
+	// Timeout bounds the whole publish, retries included.
+	Timeout time.Duration
+	// AttemptTimeout bounds the wait for one attempt's ack. An ack can be lost with the
+	// NATS node it travelled through, or while the stream elects a new leader; the event
+	// is then sent again with the same Nats-Msg-Id, which the stream stores once.
+	AttemptTimeout time.Duration
+}
+
+// auditRetryWait is the pause before an attempt that failed at once (no stream leader,
+// no connection) is made again.
+const auditRetryWait = 50 * time.Millisecond
+
+// NewAuditPublisher returns a publisher bounded by cfg; it counts its retries in reg.
 // prop writes the trace context into each event's headers, so the audit service's write
 // links to the publish; tracer, when not nil (tracing on), records a producer span per
 // publish.
-func NewAuditPublisher(js jetstream.JetStream, timeout time.Duration, prop propagation.TextMapPropagator, tracer trace.Tracer) *AuditPublisher {
-	return &AuditPublisher{js: js, timeout: timeout, prop: prop, tracer: tracer}
+func NewAuditPublisher(js jetstream.JetStream, cfg AuditConfig, prop propagation.TextMapPropagator, tracer trace.Tracer, reg prometheus.Registerer) (*AuditPublisher, error) {
+	if cfg.AttemptTimeout <= 0 || cfg.AttemptTimeout > cfg.Timeout {
+		cfg.AttemptTimeout = cfg.Timeout
+	}
+	a := &AuditPublisher{js: js, cfg: cfg, prop: prop, tracer: tracer, retries: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "parley_router_audit_publish_retries_total",
+		Help: "Audit event publishes sent again after an attempt failed or its ack did not come within " +
+			"ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT (the stream stores each event once).",
+	})}
+	if err := reg.Register(a.retries); err != nil {
+		return nil, fmt.Errorf("register audit publisher metrics: %w", err)
+	}
+	return a, nil
 }
 
 // HeaderAllowance is kept free of max_payload for the message's headers (Nats-Msg-Id,
@@ -48,14 +76,16 @@ func (a *AuditPublisher) MaxEventBytes() int {
 }
 
 // Record publishes ev with Nats-Msg-Id = request id and waits for the stream's ack, so a
-// stored event is never lost and a retried publish is never stored twice. It does not
-// stop when the caller goes away: the conversation happened and must be recorded.
+// stored event is never lost and a retried publish is never stored twice. An attempt
+// whose ack does not come within AttemptTimeout, or that fails, is made again until
+// Timeout. It does not stop when the caller goes away: the conversation happened and
+// must be recorded.
 func (a *AuditPublisher) Record(ctx context.Context, ev *auditv1.ConversationEvent) error {
 	b, err := proto.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encode audit event: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.Timeout)
 	defer cancel()
 	msg := &nats.Msg{Subject: auditevent.Subject, Data: b, Header: nats.Header{}}
 	ctx, span := startSend(ctx, a.tracer, auditevent.Subject)
@@ -63,12 +93,28 @@ func (a *AuditPublisher) Record(ctx context.Context, ev *auditv1.ConversationEve
 		a.prop.Inject(ctx, bus.HeaderCarrier(msg.Header))
 	}
 	done := crossing.Track(ctx, crossing.AuditPublish)
-	_, err = a.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.GetRequestId()))
-	done()
-	if err != nil {
-		endSend(span, "publish")
-		return fmt.Errorf("publish audit event: %w", err)
+	defer done()
+	for {
+		actx, acancel := context.WithTimeout(ctx, a.cfg.AttemptTimeout)
+		began := time.Now()
+		_, err = a.js.PublishMsg(actx, msg, jetstream.WithMsgID(ev.GetRequestId()))
+		acancel()
+		switch {
+		case err == nil:
+			endSend(span, "")
+			return nil
+		case errors.Is(err, nats.ErrMaxPayload) || ctx.Err() != nil:
+			endSend(span, "publish")
+			return fmt.Errorf("publish audit event: %w", err)
+		}
+		a.retries.Inc()
+		if time.Since(began) < auditRetryWait {
+			select {
+			case <-ctx.Done():
+				endSend(span, "publish")
+				return fmt.Errorf("publish audit event: %w", err)
+			case <-time.After(auditRetryWait):
+			}
+		}
 	}
-	endSend(span, "")
-	return nil
 }

@@ -5,6 +5,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -44,7 +45,19 @@ type DispatcherConfig struct {
 	// Tracer records a producer span per dispatch, covering the wait for the worker's
 	// answer; nil (tracing off) records none.
 	Tracer trace.Tracer
+	// NoWorkerWait is how long a request that finds no worker of its component (NATS
+	// answers no responders) keeps trying before it fails: while workers reconnect to
+	// another NATS node, or restart, the component has none for a moment. Zero fails at
+	// once.
+	NoWorkerWait time.Duration
 }
+
+// noWorkerPause is the first pause before a request that found no worker tries again;
+// each later pause doubles, up to noWorkerPauseMax.
+const (
+	noWorkerPause    = 25 * time.Millisecond
+	noWorkerPauseMax = 200 * time.Millisecond
+)
 
 // Ways a lost worker is detected: the label values of parley_router_workers_lost_total.
 const (
@@ -58,6 +71,7 @@ type dispatchMetrics struct {
 	redispatch  *prometheus.CounterVec
 	duplicates  *prometheus.CounterVec
 	detectDelay *prometheus.HistogramVec
+	noWorker    *prometheus.CounterVec
 }
 
 func newDispatchMetrics(reg prometheus.Registerer) (*dispatchMetrics, error) {
@@ -77,13 +91,18 @@ func newDispatchMetrics(reg prometheus.Registerer) (*dispatchMetrics, error) {
 			Help: "Re-dispatches of requests the lost worker had started (it sent a heartbeat), so whose " +
 				"provider may be called twice, by component.",
 		}, []string{"component"}),
+		noWorker: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_router_no_worker_retries_total",
+			Help: "Dispatches sent again because no worker of the component was subscribed (NATS no responders), " +
+				"within ROUTER_NO_WORKER_WAIT, by component.",
+		}, []string{"component"}),
 		detectDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "parley_router_worker_loss_detection_seconds",
 			Help:    "Time from a lost worker's last sign of life (request sent or last heartbeat) to the router's decision, by component and detection.",
 			Buckets: []float64{.1, .25, .5, .75, 1, 1.5, 2.5, 5, 10, 30},
 		}, []string{"component", "detection"}),
 	}
-	for _, c := range []prometheus.Collector{m.lost, m.redispatch, m.duplicates, m.detectDelay} {
+	for _, c := range []prometheus.Collector{m.lost, m.redispatch, m.duplicates, m.detectDelay, m.noWorker} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register dispatcher metrics: %w", err)
 		}
@@ -159,7 +178,7 @@ func (d *Dispatcher) route(m *nats.Msg) {
 }
 
 // Dispatch sends req to a worker of its component. A worker that goes silent is replaced
-// by another up to Attempts times; no worker at all fails at once.
+// by another up to Attempts times; no worker at all is tried again for NoWorkerWait.
 func (d *Dispatcher) Dispatch(ctx context.Context, req *providerv1.Request) (*conversation.Dispatched, error) {
 	data, err := proto.Marshal(req)
 	if err != nil {
@@ -167,12 +186,16 @@ func (d *Dispatcher) Dispatch(ctx context.Context, req *providerv1.Request) (*co
 	}
 	component := req.GetComponent()
 	subject := SubjectPrefix + component
-	for attempt := 1; ; attempt++ {
+	lostWorkers := 0
+	var waited time.Duration
+	pause := noWorkerPause
+	for {
 		resp, lost, err := d.once(ctx, subject, data)
 		if lost != nil {
+			lostWorkers++
 			d.metrics.lost.WithLabelValues(component, lost.detection).Inc()
 			d.metrics.detectDelay.WithLabelValues(component, lost.detection).Observe(lost.silence.Seconds())
-			if attempt < d.cfg.Attempts && ctx.Err() == nil {
+			if lostWorkers < d.cfg.Attempts && ctx.Err() == nil {
 				d.metrics.redispatch.WithLabelValues(component).Inc()
 				if lost.claimed {
 					d.metrics.duplicates.WithLabelValues(component).Inc()
@@ -181,12 +204,24 @@ func (d *Dispatcher) Dispatch(ctx context.Context, req *providerv1.Request) (*co
 			}
 			return nil, conversation.ErrWorkerLost
 		}
+		if errors.Is(err, conversation.ErrNoWorker) && waited < d.cfg.NoWorkerWait {
+			p := min(pause, d.cfg.NoWorkerWait-waited)
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(p):
+			}
+			waited += p
+			pause = min(2*pause, noWorkerPauseMax)
+			d.metrics.noWorker.WithLabelValues(component).Inc()
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
 		// Attempts counts provider calls: the worker's own (resiliency retries) on the last
 		// dispatch, plus at least one for every worker that went silent before it.
-		return &conversation.Dispatched{Response: resp, Attempts: attempt - 1 + max(1, int(resp.GetAttempts()))}, nil
+		return &conversation.Dispatched{Response: resp, Attempts: lostWorkers + max(1, int(resp.GetAttempts()))}, nil
 	}
 }
 

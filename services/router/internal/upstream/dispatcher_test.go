@@ -1,6 +1,7 @@
 package upstream_test
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -212,4 +213,51 @@ func gathered(t *testing.T, reg prometheus.Gatherer, name, component, detection 
 		}
 	}
 	return 0
+}
+
+// TestDispatchWaitsForAWorker: a component that no worker serves for a moment (its
+// workers reconnecting to another NATS node) is tried again for NoWorkerWait: a worker
+// that subscribes meanwhile answers; with none, the request fails with ErrNoWorker once
+// NoWorkerWait has passed. Each try is counted.
+func TestDispatchWaitsForAWorker(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	nc := natstest.Connect(t, srv)
+	worker := natstest.Connect(t, srv)
+	reg := prometheus.NewRegistry()
+	d, err := upstream.NewDispatcher(nc, propagation.TraceContext{},
+		upstream.DispatcherConfig{IdleTimeout: time.Minute, Attempts: 2, NoWorkerWait: time.Minute}, reg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	retries := func(component string) float64 {
+		return gathered(t, reg, "parley_router_no_worker_retries_total", component, "")
+	}
+
+	type outcome struct {
+		got *conversation.Dispatched
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		got, err := d.Dispatch(context.Background(), &providerv1.Request{Component: "late"})
+		done <- outcome{got, err}
+	}()
+	require.Eventually(t, func() bool { return retries("late") >= 2 }, 30*time.Second, 5*time.Millisecond,
+		"the dispatch did not try again")
+	ok := &providerv1.Reply{Kind: &providerv1.Reply_Response{Response: &providerv1.Response{Choices: []*providerv1.Choice{{Content: "done"}}}}}
+	_, err = worker.QueueSubscribe(upstream.SubjectPrefix+"late", "q", func(m *nats.Msg) { reply(t, worker, m.Reply, ok) })
+	require.NoError(t, err)
+	require.NoError(t, worker.Flush())
+	res := <-done
+	require.NoError(t, res.err)
+	require.Equal(t, "done", res.got.Response.GetChoices()[0].GetContent())
+	require.Equal(t, 1, res.got.Attempts, "a try that found no worker called no provider")
+
+	// With a short wait and no worker, the request fails after a few tries.
+	short, err := upstream.NewDispatcher(nc, propagation.TraceContext{},
+		upstream.DispatcherConfig{IdleTimeout: time.Minute, Attempts: 2, NoWorkerWait: 100 * time.Millisecond}, prometheus.NewRegistry())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = short.Close() })
+	_, err = short.Dispatch(t.Context(), &providerv1.Request{Component: "absent"})
+	require.ErrorIs(t, err, conversation.ErrNoWorker)
 }

@@ -1,0 +1,79 @@
+package upstream
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/natstest"
+)
+
+// TestAuditPublishRetriesLostAck: an event whose first ack never comes (it went with a
+// NATS node, or the stream changed leader after storing it) is sent again with the same
+// Nats-Msg-Id; the stream holds it once and the retry is counted.
+func TestAuditPublishRetriesLostAck(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+
+	// Until the stream exists, a plain subscriber takes the first attempt without
+	// answering; it stores the event in the stream itself (so the attempt's ack is what is
+	// lost, not the event) and steps aside.
+	stored := make(chan error, 1)
+	var sub *nats.Subscription
+	sub, err = nc.Subscribe(auditevent.Subject, func(m *nats.Msg) {
+		if err := sub.Unsubscribe(); err != nil {
+			stored <- err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := auditevent.Ensure(ctx, js, 1); err != nil {
+			stored <- err
+			return
+		}
+		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Data: m.Data, Header: m.Header})
+		stored <- err
+	})
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+
+	reg := prometheus.NewRegistry()
+	a, err := NewAuditPublisher(js, AuditConfig{Timeout: 30 * time.Second, AttemptTimeout: 200 * time.Millisecond}, nil, nil, reg)
+	require.NoError(t, err)
+	require.NoError(t, a.Record(t.Context(), &auditv1.ConversationEvent{RequestId: "req-lost-ack"}))
+	require.NoError(t, <-stored)
+	require.GreaterOrEqual(t, testutil.ToFloat64(a.retries), 1.0, "the lost ack was not retried")
+
+	s, err := js.Stream(t.Context(), auditevent.Stream)
+	require.NoError(t, err)
+	info, err := s.Info(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), info.State.Msgs, "the event is stored once")
+	m, err := s.GetLastMsgForSubject(t.Context(), auditevent.Subject)
+	require.NoError(t, err)
+	require.Equal(t, "req-lost-ack", m.Header.Get(jetstream.MsgIDHeader))
+}
+
+// TestAuditPublishGivesUp: without a stream the publish fails once Timeout has passed,
+// after retrying.
+func TestAuditPublishGivesUp(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	js, err := jetstream.New(natstest.Connect(t, srv))
+	require.NoError(t, err)
+	a, err := NewAuditPublisher(js, AuditConfig{Timeout: 300 * time.Millisecond, AttemptTimeout: 100 * time.Millisecond}, nil, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.Error(t, a.Record(t.Context(), &auditv1.ConversationEvent{RequestId: "req-no-stream"}))
+	require.GreaterOrEqual(t, testutil.ToFloat64(a.retries), 1.0)
+}
