@@ -71,6 +71,11 @@ func shellBlocks(doc string) []docBlock {
 // read. Not parallel: it restarts services, and puts them back as they were at the end.
 func TestQuickstart(t *testing.T) {
 	need(t)
+	for _, tool := range []string{"bash", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("the quickstart's commands need %s: %v", tool, err)
+		}
+	}
 	doc, err := os.ReadFile(filepath.Join(root, "docs", "quickstart.md"))
 	require.NoError(t, err)
 	blocks := shellBlocks(string(doc))
