@@ -146,13 +146,20 @@ var fence = regexp.MustCompile("(?ms)^```([a-z]*)\n(.*?)^```\n")
 // expectedOutput is the first ```text block of an example's README.md: what it prints.
 func expectedOutput(t *testing.T, example string) string {
 	t.Helper()
+	return expectedOutputs(t, example)[0]
+}
+
+// expectedOutputs are the ```text blocks of an example's README.md, in order.
+func expectedOutputs(t *testing.T, example string) []string {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "examples", example, "README.md"))
 	require.NoError(t, err)
+	var out []string
 	for _, m := range fence.FindAllStringSubmatch(string(b), -1) {
 		if m[1] == "text" {
-			return m[2]
+			out = append(out, m[2])
 		}
 	}
-	require.FailNow(t, "no ```text block (the expected output) in "+example+"/README.md")
-	return ""
+	require.NotEmpty(t, out, "no ```text block (the expected output) in "+example+"/README.md")
+	return out
 }
