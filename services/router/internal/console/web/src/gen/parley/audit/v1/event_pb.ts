@@ -6,13 +6,15 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Request, Response } from "../../provider/v1/provider_pb";
+import { file_parley_provider_v1_provider } from "../../provider/v1/provider_pb";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/audit/v1/event.proto.
  */
 export const file_parley_audit_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChtwYXJsZXkvYXVkaXQvdjEvZXZlbnQucHJvdG8SD3BhcmxleS5hdWRpdC52MSKFAQoKVG9rZW5Vc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgEEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgEEhQKDHRvdGFsX3Rva2VucxgDIAEoBBIVCg1jYWNoZWRfdG9rZW5zGAQgASgEEhgKEHJlYXNvbmluZ190b2tlbnMYBSABKAQimwYKEUNvbnZlcnNhdGlvbkV2ZW50EhIKCnJlcXVlc3RfaWQYASABKAkSDgoGdGVuYW50GAIgASgJEiEKA2FwaRgDIAEoDjIULnBhcmxleS5hdWRpdC52MS5BcGkSEQoJY29tcG9uZW50GAQgASgJEhAKCHByb3ZpZGVyGAUgASgJEg0KBW1vZGVsGAYgASgJEhIKCmNvbnRleHRfaWQYByABKAkSFAoMcmVxdWVzdF9qc29uGAggASgMEhUKDXJlc3BvbnNlX2pzb24YCSABKAwSFQoNZmluaXNoX3JlYXNvbhgKIAEoCRInCgZzdGF0dXMYCyABKA4yFy5wYXJsZXkuYXVkaXQudjEuU3RhdHVzEhIKCmVycm9yX2NvZGUYDCABKAkSFQoNZXJyb3JfbWVzc2FnZRgNIAEoCRIqCgV1c2FnZRgOIAEoCzIbLnBhcmxleS5hdWRpdC52MS5Ub2tlblVzYWdlEhEKCWNhY2hlX2hpdBgPIAEoCBJJCgxwaWlfZmluZGluZ3MYECADKAsyMy5wYXJsZXkuYXVkaXQudjEuQ29udmVyc2F0aW9uRXZlbnQuUGlpRmluZGluZ3NFbnRyeRIQCghhdHRlbXB0cxgRIAEoBRIRCglmYWxsYmFja3MYEiADKAkSEQoJd29ya2VyX2lkGBMgASgJEioKB2xhdGVuY3kYFCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMwoQcHJvdmlkZXJfbGF0ZW5jeRgVIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgpjcmVhdGVkX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZrZXlfaWQYFyABKAkSNgoTdGltZV90b19maXJzdF90b2tlbhgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCgh0cmFjZV9pZBgZIAEoCRoyChBQaWlGaW5kaW5nc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEqSgoDQXBpEhMKD0FQSV9VTlNQRUNJRklFRBAAEg4KCkFQSV9BTFBIQTEQARIOCgpBUElfQUxQSEEyEAISDgoKQVBJX05BVElWRRADKkEKBlN0YXR1cxIWChJTVEFUVVNfVU5TUEVDSUZJRUQQABINCglTVEFUVVNfT0sQARIQCgxTVEFUVVNfRVJST1IQAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChtwYXJsZXkvYXVkaXQvdjEvZXZlbnQucHJvdG8SD3BhcmxleS5hdWRpdC52MSKFAQoKVG9rZW5Vc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgEEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgEEhQKDHRvdGFsX3Rva2VucxgDIAEoBBIVCg1jYWNoZWRfdG9rZW5zGAQgASgEEhgKEHJlYXNvbmluZ190b2tlbnMYBSABKAQi+QYKEUNvbnZlcnNhdGlvbkV2ZW50EhIKCnJlcXVlc3RfaWQYASABKAkSDgoGdGVuYW50GAIgASgJEiEKA2FwaRgDIAEoDjIULnBhcmxleS5hdWRpdC52MS5BcGkSEQoJY29tcG9uZW50GAQgASgJEhAKCHByb3ZpZGVyGAUgASgJEg0KBW1vZGVsGAYgASgJEhIKCmNvbnRleHRfaWQYByABKAkSFAoMcmVxdWVzdF9qc29uGAggASgMEhUKDXJlc3BvbnNlX2pzb24YCSABKAwSFQoNZmluaXNoX3JlYXNvbhgKIAEoCRInCgZzdGF0dXMYCyABKA4yFy5wYXJsZXkuYXVkaXQudjEuU3RhdHVzEhIKCmVycm9yX2NvZGUYDCABKAkSFQoNZXJyb3JfbWVzc2FnZRgNIAEoCRIqCgV1c2FnZRgOIAEoCzIbLnBhcmxleS5hdWRpdC52MS5Ub2tlblVzYWdlEhEKCWNhY2hlX2hpdBgPIAEoCBJJCgxwaWlfZmluZGluZ3MYECADKAsyMy5wYXJsZXkuYXVkaXQudjEuQ29udmVyc2F0aW9uRXZlbnQuUGlpRmluZGluZ3NFbnRyeRIQCghhdHRlbXB0cxgRIAEoBRIRCglmYWxsYmFja3MYEiADKAkSEQoJd29ya2VyX2lkGBMgASgJEioKB2xhdGVuY3kYFCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMwoQcHJvdmlkZXJfbGF0ZW5jeRgVIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgpjcmVhdGVkX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZrZXlfaWQYFyABKAkSNgoTdGltZV90b19maXJzdF90b2tlbhgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCgh0cmFjZV9pZBgZIAEoCRIsCgdyZXF1ZXN0GBogASgLMhsucGFybGV5LnByb3ZpZGVyLnYxLlJlcXVlc3QSLgoIcmVzcG9uc2UYGyABKAsyHC5wYXJsZXkucHJvdmlkZXIudjEuUmVzcG9uc2UaMgoQUGlpRmluZGluZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBKloKA0FwaRITCg9BUElfVU5TUEVDSUZJRUQQABIOCgpBUElfQUxQSEExEAESDgoKQVBJX0FMUEhBMhACEg4KCkFQSV9OQVRJVkUQAxIOCgpBUElfT1BFTkFJEAQqQQoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEg0KCVNUQVRVU19PSxABEhAKDFNUQVRVU19FUlJPUhACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_parley_provider_v1_provider]);
 
 /**
  * TokenUsage is the token usage recorded for a conversation.
@@ -100,14 +102,16 @@ export type ConversationEvent = Message<"parley.audit.v1.ConversationEvent"> & {
   contextId: string;
 
   /**
-   * The request as the provider saw it (scrubbed), as JSON.
+   * The request as the provider saw it (scrubbed), as JSON. The router sends `request`
+   * instead; this field is read from events published before it did.
    *
    * @generated from field: bytes request_json = 8;
    */
   requestJson: Uint8Array;
 
   /**
-   * The response as returned to the caller, as JSON; empty on error.
+   * The response as returned to the caller, as JSON; empty on error. The router sends
+   * `response` instead; this field is read from events published before it did.
    *
    * @generated from field: bytes response_json = 9;
    */
@@ -207,6 +211,21 @@ export type ConversationEvent = Message<"parley.audit.v1.ConversationEvent"> & {
    * @generated from field: string trace_id = 25;
    */
   traceId: string;
+
+  /**
+   * The request as the provider saw it (scrubbed): the audit service stores it as JSON.
+   * Sent as protobuf so that the router, on the reply's path, does not encode JSON.
+   *
+   * @generated from field: parley.provider.v1.Request request = 26;
+   */
+  request?: Request | undefined;
+
+  /**
+   * The response as returned to the caller (output scrubbed); unset on error.
+   *
+   * @generated from field: parley.provider.v1.Response response = 27;
+   */
+  response?: Response | undefined;
 };
 
 /**
@@ -241,6 +260,13 @@ export enum Api {
    * @generated from enum value: API_NATIVE = 3;
    */
   NATIVE = 3,
+
+  /**
+   * The OpenAI-compatible Chat Completions API (POST /v1/chat/completions).
+   *
+   * @generated from enum value: API_OPENAI = 4;
+   */
+  OPENAI = 4,
 }
 
 /**
