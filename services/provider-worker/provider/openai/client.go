@@ -202,14 +202,15 @@ func (c *Client) encode(ctx context.Context, req *providerv1.Request) ([]byte, e
 	return body, nil
 }
 
-// post sends body and returns the answer's body, or the classified failure.
-func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
+// send posts body, asking for accept, and returns the successful response, whose body
+// the caller closes, or the classified failure.
+func (c *Client) send(ctx context.Context, body []byte, accept string) (*http.Response, error) {
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, provider.Internal(fmt.Errorf("%s: build request: %w", c.name, err))
 	}
 	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set("Accept", "application/json")
+	hr.Header.Set("Accept", accept)
 	hr.Header.Set("User-Agent", userAgent)
 	if c.authValue != "" {
 		hr.Header.Set(c.authHeader, c.authValue)
@@ -218,12 +219,22 @@ func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, c.callError(ctx, "send request", err)
 	}
-	defer func() { _ = res.Body.Close() }()
 	if res.StatusCode < 200 || res.StatusCode > 299 {
+		defer func() { _ = res.Body.Close() }()
 		// A body cut short still leaves the status to classify by.
 		data, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
 		return nil, provider.HTTPError(c.name, res.StatusCode, res.Header, provider.ParseAPIError(data), c.now())
 	}
+	return res, nil
+}
+
+// post sends body and returns the answer's body, or the classified failure.
+func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
+	res, err := c.send(ctx, body, "application/json")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = res.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBody+1))
 	if err != nil {
 		return nil, c.callError(ctx, "read response", err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
@@ -47,25 +46,11 @@ func (c *Client) converseStream(ctx context.Context, req *providerv1.Request, em
 	if err != nil {
 		return nil, provider.InvalidArgument(fmt.Errorf("%s: encode request: %w", c.name, err))
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	res, err := c.send(ctx, body, "text/event-stream")
 	if err != nil {
-		return nil, provider.Internal(fmt.Errorf("%s: build request: %w", c.name, err))
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set("Accept", "text/event-stream")
-	hr.Header.Set("User-Agent", userAgent)
-	if c.authValue != "" {
-		hr.Header.Set(c.authHeader, c.authValue)
-	}
-	res, err := c.http.Do(hr)
-	if err != nil {
-		return nil, c.callError(ctx, "send request", err)
+		return nil, err
 	}
 	defer func() { _ = res.Body.Close() }()
-	if res.StatusCode < 200 || res.StatusCode > 299 {
-		data, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
-		return nil, provider.HTTPError(c.name, res.StatusCode, res.Header, provider.ParseAPIError(data), c.now())
-	}
 	st := newStreamState(c.model)
 	sse := provider.NewSSEReader(io.LimitReader(res.Body, maxResponseBody))
 	for {
