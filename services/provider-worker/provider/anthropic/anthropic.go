@@ -121,6 +121,29 @@ func (p *Provider) Model() string { return p.model }
 // URL returns the Messages API URL the provider posts to.
 func (p *Provider) URL() string { return p.url }
 
+// send posts body to the Messages API, asking for accept, and returns the response
+// whatever its status (the caller closes its body): a failure to send is UNAVAILABLE, or
+// wraps ctx.Err() once ctx is done, and never holds the key.
+func (p *Provider) send(ctx context.Context, body []byte, accept string) (*http.Response, error) {
+	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, provider.Internal(fmt.Errorf("anthropic: build request: %w", err))
+	}
+	httpReq.Header.Set("Content-Type", "application/json")
+	httpReq.Header.Set("Accept", accept)
+	httpReq.Header.Set("Anthropic-Version", APIVersion)
+	httpReq.Header.Set("X-Api-Key", p.key)
+	resp, err := p.client.Do(httpReq)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("anthropic: send request: %w", ctxErr)
+		}
+		// Connection refused, reset, TLS failure: the next try may reach a healthy host.
+		return nil, provider.Unavailable(fmt.Errorf("anthropic: send request: %w", redactErr(err, p.key)), 0)
+	}
+	return resp, nil
+}
+
 // Converse sends req to the Messages API and maps the answer. Failures are *provider.Error
 // values whose code says whether another try may work (see provider.HTTPError; Anthropic's
 // 529 overloaded_error is UNAVAILABLE like any 5xx); a done ctx gives an error wrapping
@@ -133,22 +156,9 @@ func (p *Provider) Converse(ctx context.Context, req *providerv1.Request) (*prov
 	if err != nil {
 		return nil, provider.InvalidArgument(fmt.Errorf("anthropic: %w", err))
 	}
-	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	resp, err := p.send(ctx, body, "application/json")
 	if err != nil {
-		return nil, provider.Internal(fmt.Errorf("anthropic: build request: %w", err))
-	}
-	httpReq.Header.Set("Content-Type", "application/json")
-	httpReq.Header.Set("Accept", "application/json")
-	httpReq.Header.Set("Anthropic-Version", APIVersion)
-	httpReq.Header.Set("X-Api-Key", p.key)
-
-	resp, err := p.client.Do(httpReq)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("anthropic: send request: %w", ctxErr)
-		}
-		// Connection refused, reset, TLS failure: the next try may reach a healthy host.
-		return nil, provider.Unavailable(fmt.Errorf("anthropic: send request: %w", redactErr(err, p.key)), 0)
+		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 

@@ -1,7 +1,6 @@
 package anthropic
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,20 +31,9 @@ func (p *Provider) ConverseStream(ctx context.Context, req *providerv1.Request, 
 	if err != nil {
 		return nil, provider.InvalidArgument(fmt.Errorf("anthropic: %w", err))
 	}
-	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	resp, err := p.send(ctx, body, "text/event-stream")
 	if err != nil {
-		return nil, provider.Internal(fmt.Errorf("anthropic: build request: %w", err))
-	}
-	httpReq.Header.Set("Content-Type", "application/json")
-	httpReq.Header.Set("Accept", "text/event-stream")
-	httpReq.Header.Set("Anthropic-Version", APIVersion)
-	httpReq.Header.Set("X-Api-Key", p.key)
-	resp, err := p.client.Do(httpReq)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("anthropic: send request: %w", ctxErr)
-		}
-		return nil, provider.Unavailable(fmt.Errorf("anthropic: send request: %w", redactErr(err, p.key)), 0)
+		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
