@@ -71,21 +71,7 @@ func (f *capturingFake) lastRequest(t *testing.T) map[string]any {
 // openaiComponent is a conversation.openai component for a fake at url, with a response
 // cache TTL when ttl is set.
 func openaiComponent(name, url, ttl string) string {
-	c := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: %s
-spec:
-  type: conversation.openai
-  version: v1
-  metadata:
-  - name: key
-    value: test-key
-  - name: model
-    value: fake-model
-  - name: endpoint
-    value: %s/v1
-`, name, url)
+	c := stack.OpenAIComponent(name, url, "test-key", "fake-model")
 	if ttl != "" {
 		c += fmt.Sprintf("  - name: responseCacheTTL\n    value: %s\n", ttl)
 	}
