@@ -438,9 +438,7 @@ func TestOpenAISDK(t *testing.T) {
 // at base and returns the steps it printed. It skips when Node.js is missing.
 func runOpenAINode(t *testing.T, base, model, limited string) []map[string]any {
 	t.Helper()
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stack.RepoRoot()
 	require.NoError(t, err)
 	installCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()

@@ -28,12 +28,7 @@ type Suite struct {
 // and returns the exit code for os.Exit: tests' code, or 1 when the stack cannot start
 // or stop or CheckLog fails. A failed run prints the tail of the services' output.
 func (s Suite) Run(tests func(st *Stack, root string) int) int {
-	wd, err := os.Getwd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	root, err := FindRepoRoot(wd)
+	root, err := RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
