@@ -37,71 +37,19 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	wd, err := os.Getwd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if root, err = stack.FindRepoRoot(wd); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	data, err := os.MkdirTemp("", "parley-examples-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = os.RemoveAll(data) }()
-	logFile, err := os.Create(filepath.Join(data, "services.log"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ports, err := stack.FreePorts()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	st, err = stack.Start(ctx, stack.Options{
-		RepoRoot:      root,
-		DataDir:       data,
-		ComponentsDir: filepath.Join(root, "deploy", "components"),
-		Ports:         ports,
-		NATSURL:       os.Getenv("NATS_TEST_URL"),
-		Postgres:      stack.PostgresOptions{URL: os.Getenv("PG_TEST_DSN"), FreshDatabase: true, Install: true},
-		Race:          os.Getenv("PARLEY_E2E_RACE") != "0",
+	return stack.Suite{
+		Name:          "examples",
+		ComponentsDir: "deploy/components",
 		Env: map[string]string{
 			// Race-built services otherwise sleep a second at exit.
 			"GORACE": "atexit_sleep_ms=0",
 			// Two shared cores: a slow cache call must not turn into a miss mid-test.
 			"ROUTER_CACHE_TIMEOUT": "5s",
 		},
-		Log:      logFile,
-		Progress: os.Stdout,
+	}.Run(func(s *stack.Stack, r string) int {
+		st, root = s, r
+		return m.Run()
 	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "examples: the stack could not be started: %v\n", err)
-		return 1
-	}
-	code := m.Run()
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer stopCancel()
-	if err := st.Stop(stopCtx); err != nil {
-		fmt.Fprintf(os.Stderr, "examples: stopping the stack: %v\n", err)
-		code = 1
-	}
-	if code != 0 {
-		if b, err := os.ReadFile(logFile.Name()); err == nil {
-			const tail = 40000
-			if len(b) > tail {
-				b = b[len(b)-tail:]
-			}
-			fmt.Fprintf(os.Stderr, "---- service logs (tail) ----\n%s\n", b)
-		}
-	}
-	return code
 }
 
 // need skips a test under -short, where the stack is not started.

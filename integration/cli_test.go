@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -31,12 +30,7 @@ var (
 func parleyBinary(t *testing.T) string {
 	t.Helper()
 	parleyOnce.Do(func() {
-		wd, err := os.Getwd()
-		if err != nil {
-			parleyErr = err
-			return
-		}
-		root, err := stack.FindRepoRoot(wd)
+		root, err := stack.RepoRoot()
 		if err != nil {
 			parleyErr = err
 			return

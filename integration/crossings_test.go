@@ -38,9 +38,7 @@ type crossingBudget struct {
 // docs/architecture.md: | path | request | router waits for | inside them | sequential | target |.
 func readCrossingBudget(t *testing.T) map[string]crossingBudget {
 	t.Helper()
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stack.RepoRoot()
 	require.NoError(t, err)
 	f, err := os.Open(filepath.Join(root, "docs", "architecture.md"))
 	require.NoError(t, err)

@@ -1,11 +1,8 @@
 package integration_test
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 
@@ -30,11 +27,9 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 	if rest, ok := strings.CutPrefix(addr, "https://"); ok {
 		// An internal service: TLS trusting the development CA, no client certificate.
 		addr = rest
-		pool := x509.NewCertPool()
-		ca, err := os.ReadFile(st.Files("").CA)
+		cfg, err := st.TLSConfig("")
 		require.NoError(t, err)
-		pool.AppendCertsFromPEM(ca)
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool})
+		creds = credentials.NewTLS(cfg)
 	}
 	conn, err := grpc.NewClient(strings.TrimPrefix(addr, "http://"), grpc.WithTransportCredentials(creds))
 	require.NoError(t, err)

@@ -3,10 +3,8 @@ package integration_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,14 +30,13 @@ func foreignClient(t *testing.T) *http.Client {
 	f := devca.FilesOf(dir, "router")
 	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
 	require.NoError(t, err)
-	ca, err := os.ReadFile(st.Files("").CA)
+	cfg, err := st.TLSConfig("")
 	require.NoError(t, err)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(ca)
+	cfg.Certificates = []tls.Certificate{pair}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
-	transport := &http.Transport{Protocols: protocols, TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, Certificates: []tls.Certificate{pair}}}
+	transport := &http.Transport{Protocols: protocols, TLSClientConfig: cfg}
 	t.Cleanup(transport.CloseIdleConnections)
 	return &http.Client{Transport: transport}
 }
@@ -162,12 +159,10 @@ func TestCertificateReload(t *testing.T) {
 	need(t)
 	t.Parallel()
 	serial := func() string {
-		ca, err := os.ReadFile(st.Files("").CA)
+		cfg, err := st.TLSConfig("")
 		require.NoError(t, err)
-		roots := x509.NewCertPool()
-		roots.AppendCertsFromPEM(ca)
 		host := strings.TrimPrefix(st.URL("cache"), "https://")
-		conn, err := (&tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots}}).DialContext(t.Context(), "tcp", host)
+		conn, err := (&tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}).DialContext(t.Context(), "tcp", host)
 		require.NoError(t, err)
 		defer func() { _ = conn.Close() }()
 		return conn.(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber.String()

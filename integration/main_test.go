@@ -3,14 +3,12 @@
 package integration_test
 
 import (
-	"context"
+	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/parleyhq/parley/integration/stack"
 )
@@ -28,43 +26,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	wd, err := os.Getwd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	root, err := stack.FindRepoRoot(wd)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	data, err := os.MkdirTemp("", "parley-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = os.RemoveAll(data) }()
-	logFile, err := os.Create(filepath.Join(data, "services.log"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ports, err := stack.FreePorts()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	pgURL := os.Getenv("PG_TEST_DSN")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	st, err = stack.Start(ctx, stack.Options{
-		RepoRoot:      root,
-		DataDir:       data,
-		ComponentsDir: filepath.Join(wd, "testdata", "components"),
-		Ports:         ports,
-		NATSURL:       os.Getenv("NATS_TEST_URL"),
-		Postgres:      stack.PostgresOptions{URL: pgURL, FreshDatabase: true, Install: true},
-		Race:          os.Getenv("PARLEY_E2E_RACE") != "0",
+	return stack.Suite{
+		Name:          "integration",
+		ComponentsDir: "integration/testdata/components",
 		Env: map[string]string{
 			"WORKER_COMPONENTS":          "echo,echo-nocache",
 			"WORKER_HEARTBEAT_INTERVAL":  "200ms",
@@ -80,36 +44,18 @@ func run(m *testing.M) int {
 			// Race-built services otherwise sleep a second at exit.
 			"GORACE": "atexit_sleep_ms=0",
 		},
-		Log:      logFile,
-		Progress: os.Stdout,
-	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "integration: the stack could not be started: %v\n", err)
-		return 1
-	}
-	code := m.Run()
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer stopCancel()
-	if err := st.Stop(stopCtx); err != nil {
-		fmt.Fprintf(os.Stderr, "integration: stopping the stack: %v\n", err)
-		code = 1
-	}
-	// Every service runs within its NATS permissions: a refused subscription or publish
-	// would only show up as a service's "nats async error".
-	if b, err := os.ReadFile(logFile.Name()); err == nil && strings.Contains(string(b), "Permissions Violation") {
-		fmt.Fprintln(os.Stderr, "integration: a service hit a NATS permissions violation (see the service logs)")
-		code = 1
-	}
-	if code != 0 {
-		if b, err := os.ReadFile(logFile.Name()); err == nil {
-			const tail = 40000
-			if len(b) > tail {
-				b = b[len(b)-tail:]
+		// Every service runs within its NATS permissions: a refused subscription or publish
+		// would only show up as a service's "nats async error".
+		CheckLog: func(log []byte) error {
+			if bytes.Contains(log, []byte("Permissions Violation")) {
+				return errors.New("a service hit a NATS permissions violation (see the service logs)")
 			}
-			fmt.Fprintf(os.Stderr, "---- service logs (tail) ----\n%s\n", b)
-		}
-	}
-	return code
+			return nil
+		},
+	}.Run(func(s *stack.Stack, _ string) int {
+		st = s
+		return m.Run()
+	})
 }
 
 // need skips a test under -short, where the stack is not started.

@@ -71,21 +71,7 @@ func (f *capturingFake) lastRequest(t *testing.T) map[string]any {
 // openaiComponent is a conversation.openai component for a fake at url, with a response
 // cache TTL when ttl is set.
 func openaiComponent(name, url, ttl string) string {
-	c := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: %s
-spec:
-  type: conversation.openai
-  version: v1
-  metadata:
-  - name: key
-    value: test-key
-  - name: model
-    value: fake-model
-  - name: endpoint
-    value: %s/v1
-`, name, url)
+	c := stack.OpenAIComponent(name, url, "test-key", "fake-model")
 	if ttl != "" {
 		c += fmt.Sprintf("  - name: responseCacheTTL\n    value: %s\n", ttl)
 	}
@@ -452,9 +438,7 @@ func TestOpenAISDK(t *testing.T) {
 // at base and returns the steps it printed. It skips when Node.js is missing.
 func runOpenAINode(t *testing.T, base, model, limited string) []map[string]any {
 	t.Helper()
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stack.RepoRoot()
 	require.NoError(t, err)
 	installCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()

@@ -66,21 +66,7 @@ func newScriptedFake(t testing.TB, opts fakeprovider.Options, script func(n int6
 
 // component is a conversation.openai component file for this fake, without a cache TTL.
 func (f *scriptedFake) component(name string) string {
-	return fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: %s
-spec:
-  type: conversation.openai
-  version: v1
-  metadata:
-  - name: key
-    value: test-key
-  - name: model
-    value: fake-model
-  - name: endpoint
-    value: %s/v1
-`, name, f.srv.URL)
+	return stack.OpenAIComponent(name, f.srv.URL, "test-key", "fake-model")
 }
 
 // startOwnStack writes files into a fresh components directory and starts a

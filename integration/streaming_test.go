@@ -18,6 +18,7 @@ import (
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
+	"github.com/parleyhq/parley/integration/stack"
 )
 
 // splitAnswer is the answer of splitProvider: an e-mail address, a card number and an
@@ -85,21 +86,7 @@ func newSplitProvider(t *testing.T) *splitProvider {
 }
 
 func (p *splitProvider) component(name string) string {
-	return fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: %s
-spec:
-  type: conversation.openai
-  version: v1
-  metadata:
-  - name: key
-    value: test-key
-  - name: model
-    value: split
-  - name: endpoint
-    value: %s/v1
-`, name, p.srv.URL)
+	return stack.OpenAIComponent(name, p.srv.URL, "test-key", "split")
 }
 
 func splitRequest(prompt string) *conversationv1.ConverseRequest {

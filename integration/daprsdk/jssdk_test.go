@@ -37,9 +37,7 @@ type jsStep struct {
 func TestJavaScriptSDK(t *testing.T) {
 	need(t)
 	t.Parallel()
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stack.RepoRoot()
 	require.NoError(t, err)
 	installCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()

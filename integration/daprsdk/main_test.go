@@ -7,9 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/stretchr/testify/require"
@@ -35,16 +33,6 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	wd, err := os.Getwd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	root, err := stack.FindRepoRoot(wd)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	apiToken = hex.EncodeToString(b[:])
@@ -54,32 +42,9 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	data, err := os.MkdirTemp("", "parley-daprsdk-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = os.RemoveAll(data) }()
-	logFile, err := os.Create(filepath.Join(data, "services.log"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ports, err := stack.FreePorts()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	st, err = stack.Start(ctx, stack.Options{
-		RepoRoot:      root,
-		DataDir:       data,
-		ComponentsDir: filepath.Join(wd, "..", "testdata", "components"),
-		Ports:         ports,
-		NATSURL:       os.Getenv("NATS_TEST_URL"),
-		Postgres:      stack.PostgresOptions{URL: os.Getenv("PG_TEST_DSN"), FreshDatabase: true, Install: true},
-		Race:          os.Getenv("PARLEY_E2E_RACE") != "0",
+	return stack.Suite{
+		Name:          "daprsdk",
+		ComponentsDir: "integration/testdata/components",
 		Env: map[string]string{
 			"DAPR_API_TOKEN":             apiToken,
 			"WORKER_COMPONENTS":          "echo,echo-nocache",
@@ -87,30 +52,10 @@ func run(m *testing.M) int {
 			"ROUTER_WORKER_IDLE_TIMEOUT": "2s",
 			"LOG_LEVEL":                  "debug",
 		},
-		Log:      logFile,
-		Progress: os.Stdout,
+	}.Run(func(s *stack.Stack, _ string) int {
+		st = s
+		return m.Run()
 	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "daprsdk: the stack could not be started: %v\n", err)
-		return 1
-	}
-	code := m.Run()
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer stopCancel()
-	if err := st.Stop(stopCtx); err != nil {
-		fmt.Fprintf(os.Stderr, "daprsdk: stopping the stack: %v\n", err)
-		code = 1
-	}
-	if code != 0 {
-		if b, err := os.ReadFile(logFile.Name()); err == nil {
-			const tail = 40000
-			if len(b) > tail {
-				b = b[len(b)-tail:]
-			}
-			fmt.Fprintf(os.Stderr, "---- service logs (tail) ----\n%s\n", b)
-		}
-	}
-	return code
 }
 
 // need skips a test under -short, where the stack is not started.

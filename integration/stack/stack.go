@@ -328,6 +328,20 @@ func (s *Stack) Files(name string) devca.Files { return devca.FilesOf(s.opts.TLS
 // trusts the development CA and presents identity as's certificate; with as empty it
 // presents none, as a probe, a scraper or an outsider would.
 func (s *Stack) Client(as string) (*http.Client, error) {
+	cfg, err := s.TLSConfig(as)
+	if err != nil {
+		return nil, err
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, Protocols: protocols}}, nil
+}
+
+// TLSConfig is the client TLS configuration of a caller of the internal services: TLS
+// 1.3, trusting the development CA, presenting identity as's certificate (none with as
+// empty).
+func (s *Stack) TLSConfig(as string) (*tls.Config, error) {
 	ca, err := os.ReadFile(s.Files(as).CA)
 	if err != nil && !s.opts.InsecureInternal {
 		return nil, fmt.Errorf("read the development CA: %w", err)
@@ -343,10 +357,7 @@ func (s *Stack) Client(as string) (*http.Client, error) {
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	protocols.SetHTTP2(true)
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, Protocols: protocols}}, nil
+	return cfg, nil
 }
 
 // RouterGRPCAddr is the router's Dapr gRPC address (host:port).
@@ -711,4 +722,13 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.b)
+}
+
+// RepoRoot is the repository root above the working directory.
+func RepoRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	return FindRepoRoot(wd)
 }

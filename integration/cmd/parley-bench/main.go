@@ -82,11 +82,7 @@ func run() error {
 		}
 	}
 	ctx := context.Background()
-	wd, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stack.RepoRoot()
 	if err != nil {
 		return err
 	}

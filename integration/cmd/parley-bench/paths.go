@@ -216,23 +216,7 @@ func viaOpenAI(base, component string, text func() string) func(context.Context)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	return func(ctx context.Context) error {
 		body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}]}`, component, text())
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		res, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = res.Body.Close() }()
-		if _, err := io.Copy(io.Discard, res.Body); err != nil {
-			return err
-		}
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("openai api: %s", res.Status)
-		}
-		return nil
+		return postChatCompletion(ctx, client, base, body, "", "openai api")
 	}
 }
 
@@ -241,25 +225,34 @@ func fakeDirect(base string, text func() string) func(context.Context) error {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	return func(ctx context.Context) error {
 		body := fmt.Sprintf(`{"model":"fake-model","messages":[{"role":"user","content":%q}]}`, text())
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer bench")
-		res, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = res.Body.Close() }()
-		if _, err := io.Copy(io.Discard, res.Body); err != nil {
-			return err
-		}
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("fake provider: %s", res.Status)
-		}
-		return nil
+		return postChatCompletion(ctx, client, base, body, "bench", "fake provider")
 	}
+}
+
+// postChatCompletion posts body to the chat completions of the OpenAI API at base, with
+// key as bearer token unless empty, and reads the answer to its end; a status other than
+// 200 is an error naming what answered.
+func postChatCompletion(ctx context.Context, client *http.Client, base, body, key, what string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = res.Body.Close() }()
+	if _, err := io.Copy(io.Discard, res.Body); err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", what, res.Status)
+	}
+	return nil
 }
 
 // parleyCPU is the CPU per request of the constellation's processes (not the load

@@ -45,28 +45,9 @@ type scalingRun struct {
 	share, busy float64
 }
 
-// scalingComponentFile is the scaling component on the slow fake provider at addr.
-func scalingComponentFile(addr string) string {
-	return fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: %s
-spec:
-  type: conversation.openai
-  version: v1
-  metadata:
-  - name: key
-    value: bench
-  - name: model
-    value: fake-model
-  - name: endpoint
-    value: http://%s/v1
-`, scalingComponent, addr)
-}
-
 // writeScalingComponent adds the scaling component to the components directory.
 func writeScalingComponent(dir, fakeAddr string) error {
-	return os.WriteFile(filepath.Join(dir, scalingComponent+".yaml"), []byte(scalingComponentFile(fakeAddr)), 0o600)
+	return os.WriteFile(filepath.Join(dir, scalingComponent+".yaml"), []byte(openAIComponent(scalingComponent, fakeAddr)), 0o600)
 }
 
 // benchScaling starts the dedicated workers one pool size after the other and loads the

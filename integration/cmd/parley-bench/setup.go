@@ -85,21 +85,7 @@ func writeComponents(root, dir, fakeAddr, fakeStreamAddr string) error {
 
 // openAIComponent is a conversation.openai component named name for the fake at addr.
 func openAIComponent(name, addr string) string {
-	return fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: %s
-spec:
-  type: conversation.openai
-  version: v1
-  metadata:
-  - name: key
-    value: bench
-  - name: model
-    value: fake-model
-  - name: endpoint
-    value: http://%s/v1
-`, name, addr)
+	return stack.OpenAIComponent(name, "http://"+addr, "bench", "fake-model")
 }
 
 // newMeter reads the CPU time of every process of the run: the services, NATS (when a

@@ -28,11 +28,7 @@ func main() {
 }
 
 func run() (int, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return 0, err
-	}
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stack.RepoRoot()
 	if err != nil {
 		return 0, err
 	}

@@ -45,11 +45,7 @@ func main() {
 }
 
 func run() error {
-	wd, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stack.RepoRoot()
 	if err != nil {
 		return err
 	}
