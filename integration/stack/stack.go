@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/libs/devca"
+	"github.com/parleyhq/parley/libs/freeport"
 	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/natsauth"
 )
@@ -55,14 +55,10 @@ func FreePorts() (Ports, error) {
 	return Ports{Router: ps[0], RouterGRPC: ps[1], Scrubber: ps[2], Cache: ps[3], Worker: ps[4], Audit: ps[5]}, nil
 }
 
-// FreePort asks the kernel for a free loopback port.
+// FreePort finds a free loopback port below the kernel's ephemeral range (libs/freeport),
+// so that no client connection takes it before the service binds it.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return freeport.Loopback() //nolint:wrapcheck // its error says what failed
 }
 
 // Options configure Start.

@@ -3,7 +3,6 @@ package natstest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/parleyhq/parley/libs/bus"
+	"github.com/parleyhq/parley/libs/freeport"
 	"github.com/parleyhq/parley/libs/natsauth"
 )
 
@@ -314,13 +314,12 @@ func (c *Cluster) Connect(tb testing.TB, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// freePort asks the kernel for a free loopback port.
+// freePort finds a free loopback port below the ephemeral range (libs/freeport).
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Loopback()
 	if err != nil {
-		tb.Fatalf("natstest: free port: %v", err)
+		tb.Fatalf("natstest: %v", err)
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
