@@ -45,12 +45,6 @@ func (k Key) entryKey() string {
 	return b.String()
 }
 
-// leaseSuffix turns an entry key into its lease key, one subject token deeper so that a
-// purge filter ending in ".>" takes leases along with entries.
-const leaseSuffix = ".lease"
-
-func leaseKey(entryKey string) string { return entryKey + leaseSuffix }
-
 // tokenLen is the length of a tenant or component token: 64 bits of SHA-256 in hex.
 // A collision can only widen a purge, never mix entries: the entry hash covers the
 // full names.
@@ -76,47 +70,64 @@ func validHash(key string) bool {
 	return true
 }
 
-// Stored entries carry their expiry in front of the value, so that a replica that
-// reads an entry from the bucket knows how long it may keep it in memory, and a read
-// between the logical expiry and JetStream's (whole-second) removal is a miss.
+// A bucket key holds one record: an entry (the value) or the lease of whoever is
+// computing it. Both carry their expiry in front, so that a replica that reads an entry
+// from the bucket knows how long it may keep it in memory, a read between the logical
+// expiry and JetStream's (whole-second) removal is a miss, and a waiter can bound its
+// wait by a lease's expiry even if the expiry marker never reaches it.
 //
-//	byte 0      entryFormat
+//	byte 0      entryFormat or leaseFormat
 //	bytes 1..8  expiry, Unix nanoseconds, big-endian
-//	bytes 9..   the value
+//	bytes 9..   the value (an entry); nothing (a lease)
 const (
-	entryFormat byte = 1
-	entryHeader int  = 9
+	entryFormat  byte = 1
+	leaseFormat  byte = 2
+	recordHeader int  = 9
+)
+
+// recordKind is what a bucket key holds.
+type recordKind int
+
+const (
+	// recordNone is anything this version did not write: a miss, and no lease.
+	recordNone recordKind = iota
+	recordEntry
+	recordLease
 )
 
 func encodeEntry(value []byte, expires time.Time) []byte {
-	b := make([]byte, entryHeader+len(value))
+	b := make([]byte, recordHeader+len(value))
 	b[0] = entryFormat
-	binary.BigEndian.PutUint64(b[1:entryHeader], uint64(expires.UnixNano())) //nolint:gosec // times after 1970
-	copy(b[entryHeader:], value)
+	binary.BigEndian.PutUint64(b[1:recordHeader], uint64(expires.UnixNano())) //nolint:gosec // times after 1970
+	copy(b[recordHeader:], value)
 	return b
 }
 
-// decodeEntry returns the value and expiry of a stored entry; ok is false for anything
-// this version did not write.
-func decodeEntry(b []byte) (value []byte, expires time.Time, ok bool) {
-	if len(b) < entryHeader || b[0] != entryFormat {
-		return nil, time.Time{}, false
-	}
-	ns := binary.BigEndian.Uint64(b[1:entryHeader])
-	return b[entryHeader:], time.Unix(0, int64(ns)), true //nolint:gosec // written by encodeEntry
-}
-
-// A lease's value is its expiry, Unix nanoseconds, big-endian: a waiter uses it to
-// bound its wait even if the expiry marker never reaches it.
 func encodeLease(expires time.Time) []byte {
-	return binary.BigEndian.AppendUint64(nil, uint64(expires.UnixNano())) //nolint:gosec // times after 1970
+	b := make([]byte, recordHeader)
+	b[0] = leaseFormat
+	binary.BigEndian.PutUint64(b[1:recordHeader], uint64(expires.UnixNano())) //nolint:gosec // times after 1970
+	return b
 }
 
-func decodeLease(b []byte) (time.Time, bool) {
-	if len(b) != 8 {
-		return time.Time{}, false
+// decodeRecord returns the kind, expiry and (for an entry) value of a stored record;
+// kind is recordNone for anything this version did not write, including the 8-byte
+// leases of earlier versions, which lived under their own keys.
+func decodeRecord(b []byte) (kind recordKind, value []byte, expires time.Time) {
+	if len(b) < recordHeader {
+		return recordNone, nil, time.Time{}
 	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(b))), true //nolint:gosec // written by encodeLease
+	switch {
+	case b[0] == entryFormat:
+		kind = recordEntry
+		value = b[recordHeader:]
+	case b[0] == leaseFormat && len(b) == recordHeader:
+		kind = recordLease
+	default:
+		return recordNone, nil, time.Time{}
+	}
+	ns := binary.BigEndian.Uint64(b[1:recordHeader])
+	return kind, value, time.Unix(0, int64(ns)) //nolint:gosec // written by encodeEntry or encodeLease
 }
 
 // purgeScope returns the tenant and component tokens a purge selects, "*" for any. A

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -43,9 +44,10 @@ type Lookup struct {
 
 // Lookup returns the entry under k; failing that it grants the caller the key's lease
 // for leaseTTL (clamped to [1s, MaxLeaseTTL]; 0 means the maximum), or reports that
-// another caller holds it. Concurrent Lookups of one key in this replica share one
-// read of the bucket and one lease attempt: the first caller gets the lease, the
-// others are told to wait.
+// another caller holds it. The lease is a record at the entry's own key, so one
+// conditional write decides: on a true miss, taking the lease is the only bucket
+// request. Concurrent Lookups of one key in this replica share one resolution: the
+// first caller gets the lease, the others are told to wait.
 func (s *Store) Lookup(ctx context.Context, k Key, leaseTTL time.Duration) (Lookup, error) {
 	if err := k.validate(); err != nil {
 		return Lookup{}, err
@@ -123,33 +125,65 @@ func (s *Store) leaseTTL(d time.Duration) time.Duration {
 	return roundUpToSecond(d)
 }
 
-// resolve reads ek from the bucket and, on a miss, tries to take its lease.
+// resolve decides ek in the bucket: it writes a lease record expecting the key to hold
+// nothing (one request on a true miss); if the key holds something it reads it, and
+// answers a live entry (hit) or a live lease (busy), or writes the lease once more over
+// an expired record or a marker, expecting exactly that revision. At most three
+// requests, no loop: a caller that loses the second race is told the key is busy.
 func (s *Store) resolve(ctx context.Context, ek string, ttl time.Duration) (Lookup, error) {
-	v, found, err := s.readEntry(ctx, ek)
+	gen := s.l1.generation()
+	rev, err := s.writeLease(ctx, ek, 0, ttl)
+	if err == nil {
+		return Lookup{Outcome: OutcomeLeased, Lease: rev, LeaseRemaining: ttl}, nil
+	}
+	if !isWrongLastSeq(err) {
+		return leaseFailure(ctx, err)
+	}
+	r, err := s.last(ctx, ek)
 	if err != nil {
 		return Lookup{}, err
 	}
-	if found {
-		return Lookup{Outcome: OutcomeHit, Value: v, Layer: LayerL2}, nil
+	switch {
+	case r.live(recordEntry):
+		s.l1.set(ek, r.value, r.expires, gen)
+		return Lookup{Outcome: OutcomeHit, Value: r.value, Layer: LayerL2}, nil
+	case r.live(recordLease):
+		return Lookup{Outcome: OutcomeBusy, LeaseRemaining: min(time.Until(r.expires), s.cfg.MaxLeaseTTL)}, nil
 	}
-	lk := leaseKey(ek)
-	s.metrics.rtCreate.Inc()
-	rev, err := s.kv.Create(ctx, lk, encodeLease(time.Now().Add(ttl)), jetstream.KeyTTL(ttl))
+	// An expired entry or lease not yet removed, a delete or expiry marker, a record
+	// this version did not write, or nothing (the key was emptied since the first
+	// write): take the lease over exactly what was read.
+	rev, err = s.writeLease(ctx, ek, r.rev, ttl)
 	switch {
 	case err == nil:
-		// The previous holder may have stored its value and ended its lease between
-		// the read and the Create; look once more so the value is not computed twice.
-		// JetStream orders the holder's Put before its lease's end, so this read sees it.
-		if v, found, rerr := s.readEntry(ctx, ek); rerr == nil && found {
-			if _, err := s.endLease(ctx, ek, rev); err != nil {
-				s.metrics.errors.WithLabelValues("release").Inc()
-			}
-			return Lookup{Outcome: OutcomeHit, Value: v, Layer: LayerL2}, nil
-		}
 		return Lookup{Outcome: OutcomeLeased, Lease: rev, LeaseRemaining: ttl}, nil
-	case isKeyExists(err):
-		return Lookup{Outcome: OutcomeBusy, LeaseRemaining: s.leaseRemaining(ctx, lk)}, nil
+	case isWrongLastSeq(err):
+		// Another caller wrote the key in between, most likely its own lease. Its
+		// waiters' watch sees whatever it was.
+		return Lookup{Outcome: OutcomeBusy, LeaseRemaining: leaseGrace}, nil
 	}
+	return leaseFailure(ctx, err)
+}
+
+// writeLease publishes a lease record for ek, lasting ttl, if the key's revision is
+// still rev (0: the key holds no message). It returns the lease record's revision.
+// Nats-Expected-Last-Subject-Sequence is sent even for 0 (nats.go keeps the
+// expectation as a pointer), and JetStream compares it with the subject's last
+// message whatever that is: a delete, purge or expiry marker is a message too.
+func (s *Store) writeLease(ctx context.Context, ek string, rev uint64, ttl time.Duration) (uint64, error) {
+	msg := &nats.Msg{Subject: s.subject + ek, Data: encodeLease(time.Now().Add(ttl))}
+	s.metrics.rtCreate.Inc()
+	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(ttl), jetstream.WithExpectStream(s.stream),
+		jetstream.WithExpectLastSequencePerSubject(rev))
+	if err != nil {
+		return 0, fmt.Errorf("write lease %s: %w", ek, err)
+	}
+	return ack.Sequence, nil
+}
+
+// leaseFailure answers a lease write that failed for another reason than a revision
+// mismatch: a full bucket takes no lease (the caller asks the provider without one).
+func leaseFailure(ctx context.Context, err error) (Lookup, error) {
 	err = classify(ctx, err)
 	if errors.Is(err, ErrFull) {
 		return Lookup{Outcome: OutcomeMiss}, nil
@@ -157,38 +191,25 @@ func (s *Store) resolve(ctx context.Context, ek string, ttl time.Duration) (Look
 	return Lookup{}, fmt.Errorf("take lease: %w", err)
 }
 
-// isKeyExists reports a failed Create of a key that exists: code 10071, or 10164 from
-// a replicated bucket when Create retried over a deleted key.
-func isKeyExists(err error) bool {
+// isWrongLastSeq reports a conditional write refused because the key's revision was
+// not the expected one: code 10071, or 10164 from a replicated bucket.
+func isWrongLastSeq(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) ||
-		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// leaseRemaining is how long the lease under lk still runs, as its value says; a lease
-// that cannot be read is given leaseGrace, after which the waiter looks again.
-func (s *Store) leaseRemaining(ctx context.Context, lk string) time.Duration {
-	s.metrics.rtGet.Inc()
-	e, err := s.kv.Get(ctx, lk)
-	if err != nil {
-		return leaseGrace
-	}
-	exp, ok := decodeLease(e.Value())
-	if !ok {
-		return leaseGrace
-	}
-	return min(max(time.Until(exp), 0), s.cfg.MaxLeaseTTL)
-}
-
-// endLease removes the lease of ek if lease is still its current revision. ended is
-// false when the lease had already expired or been replaced.
+// endLease removes ek if its revision is still lease, leaving a purge marker. ended is
+// false when the lease had already expired or been replaced (by a value, or another
+// caller's lease).
 func (s *Store) endLease(ctx context.Context, ek string, lease uint64) (ended bool, err error) {
 	s.metrics.rtPurge.Inc()
-	err = s.kv.Purge(ctx, leaseKey(ek), jetstream.LastRevision(lease), jetstream.PurgeTTL(markerTTL))
+	err = s.kv.Purge(ctx, ek, jetstream.LastRevision(lease), jetstream.PurgeTTL(markerTTL))
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSeq(err):
 		return false, nil
 	}
 	return false, fmt.Errorf("end lease: %w", classify(ctx, err))
@@ -270,14 +291,13 @@ func (s *Store) Wait(ctx context.Context, k Key, maxWait time.Duration) ([]byte,
 	return nil, false, nil
 }
 
-// watchKey watches ek and its lease for the waiters of w until a value arrives or the
-// lease is gone. The lease's expiry, read from its value, bounds the watch even if the
-// expiry marker never arrives.
+// watchKey watches ek for the waiters of w until a value arrives or the lease is gone.
+// The key holds the lease until the holder's value replaces it; the lease's expiry,
+// read from its record, bounds the watch even if the expiry marker never arrives.
 func (s *Store) watchKey(ctx context.Context, w *waiter, ek string) {
 	defer s.waits.wg.Done()
-	lk := leaseKey(ek)
 	s.metrics.rtWatch.Inc()
-	watcher, err := s.kv.WatchFiltered(ctx, []string{ek, lk})
+	watcher, err := s.kv.Watch(ctx, ek)
 	if err != nil {
 		w.finish(nil, false, classify(ctx, err))
 		return
@@ -300,24 +320,22 @@ func (s *Store) watchKey(ctx context.Context, w *waiter, ek string) {
 				w.finish(nil, false, ErrUnavailable)
 				return
 			}
-			switch {
-			case e == nil:
+			if e == nil {
 				initDone = true
-			case e.Key() == ek:
-				if e.Operation() != jetstream.KeyValuePut {
-					break
-				}
-				if v, exp, ok := decodeEntry(e.Value()); ok && time.Now().Before(exp) {
-					s.l1.set(ek, v, exp, s.l1.generation())
-					w.finish(v, true, nil)
-					return
-				}
-			default:
-				held = e.Operation() == jetstream.KeyValuePut
+			} else {
+				held = false
 				expiry.Stop()
-				if held {
-					exp, _ := decodeLease(e.Value())
-					expiry.Reset(time.Until(exp) + leaseGrace)
+				if e.Operation() == jetstream.KeyValuePut {
+					kind, v, exp := decodeRecord(e.Value())
+					switch {
+					case kind == recordEntry && time.Now().Before(exp):
+						s.l1.set(ek, v, exp, s.l1.generation())
+						w.finish(v, true, nil)
+						return
+					case kind == recordLease && time.Now().Before(exp):
+						held = true
+						expiry.Reset(time.Until(exp) + leaseGrace)
+					}
 				}
 			}
 			if initDone && !held {

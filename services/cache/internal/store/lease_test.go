@@ -1,12 +1,16 @@
 package store_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/parleyhq/parley/libs/cachepurge"
@@ -290,11 +294,16 @@ func TestPurge(t *testing.T) {
 				require.NoError(t, err)
 				require.True(t, found)
 			}
-			// A lease in scope goes too.
+			// A lease in scope goes too, and so does an earlier version's lease, which
+			// lived under a key of its own one token deeper.
 			leased := store.Key{Tenant: "t1", Component: "c1", Hash: hash("leased")}
 			res, err := a.Lookup(t.Context(), leased, time.Minute)
 			require.NoError(t, err)
 			require.Equal(t, store.OutcomeLeased, res.Outcome)
+			oldLease := tokenKey(store.Key{Tenant: "t1", Component: "c1", Hash: hash("old lease")}) + ".lease"
+			kv := rawBucket(t, srv, cfg.Bucket)
+			_, err = kv.Create(t.Context(), oldLease, binary.BigEndian.AppendUint64(nil, uint64(time.Now().Add(time.Hour).UnixNano())))
+			require.NoError(t, err)
 
 			// Routers hear of it on cachepurge.Subject (other subtests purge too).
 			listener := natstest.Connect(t, srv)
@@ -315,7 +324,7 @@ func TestPurge(t *testing.T) {
 			leaseGone := tt.tenant != "t2" && tt.tenant != "t3" && tt.component != "c2"
 			wantBucket := len(tt.wantGone)
 			if leaseGone {
-				wantBucket++
+				wantBucket += 2 // the lease and the earlier version's lease
 			}
 			require.EqualValues(t, wantBucket, p.Bucket)
 			require.EqualValues(t, len(tt.wantGone), p.Local)
@@ -342,8 +351,260 @@ func TestPurge(t *testing.T) {
 				wantOutcome = store.OutcomeLeased
 			}
 			require.Equal(t, wantOutcome, again.Outcome, "lease in scope")
+			_, err = kv.Get(t.Context(), oldLease)
+			if leaseGone {
+				require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "earlier version's lease in scope")
+			} else {
+				require.NoError(t, err, "earlier version's lease out of scope")
+			}
 			require.InDelta(t, 1, metric(t, regA, "parley_cache_purges_total"), 0)
 			require.InDelta(t, len(tt.wantGone), metric(t, regB, "parley_cache_purged_total", "layer", "l1"), 0)
 		})
 	}
+}
+
+// roundTrips reads parley_cache_bucket_round_trips_total of reg by op.
+func roundTrips(t *testing.T, reg *prometheus.Registry) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for _, op := range []string{"get", "create", "put", "purge", "watch"} {
+		got[op] = int(metric(t, reg, "parley_cache_bucket_round_trips_total", "op", op))
+	}
+	return got
+}
+
+// rawBucket is the bucket as a plain key-value handle on its own connection, to
+// write what the store would not: records of earlier versions, expired records.
+func rawBucket(t *testing.T, srv *server.Server, bucket string) jetstream.KeyValue {
+	t.Helper()
+	js, err := jetstream.New(natstest.Connect(t, srv))
+	require.NoError(t, err)
+	kv, err := js.KeyValue(t.Context(), bucket)
+	require.NoError(t, err)
+	return kv
+}
+
+// record encodes a bucket record as docs/cache.md describes it: a format byte (1 an
+// entry, 2 a lease), the expiry, the value.
+func record(format byte, expires time.Time, value string) []byte {
+	b := binary.BigEndian.AppendUint64([]byte{format}, uint64(expires.UnixNano()))
+	return append(b, value...)
+}
+
+// TestRoundTripsPerOperation counts the bucket requests each operation makes: they are
+// the crossings inside a cache call (docs/architecture.md, Crossing budget).
+func TestRoundTripsPerOperation(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	cfg := testConfig("round_trips")
+	other, _, _ := open(t, srv, cfg)
+	kv := rawBucket(t, srv, cfg.Bucket)
+
+	tests := []struct {
+		name string
+		// setup prepares k through other replicas or by hand; op is what is counted,
+		// on a replica of its own whose memory is empty.
+		setup func(t *testing.T, other *store.Store, k store.Key)
+		op    func(t *testing.T, s *store.Store, k store.Key)
+		want  map[string]int
+	}{
+		{
+			name: "lookup, true miss: the lease is the only request",
+			op:   lookupWants(store.OutcomeLeased),
+			want: map[string]int{"create": 1},
+		},
+		{
+			name: "lookup of a value stored by another replica",
+			setup: func(t *testing.T, other *store.Store, k store.Key) {
+				require.NoError(t, other.Put(t.Context(), k, []byte("v"), time.Hour, 0))
+			},
+			op:   lookupWants(store.OutcomeHit),
+			want: map[string]int{"create": 1, "get": 1},
+		},
+		{
+			name: "lookup of a value in memory",
+			op: func(t *testing.T, s *store.Store, k store.Key) {
+				require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour, 0))
+				lookupWants(store.OutcomeHit)(t, s, k)
+			},
+			want: map[string]int{"put": 1},
+		},
+		{
+			name:  "lookup while another replica holds the lease",
+			setup: func(t *testing.T, other *store.Store, k store.Key) { lookupWants(store.OutcomeLeased)(t, other, k) },
+			op:    lookupWants(store.OutcomeBusy),
+			want:  map[string]int{"create": 1, "get": 1},
+		},
+		{
+			name: "lookup after a release: the lease is written over the marker",
+			setup: func(t *testing.T, other *store.Store, k store.Key) {
+				res, err := other.Lookup(t.Context(), k, time.Minute)
+				require.NoError(t, err)
+				require.NoError(t, other.Release(t.Context(), k, res.Lease))
+			},
+			op:   lookupWants(store.OutcomeLeased),
+			want: map[string]int{"create": 2, "get": 1},
+		},
+		{
+			name: "lookup over an expired value JetStream has not removed yet",
+			setup: func(t *testing.T, _ *store.Store, k store.Key) {
+				_, err := kv.Put(t.Context(), tokenKey(k), record(1, time.Now().Add(-time.Second), "old"))
+				require.NoError(t, err)
+			},
+			op:   lookupWants(store.OutcomeLeased),
+			want: map[string]int{"create": 2, "get": 1},
+		},
+		{
+			name:  "put of the lease holder: the value replaces the lease",
+			setup: func(t *testing.T, other *store.Store, k store.Key) { lookupWants(store.OutcomeLeased)(t, other, k) },
+			op: func(t *testing.T, s *store.Store, k store.Key) {
+				require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour, 1))
+			},
+			want: map[string]int{"put": 1},
+		},
+		{
+			name: "release",
+			op: func(t *testing.T, s *store.Store, k store.Key) {
+				res, err := s.Lookup(t.Context(), k, time.Minute)
+				require.NoError(t, err)
+				require.Equal(t, store.OutcomeLeased, res.Outcome)
+				require.NoError(t, s.Release(t.Context(), k, res.Lease))
+			},
+			want: map[string]int{"create": 1, "purge": 1},
+		},
+		{
+			name: "get of a value stored by another replica",
+			setup: func(t *testing.T, other *store.Store, k store.Key) {
+				require.NoError(t, other.Put(t.Context(), k, []byte("v"), time.Hour, 0))
+			},
+			op: func(t *testing.T, s *store.Store, k store.Key) {
+				_, found, err := s.Get(t.Context(), k)
+				require.NoError(t, err)
+				require.True(t, found)
+			},
+			want: map[string]int{"get": 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, reg, _ := open(t, srv, cfg)
+			k := key(tt.name)
+			if tt.setup != nil {
+				tt.setup(t, other, k)
+			}
+			before := roundTrips(t, reg)
+			tt.op(t, s, k)
+			after := roundTrips(t, reg)
+			got := map[string]int{}
+			for op, n := range after {
+				if d := n - before[op]; d != 0 {
+					got[op] = d
+				}
+			}
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func lookupWants(want store.Outcome) func(t *testing.T, s *store.Store, k store.Key) {
+	return func(t *testing.T, s *store.Store, k store.Key) {
+		t.Helper()
+		res, err := s.Lookup(t.Context(), k, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, want, res.Outcome)
+	}
+}
+
+// TestLeaseOverLeftovers: whatever a key holds that is neither a live value nor a live
+// lease, a Lookup takes the lease over it, and a second Lookup finds that lease.
+func TestLeaseOverLeftovers(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	cfg := testConfig("leftovers")
+	open(t, srv, cfg) // creates the bucket
+	kv := rawBucket(t, srv, cfg.Bucket)
+	past := time.Now().Add(-time.Second)
+
+	tests := []struct {
+		name  string
+		leave func(t *testing.T, ek string)
+	}{
+		{"an expired value", func(t *testing.T, ek string) {
+			_, err := kv.Put(t.Context(), ek, record(1, past, "old"))
+			require.NoError(t, err)
+		}},
+		{"an expired lease", func(t *testing.T, ek string) {
+			_, err := kv.Put(t.Context(), ek, record(2, past, ""))
+			require.NoError(t, err)
+		}},
+		{"a delete marker", func(t *testing.T, ek string) {
+			_, err := kv.Put(t.Context(), ek, record(1, time.Now().Add(time.Hour), "deleted"))
+			require.NoError(t, err)
+			require.NoError(t, kv.Delete(t.Context(), ek))
+		}},
+		{"a purge marker", func(t *testing.T, ek string) {
+			_, err := kv.Put(t.Context(), ek, record(1, time.Now().Add(time.Hour), "purged"))
+			require.NoError(t, err)
+			require.NoError(t, kv.Purge(t.Context(), ek, jetstream.PurgeTTL(time.Minute)))
+		}},
+		{"a value of an earlier format", func(t *testing.T, ek string) {
+			_, err := kv.Put(t.Context(), ek, []byte("raw"))
+			require.NoError(t, err)
+		}},
+		{"an earlier version's lease under its own key", func(t *testing.T, ek string) {
+			_, err := kv.Create(t.Context(), ek+".lease", binary.BigEndian.AppendUint64(nil, uint64(time.Now().Add(time.Hour).UnixNano())))
+			require.NoError(t, err)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a, _, _ := open(t, srv, cfg)
+			b, _, _ := open(t, srv, cfg)
+			k := key(tt.name)
+			tt.leave(t, tokenKey(k))
+			lookupWants(store.OutcomeLeased)(t, a, k)
+			busy, err := b.Lookup(t.Context(), k, time.Minute)
+			require.NoError(t, err)
+			require.Equal(t, store.OutcomeBusy, busy.Outcome)
+			require.Positive(t, busy.LeaseRemaining, "the new lease's remaining time")
+			require.LessOrEqual(t, busy.LeaseRemaining, time.Minute)
+		})
+	}
+}
+
+// TestLeaseRecordLayout: the lease is a record at the entry's key, format byte 2 and
+// its expiry; the holder's value replaces it, and a late Release leaves the value.
+func TestLeaseRecordLayout(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	cfg := testConfig("lease_layout")
+	s, _, _ := open(t, srv, cfg)
+	other, _, _ := open(t, srv, cfg)
+	kv := rawBucket(t, srv, "lease_layout")
+	k := key("lease layout")
+
+	before := time.Now()
+	res, err := s.Lookup(t.Context(), k, 30*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, store.OutcomeLeased, res.Outcome)
+	e, err := kv.Get(t.Context(), tokenKey(k))
+	require.NoError(t, err)
+	require.Equal(t, res.Lease, e.Revision(), "the lease is the record's revision")
+	require.Len(t, e.Value(), 9)
+	require.Equal(t, byte(2), e.Value()[0], "format byte")
+	exp := time.Unix(0, int64(binary.BigEndian.Uint64(e.Value()[1:])))
+	require.False(t, exp.Before(before.Add(30*time.Second)), "expiry")
+	_, err = kv.Get(t.Context(), tokenKey(k)+".lease")
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "no lease key of its own")
+
+	require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour, res.Lease))
+	e, err = kv.Get(t.Context(), tokenKey(k))
+	require.NoError(t, err)
+	require.Equal(t, byte(1), e.Value()[0])
+	require.NoError(t, s.Release(t.Context(), k, res.Lease), "a lease replaced by a value")
+	got, found, err := other.Get(t.Context(), k)
+	require.NoError(t, err)
+	require.True(t, found, "a Release after the Put leaves the value")
+	require.Equal(t, "v", string(got))
 }

@@ -1,8 +1,8 @@
 // Package store keeps cache entries in a NATS JetStream key-value bucket, with an
 // in-process L1 in front of it. Every replica of the cache service (and every router
 // behind it) sees the same entries, and they survive restarts because the bucket uses
-// file storage. Leases in the same bucket make identical concurrent misses reach the
-// provider once, across replicas (docs/cache.md).
+// file storage. Leases, held at the entry's own key, make identical concurrent misses
+// reach the provider once, across replicas (docs/cache.md).
 package store
 
 import (
@@ -87,8 +87,9 @@ type Store struct {
 	cfg     Config
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue
-	subject string // the bucket's subject prefix, "$KV.<bucket>."
-	stream  string // the bucket's stream name, "KV_<bucket>"
+	bucket  jetstream.Stream // the bucket's stream, for reads that need a key's revision
+	subject string           // the bucket's subject prefix, "$KV.<bucket>."
+	stream  string           // the bucket's stream name, "KV_<bucket>"
 	l1      *l1
 	metrics *metrics
 	flights flights
@@ -154,6 +155,10 @@ func (s *Store) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create kv bucket %s: %w", s.cfg.Bucket, err)
 	}
+	bucket, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return fmt.Errorf("kv bucket %s stream: %w", s.cfg.Bucket, err)
+	}
 	if s.l1 != nil {
 		// The watcher outlives the start-up context; Stop ends it.
 		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -166,7 +171,7 @@ func (s *Store) Start(ctx context.Context) error {
 		s.bg.Add(1)
 		go s.followPurges(wctx, w)
 	}
-	s.kv = kv
+	s.kv, s.bucket = kv, bucket
 	return nil
 }
 
@@ -238,26 +243,64 @@ func (s *Store) Get(ctx context.Context, k Key) ([]byte, bool, error) {
 // readEntry reads ek from the bucket and keeps a live value in L1.
 func (s *Store) readEntry(ctx context.Context, ek string) ([]byte, bool, error) {
 	gen := s.l1.generation()
-	s.metrics.rtGet.Inc()
-	e, err := s.kv.Get(ctx, ek)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, false, nil
-	}
+	r, err := s.last(ctx, ek)
 	if err != nil {
-		return nil, false, classify(ctx, err)
+		return nil, false, err
 	}
-	v, expires, ok := decodeEntry(e.Value())
-	if !ok || !time.Now().Before(expires) {
+	if !r.live(recordEntry) {
 		return nil, false, nil
 	}
-	s.l1.set(ek, v, expires, gen)
-	return v, true, nil
+	s.l1.set(ek, r.value, r.expires, gen)
+	return r.value, true, nil
 }
 
-// Put stores value under k for ttl, replacing any earlier entry, and ends lease if it
-// is non-zero. JetStream removes the entry at the next whole second after ttl; reads
-// see it expire at ttl.
-func (s *Store) Put(ctx context.Context, k Key, value []byte, ttl time.Duration, lease uint64) error {
+// kvOperationHeader marks a key-value delete or purge (nats.go keeps its name unexported).
+const kvOperationHeader = "KV-Operation"
+
+// record is the last message under a bucket key.
+type record struct {
+	// rev is the message's stream sequence, the key's revision; 0 when the key holds
+	// no message at all.
+	rev uint64
+	// marker is set for a delete, purge or expiry marker; kind is then recordNone.
+	marker  bool
+	kind    recordKind
+	value   []byte
+	expires time.Time
+}
+
+// live reports whether r is a record of kind k that has not expired.
+func (r record) live(k recordKind) bool {
+	return r.kind == k && time.Now().Before(r.expires)
+}
+
+// last reads the last message under ek, in one direct get. Unlike KeyValue.Get it
+// returns the revision of a delete or expiry marker too, which a conditional write over
+// the marker must name.
+func (s *Store) last(ctx context.Context, ek string) (record, error) {
+	s.metrics.rtGet.Inc()
+	m, err := s.bucket.GetLastMsgForSubject(ctx, s.subject+ek)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return record{}, nil
+	}
+	if err != nil {
+		return record{}, classify(ctx, err)
+	}
+	r := record{rev: m.Sequence}
+	if op := m.Header.Get(kvOperationHeader); op != "" || m.Header.Get(jetstream.MarkerReasonHeader) != "" {
+		r.marker = true
+		return r, nil
+	}
+	r.kind, r.value, r.expires = decodeRecord(m.Data)
+	return r, nil
+}
+
+// Put stores value under k for ttl, replacing any earlier entry and whatever lease is
+// held on k: the lease lives at the entry's key, so storing the value ends it, in the
+// same single write. lease names the caller's lease, if any; Put stores whether or not it
+// is still current. JetStream removes the entry at the next whole second after ttl;
+// reads see it expire at ttl.
+func (s *Store) Put(ctx context.Context, k Key, value []byte, ttl time.Duration, _ uint64) error {
 	if err := k.validate(); err != nil {
 		return err
 	}
@@ -283,13 +326,6 @@ func (s *Store) Put(ctx context.Context, k Key, value []byte, ttl time.Duration,
 	s.metrics.bytesWritten.Add(float64(len(value)))
 	s.l1.set(ek, value, expires, gen)
 	s.waits.finish(ek, value, true)
-	if lease != 0 {
-		// The value is stored; a lease that cannot be ended expires on its own, so
-		// its failure is counted, not returned.
-		if _, err := s.endLease(ctx, ek, lease); err != nil {
-			s.metrics.errors.WithLabelValues("release").Inc()
-		}
-	}
 	return nil
 }
 
