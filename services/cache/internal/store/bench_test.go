@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,7 +65,7 @@ func BenchmarkStoreLookupHit(b *testing.B) {
 }
 
 // BenchmarkStoreMiss is the cache's share of the router's miss path: a Lookup that
-// takes the lease, then the Put that stores the value and ends the lease.
+// takes the lease, then the Put whose value replaces it.
 func BenchmarkStoreMiss(b *testing.B) {
 	srv := natstest.RunServer(b)
 	s, _, _ := open(b, srv, testConfig("bench_miss"))
@@ -82,6 +83,31 @@ func BenchmarkStoreMiss(b *testing.B) {
 			b.Fatalf("put: %v", err)
 		}
 	}
+}
+
+// BenchmarkStoreMissParallel is BenchmarkStoreMiss with 16 callers at once, as make
+// bench's c=16 miss path drives the cache.
+func BenchmarkStoreMissParallel(b *testing.B) {
+	srv := natstest.RunServer(b)
+	s, _, _ := open(b, srv, testConfig("bench_miss_parallel"))
+	value := make([]byte, 1<<10)
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8) // 16 goroutines on 2 CPUs
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := key(fmt.Sprint("miss ", n.Add(1)))
+			res, err := s.Lookup(b.Context(), k, time.Minute)
+			if err != nil || res.Outcome != store.OutcomeLeased {
+				b.Errorf("lookup: %v %v", res.Outcome, err)
+				return
+			}
+			if err := s.Put(b.Context(), k, value, time.Minute, res.Lease); err != nil {
+				b.Errorf("put: %v", err)
+				return
+			}
+		}
+	})
 }
 
 func BenchmarkStorePut(b *testing.B) {
