@@ -39,7 +39,7 @@ func run() error {
 	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack); its echo component must cache, as make up's")
 	env := envFlag{}
 	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
-	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, internal-hop, miss, native, openai, hit, scrubbed, provider, stream; "+
+	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, internal-hop, connect-mtls, nats-rr, js-publish, miss, native, openai, hit, scrubbed, provider, stream; "+
 		"scaling (not by default) runs 1, 2 and 4 workers of one component on a slow fake provider")
 	streams := flag.Int("streams", 500, "concurrent streams of the stream path")
 	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
@@ -144,6 +144,16 @@ func run() error {
 		t.fakeStreamURL = "http://" + h.fakeStream.addr
 		if t.hop, err = internalHop(s); err != nil {
 			return err
+		}
+		if os.Getenv("NATS_URL") == "" {
+			closeFloors, err := crossingFloors(ctx, s, h, &t)
+			defer closeFloors()
+			if err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(os.Stderr, "parley-bench: paths %s, %s and %s skipped (their NATS users are the benchmark's own NATS's: unset NATS_URL)\n",
+				pathNATSRR, pathJSPublish, pathConnectMTLS)
 		}
 		if t.meter, err = newMeter(ctx, s, h); err != nil {
 			return err
@@ -284,7 +294,9 @@ func startStack(ctx context.Context, root string, env envFlag, natsURL string, c
 		NATSURL:  natsURL,
 		Postgres: stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), FreshDatabase: true, Install: true},
 		Env:      stackEnv(env, childNATS, data),
-		Log:      log, Progress: os.Stderr,
+		// The NATS floors' users (an external NATS_URL does not know them: see run).
+		NATSUsers: benchNATSUsers(),
+		Log:       log, Progress: os.Stderr,
 	})
 	if err != nil {
 		return nil, nil, err
