@@ -184,3 +184,32 @@ func TestKeptPathsUseFloorRows(t *testing.T) {
 		}
 	}
 }
+
+// TestWithKeptFloors: the floor runs first; a kept path's floor rows join the run when its
+// path runs and they can (not twice, not when asked for already, in their place then).
+func TestWithKeptFloors(t *testing.T) {
+	t.Parallel()
+	all := func(string) bool { return true }
+	noMTLS := func(p string) bool { return p != pathConnectMTLS }
+	tests := []struct {
+		name     string
+		order    []string
+		runnable func(string) bool
+		want     []string
+	}{
+		{"floor alone", []string{pathFloor}, all, []string{pathFloor}},
+		{"no kept path", []string{pathScrubbed}, all, []string{pathFloor, pathScrubbed}},
+		{"hit", []string{pathHit}, all, []string{pathFloor, pathJSPublish, pathHit}},
+		{"miss and hit", []string{pathMiss, pathHit}, all, []string{pathFloor, pathConnectMTLS, pathJSPublish, pathNATSRR, pathMiss, pathHit}},
+		{"asked for", []string{pathNATSRR, pathFloor, pathProvider, pathDirect}, all, []string{pathFloor, pathJSPublish, pathNATSRR, pathProvider, pathDirect}},
+		{"not runnable", []string{pathMiss}, noMTLS, []string{pathFloor, pathJSPublish, pathNATSRR, pathMiss}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := withKeptFloors(tt.order, tt.runnable); !slices.Equal(got, tt.want) {
+				t.Fatalf("withKeptFloors(%v) = %v, want %v", tt.order, got, tt.want)
+			}
+		})
+	}
+}

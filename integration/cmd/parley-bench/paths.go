@@ -151,9 +151,7 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 			order = append(order, pathDirect)
 		}
 	}
-	if !slices.Contains(order, pathFloor) {
-		order = append([]string{pathFloor}, order...)
-	}
+	order = withKeptFloors(order, func(p string) bool { _, ok := calls[p]; return ok })
 
 	fmt.Printf("parley-bench %s: %d CPUs, GOMAXPROCS %d, load average %s; %s per run, concurrency 1 and %d\n",
 		time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAverage(), d, c)
@@ -456,6 +454,24 @@ var keptPaths = []keptPath{
 		{pathNATSRR, "router → NATS → worker → NATS → router (the provider call itself is subtracted, as in the provider row)"},
 		{pathJSPublish, "router → JetStream: the audit event, stored before the reply"},
 	}},
+}
+
+// withKeptFloors is order with the floor first and, after it, the floor rows that the
+// kept paths of order's rows need and order lacks (those that can run, by runnable), so
+// that the kept-crossings block is measured in the same run.
+func withKeptFloors(order []string, runnable func(string) bool) []string {
+	floors := []string{pathFloor}
+	for _, k := range keptPaths {
+		if !slices.Contains(order, k.row) {
+			continue
+		}
+		for _, c := range k.crossings {
+			if !slices.Contains(floors, c.floor) && !slices.Contains(order, c.floor) && runnable(c.floor) {
+				floors = append(floors, c.floor)
+			}
+		}
+	}
+	return append(floors, slices.DeleteFunc(slices.Clone(order), func(p string) bool { return p == pathFloor })...)
 }
 
 // keptSum is a keptPath's floors summed, against the floor and the measured path.
