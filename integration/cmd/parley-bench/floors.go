@@ -51,12 +51,13 @@ func benchNATSUsers() []natsauth.User {
 }
 
 // crossingFloors starts the processes of the internal floors beside the stack s and
-// sets t's calls: nats-rr (a request to parley-floor -server nats, answered in its queue
-// group), js-publish (a publish to floorStream awaited for its ack, with Nats-Msg-Id) and,
+// sets t's calls: with withNATS (the NATS server is the benchmark's, which admits
+// benchNATSUsers), nats-rr (a request to parley-floor -server nats, answered in its queue
+// group) and js-publish (a publish to floorStream awaited for its ack, with Nats-Msg-Id);
 // unless internal TLS is off, connect-mtls (ConverseAlpha2 on parley-floor -server
 // connect-mtls, with the router's identity and client). It returns a function that
 // closes the connections.
-func crossingFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target) (func(), error) {
+func crossingFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target, withNATS bool) (func(), error) {
 	var seq atomic.Int64
 	distinct := func() string { return fmt.Sprintf("%s #%d", prompt, seq.Add(1)) }
 	var closers []func()
@@ -66,6 +67,58 @@ func crossingFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target) 
 		}
 	}
 	bin := filepath.Join(h.dir, "parley-floor")
+	if withNATS {
+		closeNATS, err := natsFloors(ctx, s, h, t, bin, distinct)
+		closers = append(closers, closeNATS)
+		if err != nil {
+			return closeAll, err
+		}
+	}
+	if s.InsecureInternal() {
+		return closeAll, nil
+	}
+	if _, err := devca.Ensure(s.TLSDir(), s.TrustDomain(), []string{floorIdentity}); err != nil {
+		return closeAll, fmt.Errorf("connect-mtls: certificate: %w", err)
+	}
+	f := s.Files(floorIdentity)
+	var err error
+	if h.mtlsFloor, err = startHelper("mtls floor", bin, "listening on ", "-server", "connect-mtls", "-identity", floorIdentity,
+		"-trust-domain", s.TrustDomain(), "-tls-ca", f.CA, "-tls-cert", f.Cert, "-tls-key", f.Key); err != nil {
+		return closeAll, err
+	}
+	// The router's own client: its identity, rpcclient's transport and options.
+	rf := s.Files(identity.Router)
+	id, err := identity.NewSource(identity.Config{Mode: identity.ModeOn, CAFile: rf.CA, CertFile: rf.Cert, KeyFile: rf.Key,
+		TrustDomain: s.TrustDomain()}, identity.Router, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return closeAll, fmt.Errorf("connect-mtls: %w", err)
+	}
+	tel, err := telemetry.New(ctx, "parley-bench", telemetry.Config{})
+	if err != nil {
+		return closeAll, err
+	}
+	clients, err := rpcclient.New(tel, id)
+	if err != nil {
+		return closeAll, err
+	}
+	closers = append(closers, clients.CloseIdleConnections)
+	floor := runtimev1connect.NewDaprClient(clients.HTTPClient(floorIdentity), "https://"+h.mtlsFloor.addr, clients.Options()...)
+	t.connectMTLS = func(ctx context.Context) error {
+		_, err := floor.ConverseAlpha2(ctx, daprRequest("echo", distinct(), false))
+		return err
+	}
+	return closeAll, nil
+}
+
+// natsFloors starts the NATS responder (bin -server nats) and sets t's nats-rr and
+// js-publish calls; the function it returns closes their connections.
+func natsFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target, bin string, distinct func() string) (func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
 	subject := bus.ProviderSubjectPrefix + floorIdentity
 	var err error
 	if h.natsFloor, err = startHelper("nats floor", bin, "listening on ", "-server", "nats", "-nats-url", s.NATSURL,
@@ -100,39 +153,6 @@ func crossingFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target) 
 	var msgID atomic.Int64
 	t.jsPublish = func(ctx context.Context) error {
 		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: floorSubject, Data: payload}, jetstream.WithMsgID(fmt.Sprintf("bench-%d", msgID.Add(1))))
-		return err
-	}
-
-	if s.InsecureInternal() {
-		return closeAll, nil
-	}
-	if _, err := devca.Ensure(s.TLSDir(), s.TrustDomain(), []string{floorIdentity}); err != nil {
-		return closeAll, fmt.Errorf("connect-mtls: certificate: %w", err)
-	}
-	f := s.Files(floorIdentity)
-	if h.mtlsFloor, err = startHelper("mtls floor", bin, "listening on ", "-server", "connect-mtls", "-identity", floorIdentity,
-		"-trust-domain", s.TrustDomain(), "-tls-ca", f.CA, "-tls-cert", f.Cert, "-tls-key", f.Key); err != nil {
-		return closeAll, err
-	}
-	// The router's own client: its identity, rpcclient's transport and options.
-	rf := s.Files(identity.Router)
-	id, err := identity.NewSource(identity.Config{Mode: identity.ModeOn, CAFile: rf.CA, CertFile: rf.Cert, KeyFile: rf.Key,
-		TrustDomain: s.TrustDomain()}, identity.Router, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return closeAll, fmt.Errorf("connect-mtls: %w", err)
-	}
-	tel, err := telemetry.New(ctx, "parley-bench", telemetry.Config{})
-	if err != nil {
-		return closeAll, err
-	}
-	clients, err := rpcclient.New(tel, id)
-	if err != nil {
-		return closeAll, err
-	}
-	closers = append(closers, clients.CloseIdleConnections)
-	floor := runtimev1connect.NewDaprClient(clients.HTTPClient(floorIdentity), "https://"+h.mtlsFloor.addr, clients.Options()...)
-	t.connectMTLS = func(ctx context.Context) error {
-		_, err := floor.ConverseAlpha2(ctx, daprRequest("echo", distinct(), false))
 		return err
 	}
 	return closeAll, nil

@@ -145,15 +145,15 @@ func run() error {
 		if t.hop, err = internalHop(s); err != nil {
 			return err
 		}
-		if os.Getenv("NATS_URL") == "" {
-			closeFloors, err := crossingFloors(ctx, s, h, &t)
-			defer closeFloors()
-			if err != nil {
-				return err
-			}
-		} else {
-			fmt.Fprintf(os.Stderr, "parley-bench: paths %s, %s and %s skipped (their NATS users are the benchmark's own NATS's: unset NATS_URL)\n",
-				pathNATSRR, pathJSPublish, pathConnectMTLS)
+		ownNATS := os.Getenv("NATS_URL") == ""
+		if !ownNATS {
+			fmt.Fprintf(os.Stderr, "parley-bench: paths %s and %s skipped (their NATS users are known to the benchmark's own NATS only: unset NATS_URL)\n",
+				pathNATSRR, pathJSPublish)
+		}
+		closeFloors, err := crossingFloors(ctx, s, h, &t, ownNATS)
+		defer closeFloors()
+		if err != nil {
+			return err
 		}
 		if t.meter, err = newMeter(ctx, s, h); err != nil {
 			return err
