@@ -125,6 +125,8 @@ func natsFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target, bin 
 		"-nats-ca", s.NATSCAFile(), "-nats-seed", s.NATSSeedFile(floorIdentity), "-subject", subject); err != nil {
 		return closeAll, err
 	}
+	// Stopped before the stack, whose NATS it is connected to.
+	closers = append(closers, func() { h.natsFloor.stop(); h.natsFloor = nil })
 	requester, err := s.ConnectNATS(floorRequester, nats.Name("parley-bench"))
 	if err != nil {
 		return closeAll, fmt.Errorf("nats-rr: %w", err)

@@ -535,7 +535,8 @@ func sumKept(k keptPath, byName map[string]pathRun) keptSum {
 
 // printKept writes the kept-crossings block: for each path of keptPaths, the sum of its
 // crossings' floors as latency and CPU, and their ratios to the floor, beside the
-// path's measured ratios and issue 12's latency target.
+// path's measured ratios and issue 12's latency target. A path is left out when neither
+// it nor all of its floors ran, and named with the floors it lacks when it ran.
 func printKept(w io.Writer, runs []pathRun) {
 	byName := map[string]pathRun{}
 	for _, r := range runs {
@@ -556,6 +557,9 @@ func printKept(w io.Writer, runs []pathRun) {
 			floors[i] = c.floor
 		}
 		sum := sumKept(k, byName)
+		if _, ran := byName[k.row]; !ran && len(sum.missing) > 0 {
+			continue
+		}
 		if len(sum.missing) > 0 {
 			_, _ = fmt.Fprintf(tw, "%s\t%s\t(needs %s)\t\t\t\t\t\t\t\n", k.name, strings.Join(floors, " + "), strings.Join(sum.missing, ", "))
 			continue
