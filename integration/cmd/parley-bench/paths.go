@@ -551,6 +551,7 @@ func printKept(w io.Writer, runs []pathRun) {
 		}
 		return fmt.Sprintf("%.1f×", x)
 	}
+	var shown []keptPath
 	for _, k := range keptPaths {
 		floors := make([]string, len(k.crossings))
 		for i, c := range k.crossings {
@@ -560,6 +561,7 @@ func printKept(w io.Writer, runs []pathRun) {
 		if _, ran := byName[k.row]; !ran && len(sum.missing) > 0 {
 			continue
 		}
+		shown = append(shown, k)
 		if len(sum.missing) > 0 {
 			_, _ = fmt.Fprintf(tw, "%s\t%s\t(needs %s)\t\t\t\t\t\t\t\n", k.name, strings.Join(floors, " + "), strings.Join(sum.missing, ", "))
 			continue
@@ -572,7 +574,7 @@ func printKept(w io.Writer, runs []pathRun) {
 			fmtDur(sum.p50), times(sum.p50Ratio), k.p50Target, times(sum.measuredP50Ratio), cpu, times(sum.cpuRatio), times(sum.measuredCPURatio))
 	}
 	_ = tw.Flush()
-	for _, k := range keptPaths {
+	for _, k := range shown {
 		_, _ = fmt.Fprintf(w, "  %s:\n", k.name)
 		for _, c := range k.crossings {
 			_, _ = fmt.Fprintf(w, "    %-13s %s\n", c.floor, c.what)
