@@ -2,8 +2,10 @@
 // one-hop floor in the same run: it starts the constellation (or uses a running router),
 // the floor (parley-floor, an echo in a process of its own) and the fake provider, drives
 // Dapr ConverseAlpha2 over gRPC at concurrency 1 and -c (16), and prints each path's
-// latency, throughput and CPU per request per process with its ratio to the floor's
-// (docs/benchmarks.md).
+// latency, throughput and CPU per request per process with its ratio to the floor's.
+// Beside them it measures the floors of the internal crossings (connect-mtls, nats-rr,
+// js-publish) and sums, per path, the floors of the crossings the path must keep
+// (keptPaths): the lowest ratio to the floor the path could reach (docs/benchmarks.md).
 package main
 
 import (
