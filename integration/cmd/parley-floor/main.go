@@ -27,6 +27,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,7 +47,10 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
@@ -55,7 +59,8 @@ func main() {
 	}
 }
 
-func run(args []string) error {
+// run serves as args say until ctx ends, writing its "listening on" line to out.
+func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("parley-floor", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (port 0 picks a free port)")
 	server := fs.String("server", "grpc", "grpc (grpc-go), connect (connect-go on net/http, as Parley's services), "+
@@ -75,27 +80,25 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	var serve func(context.Context) error
 	switch *server {
 	case "grpc":
-		serve = func(ctx context.Context) error { return serveGRPC(ctx, *addr) }
+		serve = func(ctx context.Context) error { return serveGRPC(ctx, *addr, out) }
 	case "connect":
-		serve = func(ctx context.Context) error { return serveConnect(ctx, *addr, nil) }
+		serve = func(ctx context.Context) error { return serveConnect(ctx, *addr, out, nil) }
 	case "connect-mtls":
 		idCfg.Mode, idCfg.ReloadInterval = identity.ModeOn, time.Hour
 		id, err := identity.NewSource(idCfg, *name, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 		if err != nil {
 			return err
 		}
-		serve = func(ctx context.Context) error { return serveConnect(ctx, *addr, &mtls{id: id, allow: *allow}) }
+		serve = func(ctx context.Context) error { return serveConnect(ctx, *addr, out, &mtls{id: id, allow: *allow}) }
 	case "nats":
 		if natsCfg.URL == "" || *subject == "" {
 			return errors.New("-server nats needs -nats-url and -subject")
 		}
 		natsCfg.ConnectTimeout = 5 * time.Second
-		serve = func(ctx context.Context) error { return serveNATS(ctx, natsCfg, *subject) }
+		serve = func(ctx context.Context) error { return serveNATS(ctx, natsCfg, *subject, out) }
 	default:
 		return fmt.Errorf("-server must be grpc, connect, connect-mtls or nats, got %q", *server)
 	}
@@ -103,8 +106,8 @@ func run(args []string) error {
 }
 
 // serveGRPC serves the echo on grpc-go at addr until ctx ends.
-func serveGRPC(ctx context.Context, addr string) error {
-	ln, err := listen(ctx, addr)
+func serveGRPC(ctx context.Context, addr string, out io.Writer) error {
+	ln, err := listen(ctx, addr, out)
 	if err != nil {
 		return err
 	}
@@ -132,8 +135,8 @@ type mtls struct {
 // serveConnect serves the echo on connect-go at addr until ctx ends: over cleartext
 // HTTP/2 (and HTTP/1.1), or with tls over HTTP/2 and mutual TLS, the identity checks of
 // Parley's services included (libs/identity's Peers and Authorize).
-func serveConnect(ctx context.Context, addr string, tls *mtls) error {
-	ln, err := listen(ctx, addr)
+func serveConnect(ctx context.Context, addr string, out io.Writer, tls *mtls) error {
+	ln, err := listen(ctx, addr, out)
 	if err != nil {
 		return err
 	}
@@ -158,7 +161,7 @@ func serveConnect(ctx context.Context, addr string, tls *mtls) error {
 
 // serveNATS answers every request on subject with its payload, in the queue group named
 // like the subject, until ctx ends.
-func serveNATS(ctx context.Context, cfg bus.Config, subject string) error {
+func serveNATS(ctx context.Context, cfg bus.Config, subject string, out io.Writer) error {
 	nc, err := bus.Connect(cfg, "parley-floor", slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		return err
@@ -174,18 +177,18 @@ func serveNATS(ctx context.Context, cfg bus.Config, subject string) error {
 	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
-	fmt.Printf("listening on %s\n", subject)
+	_, _ = fmt.Fprintf(out, "listening on %s\n", subject)
 	<-ctx.Done()
 	return nil
 }
 
-func listen(ctx context.Context, addr string) (net.Listener, error) {
+func listen(ctx context.Context, addr string, out io.Writer) (net.Listener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	fmt.Printf("listening on %s\n", ln.Addr())
+	_, _ = fmt.Fprintf(out, "listening on %s\n", ln.Addr())
 	return ln, nil
 }
 
