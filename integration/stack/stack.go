@@ -103,6 +103,12 @@ type Options struct {
 	TLSDir string
 	// TrustDomain of the identities (default parley.local).
 	TrustDomain string
+	// NATSUsers are NATS users beyond the services' and AdminUser (a benchmark's own
+	// clients, each with its role's exact permissions): the embedded server admits them,
+	// ConnectNATS connects as them, their seeds live under DataDir/nats-auth. An external
+	// server must know them already; a server started apart with StartNATS is given the
+	// same list.
+	NATSUsers []natsauth.User
 }
 
 // identityModeEnv is the setting that turns internal TLS off; set in Options.Env it
@@ -221,7 +227,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// Every service that uses NATS has its own user (libs/natsauth), seeds under
 	// DataDir/nats-auth. The embedded server admits only them; an external server
 	// enforces them once configured with `parley-up -print-nats-config`.
-	if s.natsUsers, err = StackUsers(opts.DataDir, opts.Env); err != nil {
+	if s.natsUsers, err = StackUsers(opts.DataDir, opts.Env, opts.NATSUsers...); err != nil {
 		return s, err
 	}
 	if opts.NATSURL != "" {
