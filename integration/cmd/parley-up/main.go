@@ -6,7 +6,9 @@
 // that gives an external NATS those users and their permissions. -workers (make up
 // WORKERS=...) adds provider-worker processes dedicated to one component each.
 // Internal calls run over mutual TLS with a development CA and certificates under
-// .data/tls (created on first run, renewed when due), unless INTERNAL_TLS=off. -traces
+// .data/tls (created on first run, renewed when due), unless INTERNAL_TLS=off. The
+// routers seal the audit copies' texts to the audit service with the key pair under
+// .data/seal (created on first run; docs/security.md, "The sealed audit copy"). -traces
 // (make up TRACES=1) receives the services' traces in this process and prints each as a
 // tree (integration/otlpsink).
 package main
@@ -143,6 +145,7 @@ Parley is up.
   NATS          %s   (TLS, CA %s; each service its own user; seeds in %s)
   components    %s
   internal TLS  %s
+  audit seal    %s   (routers seal audit copies to the audit service, which scrubs them)
   traces        %s
   GOMAXPROCS    %s
 
@@ -162,7 +165,7 @@ or, after make install (docs/cli.md):
 or open the web console (docs/console.md): %s/console/
 
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), traceNote, procsNote, r, r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), filepath.Dir(s.SealKeys().Private), traceNote, procsNote, r, r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
