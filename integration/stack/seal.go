@@ -17,17 +17,17 @@ type SealKeys struct {
 	Private, Public string
 }
 
-// SealKeysOf are the seal key files under dataDir.
-func SealKeysOf(dataDir string) SealKeys {
-	dir := filepath.Join(dataDir, "seal")
+// SealKeysOf are the seal key files in dir: audit.key and audit.pub, the names the
+// deploy/ Secrets use as keys.
+func SealKeysOf(dir string) SealKeys {
 	return SealKeys{Private: filepath.Join(dir, "audit.key"), Public: filepath.Join(dir, "audit.pub")}
 }
 
-// EnsureSealKeys generates the seal key pair under dataDir once (the private key
-// readable by its owner only) and returns its files; an existing pair is kept, so events
-// sealed before a restart still open. created says whether a pair was made now.
-func EnsureSealKeys(dataDir string) (keys SealKeys, created bool, err error) {
-	keys = SealKeysOf(dataDir)
+// EnsureSealKeys generates the seal key pair in dir once (the private key readable by
+// its owner only) and returns its files; an existing pair is kept, so events sealed
+// before a restart still open. created says whether a pair was made now.
+func EnsureSealKeys(dir string) (keys SealKeys, created bool, err error) {
+	keys = SealKeysOf(dir)
 	_, errPriv := os.Stat(keys.Private)
 	_, errPub := os.Stat(keys.Public)
 	if errPriv == nil && errPub == nil {
@@ -40,7 +40,7 @@ func EnsureSealKeys(dataDir string) (keys SealKeys, created bool, err error) {
 	if err != nil {
 		return keys, false, err //nolint:wrapcheck // seal's errors name the package
 	}
-	if err := os.MkdirAll(filepath.Dir(keys.Private), 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return keys, false, fmt.Errorf("seal keys: %w", err)
 	}
 	// The public key last: a pair is complete once both exist.

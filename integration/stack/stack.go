@@ -223,7 +223,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	// The routers seal the audit copies' texts no caller asked to scrub to the audit
 	// service, which scrubs them (one key pair per data dir, made once).
-	if s.sealKeys, s.sealCreated, err = EnsureSealKeys(opts.DataDir); err != nil {
+	if s.sealKeys, s.sealCreated, err = EnsureSealKeys(filepath.Join(opts.DataDir, "seal")); err != nil {
 		return s, err
 	}
 	if s.sealCreated {

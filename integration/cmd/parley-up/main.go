@@ -61,7 +61,21 @@ func run() error {
 		"conversation's trace as a tree: service, span, start and duration (make up TRACES=1)")
 	natsNodes := flag.Int("nats-nodes", 1, "run the embedded NATS as a cluster of this many nodes (JetStream on each, routes on loopback); "+
 		"with 3 or more the audit stream and the cache bucket get 3 replicas")
+	sealKeys := flag.String("seal-keys", "", "write a new audit seal key pair to `DIR` (audit.key, private, 0600; audit.pub) "+
+		"for the Secrets parley-audit-seal and parley-audit-seal-public (docs/deploy.md) and exit; an existing pair is kept")
 	flag.Parse()
+	if *sealKeys != "" {
+		keys, created, err := stack.EnsureSealKeys(*sealKeys)
+		if err != nil {
+			return err
+		}
+		if !created {
+			fmt.Printf("kept the existing pair: %s, %s\n", keys.Private, keys.Public)
+			return nil
+		}
+		fmt.Printf("wrote %s (private: the audit service only) and %s (public: the routers)\n", keys.Private, keys.Public)
+		return nil
+	}
 	if *natsNodes < 1 {
 		return fmt.Errorf("-nats-nodes must be at least 1, got %d", *natsNodes)
 	}
