@@ -124,7 +124,7 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 		}, []string{"component", "fallback"}),
 		auditRedacted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_router_audit_redacted_total",
-			Help: "Audit records whose texts were fully redacted because the scrubber was unavailable.",
+			Help: "Audit records whose texts were fully redacted because the scrubber was unavailable (or the copy could not be sealed).",
 		}),
 		auditSealed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_router_audit_sealed_total",
