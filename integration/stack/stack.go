@@ -135,10 +135,13 @@ type Stack struct {
 	// server without TLS); services get it as NATS_TLS_CA_FILE.
 	natsCA string
 	pg     *Postgres
-	mu     sync.Mutex
-	logMu  sync.Mutex
-	procs  map[string]*Process
-	binDir string
+	// sealKeys are the audit seal key pair's files (EnsureSealKeys).
+	sealKeys    SealKeys
+	sealCreated bool
+	mu          sync.Mutex
+	logMu       sync.Mutex
+	procs       map[string]*Process
+	binDir      string
 	// instances are extra processes of a service (StartInstance), in start order.
 	instances []instance
 }
@@ -222,6 +225,15 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if len(issued) > 0 {
 			_, _ = fmt.Fprintf(opts.Progress, "issued development certificates for %s in %s\n", strings.Join(issued, ", "), opts.TLSDir)
 		}
+	}
+
+	// The routers seal the audit copies' texts no caller asked to scrub to the audit
+	// service, which scrubs them (one key pair per data dir, made once).
+	if s.sealKeys, s.sealCreated, err = EnsureSealKeys(filepath.Join(opts.DataDir, "seal")); err != nil {
+		return s, err
+	}
+	if s.sealCreated {
+		_, _ = fmt.Fprintf(opts.Progress, "generated the audit seal key pair in %s\n", filepath.Dir(s.sealKeys.Private))
 	}
 
 	// Every service that uses NATS has its own user (libs/natsauth), seeds under
@@ -312,6 +324,11 @@ func (s *Stack) serviceOf(name string) string {
 	}
 	return name
 }
+
+// SealKeys are the files of the audit seal key pair the routers and the audit service
+// get (Options.Env can set ROUTER_AUDIT_SEAL_KEY_FILE to "" for routers that scrub audit
+// copies themselves).
+func (s *Stack) SealKeys() SealKeys { return s.sealKeys }
 
 // TLSDir is the folder of the development CA and certificates.
 func (s *Stack) TLSDir() string { return s.opts.TLSDir }
@@ -436,10 +453,12 @@ func (s *Stack) serviceEnv(name string) map[string]string {
 		env["ROUTER_SCRUBBER_URL"] = s.URL("pii-scrubber")
 		env["ROUTER_CACHE_URL"] = s.URL("cache")
 		env["ROUTER_AUDIT_URL"] = s.URL("audit")
+		env["ROUTER_AUDIT_SEAL_KEY_FILE"] = s.sealKeys.Public
 	case "provider-worker":
 		env["COMPONENTS_DIR"] = s.opts.ComponentsDir
 	case "audit":
 		env["DATABASE_URL"] = s.DatabaseURL
+		env["AUDIT_SEAL_KEY_FILE"] = s.sealKeys.Private
 	}
 	if _, ok := natsUser(name, name, nil); ok && s.natsLocked {
 		env["NATS_NKEY_SEED_FILE"] = s.NATSSeedFile(name)

@@ -158,7 +158,8 @@ func (tm *tokenMap) restoreResponse(resp *providerv1.Response) {
 // When no message is flagged the scrub is for the audit copy alone, which changes no
 // answer: it is left pending (rec.inputPending) and made in the output's scrubber call
 // (scrubOutputs), or before the audit event is recorded on paths without one
-// (scrubPendingInputs), so the request waits for one scrubber call instead of two.
+// (scrubPendingInputs), so the request waits for one scrubber call instead of two; with
+// a sealer and no output scrub for the caller, by the audit service (no call at all).
 func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*tokenMap, error) {
 	p := req.Provider
 	refs := providertext.Inputs(p)
@@ -229,13 +230,20 @@ func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*t
 // ones (which are never restored).
 //
 // The audit copy's input texts left pending by scrubInputs go in the same call, after
-// the output's.
+// the output's. With a sealer, a call that would be made for the audit copy alone is not
+// made: the copy's texts are left to the audit service (rec.outputPending).
 func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv1.Response, rec *record, tm *tokenMap) error {
 	rec.auditResp = resp
 	if !req.ScrubOutput && !req.ScrubToolArguments && !s.opts.AuditScrub {
 		return nil
 	}
 	texts := providertext.Outputs(resp)
+	if s.sealing() && !req.ScrubOutput && !req.ScrubToolArguments && tm == nil {
+		// For the audit copy alone, which is sealed to the audit service: it scrubs the
+		// output texts, and the input texts still pending, off the reply's path.
+		rec.outputPending = len(texts) > 0
+		return nil
+	}
 	pending := s.pendingInputs(req, rec)
 	if len(texts) == 0 && pending == nil {
 		return nil
@@ -374,7 +382,12 @@ func (p *pendingAudit) apply(rec *record, out []Scrubbed) {
 // scrubPendingInputs makes the audit copy's input scrub left pending when no output
 // scrub took it along (the request failed first): before the event is recorded, so
 // raw text never reaches the audit log.
+//
+// With a sealer it makes no call: the audit service scrubs the sealed copy.
 func (s *Service) scrubPendingInputs(ctx context.Context, req Request, rec *record) {
+	if s.sealing() {
+		return
+	}
 	pending := s.pendingInputs(req, rec)
 	if pending == nil {
 		return
