@@ -43,16 +43,33 @@ type serviceSpec struct {
 	// nats is set when the service connects to NATS, as its own user: the seed in the
 	// Secret parley-nats-<service>.
 	nats bool
+	// seal is the audit seal key the service reads (docs/security.md, "The sealed audit
+	// copy"), when it reads one.
+	seal *sealKey
 }
+
+// sealKey is an audit seal key file: the setting naming it, and the Secret and key it
+// comes from.
+type sealKey struct {
+	env, secret, key string
+}
+
+// The audit seal key pair's Secrets: the private key is mounted in audit alone.
+const (
+	sealPrivateSecret = "parley-audit-seal"
+	sealPublicSecret  = "parley-audit-seal-public"
+)
 
 // serviceSpecs lists every service with its expectations, by directory name.
 func serviceSpecs() map[string]serviceSpec {
 	return map[string]serviceSpec{
-		"router":          {ports: []int32{3500, 50001}, components: true, nats: true},
+		"router": {ports: []int32{3500, 50001}, components: true, nats: true,
+			seal: &sealKey{env: "ROUTER_AUDIT_SEAL_KEY_FILE", secret: sealPublicSecret, key: "audit.pub"}},
 		"pii-scrubber":    {ports: []int32{3510}},
 		"cache":           {ports: []int32{3520}, nats: true},
 		"provider-worker": {ports: []int32{3530}, components: true, nats: true},
-		"audit":           {ports: []int32{3540}, database: true, nats: true},
+		"audit": {ports: []int32{3540}, database: true, nats: true,
+			seal: &sealKey{env: "AUDIT_SEAL_KEY_FILE", secret: sealPrivateSecret, key: "audit.key"}},
 	}
 }
 
@@ -87,11 +104,12 @@ func overlayCases() []overlayCase {
 			pools:        true,
 		},
 		{
-			name:         "prod",
-			dir:          "overlays/prod",
-			replicas:     map[string]int32{"router": 2, "pii-scrubber": 1, "cache": 1, "provider-worker": 3, "audit": 1},
-			deps:         false,
-			external:     []string{"parley-db", "parley-nats-router", "parley-nats-cache", "parley-nats-audit", "parley-nats-provider-worker"},
+			name:     "prod",
+			dir:      "overlays/prod",
+			replicas: map[string]int32{"router": 2, "pii-scrubber": 1, "cache": 1, "provider-worker": 3, "audit": 1},
+			deps:     false,
+			external: []string{"parley-db", "parley-nats-router", "parley-nats-cache", "parley-nats-audit", "parley-nats-provider-worker",
+				sealPrivateSecret, sealPublicSecret},
 			readOnlyRoot: true,
 		},
 		{
@@ -100,7 +118,7 @@ func overlayCases() []overlayCase {
 			replicas: map[string]int32{"router": 3, "pii-scrubber": 1, "cache": 1, "provider-worker-echo": 2, "audit": 1},
 			external: []string{
 				"parley-db", "parley-nats-router", "parley-nats-cache", "parley-nats-audit",
-				"parley-nats-provider-worker-echo", "parley-nats-auth",
+				"parley-nats-provider-worker-echo", "parley-nats-auth", sealPrivateSecret, sealPublicSecret,
 			},
 			readOnlyRoot: true,
 			pools:        true,
@@ -556,11 +574,54 @@ func testServices(t *testing.T, r *rendered, tc overlayCase) {
 				}
 			}
 
+			testSealKey(t, r, tc, d.Spec.Template.Spec, spec.seal)
+
 			sc := c.SecurityContext
 			require.NotNil(t, sc)
 			require.NotNil(t, sc.ReadOnlyRootFilesystem)
 			require.Equal(t, tc.readOnlyRoot, *sc.ReadOnlyRootFilesystem, "readOnlyRootFilesystem")
 		})
+	}
+}
+
+// testSealKey checks a service's audit seal key: its setting names a file on a read-only
+// mount of the key's Secret, and a service that reads none mounts neither Secret (the
+// private key reaches audit alone).
+func testSealKey(t *testing.T, r *rendered, tc overlayCase, spec corev1.PodSpec, want *sealKey) {
+	t.Helper()
+	c := spec.Containers[0]
+	// mounted: the seal Secrets' mounts, by the Secret's name before kustomize's suffix.
+	mounted := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		vol := volume(spec, m.Name)
+		if vol == nil || vol.Secret == nil {
+			continue
+		}
+		for _, name := range []string{sealPrivateSecret, sealPublicSecret} {
+			if vol.Secret.SecretName == name || vol.Secret.SecretName == generatedName(r.secrets, name) {
+				mounted[name] = m
+			}
+		}
+	}
+	for _, name := range []string{sealPrivateSecret, sealPublicSecret} {
+		if want == nil || want.secret != name {
+			_, ok := mounted[name]
+			require.False(t, ok, "Secret %s mounted where it is not read", name)
+		}
+	}
+	if want == nil {
+		return
+	}
+	file, ok := envValue(c, want.env)
+	require.True(t, ok, want.env)
+	m, ok := mounted[want.secret]
+	require.True(t, ok, "Secret %s is not mounted", want.secret)
+	require.True(t, m.ReadOnly, "the seal key's mount must be read-only")
+	require.Equal(t, m.MountPath+"/"+want.key, file.Value, want.env)
+	if !slices.Contains(tc.external, want.secret) {
+		sec := r.secrets[generatedName(r.secrets, want.secret)]
+		require.NotNil(t, sec, "Secret %s is not rendered", want.secret)
+		require.Contains(t, string(sec.Data[want.key]), "-----BEGIN ", "Secret %s: %s is not PEM", want.secret, want.key)
 	}
 }
 

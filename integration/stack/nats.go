@@ -378,15 +378,16 @@ func (s *Stack) addNATSUser(name, service string, env map[string]string) error {
 }
 
 // StackUsers are the NATS users of the stack's five services (as Start creates them),
-// plus AdminUser, with their keys from dataDir/nats-auth (created when missing).
-func StackUsers(dataDir string, env map[string]string) ([]natsauth.User, error) {
+// plus AdminUser and extra (Options.NATSUsers), with their keys from dataDir/nats-auth
+// (created when missing).
+func StackUsers(dataDir string, env map[string]string, extra ...natsauth.User) ([]natsauth.User, error) {
 	users := []natsauth.User{{Name: AdminUser, Role: natsauth.Admin}}
 	for _, name := range Services {
 		if u, ok := natsUser(name, name, env); ok {
 			users = append(users, u)
 		}
 	}
-	return natsauth.LoadOrCreate(dataDir+"/nats-auth", users)
+	return natsauth.LoadOrCreate(dataDir+"/nats-auth", append(users, extra...))
 }
 
 // ReplicaSettings are the services' settings of JetStream replicas: every stream and

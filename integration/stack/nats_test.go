@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/libs/devca"
 	"github.com/parleyhq/parley/libs/natsauth"
 	"github.com/parleyhq/parley/libs/natstest"
@@ -188,4 +190,66 @@ func TestNATSClusterSurvivesNodeLoss(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, string(e.Value()))
 	}
+}
+
+// TestNATSAdmitsExtraUsers: StartNATS admits the users it is given beside the stack's,
+// each with its role's exact permissions: a worker of one component serves that
+// component's queue group and no other subject, a router's requests reach it and the
+// answers come back to the router's own inbox; a seed the server was not given is refused.
+func TestNATSAdmitsExtraUsers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	extra := []natsauth.User{
+		{Name: "extra-router", Role: natsauth.Router},
+		{Name: "extra-worker", Role: natsauth.Worker, Components: []string{"floor"}},
+	}
+	url, stop, err := StartNATS(dir, nil, extra...)
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	// Start with the same DataDir and users would find the same seeds.
+	users, err := StackUsers(dir, nil, extra...)
+	require.NoError(t, err)
+	require.Len(t, users, 1+4+len(extra), "admin, the four services that use NATS and the extra users")
+	_, err = natsauth.LoadOrCreate(filepath.Join(dir, "nats-auth"), []natsauth.User{{Name: "stranger", Role: natsauth.Router}})
+	require.NoError(t, err)
+
+	connect := func(name string, opts ...nats.Option) (*nats.Conn, error) {
+		seedFile := natsauth.SeedFile(filepath.Join(dir, "nats-auth"), name)
+		seed, err := nats.NkeyOptionFromSeed(seedFile)
+		require.NoError(t, err)
+		pub, err := bus.PublicKeyOfSeedFile(seedFile)
+		require.NoError(t, err)
+		return nats.Connect(url, append([]nats.Option{seed, nats.RootCAs(NATSCAFileOf(dir)), nats.CustomInboxPrefix(bus.InboxPrefix(pub)),
+			nats.MaxReconnects(0)}, opts...)...)
+	}
+	_, err = connect("stranger")
+	require.ErrorIs(t, err, nats.ErrAuthorization, "a user the server was not given")
+
+	denied := make(chan string, 4)
+	worker, err := connect("extra-worker", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			denied <- err.Error()
+		}
+	}))
+	require.NoError(t, err)
+	defer worker.Close()
+	subject := bus.ProviderSubjectPrefix + "floor"
+	_, err = worker.QueueSubscribe(subject, subject, func(m *nats.Msg) { _ = m.Respond(append([]byte("re: "), m.Data...)) })
+	require.NoError(t, err)
+	_, err = worker.Subscribe(bus.ProviderSubjectPrefix+"echo", func(*nats.Msg) {})
+	require.NoError(t, err) // refused asynchronously
+	require.NoError(t, worker.Flush())
+	select {
+	case msg := <-denied:
+		require.Contains(t, msg, bus.ProviderSubjectPrefix+"echo")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker of component floor subscribed to another component's subject")
+	}
+
+	router, err := connect("extra-router")
+	require.NoError(t, err)
+	defer router.Close()
+	reply, err := router.Request(subject, []byte("ping"), 10*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "re: ping", string(reply.Data))
 }

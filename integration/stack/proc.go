@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/parleyhq/parley/libs/devca"
+	"github.com/parleyhq/parley/libs/natsauth"
 )
 
 // PID is the process id of the running service (for reading its CPU time from /proc).
@@ -13,10 +14,11 @@ func (p *Process) PID() int { return p.cmd.Process.Pid }
 // StartNATS starts the NATS server that Start embeds, on a free loopback port, for a
 // caller that runs it in a process of its own and hands its URL to Start as NATSURL
 // (parley-bench does, to measure NATS's CPU apart from the load generator's). stop shuts
-// it down. It admits the stack's users (StackUsers: seeds under dataDir/nats-auth, which
-// a Start with the same DataDir and Env finds), and stores under dataDir/nats.
-func StartNATS(dataDir string, env map[string]string) (url string, stop func(), err error) {
-	users, err := StackUsers(dataDir, env)
+// it down. It admits the stack's users and extra (StackUsers: seeds under
+// dataDir/nats-auth, which a Start with the same DataDir, Env and NATSUsers finds), and
+// stores under dataDir/nats.
+func StartNATS(dataDir string, env map[string]string, extra ...natsauth.User) (url string, stop func(), err error) {
+	users, err := StackUsers(dataDir, env, extra...)
 	if err != nil {
 		return "", nil, err
 	}

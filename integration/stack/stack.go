@@ -103,6 +103,12 @@ type Options struct {
 	TLSDir string
 	// TrustDomain of the identities (default parley.local).
 	TrustDomain string
+	// NATSUsers are NATS users beyond the services' and AdminUser (a benchmark's own
+	// clients, each with its role's exact permissions): the embedded server admits them,
+	// ConnectNATS connects as them, their seeds live under DataDir/nats-auth. An external
+	// server must know them already; a server started apart with StartNATS is given the
+	// same list.
+	NATSUsers []natsauth.User
 }
 
 // identityModeEnv is the setting that turns internal TLS off; set in Options.Env it
@@ -129,10 +135,13 @@ type Stack struct {
 	// server without TLS); services get it as NATS_TLS_CA_FILE.
 	natsCA string
 	pg     *Postgres
-	mu     sync.Mutex
-	logMu  sync.Mutex
-	procs  map[string]*Process
-	binDir string
+	// sealKeys are the audit seal key pair's files (EnsureSealKeys).
+	sealKeys    SealKeys
+	sealCreated bool
+	mu          sync.Mutex
+	logMu       sync.Mutex
+	procs       map[string]*Process
+	binDir      string
 	// instances are extra processes of a service (StartInstance), in start order.
 	instances []instance
 }
@@ -218,10 +227,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}
 
+	// The routers seal the audit copies' texts no caller asked to scrub to the audit
+	// service, which scrubs them (one key pair per data dir, made once).
+	if s.sealKeys, s.sealCreated, err = EnsureSealKeys(filepath.Join(opts.DataDir, "seal")); err != nil {
+		return s, err
+	}
+	if s.sealCreated {
+		_, _ = fmt.Fprintf(opts.Progress, "generated the audit seal key pair in %s\n", filepath.Dir(s.sealKeys.Private))
+	}
+
 	// Every service that uses NATS has its own user (libs/natsauth), seeds under
 	// DataDir/nats-auth. The embedded server admits only them; an external server
 	// enforces them once configured with `parley-up -print-nats-config`.
-	if s.natsUsers, err = StackUsers(opts.DataDir, opts.Env); err != nil {
+	if s.natsUsers, err = StackUsers(opts.DataDir, opts.Env, opts.NATSUsers...); err != nil {
 		return s, err
 	}
 	if opts.NATSURL != "" {
@@ -306,6 +324,11 @@ func (s *Stack) serviceOf(name string) string {
 	}
 	return name
 }
+
+// SealKeys are the files of the audit seal key pair the routers and the audit service
+// get (Options.Env can set ROUTER_AUDIT_SEAL_KEY_FILE to "" for routers that scrub audit
+// copies themselves).
+func (s *Stack) SealKeys() SealKeys { return s.sealKeys }
 
 // TLSDir is the folder of the development CA and certificates.
 func (s *Stack) TLSDir() string { return s.opts.TLSDir }
@@ -430,10 +453,12 @@ func (s *Stack) serviceEnv(name string) map[string]string {
 		env["ROUTER_SCRUBBER_URL"] = s.URL("pii-scrubber")
 		env["ROUTER_CACHE_URL"] = s.URL("cache")
 		env["ROUTER_AUDIT_URL"] = s.URL("audit")
+		env["ROUTER_AUDIT_SEAL_KEY_FILE"] = s.sealKeys.Public
 	case "provider-worker":
 		env["COMPONENTS_DIR"] = s.opts.ComponentsDir
 	case "audit":
 		env["DATABASE_URL"] = s.DatabaseURL
+		env["AUDIT_SEAL_KEY_FILE"] = s.sealKeys.Private
 	}
 	if _, ok := natsUser(name, name, nil); ok && s.natsLocked {
 		env["NATS_NKEY_SEED_FILE"] = s.NATSSeedFile(name)

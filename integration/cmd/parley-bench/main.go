@@ -2,8 +2,10 @@
 // one-hop floor in the same run: it starts the constellation (or uses a running router),
 // the floor (parley-floor, an echo in a process of its own) and the fake provider, drives
 // Dapr ConverseAlpha2 over gRPC at concurrency 1 and -c (16), and prints each path's
-// latency, throughput and CPU per request per process with its ratio to the floor's
-// (docs/benchmarks.md).
+// latency, throughput and CPU per request per process with its ratio to the floor's.
+// Beside them it measures the floors of the internal crossings (connect-mtls, nats-rr,
+// js-publish) and sums, per path, the floors of the crossings the path must keep
+// (keptPaths): the lowest ratio to the floor the path could reach (docs/benchmarks.md).
 package main
 
 import (
@@ -39,7 +41,7 @@ func run() error {
 	addr := flag.String("addr", "", "Dapr gRPC address of a running router (default: start the stack); its echo component must cache, as make up's")
 	env := envFlag{}
 	flag.Var(env, "set", "KEY=VALUE environment for every service of the started stack (repeatable), e.g. -set ROUTER_AUDIT_SCRUB=false")
-	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, internal-hop, miss, native, openai, hit, scrubbed, provider, stream; "+
+	pathsFlag := flag.String("paths", strings.Join(allPaths, ","), "comma-separated paths to measure: floor (always), floor-connect, internal-hop, connect-mtls, nats-rr, js-publish, miss, native, openai, hit, scrubbed, provider, stream; "+
 		"scaling (not by default) runs 1, 2 and 4 workers of one component on a slow fake provider")
 	streams := flag.Int("streams", 500, "concurrent streams of the stream path")
 	conc := flag.Int("c", 16, "concurrency of the throughput and CPU run")
@@ -143,6 +145,16 @@ func run() error {
 		t.fakeURL = "http://" + h.fake.addr
 		t.fakeStreamURL = "http://" + h.fakeStream.addr
 		if t.hop, err = internalHop(s); err != nil {
+			return err
+		}
+		ownNATS := os.Getenv("NATS_URL") == ""
+		if !ownNATS {
+			fmt.Fprintf(os.Stderr, "parley-bench: paths %s and %s skipped (their NATS users are known to the benchmark's own NATS only: unset NATS_URL)\n",
+				pathNATSRR, pathJSPublish)
+		}
+		closeFloors, err := crossingFloors(ctx, s, h, &t, ownNATS)
+		defer closeFloors()
+		if err != nil {
 			return err
 		}
 		if t.meter, err = newMeter(ctx, s, h); err != nil {
@@ -284,7 +296,9 @@ func startStack(ctx context.Context, root string, env envFlag, natsURL string, c
 		NATSURL:  natsURL,
 		Postgres: stack.PostgresOptions{URL: os.Getenv("DATABASE_URL"), FreshDatabase: true, Install: true},
 		Env:      stackEnv(env, childNATS, data),
-		Log:      log, Progress: os.Stderr,
+		// The NATS floors' users (an external NATS_URL does not know them: see run).
+		NATSUsers: benchNATSUsers(),
+		Log:       log, Progress: os.Stderr,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -31,11 +31,24 @@ const (
 	pathFloorConnect = "floor-connect"
 	// pathHop is one internal Connect call, a Scrub straight to the pii-scrubber with a
 	// router's identity (over mutual TLS by default; h2c with -set INTERNAL_TLS=off).
-	pathHop      = "internal-hop"
-	pathMiss     = "miss"
-	pathHit      = "hit"
-	pathScrubbed = "scrubbed"
-	pathProvider = "provider"
+	pathHop = "internal-hop"
+	// pathConnectMTLS is the floor of an internal Connect call: the echo on connect-go over
+	// HTTP/2 with mutual TLS and the services' identity checks (parley-floor -server
+	// connect-mtls), called with the router's identity and client (libs/rpcclient). Unlike
+	// internal-hop, no service work is behind it.
+	pathConnectMTLS = "connect-mtls"
+	// pathNATSRR is the floor of the worker dispatch: a NATS request from a router's user
+	// to a responder in another process (parley-floor -server nats, a worker's user, in its
+	// queue group) that answers with the payload, over the stack's NATS with TLS.
+	pathNATSRR = "nats-rr"
+	// pathJSPublish is the floor of the audit publish: a ~1 KB JetStream publish with
+	// Nats-Msg-Id, awaited for its ack, to a file-backed stream configured like
+	// PARLEY_AUDIT (floorStream, which the audit service does not read).
+	pathJSPublish = "js-publish"
+	pathMiss      = "miss"
+	pathHit       = "hit"
+	pathScrubbed  = "scrubbed"
+	pathProvider  = "provider"
 	// pathNative and pathOpenAI are the miss path through the other public APIs: the native
 	// API (Connect, protobuf over h2c) and the OpenAI-compatible API (JSON over HTTP/1.1,
 	// as OpenAI's SDKs call). Same crossings as miss; what differs is the adapter and the
@@ -46,7 +59,7 @@ const (
 	pathDirect = "fake-direct"
 )
 
-var allPaths = []string{pathFloor, pathFloorConnect, pathHop, pathMiss, pathNative, pathOpenAI, pathHit, pathScrubbed, pathProvider, pathStream}
+var allPaths = []string{pathFloor, pathFloorConnect, pathHop, pathConnectMTLS, pathNATSRR, pathJSPublish, pathMiss, pathNative, pathOpenAI, pathHit, pathScrubbed, pathProvider, pathStream}
 
 // The columns of the CPU table, in order: the load generator, the floor server, the
 // constellation's processes and the fake provider.
@@ -77,6 +90,10 @@ type target struct {
 	natsEmbedded bool
 	// hop is one internal Connect call (pathHop); nil when the stack is not this benchmark's.
 	hop func(context.Context) error
+	// natsRR, jsPublish and connectMTLS are the floors of the internal crossings
+	// (crossingFloors); nil when the stack is not this benchmark's (connectMTLS also with
+	// INTERNAL_TLS=off).
+	natsRR, jsPublish, connectMTLS func(context.Context) error
 	// routerURL is the router's public URL (the native, OpenAI and stream paths) and
 	// fakeStreamURL the paced streaming fake's base URL (the stream path); empty when the
 	// stack is not this benchmark's.
@@ -105,8 +122,12 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 		// The counter stays outside the address: scrubbed, every prompt is still new.
 		return fmt.Sprintf("%s #%d Mail me at user@example.com", prompt, seq.Add(1))
 	}, true)
-	if t.hop != nil {
-		calls[pathHop] = t.hop
+	for name, call := range map[string]func(context.Context) error{
+		pathHop: t.hop, pathNATSRR: t.natsRR, pathJSPublish: t.jsPublish, pathConnectMTLS: t.connectMTLS,
+	} {
+		if call != nil {
+			calls[name] = call
+		}
 	}
 	if t.routerURL != "" {
 		calls[pathNative] = viaNativeConverse(t.routerURL, "echo", distinct)
@@ -130,9 +151,7 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 			order = append(order, pathDirect)
 		}
 	}
-	if !slices.Contains(order, pathFloor) {
-		order = append([]string{pathFloor}, order...)
-	}
+	order = withKeptFloors(order, func(p string) bool { _, ok := calls[p]; return ok })
 
 	fmt.Printf("parley-bench %s: %d CPUs, GOMAXPROCS %d, load average %s; %s per run, concurrency 1 and %d\n",
 		time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAverage(), d, c)
@@ -179,20 +198,27 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 // viaGRPC calls Dapr ConverseAlpha2 on conn for component with text().
 func viaGRPC(conn *grpc.ClientConn, component string, text func() string, scrub bool) func(context.Context) error {
 	return func(ctx context.Context) error {
-		r := &runtimev1.ConversationRequestAlpha2{
-			Name: component,
-			Inputs: []*runtimev1.ConversationInputAlpha2{{Messages: []*runtimev1.ConversationMessage{{
-				MessageTypes: &runtimev1.ConversationMessage_OfUser{OfUser: &runtimev1.ConversationMessageOfUser{
-					Content: []*runtimev1.ConversationMessageContent{{Text: text()}},
-				}},
-			}}}},
-		}
-		if scrub {
-			r.Inputs[0].ScrubPii = &scrub
-			r.ScrubPii = &scrub
-		}
+		r := daprRequest(component, text(), scrub)
 		return conn.Invoke(ctx, "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2", r, &runtimev1.ConversationResponseAlpha2{})
 	}
+}
+
+// daprRequest is a ConverseAlpha2 request for component with one user message, text,
+// scrubbed when scrub is set.
+func daprRequest(component, text string, scrub bool) *runtimev1.ConversationRequestAlpha2 {
+	r := &runtimev1.ConversationRequestAlpha2{
+		Name: component,
+		Inputs: []*runtimev1.ConversationInputAlpha2{{Messages: []*runtimev1.ConversationMessage{{
+			MessageTypes: &runtimev1.ConversationMessage_OfUser{OfUser: &runtimev1.ConversationMessageOfUser{
+				Content: []*runtimev1.ConversationMessageContent{{Text: text}},
+			}},
+		}}}},
+	}
+	if scrub {
+		r.Inputs[0].ScrubPii = &scrub
+		r.ScrubPii = &scrub
+	}
+	return r
 }
 
 // viaNativeConverse calls the native API's Converse over Connect (protobuf, h2c), as a
@@ -265,6 +291,49 @@ func parleyCPU(r pathRun) time.Duration {
 	return sum
 }
 
+// floorColumns are, for the rows that measure a floor rather than Parley, the CPU
+// columns of the processes that serve it: the floor server, NATS for the NATS floors
+// (the responder and the server in between; the server alone for a publish), the fake
+// provider for fake-direct. The caller's side runs in the load generator (bench).
+var floorColumns = map[string][]string{
+	pathFloor:        {colFloor},
+	pathFloorConnect: {colFloor},
+	pathConnectMTLS:  {colFloor},
+	pathNATSRR:       {colFloor, colNATS},
+	pathJSPublish:    {colNATS},
+	pathDirect:       {colFake},
+}
+
+// rowCPU is the CPU per request a row reports: its floorColumns for a floor, else every
+// Parley process's (parleyCPU). ok is false when a column it needs was not measured (NATS
+// embedded in the load generator, or no meter).
+func rowCPU(r pathRun) (cpu time.Duration, ok bool) {
+	if !r.cpuMeasure {
+		return 0, false
+	}
+	cols, isFloor := floorColumns[r.name]
+	if !isFloor {
+		return parleyCPU(r), true
+	}
+	for _, col := range cols {
+		v, measured := r.cpu[col]
+		if !measured {
+			return 0, false
+		}
+		cpu += v
+	}
+	return cpu, true
+}
+
+// latency is the c=1 p50 a row is compared by: for the provider path, what it adds to the
+// fake provider called directly (when fake-direct ran).
+func latency(r pathRun, byName map[string]pathRun) time.Duration {
+	if d, ok := byName[pathDirect]; ok && r.name == pathProvider {
+		return r.c1.p50 - d.c1.p50
+	}
+	return r.c1.p50
+}
+
 // printPaths writes the path table (with each path's ratios to the floor) and the CPU
 // table.
 func printPaths(w io.Writer, runs []pathRun, c int, t target) {
@@ -283,30 +352,23 @@ func printPaths(w io.Writer, runs []pathRun, c int, t target) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	_, _ = fmt.Fprintf(tw, "path\tc=1 p50\tc=1 p99\tc=%d req/s\tc=%d p99\tCPU/req\tp50 ÷ floor\treq/s ÷ floor\tCPU ÷ floor\terrors\t\n", c, c)
 	for _, r := range runs {
-		p50 := r.c1.p50
+		p50 := latency(r, byName)
 		name := r.name
-		cpu := parleyCPU(r)
-		switch r.name {
-		case pathFloor, pathFloorConnect:
-			cpu = r.cpu[colFloor]
-		case pathDirect:
-			cpu = r.cpu[colFake]
-		case pathProvider:
-			if d, ok := byName[pathDirect]; ok {
-				p50 -= d.c1.p50
-				name = "provider (added)"
-			}
+		if _, ok := byName[pathDirect]; ok && r.name == pathProvider {
+			name = "provider (added)"
 		}
-		cpuCell := "—"
-		if r.cpuMeasure {
-			cpuCell = fmtDur(cpu)
+		cpu, measured := rowCPU(r)
+		cpuCell, cpuRatio := "—", "—"
+		if measured {
+			cpuCell, cpuRatio = fmtDur(cpu), ratio(float64(cpu), float64(floorCPU))
 		}
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t\n", name,
 			fmtDur(p50), fmtDur(r.c1.p99), r.cN.rps, fmtDur(r.cN.p99), cpuCell,
 			ratio(float64(p50), float64(floor.c1.p50)), fmt.Sprintf("%.2f", r.cN.rps/max(floor.cN.rps, 1)),
-			ratio(float64(cpu), float64(floorCPU)), r.c1.errors+r.cN.errors)
+			cpuRatio, r.c1.errors+r.cN.errors)
 	}
 	_ = tw.Flush()
+	printKept(w, runs)
 	if t.meter == nil {
 		return
 	}
@@ -351,4 +413,171 @@ func dialGRPC(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	return conn, nil
+}
+
+// keptCrossing is one crossing a path keeps under issue 12's Keep list, measured by the
+// floor row of its kind.
+type keptCrossing struct {
+	floor string // the row whose c=1 p50 and CPU per request stand for it
+	what  string // the crossing and why it stays
+}
+
+// keptPath is a path of the crossing budget (docs/architecture.md#crossing-budget) with
+// the crossings it must keep: separate services over Connect and NATS, the audit event
+// stored before the reply, single flight across routers, the internal wire's security.
+type keptPath struct {
+	name string
+	// row is the measured path it is compared with.
+	row string
+	// p50Target is issue 12's target for the row's c=1 p50 ÷ the floor's.
+	p50Target float64
+	crossings []keptCrossing
+}
+
+// keptPaths is the one list of the crossings each path must keep. The audit copy's
+// scrubbing is not in it: issue 12 allows moving it into the audit service (the raw copy
+// encrypted in the stream); kept on the request path it adds one connect-mtls.
+var keptPaths = []keptPath{
+	{name: "miss", row: pathMiss, p50Target: 5, crossings: []keptCrossing{
+		{pathFloor, "client → router"},
+		{pathConnectMTLS, "router → cache: Lookup, the answer or a lease (single flight across routers)"},
+		{pathJSPublish, "cache → its JetStream bucket: the read and the lease in one write"},
+		{pathNATSRR, "router → NATS → worker → NATS → router: the provider call"},
+		{pathJSPublish, "router → JetStream: the audit event, stored before the reply"},
+	}},
+	{name: "hit (near cache)", row: pathHit, p50Target: 2.5, crossings: []keptCrossing{
+		{pathFloor, "client → router"},
+		{pathJSPublish, "router → JetStream: the audit event, stored before the reply"},
+	}},
+	{name: "provider (added)", row: pathProvider, p50Target: 4, crossings: []keptCrossing{
+		{pathFloor, "client → router"},
+		{pathNATSRR, "router → NATS → worker → NATS → router (the provider call itself is subtracted, as in the provider row)"},
+		{pathJSPublish, "router → JetStream: the audit event, stored before the reply"},
+	}},
+}
+
+// withKeptFloors is order with the floor first and, after it, the floor rows that the
+// kept paths of order's rows need and order lacks (those that can run, by runnable), so
+// that the kept-crossings block is measured in the same run.
+func withKeptFloors(order []string, runnable func(string) bool) []string {
+	floors := []string{pathFloor}
+	for _, k := range keptPaths {
+		if !slices.Contains(order, k.row) {
+			continue
+		}
+		for _, c := range k.crossings {
+			if !slices.Contains(floors, c.floor) && !slices.Contains(order, c.floor) && runnable(c.floor) {
+				floors = append(floors, c.floor)
+			}
+		}
+	}
+	return append(floors, slices.DeleteFunc(slices.Clone(order), func(p string) bool { return p == pathFloor })...)
+}
+
+// keptSum is a keptPath's floors summed, against the floor and the measured path.
+type keptSum struct {
+	// p50 is the sum of the crossings' floors' c=1 p50, p50Ratio its ratio to the floor's.
+	p50      time.Duration
+	p50Ratio float64
+	// cpu is the CPU per request at -c of the crossings' floors: the floor server's for
+	// the client's hop (the client is not Parley), the serving processes' and the
+	// caller's (the load generator, the router in Parley) for an internal crossing.
+	// cpuRatio is its ratio to the floor server's; cpuOK is false when a column was not
+	// measured.
+	cpu      time.Duration
+	cpuRatio float64
+	cpuOK    bool
+	// measuredP50Ratio and measuredCPURatio are the row's own ratios (0: not run or not
+	// measured).
+	measuredP50Ratio, measuredCPURatio float64
+	// missing are floor rows the sum needs that did not run.
+	missing []string
+}
+
+// sumKept adds up k's floors from the runs by name.
+func sumKept(k keptPath, byName map[string]pathRun) keptSum {
+	out := keptSum{cpuOK: true}
+	floor, ok := byName[pathFloor]
+	floorCPU, floorCPUOK := rowCPU(floor)
+	for _, c := range k.crossings {
+		r, ran := byName[c.floor]
+		if !ran {
+			if !slices.Contains(out.missing, c.floor) {
+				out.missing = append(out.missing, c.floor)
+			}
+			continue
+		}
+		out.p50 += r.c1.p50
+		cpu, measured := rowCPU(r)
+		if c.floor != pathFloor {
+			caller, callerMeasured := r.cpu[colClient]
+			cpu, measured = cpu+caller, measured && callerMeasured
+		}
+		out.cpu += cpu
+		out.cpuOK = out.cpuOK && measured
+	}
+	if len(out.missing) > 0 || !ok || floor.c1.p50 <= 0 {
+		return keptSum{missing: out.missing}
+	}
+	out.p50Ratio = float64(out.p50) / float64(floor.c1.p50)
+	out.cpuOK = out.cpuOK && floorCPUOK && floorCPU > 0
+	if out.cpuOK {
+		out.cpuRatio = float64(out.cpu) / float64(floorCPU)
+	}
+	if r, ran := byName[k.row]; ran {
+		out.measuredP50Ratio = float64(latency(r, byName)) / float64(floor.c1.p50)
+		if cpu, measured := rowCPU(r); measured && floorCPUOK && floorCPU > 0 {
+			out.measuredCPURatio = float64(cpu) / float64(floorCPU)
+		}
+	}
+	return out
+}
+
+// printKept writes the kept-crossings block: for each path of keptPaths, the sum of its
+// crossings' floors as latency and CPU, and their ratios to the floor, beside the
+// path's measured ratios and issue 12's latency target. A path is left out when neither
+// it nor all of its floors ran, and named with the floors it lacks when it ran.
+func printKept(w io.Writer, runs []pathRun) {
+	byName := map[string]pathRun{}
+	for _, r := range runs {
+		byName[r.name] = r
+	}
+	_, _ = fmt.Fprintf(w, "\nKept crossings: the floors of the crossings each path must keep, summed (the lowest ratios the path could reach with no work inside the services):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	_, _ = fmt.Fprintf(tw, "path\tcrossings\tp50 sum\tp50 ÷ floor\ttarget\tmeasured\tCPU sum\tCPU ÷ floor\tmeasured\t\n")
+	times := func(x float64) string {
+		if x == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.1f×", x)
+	}
+	var shown []keptPath
+	for _, k := range keptPaths {
+		floors := make([]string, len(k.crossings))
+		for i, c := range k.crossings {
+			floors[i] = c.floor
+		}
+		sum := sumKept(k, byName)
+		if _, ran := byName[k.row]; !ran && len(sum.missing) > 0 {
+			continue
+		}
+		shown = append(shown, k)
+		if len(sum.missing) > 0 {
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t(needs %s)\t\t\t\t\t\t\t\n", k.name, strings.Join(floors, " + "), strings.Join(sum.missing, ", "))
+			continue
+		}
+		cpu := "—"
+		if sum.cpuOK {
+			cpu = fmtDur(sum.cpu)
+		}
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t≤ %.1f×\t%s\t%s\t%s\t%s\t\n", k.name, strings.Join(floors, " + "),
+			fmtDur(sum.p50), times(sum.p50Ratio), k.p50Target, times(sum.measuredP50Ratio), cpu, times(sum.cpuRatio), times(sum.measuredCPURatio))
+	}
+	_ = tw.Flush()
+	for _, k := range shown {
+		_, _ = fmt.Fprintf(w, "  %s:\n", k.name)
+		for _, c := range k.crossings {
+			_, _ = fmt.Fprintf(w, "    %-13s %s\n", c.floor, c.what)
+		}
+	}
 }

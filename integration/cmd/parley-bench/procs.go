@@ -113,11 +113,12 @@ func startNATSChild(dataDir string, env envFlag) (*helper, error) {
 	return startHelper("nats", self, "nats listening on ", args...)
 }
 
-// runNATSChild is the child: the stack's embedded NATS server until SIGTERM.
+// runNATSChild is the child: the stack's embedded NATS server until SIGTERM, admitting the
+// floors' users too.
 func runNATSChild(dataDir string, env envFlag) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	url, shutdown, err := stack.StartNATS(dataDir, withDefaults(env))
+	url, shutdown, err := stack.StartNATS(dataDir, withDefaults(env), benchNATSUsers()...)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,8 @@ type helpers struct {
 	fakeStream *helper
 	// slowFake answers after -scaling-latency, for the scaling path.
 	slowFake *helper
+	// natsFloor and mtlsFloor serve the nats-rr and connect-mtls floors (crossingFloors).
+	natsFloor, mtlsFloor *helper
 }
 
 // startHelpers builds parley-floor and fakeprovider and starts the floor (grpc-go's
@@ -56,7 +58,8 @@ func startHelpers(ctx context.Context, root string, withFake bool) (_ *helpers, 
 }
 
 func (h *helpers) stop() {
-	for _, p := range []*helper{h.floor, h.floorConnect, h.fake, h.fakeStream, h.nats, h.slowFake} {
+	// The NATS floor before NATS, so that it does not see its server go.
+	for _, p := range []*helper{h.natsFloor, h.mtlsFloor, h.floor, h.floorConnect, h.fake, h.fakeStream, h.nats, h.slowFake} {
 		if p != nil {
 			p.stop()
 		}
@@ -93,9 +96,17 @@ func openAIComponent(name, addr string) string {
 // fake provider.
 func newMeter(ctx context.Context, s *stack.Stack, h *helpers) (*meter, error) {
 	m := &meter{procs: map[string]func(context.Context) []int{
-		// Both floors in one column: one of them works at a time.
-		colFloor: func(context.Context) []int { return []int{h.floor.pid(), h.floorConnect.pid()} },
-		colFake:  fixed(h.fake.pid()),
+		// Every floor server in one column: one of them works at a time.
+		colFloor: func(context.Context) []int {
+			var pids []int
+			for _, f := range []*helper{h.floor, h.floorConnect, h.natsFloor, h.mtlsFloor} {
+				if f != nil {
+					pids = append(pids, f.pid())
+				}
+			}
+			return pids
+		},
+		colFake: fixed(h.fake.pid()),
 	}}
 	for _, name := range stack.Services {
 		p := s.Process(name)

@@ -9,7 +9,17 @@
 //
 // -server grpc (the default, and make bench's floor) uses grpc-go's server, the cheapest
 // this machine allows; -server connect uses connect-go on net/http, as Parley's services
-// do. Ctrl-C or SIGTERM stops it.
+// do. Two more modes give make bench the floors of Parley's internal crossings:
+//
+//	parley-floor -server connect-mtls -identity bench-floor -tls-ca ca.crt -tls-cert c.crt -tls-key c.key
+//	parley-floor -server nats -nats-url tls://127.0.0.1:PORT -nats-ca ca.crt -nats-seed worker.nk -subject parley.provider.bench-floor
+//
+// connect-mtls serves the same echo over HTTP/2 with mutual TLS as a service does
+// (libs/identity: the certificate names spiffe://<trust domain>/<identity>, each call
+// needs a verified client certificate whose identity -allow lists). nats answers every
+// request on -subject with its own payload, in the queue group named like the subject, as
+// a provider-worker takes work (libs/bus: TLS and an nkey user); it prints "listening on
+// <subject>". Ctrl-C or SIGTERM stops it.
 package main
 
 import (
@@ -17,6 +27,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -24,14 +36,21 @@ import (
 	"syscall"
 	"time"
 
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 
 	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
 	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
+	"github.com/parleyhq/parley/libs/bus"
+	"github.com/parleyhq/parley/libs/identity"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
@@ -40,52 +59,143 @@ func main() {
 	}
 }
 
-func run(args []string) error {
+// run serves as args say until ctx ends, writing its "listening on" line to out.
+func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("parley-floor", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (port 0 picks a free port)")
-	server := fs.String("server", "grpc", "server library: grpc (grpc-go) or connect (connect-go on net/http, as Parley's services)")
+	server := fs.String("server", "grpc", "grpc (grpc-go), connect (connect-go on net/http, as Parley's services), "+
+		"connect-mtls (connect-go over mutual TLS, as Parley's internal calls) or nats (a NATS responder, as a provider-worker)")
+	var idCfg identity.Config
+	fs.StringVar(&idCfg.CAFile, "tls-ca", "", "connect-mtls: the CA bundle trusted for clients")
+	fs.StringVar(&idCfg.CertFile, "tls-cert", "", "connect-mtls: the server's certificate")
+	fs.StringVar(&idCfg.KeyFile, "tls-key", "", "connect-mtls: the server's key")
+	fs.StringVar(&idCfg.TrustDomain, "trust-domain", "parley.local", "connect-mtls: the trust domain of every identity")
+	name := fs.String("identity", "bench-floor", "connect-mtls: the identity the certificate names")
+	allow := fs.String("allow", identity.Router, "connect-mtls: the identity allowed to call")
+	var natsCfg bus.Config
+	fs.StringVar(&natsCfg.URL, "nats-url", "", "nats: the server's URL")
+	fs.StringVar(&natsCfg.TLSCAFile, "nats-ca", "", "nats: the CA bundle the server's certificate chains to (turns TLS on)")
+	fs.StringVar(&natsCfg.NKeySeedFile, "nats-seed", "", "nats: the nkey seed of the user to connect as")
+	subject := fs.String("subject", "", "nats: the subject (and queue group) to answer")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *server != "connect" && *server != "grpc" {
-		return fmt.Errorf("-server must be connect or grpc, got %q", *server)
+	var serve func(context.Context) error
+	switch *server {
+	case "grpc":
+		serve = func(ctx context.Context) error { return serveGRPC(ctx, *addr, out) }
+	case "connect":
+		serve = func(ctx context.Context) error { return serveConnect(ctx, *addr, out, nil) }
+	case "connect-mtls":
+		idCfg.Mode, idCfg.ReloadInterval = identity.ModeOn, time.Hour
+		id, err := identity.NewSource(idCfg, *name, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		if err != nil {
+			return err
+		}
+		serve = func(ctx context.Context) error { return serveConnect(ctx, *addr, out, &mtls{id: id, allow: *allow}) }
+	case "nats":
+		if natsCfg.URL == "" || *subject == "" {
+			return errors.New("-server nats needs -nats-url and -subject")
+		}
+		natsCfg.ConnectTimeout = 5 * time.Second
+		serve = func(ctx context.Context) error { return serveNATS(ctx, natsCfg, *subject, out) }
+	default:
+		return fmt.Errorf("-server must be grpc, connect, connect-mtls or nats, got %q", *server)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	fmt.Printf("listening on %s\n", ln.Addr())
+	return serve(ctx)
+}
 
-	errc := make(chan error, 1)
-	var shutdown func(context.Context) error
-	if *server == "grpc" {
-		s := grpc.NewServer()
-		s.RegisterService(&grpc.ServiceDesc{
-			ServiceName: runtimev1connect.DaprName,
-			HandlerType: (*any)(nil),
-			Methods: []grpc.MethodDesc{{MethodName: "ConverseAlpha2", Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-				req := &runtimev1.ConversationRequestAlpha2{}
-				if err := dec(req); err != nil {
-					return nil, err
-				}
-				return echo(req), nil
-			}}},
-		}, struct{}{})
-		go func() { errc <- s.Serve(ln) }()
-		shutdown = func(context.Context) error { s.GracefulStop(); return nil }
-	} else {
-		mux := http.NewServeMux()
-		mux.Handle(runtimev1connect.NewDaprHandler(floor{}))
-		p := new(http.Protocols)
+// serveGRPC serves the echo on grpc-go at addr until ctx ends.
+func serveGRPC(ctx context.Context, addr string, out io.Writer) error {
+	ln, err := listen(ctx, addr, out)
+	if err != nil {
+		return err
+	}
+	s := grpc.NewServer()
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: runtimev1connect.DaprName,
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{MethodName: "ConverseAlpha2", Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			req := &runtimev1.ConversationRequestAlpha2{}
+			if err := dec(req); err != nil {
+				return nil, err
+			}
+			return echo(req), nil
+		}}},
+	}, struct{}{})
+	return serveUntil(ctx, func() error { return s.Serve(ln) }, func(context.Context) error { s.GracefulStop(); return nil })
+}
+
+// mtls is what connect-mtls adds: the server's identity and the one identity it admits.
+type mtls struct {
+	id    *identity.Source
+	allow string
+}
+
+// serveConnect serves the echo on connect-go at addr until ctx ends: over cleartext
+// HTTP/2 (and HTTP/1.1), or with tls over HTTP/2 and mutual TLS, the identity checks of
+// Parley's services included (libs/identity's Peers and Authorize).
+func serveConnect(ctx context.Context, addr string, out io.Writer, tls *mtls) error {
+	ln, err := listen(ctx, addr, out)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	var opts []connect.HandlerOption
+	if tls != nil {
+		opts = append(opts, tls.id.Authorize(identity.Policy{runtimev1connect.DaprConverseAlpha2Procedure: {tls.allow}}))
+	}
+	mux.Handle(runtimev1connect.NewDaprHandler(floor{}, opts...))
+	p := new(http.Protocols)
+	srv := &http.Server{Handler: mux, Protocols: p, ReadHeaderTimeout: 10 * time.Second}
+	if tls == nil {
 		p.SetHTTP1(true)
 		p.SetUnencryptedHTTP2(true)
-		srv := &http.Server{Handler: mux, Protocols: p, ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- srv.Serve(ln) }()
-		shutdown = srv.Shutdown
+		return serveUntil(ctx, func() error { return srv.Serve(ln) }, srv.Shutdown)
 	}
+	p.SetHTTP2(true)
+	srv.Handler = tls.id.Peers(mux)
+	srv.TLSConfig = tls.id.ServerTLS()
+	return serveUntil(ctx, func() error { return srv.ServeTLS(ln, "", "") }, srv.Shutdown)
+}
+
+// serveNATS answers every request on subject with its payload, in the queue group named
+// like the subject, until ctx ends.
+func serveNATS(ctx context.Context, cfg bus.Config, subject string, out io.Writer) error {
+	nc, err := bus.Connect(cfg, "parley-floor", slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	sub, err := nc.QueueSubscribe(subject, subject, func(m *nats.Msg) { _ = m.Respond(m.Data) })
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// The server has the subscription once it answered a flush: a request sent after the
+	// line below is served.
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	_, _ = fmt.Fprintf(out, "listening on %s\n", subject)
+	<-ctx.Done()
+	return nil
+}
+
+func listen(ctx context.Context, addr string, out io.Writer) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	_, _ = fmt.Fprintf(out, "listening on %s\n", ln.Addr())
+	return ln, nil
+}
+
+// serveUntil runs serve until it fails or ctx ends, then shuts down within 5 s.
+func serveUntil(ctx context.Context, serve func() error, shutdown func(context.Context) error) error {
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

@@ -6,7 +6,9 @@
 // that gives an external NATS those users and their permissions. -workers (make up
 // WORKERS=...) adds provider-worker processes dedicated to one component each.
 // Internal calls run over mutual TLS with a development CA and certificates under
-// .data/tls (created on first run, renewed when due), unless INTERNAL_TLS=off. -traces
+// .data/tls (created on first run, renewed when due), unless INTERNAL_TLS=off. The
+// routers seal the audit copies' texts to the audit service with the key pair under
+// .data/seal (created on first run; docs/security.md, "The sealed audit copy"). -traces
 // (make up TRACES=1) receives the services' traces in this process and prints each as a
 // tree (integration/otlpsink).
 package main
@@ -59,7 +61,21 @@ func run() error {
 		"conversation's trace as a tree: service, span, start and duration (make up TRACES=1)")
 	natsNodes := flag.Int("nats-nodes", 1, "run the embedded NATS as a cluster of this many nodes (JetStream on each, routes on loopback); "+
 		"with 3 or more the audit stream and the cache bucket get 3 replicas")
+	sealKeys := flag.String("seal-keys", "", "write a new audit seal key pair to `DIR` (audit.key, private, 0600; audit.pub) "+
+		"for the Secrets parley-audit-seal and parley-audit-seal-public (docs/deploy.md) and exit; an existing pair is kept")
 	flag.Parse()
+	if *sealKeys != "" {
+		keys, created, err := stack.EnsureSealKeys(*sealKeys)
+		if err != nil {
+			return err
+		}
+		if !created {
+			fmt.Printf("kept the existing pair: %s, %s\n", keys.Private, keys.Public)
+			return nil
+		}
+		fmt.Printf("wrote %s (private: the audit service only) and %s (public: the routers)\n", keys.Private, keys.Public)
+		return nil
+	}
 	if *natsNodes < 1 {
 		return fmt.Errorf("-nats-nodes must be at least 1, got %d", *natsNodes)
 	}
@@ -143,6 +159,7 @@ Parley is up.
   NATS          %s   (TLS, CA %s; each service its own user; seeds in %s)
   components    %s
   internal TLS  %s
+  audit seal    %s   (routers seal audit copies to the audit service, which scrubs them)
   traces        %s
   GOMAXPROCS    %s
 
@@ -162,7 +179,7 @@ or, after make install (docs/cli.md):
 or open the web console (docs/console.md): %s/console/
 
 Ctrl-C stops everything.
-`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), traceNote, procsNote, r, r)
+`, r, s.RouterGRPCAddr(), s.RouterGRPCAddr(), s.URL("pii-scrubber"), s.URL("cache"), s.URL("provider-worker"), extra.String(), s.URL("audit"), s.NATSURL, cmp.Or(s.NATSCAFile(), "none"), filepath.Join(*data, "nats-auth"), abs, tlsNote(s), filepath.Dir(s.SealKeys().Private), traceNote, procsNote, r, r)
 
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")

@@ -28,6 +28,7 @@ import (
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcclient"
 	"github.com/parleyhq/parley/libs/rpcserver"
+	"github.com/parleyhq/parley/libs/seal"
 	"github.com/parleyhq/parley/libs/telemetry"
 	"github.com/parleyhq/parley/services/router/internal/apikey"
 	"github.com/parleyhq/parley/services/router/internal/apitoken"
@@ -86,6 +87,11 @@ type Config struct {
 	// AuditScrubMemoBytes bounds the memo of the scrubber's answers for audit copies
 	// (scrubbed text only, keyed by a hash of the raw text, 10 minutes each); 0 turns it off.
 	AuditScrubMemoBytes int64 `env:"ROUTER_AUDIT_SCRUB_MEMO_BYTES, default=16777216"`
+	// AuditSealKeyFile, when set, is the audit service's X25519 public key (PEM): with
+	// ROUTER_AUDIT_SCRUB, the texts only the audit copy needs scrubbed are sealed to it and
+	// scrubbed by the audit service, off the reply's path (docs/security.md, "The sealed
+	// audit copy"); unset, the router scrubs them itself.
+	AuditSealKeyFile string `env:"ROUTER_AUDIT_SEAL_KEY_FILE"`
 	// AuditPublishTimeout bounds the wait for the audit stream's ack.
 	AuditPublishTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_TIMEOUT, default=5s"`
 	// AuditPublishAttemptTimeout bounds the wait for one attempt's ack; a publish whose ack
@@ -390,6 +396,19 @@ func newAuditPublisher(lc fx.Lifecycle, js jetstream.JetStream, cfg Config, tel 
 		tel.Propagator, tel.Tracer(tracerName), reg)
 }
 
+// newAuditSealer seals to the audit service's public key in path, read once at start.
+func newAuditSealer(path string) (*seal.Sealer, error) {
+	pub, err := seal.ReadPublicKeyFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ROUTER_AUDIT_SEAL_KEY_FILE %s: %w", path, err)
+	}
+	s, err := seal.NewSealer(pub, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("ROUTER_AUDIT_SEAL_KEY_FILE %s: %w", path, err)
+	}
+	return s, nil
+}
+
 // newCache is the cache service behind the router's near cache (ROUTER_NEAR_CACHE_BYTES),
 // or the cache service alone when the near cache is off.
 func newCache(lc fx.Lifecycle, shared *upstream.Cache, c *bus.Conn, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (conversation.Cache, error) {
@@ -411,12 +430,24 @@ func newService(lc fx.Lifecycle, comps *upstream.Components, scrubber *upstream.
 		logger.Warn("NATS max_payload is too small for ROUTER_MAX_BODY_BYTES: requests whose audit copy exceeds half of it are refused",
 			"max_payload", m+upstream.HeaderAllowance, "max_body_bytes", cfg.MaxBodyBytes, "recommended_max_payload", bus.MaxPayload)
 	}
-	svc, err := conversation.New(comps, scrubber, cache, d, audit,
-		conversation.Options{
-			AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts,
-			AuditScrubMemoBytes: cfg.AuditScrubMemoBytes, Tracer: tel.Tracer(tracerName),
-			AppID: cfg.AppID, Namespace: cfg.Namespace,
-		}, logger, reg)
+	opts := conversation.Options{
+		AuditRequired: cfg.AuditMode == "required", AuditScrub: cfg.AuditScrub, MaxTexts: cfg.MaxTexts,
+		AuditScrubMemoBytes: cfg.AuditScrubMemoBytes, Tracer: tel.Tracer(tracerName),
+		AppID: cfg.AppID, Namespace: cfg.Namespace,
+	}
+	if cfg.AuditSealKeyFile != "" {
+		sealer, err := newAuditSealer(cfg.AuditSealKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.AuditSealer = sealer
+		if cfg.AuditScrub {
+			logger.Info("audit copies sealed to the audit service, which scrubs them", "key_file", cfg.AuditSealKeyFile)
+		} else {
+			logger.Warn("ROUTER_AUDIT_SEAL_KEY_FILE has no effect with ROUTER_AUDIT_SCRUB=false: audit copies keep the texts no caller asked to scrub")
+		}
+	}
+	svc, err := conversation.New(comps, scrubber, cache, d, audit, opts, logger, reg)
 	if err != nil {
 		return nil, err
 	}

@@ -15,31 +15,42 @@ import (
 // earns it.
 const maxHitAllocs = 50
 
-// TestHitPathAllocations: a cache hit (audit required, audit copy scrubbed from the memo,
-// the event encoded as the publisher does) allocates at most maxHitAllocs times: no JSON
+// TestHitPathAllocations: a cache hit (audit required, audit copy scrubbed from the memo
+// or sealed to the audit service, the event encoded as the publisher does) allocates at most maxHitAllocs times: no JSON
 // encoding, no copy of a request or answer the scrubber left unchanged, no metric series
 // looked up by label. (make test-allocations runs it without -race.)
 func TestHitPathAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are exact only without -race; make test-allocations runs it")
 	}
-	svc, err := New(components{"echo": {Name: "echo", Type: "conversation.echo", CacheTTL: time.Minute}},
-		upperScrubber{}, newMemCache(nil), &echoDispatcher{}, encodingAudit{},
-		Options{AuditRequired: true, AuditScrub: true, AuditScrubMemoBytes: 16 << 20},
-		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	require.NoError(t, err)
-	ctx := t.Context()
-	_, err = svc.Converse(ctx, cacheRequest())
-	require.NoError(t, err)
-	svc.bg.Wait()
-	hits := 0
-	allocs := testing.AllocsPerRun(100, func() {
-		res, err := svc.Converse(ctx, cacheRequest())
-		if err == nil && res.CacheHit {
-			hits++
-		}
-	})
-	require.Equal(t, 101, hits, "every call hits (AllocsPerRun runs once more to warm up)")
-	require.LessOrEqual(t, allocs, float64(maxHitAllocs), "allocations per hit")
-	t.Logf("%.0f allocations per hit", allocs)
+	sealer, _ := sealKeys(t)
+	for _, tt := range []struct {
+		name   string
+		sealer AuditSealer
+	}{
+		{name: "scrubbed from the memo"},
+		{name: "sealed to the audit service", sealer: sealer},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			svc, err := New(components{"echo": {Name: "echo", Type: "conversation.echo", CacheTTL: time.Minute}},
+				upperScrubber{}, newMemCache(nil), &echoDispatcher{}, encodingAudit{},
+				Options{AuditRequired: true, AuditScrub: true, AuditScrubMemoBytes: 16 << 20, AuditSealer: tt.sealer},
+				slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			require.NoError(t, err)
+			ctx := t.Context()
+			_, err = svc.Converse(ctx, cacheRequest())
+			require.NoError(t, err)
+			svc.bg.Wait()
+			hits := 0
+			allocs := testing.AllocsPerRun(100, func() {
+				res, err := svc.Converse(ctx, cacheRequest())
+				if err == nil && res.CacheHit {
+					hits++
+				}
+			})
+			require.Equal(t, 101, hits, "every call hits (AllocsPerRun runs once more to warm up)")
+			require.LessOrEqual(t, allocs, float64(maxHitAllocs), "allocations per hit")
+			t.Logf("%.0f allocations per hit", allocs)
+		})
+	}
 }

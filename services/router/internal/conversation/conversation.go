@@ -12,6 +12,7 @@ import (
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/libs/seal"
 	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
 
@@ -165,6 +166,12 @@ type AuditLog interface {
 	// MaxEventBytes is the largest event the log takes (the NATS server's max_payload,
 	// less headers); 0 when unknown.
 	MaxEventBytes() int
+}
+
+// AuditSealer seals an audit copy to the audit service's public key (a *seal.Sealer):
+// only the audit service can open it. aad binds the box to its event (the request id).
+type AuditSealer interface {
+	Seal(msg, aad []byte) (seal.Box, error)
 }
 
 // Component is what the router knows of a configured component.

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/libs/providertext"
 	"github.com/parleyhq/parley/libs/restore"
 )
 
@@ -16,65 +17,12 @@ import (
 // reached: the record is kept, the text is not.
 const redactedText = "<REDACTED: scrubber unavailable>"
 
-// textRef points at one scrubbable text of a request: a text part, a tool result, or the
-// arguments of a tool call in the history.
-type textRef struct {
-	msg  int
-	part *providerv1.Part
-}
-
-func (r textRef) get() string {
-	switch k := r.part.GetKind().(type) {
-	case *providerv1.Part_Text:
-		return k.Text
-	case *providerv1.Part_ToolResult:
-		return k.ToolResult.GetContent()
-	case *providerv1.Part_ToolCall:
-		return k.ToolCall.GetArguments()
-	}
-	return ""
-}
-
-func (r textRef) set(s string) {
-	switch k := r.part.GetKind().(type) {
-	case *providerv1.Part_Text:
-		k.Text = s
-	case *providerv1.Part_ToolResult:
-		k.ToolResult.Content = s
-	case *providerv1.Part_ToolCall:
-		k.ToolCall.Arguments = s
-	}
-}
-
-// format is how the scrubber is to read the text: tool-call arguments and tool results
-// that are valid JSON as JSON (the output stays valid JSON), everything else as text.
-func (r textRef) format() TextFormat {
-	switch k := r.part.GetKind().(type) {
-	case *providerv1.Part_ToolCall:
+// format is how the scrubber is to read a text.
+func format(isJSON bool) TextFormat {
+	if isJSON {
 		return FormatJSON
-	case *providerv1.Part_ToolResult:
-		if json.Valid([]byte(k.ToolResult.GetContent())) {
-			return FormatJSON
-		}
 	}
 	return FormatText
-}
-
-func inputRefs(p *providerv1.Request) []textRef {
-	var refs []textRef
-	for i, m := range p.GetMessages() {
-		for _, part := range m.GetParts() {
-			switch k := part.GetKind().(type) {
-			case *providerv1.Part_Text, *providerv1.Part_ToolResult:
-				refs = append(refs, textRef{msg: i, part: part})
-			case *providerv1.Part_ToolCall:
-				if k.ToolCall.GetArguments() != "" {
-					refs = append(refs, textRef{msg: i, part: part})
-				}
-			}
-		}
-	}
-	return refs
 }
 
 // scrubMode is the scrubber mode of req.
@@ -210,11 +158,12 @@ func (tm *tokenMap) restoreResponse(resp *providerv1.Response) {
 // When no message is flagged the scrub is for the audit copy alone, which changes no
 // answer: it is left pending (rec.inputPending) and made in the output's scrubber call
 // (scrubOutputs), or before the audit event is recorded on paths without one
-// (scrubPendingInputs), so the request waits for one scrubber call instead of two.
+// (scrubPendingInputs), so the request waits for one scrubber call instead of two; with
+// a sealer and no output scrub for the caller, by the audit service (no call at all).
 func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*tokenMap, error) {
 	p := req.Provider
-	refs := inputRefs(p)
-	flagged := func(r textRef) bool { return r.msg < len(req.ScrubInput) && req.ScrubInput[r.msg] }
+	refs := providertext.Inputs(p)
+	flagged := func(r providertext.Ref) bool { return r.Msg < len(req.ScrubInput) && req.ScrubInput[r.Msg] }
 	var send []int
 	anyFlagged, allFlagged := false, true
 	for i, r := range refs {
@@ -235,8 +184,8 @@ func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*t
 	}
 	call := ScrubCall{Texts: make([]string, len(send)), Formats: make([]TextFormat, len(send)), Mode: scrubMode(req)}
 	for j, i := range send {
-		call.Texts[j] = refs[i].get()
-		call.Formats[j] = refs[i].format()
+		call.Texts[j] = refs[i].Text()
+		call.Formats[j] = format(refs[i].JSON())
 	}
 	res, err := s.scrubber.Scrub(ctx, call)
 	if err == nil && len(res.Results) != len(send) {
@@ -251,21 +200,21 @@ func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*t
 		return nil, nil
 	}
 	out := res.Results
-	var arefs []textRef
+	var arefs []providertext.Ref
 	if s.opts.AuditScrub && !allFlagged {
 		audit, _ := proto.Clone(p).(*providerv1.Request)
 		rec.auditReq = audit
-		arefs = inputRefs(audit)
+		arefs = providertext.Inputs(audit)
 	}
 	var sent []string
 	for j, i := range send {
 		rec.count(out[j].Findings)
 		if flagged(refs[i]) {
-			refs[i].set(out[j].Text)
+			refs[i].Set(out[j].Text)
 			sent = append(sent, out[j].Text)
 		}
 		if arefs != nil {
-			arefs[i].set(out[j].Text)
+			arefs[i].Set(out[j].Text)
 		}
 	}
 	if !req.Tokenize {
@@ -281,23 +230,28 @@ func (s *Service) scrubInputs(ctx context.Context, req Request, rec *record) (*t
 // ones (which are never restored).
 //
 // The audit copy's input texts left pending by scrubInputs go in the same call, after
-// the output's.
+// the output's. With a sealer, a call that would be made for the audit copy alone is not
+// made: the copy's texts are left to the audit service (rec.outputPending).
 func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv1.Response, rec *record, tm *tokenMap) error {
 	rec.auditResp = resp
 	if !req.ScrubOutput && !req.ScrubToolArguments && !s.opts.AuditScrub {
 		return nil
 	}
-	texts := outputTexts(resp)
+	texts := providertext.Outputs(resp)
+	if s.sealing() && !req.ScrubOutput && !req.ScrubToolArguments && tm == nil {
+		// For the audit copy alone, which is sealed to the audit service: it scrubs the
+		// output texts, and the input texts still pending, off the reply's path.
+		rec.outputPending = len(texts) > 0
+		return nil
+	}
 	pending := s.pendingInputs(req, rec)
 	if len(texts) == 0 && pending == nil {
 		return nil
 	}
 	call := ScrubCall{Texts: make([]string, len(texts)), Formats: make([]TextFormat, len(texts)), Mode: scrubMode(req)}
 	for i, t := range texts {
-		call.Texts[i] = t.text
-		if t.call >= 0 {
-			call.Formats[i] = FormatJSON
-		}
+		call.Texts[i] = t.Text
+		call.Formats[i] = format(t.JSON())
 	}
 	if pending != nil {
 		call.Texts = append(call.Texts, pending.texts...)
@@ -331,8 +285,8 @@ func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv
 		pending.apply(rec, res.Results[len(texts):])
 	}
 	out := res.Results[:len(texts)]
-	callerWants := func(t outputText) bool {
-		if t.call < 0 {
+	callerWants := func(t providertext.Output) bool {
+		if t.Call < 0 {
 			return req.ScrubOutput
 		}
 		return req.ScrubToolArguments
@@ -342,7 +296,7 @@ func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv
 	var audit *providerv1.Response
 	if s.opts.AuditScrub {
 		for i, t := range texts {
-			if !callerWants(t) && out[i].Text != t.text {
+			if !callerWants(t) && out[i].Text != t.Text {
 				audit, _ = proto.Clone(resp).(*providerv1.Response)
 				rec.auditResp = audit
 				break
@@ -354,48 +308,11 @@ func (s *Service) scrubOutputs(ctx context.Context, req Request, resp *providerv
 		rec.count(out[i].Findings)
 		scrubbed[i] = out[i].Text
 	}
-	applyOutputTexts(resp, texts, scrubbed, callerWants)
+	providertext.SetOutputs(resp, texts, scrubbed, callerWants)
 	if audit != nil {
-		applyOutputTexts(audit, texts, scrubbed, func(outputText) bool { return true })
+		providertext.SetOutputs(audit, texts, scrubbed, func(providertext.Output) bool { return true })
 	}
 	return nil
-}
-
-// outputText is one scrubbable text of a response: a choice's content (call < 0) or the
-// arguments of one of its tool calls.
-type outputText struct {
-	choice, call int
-	text         string
-}
-
-func outputTexts(resp *providerv1.Response) []outputText {
-	var out []outputText
-	for i, c := range resp.GetChoices() {
-		if c.GetContent() != "" {
-			out = append(out, outputText{choice: i, call: -1, text: c.GetContent()})
-		}
-		for j, tc := range c.GetToolCalls() {
-			if tc.GetArguments() != "" {
-				out = append(out, outputText{choice: i, call: j, text: tc.GetArguments()})
-			}
-		}
-	}
-	return out
-}
-
-// applyOutputTexts writes the scrubbed texts that want selects into resp.
-func applyOutputTexts(resp *providerv1.Response, texts []outputText, scrubbed []string, want func(outputText) bool) {
-	for i, t := range texts {
-		if !want(t) {
-			continue
-		}
-		c := resp.GetChoices()[t.choice]
-		if t.call < 0 {
-			c.Content = scrubbed[i]
-		} else {
-			c.GetToolCalls()[t.call].Arguments = scrubbed[i]
-		}
-	}
 }
 
 // scrubForAudit scrubs texts whose results go to the audit copy alone: from the memo
@@ -435,9 +352,9 @@ func (s *Service) pendingInputs(req Request, rec *record) *pendingAudit {
 	}
 	rec.inputPending = false
 	p := &pendingAudit{req: req.Provider}
-	for _, r := range inputRefs(req.Provider) {
-		p.texts = append(p.texts, r.get())
-		p.formats = append(p.formats, r.format())
+	for _, r := range providertext.Inputs(req.Provider) {
+		p.texts = append(p.texts, r.Text())
+		p.formats = append(p.formats, format(r.JSON()))
 	}
 	return p
 }
@@ -456,8 +373,8 @@ func (p *pendingAudit) apply(rec *record, out []Scrubbed) {
 		return
 	}
 	c, _ := proto.Clone(p.req).(*providerv1.Request)
-	for i, r := range inputRefs(c) {
-		r.set(out[i].Text)
+	for i, r := range providertext.Inputs(c) {
+		r.Set(out[i].Text)
 	}
 	rec.auditReq = c
 }
@@ -465,7 +382,12 @@ func (p *pendingAudit) apply(rec *record, out []Scrubbed) {
 // scrubPendingInputs makes the audit copy's input scrub left pending when no output
 // scrub took it along (the request failed first): before the event is recorded, so
 // raw text never reaches the audit log.
+//
+// With a sealer it makes no call: the audit service scrubs the sealed copy.
 func (s *Service) scrubPendingInputs(ctx context.Context, req Request, rec *record) {
+	if s.sealing() {
+		return
+	}
 	pending := s.pendingInputs(req, rec)
 	if pending == nil {
 		return
@@ -494,8 +416,8 @@ func (r *record) count(fs []Finding) {
 
 func redactRequest(p *providerv1.Request) *providerv1.Request {
 	c, _ := proto.Clone(p).(*providerv1.Request)
-	for _, r := range inputRefs(c) {
-		r.set(redactedText)
+	for _, r := range providertext.Inputs(c) {
+		r.Set(redactedText)
 	}
 	return c
 }

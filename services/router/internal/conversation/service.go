@@ -20,6 +20,7 @@ import (
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
+	"github.com/parleyhq/parley/libs/seal"
 	"github.com/parleyhq/parley/services/router/internal/crossing"
 	"github.com/parleyhq/parley/services/router/internal/tenant"
 )
@@ -37,8 +38,13 @@ type Options struct {
 	// that many run, the next one runs before its reply instead. 0: DefaultBackground.
 	Background int
 	// AuditScrubMemoBytes bounds the memo of the scrubber's answers for audit copies
-	// (scrubMemo); 0 turns it off.
+	// (scrubMemo); 0 turns it off. Unused with AuditSealer (no scrub for audit copies).
 	AuditScrubMemoBytes int64
+	// AuditSealer, with AuditScrub, seals the texts that only the audit copy needs
+	// scrubbed to the audit service, which scrubs them (docs/security.md, "The sealed
+	// audit copy"), instead of calling the scrubber for them; nil: the router scrubs
+	// them itself.
+	AuditSealer AuditSealer
 	// Tracer records a span per conversation; nil (tracing off) records none.
 	Tracer trace.Tracer
 	// AppID and Namespace label daprd's conversation metrics (app_id, namespace).
@@ -75,6 +81,7 @@ type serviceMetrics struct {
 	auditFailures  prometheus.Counter
 	fallbacks      *prometheus.CounterVec
 	auditRedacted  prometheus.Counter
+	auditSealed    prometheus.Counter
 	crossings      *prometheus.CounterVec
 	sequential     *prometheus.HistogramVec
 	background     *prometheus.CounterVec
@@ -117,7 +124,11 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 		}, []string{"component", "fallback"}),
 		auditRedacted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_router_audit_redacted_total",
-			Help: "Audit records whose texts were fully redacted because the scrubber was unavailable.",
+			Help: "Audit records whose texts were fully redacted because the scrubber was unavailable (or the copy could not be sealed).",
+		}),
+		auditSealed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_router_audit_sealed_total",
+			Help: "Audit events whose copy was sealed to the audit service for it to scrub, instead of a scrubber call by the router.",
 		}),
 		crossings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_router_crossings_total",
@@ -137,7 +148,7 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 			Help: "Scrubber calls for audit copies alone, by result: hit (every text's answer remembered, no call) or miss (called).",
 		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.fallbacks, m.crossings, m.sequential, m.background, m.memo} {
+	for _, c := range []prometheus.Collector{m.conversations, m.duration, m.cacheFallbacks, m.auditFailures, m.auditRedacted, m.auditSealed, m.fallbacks, m.crossings, m.sequential, m.background, m.memo} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric: %w", err)
 		}
@@ -162,6 +173,9 @@ func New(components Components, scrubber Scrubber, cache Cache, dispatcher Dispa
 	m.writeBackground, m.writeInline = m.background.WithLabelValues("background"), m.background.WithLabelValues("inline")
 	if opts.Background <= 0 {
 		opts.Background = DefaultBackground
+	}
+	if opts.AuditSealer != nil && opts.AuditScrub {
+		opts.AuditScrubMemoBytes = 0 // no scrubber call is made for an audit copy alone
 	}
 	return &Service{
 		components: components, scrubber: scrubber, cache: cache, dispatcher: dispatcher, audit: audit,
@@ -248,6 +262,7 @@ func (s *Service) converse(ctx context.Context, req Request, run runner) (*Resul
 			TraceId: traceID(ctx),
 		},
 		findings: map[string]int64{},
+		tokenize: req.Tokenize,
 	}
 
 	res, err := run(ctx, req, comp, rec)
@@ -290,9 +305,14 @@ type record struct {
 	findings map[string]int64
 	auditReq *providerv1.Request
 	// inputPending: auditReq is the raw request, whose audit scrub is still to be made
-	// (scrubInputs), in the request's scrubMode.
+	// (scrubInputs), in the request's scrubMode; with a sealer, by the audit service.
 	inputPending bool
 	auditResp    *providerv1.Response
+	// outputPending (with a sealer only): auditResp holds output texts that the audit
+	// service is to scrub.
+	outputPending bool
+	// tokenize: the request's scrubMode is ScrubTokenize.
+	tokenize bool
 }
 
 // lookedUp is a conversation after its input scrub and its cache lookup (begin).
@@ -598,7 +618,9 @@ func CacheKey(comp Component, p *providerv1.Request) string {
 // A request whose audit scrub is pending is measured raw; when it takes more than half
 // of its allowance, placeholders (which can be longer than what they replace) could
 // push it over after the provider call, so its audit scrub is made now and the scrubbed
-// copy measured, as for every request before.
+// copy measured, as for every request before. With a sealer the raw copy is what the
+// event carries, sealed: its sealed size is measured (the scrubbed copy is stored by the
+// audit service in PostgreSQL, not carried by NATS).
 func (s *Service) fitAudit(ctx context.Context, req Request, rec *record) error {
 	if rec.auditReq == nil {
 		return nil
@@ -607,7 +629,10 @@ func (s *Service) fitAudit(ctx context.Context, req Request, rec *record) error 
 	// so its protobuf size is what it takes of the NATS message.
 	n := proto.Size(rec.auditReq)
 	limit := s.audit.MaxEventBytes() / 2
-	if rec.inputPending {
+	switch {
+	case s.sealing():
+		n += sealOverhead
+	case rec.inputPending:
 		if limit <= 0 || n <= limit/2 {
 			return nil
 		}
@@ -615,17 +640,25 @@ func (s *Service) fitAudit(ctx context.Context, req Request, rec *record) error 
 		n = proto.Size(rec.auditReq)
 	}
 	if limit > 0 && n > limit {
-		rec.auditReq = nil
+		rec.auditReq, rec.inputPending = nil, false
 		return invalid("the request takes %d bytes in the audit log, more than the %d bytes it may take (half of the NATS max_payload)", n, limit)
 	}
 	return nil
 }
+
+// sealOverhead bounds what sealing adds to an event beyond its request and response
+// fields: the SealedCopy's enc (32 bytes) and nonce (12), the AES-GCM tag (16), the
+// AuditCopy's flags and every field's tag and length (TestSealOverhead).
+const sealOverhead = 96
 
 func (s *Service) record(ctx context.Context, rec *record) error {
 	ev := rec.ev
 	// Sent as protobuf, encoded as JSON by the audit service off the reply's path;
 	// Record encodes the event before it returns, so nothing changes them meanwhile.
 	ev.Request, ev.Response = rec.auditReq, rec.auditResp
+	if s.sealing() && (rec.inputPending || rec.outputPending) {
+		s.seal(ctx, rec)
+	}
 	err := s.audit.Record(ctx, ev)
 	if err == nil {
 		return nil
@@ -636,6 +669,41 @@ func (s *Service) record(ctx context.Context, rec *record) error {
 	}
 	s.logger.ErrorContext(ctx, "audit event lost (AUDIT_MODE=best-effort)", "request_id", ev.GetRequestId(), "err", err)
 	return nil
+}
+
+// sealing reports whether texts only the audit copy needs scrubbed are sealed to the
+// audit service instead of scrubbed here.
+func (s *Service) sealing() bool { return s.opts.AuditScrub && s.opts.AuditSealer != nil }
+
+// seal puts the audit copy, with texts the audit service is to scrub, in the event
+// sealed to the audit service (additional data: the request id), leaving the event's
+// request and response unset. When sealing fails, the texts left to scrub are redacted:
+// raw text never leaves unsealed.
+func (s *Service) seal(ctx context.Context, rec *record) {
+	ev := rec.ev
+	cp := &auditv1.AuditCopy{
+		Request: rec.auditReq, Response: rec.auditResp,
+		ScrubRequest: rec.inputPending, ScrubResponse: rec.outputPending, Tokenize: rec.tokenize,
+	}
+	msg, err := proto.Marshal(cp)
+	var box seal.Box
+	if err == nil {
+		box, err = s.opts.AuditSealer.Seal(msg, []byte(ev.GetRequestId()))
+	}
+	if err != nil {
+		if rec.inputPending && ev.Request != nil {
+			ev.Request = redactRequest(ev.Request)
+		}
+		if rec.outputPending && ev.Response != nil {
+			ev.Response = redactResponse(ev.Response)
+		}
+		s.m.auditRedacted.Inc()
+		s.logger.ErrorContext(ctx, "audit copy not sealed, its texts redacted", "request_id", ev.GetRequestId(), "err", err)
+		return
+	}
+	ev.Sealed = &auditv1.SealedCopy{Enc: box.Enc, Nonce: box.Nonce, Ciphertext: box.Ciphertext}
+	ev.Request, ev.Response = nil, nil
+	s.m.auditSealed.Inc()
 }
 
 func (s *Service) observe(api auditv1.Api, comp Component, start time.Time, res *Result, err error, cacheOn bool, crossed crossing.Summary) {

@@ -144,6 +144,7 @@ type streamFixture struct {
 	cache   *memCache
 	streams *int
 	reg     *prometheus.Registry
+	calls   *[]ScrubCall // the scrubber's unary calls
 }
 
 func newStreamFixture(t *testing.T, opts Options) streamFixture {
@@ -153,7 +154,8 @@ func newStreamFixture(t *testing.T, opts Options) streamFixture {
 		"echo":    {Name: "echo", Type: "conversation.echo", CacheTTL: time.Minute, Fallbacks: []string{"nocache"}},
 		"nocache": {Name: "nocache", Type: "conversation.echo"},
 	}
-	sc := holdScrubber{upperScrubber: upperScrubber{mu: &sync.Mutex{}, calls: &[]ScrubCall{}}, streams: f.streams}
+	f.calls = &[]ScrubCall{}
+	sc := holdScrubber{upperScrubber: upperScrubber{mu: &sync.Mutex{}, calls: f.calls}, streams: f.streams}
 	svc, err := New(comps, sc, f.cache, f.disp, f.audit, opts, slog.New(slog.DiscardHandler), f.reg)
 	require.NoError(t, err)
 	f.svc = svc

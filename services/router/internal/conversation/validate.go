@@ -6,6 +6,7 @@ import (
 
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/jsondepth"
+	"github.com/parleyhq/parley/libs/providertext"
 )
 
 // MaxComponentName bounds a component name: Dapr component names are Kubernetes object
@@ -29,7 +30,7 @@ func invalid(format string, args ...any) error {
 // PostgreSQL jsonb, the audit query path) must be able to read back.
 func (s *Service) validate(req Request) error {
 	p := req.Provider
-	if n := len(inputRefs(p)); s.opts.MaxTexts > 0 && n > s.opts.MaxTexts {
+	if n := len(providertext.Inputs(p)); s.opts.MaxTexts > 0 && n > s.opts.MaxTexts {
 		return invalid("the request has %d texts (message parts, tool calls and tool results); at most %d are accepted", n, s.opts.MaxTexts)
 	}
 	for i, t := range p.GetTools() {

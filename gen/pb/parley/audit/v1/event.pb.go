@@ -256,7 +256,13 @@ type ConversationEvent struct {
 	// Sent as protobuf so that the router, on the reply's path, does not encode JSON.
 	Request *v1.Request `protobuf:"bytes,26,opt,name=request,proto3" json:"request,omitempty"`
 	// The response as returned to the caller (output scrubbed); unset on error.
-	Response      *v1.Response `protobuf:"bytes,27,opt,name=response,proto3" json:"response,omitempty"`
+	Response *v1.Response `protobuf:"bytes,27,opt,name=response,proto3" json:"response,omitempty"`
+	// The audit copy left for the audit service to scrub, sealed to its key: set instead of
+	// request and response when the router did not scrub the copy itself
+	// (docs/security.md#the-sealed-audit-copy). The audit service opens it, scrubs the texts
+	// it names, adds the findings to pii_findings and stores the result; the raw copy is
+	// never stored and never leaves the stream unsealed.
+	Sealed        *SealedCopy `protobuf:"bytes,28,opt,name=sealed,proto3" json:"sealed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -480,6 +486,160 @@ func (x *ConversationEvent) GetResponse() *v1.Response {
 	return nil
 }
 
+func (x *ConversationEvent) GetSealed() *SealedCopy {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+// SealedCopy is an AuditCopy sealed with libs/seal (HPKE, X25519, export-only, AES-256-GCM)
+// to the audit service's public key, with the event's request_id as additional data.
+type SealedCopy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HPKE's encapsulated key of the sealer's epoch.
+	Enc []byte `protobuf:"bytes,1,opt,name=enc,proto3" json:"enc,omitempty"`
+	// The AES-GCM nonce.
+	Nonce []byte `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The AuditCopy, sealed.
+	Ciphertext    []byte `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedCopy) Reset() {
+	*x = SealedCopy{}
+	mi := &file_parley_audit_v1_event_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedCopy) ProtoMessage() {}
+
+func (x *SealedCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_audit_v1_event_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedCopy.ProtoReflect.Descriptor instead.
+func (*SealedCopy) Descriptor() ([]byte, []int) {
+	return file_parley_audit_v1_event_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SealedCopy) GetEnc() []byte {
+	if x != nil {
+		return x.Enc
+	}
+	return nil
+}
+
+func (x *SealedCopy) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *SealedCopy) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// AuditCopy is what a SealedCopy holds.
+type AuditCopy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request as the provider saw it: texts the caller had scrubbed are already scrubbed.
+	Request *v1.Request `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// The response as returned to the caller; unset on error.
+	Response *v1.Response `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// Whether the audit service must scrub the request's texts (libs/providertext.Inputs).
+	ScrubRequest bool `protobuf:"varint,3,opt,name=scrub_request,json=scrubRequest,proto3" json:"scrub_request,omitempty"`
+	// Whether it must scrub the response's texts (libs/providertext.Outputs).
+	ScrubResponse bool `protobuf:"varint,4,opt,name=scrub_response,json=scrubResponse,proto3" json:"scrub_response,omitempty"`
+	// Whether the texts are scrubbed in tokenize mode rather than replace mode.
+	Tokenize      bool `protobuf:"varint,5,opt,name=tokenize,proto3" json:"tokenize,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCopy) Reset() {
+	*x = AuditCopy{}
+	mi := &file_parley_audit_v1_event_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCopy) ProtoMessage() {}
+
+func (x *AuditCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_audit_v1_event_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCopy.ProtoReflect.Descriptor instead.
+func (*AuditCopy) Descriptor() ([]byte, []int) {
+	return file_parley_audit_v1_event_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AuditCopy) GetRequest() *v1.Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *AuditCopy) GetResponse() *v1.Response {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *AuditCopy) GetScrubRequest() bool {
+	if x != nil {
+		return x.ScrubRequest
+	}
+	return false
+}
+
+func (x *AuditCopy) GetScrubResponse() bool {
+	if x != nil {
+		return x.ScrubResponse
+	}
+	return false
+}
+
+func (x *AuditCopy) GetTokenize() bool {
+	if x != nil {
+		return x.Tokenize
+	}
+	return false
+}
+
 var File_parley_audit_v1_event_proto protoreflect.FileDescriptor
 
 const file_parley_audit_v1_event_proto_rawDesc = "" +
@@ -491,7 +651,7 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\x11completion_tokens\x18\x02 \x01(\x04R\x10completionTokens\x12!\n" +
 	"\ftotal_tokens\x18\x03 \x01(\x04R\vtotalTokens\x12#\n" +
 	"\rcached_tokens\x18\x04 \x01(\x04R\fcachedTokens\x12)\n" +
-	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\xa5\t\n" +
+	"\x10reasoning_tokens\x18\x05 \x01(\x04R\x0freasoningTokens\"\xda\t\n" +
 	"\x11ConversationEvent\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -524,10 +684,24 @@ const file_parley_audit_v1_event_proto_rawDesc = "" +
 	"\x13time_to_first_token\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x12\x19\n" +
 	"\btrace_id\x18\x19 \x01(\tR\atraceId\x125\n" +
 	"\arequest\x18\x1a \x01(\v2\x1b.parley.provider.v1.RequestR\arequest\x128\n" +
-	"\bresponse\x18\x1b \x01(\v2\x1c.parley.provider.v1.ResponseR\bresponse\x1a>\n" +
+	"\bresponse\x18\x1b \x01(\v2\x1c.parley.provider.v1.ResponseR\bresponse\x123\n" +
+	"\x06sealed\x18\x1c \x01(\v2\x1b.parley.audit.v1.SealedCopyR\x06sealed\x1a>\n" +
 	"\x10PiiFindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*Z\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"T\n" +
+	"\n" +
+	"SealedCopy\x12\x10\n" +
+	"\x03enc\x18\x01 \x01(\fR\x03enc\x12\x14\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x03 \x01(\fR\n" +
+	"ciphertext\"\xe4\x01\n" +
+	"\tAuditCopy\x125\n" +
+	"\arequest\x18\x01 \x01(\v2\x1b.parley.provider.v1.RequestR\arequest\x128\n" +
+	"\bresponse\x18\x02 \x01(\v2\x1c.parley.provider.v1.ResponseR\bresponse\x12#\n" +
+	"\rscrub_request\x18\x03 \x01(\bR\fscrubRequest\x12%\n" +
+	"\x0escrub_response\x18\x04 \x01(\bR\rscrubResponse\x12\x1a\n" +
+	"\btokenize\x18\x05 \x01(\bR\btokenize*Z\n" +
 	"\x03Api\x12\x13\n" +
 	"\x0fAPI_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -558,34 +732,39 @@ func file_parley_audit_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_audit_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_audit_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_parley_audit_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_parley_audit_v1_event_proto_goTypes = []any{
 	(Api)(0),                      // 0: parley.audit.v1.Api
 	(Status)(0),                   // 1: parley.audit.v1.Status
 	(*TokenUsage)(nil),            // 2: parley.audit.v1.TokenUsage
 	(*ConversationEvent)(nil),     // 3: parley.audit.v1.ConversationEvent
-	nil,                           // 4: parley.audit.v1.ConversationEvent.PiiFindingsEntry
-	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*v1.Request)(nil),            // 7: parley.provider.v1.Request
-	(*v1.Response)(nil),           // 8: parley.provider.v1.Response
+	(*SealedCopy)(nil),            // 4: parley.audit.v1.SealedCopy
+	(*AuditCopy)(nil),             // 5: parley.audit.v1.AuditCopy
+	nil,                           // 6: parley.audit.v1.ConversationEvent.PiiFindingsEntry
+	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*v1.Request)(nil),            // 9: parley.provider.v1.Request
+	(*v1.Response)(nil),           // 10: parley.provider.v1.Response
 }
 var file_parley_audit_v1_event_proto_depIdxs = []int32{
 	0,  // 0: parley.audit.v1.ConversationEvent.api:type_name -> parley.audit.v1.Api
 	1,  // 1: parley.audit.v1.ConversationEvent.status:type_name -> parley.audit.v1.Status
 	2,  // 2: parley.audit.v1.ConversationEvent.usage:type_name -> parley.audit.v1.TokenUsage
-	4,  // 3: parley.audit.v1.ConversationEvent.pii_findings:type_name -> parley.audit.v1.ConversationEvent.PiiFindingsEntry
-	5,  // 4: parley.audit.v1.ConversationEvent.latency:type_name -> google.protobuf.Duration
-	5,  // 5: parley.audit.v1.ConversationEvent.provider_latency:type_name -> google.protobuf.Duration
-	6,  // 6: parley.audit.v1.ConversationEvent.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 7: parley.audit.v1.ConversationEvent.time_to_first_token:type_name -> google.protobuf.Duration
-	7,  // 8: parley.audit.v1.ConversationEvent.request:type_name -> parley.provider.v1.Request
-	8,  // 9: parley.audit.v1.ConversationEvent.response:type_name -> parley.provider.v1.Response
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	6,  // 3: parley.audit.v1.ConversationEvent.pii_findings:type_name -> parley.audit.v1.ConversationEvent.PiiFindingsEntry
+	7,  // 4: parley.audit.v1.ConversationEvent.latency:type_name -> google.protobuf.Duration
+	7,  // 5: parley.audit.v1.ConversationEvent.provider_latency:type_name -> google.protobuf.Duration
+	8,  // 6: parley.audit.v1.ConversationEvent.created_at:type_name -> google.protobuf.Timestamp
+	7,  // 7: parley.audit.v1.ConversationEvent.time_to_first_token:type_name -> google.protobuf.Duration
+	9,  // 8: parley.audit.v1.ConversationEvent.request:type_name -> parley.provider.v1.Request
+	10, // 9: parley.audit.v1.ConversationEvent.response:type_name -> parley.provider.v1.Response
+	4,  // 10: parley.audit.v1.ConversationEvent.sealed:type_name -> parley.audit.v1.SealedCopy
+	9,  // 11: parley.audit.v1.AuditCopy.request:type_name -> parley.provider.v1.Request
+	10, // 12: parley.audit.v1.AuditCopy.response:type_name -> parley.provider.v1.Response
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_parley_audit_v1_event_proto_init() }
@@ -599,7 +778,7 @@ func file_parley_audit_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_audit_v1_event_proto_rawDesc), len(file_parley_audit_v1_event_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/audit/v1/event.proto.
  */
 export const file_parley_audit_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChtwYXJsZXkvYXVkaXQvdjEvZXZlbnQucHJvdG8SD3BhcmxleS5hdWRpdC52MSKFAQoKVG9rZW5Vc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgEEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgEEhQKDHRvdGFsX3Rva2VucxgDIAEoBBIVCg1jYWNoZWRfdG9rZW5zGAQgASgEEhgKEHJlYXNvbmluZ190b2tlbnMYBSABKAQi+QYKEUNvbnZlcnNhdGlvbkV2ZW50EhIKCnJlcXVlc3RfaWQYASABKAkSDgoGdGVuYW50GAIgASgJEiEKA2FwaRgDIAEoDjIULnBhcmxleS5hdWRpdC52MS5BcGkSEQoJY29tcG9uZW50GAQgASgJEhAKCHByb3ZpZGVyGAUgASgJEg0KBW1vZGVsGAYgASgJEhIKCmNvbnRleHRfaWQYByABKAkSFAoMcmVxdWVzdF9qc29uGAggASgMEhUKDXJlc3BvbnNlX2pzb24YCSABKAwSFQoNZmluaXNoX3JlYXNvbhgKIAEoCRInCgZzdGF0dXMYCyABKA4yFy5wYXJsZXkuYXVkaXQudjEuU3RhdHVzEhIKCmVycm9yX2NvZGUYDCABKAkSFQoNZXJyb3JfbWVzc2FnZRgNIAEoCRIqCgV1c2FnZRgOIAEoCzIbLnBhcmxleS5hdWRpdC52MS5Ub2tlblVzYWdlEhEKCWNhY2hlX2hpdBgPIAEoCBJJCgxwaWlfZmluZGluZ3MYECADKAsyMy5wYXJsZXkuYXVkaXQudjEuQ29udmVyc2F0aW9uRXZlbnQuUGlpRmluZGluZ3NFbnRyeRIQCghhdHRlbXB0cxgRIAEoBRIRCglmYWxsYmFja3MYEiADKAkSEQoJd29ya2VyX2lkGBMgASgJEioKB2xhdGVuY3kYFCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMwoQcHJvdmlkZXJfbGF0ZW5jeRgVIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgpjcmVhdGVkX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZrZXlfaWQYFyABKAkSNgoTdGltZV90b19maXJzdF90b2tlbhgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCgh0cmFjZV9pZBgZIAEoCRIsCgdyZXF1ZXN0GBogASgLMhsucGFybGV5LnByb3ZpZGVyLnYxLlJlcXVlc3QSLgoIcmVzcG9uc2UYGyABKAsyHC5wYXJsZXkucHJvdmlkZXIudjEuUmVzcG9uc2UaMgoQUGlpRmluZGluZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBKloKA0FwaRITCg9BUElfVU5TUEVDSUZJRUQQABIOCgpBUElfQUxQSEExEAESDgoKQVBJX0FMUEhBMhACEg4KCkFQSV9OQVRJVkUQAxIOCgpBUElfT1BFTkFJEAQqQQoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEg0KCVNUQVRVU19PSxABEhAKDFNUQVRVU19FUlJPUhACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_parley_provider_v1_provider]);
+  fileDesc("ChtwYXJsZXkvYXVkaXQvdjEvZXZlbnQucHJvdG8SD3BhcmxleS5hdWRpdC52MSKFAQoKVG9rZW5Vc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgEEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgEEhQKDHRvdGFsX3Rva2VucxgDIAEoBBIVCg1jYWNoZWRfdG9rZW5zGAQgASgEEhgKEHJlYXNvbmluZ190b2tlbnMYBSABKAQipgcKEUNvbnZlcnNhdGlvbkV2ZW50EhIKCnJlcXVlc3RfaWQYASABKAkSDgoGdGVuYW50GAIgASgJEiEKA2FwaRgDIAEoDjIULnBhcmxleS5hdWRpdC52MS5BcGkSEQoJY29tcG9uZW50GAQgASgJEhAKCHByb3ZpZGVyGAUgASgJEg0KBW1vZGVsGAYgASgJEhIKCmNvbnRleHRfaWQYByABKAkSFAoMcmVxdWVzdF9qc29uGAggASgMEhUKDXJlc3BvbnNlX2pzb24YCSABKAwSFQoNZmluaXNoX3JlYXNvbhgKIAEoCRInCgZzdGF0dXMYCyABKA4yFy5wYXJsZXkuYXVkaXQudjEuU3RhdHVzEhIKCmVycm9yX2NvZGUYDCABKAkSFQoNZXJyb3JfbWVzc2FnZRgNIAEoCRIqCgV1c2FnZRgOIAEoCzIbLnBhcmxleS5hdWRpdC52MS5Ub2tlblVzYWdlEhEKCWNhY2hlX2hpdBgPIAEoCBJJCgxwaWlfZmluZGluZ3MYECADKAsyMy5wYXJsZXkuYXVkaXQudjEuQ29udmVyc2F0aW9uRXZlbnQuUGlpRmluZGluZ3NFbnRyeRIQCghhdHRlbXB0cxgRIAEoBRIRCglmYWxsYmFja3MYEiADKAkSEQoJd29ya2VyX2lkGBMgASgJEioKB2xhdGVuY3kYFCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMwoQcHJvdmlkZXJfbGF0ZW5jeRgVIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgpjcmVhdGVkX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZrZXlfaWQYFyABKAkSNgoTdGltZV90b19maXJzdF90b2tlbhgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCgh0cmFjZV9pZBgZIAEoCRIsCgdyZXF1ZXN0GBogASgLMhsucGFybGV5LnByb3ZpZGVyLnYxLlJlcXVlc3QSLgoIcmVzcG9uc2UYGyABKAsyHC5wYXJsZXkucHJvdmlkZXIudjEuUmVzcG9uc2USKwoGc2VhbGVkGBwgASgLMhsucGFybGV5LmF1ZGl0LnYxLlNlYWxlZENvcHkaMgoQUGlpRmluZGluZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIjwKClNlYWxlZENvcHkSCwoDZW5jGAEgASgMEg0KBW5vbmNlGAIgASgMEhIKCmNpcGhlcnRleHQYAyABKAwiqgEKCUF1ZGl0Q29weRIsCgdyZXF1ZXN0GAEgASgLMhsucGFybGV5LnByb3ZpZGVyLnYxLlJlcXVlc3QSLgoIcmVzcG9uc2UYAiABKAsyHC5wYXJsZXkucHJvdmlkZXIudjEuUmVzcG9uc2USFQoNc2NydWJfcmVxdWVzdBgDIAEoCBIWCg5zY3J1Yl9yZXNwb25zZRgEIAEoCBIQCgh0b2tlbml6ZRgFIAEoCCpaCgNBcGkSEwoPQVBJX1VOU1BFQ0lGSUVEEAASDgoKQVBJX0FMUEhBMRABEg4KCkFQSV9BTFBIQTIQAhIOCgpBUElfTkFUSVZFEAMSDgoKQVBJX09QRU5BSRAEKkEKBlN0YXR1cxIWChJTVEFUVVNfVU5TUEVDSUZJRUQQABINCglTVEFUVVNfT0sQARIQCgxTVEFUVVNfRVJST1IQAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_parley_provider_v1_provider]);
 
 /**
  * TokenUsage is the token usage recorded for a conversation.
@@ -226,6 +226,17 @@ export type ConversationEvent = Message<"parley.audit.v1.ConversationEvent"> & {
    * @generated from field: parley.provider.v1.Response response = 27;
    */
   response?: Response | undefined;
+
+  /**
+   * The audit copy left for the audit service to scrub, sealed to its key: set instead of
+   * request and response when the router did not scrub the copy itself
+   * (docs/security.md#the-sealed-audit-copy). The audit service opens it, scrubs the texts
+   * it names, adds the findings to pii_findings and stores the result; the raw copy is
+   * never stored and never leaves the stream unsealed.
+   *
+   * @generated from field: parley.audit.v1.SealedCopy sealed = 28;
+   */
+  sealed?: SealedCopy | undefined;
 };
 
 /**
@@ -234,6 +245,91 @@ export type ConversationEvent = Message<"parley.audit.v1.ConversationEvent"> & {
  */
 export const ConversationEventSchema: GenMessage<ConversationEvent> = /*@__PURE__*/
   messageDesc(file_parley_audit_v1_event, 1);
+
+/**
+ * SealedCopy is an AuditCopy sealed with libs/seal (HPKE, X25519, export-only, AES-256-GCM)
+ * to the audit service's public key, with the event's request_id as additional data.
+ *
+ * @generated from message parley.audit.v1.SealedCopy
+ */
+export type SealedCopy = Message<"parley.audit.v1.SealedCopy"> & {
+  /**
+   * HPKE's encapsulated key of the sealer's epoch.
+   *
+   * @generated from field: bytes enc = 1;
+   */
+  enc: Uint8Array;
+
+  /**
+   * The AES-GCM nonce.
+   *
+   * @generated from field: bytes nonce = 2;
+   */
+  nonce: Uint8Array;
+
+  /**
+   * The AuditCopy, sealed.
+   *
+   * @generated from field: bytes ciphertext = 3;
+   */
+  ciphertext: Uint8Array;
+};
+
+/**
+ * Describes the message parley.audit.v1.SealedCopy.
+ * Use `create(SealedCopySchema)` to create a new message.
+ */
+export const SealedCopySchema: GenMessage<SealedCopy> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_event, 2);
+
+/**
+ * AuditCopy is what a SealedCopy holds.
+ *
+ * @generated from message parley.audit.v1.AuditCopy
+ */
+export type AuditCopy = Message<"parley.audit.v1.AuditCopy"> & {
+  /**
+   * The request as the provider saw it: texts the caller had scrubbed are already scrubbed.
+   *
+   * @generated from field: parley.provider.v1.Request request = 1;
+   */
+  request?: Request | undefined;
+
+  /**
+   * The response as returned to the caller; unset on error.
+   *
+   * @generated from field: parley.provider.v1.Response response = 2;
+   */
+  response?: Response | undefined;
+
+  /**
+   * Whether the audit service must scrub the request's texts (libs/providertext.Inputs).
+   *
+   * @generated from field: bool scrub_request = 3;
+   */
+  scrubRequest: boolean;
+
+  /**
+   * Whether it must scrub the response's texts (libs/providertext.Outputs).
+   *
+   * @generated from field: bool scrub_response = 4;
+   */
+  scrubResponse: boolean;
+
+  /**
+   * Whether the texts are scrubbed in tokenize mode rather than replace mode.
+   *
+   * @generated from field: bool tokenize = 5;
+   */
+  tokenize: boolean;
+};
+
+/**
+ * Describes the message parley.audit.v1.AuditCopy.
+ * Use `create(AuditCopySchema)` to create a new message.
+ */
+export const AuditCopySchema: GenMessage<AuditCopy> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_event, 3);
 
 /**
  * Api is the API a conversation came in through.

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// measured is a row: its c=1 p50 and, when cpu is not nil, its CPU per request at -c
+// by column.
+func measured(name string, p50 time.Duration, cpu map[string]time.Duration) pathRun {
+	return pathRun{name: name, c1: result{p50: p50}, cpu: cpu, cpuMeasure: cpu != nil}
+}
+
+// TestRowCPU: a floor row counts the processes that serve it (NATS included for the NATS
+// floors), a path row every Parley process, and a row whose column was not measured
+// (NATS embedded in the load generator) reports nothing.
+func TestRowCPU(t *testing.T) {
+	t.Parallel()
+	all := map[string]time.Duration{colClient: 7, colFloor: 10, colNATS: 20, colFake: 30, "router": 100, "cache": 50, colPostgres: 5}
+	noNATS := map[string]time.Duration{colClient: 7, colFloor: 10, "router": 100}
+	tests := []struct {
+		row  pathRun
+		want time.Duration
+		ok   bool
+	}{
+		{measured(pathFloor, 0, all), 10, true},
+		{measured(pathFloorConnect, 0, all), 10, true},
+		{measured(pathConnectMTLS, 0, all), 10, true},
+		{measured(pathNATSRR, 0, all), 30, true},
+		{measured(pathJSPublish, 0, all), 20, true},
+		{measured(pathDirect, 0, all), 30, true},
+		{measured(pathMiss, 0, all), 175, true}, // router + cache + nats + postgres
+		{measured(pathNATSRR, 0, noNATS), 0, false},
+		{measured(pathJSPublish, 0, noNATS), 0, false},
+		{measured(pathHit, 0, noNATS), 100, true},
+		{measured(pathFloor, 0, nil), 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.row.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := rowCPU(tt.row)
+			if got != tt.want || ok != tt.ok {
+				t.Fatalf("rowCPU = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+// TestSumKept: a path's kept floors add up their p50 and CPU (the floor server's for the
+// client's hop; server and caller for an internal crossing, a floor counted as often as
+// the path crosses it), divided by the floor's; the measured row's own ratios stand
+// beside them, the provider's as added over the fake; a missing floor row is named.
+func TestSumKept(t *testing.T) {
+	t.Parallel()
+	const ms = time.Millisecond
+	runs := map[string]pathRun{}
+	for _, r := range []pathRun{
+		measured(pathFloor, 2*ms, map[string]time.Duration{colClient: 9 * ms, colFloor: 4 * ms}),
+		measured(pathConnectMTLS, 5*ms, map[string]time.Duration{colClient: 3 * ms, colFloor: 6 * ms}),
+		measured(pathNATSRR, 3*ms, map[string]time.Duration{colClient: 1 * ms, colFloor: 2 * ms, colNATS: 5 * ms}),
+		measured(pathJSPublish, 1*ms, map[string]time.Duration{colClient: 1 * ms, colNATS: 3 * ms}),
+		measured(pathMiss, 30*ms, map[string]time.Duration{"router": 40 * ms, colNATS: 20 * ms}),
+		measured(pathHit, 6*ms, map[string]time.Duration{"router": 10 * ms}),
+		measured(pathProvider, 20*ms, map[string]time.Duration{"router": 16 * ms}),
+		measured(pathDirect, 4*ms, map[string]time.Duration{colFake: ms}),
+	} {
+		runs[r.name] = r
+	}
+	without := func(names ...string) map[string]pathRun {
+		out := map[string]pathRun{}
+		for k, v := range runs {
+			if !slices.Contains(names, k) {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	noNATSColumn := without()
+	for _, name := range []string{pathNATSRR, pathJSPublish} {
+		r := noNATSColumn[name]
+		cpu := map[string]time.Duration{}
+		for k, v := range r.cpu {
+			if k != colNATS {
+				cpu[k] = v
+			}
+		}
+		r.cpu = cpu
+		noNATSColumn[name] = r
+	}
+	path := func(name string) keptPath {
+		i := slices.IndexFunc(keptPaths, func(k keptPath) bool { return k.row == name })
+		if i < 0 {
+			t.Fatalf("no kept path for %s", name)
+		}
+		return keptPaths[i]
+	}
+	tests := []struct {
+		name string
+		path keptPath
+		runs map[string]pathRun
+		want keptSum
+	}{
+		{
+			// floor 2 + connect-mtls 5 + js-publish 1 + nats-rr 3 + js-publish 1 = 12 ms;
+			// CPU 4 + (6+3) + (3+1) + (2+5+1) + (3+1) = 29 ms.
+			"miss", path(pathMiss), runs,
+			keptSum{p50: 12 * ms, p50Ratio: 6, cpu: 29 * ms, cpuRatio: 7.25, cpuOK: true, measuredP50Ratio: 15, measuredCPURatio: 15},
+		},
+		{
+			"hit", path(pathHit), runs,
+			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 8 * ms, cpuRatio: 2, cpuOK: true, measuredP50Ratio: 3, measuredCPURatio: 2.5},
+		},
+		{
+			// The provider row's p50 is what it adds to fake-direct: (20 - 4) / 2.
+			"provider", path(pathProvider), runs,
+			keptSum{p50: 6 * ms, p50Ratio: 3, cpu: 16 * ms, cpuRatio: 4, cpuOK: true, measuredP50Ratio: 8, measuredCPURatio: 4},
+		},
+		{
+			"provider without fake-direct", path(pathProvider), without(pathDirect),
+			keptSum{p50: 6 * ms, p50Ratio: 3, cpu: 16 * ms, cpuRatio: 4, cpuOK: true, measuredP50Ratio: 10, measuredCPURatio: 4},
+		},
+		{
+			"measured row not run", path(pathHit), without(pathHit),
+			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 8 * ms, cpuRatio: 2, cpuOK: true},
+		},
+		{
+			"NATS's CPU not measured", path(pathHit), noNATSColumn,
+			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 5 * ms, measuredP50Ratio: 3, measuredCPURatio: 2.5},
+		},
+		{
+			"floors missing", path(pathMiss), without(pathConnectMTLS, pathJSPublish),
+			keptSum{missing: []string{pathConnectMTLS, pathJSPublish}},
+		},
+		{
+			"no floor", path(pathHit), without(pathFloor),
+			keptSum{missing: []string{pathFloor}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := sumKept(tt.path, tt.runs)
+			if !slices.Equal(got.missing, tt.want.missing) {
+				t.Fatalf("missing = %v, want %v", got.missing, tt.want.missing)
+			}
+			got.missing, tt.want.missing = nil, nil
+			if got.cpuOK != tt.want.cpuOK {
+				t.Fatalf("cpuOK = %v, want %v", got.cpuOK, tt.want.cpuOK)
+			}
+			if !tt.want.cpuOK {
+				// The CPU sum of what was measured is not reported.
+				got.cpu, tt.want.cpu = 0, 0
+			}
+			if !equalSums(got, tt.want) {
+				t.Fatalf("sumKept = %+v\nwant        %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func equalSums(a, b keptSum) bool {
+	near := func(x, y float64) bool { return x-y < 1e-9 && y-x < 1e-9 }
+	return a.p50 == b.p50 && a.cpu == b.cpu && a.cpuOK == b.cpuOK &&
+		near(a.p50Ratio, b.p50Ratio) && near(a.cpuRatio, b.cpuRatio) &&
+		near(a.measuredP50Ratio, b.measuredP50Ratio) && near(a.measuredCPURatio, b.measuredCPURatio)
+}
+
+// TestKeptPathsUseFloorRows: every kept crossing is measured by a floor row the benchmark
+// runs by default, and every kept path is compared with a path it runs.
+func TestKeptPathsUseFloorRows(t *testing.T) {
+	t.Parallel()
+	for _, k := range keptPaths {
+		if !slices.Contains(allPaths, k.row) {
+			t.Errorf("%s: row %s is not a path", k.name, k.row)
+		}
+		if len(k.crossings) == 0 || k.crossings[0].floor != pathFloor {
+			t.Errorf("%s: the first crossing must be the client's hop, the floor", k.name)
+		}
+		for _, c := range k.crossings {
+			if _, ok := floorColumns[c.floor]; !ok || !slices.Contains(allPaths, c.floor) {
+				t.Errorf("%s: %s is not a floor row of the default paths", k.name, c.floor)
+			}
+		}
+	}
+}
+
+// TestWithKeptFloors: the floor runs first; a kept path's floor rows join the run when its
+// path runs and they can (not twice, not when asked for already, in their place then).
+func TestWithKeptFloors(t *testing.T) {
+	t.Parallel()
+	all := func(string) bool { return true }
+	noMTLS := func(p string) bool { return p != pathConnectMTLS }
+	tests := []struct {
+		name     string
+		order    []string
+		runnable func(string) bool
+		want     []string
+	}{
+		{"floor alone", []string{pathFloor}, all, []string{pathFloor}},
+		{"no kept path", []string{pathScrubbed}, all, []string{pathFloor, pathScrubbed}},
+		{"hit", []string{pathHit}, all, []string{pathFloor, pathJSPublish, pathHit}},
+		{"miss and hit", []string{pathMiss, pathHit}, all, []string{pathFloor, pathConnectMTLS, pathJSPublish, pathNATSRR, pathMiss, pathHit}},
+		{"asked for", []string{pathNATSRR, pathFloor, pathProvider, pathDirect}, all, []string{pathFloor, pathJSPublish, pathNATSRR, pathProvider, pathDirect}},
+		{"not runnable", []string{pathMiss}, noMTLS, []string{pathFloor, pathJSPublish, pathNATSRR, pathMiss}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := withKeptFloors(tt.order, tt.runnable); !slices.Equal(got, tt.want) {
+				t.Fatalf("withKeptFloors(%v) = %v, want %v", tt.order, got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
+	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
+	"github.com/parleyhq/parley/libs/bus"
+	"github.com/parleyhq/parley/libs/devca"
+	"github.com/parleyhq/parley/libs/identity"
+	"github.com/parleyhq/parley/libs/natsauth"
+	"github.com/parleyhq/parley/libs/natstest"
+)
+
+// start runs parley-floor with args until the test ends and returns what its "listening
+// on" line names.
+func start(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r, w := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, args, w)
+		_ = w.CloseWithError(errors.Join(err, io.EOF))
+		done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("parley-floor %v: %v", args, err)
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, r)
+	}()
+	select {
+	case line, ok := <-lines:
+		if !ok || !strings.HasPrefix(line, "listening on ") {
+			t.Fatalf("parley-floor %v: no listening line (%q)", args, line)
+		}
+		return strings.TrimPrefix(line, "listening on ")
+	case <-time.After(20 * time.Second):
+		t.Fatalf("parley-floor %v did not listen", args)
+		return ""
+	}
+}
+
+func request(text string) *runtimev1.ConversationRequestAlpha2 {
+	return &runtimev1.ConversationRequestAlpha2{Inputs: []*runtimev1.ConversationInputAlpha2{{Messages: []*runtimev1.ConversationMessage{{
+		MessageTypes: &runtimev1.ConversationMessage_OfUser{OfUser: &runtimev1.ConversationMessageOfUser{
+			Content: []*runtimev1.ConversationMessageContent{{Text: text}},
+		}},
+	}}}}}
+}
+
+// TestConnectMTLS: the connect-mtls floor echoes to the identity it allows, and refuses a
+// caller of another identity and one without a certificate, as a service does.
+func TestConnectMTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, err := devca.Ensure(dir, "parley.local", []string{"bench-floor", identity.Router, identity.Cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := devca.FilesOf(dir, "bench-floor")
+	addr := start(t, "-server", "connect-mtls", "-identity", "bench-floor", "-allow", identity.Router,
+		"-tls-ca", f.CA, "-tls-cert", f.Cert, "-tls-key", f.Key)
+
+	clientAs := func(name string) *http.Client {
+		p := new(http.Protocols)
+		p.SetHTTP2(true)
+		cfg := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true} //nolint:gosec // a caller without an identity
+		if name != "" {
+			cf := devca.FilesOf(dir, name)
+			src, err := identity.NewSource(identity.Config{Mode: identity.ModeOn, CAFile: cf.CA, CertFile: cf.Cert, KeyFile: cf.Key, TrustDomain: "parley.local"},
+				name, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg = src.ClientTLS("bench-floor")
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, Protocols: p}}
+	}
+	tests := []struct {
+		caller string
+		code   connect.Code // 0: the echo
+	}{
+		{identity.Router, 0},
+		{identity.Cache, connect.CodePermissionDenied},
+		{"", connect.CodeUnauthenticated},
+	}
+	for _, tt := range tests {
+		name := "caller " + tt.caller
+		if tt.caller == "" {
+			name = "no client certificate"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			client := runtimev1connect.NewDaprClient(clientAs(tt.caller), "https://"+addr)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			res, err := client.ConverseAlpha2(ctx, request("hello floor"))
+			if tt.code != 0 {
+				if connect.CodeOf(err) != tt.code {
+					t.Fatalf("err = %v, want code %v", err, tt.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := res.GetOutputs()[0].GetChoices()[0].GetMessage().GetContent(); got != "hello floor" {
+				t.Fatalf("echo = %q", got)
+			}
+		})
+	}
+}
+
+// TestNATSResponder: the nats floor, connected as a worker of its one component, answers
+// a router's requests on that component's subject with their payload.
+func TestNATSResponder(t *testing.T) {
+	t.Parallel()
+	locked := natstest.RunLockedServer(t,
+		natsauth.User{Name: "router", Role: natsauth.Router},
+		natsauth.User{Name: "floor", Role: natsauth.Worker, Components: []string{"bench-floor"}})
+	subject := bus.ProviderSubjectPrefix + "bench-floor"
+	if got := start(t, "-server", "nats", "-nats-url", locked.ClientURL(), "-nats-seed", locked.SeedFile("floor"), "-subject", subject); got != subject {
+		t.Fatalf("listening on %q, want %q", got, subject)
+	}
+	router := locked.ConnectAs(t, "router", nil)
+	for _, payload := range []string{"one", "two", strings.Repeat("x", 4096)} {
+		reply, err := router.Request(subject, []byte(payload), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(reply.Data) != payload {
+			t.Fatalf("reply %q, want %q", reply.Data, payload)
+		}
+	}
+}
