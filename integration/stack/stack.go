@@ -434,6 +434,7 @@ func (s *Stack) serviceEnv(name string) map[string]string {
 		env["COMPONENTS_DIR"] = s.opts.ComponentsDir
 	case "audit":
 		env["DATABASE_URL"] = s.DatabaseURL
+		env["AUDIT_SCRUBBER_URL"] = s.URL("pii-scrubber")
 	}
 	if _, ok := natsUser(name, name, nil); ok && s.natsLocked {
 		env["NATS_NKEY_SEED_FILE"] = s.NATSSeedFile(name)
