@@ -419,9 +419,9 @@ func TestSealedCopiesShareScrubCalls(t *testing.T) {
 		// wantCalls is the Scrub calls the batch needs.
 		wantCalls int
 	}{
-		{name: "one call", events: 100, maxTexts: 4096, wantCalls: 1},                         // 500 texts
-		{name: "default text limit", events: 900, maxTexts: 0, wantCalls: 2},                  // 4500 texts: ceil(4500/4096)
-		{name: "text limit", events: 100, maxTexts: 64, wantCalls: 8},                         // ceil(500/64)
+		{name: "one call", events: 100, maxTexts: 4096, wantCalls: 1},        // 500 texts
+		{name: "default text limit", events: 900, maxTexts: 0, wantCalls: 2}, // 4500 texts: ceil(4500/4096)
+		{name: "text limit", events: 100, maxTexts: 64, wantCalls: 8},        // ceil(500/64)
 		{name: "byte limit", events: 10, perCall: 3, pad: 1000, wantCalls: 4},
 		{name: "tokenize copies alone", events: 20, tokenize: 3, maxTexts: 4096, wantCalls: 4},
 	}
