@@ -90,7 +90,7 @@ func (f *fakeScrubber) callCount() int {
 }
 
 // keyPair returns a new opener and a sealer to its key.
-func keyPair(t *testing.T) (*seal.Opener, *seal.Sealer) {
+func keyPair(t testing.TB) (*seal.Opener, *seal.Sealer) {
 	t.Helper()
 	privPEM, pubPEM, err := seal.GenerateKey()
 	require.NoError(t, err)
@@ -130,7 +130,7 @@ func rawCopy(email string) *auditv1.AuditCopy {
 }
 
 // sealedEvent is event i of tenant-a carrying c sealed with s to the request id.
-func sealedEvent(t *testing.T, s *seal.Sealer, i int, c *auditv1.AuditCopy) *auditv1.ConversationEvent {
+func sealedEvent(t testing.TB, s *seal.Sealer, i int, c *auditv1.AuditCopy) *auditv1.ConversationEvent {
 	t.Helper()
 	ev := event(t, "tenant-a", i, 0)
 	ev.RequestJson, ev.ResponseJson = nil, nil
