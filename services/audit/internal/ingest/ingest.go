@@ -15,6 +15,13 @@
 // the batch is split until the row is alone; that row is negatively acknowledged with a
 // delay and, on its last delivery, dead-lettered. Only the stream holds unwritten events;
 // the service keeps nothing that a restart could lose.
+//
+// An event may carry its audit copy sealed to this service (libs/seal) instead of scrubbed
+// by the router. The fetching goroutine opens the batch's sealed copies and has their texts
+// scrubbed in as few Scrub calls as the scrubber's limits allow (sealed.go); while the
+// scrubber fails the batch is held as during a database outage, and a copy that cannot be
+// read is stored redacted. Once a batch is committed and acknowledged, its sealed messages
+// are deleted from the stream (delete.go), so the raw copy does not outlive its ingestion.
 package ingest
 
 import (
