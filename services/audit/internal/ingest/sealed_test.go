@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/parleyhq/parley/libs/providertext"
 	"github.com/parleyhq/parley/libs/seal"
 	"github.com/parleyhq/parley/services/audit/internal/ingest"
+	"github.com/parleyhq/parley/services/audit/internal/store"
 )
 
 // emailRE is what fakeScrubber finds: e-mail addresses.
@@ -481,4 +483,42 @@ func TestSealedCopiesShareScrubCalls(t *testing.T) {
 			require.Equal(t, tt.events+tt.tokenize, total)
 		})
 	}
+}
+
+// TestSealedCopiesWithTwoReplicas: two ingesters share the consumer; every sealed event is
+// stored once and deleted once, each replica deleting what it committed.
+func TestSealedCopiesWithTwoReplicas(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	opener, sealer := keyPair(t)
+	cfg := testConfig()
+	cfg.MaxRows = 25
+	cfg.Openers, cfg.Scrubber = []ingest.Opener{opener}, &fakeScrubber{}
+	e.start(t, cfg)
+	second := prometheus.NewRegistry()
+	in, err := ingest.New(e.js, store.New(e.pool), cfg, testLogger(t), second)
+	require.NoError(t, err)
+	require.NoError(t, in.Start(t.Context()))
+	t.Cleanup(func() { require.NoError(t, in.Stop(context.WithoutCancel(t.Context()))) })
+
+	const n = 300
+	var events []*auditv1.ConversationEvent
+	for i := range n {
+		events = append(events, sealedEvent(t, sealer, i, rawCopy(fmt.Sprintf("r%d@example.org", i))))
+	}
+	e.publishAll(t, events)
+	e.requireRows(t, cfg.Consumer, n)
+	s, err := e.js.Stream(t.Context(), auditevent.Stream)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := s.Info(t.Context())
+		require.NoError(t, err)
+		return info.State.Msgs == 0
+	}, waitFor, tick)
+	deleted := metric(t, e.reg, "parley_audit_sealed_deletes_total", "outcome", "ok") +
+		metric(t, second, "parley_audit_sealed_deletes_total", "outcome", "ok")
+	require.GreaterOrEqual(t, deleted, float64(n))
+	require.Zero(t, metric(t, e.reg, "parley_audit_sealed_deletes_total", "outcome", "failed")+
+		metric(t, second, "parley_audit_sealed_deletes_total", "outcome", "failed"))
+	e.requireNoRawText(t, []string{"@example.org"})
 }
