@@ -18,7 +18,7 @@ import (
 func wantIngress() map[string][]string {
 	return map[string][]string{
 		"Deployment/router":          {"*:3500", "*:50001"},
-		"Deployment/pii-scrubber":    {"router:3510"},
+		"Deployment/pii-scrubber":    {"audit:3510", "router:3510"},
 		"Deployment/cache":           {"router:3520"},
 		"Deployment/audit":           {"router:3540"},
 		"Deployment/provider-worker": nil,

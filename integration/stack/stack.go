@@ -459,6 +459,7 @@ func (s *Stack) serviceEnv(name string) map[string]string {
 	case "audit":
 		env["DATABASE_URL"] = s.DatabaseURL
 		env["AUDIT_SEAL_KEY_FILE"] = s.sealKeys.Private
+		env["AUDIT_SCRUBBER_URL"] = s.URL("pii-scrubber")
 	}
 	if _, ok := natsUser(name, name, nil); ok && s.natsLocked {
 		env["NATS_NKEY_SEED_FILE"] = s.NATSSeedFile(name)

@@ -188,6 +188,8 @@ func Permissions(u User) (*server.Permissions, error) {
 				"$JS.API.CONSUMER.INFO." + stream + ".>",
 				"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
 				"$JS.ACK." + stream + ".>",
+				// Delete a sealed audit copy once its row is committed (never a purge).
+				"$JS.API.STREAM.MSG.DELETE." + stream,
 			}},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
 		}, nil

@@ -2,6 +2,7 @@ package natsauth_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -518,6 +519,66 @@ func TestStreamControl(t *testing.T) {
 		}
 		if string(got.Data) != "credit" {
 			t.Fatalf("control subject got %q, want the credit (the forged message must not arrive)", got.Data)
+		}
+	})
+}
+
+// TestOnlyAuditDeletesAuditEvents: the audit service deletes a stored event from the
+// audit stream (a sealed copy, once its row is committed) but cannot purge the stream; the
+// router cannot delete the events it published.
+func TestOnlyAuditDeletesAuditEvents(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, l *natstest.Locked) {
+		ctx := t.Context()
+		rjs, err := jetstream.New(l.ConnectAs(t, "router", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := auditevent.Ensure(ctx, rjs, 1); err != nil {
+			t.Fatal(err)
+		}
+		var seqs []uint64
+		for i := range 2 {
+			ack, err := rjs.Publish(ctx, auditevent.Subject, []byte("sealed"), jetstream.WithMsgID(fmt.Sprintf("event-%d", i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, ack.Sequence)
+		}
+
+		routerErrs := make(chan error, 4)
+		router := l.ConnectAs(t, "router", routerErrs)
+		del := "$JS.API.STREAM.MSG.DELETE." + auditevent.Stream
+		if err := router.PublishRequest(del, router.NewInbox(), []byte(fmt.Sprintf(`{"seq":%d}`, seqs[0]))); err != nil {
+			t.Fatal(err)
+		}
+		violation(t, routerErrs, del)
+
+		auditErrs := make(chan error, 4)
+		audit := l.ConnectAs(t, "audit", auditErrs)
+		purge := "$JS.API.STREAM.PURGE." + auditevent.Stream
+		if err := audit.PublishRequest(purge, audit.NewInbox(), nil); err != nil {
+			t.Fatal(err)
+		}
+		violation(t, auditErrs, purge)
+
+		ajs, err := jetstream.New(audit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ajs.Stream(ctx, auditevent.Stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteMsg(ctx, seqs[0]); err != nil {
+			t.Fatalf("audit delete: %v", err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs != 1 {
+			t.Fatalf("audit stream holds %d events after one delete, want 1", info.State.Msgs)
 		}
 	})
 }

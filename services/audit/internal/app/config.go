@@ -52,6 +52,16 @@ type Config struct {
 	PageMaxBytes int `env:"AUDIT_PAGE_MAX_BYTES, default=4194304"`
 	// SearchIndexDelay is how long after a day ends its search index is built ("sealed").
 	SearchIndexDelay time.Duration `env:"AUDIT_SEARCH_INDEX_DELAY, default=1h"`
+	// SealKeyFile is the X25519 private key (PEM, PKCS #8) that opens the audit copies the
+	// routers seal to this service (ROUTER_AUDIT_SEAL_KEY_FILE holds its public key). Unset,
+	// a sealed event is stored with its texts redacted, and the service warns at start.
+	SealKeyFile string `env:"AUDIT_SEAL_KEY_FILE"`
+	// SealOldKeyFiles are earlier private keys, tried after SealKeyFile, while events
+	// sealed to them may still be in the stream (a key rotation).
+	SealOldKeyFiles []string `env:"AUDIT_SEAL_OLD_KEY_FILES"`
+	// ScrubberURL locates pii-scrubber, which scrubs the opened copies: https:// under
+	// mutual TLS (INTERNAL_TLS=on), http:// with INTERNAL_TLS=off.
+	ScrubberURL string `env:"AUDIT_SCRUBBER_URL, default=https://127.0.0.1:3510"`
 }
 
 // Search index modes, the values of AUDIT_SEARCH_INDEX.
@@ -106,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PageMaxBytes < 1 {
 		errs = append(errs, fmt.Errorf("AUDIT_PAGE_MAX_BYTES must be positive, got %d", c.PageMaxBytes))
+	}
+	if len(c.SealOldKeyFiles) > 0 && c.SealKeyFile == "" {
+		errs = append(errs, errors.New("AUDIT_SEAL_OLD_KEY_FILES needs AUDIT_SEAL_KEY_FILE (the current key)"))
 	}
 	if c.SearchIndexDelay < 0 {
 		errs = append(errs, fmt.Errorf("AUDIT_SEARCH_INDEX_DELAY must not be negative, got %s", c.SearchIndexDelay))

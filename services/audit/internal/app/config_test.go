@@ -26,6 +26,7 @@ func TestConfig(t *testing.T) {
 		MaxDeliver: 5, AckWait: 30 * time.Second, StreamReplicas: 1,
 		Retention: app.Period(30 * dayLen), UsageRetention: app.Period(400 * dayLen), PartitionsAhead: 7,
 		MaintenanceInterval: time.Hour, SearchIndex: "sealed", SearchIndexDelay: time.Hour, PageMaxBytes: 4 << 20,
+		ScrubberURL: "https://127.0.0.1:3510",
 	}
 	tests := []struct {
 		name    string
@@ -41,13 +42,15 @@ func TestConfig(t *testing.T) {
 				"AUDIT_BATCH_MAX_WAIT": "1s", "AUDIT_MAX_DELIVER": "10", "AUDIT_ACK_WAIT": "1m", "AUDIT_STREAM_REPLICAS": "3",
 				"AUDIT_RETENTION": "2160h", "AUDIT_USAGE_RETENTION": "0", "AUDIT_PARTITIONS_AHEAD": "3",
 				"AUDIT_MAINTENANCE_INTERVAL": "10m", "AUDIT_SEARCH_INDEX": "live", "AUDIT_SEARCH_INDEX_DELAY": "0s",
-				"AUDIT_PAGE_MAX_BYTES": "65536",
+				"AUDIT_PAGE_MAX_BYTES": "65536", "AUDIT_SEAL_KEY_FILE": "/k/seal.pem", "AUDIT_SEAL_OLD_KEY_FILES": "/k/old1.pem,/k/old2.pem",
+				"AUDIT_SCRUBBER_URL": "http://scrubber:3510",
 			},
 			want: app.Config{
 				Consumer: "audit_b-2", BatchMaxRows: 2000, BatchMaxBytes: 8 << 20, BatchMaxWait: time.Second,
 				MaxDeliver: 10, AckWait: time.Minute, StreamReplicas: 3,
 				Retention: app.Period(90 * dayLen), UsageRetention: 0, PartitionsAhead: 3,
 				MaintenanceInterval: 10 * time.Minute, SearchIndex: "live", SearchIndexDelay: 0, PageMaxBytes: 1 << 16,
+				SealKeyFile: "/k/seal.pem", SealOldKeyFiles: []string{"/k/old1.pem", "/k/old2.pem"}, ScrubberURL: "http://scrubber:3510",
 			},
 		},
 		{name: "empty consumer", env: map[string]string{"AUDIT_CONSUMER": ""}, wantErr: []string{"AUDIT_CONSUMER"}},
@@ -74,6 +77,7 @@ func TestConfig(t *testing.T) {
 		{name: "maintenance too often", env: map[string]string{"AUDIT_MAINTENANCE_INTERVAL": "10ms"}, wantErr: []string{"AUDIT_MAINTENANCE_INTERVAL"}},
 		{name: "unknown search index mode", env: map[string]string{"AUDIT_SEARCH_INDEX": "never"}, wantErr: []string{"AUDIT_SEARCH_INDEX"}},
 		{name: "negative search index delay", env: map[string]string{"AUDIT_SEARCH_INDEX_DELAY": "-1s"}, wantErr: []string{"AUDIT_SEARCH_INDEX_DELAY"}},
+		{name: "old keys without a current one", env: map[string]string{"AUDIT_SEAL_OLD_KEY_FILES": "/k/old.pem"}, wantErr: []string{"AUDIT_SEAL_OLD_KEY_FILES"}},
 		{
 			name:    "every problem at once",
 			env:     map[string]string{"AUDIT_BATCH_MAX_ROWS": "-1", "AUDIT_MAX_DELIVER": "-1", "AUDIT_STREAM_REPLICAS": "9"},

@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,11 +13,14 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
+	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
 	"github.com/parleyhq/parley/libs/config"
 	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/pg"
 	"github.com/parleyhq/parley/libs/platform"
+	"github.com/parleyhq/parley/libs/rpcclient"
 	"github.com/parleyhq/parley/libs/rpcserver"
+	"github.com/parleyhq/parley/libs/seal"
 	"github.com/parleyhq/parley/libs/telemetry"
 	"github.com/parleyhq/parley/services/audit/internal/ingest"
 	"github.com/parleyhq/parley/services/audit/internal/maintenance"
@@ -28,6 +32,7 @@ import (
 var Module = fx.Module("audit",
 	platform.Bus,
 	platform.Postgres,
+	platform.Clients,
 	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3540"}),
 	fx.Provide(
 		config.Provider[Config](),
@@ -73,16 +78,53 @@ func newMaintenance(lc fx.Lifecycle, st maintenance.Store, cfg Config, logger *s
 	return j, nil
 }
 
-// newIngester builds the ingest loop, run from start to stop.
+// newIngester builds the ingest loop, run from start to stop, with the seal keys that open
+// the routers' sealed audit copies and the scrubber client that scrubs them.
 func newIngester(lc fx.Lifecycle, js jetstream.JetStream, st ingest.Store, cfg Config, tel *telemetry.Telemetry,
-	logger *slog.Logger, reg prometheus.Registerer,
+	f *rpcclient.Factory, logger *slog.Logger, reg prometheus.Registerer,
 ) (*ingest.Ingester, error) {
 	icfg := cfg.Ingest()
 	icfg.Tracer, icfg.Propagator = tel.Tracer("github.com/parleyhq/parley/services/audit"), tel.Propagator
+	openers, err := openers(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(openers) == 0 {
+		logger.Warn("no seal key (AUDIT_SEAL_KEY_FILE): audit copies sealed by routers are stored with their texts redacted")
+	}
+	if err := f.CheckURL("AUDIT_SCRUBBER_URL", cfg.ScrubberURL); err != nil {
+		return nil, err
+	}
+	icfg.Openers = openers
+	icfg.Scrubber = piiv1connect.NewScrubberServiceClient(f.HTTPClient(identity.Scrubber), cfg.ScrubberURL, f.Options()...)
 	in, err := ingest.New(js, st, icfg, logger, reg)
 	if err != nil {
 		return nil, err
 	}
 	lc.Append(fx.StartStopHook(in.Start, in.Stop))
 	return in, nil
+}
+
+// openers reads the current seal key and the older ones, in that order.
+func openers(cfg Config) ([]ingest.Opener, error) {
+	if cfg.SealKeyFile == "" {
+		return nil, nil
+	}
+	var out []ingest.Opener
+	for i, path := range append([]string{cfg.SealKeyFile}, cfg.SealOldKeyFiles...) {
+		setting := "AUDIT_SEAL_KEY_FILE"
+		if i > 0 {
+			setting = "AUDIT_SEAL_OLD_KEY_FILES"
+		}
+		priv, err := seal.ReadPrivateKeyFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", setting, path, err)
+		}
+		o, err := seal.NewOpener(priv)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", setting, path, err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }

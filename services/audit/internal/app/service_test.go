@@ -52,6 +52,12 @@ func databaseURL(t *testing.T, name string) string {
 // and returns its server and a JetStream context on the same NATS server.
 func startApp(t *testing.T) (*rpcserver.Server, jetstream.JetStream) {
 	t.Helper()
+	return startAppWith(t, func(*app.Config) {})
+}
+
+// startAppWith is startApp with the service's configuration changed by set.
+func startAppWith(t *testing.T, set func(*app.Config)) (*rpcserver.Server, jetstream.JetStream) {
+	t.Helper()
 	srv := natstest.RunServer(t)
 	pool := pgtest.NewDB(t, store.Migrations())
 	var server *rpcserver.Server
@@ -68,6 +74,7 @@ func startApp(t *testing.T) (*rpcserver.Server, jetstream.JetStream) {
 		// The events are dated March 2026; keep them whatever the day the test runs.
 		fx.Decorate(func(c app.Config) app.Config {
 			c.Retention = 0
+			set(&c)
 			return c
 		}),
 		fx.Populate(&server),

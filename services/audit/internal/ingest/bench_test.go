@@ -15,7 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
+	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/seal"
 	"github.com/parleyhq/parley/services/audit/internal/ingest"
 	"github.com/parleyhq/parley/services/audit/internal/store"
 )
@@ -27,27 +29,51 @@ import (
 // embedded NATS server) and of the database's backends. Run it with a fixed count, e.g.
 // -benchtime=20000x, since each run needs a fresh stream and database.
 //
-// The last case indexes every row for text search as it is written
-// (AUDIT_SEARCH_INDEX=live), to show what that costs.
+// The live case indexes every row for text search as it is written
+// (AUDIT_SEARCH_INDEX=live), to show what that costs. The sealed case carries each
+// conversation as a router with ROUTER_AUDIT_SEAL_KEY_FILE sends it: the same prose in a
+// sealed AuditCopy (request and answer to scrub) that the ingester opens and has scrubbed by
+// a stand-in scrubber (e-mail addresses, in process: the scrubber's own CPU is not
+// counted); it reports the Scrub calls per 1,000 rows.
 func BenchmarkIngest(b *testing.B) {
 	for _, tt := range []struct {
-		rows int
-		live bool
-	}{{rows: 100}, {rows: 500}, {rows: 2000}, {rows: 500, live: true}} {
+		rows   int
+		live   bool
+		sealed bool
+	}{{rows: 100}, {rows: 500}, {rows: 2000}, {rows: 500, live: true}, {rows: 500, sealed: true}} {
 		name := fmt.Sprintf("rows=%d", tt.rows)
 		if tt.live {
 			name += ",live-search-index"
+		}
+		if tt.sealed {
+			name += ",sealed"
 		}
 		rows := tt.rows
 		b.Run(name, func(b *testing.B) {
 			e := newEnv(b)
 			events := make([]*auditv1.ConversationEvent, b.N)
+			var opener *seal.Opener
+			var sealer *seal.Sealer
+			if tt.sealed {
+				opener, sealer = keyPair(b)
+			}
 			for i := range events {
+				if tt.sealed {
+					c := rawCopy(fmt.Sprintf("p%d@example.org", i))
+					c.Request.Messages[0].Parts[0].Kind = &providerv1.Part_Text{Text: prose(i, 1024)}
+					events[i] = sealedEvent(b, sealer, i, c)
+					events[i].Tenant = fmt.Sprintf("tenant-%d", i%10)
+					continue
+				}
 				events[i] = event(b, fmt.Sprintf("tenant-%d", i%10), i, 0)
 				events[i].RequestJson = fmt.Appendf(nil, `{"inputs":[{"content":%q,"role":"user"}],"temperature":0.5}`, prose(i, 1024))
 			}
 			e.publishAll(b, events)
 			cfg := testConfig()
+			scrubber := &fakeScrubber{}
+			if tt.sealed {
+				cfg.Openers, cfg.Scrubber = []ingest.Opener{opener}, scrubber
+			}
 			cfg.MaxRows = rows
 			in, err := ingest.New(e.js, store.New(e.pool, store.WithLiveSearchIndex(tt.live)), cfg, testLogger(b), e.reg)
 			require.NoError(b, err)
@@ -70,6 +96,9 @@ func BenchmarkIngest(b *testing.B) {
 			require.Equal(b, b.N, total)
 			require.Equal(b, b.N, distinct)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
+			if tt.sealed {
+				b.ReportMetric(float64(scrubber.callCount())*1000/float64(b.N), "scrubs/1000rows")
+			}
 			cpu.report(b, e.pool, b.N)
 		})
 	}

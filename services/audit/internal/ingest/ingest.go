@@ -15,6 +15,13 @@
 // the batch is split until the row is alone; that row is negatively acknowledged with a
 // delay and, on its last delivery, dead-lettered. Only the stream holds unwritten events;
 // the service keeps nothing that a restart could lose.
+//
+// An event may carry its audit copy sealed to this service (libs/seal) instead of scrubbed
+// by the router. The fetching goroutine opens the batch's sealed copies and has their texts
+// scrubbed in as few Scrub calls as the scrubber's limits allow (sealed.go); while the
+// scrubber fails the batch is held as during a database outage, and a copy that cannot be
+// read is stored redacted. Once a batch is committed and acknowledged, its sealed messages
+// are deleted from the stream (delete.go), so the raw copy does not outlive its ingestion.
 package ingest
 
 import (
@@ -80,6 +87,16 @@ type Config struct {
 	// trace context). Not from the environment.
 	Tracer     trace.Tracer
 	Propagator propagation.TextMapPropagator
+	// Openers open the audit copies the routers sealed (ConversationEvent.sealed), tried
+	// in order: the current key first, then keys being rotated out. With none, a sealed
+	// event is stored with its texts redacted.
+	Openers []Opener
+	// Scrubber scrubs the texts of opened copies; while it fails the batch is held.
+	Scrubber Scrubber
+	// ScrubMaxTexts and ScrubMaxBytes bound one Scrub call (0: DefaultScrubMaxTexts,
+	// DefaultScrubMaxBytes).
+	ScrubMaxTexts int
+	ScrubMaxBytes int
 }
 
 // Store is what the loop needs from the audit store.
@@ -87,15 +104,18 @@ type Store interface {
 	InsertRows(ctx context.Context, rows []store.Row) (int64, error)
 }
 
-// batch is fetched messages with their events and prepared rows, index for index.
+// batch is fetched messages with their events and prepared rows, index for index;
+// sealed marks the messages that carried a sealed copy, deleted from the stream once
+// their rows are committed.
 type batch struct {
 	msgs   []jetstream.Msg
 	events []*auditv1.ConversationEvent
 	rows   []store.Row
+	sealed []bool
 }
 
 func (b batch) slice(i, j int) batch {
-	return batch{msgs: b.msgs[i:j], events: b.events[i:j], rows: b.rows[i:j]}
+	return batch{msgs: b.msgs[i:j], events: b.events[i:j], rows: b.rows[i:j], sealed: b.sealed[i:j]}
 }
 
 // Ingester runs the ingest loop. Start and Stop tie it to a lifecycle.
@@ -106,7 +126,11 @@ type Ingester struct {
 	logger *slog.Logger
 	m      *metrics
 
+	// deletes carries the stream sequences of committed sealed messages to the deleters.
+	deletes chan uint64
+
 	mu         sync.Mutex
+	stream     jetstream.Stream
 	consumer   jetstream.Consumer
 	fetchBytes int
 	started    bool
@@ -123,13 +147,14 @@ func New(js jetstream.JetStream, st Store, cfg Config, logger *slog.Logger, reg 
 		return nil, err
 	}
 	return &Ingester{
-		js:     js,
-		store:  st,
-		cfg:    cfg,
-		logger: logger,
-		m:      m,
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
+		js:      js,
+		store:   st,
+		cfg:     cfg,
+		logger:  logger,
+		m:       m,
+		deletes: make(chan uint64, deleteQueue),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}, nil
 }
 
@@ -163,7 +188,7 @@ func (in *Ingester) attach(ctx context.Context) error {
 		return fmt.Errorf("create consumer %s: %w", in.cfg.Consumer, err)
 	}
 	in.mu.Lock()
-	in.consumer = c
+	in.stream, in.consumer = s, c
 	in.mu.Unlock()
 	return nil
 }
@@ -251,6 +276,10 @@ func (in *Ingester) Ready(ctx context.Context) error {
 // is cancelled, after abandoning them.
 func (in *Ingester) run(ctx context.Context) {
 	defer close(in.done)
+	var deleters sync.WaitGroup
+	for range deleteWorkers {
+		deleters.Go(func() { in.deleteLoop(ctx) })
+	}
 	ready := make(chan batch)
 	go in.produce(ctx, ready)
 	for b := range ready {
@@ -260,6 +289,9 @@ func (in *Ingester) run(ctx context.Context) {
 		}
 		in.write(ctx, b)
 	}
+	// The deletions of the committed batches are finished before the loop reports done.
+	close(in.deletes)
+	deleters.Wait()
 }
 
 // produce fetches and prepares batches and hands them to run until Stop is called or ctx
@@ -277,7 +309,8 @@ func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 		}
 		msgs, err := in.fetch(ctx)
 		if len(msgs) > 0 {
-			if b := in.prepare(ctx, msgs); len(b.msgs) > 0 && !in.handOver(ctx, ready, b) {
+			b, ok := in.prepare(ctx, msgs)
+			if !ok || len(b.msgs) > 0 && !in.handOver(ctx, ready, b) {
 				return
 			}
 		}
@@ -358,29 +391,93 @@ func (in *Ingester) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 	}
 }
 
-// prepare decodes and converts msgs, and sets poison messages aside.
-func (in *Ingester) prepare(ctx context.Context, msgs []jetstream.Msg) batch {
-	b := batch{
-		msgs:   make([]jetstream.Msg, 0, len(msgs)),
-		events: make([]*auditv1.ConversationEvent, 0, len(msgs)),
-		rows:   make([]store.Row, 0, len(msgs)),
-	}
+// prepare decodes msgs, opens and scrubs their sealed copies, converts them, and sets
+// poison messages aside. While the scrubber fails the batch is held (as a batch the
+// database cannot write); prepare reports false when the loop is told to stop meanwhile,
+// after abandoning the messages.
+func (in *Ingester) prepare(ctx context.Context, msgs []jetstream.Msg) (batch, bool) {
+	decoded := make([]jetstream.Msg, 0, len(msgs))
+	events := make([]*auditv1.ConversationEvent, 0, len(msgs))
+	sealed := make([]bool, 0, len(msgs))
+	var copies []*sealedCopy
 	for _, m := range msgs {
 		ev := &auditv1.ConversationEvent{}
 		if err := proto.Unmarshal(m.Data(), ev); err != nil {
 			in.deadLetter(ctx, m, ReasonDecode, fmt.Errorf("decode: %w", err))
 			continue
 		}
+		isSealed := ev.GetSealed() != nil
+		if isSealed {
+			c, reason, err := in.openSealed(ev)
+			if err != nil {
+				in.unreadable(ctx, ev, reason, err)
+				redactUnreadable(ev)
+			} else {
+				in.m.sealedOpened.Inc()
+				copies = append(copies, c)
+			}
+		}
+		decoded = append(decoded, m)
+		events = append(events, ev)
+		sealed = append(sealed, isSealed)
+	}
+	if !in.scrubHeld(ctx, decoded, copies) {
+		in.abandon(ctx, decoded)
+		return batch{}, false
+	}
+	b := batch{
+		msgs:   make([]jetstream.Msg, 0, len(decoded)),
+		events: make([]*auditv1.ConversationEvent, 0, len(decoded)),
+		rows:   make([]store.Row, 0, len(decoded)),
+		sealed: make([]bool, 0, len(decoded)),
+	}
+	for i, ev := range events {
 		row, err := store.PrepareRow(ev)
 		if err != nil {
-			in.deadLetter(ctx, m, ReasonInvalid, err)
+			in.deadLetter(ctx, decoded[i], ReasonInvalid, err)
 			continue
 		}
-		b.msgs = append(b.msgs, m)
+		b.msgs = append(b.msgs, decoded[i])
 		b.events = append(b.events, ev)
 		b.rows = append(b.rows, row)
+		b.sealed = append(b.sealed, sealed[i])
 	}
-	return b
+	return b, true
+}
+
+// scrubHeld scrubs the batch's opened copies, retrying with backoff for as long as the
+// scrubber is unreachable or failing, as hold does for the database: InProgress keeps
+// the messages from being redelivered meanwhile and no delivery is spent. It reports
+// false when the loop is told to stop first.
+func (in *Ingester) scrubHeld(ctx context.Context, msgs []jetstream.Msg, copies []*sealedCopy) bool {
+	if len(copies) == 0 {
+		return true
+	}
+	ceiling := min(maxBackoff, in.cfg.AckWait/3)
+	for attempt := 1; ; attempt++ {
+		err := in.scrubCopies(ctx, copies)
+		if err == nil {
+			if attempt > 1 {
+				in.logger.InfoContext(ctx, "scrubber available, held batch scrubbed", "copies", len(copies), "attempts", attempt)
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		level := slog.LevelDebug
+		if attempt == 1 || attempt%stillDownEvery == 0 {
+			level = slog.LevelWarn
+		}
+		in.logger.Log(ctx, level, "scrubber unavailable, holding batch", "copies", len(copies), "attempt", attempt, "err", err)
+		for _, m := range msgs {
+			_ = m.InProgress() // on failure the message is redelivered, which is harmless
+		}
+		if !in.sleep(ctx, backoff(attempt, ceiling)) {
+			return false
+		}
+		in.refreshLag(ctx)
+	}
 }
 
 // write stores b's rows and acknowledges its messages, or decides what to do when
@@ -424,6 +521,7 @@ func (in *Ingester) insert(ctx context.Context, b batch) error {
 	in.m.batchBytes.Observe(float64(bytes))
 	in.m.rows.Add(float64(n))
 	in.ackAll(ctx, b.msgs)
+	in.queueDeletes(ctx, b)
 	in.traceWritten(b, started, now)
 	return nil
 }

@@ -36,7 +36,21 @@ type metrics struct {
 	deadLetterFails prometheus.Counter
 	lag             prometheus.Gauge
 	fetchFailures   prometheus.Counter
+
+	sealedOpened     prometheus.Counter
+	sealedUnreadable *prometheus.CounterVec
+	scrubTexts       prometheus.Histogram
+	scrubErrors      prometheus.Counter
+	deletes          *prometheus.CounterVec
 }
+
+// Outcomes of deleting a sealed message from the stream, the values of
+// parley_audit_sealed_deletes_total's outcome label.
+const (
+	deleteOK      = "ok"
+	deleteFailed  = "failed"
+	deleteSkipped = "skipped"
+)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -80,6 +94,33 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "parley_audit_fetch_failures_total",
 			Help: "Fetches from the audit stream's consumer that failed (NATS unreachable, the consumer's leader moving); each is retried after a backoff.",
 		}),
+		sealedOpened: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_audit_sealed_opened_total",
+			Help: "Sealed audit copies opened with the audit service's key.",
+		}),
+		sealedUnreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_audit_sealed_unreadable_total",
+			Help: "Sealed audit copies stored with their texts redacted, by reason: no_key, open (wrong key or altered), parse, scrub_refused.",
+		}, []string{"reason"}),
+		scrubTexts: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "parley_audit_scrub_texts",
+			Help:    "Texts per Scrub call made for sealed audit copies (many events' texts share a call under load).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096},
+		}),
+		scrubErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_audit_scrub_errors_total",
+			Help: "Scrub calls for sealed audit copies that failed (the batch is held and retried, or a refused copy redacted).",
+		}),
+		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_audit_sealed_deletes_total",
+			Help: "Sealed messages deleted from the audit stream once their rows were committed, by outcome: ok, failed, skipped (at stop).",
+		}, []string{"outcome"}),
+	}
+	for _, r := range []string{UnreadableNoKey, UnreadableOpen, UnreadableParse, UnreadableRefused} {
+		m.sealedUnreadable.WithLabelValues(r)
+	}
+	for _, o := range []string{deleteOK, deleteFailed, deleteSkipped} {
+		m.deletes.WithLabelValues(o)
 	}
 	for _, o := range []string{outcomeOK, outcomeError, outcomeAbandoned} {
 		m.batches.WithLabelValues(o)
@@ -87,7 +128,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{ReasonDecode, ReasonInvalid, ReasonMaxDeliver} {
 		m.deadLetters.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.rows, m.batches, m.batchRows, m.batchBytes, m.delay, m.deadLetters, m.deadLetterFails, m.lag, m.fetchFailures} {
+	for _, c := range []prometheus.Collector{m.rows, m.batches, m.batchRows, m.batchBytes, m.delay, m.deadLetters, m.deadLetterFails, m.lag, m.fetchFailures,
+		m.sealedOpened, m.sealedUnreadable, m.scrubTexts, m.scrubErrors, m.deletes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register ingest metrics: %w", err)
 		}

@@ -42,13 +42,25 @@ func TestScrubService(t *testing.T) {
 
 	h2c := identitytest.For(t).Client(identity.Router, identity.Scrubber)
 	for _, opts := range [][]connect.ClientOption{nil, {connect.WithGRPC()}} {
-		// Only routers scrub.
+		// Only routers and audit scrub.
 		_, err := piiv1connect.NewScrubberServiceClient(identitytest.For(t).Client(identity.Cache, identity.Scrubber), srv.URL(), opts...).
 			Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"mail test@test.com"}})
 		require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err), "err: %v", err)
+		audit := piiv1connect.NewScrubberServiceClient(identitytest.For(t).Client(identity.Audit, identity.Scrubber), srv.URL(), opts...)
+		res, err := audit.Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"mail test@test.com"}})
+		require.NoError(t, err)
+		require.Equal(t, "mail <EMAIL_ADDRESS>", res.GetResults()[0].GetText())
+		// Audit scrubs whole stored copies: Scrub only, never ScrubStream.
+		stream, err := audit.ScrubStream(t.Context())
+		require.NoError(t, err)
+		_ = stream.Send(&piiv1.ScrubStreamRequest{Text: "mail test@test.com", Flush: true}) // io.EOF once refused
+		_, err = stream.Receive()
+		require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err), "err: %v", err)
+		require.NoError(t, stream.CloseRequest())
+		require.NoError(t, stream.CloseResponse())
 
 		client := piiv1connect.NewScrubberServiceClient(h2c, srv.URL(), opts...)
-		res, err := client.Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"mail test@test.com", "nothing here", "from 10.8.9.1"}})
+		res, err = client.Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"mail test@test.com", "nothing here", "from 10.8.9.1"}})
 		require.NoError(t, err)
 		require.Len(t, res.GetResults(), 3)
 		require.Equal(t, "mail <EMAIL_ADDRESS>", res.GetResults()[0].GetText())

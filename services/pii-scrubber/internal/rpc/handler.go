@@ -16,9 +16,10 @@ import (
 	"github.com/parleyhq/parley/services/pii-scrubber/internal/scrub"
 )
 
-// Policy names who may call each RPC: only routers scrub.
+// Policy names who may call each RPC: routers scrub; the audit service scrubs the audit
+// copies routers sealed to it, with Scrub only.
 var Policy = identity.Policy{
-	piiv1connect.ScrubberServiceScrubProcedure:       {identity.Router},
+	piiv1connect.ScrubberServiceScrubProcedure:       {identity.Router, identity.Audit},
 	piiv1connect.ScrubberServiceScrubStreamProcedure: {identity.Router},
 }
 
