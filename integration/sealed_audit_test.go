@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -97,4 +98,75 @@ func TestSealedAuditCopyScrubbedByTheRealScrubber(t *testing.T) {
 		_, err := s.GetMsg(t.Context(), ack.Sequence)
 		return errors.Is(err, jetstream.ErrMsgNotFound)
 	}, 20*time.Second, 50*time.Millisecond, "sealed message still in the stream")
+}
+
+// TestSealedAuditCopy follows one conversation's audit copy with the default settings
+// (the router seals what only the audit log needs scrubbed): while the audit service is
+// stopped the stream holds the event, and neither the prompt's e-mail address nor the
+// nonce is readable in any stored message; once the audit service is back the row holds
+// the scrubbed copy with its findings, and the event is gone from the stream.
+func TestSealedAuditCopy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	t.Parallel()
+	echo, err := os.ReadFile(filepath.Join("testdata", "components", "echo-nocache.yaml"))
+	require.NoError(t, err)
+	own := startOwnStack(t, map[string]string{"echo-nocache.yaml": string(echo)}, nil)
+	stopCtx, cancel := contextWithTimeout(t, time.Minute)
+	defer cancel()
+	require.NoError(t, own.StopService(stopCtx, "audit"))
+
+	n := nonce(t)
+	client := h2cClient()
+	body := fmt.Sprintf(`{"inputs":[{"content":"mail carol@example.net %s"}]}`, n)
+	res, err := client.Post(own.URL("router")+"/v1.0-alpha1/conversation/echo-nocache/converse", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "AUDIT_MODE=required answers once the stream has stored the event, audit service or not")
+	id := res.Header.Get("Parley-Request-Id")
+	require.NotEmpty(t, id)
+
+	nc, err := own.ConnectNATS(stack.AdminUser)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	stream, err := js.Stream(t.Context(), "PARLEY_AUDIT")
+	require.NoError(t, err)
+	info, err := stream.Info(t.Context())
+	require.NoError(t, err)
+	var seq uint64
+	for s := info.State.FirstSeq; s <= info.State.LastSeq; s++ {
+		m, err := stream.GetMsg(t.Context(), s)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		require.NoError(t, err)
+		require.NotContains(t, string(m.Data), "carol@example.net", "a raw e-mail address in the stream")
+		require.NotContains(t, string(m.Data), n, "raw prompt text in the stream")
+		if m.Header.Get("Nats-Msg-Id") == id {
+			seq = s
+			var ev auditv1.ConversationEvent
+			require.NoError(t, protobuf.Unmarshal(m.Data, &ev))
+			require.NotNil(t, ev.GetSealed(), "the audit copy is sealed")
+			require.Nil(t, ev.GetRequest(), "no clear request beside the sealed copy")
+		}
+	}
+	require.NotZero(t, seq, "the event of %s is not in the stream", id)
+
+	require.NoError(t, own.StartService(t.Context(), "audit"))
+	require.NoError(t, own.WaitReady(t.Context(), "audit", time.Minute))
+	audit := auditv1connect.NewAuditServiceClient(http.DefaultClient, own.URL("router"))
+	row := auditRow(t, audit, id)
+	text := jsonText(t, row.GetRequest())
+	require.NotContains(t, text, "carol@example.net")
+	require.Contains(t, text, "<EMAIL_ADDRESS> "+n)
+	require.Contains(t, jsonText(t, row.GetResponse()), "<EMAIL_ADDRESS> "+n, "echo answers the prompt, scrubbed in the row too")
+	require.EqualValues(t, 2, row.GetPiiFindings()["EMAIL_ADDRESS"], "the prompt's address and the echoed answer's")
+
+	require.Eventually(t, func() bool {
+		_, err := stream.GetMsg(t.Context(), seq)
+		return errors.Is(err, jetstream.ErrMsgNotFound)
+	}, 20*time.Second, 50*time.Millisecond, "the sealed event outlived its ingestion")
 }
