@@ -48,7 +48,9 @@ func (in *Ingester) deleteLoop(ctx context.Context) {
 	}
 }
 
-// deleteSealed deletes the message seq from the stream, retrying a few times. A message
+// deleteSealed deletes the message seq from the stream, retrying a few times. The
+// deletion is secure: JetStream overwrites the message's bytes in its block with random
+// data, so the ciphertext does not stay on disk until the block is compacted. A message
 // already gone (another replica deleted its redelivered copy) counts as deleted. At an
 // abandoning stop the deletion is skipped and counted.
 func (in *Ingester) deleteSealed(ctx context.Context, seq uint64) {
@@ -63,7 +65,7 @@ func (in *Ingester) deleteSealed(ctx context.Context, seq uint64) {
 			return
 		}
 		dctx, cancel := context.WithTimeout(ctx, apiTimeout)
-		err = s.DeleteMsg(dctx, seq)
+		err = s.SecureDeleteMsg(dctx, seq)
 		cancel()
 		if err == nil || gone(err) {
 			in.m.deletes.WithLabelValues(deleteOK).Inc()
