@@ -350,7 +350,17 @@ func printPaths(w io.Writer, runs []pathRun, c int, t target) {
 		return fmt.Sprintf("%.1f×", a/b)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	_, _ = fmt.Fprintf(tw, "path\tc=1 p50\tc=1 p99\tc=%d req/s\tc=%d p99\tCPU/req\tp50 ÷ floor\treq/s ÷ floor\tCPU ÷ floor\terrors\t\n", c, c)
+	// The Connect floor (connect-go, the server library of Parley's services and of its
+	// public APIs) gives a second set of ratios where it ran: issue 12 describes the floor
+	// both as "a gRPC server in another process whose handler only echoes" (grpc-go here,
+	// the stricter) and as "a trivial Connect echo service in another process".
+	cfloor, withConnect := byName[pathFloorConnect]
+	cfloorCPU := cfloor.cpu[colFloor]
+	header := "path\tc=1 p50\tc=1 p99\tc=%d req/s\tc=%d p99\tCPU/req\tp50 ÷ floor\treq/s ÷ floor\tCPU ÷ floor\terrors\t"
+	if withConnect {
+		header += "p50 ÷ Connect floor\treq/s ÷ Connect floor\tCPU ÷ Connect floor\t"
+	}
+	_, _ = fmt.Fprintf(tw, header+"\n", c, c)
 	for _, r := range runs {
 		p50 := latency(r, byName)
 		name := r.name
@@ -362,10 +372,19 @@ func printPaths(w io.Writer, runs []pathRun, c int, t target) {
 		if measured {
 			cpuCell, cpuRatio = fmtDur(cpu), ratio(float64(cpu), float64(floorCPU))
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t\n", name,
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t", name,
 			fmtDur(p50), fmtDur(r.c1.p99), r.cN.rps, fmtDur(r.cN.p99), cpuCell,
 			ratio(float64(p50), float64(floor.c1.p50)), fmt.Sprintf("%.2f", r.cN.rps/max(floor.cN.rps, 1)),
 			cpuRatio, r.c1.errors+r.cN.errors)
+		if withConnect {
+			cCPU := "—"
+			if measured {
+				cCPU = ratio(float64(cpu), float64(cfloorCPU))
+			}
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t", ratio(float64(p50), float64(cfloor.c1.p50)),
+				fmt.Sprintf("%.2f", r.cN.rps/max(cfloor.cN.rps, 1)), cCPU)
+		}
+		_, _ = fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
 	printKept(w, runs)
