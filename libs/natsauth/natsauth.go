@@ -188,8 +188,9 @@ func Permissions(u User) (*server.Permissions, error) {
 				"$JS.API.CONSUMER.INFO." + stream + ".>",
 				"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
 				"$JS.ACK." + stream + ".>",
-				// Delete a sealed audit copy once its row is committed (never a purge).
-				"$JS.API.STREAM.MSG.DELETE." + stream,
+				// Purge the events already stored (below its consumer's ack floor): the
+				// sealed raw copies do not outlive their ingestion.
+				"$JS.API.STREAM.PURGE." + stream,
 			}},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
 		}, nil

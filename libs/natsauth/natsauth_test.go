@@ -523,10 +523,10 @@ func TestStreamControl(t *testing.T) {
 	})
 }
 
-// TestOnlyAuditDeletesAuditEvents: the audit service deletes a stored event from the
-// audit stream (a sealed copy, once its row is committed) but cannot purge the stream; the
-// router cannot delete the events it published.
-func TestOnlyAuditDeletesAuditEvents(t *testing.T) {
+// TestOnlyAuditPurgesAuditEvents: the audit service purges stored events from the audit
+// stream (below its consumer's ack floor, once their rows are committed) but cannot
+// delete single messages; the router can do neither to the events it published.
+func TestOnlyAuditPurgesAuditEvents(t *testing.T) {
 	t.Parallel()
 	forEachServer(t, func(t *testing.T, l *natstest.Locked) {
 		ctx := t.Context()
@@ -546,21 +546,21 @@ func TestOnlyAuditDeletesAuditEvents(t *testing.T) {
 			seqs = append(seqs, ack.Sequence)
 		}
 
+		purge := "$JS.API.STREAM.PURGE." + auditevent.Stream
+		del := "$JS.API.STREAM.MSG.DELETE." + auditevent.Stream
 		routerErrs := make(chan error, 4)
 		router := l.ConnectAs(t, "router", routerErrs)
-		del := "$JS.API.STREAM.MSG.DELETE." + auditevent.Stream
-		if err := router.PublishRequest(del, router.NewInbox(), []byte(fmt.Sprintf(`{"seq":%d}`, seqs[0]))); err != nil {
+		if err := router.PublishRequest(purge, router.NewInbox(), nil); err != nil {
 			t.Fatal(err)
 		}
-		violation(t, routerErrs, del)
+		violation(t, routerErrs, purge)
 
 		auditErrs := make(chan error, 4)
 		audit := l.ConnectAs(t, "audit", auditErrs)
-		purge := "$JS.API.STREAM.PURGE." + auditevent.Stream
-		if err := audit.PublishRequest(purge, audit.NewInbox(), nil); err != nil {
+		if err := audit.PublishRequest(del, audit.NewInbox(), []byte(fmt.Sprintf(`{"seq":%d}`, seqs[0]))); err != nil {
 			t.Fatal(err)
 		}
-		violation(t, auditErrs, purge)
+		violation(t, auditErrs, del)
 
 		ajs, err := jetstream.New(audit)
 		if err != nil {
@@ -570,15 +570,15 @@ func TestOnlyAuditDeletesAuditEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.DeleteMsg(ctx, seqs[0]); err != nil {
-			t.Fatalf("audit delete: %v", err)
+		if err := s.Purge(ctx, jetstream.WithPurgeSubject(auditevent.Subject), jetstream.WithPurgeSequence(seqs[1])); err != nil {
+			t.Fatalf("audit purge: %v", err)
 		}
 		info, err := s.Info(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if info.State.Msgs != 1 {
-			t.Fatalf("audit stream holds %d events after one delete, want 1", info.State.Msgs)
+			t.Fatalf("audit stream holds %d events after a purge below the second, want 1", info.State.Msgs)
 		}
 	})
 }

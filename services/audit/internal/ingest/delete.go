@@ -3,88 +3,88 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parleyhq/parley/libs/auditevent"
 )
 
 const (
-	// deleteWorkers is how many deletions are in flight at once: each is a JetStream API
-	// round trip, made off the write path.
-	deleteWorkers = 4
-	// deleteQueue bounds the committed sealed messages waiting for deletion; a full queue
-	// slows the writer rather than dropping a deletion.
-	deleteQueue = 4096
-	// deleteAttempts is how many times a deletion is tried before it is counted failed
-	// (the message then stays, sealed, until the stream's MaxAge).
-	deleteAttempts = 5
+	// sweepInterval is how often, at most, the events already stored are purged from the
+	// stream: a sealed copy outlives its row's commit by about this much.
+	sweepInterval = time.Second
+	// finalSweepTimeout bounds the sweep made when the loop stops.
+	finalSweepTimeout = 5 * time.Second
 )
 
-// queueDeletes hands the stream sequences of b's sealed messages, whose rows are
-// committed, to the deleters: the raw copy, sealed, does not outlive its ingestion.
-func (in *Ingester) queueDeletes(ctx context.Context, b batch) {
-	for i, m := range b.msgs {
-		if !b.sealed[i] {
-			continue
-		}
-		seq, _ := meta(m)
-		if seq == 0 {
-			in.m.deletes.WithLabelValues(deleteFailed).Inc()
-			continue
-		}
+// Outcomes of a sweep, the values of parley_audit_stream_purges_total's outcome label.
+const (
+	sweepOK     = "ok"
+	sweepFailed = "failed"
+)
+
+// noteCommitted records that rows were committed and their messages acknowledged: the
+// next sweep has work.
+func (in *Ingester) noteCommitted() { in.dirty.Store(true) }
+
+// sweepLoop purges the stored events from the stream every sweepInterval while there is
+// something to purge, until ctx ends or stop is closed; then it sweeps once more unless
+// ctx was cancelled (an abandoning stop).
+func (in *Ingester) sweepLoop(ctx context.Context, stop <-chan struct{}) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
 		select {
-		case in.deletes <- seq:
 		case <-ctx.Done():
-			in.m.deletes.WithLabelValues(deleteSkipped).Inc()
-		}
-	}
-}
-
-// deleteLoop deletes queued messages until the queue is closed.
-func (in *Ingester) deleteLoop(ctx context.Context) {
-	for seq := range in.deletes {
-		in.deleteSealed(ctx, seq)
-	}
-}
-
-// deleteSealed deletes the message seq from the stream, retrying a few times. The
-// deletion is secure: JetStream overwrites the message's bytes in its block with random
-// data, so the ciphertext does not stay on disk until the block is compacted. A message
-// already gone (another replica deleted its redelivered copy) counts as deleted. At an
-// abandoning stop the deletion is skipped and counted.
-func (in *Ingester) deleteSealed(ctx context.Context, seq uint64) {
-	in.mu.Lock()
-	s := in.stream
-	in.mu.Unlock()
-	var err error
-	for attempt := 1; attempt <= deleteAttempts; attempt++ {
-		if ctx.Err() != nil {
-			in.m.deletes.WithLabelValues(deleteSkipped).Inc()
-			in.logger.WarnContext(context.WithoutCancel(ctx), "sealed message not deleted at stop", "stream_seq", seq)
 			return
-		}
-		dctx, cancel := context.WithTimeout(ctx, apiTimeout)
-		err = s.SecureDeleteMsg(dctx, seq)
-		cancel()
-		if err == nil || gone(err) {
-			in.m.deletes.WithLabelValues(deleteOK).Inc()
+		case <-stop:
+			if in.dirty.Swap(false) {
+				fctx, cancel := context.WithTimeout(ctx, finalSweepTimeout)
+				in.sweep(fctx)
+				cancel()
+			}
 			return
-		}
-		t := time.NewTimer(backoff(attempt, maxBackoff))
-		select {
 		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+			if in.dirty.Swap(false) {
+				in.sweep(ctx)
+			}
 		}
 	}
-	in.m.deletes.WithLabelValues(deleteFailed).Inc()
-	in.logger.WarnContext(ctx, "sealed message not deleted; it stays sealed until the stream's max age",
-		"stream_seq", seq, "attempts", deleteAttempts, "err", err)
 }
 
-// notFound is how JetStream reports deleting a message that is not there: the client
-// folds the API error into a string.
-var notFound = fmt.Sprintf("err_code=%d", jetstream.JSErrCodeMessageNotFound)
+// sweep purges from the stream the conversation events below the durable consumer's ack
+// floor: every one of them has been acknowledged, by this replica or another, and
+// acknowledgements follow the commit of their rows, so each is in PostgreSQL. One
+// consumer-info and one purge request per sweep, whatever the number of events: the raw
+// audit copies, sealed, leave the stream within about sweepInterval of their ingestion,
+// and the stream holds only what is still to be written. Dead letters (their own
+// subject) are kept. A failed sweep is counted and tried again at the next tick.
+func (in *Ingester) sweep(ctx context.Context) {
+	in.mu.Lock()
+	s, c := in.stream, in.consumer
+	in.mu.Unlock()
+	if err := in.purgeBelowAckFloor(ctx, s, c); err != nil {
+		in.dirty.Store(true)
+		in.m.purges.WithLabelValues(sweepFailed).Inc()
+		in.logger.WarnContext(context.WithoutCancel(ctx), "stored events not purged from the stream; tried again", "err", err)
+		return
+	}
+	in.m.purges.WithLabelValues(sweepOK).Inc()
+}
 
-func gone(err error) bool { return strings.Contains(err.Error(), notFound) }
+func (in *Ingester) purgeBelowAckFloor(ctx context.Context, s jetstream.Stream, c jetstream.Consumer) error {
+	info, err := c.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer info: %w", err)
+	}
+	floor := info.AckFloor.Stream
+	if floor == 0 || floor <= in.purgedTo {
+		return nil
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(auditevent.Subject), jetstream.WithPurgeSequence(floor+1)); err != nil {
+		return fmt.Errorf("purge below %d: %w", floor+1, err)
+	}
+	in.purgedTo = floor
+	return nil
+}

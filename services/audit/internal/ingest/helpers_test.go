@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -173,9 +174,22 @@ func (e *env) consumerState(tb testing.TB, name string) (pending uint64, ackPend
 // requireDrained waits until the consumer has nothing pending or unacknowledged.
 func (e *env) requireDrained(tb testing.TB, name string) {
 	tb.Helper()
+	s, err := e.js.Stream(tb.Context(), auditevent.Stream)
+	require.NoError(tb, err)
 	require.Eventually(tb, func() bool {
-		p, a := e.consumerState(tb, name)
-		return p == 0 && a == 0
+		// The consumer's counts can read zero an instant after a publish, before it has
+		// accounted for the new message: drained also means its ack floor has reached the
+		// last event published (unless that event is gone, purged below the ack floor).
+		last, err := s.GetLastMsgForSubject(tb.Context(), auditevent.Subject)
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			require.NoError(tb, err)
+		}
+		c, err := e.js.Consumer(tb.Context(), auditevent.Stream, name)
+		require.NoError(tb, err)
+		info, err := c.Info(tb.Context())
+		require.NoError(tb, err)
+		caughtUp := last == nil || info.AckFloor.Stream >= last.Sequence
+		return info.NumPending == 0 && info.NumAckPending == 0 && caughtUp
 	}, waitFor, tick)
 }
 

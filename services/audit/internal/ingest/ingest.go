@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -104,18 +105,15 @@ type Store interface {
 	InsertRows(ctx context.Context, rows []store.Row) (int64, error)
 }
 
-// batch is fetched messages with their events and prepared rows, index for index;
-// sealed marks the messages that carried a sealed copy, deleted from the stream once
-// their rows are committed.
+// batch is fetched messages with their events and prepared rows, index for index.
 type batch struct {
 	msgs   []jetstream.Msg
 	events []*auditv1.ConversationEvent
 	rows   []store.Row
-	sealed []bool
 }
 
 func (b batch) slice(i, j int) batch {
-	return batch{msgs: b.msgs[i:j], events: b.events[i:j], rows: b.rows[i:j], sealed: b.sealed[i:j]}
+	return batch{msgs: b.msgs[i:j], events: b.events[i:j], rows: b.rows[i:j]}
 }
 
 // Ingester runs the ingest loop. Start and Stop tie it to a lifecycle.
@@ -126,8 +124,10 @@ type Ingester struct {
 	logger *slog.Logger
 	m      *metrics
 
-	// deletes carries the stream sequences of committed sealed messages to the deleters.
-	deletes chan uint64
+	// dirty: rows were committed since the last sweep (noteCommitted); purgedTo is the
+	// stream sequence below which the last sweep purged (only the sweep loop uses it).
+	dirty    atomic.Bool
+	purgedTo uint64
 
 	mu         sync.Mutex
 	stream     jetstream.Stream
@@ -147,14 +147,13 @@ func New(js jetstream.JetStream, st Store, cfg Config, logger *slog.Logger, reg 
 		return nil, err
 	}
 	return &Ingester{
-		js:      js,
-		store:   st,
-		cfg:     cfg,
-		logger:  logger,
-		m:       m,
-		deletes: make(chan uint64, deleteQueue),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
+		js:     js,
+		store:  st,
+		cfg:    cfg,
+		logger: logger,
+		m:      m,
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}, nil
 }
 
@@ -276,10 +275,9 @@ func (in *Ingester) Ready(ctx context.Context) error {
 // is cancelled, after abandoning them.
 func (in *Ingester) run(ctx context.Context) {
 	defer close(in.done)
-	var deleters sync.WaitGroup
-	for range deleteWorkers {
-		deleters.Go(func() { in.deleteLoop(ctx) })
-	}
+	stopSweep := make(chan struct{})
+	var sweeper sync.WaitGroup
+	sweeper.Go(func() { in.sweepLoop(ctx, stopSweep) })
 	ready := make(chan batch)
 	go in.produce(ctx, ready)
 	for b := range ready {
@@ -289,9 +287,9 @@ func (in *Ingester) run(ctx context.Context) {
 		}
 		in.write(ctx, b)
 	}
-	// The deletions of the committed batches are finished before the loop reports done.
-	close(in.deletes)
-	deleters.Wait()
+	// The stored events are purged from the stream before the loop reports done.
+	close(stopSweep)
+	sweeper.Wait()
 }
 
 // produce fetches and prepares batches and hands them to run until Stop is called or ctx
@@ -398,7 +396,6 @@ func (in *Ingester) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 func (in *Ingester) prepare(ctx context.Context, msgs []jetstream.Msg) (batch, bool) {
 	decoded := make([]jetstream.Msg, 0, len(msgs))
 	events := make([]*auditv1.ConversationEvent, 0, len(msgs))
-	sealed := make([]bool, 0, len(msgs))
 	var copies []*sealedCopy
 	for _, m := range msgs {
 		ev := &auditv1.ConversationEvent{}
@@ -406,8 +403,7 @@ func (in *Ingester) prepare(ctx context.Context, msgs []jetstream.Msg) (batch, b
 			in.deadLetter(ctx, m, ReasonDecode, fmt.Errorf("decode: %w", err))
 			continue
 		}
-		isSealed := ev.GetSealed() != nil
-		if isSealed {
+		if ev.GetSealed() != nil {
 			c, reason, err := in.openSealed(ev)
 			if err != nil {
 				in.unreadable(ctx, ev, reason, err)
@@ -419,7 +415,6 @@ func (in *Ingester) prepare(ctx context.Context, msgs []jetstream.Msg) (batch, b
 		}
 		decoded = append(decoded, m)
 		events = append(events, ev)
-		sealed = append(sealed, isSealed)
 	}
 	if !in.scrubHeld(ctx, decoded, copies) {
 		in.abandon(ctx, decoded)
@@ -429,7 +424,6 @@ func (in *Ingester) prepare(ctx context.Context, msgs []jetstream.Msg) (batch, b
 		msgs:   make([]jetstream.Msg, 0, len(decoded)),
 		events: make([]*auditv1.ConversationEvent, 0, len(decoded)),
 		rows:   make([]store.Row, 0, len(decoded)),
-		sealed: make([]bool, 0, len(decoded)),
 	}
 	for i, ev := range events {
 		row, err := store.PrepareRow(ev)
@@ -440,7 +434,6 @@ func (in *Ingester) prepare(ctx context.Context, msgs []jetstream.Msg) (batch, b
 		b.msgs = append(b.msgs, decoded[i])
 		b.events = append(b.events, ev)
 		b.rows = append(b.rows, row)
-		b.sealed = append(b.sealed, sealed[i])
 	}
 	return b, true
 }
@@ -521,7 +514,7 @@ func (in *Ingester) insert(ctx context.Context, b batch) error {
 	in.m.batchBytes.Observe(float64(bytes))
 	in.m.rows.Add(float64(n))
 	in.ackAll(ctx, b.msgs)
-	in.queueDeletes(ctx, b)
+	in.noteCommitted()
 	in.traceWritten(b, started, now)
 	return nil
 }

@@ -41,16 +41,8 @@ type metrics struct {
 	sealedUnreadable *prometheus.CounterVec
 	scrubTexts       prometheus.Histogram
 	scrubErrors      prometheus.Counter
-	deletes          *prometheus.CounterVec
+	purges           *prometheus.CounterVec
 }
-
-// Outcomes of deleting a sealed message from the stream, the values of
-// parley_audit_sealed_deletes_total's outcome label.
-const (
-	deleteOK      = "ok"
-	deleteFailed  = "failed"
-	deleteSkipped = "skipped"
-)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -111,16 +103,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "parley_audit_scrub_errors_total",
 			Help: "Scrub calls for sealed audit copies that failed (the batch is held and retried, or a refused copy redacted).",
 		}),
-		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_audit_sealed_deletes_total",
-			Help: "Sealed messages deleted from the audit stream once their rows were committed, by outcome: ok, failed, skipped (at stop).",
+		purges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_audit_stream_purges_total",
+			Help: "Sweeps purging the stored events (below the consumer's ack floor) from the audit stream, by outcome: ok, failed (tried again at the next sweep).",
 		}, []string{"outcome"}),
 	}
 	for _, r := range []string{UnreadableNoKey, UnreadableOpen, UnreadableParse, UnreadableRefused} {
 		m.sealedUnreadable.WithLabelValues(r)
 	}
-	for _, o := range []string{deleteOK, deleteFailed, deleteSkipped} {
-		m.deletes.WithLabelValues(o)
+	for _, o := range []string{sweepOK, sweepFailed} {
+		m.purges.WithLabelValues(o)
 	}
 	for _, o := range []string{outcomeOK, outcomeError, outcomeAbandoned} {
 		m.batches.WithLabelValues(o)
@@ -129,7 +121,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.deadLetters.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{m.rows, m.batches, m.batchRows, m.batchBytes, m.delay, m.deadLetters, m.deadLetterFails, m.lag, m.fetchFailures,
-		m.sealedOpened, m.sealedUnreadable, m.scrubTexts, m.scrubErrors, m.deletes} {
+		m.sealedOpened, m.sealedUnreadable, m.scrubTexts, m.scrubErrors, m.purges} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register ingest metrics: %w", err)
 		}
