@@ -467,9 +467,15 @@ func TestSealedCopiesShareScrubCalls(t *testing.T) {
 			e.start(t, cfg)
 			e.requireRows(t, cfg.Consumer, tt.events+tt.tokenize)
 
-			require.InDelta(t, 1, metric(t, e.reg, "parley_audit_batches_total", "outcome", "ok"), 0, "one batch")
-			require.Equal(t, tt.wantCalls, scrubber.callCount())
-			require.InDelta(t, tt.wantCalls, metric(t, e.reg, "parley_audit_scrub_texts"), 0)
+			// Published before the start, the events are normally one batch and make
+			// wantCalls calls; a loaded machine can still split the fetch, and each split
+			// adds at most one call (a shared call cut in two), never one per event.
+			batches := int(metric(t, e.reg, "parley_audit_batches_total", "outcome", "ok"))
+			require.GreaterOrEqual(t, batches, 1)
+			calls := scrubber.callCount()
+			require.GreaterOrEqual(t, calls, tt.wantCalls)
+			require.LessOrEqual(t, calls, tt.wantCalls+batches-1, "%d batches", batches)
+			require.InDelta(t, calls, metric(t, e.reg, "parley_audit_scrub_texts"), 0)
 			texts := 0
 			for _, c := range scrubber.calls {
 				texts += len(c.GetTexts())
