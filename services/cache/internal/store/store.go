@@ -262,8 +262,7 @@ type record struct {
 	// rev is the message's stream sequence, the key's revision; 0 when the key holds
 	// no message at all.
 	rev uint64
-	// marker is set for a delete, purge or expiry marker; kind is then recordNone.
-	marker  bool
+	// kind is recordNone for a delete, purge or expiry marker.
 	kind    recordKind
 	value   []byte
 	expires time.Time
@@ -287,9 +286,8 @@ func (s *Store) last(ctx context.Context, ek string) (record, error) {
 		return record{}, classify(ctx, err)
 	}
 	r := record{rev: m.Sequence}
-	if op := m.Header.Get(kvOperationHeader); op != "" || m.Header.Get(jetstream.MarkerReasonHeader) != "" {
-		r.marker = true
-		return r, nil
+	if m.Header.Get(kvOperationHeader) != "" || m.Header.Get(jetstream.MarkerReasonHeader) != "" {
+		return r, nil // a marker: a revision, no record
 	}
 	r.kind, r.value, r.expires = decodeRecord(m.Data)
 	return r, nil
