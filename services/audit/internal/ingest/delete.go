@@ -10,13 +10,9 @@ import (
 	"github.com/parleyhq/parley/libs/auditevent"
 )
 
-const (
-	// sweepInterval is how often, at most, the events already stored are purged from the
-	// stream: a sealed copy outlives its row's commit by about this much.
-	sweepInterval = time.Second
-	// finalSweepTimeout bounds the sweep made when the loop stops.
-	finalSweepTimeout = 5 * time.Second
-)
+// sweepInterval is how often, at most, the events already stored are purged from the
+// stream: a sealed copy outlives its row's commit by about this much.
+const sweepInterval = time.Second
 
 // Outcomes of a sweep, the values of parley_audit_stream_purges_total's outcome label.
 const (
@@ -40,9 +36,7 @@ func (in *Ingester) sweepLoop(ctx context.Context, stop <-chan struct{}) {
 			return
 		case <-stop:
 			if in.dirty.Swap(false) {
-				fctx, cancel := context.WithTimeout(ctx, finalSweepTimeout)
-				in.sweep(fctx)
-				cancel()
+				in.sweep(ctx)
 			}
 			return
 		case <-t.C:
@@ -59,12 +53,15 @@ func (in *Ingester) sweepLoop(ctx context.Context, stop <-chan struct{}) {
 // consumer-info and one purge request per sweep, whatever the number of events: the raw
 // audit copies, sealed, leave the stream within about sweepInterval of their ingestion,
 // and the stream holds only what is still to be written. Dead letters (their own
-// subject) are kept. A failed sweep is counted and tried again at the next tick.
+// subject) are kept. A failed sweep is counted and tried again at the next tick. Its two
+// requests are bounded by apiTimeout, as every JetStream call of the loop.
 func (in *Ingester) sweep(ctx context.Context) {
 	in.mu.Lock()
 	s, c := in.stream, in.consumer
 	in.mu.Unlock()
-	if err := in.purgeBelowAckFloor(ctx, s, c); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	if err := in.purgeBelowAckFloor(sctx, s, c); err != nil {
 		in.dirty.Store(true)
 		in.m.purges.WithLabelValues(sweepFailed).Inc()
 		in.logger.WarnContext(context.WithoutCancel(ctx), "stored events not purged from the stream; tried again", "err", err)

@@ -122,40 +122,34 @@ func (c *sealedCopy) apply() {
 	if len(c.texts) > 0 && c.ev.PiiFindings == nil {
 		c.ev.PiiFindings = make(map[string]int64)
 	}
-	for i, r := range c.inputs {
-		r.Set(c.results[i].GetText())
-	}
-	if len(c.outputs) > 0 {
-		out := make([]string, len(c.outputs))
-		for i := range c.outputs {
-			out[i] = c.results[len(c.inputs)+i].GetText()
-		}
-		providertext.SetOutputs(c.copy.GetResponse(), c.outputs, out, nil)
-	}
-	for _, r := range c.results {
+	texts := make([]string, len(c.results))
+	for i, r := range c.results {
+		texts[i] = r.GetText()
 		for _, f := range r.GetFindings() {
 			c.ev.PiiFindings[f.GetEntity()]++
 		}
 	}
-	c.set()
+	c.write(texts)
 }
 
 // redact writes RedactedText over every text the copy was to have scrubbed.
 func (c *sealedCopy) redact() {
-	for _, r := range c.inputs {
-		r.Set(RedactedText)
+	texts := make([]string, len(c.texts))
+	for i := range texts {
+		texts[i] = RedactedText
 	}
-	if len(c.outputs) > 0 {
-		out := make([]string, len(c.outputs))
-		for i := range out {
-			out[i] = RedactedText
-		}
-		providertext.SetOutputs(c.copy.GetResponse(), c.outputs, out, nil)
-	}
-	c.set()
+	c.write(texts)
 }
 
-func (c *sealedCopy) set() {
+// write puts texts (the inputs' then the outputs', index for index with c.texts) into
+// the copy and sets the event's request and response to the copy's.
+func (c *sealedCopy) write(texts []string) {
+	for i, r := range c.inputs {
+		r.Set(texts[i])
+	}
+	if len(c.outputs) > 0 {
+		providertext.SetOutputs(c.copy.GetResponse(), c.outputs, texts[len(c.inputs):], nil)
+	}
 	c.ev.Request, c.ev.Response, c.ev.Sealed = c.copy.GetRequest(), c.copy.GetResponse(), nil
 }
 
