@@ -317,11 +317,13 @@ func (s *Server) Start(_ context.Context) error {
 	for _, ln := range s.listeners {
 		s.logger.Info("rpc server listening", "addr", ln.Addr().String(), "mtls", s.tls)
 		s.wg.Go(func() {
-			serve := s.srv.Serve
+			var err error
 			if s.tls {
-				serve = func(ln net.Listener) error { return s.srv.ServeTLS(ln, "", "") }
+				err = s.srv.ServeTLS(ln, "", "")
+			} else {
+				err = s.srv.Serve(bufferedListener{ln})
 			}
-			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.logger.Error("rpc server stopped", "addr", ln.Addr().String(), "err", err)
 			}
 		})
