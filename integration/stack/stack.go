@@ -754,3 +754,15 @@ func RepoRoot() (string, error) {
 	}
 	return FindRepoRoot(wd)
 }
+
+// SmallMachineGOMAXPROCS is the GOMAXPROCS make up (and make bench) gives every process on
+// a machine of cpus CPUs when the environment sets none (set: its GOMAXPROCS): 1 on two
+// CPUs or fewer, where the whole constellation shares them and a second P per process buys
+// more scheduler switches than parallelism (docs/benchmarks.md, GOMAXPROCS); otherwise
+// none, and each process keeps Go's default (the CPUs, or the container's CPU limit).
+func SmallMachineGOMAXPROCS(cpus int, set string) (string, bool) {
+	if set != "" || cpus > 2 {
+		return "", false
+	}
+	return "1", true
+}

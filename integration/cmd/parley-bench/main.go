@@ -9,12 +9,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,6 +85,17 @@ func run() error {
 			env["WORKER_COMPONENTS"] = "echo,fake"
 		}
 	}
+	// As make up: on a machine of two CPUs or fewer every process gets one P unless the
+	// environment sets GOMAXPROCS — the services (-set GOMAXPROCS=n sets theirs), and the
+	// floors, the fake provider, NATS and this load generator, which inherit it, so that
+	// the floor stays the cheapest crossing the machine allows.
+	if v, ok := stack.SmallMachineGOMAXPROCS(runtime.NumCPU(), os.Getenv("GOMAXPROCS")); ok {
+		if err := os.Setenv("GOMAXPROCS", v); err != nil {
+			return err
+		}
+		n, _ := strconv.Atoi(v)
+		runtime.GOMAXPROCS(n)
+	}
 	ctx := context.Background()
 	root, err := stack.RepoRoot()
 	if err != nil {
@@ -112,7 +125,11 @@ func run() error {
 		}()
 		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.Endpoint()
 	}
-	t := target{natsEmbedded: *natsMode == "embedded", streams: *streams}
+	t := target{natsEmbedded: *natsMode == "embedded", streams: *streams,
+		procs: cmp.Or(env["GOMAXPROCS"], os.Getenv("GOMAXPROCS"), "Go's default")}
+	if *addr != "" {
+		t.procs = "unknown (-addr: a running stack)"
+	}
 	var own *stack.Stack
 	routerAddr := *addr
 	var apiKey string

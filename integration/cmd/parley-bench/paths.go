@@ -79,6 +79,8 @@ const prompt = "What is the capital of France? Answer in one word, please."
 
 // target is what the paths are measured against.
 type target struct {
+	// procs is the services' GOMAXPROCS, for the header.
+	procs        string
 	router       *grpc.ClientConn
 	floor        *grpc.ClientConn
 	floorConnect *grpc.ClientConn
@@ -153,8 +155,8 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 	}
 	order = withKeptFloors(order, func(p string) bool { _, ok := calls[p]; return ok })
 
-	fmt.Printf("parley-bench %s: %d CPUs, GOMAXPROCS %d, load average %s; %s per run, concurrency 1 and %d\n",
-		time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAverage(), d, c)
+	fmt.Printf("parley-bench %s: %d CPUs, GOMAXPROCS %d (the benchmark's; the services' %s), load average %s; %s per run, concurrency 1 and %d\n",
+		time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), t.procs, loadAverage(), d, c)
 	var runs []pathRun
 	for _, name := range order {
 		call := calls[name]

@@ -100,7 +100,7 @@ func run() error {
 	}
 	env := map[string]string{}
 	procsNote := cmp.Or(os.Getenv("GOMAXPROCS"), "Go's default (the CPUs, or the container's CPU limit)")
-	if v, ok := smallMachineGOMAXPROCS(runtime.NumCPU(), os.Getenv("GOMAXPROCS")); ok {
+	if v, ok := stack.SmallMachineGOMAXPROCS(runtime.NumCPU(), os.Getenv("GOMAXPROCS")); ok {
 		env["GOMAXPROCS"] = v
 		procsNote = fmt.Sprintf("%s for every service on this %d-CPU machine (GOMAXPROCS=n make up sets another)", v, runtime.NumCPU())
 	}
@@ -252,16 +252,4 @@ func parseWorkers(v string) ([]workerPool, error) {
 		out = append(out, workerPool{component: c, count: count})
 	}
 	return out, nil
-}
-
-// smallMachineGOMAXPROCS is the GOMAXPROCS make up gives every service on a machine of
-// cpus CPUs when the environment sets none (set: its GOMAXPROCS): 1 on two CPUs or
-// fewer, where the whole constellation shares them and a second P per process buys
-// more scheduler switches than parallelism (docs/benchmarks.md, GOMAXPROCS); otherwise
-// none, and each service keeps Go's default (the CPUs, or the container's CPU limit).
-func smallMachineGOMAXPROCS(cpus int, set string) (string, bool) {
-	if set != "" || cpus > 2 {
-		return "", false
-	}
-	return "1", true
 }
