@@ -49,8 +49,9 @@ func TestRowCPU(t *testing.T) {
 
 // TestSumKept: a path's kept floors add up their p50 and CPU (the floor server's for the
 // client's hop; server and caller for an internal crossing, a floor counted as often as
-// the path crosses it), divided by the floor's; the measured row's own ratios stand
-// beside them, the provider's as added over the fake; a missing floor row is named.
+// the path crosses it), divided by the floor's; the CPU sum bounds the throughput; the
+// measured row's own ratios stand beside them, the provider's as added over the fake; a
+// missing floor row is named.
 func TestSumKept(t *testing.T) {
 	t.Parallel()
 	const ms = time.Millisecond
@@ -66,6 +67,14 @@ func TestSumKept(t *testing.T) {
 		measured(pathDirect, 4*ms, map[string]time.Duration{colFake: ms}),
 	} {
 		runs[r.name] = r
+	}
+	// c=16 throughput: the floor's 100 req/s, the paths' 10.
+	for name, r := range runs {
+		r.cN.rps = 10
+		if name == pathFloor {
+			r.cN.rps = 100
+		}
+		runs[name] = r
 	}
 	without := func(names ...string) map[string]pathRun {
 		out := map[string]pathRun{}
@@ -103,30 +112,36 @@ func TestSumKept(t *testing.T) {
 	}{
 		{
 			// floor 2 + connect-mtls 5 + js-publish 1 + nats-rr 3 + js-publish 1 = 12 ms;
-			// CPU 4 + (6+3) + (3+1) + (2+5+1) + (3+1) = 29 ms.
+			// CPU 4 + (6+3) + (3+1) + (2+5+1) + (3+1) = 29 ms; with the load generator's
+			// 9 ms per floor call, 2 CPUs serve at most 2 / 38 ms = 52.6 req/s, 0.526 of the
+			// floor's 100.
 			"miss", path(pathMiss), runs,
-			keptSum{p50: 12 * ms, p50Ratio: 6, cpu: 29 * ms, cpuRatio: 7.25, cpuOK: true, measuredP50Ratio: 15, measuredCPURatio: 15},
+			keptSum{p50: 12 * ms, p50Ratio: 6, cpu: 29 * ms, cpuRatio: 7.25, cpuOK: true, measuredP50Ratio: 15, measuredCPURatio: 15,
+				rpsRatio: 2.0 / 0.038 / 100, measuredRPSRatio: 0.1},
 		},
 		{
 			"hit", path(pathHit), runs,
-			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 8 * ms, cpuRatio: 2, cpuOK: true, measuredP50Ratio: 3, measuredCPURatio: 2.5},
+			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 8 * ms, cpuRatio: 2, cpuOK: true, measuredP50Ratio: 3, measuredCPURatio: 2.5,
+				rpsRatio: 2.0 / 0.017 / 100, measuredRPSRatio: 0.1},
 		},
 		{
 			// The provider row's p50 is what it adds to fake-direct: (20 - 4) / 2.
 			"provider", path(pathProvider), runs,
-			keptSum{p50: 6 * ms, p50Ratio: 3, cpu: 16 * ms, cpuRatio: 4, cpuOK: true, measuredP50Ratio: 8, measuredCPURatio: 4},
+			keptSum{p50: 6 * ms, p50Ratio: 3, cpu: 16 * ms, cpuRatio: 4, cpuOK: true, measuredP50Ratio: 8, measuredCPURatio: 4,
+				rpsRatio: 2.0 / 0.025 / 100, measuredRPSRatio: 0.1},
 		},
 		{
 			"provider without fake-direct", path(pathProvider), without(pathDirect),
-			keptSum{p50: 6 * ms, p50Ratio: 3, cpu: 16 * ms, cpuRatio: 4, cpuOK: true, measuredP50Ratio: 10, measuredCPURatio: 4},
+			keptSum{p50: 6 * ms, p50Ratio: 3, cpu: 16 * ms, cpuRatio: 4, cpuOK: true, measuredP50Ratio: 10, measuredCPURatio: 4,
+				rpsRatio: 2.0 / 0.025 / 100, measuredRPSRatio: 0.1},
 		},
 		{
 			"measured row not run", path(pathHit), without(pathHit),
-			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 8 * ms, cpuRatio: 2, cpuOK: true},
+			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 8 * ms, cpuRatio: 2, cpuOK: true, rpsRatio: 2.0 / 0.017 / 100},
 		},
 		{
 			"NATS's CPU not measured", path(pathHit), noNATSColumn,
-			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 5 * ms, measuredP50Ratio: 3, measuredCPURatio: 2.5},
+			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 5 * ms, measuredP50Ratio: 3, measuredCPURatio: 2.5, measuredRPSRatio: 0.1},
 		},
 		{
 			"floors missing", path(pathMiss), without(pathConnectMTLS, pathJSPublish),
@@ -140,7 +155,7 @@ func TestSumKept(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got := sumKept(tt.path, tt.runs)
+			got := sumKept(tt.path, tt.runs, 2)
 			if !slices.Equal(got.missing, tt.want.missing) {
 				t.Fatalf("missing = %v, want %v", got.missing, tt.want.missing)
 			}
@@ -163,7 +178,8 @@ func equalSums(a, b keptSum) bool {
 	near := func(x, y float64) bool { return x-y < 1e-9 && y-x < 1e-9 }
 	return a.p50 == b.p50 && a.cpu == b.cpu && a.cpuOK == b.cpuOK &&
 		near(a.p50Ratio, b.p50Ratio) && near(a.cpuRatio, b.cpuRatio) &&
-		near(a.measuredP50Ratio, b.measuredP50Ratio) && near(a.measuredCPURatio, b.measuredCPURatio)
+		near(a.measuredP50Ratio, b.measuredP50Ratio) && near(a.measuredCPURatio, b.measuredCPURatio) &&
+		near(a.rpsRatio, b.rpsRatio) && near(a.measuredRPSRatio, b.measuredRPSRatio)
 }
 
 // TestKeptPathsUseFloorRows: every kept crossing is measured by a floor row the benchmark

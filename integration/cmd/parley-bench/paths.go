@@ -508,15 +508,20 @@ type keptSum struct {
 	cpu      time.Duration
 	cpuRatio float64
 	cpuOK    bool
-	// measuredP50Ratio and measuredCPURatio are the row's own ratios (0: not run or not
-	// measured).
-	measuredP50Ratio, measuredCPURatio float64
+	// rpsRatio bounds the path's throughput at -c: cpus CPU-seconds a second shared by
+	// requests that each cost at least cpu plus the load generator's CPU per floor call,
+	// over the floor's measured req/s (0 when a column was not measured). No path that
+	// keeps these crossings unbatched can sustain more on this machine.
+	rpsRatio float64
+	// measuredP50Ratio, measuredCPURatio and measuredRPSRatio are the row's own ratios (0:
+	// not run or not measured).
+	measuredP50Ratio, measuredCPURatio, measuredRPSRatio float64
 	// missing are floor rows the sum needs that did not run.
 	missing []string
 }
 
-// sumKept adds up k's floors from the runs by name.
-func sumKept(k keptPath, byName map[string]pathRun) keptSum {
+// sumKept adds up k's floors from the runs by name, on a machine of cpus CPUs.
+func sumKept(k keptPath, byName map[string]pathRun, cpus int) keptSum {
 	out := keptSum{cpuOK: true}
 	floor, ok := byName[pathFloor]
 	floorCPU, floorCPUOK := rowCPU(floor)
@@ -544,11 +549,17 @@ func sumKept(k keptPath, byName map[string]pathRun) keptSum {
 	out.cpuOK = out.cpuOK && floorCPUOK && floorCPU > 0
 	if out.cpuOK {
 		out.cpuRatio = float64(out.cpu) / float64(floorCPU)
+		if client, ok := floor.cpu[colClient]; ok && floor.cN.rps > 0 {
+			out.rpsRatio = float64(cpus) / (out.cpu + client).Seconds() / floor.cN.rps
+		}
 	}
 	if r, ran := byName[k.row]; ran {
 		out.measuredP50Ratio = float64(latency(r, byName)) / float64(floor.c1.p50)
 		if cpu, measured := rowCPU(r); measured && floorCPUOK && floorCPU > 0 {
 			out.measuredCPURatio = float64(cpu) / float64(floorCPU)
+		}
+		if floor.cN.rps > 0 {
+			out.measuredRPSRatio = r.cN.rps / floor.cN.rps
 		}
 	}
 	return out
@@ -563,9 +574,10 @@ func printKept(w io.Writer, runs []pathRun) {
 	for _, r := range runs {
 		byName[r.name] = r
 	}
-	_, _ = fmt.Fprintf(w, "\nKept crossings: the floors of the crossings each path must keep, summed (the lowest ratios the path could reach with no work inside the services):\n")
+	_, _ = fmt.Fprintf(w, "\nKept crossings: the floors of the crossings each path must keep, summed (the lowest ratios the path could reach with no work inside the services;\n"+
+		"req/s bound: the %d CPUs shared by requests costing at least the CPU sum and the load generator's CPU per floor call, ÷ the floor's req/s, both at -c):\n", runtime.NumCPU())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	_, _ = fmt.Fprintf(tw, "path\tcrossings\tp50 sum\tp50 ÷ floor\ttarget\tmeasured\tCPU sum\tCPU ÷ floor\tmeasured\t\n")
+	_, _ = fmt.Fprintf(tw, "path\tcrossings\tp50 sum\tp50 ÷ floor\ttarget\tmeasured\tCPU sum\tCPU ÷ floor\tmeasured\treq/s bound ÷ floor\tmeasured\t\n")
 	times := func(x float64) string {
 		if x == 0 {
 			return "—"
@@ -578,21 +590,28 @@ func printKept(w io.Writer, runs []pathRun) {
 		for i, c := range k.crossings {
 			floors[i] = c.floor
 		}
-		sum := sumKept(k, byName)
+		sum := sumKept(k, byName, runtime.NumCPU())
 		if _, ran := byName[k.row]; !ran && len(sum.missing) > 0 {
 			continue
 		}
 		shown = append(shown, k)
 		if len(sum.missing) > 0 {
-			_, _ = fmt.Fprintf(tw, "%s\t%s\t(needs %s)\t\t\t\t\t\t\t\n", k.name, strings.Join(floors, " + "), strings.Join(sum.missing, ", "))
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t(needs %s)\t\t\t\t\t\t\t\t\t\n", k.name, strings.Join(floors, " + "), strings.Join(sum.missing, ", "))
 			continue
 		}
 		cpu := "—"
 		if sum.cpuOK {
 			cpu = fmtDur(sum.cpu)
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t≤ %.1f×\t%s\t%s\t%s\t%s\t\n", k.name, strings.Join(floors, " + "),
-			fmtDur(sum.p50), times(sum.p50Ratio), k.p50Target, times(sum.measuredP50Ratio), cpu, times(sum.cpuRatio), times(sum.measuredCPURatio))
+		rate := func(x float64) string {
+			if x == 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%.2f", x)
+		}
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t≤ %.1f×\t%s\t%s\t%s\t%s\t%s\t%s\t\n", k.name, strings.Join(floors, " + "),
+			fmtDur(sum.p50), times(sum.p50Ratio), k.p50Target, times(sum.measuredP50Ratio), cpu, times(sum.cpuRatio), times(sum.measuredCPURatio),
+			rate(sum.rpsRatio), rate(sum.measuredRPSRatio))
 	}
 	_ = tw.Flush()
 	for _, k := range shown {
