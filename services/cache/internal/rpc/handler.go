@@ -20,7 +20,7 @@ import (
 // Cache is what the handler needs from the store.
 type Cache interface {
 	Get(ctx context.Context, k store.Key) ([]byte, bool, error)
-	Put(ctx context.Context, k store.Key, value []byte, ttl time.Duration, lease uint64) error
+	Put(ctx context.Context, k store.Key, value []byte, ttl time.Duration) error
 	Lookup(ctx context.Context, k store.Key, leaseTTL time.Duration) (store.Lookup, error)
 	Wait(ctx context.Context, k store.Key, maxWait time.Duration) ([]byte, bool, error)
 	Release(ctx context.Context, k store.Key, lease uint64) error
@@ -67,7 +67,7 @@ func (h *Handler) Put(ctx context.Context, req *cachev1.PutRequest) (*cachev1.Pu
 		return nil, err
 	}
 	k := store.Key{Tenant: req.GetTenant(), Component: req.GetComponent(), Hash: req.GetKey()}
-	if err := h.cache.Put(ctx, k, req.GetValue(), ttl, req.GetLease()); err != nil {
+	if err := h.cache.Put(ctx, k, req.GetValue(), ttl); err != nil {
 		return nil, toConnect(err)
 	}
 	return &cachev1.PutResponse{}, nil

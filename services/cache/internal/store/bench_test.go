@@ -19,7 +19,7 @@ func BenchmarkStoreGet(b *testing.B) {
 		cfg.L1MaxBytes = l1
 		s, _, _ := open(b, srv, cfg)
 		k := key("bench get")
-		if err := s.Put(b.Context(), k, make([]byte, 1<<10), time.Hour, 0); err != nil {
+		if err := s.Put(b.Context(), k, make([]byte, 1<<10), time.Hour); err != nil {
 			b.Fatal(err)
 		}
 		name := "l2"
@@ -53,7 +53,7 @@ func BenchmarkStoreLookupHit(b *testing.B) {
 	srv := natstest.RunServer(b)
 	s, _, _ := open(b, srv, testConfig("bench_lookup"))
 	k := key("bench lookup")
-	if err := s.Put(b.Context(), k, make([]byte, 1<<10), time.Hour, 0); err != nil {
+	if err := s.Put(b.Context(), k, make([]byte, 1<<10), time.Hour); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -79,7 +79,7 @@ func BenchmarkStoreMiss(b *testing.B) {
 		if err != nil || res.Outcome != store.OutcomeLeased {
 			b.Fatalf("lookup: %v %v", res.Outcome, err)
 		}
-		if err := s.Put(b.Context(), k, value, time.Minute, res.Lease); err != nil {
+		if err := s.Put(b.Context(), k, value, time.Minute); err != nil {
 			b.Fatalf("put: %v", err)
 		}
 	}
@@ -102,7 +102,7 @@ func BenchmarkStoreMissParallel(b *testing.B) {
 				b.Errorf("lookup: %v %v", res.Outcome, err)
 				return
 			}
-			if err := s.Put(b.Context(), k, value, time.Minute, res.Lease); err != nil {
+			if err := s.Put(b.Context(), k, value, time.Minute); err != nil {
 				b.Errorf("put: %v", err)
 				return
 			}
@@ -125,7 +125,7 @@ func BenchmarkStorePut(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if err := s.Put(b.Context(), keys[i%len(keys)], value, time.Hour, 0); err != nil {
+		if err := s.Put(b.Context(), keys[i%len(keys)], value, time.Hour); err != nil {
 			b.Fatalf("put: %v", err)
 		}
 	}

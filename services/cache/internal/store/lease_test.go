@@ -42,7 +42,7 @@ func TestLookup(t *testing.T) {
 		require.LessOrEqual(t, busy.LeaseRemaining, 30*time.Second)
 	}
 
-	require.NoError(t, a.Put(t.Context(), k, []byte("answer"), time.Hour, first.Lease))
+	require.NoError(t, a.Put(t.Context(), k, []byte("answer"), time.Hour))
 	tests := []struct {
 		name      string
 		s         *store.Store
@@ -74,7 +74,7 @@ func TestPutEndsTheLease(t *testing.T) {
 	require.Equal(t, store.OutcomeLeased, res.Outcome)
 	// A short entry: once it has expired, the next Lookup must find the lease free,
 	// which it only is if Put ended it (the lease itself runs a minute).
-	require.NoError(t, s.Put(t.Context(), k, []byte("v"), 300*time.Millisecond, res.Lease))
+	require.NoError(t, s.Put(t.Context(), k, []byte("v"), 300*time.Millisecond))
 	require.Eventually(t, func() bool {
 		res, err := s.Lookup(t.Context(), k, time.Minute)
 		return err == nil && res.Outcome == store.OutcomeLeased
@@ -120,7 +120,7 @@ func TestSingleFlight(t *testing.T) {
 				answers[i] = res.Value
 			case store.OutcomeLeased:
 				answers[i] = provider()
-				if err := s.Put(t.Context(), k, answers[i], time.Hour, res.Lease); err != nil {
+				if err := s.Put(t.Context(), k, answers[i], time.Hour); err != nil {
 					t.Errorf("put: %v", err)
 				}
 			case store.OutcomeBusy:
@@ -161,7 +161,7 @@ func TestWaitEnds(t *testing.T) {
 		{
 			name: "holder stores the value", leaseTTL: time.Minute, maxWait: time.Minute, wantFound: true, wantResult: "value",
 			end: func(t *testing.T, holder *store.Store, k store.Key, lease uint64) {
-				require.NoError(t, holder.Put(t.Context(), k, []byte("v"), time.Hour, lease))
+				require.NoError(t, holder.Put(t.Context(), k, []byte("v"), time.Hour))
 			},
 		},
 		{
@@ -289,7 +289,7 @@ func TestPurge(t *testing.T) {
 			a, regA, _ := open(t, srv, cfg)
 			b, regB, _ := open(t, srv, cfg)
 			for _, k := range entries {
-				require.NoError(t, a.Put(t.Context(), k, []byte("v"), time.Hour, 0))
+				require.NoError(t, a.Put(t.Context(), k, []byte("v"), time.Hour))
 				_, found, err := b.Get(t.Context(), k) // now in both replicas' memory
 				require.NoError(t, err)
 				require.True(t, found)
@@ -416,7 +416,7 @@ func TestRoundTripsPerOperation(t *testing.T) {
 		{
 			name: "lookup of a value stored by another replica",
 			setup: func(t *testing.T, other *store.Store, k store.Key) {
-				require.NoError(t, other.Put(t.Context(), k, []byte("v"), time.Hour, 0))
+				require.NoError(t, other.Put(t.Context(), k, []byte("v"), time.Hour))
 			},
 			op:   lookupWants(store.OutcomeHit),
 			want: map[string]int{"create": 1, "get": 1},
@@ -424,7 +424,7 @@ func TestRoundTripsPerOperation(t *testing.T) {
 		{
 			name: "lookup of a value in memory",
 			op: func(t *testing.T, s *store.Store, k store.Key) {
-				require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour, 0))
+				require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour))
 				lookupWants(store.OutcomeHit)(t, s, k)
 			},
 			want: map[string]int{"put": 1},
@@ -458,7 +458,7 @@ func TestRoundTripsPerOperation(t *testing.T) {
 			name:  "put of the lease holder: the value replaces the lease",
 			setup: func(t *testing.T, other *store.Store, k store.Key) { lookupWants(store.OutcomeLeased)(t, other, k) },
 			op: func(t *testing.T, s *store.Store, k store.Key) {
-				require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour, 1))
+				require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour))
 			},
 			want: map[string]int{"put": 1},
 		},
@@ -475,7 +475,7 @@ func TestRoundTripsPerOperation(t *testing.T) {
 		{
 			name: "get of a value stored by another replica",
 			setup: func(t *testing.T, other *store.Store, k store.Key) {
-				require.NoError(t, other.Put(t.Context(), k, []byte("v"), time.Hour, 0))
+				require.NoError(t, other.Put(t.Context(), k, []byte("v"), time.Hour))
 			},
 			op: func(t *testing.T, s *store.Store, k store.Key) {
 				_, found, err := s.Get(t.Context(), k)
@@ -598,7 +598,7 @@ func TestLeaseRecordLayout(t *testing.T) {
 	_, err = kv.Get(t.Context(), tokenKey(k)+".lease")
 	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "no lease key of its own")
 
-	require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour, res.Lease))
+	require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour))
 	e, err = kv.Get(t.Context(), tokenKey(k))
 	require.NoError(t, err)
 	require.Equal(t, byte(1), e.Value()[0])

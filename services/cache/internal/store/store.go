@@ -295,10 +295,10 @@ func (s *Store) last(ctx context.Context, ek string) (record, error) {
 
 // Put stores value under k for ttl, replacing any earlier entry and whatever lease is
 // held on k: the lease lives at the entry's key, so storing the value ends it, in the
-// same single write. lease names the caller's lease, if any; Put stores whether or not it
-// is still current. JetStream removes the entry at the next whole second after ttl;
-// reads see it expire at ttl.
-func (s *Store) Put(ctx context.Context, k Key, value []byte, ttl time.Duration, _ uint64) error {
+// same single write, whoever holds it (a PutRequest's lease is not needed and not
+// checked). JetStream removes the entry at the next whole second after ttl; reads see it
+// expire at ttl.
+func (s *Store) Put(ctx context.Context, k Key, value []byte, ttl time.Duration) error {
 	if err := k.validate(); err != nil {
 		return err
 	}

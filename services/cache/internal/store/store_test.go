@@ -121,7 +121,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Run(fmt.Sprintf("l1 %d/%s", l1, tt.name), func(t *testing.T) {
 				t.Parallel()
 				k := key(tt.name)
-				require.NoError(t, s.Put(t.Context(), k, tt.value, time.Hour, 0))
+				require.NoError(t, s.Put(t.Context(), k, tt.value, time.Hour))
 				for range 2 { // the second read comes from memory when L1 is on
 					got, found, err := s.Get(t.Context(), k)
 					require.NoError(t, err)
@@ -156,7 +156,7 @@ func TestScopesAreSeparate(t *testing.T) {
 		{Tenant: "a.b", Component: "c.d>*", Hash: h}, // any name is a valid scope
 	}
 	for i, k := range keys {
-		require.NoError(t, s.Put(t.Context(), k, []byte(fmt.Sprint(i)), time.Hour, 0))
+		require.NoError(t, s.Put(t.Context(), k, []byte(fmt.Sprint(i)), time.Hour))
 	}
 	for i, k := range keys {
 		got, found, err := s.Get(t.Context(), k)
@@ -173,8 +173,8 @@ func TestPutReplaces(t *testing.T) {
 	b, _, _ := open(t, srv, testConfig("replace"))
 	k := key("replace")
 
-	require.NoError(t, a.Put(t.Context(), k, []byte("first"), time.Hour, 0))
-	require.NoError(t, a.Put(t.Context(), k, []byte("second"), time.Hour, 0))
+	require.NoError(t, a.Put(t.Context(), k, []byte("first"), time.Hour))
+	require.NoError(t, a.Put(t.Context(), k, []byte("second"), time.Hour))
 	for _, s := range []*store.Store{a, b} {
 		got, found, err := s.Get(t.Context(), k)
 		require.NoError(t, err)
@@ -201,8 +201,8 @@ func TestTTLExpiry(t *testing.T) {
 			t.Run(fmt.Sprintf("l1 %d/%s", l1, tt.name), func(t *testing.T) {
 				t.Parallel()
 				short, long := key(tt.name+"/short"), key(tt.name+"/long")
-				require.NoError(t, s.Put(t.Context(), short, []byte("v"), tt.ttl, 0))
-				require.NoError(t, s.Put(t.Context(), long, []byte("v"), time.Hour, 0))
+				require.NoError(t, s.Put(t.Context(), short, []byte("v"), tt.ttl))
+				require.NoError(t, s.Put(t.Context(), long, []byte("v"), time.Hour))
 				require.Eventually(t, func() bool {
 					_, found, err := s.Get(t.Context(), short)
 					return err == nil && !found
@@ -211,7 +211,7 @@ func TestTTLExpiry(t *testing.T) {
 				require.NoError(t, err)
 				require.True(t, found, "an entry with a long ttl must outlive a short one")
 				// A key whose entry expired can be stored again.
-				require.NoError(t, s.Put(t.Context(), short, []byte("again"), time.Hour, 0))
+				require.NoError(t, s.Put(t.Context(), short, []byte("again"), time.Hour))
 				got, found, err := s.Get(t.Context(), short)
 				require.NoError(t, err)
 				require.True(t, found)
@@ -251,7 +251,7 @@ func TestBucketKeyLayout(t *testing.T) {
 	srv := natstest.RunServer(t)
 	s, _, nc := open(t, srv, testConfig("layout"))
 	k := store.Key{Tenant: "default", Component: "echo", Hash: hash("layout")}
-	require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour, 0))
+	require.NoError(t, s.Put(t.Context(), k, []byte("v"), time.Hour))
 
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
@@ -294,7 +294,7 @@ func TestInvalidInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			require.ErrorIs(t, s.Put(t.Context(), tt.key, tt.value, tt.ttl, 0), tt.wantErr)
+			require.ErrorIs(t, s.Put(t.Context(), tt.key, tt.value, tt.ttl), tt.wantErr)
 			if !tt.getToo {
 				return
 			}
@@ -345,7 +345,7 @@ func TestSurvivesNewStore(t *testing.T) {
 	cfg := testConfig("restart")
 	first, _, nc := open(t, srv, cfg)
 	k := key("restart")
-	require.NoError(t, first.Put(t.Context(), k, []byte("kept"), time.Hour, 0))
+	require.NoError(t, first.Put(t.Context(), k, []byte("kept"), time.Hour))
 	require.NoError(t, first.Stop(t.Context()))
 	nc.Close() // the first replica goes away, and its memory with it
 
@@ -377,7 +377,7 @@ func TestSharedBetweenStores(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			k := key(tt.name)
-			require.NoError(t, tt.writer.Put(t.Context(), k, []byte(tt.value), time.Hour, 0))
+			require.NoError(t, tt.writer.Put(t.Context(), k, []byte(tt.value), time.Hour))
 			got, found, err := tt.reader.Get(t.Context(), k)
 			require.NoError(t, err)
 			require.True(t, found)
@@ -394,8 +394,8 @@ func TestMetrics(t *testing.T) {
 	other, _, _ := open(t, srv, cfg)
 	k := key("metrics")
 
-	require.NoError(t, s.Put(t.Context(), k, []byte("12345"), time.Hour, 0))
-	require.NoError(t, other.Put(t.Context(), key("other"), []byte("678"), time.Hour, 0))
+	require.NoError(t, s.Put(t.Context(), k, []byte("12345"), time.Hour))
+	require.NoError(t, other.Put(t.Context(), key("other"), []byte("678"), time.Hour))
 	// l1 (put here), l1, l2 (put by the other replica), l1, miss.
 	for _, k := range []store.Key{k, k, key("other"), key("other"), key("absent")} {
 		_, _, err := s.Get(t.Context(), k)
@@ -434,7 +434,7 @@ func TestL1BoundedByBytes(t *testing.T) {
 
 	value := make([]byte, maxEntry)
 	for i := range 64 { // 256 KiB of values through a 32 KiB memory
-		require.NoError(t, s.Put(t.Context(), key(fmt.Sprint(i)), value, time.Hour, 0))
+		require.NoError(t, s.Put(t.Context(), key(fmt.Sprint(i)), value, time.Hour))
 	}
 	require.Eventually(t, func() bool {
 		return metric(t, reg, "parley_cache_l1_bytes") <= float64(cfg.L1MaxBytes) &&
@@ -460,7 +460,7 @@ func TestUnavailable(t *testing.T) {
 		call func() error
 	}{
 		{"get", func() error { _, _, err := s.Get(t.Context(), key("x")); return err }},
-		{"put", func() error { return s.Put(t.Context(), key("x"), []byte("v"), time.Hour, 0) }},
+		{"put", func() error { return s.Put(t.Context(), key("x"), []byte("v"), time.Hour) }},
 		{"lookup", func() error { _, err := s.Lookup(t.Context(), key("x"), time.Second); return err }},
 		{"release", func() error { return s.Release(t.Context(), key("x"), 7) }},
 		{"purge", func() error { _, err := s.Purge(t.Context(), "t", ""); return err }},
@@ -501,7 +501,7 @@ func TestFull(t *testing.T) {
 	for _, size := range []int{2 << 10, 0} {
 		var err error
 		for i := range 1024 {
-			if err = s.Put(t.Context(), key(fmt.Sprint(size, i)), make([]byte, size), time.Hour, 0); err != nil {
+			if err = s.Put(t.Context(), key(fmt.Sprint(size, i)), make([]byte, size), time.Hour); err != nil {
 				break
 			}
 		}
@@ -582,7 +582,7 @@ func TestValueAtMaxPayload(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := s.Put(t.Context(), key(tt.name), make([]byte, tt.size), time.Hour, 0)
+			err := s.Put(t.Context(), key(tt.name), make([]byte, tt.size), time.Hour)
 			if tt.wantErr != nil {
 				require.ErrorIs(t, err, tt.wantErr)
 				require.ErrorContains(t, err, "max_payload")
@@ -627,7 +627,7 @@ func TestSurvivesNodeLoss(t *testing.T) {
 	require.Equal(t, 3, st.CachedInfo().Config.Replicas)
 
 	before, during := key("before"), key("during")
-	require.NoError(t, s.Put(t.Context(), before, []byte("1"), time.Hour, 0))
+	require.NoError(t, s.Put(t.Context(), before, []byte("1"), time.Hour))
 	lost := c.Serving("cache-store")
 	require.GreaterOrEqual(t, lost, 0)
 	c.Stop(t, lost)
@@ -643,7 +643,7 @@ func TestSurvivesNodeLoss(t *testing.T) {
 		return err == nil && found && string(v) == "1"
 	}), 30*time.Second, 50*time.Millisecond, "the entry was not served with a node down")
 	require.Eventually(t, within(func(ctx context.Context) bool {
-		return s.Put(ctx, during, []byte("2"), time.Hour, 0) == nil
+		return s.Put(ctx, during, []byte("2"), time.Hour) == nil
 	}), 30*time.Second, 50*time.Millisecond, "no write was stored with a node down")
 	require.NotEqual(t, lost, c.Serving("cache-store"))
 
