@@ -18,6 +18,7 @@ import (
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/libs/seal"
+	"github.com/parleyhq/parley/libs/seal/sealtest"
 	"github.com/parleyhq/parley/services/audit/internal/ingest"
 	"github.com/parleyhq/parley/services/audit/internal/store"
 )
@@ -55,7 +56,7 @@ func BenchmarkIngest(b *testing.B) {
 			var opener *seal.Opener
 			var sealer *seal.Sealer
 			if tt.sealed {
-				opener, sealer = keyPair(b)
+				sealer, opener = sealtest.Pair(b)
 			}
 			for i := range events {
 				if tt.sealed {

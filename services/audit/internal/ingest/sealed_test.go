@@ -24,6 +24,7 @@ import (
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/libs/providertext"
 	"github.com/parleyhq/parley/libs/seal"
+	"github.com/parleyhq/parley/libs/seal/sealtest"
 	"github.com/parleyhq/parley/services/audit/internal/ingest"
 	"github.com/parleyhq/parley/services/audit/internal/store"
 )
@@ -89,22 +90,6 @@ func (f *fakeScrubber) callCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.calls)
-}
-
-// keyPair returns a new opener and a sealer to its key.
-func keyPair(t testing.TB) (*seal.Opener, *seal.Sealer) {
-	t.Helper()
-	privPEM, pubPEM, err := seal.GenerateKey()
-	require.NoError(t, err)
-	priv, err := seal.ParsePrivateKey(privPEM)
-	require.NoError(t, err)
-	pub, err := seal.ParsePublicKey(pubPEM)
-	require.NoError(t, err)
-	o, err := seal.NewOpener(priv)
-	require.NoError(t, err)
-	s, err := seal.NewSealer(pub, 0, 0)
-	require.NoError(t, err)
-	return o, s
 }
 
 // rawCopy is an audit copy whose every scrubbable text holds email: a text part, a
@@ -203,7 +188,7 @@ func (e *env) streamHolds(t *testing.T, seq uint64) bool {
 func TestSealedCopiesAreScrubbedStoredAndDeleted(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	opener, sealer := keyPair(t)
+	sealer, opener := sealtest.Pair(t)
 	scrubber := &fakeScrubber{}
 	cfg := testConfig()
 	cfg.Openers, cfg.Scrubber = []ingest.Opener{opener}, scrubber
@@ -298,7 +283,7 @@ func TestSealedCopiesAreScrubbedStoredAndDeleted(t *testing.T) {
 
 func TestSealedCopyUnreadableIsStoredRedacted(t *testing.T) {
 	t.Parallel()
-	_, otherSealer := keyPair(t)
+	otherSealer, _ := sealtest.Pair(t)
 	tests := []struct {
 		name       string
 		noKey      bool
@@ -331,7 +316,7 @@ func TestSealedCopyUnreadableIsStoredRedacted(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			opener, sealer := keyPair(t)
+			sealer, opener := sealtest.Pair(t)
 			scrubber := &fakeScrubber{}
 			cfg := testConfig()
 			cfg.Scrubber = scrubber
@@ -369,7 +354,7 @@ func TestSealedCopyUnreadableIsStoredRedacted(t *testing.T) {
 func TestSealedCopiesWaitForTheScrubber(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	opener, sealer := keyPair(t)
+	sealer, opener := sealtest.Pair(t)
 	scrubber := &fakeScrubber{}
 	scrubber.down.Store(true)
 	cfg := testConfig()
@@ -433,7 +418,7 @@ func TestSealedCopiesShareScrubCalls(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			opener, sealer := keyPair(t)
+			sealer, opener := sealtest.Pair(t)
 			scrubber := &fakeScrubber{}
 			cfg := testConfig()
 			cfg.MaxRows = tt.events + tt.tokenize
@@ -497,7 +482,7 @@ func TestSealedCopiesShareScrubCalls(t *testing.T) {
 func TestSealedCopiesWithTwoReplicas(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	opener, sealer := keyPair(t)
+	sealer, opener := sealtest.Pair(t)
 	cfg := testConfig()
 	cfg.MaxRows = 25
 	cfg.Openers, cfg.Scrubber = []ingest.Opener{opener}, &fakeScrubber{}

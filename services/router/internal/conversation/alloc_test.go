@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/parleyhq/parley/libs/seal/sealtest"
 )
 
 // maxHitAllocs bounds the allocations of one cache hit with the router's default options,
@@ -23,7 +25,7 @@ func TestHitPathAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are exact only without -race; make test-allocations runs it")
 	}
-	sealer, _ := sealKeys(t)
+	sealer, _ := sealtest.Pair(t)
 	for _, tt := range []struct {
 		name   string
 		sealer AuditSealer

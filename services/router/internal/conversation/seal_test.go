@@ -12,23 +12,8 @@ import (
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	providerv1 "github.com/parleyhq/parley/gen/pb/parley/provider/v1"
 	"github.com/parleyhq/parley/libs/seal"
+	"github.com/parleyhq/parley/libs/seal/sealtest"
 )
-
-// sealKeys is a fresh key pair: the router's sealer and the audit service's opener.
-func sealKeys(t *testing.T) (*seal.Sealer, *seal.Opener) {
-	t.Helper()
-	privPEM, pubPEM, err := seal.GenerateKey()
-	require.NoError(t, err)
-	priv, err := seal.ParsePrivateKey(privPEM)
-	require.NoError(t, err)
-	pub, err := seal.ParsePublicKey(pubPEM)
-	require.NoError(t, err)
-	s, err := seal.NewSealer(pub, 0, 0)
-	require.NoError(t, err)
-	o, err := seal.NewOpener(priv)
-	require.NoError(t, err)
-	return s, o
-}
 
 // openCopy opens an event's sealed copy as the audit service does: with the private key
 // and the event's request id.
@@ -97,7 +82,7 @@ func TestSealedAuditCopy(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sealer, opener := sealKeys(t)
+			sealer, opener := sealtest.Pair(t)
 			run := func(opts Options) (fixture, *auditv1.ConversationEvent) {
 				f := newFixture(t, nil, nil, nil, opts)
 				f.disp.err = tt.dispatchErr
@@ -181,7 +166,7 @@ func TestSealedAuditCopyStream(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sealer, opener := sealKeys(t)
+			sealer, opener := sealtest.Pair(t)
 			run := func(opts Options) (streamFixture, *auditv1.ConversationEvent) {
 				f := newStreamFixture(t, opts)
 				deltas, _, err := collectStream(t, f.svc, request(tt.component, text, false, tt.scrubOut))
@@ -247,7 +232,7 @@ func TestSealFailureRedacts(t *testing.T) {
 // refused before the provider call, and its event still recorded.
 func TestSealOverhead(t *testing.T) {
 	t.Parallel()
-	sealer, _ := sealKeys(t)
+	sealer, _ := sealtest.Pair(t)
 	for _, n := range []int{0, 1, 100, 127, 128, 16383, 16384, 1 << 20, 3 << 20} {
 		req := request("echo", strings.Repeat("x", n), false, false).Provider
 		req.RequestId = "0193e5a0-0000-7000-8000-000000000000"
