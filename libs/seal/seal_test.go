@@ -7,31 +7,13 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/libs/seal"
+	"github.com/parleyhq/parley/libs/seal/sealtest"
 )
 
+// keys is a fresh key pair whose sealer starts a new epoch every 3 messages.
 func keys(t *testing.T) (*seal.Sealer, *seal.Opener) {
 	t.Helper()
-	privPEM, pubPEM, err := seal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := seal.ParsePrivateKey(privPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := seal.ParsePublicKey(pubPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := seal.NewSealer(pub, 3, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := seal.NewOpener(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, o
+	return sealtest.PairWith(t, 3, time.Hour)
 }
 
 func TestSealOpen(t *testing.T) {

@@ -4,6 +4,7 @@ package sealtest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/parleyhq/parley/libs/seal"
 )
@@ -11,6 +12,13 @@ import (
 // Pair returns a sealer to a new key, with the default epoch settings, and the opener of
 // its private key.
 func Pair(t testing.TB) (*seal.Sealer, *seal.Opener) {
+	t.Helper()
+	return PairWith(t, 0, 0)
+}
+
+// PairWith is Pair with a sealer whose epochs end after maxMessages or maxAge, as
+// seal.NewSealer takes them.
+func PairWith(t testing.TB, maxMessages int, maxAge time.Duration) (*seal.Sealer, *seal.Opener) {
 	t.Helper()
 	privPEM, pubPEM, err := seal.GenerateKey()
 	if err != nil {
@@ -24,7 +32,7 @@ func Pair(t testing.TB) (*seal.Sealer, *seal.Opener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := seal.NewSealer(pub, 0, 0)
+	s, err := seal.NewSealer(pub, maxMessages, maxAge)
 	if err != nil {
 		t.Fatal(err)
 	}
