@@ -492,13 +492,14 @@ func testServices(t *testing.T, r *rendered, tc overlayCase) {
 			// interface, so the manifests say so explicitly.
 			require.Equal(t, "0.0.0.0:"+strconv.Itoa(int(spec.ports[0])), rpcAddr.Value, "RPC_ADDR")
 			if len(spec.ports) > 1 {
-				extra, ok := envValue(c, "RPC_EXTRA_ADDRS")
-				require.True(t, ok, "RPC_EXTRA_ADDRS")
+				// The router's Dapr gRPC port, served by grpc-go (gRPC only).
+				extra, ok := envValue(c, "RPC_GRPC_ADDRS")
+				require.True(t, ok, "RPC_GRPC_ADDRS")
 				var want []string
 				for _, p := range spec.ports[1:] {
 					want = append(want, "0.0.0.0:"+strconv.Itoa(int(p)))
 				}
-				require.Equal(t, strings.Join(want, ","), extra.Value, "RPC_EXTRA_ADDRS")
+				require.Equal(t, strings.Join(want, ","), extra.Value, "RPC_GRPC_ADDRS")
 			}
 			require.Contains(t, envFromConfigMaps(c), generatedName(r.configMaps, "parley-config"), "envFrom parley-config")
 

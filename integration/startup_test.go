@@ -13,7 +13,7 @@ import (
 func TestBadStartup(t *testing.T) {
 	need(t)
 	t.Parallel()
-	base := []string{"PATH=" + os.Getenv("PATH"), "RPC_ADDR=127.0.0.1:0", "RPC_EXTRA_ADDRS=127.0.0.1:0", "NATS_CONNECT_TIMEOUT=1s"}
+	base := []string{"PATH=" + os.Getenv("PATH"), "RPC_ADDR=127.0.0.1:0", "NATS_CONNECT_TIMEOUT=1s"}
 	tests := []struct {
 		name    string
 		service string
@@ -33,6 +33,7 @@ func TestBadStartup(t *testing.T) {
 			"names spiffe://parley.local/cache, but this service is spiffe://parley.local/audit"},
 		{"plaintext URL under mutual TLS", "router", append(st.NATSEnv("router"), "COMPONENTS_DIR=testdata/components", "ROUTER_CACHE_URL=http://127.0.0.1:3520"),
 			"ROUTER_CACHE_URL must be a https:// URL while INTERNAL_TLS=on"},
+		{"cleartext gRPC port under mutual TLS", "cache", append(st.NATSEnv("cache"), "RPC_GRPC_ADDRS=127.0.0.1:0"), "RPC_GRPC_ADDRS serve cleartext gRPC"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,6 +43,9 @@ func TestBadStartup(t *testing.T) {
 			f := st.Files(tt.service)
 			identity := []string{"TLS_CA_FILE=" + f.CA, "TLS_CERT_FILE=" + f.Cert, "TLS_KEY_FILE=" + f.Key, "TLS_TRUST_DOMAIN=" + st.TrustDomain()}
 			cmd.Env = append(append(append([]string{}, base...), identity...), tt.env...)
+			if tt.service == "router" {
+				cmd.Env = append(cmd.Env, "RPC_GRPC_ADDRS=127.0.0.1:0") // not Dapr's 50001, which make up may hold
+			}
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			require.ErrorAs(t, err, &ee, "%s must not start:\n%s", tt.service, out)

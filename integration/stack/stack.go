@@ -410,7 +410,7 @@ func (s *Stack) ServiceEnv(name string) []string {
 		env = s.serviceEnv(inst.service)
 		env["RPC_ADDR"] = fmt.Sprintf("127.0.0.1:%d", inst.port)
 		if inst.service == "router" {
-			env["RPC_EXTRA_ADDRS"] = fmt.Sprintf("127.0.0.1:%d", inst.extraPort)
+			env["RPC_GRPC_ADDRS"] = fmt.Sprintf("127.0.0.1:%d", inst.extraPort)
 		}
 		if _, ok := env["NATS_NKEY_SEED_FILE"]; ok {
 			env["NATS_NKEY_SEED_FILE"] = s.NATSSeedFile(name)
@@ -448,7 +448,7 @@ func (s *Stack) serviceEnv(name string) map[string]string {
 	}
 	switch name {
 	case "router":
-		env["RPC_EXTRA_ADDRS"] = s.RouterGRPCAddr()
+		env["RPC_GRPC_ADDRS"] = s.RouterGRPCAddr()
 		env["COMPONENTS_DIR"] = s.opts.ComponentsDir
 		env["ROUTER_SCRUBBER_URL"] = s.URL("pii-scrubber")
 		env["ROUTER_CACHE_URL"] = s.URL("cache")

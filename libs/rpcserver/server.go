@@ -25,6 +25,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
@@ -36,8 +37,12 @@ import (
 type Config struct {
 	// Addr is the main listen address, e.g. "127.0.0.1:3500" (0.0.0.0 for every interface).
 	Addr string `env:"RPC_ADDR"`
-	// ExtraAddrs are more addresses serving the same handlers (router: Dapr's gRPC port).
+	// ExtraAddrs are more addresses serving the same handlers.
 	ExtraAddrs []string `env:"RPC_EXTRA_ADDRS"`
+	// GRPCAddrs are addresses serving the same handlers' gRPC calls, and nothing else, on
+	// grpc-go's server (router: Dapr's gRPC port). Cleartext only: the public edge, or
+	// INTERNAL_TLS=off.
+	GRPCAddrs []string `env:"RPC_GRPC_ADDRS"`
 	// MaxMessageBytes caps a Connect/gRPC request message.
 	MaxMessageBytes int `env:"RPC_MAX_MESSAGE_BYTES, default=4194304"`
 	// ReadHeaderTimeout bounds how long a client may take to send headers.
@@ -85,6 +90,7 @@ const (
 type Defaults struct {
 	Addr       string
 	ExtraAddrs []string
+	GRPCAddrs  []string
 	// Public marks the listener as the public edge: callers have no certificates, so it
 	// serves without TLS and authenticates them otherwise (router).
 	Public bool
@@ -119,10 +125,12 @@ type Server struct {
 	cfg       Config
 	logger    *slog.Logger
 	srv       *http.Server
+	grpc      *grpc.Server
 	health    *grpchealth.StaticChecker
 	services  []string
 	checks    []Check
 	listeners []net.Listener
+	grpcLns   []net.Listener
 	tls       bool
 	stopping  atomic.Bool
 	wg        sync.WaitGroup
@@ -149,6 +157,9 @@ func New(p Params) (*Server, error) {
 	}
 	if len(cfg.ExtraAddrs) == 0 {
 		cfg.ExtraAddrs = p.Defaults.ExtraAddrs
+	}
+	if len(cfg.GRPCAddrs) == 0 {
+		cfg.GRPCAddrs = p.Defaults.GRPCAddrs
 	}
 	if cfg.Addr == "" {
 		return nil, errors.New("RPC_ADDR is not set and the service has no default")
@@ -194,8 +205,15 @@ func New(p Params) (*Server, error) {
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
+	streaming := streamingBodies(s.services)
+	if len(cfg.GRPCAddrs) > 0 {
+		if s.tls {
+			return nil, errors.New("RPC_GRPC_ADDRS serve cleartext gRPC: set them only on the public edge (router) or with INTERNAL_TLS=off")
+		}
+		s.grpc = newGRPCServer(cfg, streaming, handler, p.Logger)
+	}
 	s.srv = &http.Server{
-		Handler:           bodyDeadline(cfg.ReadTimeout, streamingBodies(s.services), recoverHandler(p.Logger, handler)),
+		Handler:           bodyDeadline(cfg.ReadTimeout, streaming, recoverHandler(p.Logger, handler)),
 		Protocols:         protocols,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		// No ReadTimeout: it bounds every request body, so it would cut client- and
@@ -314,6 +332,24 @@ func (s *Server) Start(_ context.Context) error {
 		}
 		s.listeners = append(s.listeners, ln)
 	}
+	for _, addr := range s.cfg.GRPCAddrs {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range append(s.listeners, s.grpcLns...) {
+				_ = l.Close()
+			}
+			return fmt.Errorf("listen on %s (RPC_GRPC_ADDRS): %w", addr, err)
+		}
+		s.grpcLns = append(s.grpcLns, ln)
+	}
+	for _, ln := range s.grpcLns {
+		s.logger.Info("rpc server listening", "addr", ln.Addr().String(), "mtls", false, "protocols", "grpc")
+		s.wg.Go(func() {
+			if err := s.grpc.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				s.logger.Error("rpc server stopped", "addr", ln.Addr().String(), "err", err)
+			}
+		})
+	}
 	for _, ln := range s.listeners {
 		s.logger.Info("rpc server listening", "addr", ln.Addr().String(), "mtls", s.tls)
 		s.wg.Go(func() {
@@ -338,9 +374,24 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.health.SetStatus(svc, grpchealth.StatusNotServing)
 	}
 	s.health.SetStatus("", grpchealth.StatusNotServing)
+	grpcDone := make(chan struct{})
+	if s.grpc != nil {
+		go func() {
+			defer close(grpcDone)
+			s.grpc.GracefulStop()
+		}()
+	} else {
+		close(grpcDone)
+	}
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		err = errors.Join(err, s.srv.Close())
+	}
+	select {
+	case <-grpcDone:
+	case <-ctx.Done():
+		s.grpc.Stop() // the calls still running are cut, as Close cuts the HTTP server's
+		<-grpcDone
 	}
 	s.wg.Wait()
 	return err
@@ -352,6 +403,14 @@ func (s *Server) Addr() string {
 		return s.cfg.Addr
 	}
 	return s.listeners[0].Addr().String()
+}
+
+// GRPCAddr is the first gRPC-only listener's address once started ("" without one).
+func (s *Server) GRPCAddr() string {
+	if len(s.grpcLns) == 0 {
+		return ""
+	}
+	return s.grpcLns[0].Addr().String()
 }
 
 // URL is the base URL of the main listener once started: https:// under mutual TLS.

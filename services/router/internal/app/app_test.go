@@ -74,7 +74,7 @@ spec:
 	var rpc *rpcserver.Server
 	fxApp := fxtest.New(t, platform.Module("router"), app.Module,
 		fx.Replace(
-			rpcserver.Config{Addr: "127.0.0.1:0", ExtraAddrs: []string{"127.0.0.1:0"}, MaxMessageBytes: 4 << 20, ReadHeaderTimeout: 5 * time.Second},
+			rpcserver.Config{Addr: "127.0.0.1:0", GRPCAddrs: []string{"127.0.0.1:0"}, MaxMessageBytes: 4 << 20, ReadHeaderTimeout: 5 * time.Second},
 			bus.Config{URL: srv.ClientURL(), ConnectTimeout: 5 * time.Second},
 			cfg,
 			// The router's own identity, for its calls to the internal services; its

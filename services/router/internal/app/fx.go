@@ -174,7 +174,7 @@ var Module = fx.Module("router",
 	platform.Clients,
 	// The router's ports are the public edge: callers have no certificates, so they serve
 	// without TLS and authenticate callers by API token.
-	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3500", ExtraAddrs: []string{"127.0.0.1:50001"}, Public: true}),
+	fx.Supply(rpcserver.Defaults{Addr: "127.0.0.1:3500", GRPCAddrs: []string{"127.0.0.1:50001"}, Public: true}),
 	fx.Provide(
 		config.Provider[Config](),
 		func(c Config) (*upstream.Components, error) { return upstream.LoadComponents(c.ComponentsDir) },

@@ -1,0 +1,43 @@
+package rpcserver
+
+import (
+	"log/slog"
+	"math"
+	"net/http"
+	"runtime"
+	"time"
+
+	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/encoding/gzip" // gzip-compressed calls, as connect-go's handlers accept them
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/parleyhq/parley/libs/grpcbridge"
+)
+
+// maxHeaderBytes bounds a call's metadata as net/http's DefaultMaxHeaderBytes bounds a
+// request's headers.
+const maxHeaderBytes = 1 << 20
+
+// minPingInterval is the shortest keepalive interval a client may ping at: grpc-go's
+// clients allow no less than 10 s, and net/http's server accepts any.
+const minPingInterval = 5 * time.Second
+
+// newGRPCServer serves handler's gRPC calls on grpc-go's transport (RPC_GRPC_ADDRS), with
+// the limits the HTTP server applies: the message size, the streams per connection, the
+// idle and handshake timeouts and the request deadline.
+func newGRPCServer(cfg Config, streaming map[string]bool, handler http.Handler, logger *slog.Logger) *grpc.Server {
+	bridge := grpcbridge.New(handler, grpcbridge.Options{ReadTimeout: cfg.ReadTimeout, StreamingRequests: streaming, Logger: logger})
+	opts := append(bridge.ServerOptions(),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(uint32(min(cfg.MaxConcurrentStreams, math.MaxUint32))), //nolint:gosec // bounded above
+		grpc.MaxHeaderListSize(maxHeaderBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: minPingInterval, PermitWithoutStream: true}),
+		// Calls run on goroutines kept from call to call, whose stacks have grown already.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))), //nolint:gosec // GOMAXPROCS is positive
+	)
+	if cfg.ReadHeaderTimeout > 0 {
+		opts = append(opts, grpc.ConnectionTimeout(cfg.ReadHeaderTimeout)) // the client's preface and settings
+	}
+	return grpc.NewServer(opts...)
+}
