@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
@@ -173,6 +174,49 @@ func TestStreamingEndToEnd(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, stream.Receive(), "first delta: %v", stream.Err())
 		require.Equal(t, "first words ", stream.Msg().GetContentDelta())
+		cancel()
+		select {
+		case <-p.cancelled:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the provider's request was not cancelled")
+		}
+	})
+
+	// The same stream, and the same cancellation, through the gRPC-only port (grpc-go's
+	// server and libs/grpcbridge).
+	t.Run("gRPC port", func(t *testing.T) {
+		conn := dial(t, own.RouterGRPCAddr())
+		desc := &grpc.StreamDesc{ServerStreams: true}
+		open := func(ctx context.Context, req *conversationv1.ConverseRequest) grpc.ClientStream {
+			stream, err := conn.NewStream(ctx, desc, conversationv1connect.ConversationServiceConverseStreamProcedure)
+			require.NoError(t, err)
+			require.NoError(t, stream.SendMsg(&conversationv1.ConverseStreamRequest{Request: req}))
+			require.NoError(t, stream.CloseSend())
+			return stream
+		}
+		stream := open(t.Context(), splitRequest("split 5"))
+		var b strings.Builder
+		var last *conversationv1.ConverseStreamResponse
+		for {
+			m := new(conversationv1.ConverseStreamResponse)
+			if err := stream.RecvMsg(m); err != nil {
+				require.ErrorIs(t, err, io.EOF)
+				break
+			}
+			b.WriteString(m.GetContentDelta())
+			last = m
+		}
+		require.Equal(t, want, b.String())
+		require.Equal(t, "stop", last.GetFinishReason())
+
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		held := open(ctx, &conversationv1.ConverseRequest{
+			Component: "split", Messages: []*conversationv1.Message{{Role: conversationv1.Role_ROLE_USER, Content: "hold"}},
+		})
+		first := new(conversationv1.ConverseStreamResponse)
+		require.NoError(t, held.RecvMsg(first))
+		require.Equal(t, "first words ", first.GetContentDelta())
 		cancel()
 		select {
 		case <-p.cancelled:
