@@ -157,5 +157,21 @@ func natsFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target, bin 
 		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: floorSubject, Data: payload}, jetstream.WithMsgID(fmt.Sprintf("bench-%d", msgID.Add(1))))
 		return err
 	}
+
+	// The kept crossings in one process: the same publish and request, made by a grpc-go
+	// server before it answers (as the admin user, whose permissions cover both).
+	if h.keptFloor, err = startHelper("kept floor", bin, "listening on ", "-server", "kept", "-nats-url", s.NATSURL,
+		"-nats-ca", s.NATSCAFile(), "-nats-seed", s.NATSSeedFile(stack.AdminUser),
+		"-publish-subject", floorSubject, "-request-subject", subject); err != nil {
+		return closeAll, err
+	}
+	closers = append(closers, func() { h.keptFloor.stop(); h.keptFloor = nil })
+	kept, err := dialGRPC(h.keptFloor.addr)
+	if err != nil {
+		return closeAll, err
+	}
+	closers = append(closers, func() { _ = kept.Close() })
+	t.keptHit = viaGRPC(kept, pathKeptHit, distinct, false)
+	t.keptProvider = viaGRPC(kept, pathKeptProvider, distinct, false)
 	return closeAll, nil
 }

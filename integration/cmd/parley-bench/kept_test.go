@@ -29,6 +29,8 @@ func TestRowCPU(t *testing.T) {
 		{measured(pathConnectMTLS, 0, all), 10, true},
 		{measured(pathNATSRR, 0, all), 30, true},
 		{measured(pathJSPublish, 0, all), 20, true},
+		{measured(pathKeptHit, 0, all), 30, true},
+		{measured(pathKeptProvider, 0, all), 30, true},
 		{measured(pathDirect, 0, all), 30, true},
 		{measured(pathMiss, 0, all), 175, true}, // router + cache + nats + postgres
 		{measured(pathNATSRR, 0, noNATS), 0, false},
@@ -61,6 +63,7 @@ func TestSumKept(t *testing.T) {
 		measured(pathConnectMTLS, 5*ms, map[string]time.Duration{colClient: 3 * ms, colFloor: 6 * ms}),
 		measured(pathNATSRR, 3*ms, map[string]time.Duration{colClient: 1 * ms, colFloor: 2 * ms, colNATS: 5 * ms}),
 		measured(pathJSPublish, 1*ms, map[string]time.Duration{colClient: 1 * ms, colNATS: 3 * ms}),
+		measured(pathKeptHit, 4*ms, map[string]time.Duration{colClient: 9 * ms, colFloor: 5 * ms, colNATS: 3 * ms}),
 		measured(pathMiss, 30*ms, map[string]time.Duration{"router": 40 * ms, colNATS: 20 * ms}),
 		measured(pathHit, 6*ms, map[string]time.Duration{"router": 10 * ms}),
 		measured(pathProvider, 20*ms, map[string]time.Duration{"router": 16 * ms}),
@@ -86,7 +89,7 @@ func TestSumKept(t *testing.T) {
 		return out
 	}
 	noNATSColumn := without()
-	for _, name := range []string{pathNATSRR, pathJSPublish} {
+	for _, name := range []string{pathNATSRR, pathJSPublish, pathKeptHit} {
 		r := noNATSColumn[name]
 		cpu := map[string]time.Duration{}
 		for k, v := range r.cpu {
@@ -120,9 +123,11 @@ func TestSumKept(t *testing.T) {
 				rpsRatio: 2.0 / 0.038 / 100, measuredRPSRatio: 0.1},
 		},
 		{
+			// kept-hit, the same crossings in one process: p50 4 / 2, CPU (5 + 3) / 4 (the
+			// load generator's not counted, as for the floor).
 			"hit", path(pathHit), runs,
 			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 8 * ms, cpuRatio: 2, cpuOK: true, measuredP50Ratio: 3, measuredCPURatio: 2.5,
-				rpsRatio: 2.0 / 0.017 / 100, measuredRPSRatio: 0.1},
+				rpsRatio: 2.0 / 0.017 / 100, measuredRPSRatio: 0.1, composedP50Ratio: 2, composedCPURatio: 2},
 		},
 		{
 			// The provider row's p50 is what it adds to fake-direct: (20 - 4) / 2.
@@ -137,11 +142,11 @@ func TestSumKept(t *testing.T) {
 		},
 		{
 			"measured row not run", path(pathHit), without(pathHit),
-			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 8 * ms, cpuRatio: 2, cpuOK: true, rpsRatio: 2.0 / 0.017 / 100},
+			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 8 * ms, cpuRatio: 2, cpuOK: true, rpsRatio: 2.0 / 0.017 / 100, composedP50Ratio: 2, composedCPURatio: 2},
 		},
 		{
 			"NATS's CPU not measured", path(pathHit), noNATSColumn,
-			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 5 * ms, measuredP50Ratio: 3, measuredCPURatio: 2.5, measuredRPSRatio: 0.1},
+			keptSum{p50: 3 * ms, p50Ratio: 1.5, cpu: 5 * ms, measuredP50Ratio: 3, measuredCPURatio: 2.5, measuredRPSRatio: 0.1, composedP50Ratio: 2},
 		},
 		{
 			"floors missing", path(pathMiss), without(pathConnectMTLS, pathJSPublish),
@@ -179,7 +184,8 @@ func equalSums(a, b keptSum) bool {
 	return a.p50 == b.p50 && a.cpu == b.cpu && a.cpuOK == b.cpuOK &&
 		near(a.p50Ratio, b.p50Ratio) && near(a.cpuRatio, b.cpuRatio) &&
 		near(a.measuredP50Ratio, b.measuredP50Ratio) && near(a.measuredCPURatio, b.measuredCPURatio) &&
-		near(a.rpsRatio, b.rpsRatio) && near(a.measuredRPSRatio, b.measuredRPSRatio)
+		near(a.rpsRatio, b.rpsRatio) && near(a.measuredRPSRatio, b.measuredRPSRatio) &&
+		near(a.composedP50Ratio, b.composedP50Ratio) && near(a.composedCPURatio, b.composedCPURatio)
 }
 
 // TestKeptPathsUseFloorRows: every kept crossing is measured by a floor row the benchmark
@@ -198,6 +204,9 @@ func TestKeptPathsUseFloorRows(t *testing.T) {
 				t.Errorf("%s: %s is not a floor row of the default paths", k.name, c.floor)
 			}
 		}
+		if _, ok := floorColumns[k.composed]; k.composed != "" && (!ok || !slices.Contains(allPaths, k.composed)) {
+			t.Errorf("%s: %s is not a floor row of the default paths", k.name, k.composed)
+		}
 	}
 }
 
@@ -215,10 +224,11 @@ func TestWithKeptFloors(t *testing.T) {
 	}{
 		{"floor alone", []string{pathFloor}, all, []string{pathFloor}},
 		{"no kept path", []string{pathScrubbed}, all, []string{pathFloor, pathScrubbed}},
-		{"hit", []string{pathHit}, all, []string{pathFloor, pathJSPublish, pathHit}},
-		{"miss and hit", []string{pathMiss, pathHit}, all, []string{pathFloor, pathConnectMTLS, pathJSPublish, pathNATSRR, pathMiss, pathHit}},
-		{"asked for", []string{pathNATSRR, pathFloor, pathProvider, pathDirect}, all, []string{pathFloor, pathJSPublish, pathNATSRR, pathProvider, pathDirect}},
+		{"hit", []string{pathHit}, all, []string{pathFloor, pathJSPublish, pathKeptHit, pathHit}},
+		{"miss and hit", []string{pathMiss, pathHit}, all, []string{pathFloor, pathConnectMTLS, pathJSPublish, pathNATSRR, pathKeptHit, pathMiss, pathHit}},
+		{"asked for", []string{pathNATSRR, pathFloor, pathProvider, pathDirect}, all, []string{pathFloor, pathJSPublish, pathKeptProvider, pathNATSRR, pathProvider, pathDirect}},
 		{"not runnable", []string{pathMiss}, noMTLS, []string{pathFloor, pathJSPublish, pathNATSRR, pathMiss}},
+		{"composed row not runnable", []string{pathHit}, func(p string) bool { return p != pathKeptHit }, []string{pathFloor, pathJSPublish, pathHit}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

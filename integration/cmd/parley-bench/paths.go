@@ -45,7 +45,14 @@ const (
 	// Nats-Msg-Id, awaited for its ack, to a file-backed stream configured like
 	// PARLEY_AUDIT (floorStream, which the audit service does not read).
 	pathJSPublish = "js-publish"
-	pathMiss      = "miss"
+	// pathKeptHit and pathKeptProvider are the crossings the hit and the provider path
+	// must keep, made by one grpc-go server in one process with nothing else to do
+	// (parley-floor -server kept): the client's call, answered after a js-publish
+	// (kept-hit), after a nats-rr and a js-publish (kept-provider). What the sums of the
+	// floors estimate, measured: the lowest a path that keeps them can reach.
+	pathKeptHit      = "kept-hit"
+	pathKeptProvider = "kept-provider"
+	pathMiss         = "miss"
 	pathHit       = "hit"
 	pathScrubbed  = "scrubbed"
 	pathProvider  = "provider"
@@ -59,7 +66,8 @@ const (
 	pathDirect = "fake-direct"
 )
 
-var allPaths = []string{pathFloor, pathFloorConnect, pathHop, pathConnectMTLS, pathNATSRR, pathJSPublish, pathMiss, pathNative, pathOpenAI, pathHit, pathScrubbed, pathProvider, pathStream}
+var allPaths = []string{pathFloor, pathFloorConnect, pathHop, pathConnectMTLS, pathNATSRR, pathJSPublish, pathKeptHit, pathKeptProvider,
+	pathMiss, pathNative, pathOpenAI, pathHit, pathScrubbed, pathProvider, pathStream}
 
 // The columns of the CPU table, in order: the load generator, the floor server, the
 // constellation's processes and the fake provider.
@@ -96,6 +104,9 @@ type target struct {
 	// (crossingFloors); nil when the stack is not this benchmark's (connectMTLS also with
 	// INTERNAL_TLS=off).
 	natsRR, jsPublish, connectMTLS func(context.Context) error
+	// keptHit and keptProvider are the kept crossings in one process (parley-floor -server
+	// kept); nil when the NATS floors do not run.
+	keptHit, keptProvider func(context.Context) error
 	// routerURL is the router's public URL (the native, OpenAI and stream paths) and
 	// fakeStreamURL the paced streaming fake's base URL (the stream path); empty when the
 	// stack is not this benchmark's.
@@ -126,6 +137,7 @@ func benchPaths(ctx context.Context, t target, paths []string, d time.Duration, 
 	}, true)
 	for name, call := range map[string]func(context.Context) error{
 		pathHop: t.hop, pathNATSRR: t.natsRR, pathJSPublish: t.jsPublish, pathConnectMTLS: t.connectMTLS,
+		pathKeptHit: t.keptHit, pathKeptProvider: t.keptProvider,
 	} {
 		if call != nil {
 			calls[name] = call
@@ -303,6 +315,8 @@ var floorColumns = map[string][]string{
 	pathConnectMTLS:  {colFloor},
 	pathNATSRR:       {colFloor, colNATS},
 	pathJSPublish:    {colNATS},
+	pathKeptHit:      {colFloor, colNATS},
+	pathKeptProvider: {colFloor, colNATS},
 	pathDirect:       {colFake},
 }
 
@@ -453,6 +467,9 @@ type keptPath struct {
 	// p50Target is issue 12's target for the row's c=1 p50 ÷ the floor's.
 	p50Target float64
 	crossings []keptCrossing
+	// composed is the row that makes the same crossings in one process (parley-floor
+	// -server kept), measured rather than summed; empty when none does.
+	composed string
 }
 
 // keptPaths is the one list of the crossings each path must keep. The audit copy's
@@ -466,11 +483,11 @@ var keptPaths = []keptPath{
 		{pathNATSRR, "router → NATS → worker → NATS → router: the provider call"},
 		{pathJSPublish, "router → JetStream: the audit event, stored before the reply"},
 	}},
-	{name: "hit (near cache)", row: pathHit, p50Target: 2.5, crossings: []keptCrossing{
+	{name: "hit (near cache)", row: pathHit, p50Target: 2.5, composed: pathKeptHit, crossings: []keptCrossing{
 		{pathFloor, "client → router"},
 		{pathJSPublish, "router → JetStream: the audit event, stored before the reply"},
 	}},
-	{name: "provider (added)", row: pathProvider, p50Target: 4, crossings: []keptCrossing{
+	{name: "provider (added)", row: pathProvider, p50Target: 4, composed: pathKeptProvider, crossings: []keptCrossing{
 		{pathFloor, "client → router"},
 		{pathNATSRR, "router → NATS → worker → NATS → router (the provider call itself is subtracted, as in the provider row)"},
 		{pathJSPublish, "router → JetStream: the audit event, stored before the reply"},
@@ -478,18 +495,27 @@ var keptPaths = []keptPath{
 }
 
 // withKeptFloors is order with the floor first and, after it, the floor rows that the
-// kept paths of order's rows need and order lacks (those that can run, by runnable), so
-// that the kept-crossings block is measured in the same run.
+// kept paths of order's rows need and order lacks (their crossings' floors, then the row
+// composing them; those that can run, by runnable), so that the kept-crossings block is
+// measured in the same run.
 func withKeptFloors(order []string, runnable func(string) bool) []string {
 	floors := []string{pathFloor}
+	add := func(row string) {
+		if row != "" && !slices.Contains(floors, row) && !slices.Contains(order, row) && runnable(row) {
+			floors = append(floors, row)
+		}
+	}
 	for _, k := range keptPaths {
 		if !slices.Contains(order, k.row) {
 			continue
 		}
 		for _, c := range k.crossings {
-			if !slices.Contains(floors, c.floor) && !slices.Contains(order, c.floor) && runnable(c.floor) {
-				floors = append(floors, c.floor)
-			}
+			add(c.floor)
+		}
+	}
+	for _, k := range keptPaths {
+		if slices.Contains(order, k.row) {
+			add(k.composed)
 		}
 	}
 	return append(floors, slices.DeleteFunc(slices.Clone(order), func(p string) bool { return p == pathFloor })...)
@@ -516,6 +542,9 @@ type keptSum struct {
 	// measuredP50Ratio, measuredCPURatio and measuredRPSRatio are the row's own ratios (0:
 	// not run or not measured).
 	measuredP50Ratio, measuredCPURatio, measuredRPSRatio float64
+	// composedP50Ratio and composedCPURatio are the composed row's ratios: the same
+	// crossings made by one process, measured (0: not run or not measured).
+	composedP50Ratio, composedCPURatio float64
 	// missing are floor rows the sum needs that did not run.
 	missing []string
 }
@@ -553,6 +582,12 @@ func sumKept(k keptPath, byName map[string]pathRun, cpus int) keptSum {
 			out.rpsRatio = float64(cpus) / (out.cpu + client).Seconds() / floor.cN.rps
 		}
 	}
+	if r, ran := byName[k.composed]; ran && k.composed != "" {
+		out.composedP50Ratio = float64(r.c1.p50) / float64(floor.c1.p50)
+		if cpu, measured := rowCPU(r); measured && floorCPUOK && floorCPU > 0 {
+			out.composedCPURatio = float64(cpu) / float64(floorCPU)
+		}
+	}
 	if r, ran := byName[k.row]; ran {
 		out.measuredP50Ratio = float64(latency(r, byName)) / float64(floor.c1.p50)
 		if cpu, measured := rowCPU(r); measured && floorCPUOK && floorCPU > 0 {
@@ -575,9 +610,10 @@ func printKept(w io.Writer, runs []pathRun) {
 		byName[r.name] = r
 	}
 	_, _ = fmt.Fprintf(w, "\nKept crossings: the floors of the crossings each path must keep, summed (the lowest ratios the path could reach with no work inside the services;\n"+
-		"req/s bound: the %d CPUs shared by requests costing at least the CPU sum and the load generator's CPU per floor call, ÷ the floor's req/s, both at -c):\n", runtime.NumCPU())
+		"req/s bound: the %d CPUs shared by requests costing at least the CPU sum and the load generator's CPU per floor call, ÷ the floor's req/s, both at -c;\n"+
+		"one process: the same crossings made by one grpc-go server with nothing else to do, measured, p50 and CPU ÷ the floor's):\n", runtime.NumCPU())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	_, _ = fmt.Fprintf(tw, "path\tcrossings\tp50 sum\tp50 ÷ floor\ttarget\tmeasured\tCPU sum\tCPU ÷ floor\tmeasured\treq/s bound ÷ floor\tmeasured\t\n")
+	_, _ = fmt.Fprintf(tw, "path\tcrossings\tp50 sum\tp50 ÷ floor\tone process\ttarget\tmeasured\tCPU sum\tCPU ÷ floor\tone process\tmeasured\treq/s bound ÷ floor\tmeasured\t\n")
 	times := func(x float64) string {
 		if x == 0 {
 			return "—"
@@ -596,7 +632,7 @@ func printKept(w io.Writer, runs []pathRun) {
 		}
 		shown = append(shown, k)
 		if len(sum.missing) > 0 {
-			_, _ = fmt.Fprintf(tw, "%s\t%s\t(needs %s)\t\t\t\t\t\t\t\t\t\n", k.name, strings.Join(floors, " + "), strings.Join(sum.missing, ", "))
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t(needs %s)\t\t\t\t\t\t\t\t\t\t\t\n", k.name, strings.Join(floors, " + "), strings.Join(sum.missing, ", "))
 			continue
 		}
 		cpu := "—"
@@ -609,8 +645,9 @@ func printKept(w io.Writer, runs []pathRun) {
 			}
 			return fmt.Sprintf("%.2f", x)
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t≤ %.1f×\t%s\t%s\t%s\t%s\t%s\t%s\t\n", k.name, strings.Join(floors, " + "),
-			fmtDur(sum.p50), times(sum.p50Ratio), k.p50Target, times(sum.measuredP50Ratio), cpu, times(sum.cpuRatio), times(sum.measuredCPURatio),
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t≤ %.1f×\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", k.name, strings.Join(floors, " + "),
+			fmtDur(sum.p50), times(sum.p50Ratio), times(sum.composedP50Ratio), k.p50Target, times(sum.measuredP50Ratio),
+			cpu, times(sum.cpuRatio), times(sum.composedCPURatio), times(sum.measuredCPURatio),
 			rate(sum.rpsRatio), rate(sum.measuredRPSRatio))
 	}
 	_ = tw.Flush()
@@ -618,6 +655,9 @@ func printKept(w io.Writer, runs []pathRun) {
 		_, _ = fmt.Fprintf(w, "  %s:\n", k.name)
 		for _, c := range k.crossings {
 			_, _ = fmt.Fprintf(w, "    %-13s %s\n", c.floor, c.what)
+		}
+		if k.composed != "" {
+			_, _ = fmt.Fprintf(w, "    %-13s one process: the client's call answered by grpc-go after the crossings above\n", k.composed)
 		}
 	}
 }

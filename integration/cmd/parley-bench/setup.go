@@ -18,8 +18,9 @@ type helpers struct {
 	fakeStream *helper
 	// slowFake answers after -scaling-latency, for the scaling path.
 	slowFake *helper
-	// natsFloor and mtlsFloor serve the nats-rr and connect-mtls floors (crossingFloors).
-	natsFloor, mtlsFloor *helper
+	// natsFloor and mtlsFloor serve the nats-rr and connect-mtls floors, keptFloor the
+	// kept-hit and kept-provider rows (crossingFloors).
+	natsFloor, mtlsFloor, keptFloor *helper
 }
 
 // startHelpers builds parley-floor and fakeprovider and starts the floor (grpc-go's
@@ -59,7 +60,7 @@ func startHelpers(ctx context.Context, root string, withFake bool) (_ *helpers, 
 
 func (h *helpers) stop() {
 	// The NATS floor before NATS, so that it does not see its server go.
-	for _, p := range []*helper{h.natsFloor, h.mtlsFloor, h.floor, h.floorConnect, h.fake, h.fakeStream, h.nats, h.slowFake} {
+	for _, p := range []*helper{h.keptFloor, h.natsFloor, h.mtlsFloor, h.floor, h.floorConnect, h.fake, h.fakeStream, h.nats, h.slowFake} {
 		if p != nil {
 			p.stop()
 		}
@@ -99,7 +100,7 @@ func newMeter(ctx context.Context, s *stack.Stack, h *helpers) (*meter, error) {
 		// Every floor server in one column: one of them works at a time.
 		colFloor: func(context.Context) []int {
 			var pids []int
-			for _, f := range []*helper{h.floor, h.floorConnect, h.natsFloor, h.mtlsFloor} {
+			for _, f := range []*helper{h.floor, h.floorConnect, h.natsFloor, h.mtlsFloor, h.keptFloor} {
 				if f != nil {
 					pids = append(pids, f.pid())
 				}

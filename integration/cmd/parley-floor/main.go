@@ -14,6 +14,17 @@
 //	parley-floor -server connect-mtls -identity bench-floor -tls-ca ca.crt -tls-cert c.crt -tls-key c.key
 //	parley-floor -server nats -nats-url tls://127.0.0.1:PORT -nats-ca ca.crt -nats-seed worker.nk -subject parley.provider.bench-floor
 //
+// One more serves the crossings a path must keep, composed in one process:
+//
+//	parley-floor -server kept -nats-url tls://127.0.0.1:PORT -nats-ca ca.crt -nats-seed admin.nk -publish-subject parley.bench.floor -request-subject parley.provider.bench-floor
+//
+// kept answers ConverseAlpha2 on grpc-go's server as the floor does, but first, for the
+// component "kept-provider", sends the text as a NATS request to -request-subject and
+// waits for the answer (the worker dispatch), and then, for every component, publishes a
+// 1 KiB event with a Nats-Msg-Id to -publish-subject in JetStream and waits for its ack
+// (the audit event stored before the reply): the cheapest server that keeps those
+// crossings, with nothing else to do.
+//
 // connect-mtls serves the same echo over HTTP/2 with mutual TLS as a service does
 // (libs/identity: the certificate names spiffe://<trust domain>/<identity>, each call
 // needs a verified client certificate whose identity -allow lists). nats answers every
@@ -33,11 +44,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
 	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
@@ -64,7 +79,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("parley-floor", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (port 0 picks a free port)")
 	server := fs.String("server", "grpc", "grpc (grpc-go), connect (connect-go on net/http, as Parley's services), "+
-		"connect-mtls (connect-go over mutual TLS, as Parley's internal calls) or nats (a NATS responder, as a provider-worker)")
+		"connect-mtls (connect-go over mutual TLS, as Parley's internal calls), nats (a NATS responder, as a provider-worker) "+
+		"or kept (grpc-go, with a path's kept NATS crossings in each call)")
 	var idCfg identity.Config
 	fs.StringVar(&idCfg.CAFile, "tls-ca", "", "connect-mtls: the CA bundle trusted for clients")
 	fs.StringVar(&idCfg.CertFile, "tls-cert", "", "connect-mtls: the server's certificate")
@@ -77,6 +93,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&natsCfg.TLSCAFile, "nats-ca", "", "nats: the CA bundle the server's certificate chains to (turns TLS on)")
 	fs.StringVar(&natsCfg.NKeySeedFile, "nats-seed", "", "nats: the nkey seed of the user to connect as")
 	subject := fs.String("subject", "", "nats: the subject (and queue group) to answer")
+	publishSubject := fs.String("publish-subject", "", "kept: the JetStream subject each call publishes to, awaiting the ack")
+	requestSubject := fs.String("request-subject", "", "kept: the subject a kept-provider call sends its NATS request to")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +111,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		serve = func(ctx context.Context) error { return serveConnect(ctx, *addr, out, &mtls{id: id, allow: *allow}) }
+	case "kept":
+		if natsCfg.URL == "" || *publishSubject == "" || *requestSubject == "" {
+			return errors.New("-server kept needs -nats-url, -publish-subject and -request-subject")
+		}
+		natsCfg.ConnectTimeout = 5 * time.Second
+		serve = func(ctx context.Context) error {
+			return serveKept(ctx, *addr, natsCfg, keptSubjects{publish: *publishSubject, request: *requestSubject}, out)
+		}
 	case "nats":
 		if natsCfg.URL == "" || *subject == "" {
 			return errors.New("-server nats needs -nats-url and -subject")
@@ -100,13 +126,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		natsCfg.ConnectTimeout = 5 * time.Second
 		serve = func(ctx context.Context) error { return serveNATS(ctx, natsCfg, *subject, out) }
 	default:
-		return fmt.Errorf("-server must be grpc, connect, connect-mtls or nats, got %q", *server)
+		return fmt.Errorf("-server must be grpc, connect, connect-mtls, nats or kept, got %q", *server)
 	}
 	return serve(ctx)
 }
 
 // serveGRPC serves the echo on grpc-go at addr until ctx ends.
 func serveGRPC(ctx context.Context, addr string, out io.Writer) error {
+	return serveGRPCWith(ctx, addr, out, func(_ context.Context, req *runtimev1.ConversationRequestAlpha2) (*runtimev1.ConversationResponseAlpha2, error) {
+		return echo(req), nil
+	})
+}
+
+// serveGRPCWith serves ConverseAlpha2 with handle on grpc-go at addr until ctx ends.
+func serveGRPCWith(ctx context.Context, addr string, out io.Writer,
+	handle func(context.Context, *runtimev1.ConversationRequestAlpha2) (*runtimev1.ConversationResponseAlpha2, error),
+) error {
 	ln, err := listen(ctx, addr, out)
 	if err != nil {
 		return err
@@ -120,11 +155,54 @@ func serveGRPC(ctx context.Context, addr string, out io.Writer) error {
 			if err := dec(req); err != nil {
 				return nil, err
 			}
-			return echo(req), nil
+			return handle(ctx, req)
 		}}},
 	}, struct{}{})
 	return serveUntil(ctx, func() error { return s.Serve(ln) }, func(context.Context) error { s.GracefulStop(); return nil })
 }
+
+// keptSubjects are the subjects of the kept server's crossings.
+type keptSubjects struct{ publish, request string }
+
+// keptEventBytes is the size of the kept server's JetStream event: about a typical audit
+// event of the router's paths, as parley-bench's js-publish floor.
+const keptEventBytes = 1024
+
+// serveKept serves ConverseAlpha2 on grpc-go at addr, each call making the NATS
+// crossings of a path that Parley keeps before it echoes (see the package comment).
+func serveKept(ctx context.Context, addr string, cfg bus.Config, subjects keptSubjects, out io.Writer) error {
+	nc, err := bus.Connect(cfg, "parley-floor", slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc.Conn)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	payload := []byte(strings.Repeat("x", keptEventBytes))
+	// Message ids unique across runs of the benchmark against one stream.
+	prefix := strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
+	var seq atomic.Int64
+	return serveGRPCWith(ctx, addr, out, func(ctx context.Context, req *runtimev1.ConversationRequestAlpha2) (*runtimev1.ConversationResponseAlpha2, error) {
+		res := echo(req)
+		if req.GetName() == keptProvider {
+			text := res.GetOutputs()[0].GetChoices()[0].GetMessage().GetContent()
+			if _, err := nc.RequestWithContext(ctx, subjects.request, []byte(text)); err != nil {
+				return nil, fmt.Errorf("request %s: %w", subjects.request, err)
+			}
+		}
+		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: subjects.publish, Data: payload},
+			jetstream.WithMsgID(prefix+strconv.FormatInt(seq.Add(1), 10))); err != nil {
+			return nil, fmt.Errorf("publish %s: %w", subjects.publish, err)
+		}
+		return res, nil
+	})
+}
+
+// keptProvider is the component name for which the kept server also makes the worker
+// dispatch's NATS request.
+const keptProvider = "kept-provider"
 
 // mtls is what connect-mtls adds: the server's identity and the one identity it admits.
 type mtls struct {

@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
 	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
@@ -153,5 +157,87 @@ func TestNATSResponder(t *testing.T) {
 		if string(reply.Data) != payload {
 			t.Fatalf("reply %q, want %q", reply.Data, payload)
 		}
+	}
+}
+
+// TestKept: the kept server answers a kept-hit call after its event is in the stream, and
+// a kept-provider call after the worker's subject answered too; a call whose publish
+// cannot be stored fails instead of answering.
+func TestKept(t *testing.T) {
+	t.Parallel()
+	locked := natstest.RunLockedServer(t,
+		natsauth.User{Name: "admin", Role: natsauth.Admin},
+		natsauth.User{Name: "floor", Role: natsauth.Worker, Components: []string{"bench-floor"}})
+	admin := locked.ConnectAs(t, "admin", nil)
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KEPT", Subjects: []string{"kept.events"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := bus.ProviderSubjectPrefix + "bench-floor"
+	start(t, "-server", "nats", "-nats-url", locked.ClientURL(), "-nats-seed", locked.SeedFile("floor"), "-subject", subject)
+	requests := make(chan string, 10)
+	watch, err := admin.Subscribe(subject, func(m *nats.Msg) { requests <- string(m.Data) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = watch.Unsubscribe() }()
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	addr := start(t, "-server", "kept", "-nats-url", locked.ClientURL(), "-nats-seed", locked.SeedFile("admin"),
+		"-publish-subject", "kept.events", "-request-subject", subject)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+
+	tests := []struct {
+		component   string
+		wantRequest bool
+	}{
+		{"kept-hit", false},
+		{"kept-provider", true},
+	}
+	for i, tt := range tests {
+		req := request("hello " + tt.component)
+		req.Name = tt.component
+		res := &runtimev1.ConversationResponseAlpha2{}
+		if err := conn.Invoke(ctx, runtimev1connect.DaprConverseAlpha2Procedure, req, res); err != nil {
+			t.Fatalf("%s: %v", tt.component, err)
+		}
+		if got := res.GetOutputs()[0].GetChoices()[0].GetMessage().GetContent(); got != "hello "+tt.component {
+			t.Fatalf("%s: echo = %q", tt.component, got)
+		}
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs != uint64(i+1) { //nolint:gosec // a small index
+			t.Fatalf("%s: %d events stored, want %d", tt.component, info.State.Msgs, i+1)
+		}
+		if tt.wantRequest {
+			if got := <-requests; got != "hello "+tt.component {
+				t.Fatalf("%s: request %q", tt.component, got)
+			}
+		}
+		if len(requests) > 0 {
+			t.Fatalf("%s: unexpected request %q", tt.component, <-requests)
+		}
+	}
+
+	if err := js.DeleteStream(ctx, "KEPT"); err != nil {
+		t.Fatal(err)
+	}
+	req := request("nowhere to store")
+	req.Name = "kept-hit"
+	if err := conn.Invoke(ctx, runtimev1connect.DaprConverseAlpha2Procedure, req, &runtimev1.ConversationResponseAlpha2{}); err == nil {
+		t.Fatal("answered without storing its event")
 	}
 }
