@@ -86,20 +86,7 @@ func TestServerProtocolsAndErrors(t *testing.T) {
 		{"grpcweb", []connect.ClientOption{connect.WithGRPCWeb()}},
 	} {
 		client := piiv1connect.NewScrubberServiceClient(clients.HTTPClient("test"), srv.URL(), append(clients.Options(), proto.opts...)...)
-		tests := []struct {
-			name     string
-			text     string
-			wantCode connect.Code
-			wantMsg  string
-			notMsg   string
-		}{
-			{name: "ok", text: "hello"},
-			{name: "coded error passes", text: "coded", wantCode: connect.CodeInvalidArgument, wantMsg: "bad text"},
-			{name: "uncoded error is masked", text: "leak", wantCode: connect.CodeInternal, wantMsg: "internal error (id ", notMsg: "hunter2"},
-			{name: "panic is recovered", text: "panic", wantCode: connect.CodeInternal, wantMsg: "internal error (id ", notMsg: "boom"},
-			{name: "oversized message", text: strings.Repeat("x", 2048), wantCode: connect.CodeResourceExhausted},
-		}
-		for _, tt := range tests {
+		for _, tt := range scrubCases {
 			t.Run(proto.name+"/"+tt.name, func(t *testing.T) {
 				res, err := client.Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{tt.text}})
 				if tt.wantCode == 0 {
@@ -125,6 +112,23 @@ func TestServerProtocolsAndErrors(t *testing.T) {
 	body := get(t, clients.HTTPClient("test"), srv.URL()+"/metrics", http.StatusOK)
 	require.Contains(t, body, `parley_rpc_server_handled_total{code="internal",procedure="/parley.pii.v1.ScrubberService/Scrub"} 6`)
 	require.Contains(t, body, `parley_rpc_server_handled_total{code="ok",procedure="/parley.pii.v1.ScrubberService/Scrub"} 3`)
+}
+
+// scrubCases are the scrubber's answers by text, through the server's middleware: an
+// answer, a coded error, a masked one, a recovered panic and a message over the limit
+// (startApp's 1 KiB).
+var scrubCases = []struct {
+	name     string
+	text     string
+	wantCode connect.Code
+	wantMsg  string
+	notMsg   string
+}{
+	{name: "ok", text: "hello"},
+	{name: "coded error passes", text: "coded", wantCode: connect.CodeInvalidArgument, wantMsg: "bad text"},
+	{name: "uncoded error is masked", text: "leak", wantCode: connect.CodeInternal, wantMsg: "internal error (id ", notMsg: "hunter2"},
+	{name: "panic is recovered", text: "panic", wantCode: connect.CodeInternal, wantMsg: "internal error (id ", notMsg: "boom"},
+	{name: "oversized message", text: strings.Repeat("x", 2048), wantCode: connect.CodeResourceExhausted},
 }
 
 func TestHealthAndReadiness(t *testing.T) {
