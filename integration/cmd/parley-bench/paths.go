@@ -53,9 +53,9 @@ const (
 	pathKeptHit      = "kept-hit"
 	pathKeptProvider = "kept-provider"
 	pathMiss         = "miss"
-	pathHit       = "hit"
-	pathScrubbed  = "scrubbed"
-	pathProvider  = "provider"
+	pathHit          = "hit"
+	pathScrubbed     = "scrubbed"
+	pathProvider     = "provider"
 	// pathNative and pathOpenAI are the miss path through the other public APIs: the native
 	// API (Connect, protobuf over h2c) and the OpenAI-compatible API (JSON over HTTP/1.1,
 	// as OpenAI's SDKs call). Same crossings as miss; what differs is the adapter and the
