@@ -282,6 +282,11 @@ func KindOf(err error) Kind {
 		ie *InvalidRequestError
 	)
 	switch {
+	// The audit publish runs on its own deadlines, never the caller's (AuditPublisher.Record
+	// drops the caller's cancellation): its timeout is the audit stream's failure, not the
+	// caller's deadline.
+	case errors.As(err, &ae):
+		return KindAudit
 	case errors.Is(err, context.Canceled):
 		return KindCanceled
 	case errors.Is(err, context.DeadlineExceeded):
@@ -296,8 +301,6 @@ func KindOf(err error) Kind {
 		return KindProvider
 	case errors.As(err, &se):
 		return KindScrub
-	case errors.As(err, &ae):
-		return KindAudit
 	case errors.As(err, &ie):
 		return KindInvalidRequest
 	default:

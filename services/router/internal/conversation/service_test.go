@@ -378,6 +378,9 @@ func TestKindOf(t *testing.T) {
 		{&ProviderError{Code: providerv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Message: "bad"}, KindProvider},
 		{&ScrubError{Err: errors.New("down")}, KindScrub},
 		{&AuditError{Err: errors.New("down")}, KindAudit},
+		// An audit publish whose acks did not come in time: the stream's failure, not the
+		// caller's deadline.
+		{&AuditError{Err: fmt.Errorf("publish audit event: %w", context.DeadlineExceeded)}, KindAudit},
 		{context.DeadlineExceeded, KindDeadlineExceeded},
 		{context.Canceled, KindCanceled},
 		{&ScrubError{Err: context.Canceled}, KindCanceled},
