@@ -134,6 +134,13 @@ func TestAuditErrors(t *testing.T) {
 // auditRow waits for the audit service to have written request id's row.
 func auditRow(t *testing.T, audit auditv1connect.AuditServiceClient, id string) *auditv1.Conversation {
 	t.Helper()
+	return auditRowWithin(t, audit, id, 20*time.Second)
+}
+
+// auditRowWithin is auditRow waiting up to wait: longer for the largest events, which the
+// audit service scrubs whole before it stores them.
+func auditRowWithin(t *testing.T, audit auditv1connect.AuditServiceClient, id string, wait time.Duration) *auditv1.Conversation {
+	t.Helper()
 	require.NotEmpty(t, id, "response has no Parley-Request-Id")
 	var row *auditv1.Conversation
 	require.Eventually(t, func() bool {
@@ -143,7 +150,7 @@ func auditRow(t *testing.T, audit auditv1connect.AuditServiceClient, id string) 
 		}
 		row = res.GetConversation()
 		return true
-	}, 20*time.Second, 50*time.Millisecond, "audit row %s never appeared", id)
+	}, wait, 50*time.Millisecond, "audit row %s never appeared within %s", id, wait)
 	return row
 }
 
