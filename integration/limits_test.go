@@ -3,7 +3,6 @@ package integration_test
 import (
 	"encoding/json"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,22 +24,10 @@ const maxBody = 4 << 20
 // audit included (a 700 KB prompt used to reach the provider and then fail on the audit
 // publish, NATS's default max_payload being 1 MB, with internal text for the caller);
 // one byte more gets Dapr's error and no internal text.
-//
-// It runs on a stack of its own: the audit service scrubs this event's 8 MiB of text
-// before it stores the row, tens of seconds for race-built services on shared cores, and
-// on the shared stack every other test's audit row would wait behind it.
 func TestBodyLimitEndToEnd(t *testing.T) {
 	need(t)
 	t.Parallel()
-	component, err := os.ReadFile("testdata/components/echo-nocache.yaml")
-	require.NoError(t, err)
-	own := startOwnStack(t, map[string]string{"echo-nocache.yaml": string(component)}, map[string]string{
-		// The race-built NATS server embedded in the test process takes more than the
-		// production attempt of 1 s to store this event, and each attempt sends it again.
-		"ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT": "5s",
-		"ROUTER_AUDIT_PUBLISH_TIMEOUT":         "20s",
-	})
-	router := own.URL("router")
+	router := st.URL("router")
 	n := nonce(t)
 	envelope := func(text string) string {
 		return `{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"` + text + `"}]}}]}],"metadata":{"parley.cache":"bypass"}}`
@@ -62,6 +49,8 @@ func TestBodyLimitEndToEnd(t *testing.T) {
 	require.Len(t, out.Outputs[0].Choices[0].Message.Content, maxBody-len(envelope("")), "the echo of the whole prompt")
 
 	audit := auditv1connect.NewAuditServiceClient(http.DefaultClient, router)
+	// The audit service scrubs this event's 8 MiB of text before it stores the row: tens
+	// of seconds for race-built services on two shared cores.
 	row := auditRowWithin(t, audit, res.header.Get("Parley-Request-Id"), 2*time.Minute)
 	require.Equal(t, auditv1.Status_STATUS_OK, row.GetStatus())
 	require.Contains(t, jsonText(t, row.GetRequest()), n)

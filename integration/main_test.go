@@ -41,6 +41,12 @@ func run(m *testing.M) int {
 			// The suite runs on 2 shared cores with everything else: a cache call slower than
 			// the production default of 250ms must not turn a single-flight wait into a miss.
 			"ROUTER_CACHE_TIMEOUT": "5s",
+			// The same for the audit publish: the largest event (TestBodyLimitEndToEnd's, a
+			// 4 MiB prompt and its 4 MiB echo) takes the race-built NATS server embedded in the
+			// test process more than the production attempt of 1 s to store, and every
+			// attempt sends it again.
+			"ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT": "5s",
+			"ROUTER_AUDIT_PUBLISH_TIMEOUT":         "20s",
 			// Race-built services otherwise sleep a second at exit.
 			"GORACE": "atexit_sleep_ms=0",
 		},

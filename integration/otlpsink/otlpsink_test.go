@@ -35,7 +35,9 @@ func export(t *testing.T, sink *otlpsink.Sink, service string, gzip bool, build 
 	}
 	exp, err := otlptracehttp.New(t.Context(), opts...)
 	require.NoError(t, err)
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp),
+	// One export at Shutdown for everything build made: a trace's spans arrive together,
+	// however long the machine takes between two of them.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp),
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", service))))
 	build(tp.Tracer("test"))
 	require.NoError(t, tp.Shutdown(t.Context()))
