@@ -322,26 +322,16 @@ func requirePeer(next http.Handler) http.Handler {
 
 // Start binds every address synchronously, so a bind error fails start-up, then serves.
 func (s *Server) Start(_ context.Context) error {
-	for _, addr := range append([]string{s.cfg.Addr}, s.cfg.ExtraAddrs...) {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			for _, l := range s.listeners {
-				_ = l.Close()
-			}
-			return fmt.Errorf("listen on %s (RPC_ADDR/RPC_EXTRA_ADDRS): %w", addr, err)
-		}
-		s.listeners = append(s.listeners, ln)
+	lns, err := listen(append([]string{s.cfg.Addr}, s.cfg.ExtraAddrs...), "RPC_ADDR/RPC_EXTRA_ADDRS")
+	if err != nil {
+		return err
 	}
-	for _, addr := range s.cfg.GRPCAddrs {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			for _, l := range append(s.listeners, s.grpcLns...) {
-				_ = l.Close()
-			}
-			return fmt.Errorf("listen on %s (RPC_GRPC_ADDRS): %w", addr, err)
-		}
-		s.grpcLns = append(s.grpcLns, ln)
+	grpcLns, err := listen(s.cfg.GRPCAddrs, "RPC_GRPC_ADDRS")
+	if err != nil {
+		closeAll(lns)
+		return err
 	}
+	s.listeners, s.grpcLns = lns, grpcLns
 	for _, ln := range s.grpcLns {
 		s.logger.Info("rpc server listening", "addr", ln.Addr().String(), "mtls", false, "protocols", "grpc")
 		s.wg.Go(func() {
@@ -367,6 +357,27 @@ func (s *Server) Start(_ context.Context) error {
 	return nil
 }
 
+// listen binds every address of addrs, or none: when one fails, those bound are closed
+// and the error names the setting.
+func listen(addrs []string, setting string) ([]net.Listener, error) {
+	lns := make([]net.Listener, 0, len(addrs))
+	for _, addr := range addrs {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll(lns)
+			return nil, fmt.Errorf("listen on %s (%s): %w", addr, setting, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+func closeAll(lns []net.Listener) {
+	for _, l := range lns {
+		_ = l.Close()
+	}
+}
+
 // Stop reports NOT_SERVING, then drains in-flight requests until ctx ends.
 func (s *Server) Stop(ctx context.Context) error {
 	s.stopping.Store(true)
@@ -374,24 +385,25 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.health.SetStatus(svc, grpchealth.StatusNotServing)
 	}
 	s.health.SetStatus("", grpchealth.StatusNotServing)
-	grpcDone := make(chan struct{})
+	var grpcDone chan struct{}
 	if s.grpc != nil {
+		grpcDone = make(chan struct{})
 		go func() {
 			defer close(grpcDone)
 			s.grpc.GracefulStop()
 		}()
-	} else {
-		close(grpcDone)
 	}
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		err = errors.Join(err, s.srv.Close())
 	}
-	select {
-	case <-grpcDone:
-	case <-ctx.Done():
-		s.grpc.Stop() // the calls still running are cut, as Close cuts the HTTP server's
-		<-grpcDone
+	if s.grpc != nil {
+		select {
+		case <-grpcDone:
+		case <-ctx.Done():
+			s.grpc.Stop() // the calls still running are cut, as Close cuts the HTTP server's
+			<-grpcDone
+		}
 	}
 	s.wg.Wait()
 	return err

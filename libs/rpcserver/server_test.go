@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
@@ -214,4 +216,39 @@ func get(t *testing.T, client *http.Client, url string, wantStatus int) string {
 	require.NoError(t, err)
 	require.Equal(t, wantStatus, res.StatusCode, string(b))
 	return string(b)
+}
+
+// TestStopPastDeadline: a server stopped with a context already over cuts what is left
+// and returns, with and without a gRPC port (a server without one once chose at random
+// between waiting for none and stopping a gRPC server it did not have).
+func TestStopPastDeadline(t *testing.T) {
+	t.Parallel()
+	id, err := identity.NewSource(identity.Config{Mode: identity.ModeOff}, "test", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	for _, tt := range []struct {
+		name      string
+		grpcAddrs []string
+	}{
+		{name: "no gRPC port"},
+		{name: "a gRPC port", grpcAddrs: []string{"127.0.0.1:0"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Each stop picks again where a select could: enough stops to meet both picks.
+			for range 32 {
+				srv, err := rpcserver.New(rpcserver.Params{
+					Config:   rpcserver.Config{Addr: "127.0.0.1:0", GRPCAddrs: tt.grpcAddrs, MaxMessageBytes: 1 << 10},
+					Defaults: rpcserver.Defaults{Public: true},
+					Logger:   slog.New(slog.DiscardHandler),
+					Registry: prometheus.NewRegistry(),
+					Identity: id,
+				})
+				require.NoError(t, err)
+				require.NoError(t, srv.Start(t.Context()))
+				ctx, cancel := context.WithCancel(t.Context())
+				cancel()
+				require.NotPanics(t, func() { _ = srv.Stop(ctx) })
+			}
+		})
+	}
 }
