@@ -23,13 +23,7 @@ type httpResult struct {
 
 func do(t *testing.T, method, path, body string) httpResult {
 	t.Helper()
-	return doAt(t, st.URL("router"), method, path, body)
-}
-
-// doAt is do against the router at base.
-func doAt(t *testing.T, base, method, path, body string) httpResult {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, base+path, bytes.NewBufferString(body))
+	req, err := http.NewRequestWithContext(t.Context(), method, st.URL("router")+path, bytes.NewBufferString(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)

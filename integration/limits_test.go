@@ -27,7 +27,6 @@ const maxBody = 4 << 20
 func TestBodyLimitEndToEnd(t *testing.T) {
 	need(t)
 	t.Parallel()
-	router := st.URL("router")
 	n := nonce(t)
 	envelope := func(text string) string {
 		return `{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"` + text + `"}]}}]}],"metadata":{"parley.cache":"bypass"}}`
@@ -36,7 +35,7 @@ func TestBodyLimitEndToEnd(t *testing.T) {
 	body := envelope(n + " " + strings.Repeat("lorem ipsum ", filler/12) + strings.Repeat("x", filler%12))
 	require.Len(t, body, maxBody)
 
-	res := doAt(t, router, http.MethodPost, "/v1.0-alpha2/conversation/echo-nocache/converse", body)
+	res := post(t, "/v1.0-alpha2/conversation/echo-nocache/converse", body)
 	require.Equal(t, http.StatusOK, res.status, "%.300s", res.body)
 	var out struct {
 		Outputs []struct {
@@ -48,14 +47,14 @@ func TestBodyLimitEndToEnd(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(res.body), &out))
 	require.Len(t, out.Outputs[0].Choices[0].Message.Content, maxBody-len(envelope("")), "the echo of the whole prompt")
 
-	audit := auditv1connect.NewAuditServiceClient(http.DefaultClient, router)
+	audit := auditv1connect.NewAuditServiceClient(http.DefaultClient, st.URL("router"))
 	// The audit service scrubs this event's 8 MiB of text before it stores the row: tens
 	// of seconds for race-built services on two shared cores.
 	row := auditRowWithin(t, audit, res.header.Get("Parley-Request-Id"), 2*time.Minute)
 	require.Equal(t, auditv1.Status_STATUS_OK, row.GetStatus())
 	require.Contains(t, jsonText(t, row.GetRequest()), n)
 
-	over := doAt(t, router, http.MethodPost, "/v1.0-alpha2/conversation/echo-nocache/converse", body+" ")
+	over := post(t, "/v1.0-alpha2/conversation/echo-nocache/converse", body+" ")
 	require.Equal(t, http.StatusBadRequest, over.status)
 	require.JSONEq(t, `{"errorCode":"ERR_BODY_READ","message":"failed to read request body: http: request body too large"}`, over.body)
 }
