@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -162,7 +163,8 @@ func natsFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target, bin 
 	// server before it answers (as the admin user, whose permissions cover both).
 	if h.keptFloor, err = startHelper("kept floor", bin, "listening on ", "-server", "kept", "-nats-url", s.NATSURL,
 		"-nats-ca", s.NATSCAFile(), "-nats-seed", s.NATSSeedFile(stack.AdminUser),
-		"-publish-subject", floorSubject, "-request-subject", subject); err != nil {
+		"-publish-subject", floorSubject, "-publish-bytes", strconv.Itoa(auditEventBytes),
+		"-request-subject", subject, "-request-component", pathKeptProvider); err != nil {
 		return closeAll, err
 	}
 	closers = append(closers, func() { h.keptFloor.stop(); h.keptFloor = nil })

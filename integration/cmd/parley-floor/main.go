@@ -19,11 +19,11 @@
 //	parley-floor -server kept -nats-url tls://127.0.0.1:PORT -nats-ca ca.crt -nats-seed admin.nk -publish-subject parley.bench.floor -request-subject parley.provider.bench-floor
 //
 // kept answers ConverseAlpha2 on grpc-go's server as the floor does, but first, for the
-// component "kept-provider", sends the text as a NATS request to -request-subject and
-// waits for the answer (the worker dispatch), and then, for every component, publishes a
-// 1 KiB event with a Nats-Msg-Id to -publish-subject in JetStream and waits for its ack
-// (the audit event stored before the reply): the cheapest server that keeps those
-// crossings, with nothing else to do.
+// component -request-component, sends the text as a NATS request to -request-subject and
+// waits for the answer (the worker dispatch), and then, for every component, publishes an
+// event of -publish-bytes with a Nats-Msg-Id to -publish-subject in JetStream and waits
+// for its ack (the audit event stored before the reply): the cheapest server that keeps
+// those crossings, with nothing else to do.
 //
 // connect-mtls serves the same echo over HTTP/2 with mutual TLS as a service does
 // (libs/identity: the certificate names spiffe://<trust domain>/<identity>, each call
@@ -94,7 +94,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&natsCfg.NKeySeedFile, "nats-seed", "", "nats: the nkey seed of the user to connect as")
 	subject := fs.String("subject", "", "nats: the subject (and queue group) to answer")
 	publishSubject := fs.String("publish-subject", "", "kept: the JetStream subject each call publishes to, awaiting the ack")
-	requestSubject := fs.String("request-subject", "", "kept: the subject a kept-provider call sends its NATS request to")
+	requestSubject := fs.String("request-subject", "", "kept: the subject a -request-component call sends its NATS request to")
+	requestComponent := fs.String("request-component", "kept-provider", "kept: the component whose calls make the NATS request too")
+	publishBytes := fs.Int("publish-bytes", 1024, "kept: the size of each call's JetStream event")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -117,7 +119,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		natsCfg.ConnectTimeout = 5 * time.Second
 		serve = func(ctx context.Context) error {
-			return serveKept(ctx, *addr, natsCfg, keptSubjects{publish: *publishSubject, request: *requestSubject}, out)
+			return serveKept(ctx, *addr, natsCfg, keptCrossings{
+				publish: *publishSubject, publishBytes: *publishBytes, request: *requestSubject, requestComponent: *requestComponent,
+			}, out)
 		}
 	case "nats":
 		if natsCfg.URL == "" || *subject == "" {
@@ -161,16 +165,19 @@ func serveGRPCWith(ctx context.Context, addr string, out io.Writer,
 	return serveUntil(ctx, func() error { return s.Serve(ln) }, func(context.Context) error { s.GracefulStop(); return nil })
 }
 
-// keptSubjects are the subjects of the kept server's crossings.
-type keptSubjects struct{ publish, request string }
-
-// keptEventBytes is the size of the kept server's JetStream event: about a typical audit
-// event of the router's paths, as parley-bench's js-publish floor.
-const keptEventBytes = 1024
+// keptCrossings are the kept server's crossings: the JetStream subject every call
+// publishes an event of publishBytes to, and the subject requestComponent's calls send
+// their NATS request to first.
+type keptCrossings struct {
+	publish          string
+	publishBytes     int
+	request          string
+	requestComponent string
+}
 
 // serveKept serves ConverseAlpha2 on grpc-go at addr, each call making the NATS
 // crossings of a path that Parley keeps before it echoes (see the package comment).
-func serveKept(ctx context.Context, addr string, cfg bus.Config, subjects keptSubjects, out io.Writer) error {
+func serveKept(ctx context.Context, addr string, cfg bus.Config, kept keptCrossings, out io.Writer) error {
 	nc, err := bus.Connect(cfg, "parley-floor", slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		return err
@@ -180,29 +187,25 @@ func serveKept(ctx context.Context, addr string, cfg bus.Config, subjects keptSu
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	payload := []byte(strings.Repeat("x", keptEventBytes))
+	payload := []byte(strings.Repeat("x", kept.publishBytes))
 	// Message ids unique across runs of the benchmark against one stream.
 	prefix := strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
 	var seq atomic.Int64
 	return serveGRPCWith(ctx, addr, out, func(ctx context.Context, req *runtimev1.ConversationRequestAlpha2) (*runtimev1.ConversationResponseAlpha2, error) {
 		res := echo(req)
-		if req.GetName() == keptProvider {
+		if req.GetName() == kept.requestComponent {
 			text := res.GetOutputs()[0].GetChoices()[0].GetMessage().GetContent()
-			if _, err := nc.RequestWithContext(ctx, subjects.request, []byte(text)); err != nil {
-				return nil, fmt.Errorf("request %s: %w", subjects.request, err)
+			if _, err := nc.RequestWithContext(ctx, kept.request, []byte(text)); err != nil {
+				return nil, fmt.Errorf("request %s: %w", kept.request, err)
 			}
 		}
-		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: subjects.publish, Data: payload},
+		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: kept.publish, Data: payload},
 			jetstream.WithMsgID(prefix+strconv.FormatInt(seq.Add(1), 10))); err != nil {
-			return nil, fmt.Errorf("publish %s: %w", subjects.publish, err)
+			return nil, fmt.Errorf("publish %s: %w", kept.publish, err)
 		}
 		return res, nil
 	})
 }
-
-// keptProvider is the component name for which the kept server also makes the worker
-// dispatch's NATS request.
-const keptProvider = "kept-provider"
 
 // mtls is what connect-mtls adds: the server's identity and the one identity it admits.
 type mtls struct {
