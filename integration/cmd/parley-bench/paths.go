@@ -620,6 +620,12 @@ func printKept(w io.Writer, runs []pathRun) {
 		}
 		return fmt.Sprintf("%.1f×", x)
 	}
+	rate := func(x float64) string {
+		if x == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.2f", x)
+	}
 	var shown []keptPath
 	for _, k := range keptPaths {
 		floors := make([]string, len(k.crossings))
@@ -638,12 +644,6 @@ func printKept(w io.Writer, runs []pathRun) {
 		cpu := "—"
 		if sum.cpuOK {
 			cpu = fmtDur(sum.cpu)
-		}
-		rate := func(x float64) string {
-			if x == 0 {
-				return "—"
-			}
-			return fmt.Sprintf("%.2f", x)
 		}
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t≤ %.1f×\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", k.name, strings.Join(floors, " + "),
 			fmtDur(sum.p50), times(sum.p50Ratio), times(sum.composedP50Ratio), k.p50Target, times(sum.measuredP50Ratio),
