@@ -94,9 +94,10 @@ type Config struct {
 	AuditSealKeyFile string `env:"ROUTER_AUDIT_SEAL_KEY_FILE"`
 	// AuditPublishTimeout bounds the wait for the audit stream's ack.
 	AuditPublishTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_TIMEOUT, default=5s"`
-	// AuditPublishAttemptTimeout bounds the wait for one attempt's ack; a publish whose ack
-	// is lost (a NATS node went, the stream changed leader) is sent again until
-	// AuditPublishTimeout, and stored once.
+	// AuditPublishAttemptTimeout bounds the wait for one attempt's ack, for each MiB of the
+	// event begun (up to half of AuditPublishTimeout); a publish whose ack is lost (a NATS
+	// node went, the stream changed leader) is sent again until AuditPublishTimeout, and
+	// stored once.
 	AuditPublishAttemptTimeout time.Duration `env:"ROUTER_AUDIT_PUBLISH_ATTEMPT_TIMEOUT, default=1s"`
 	// AuditStreamReplicas is used when the router creates the audit stream.
 	AuditStreamReplicas int `env:"AUDIT_STREAM_REPLICAS, default=1"`

@@ -32,10 +32,22 @@ type AuditPublisher struct {
 type AuditConfig struct {
 	// Timeout bounds the whole publish, retries included.
 	Timeout time.Duration
-	// AttemptTimeout bounds the wait for one attempt's ack. An ack can be lost with the
-	// NATS node it travelled through, or while the stream elects a new leader; the event
-	// is then sent again with the same Nats-Msg-Id, which the stream stores once.
+	// AttemptTimeout bounds the wait for one attempt's ack, for each MiB of the event
+	// begun (attemptFor). An ack can be lost with the NATS node it travelled through, or
+	// while the stream elects a new leader; the event is then sent again with the same
+	// Nats-Msg-Id, which the stream stores once.
 	AttemptTimeout time.Duration
+}
+
+// attemptFor is the wait for one attempt's ack of an event of n bytes: AttemptTimeout for
+// each MiB begun, at most half of Timeout (so that a lost ack is still sent again) and
+// never less than AttemptTimeout. A stream takes longer to store a large event (its file
+// write, its replication in a cluster); an attempt given up while the stream is still
+// storing it would send the whole event again, adding load when the stream is slowest.
+func (c AuditConfig) attemptFor(n int) time.Duration {
+	const mib = 1 << 20
+	mibs := max(1, (n+mib-1)/mib)
+	return max(c.AttemptTimeout, min(c.AttemptTimeout*time.Duration(mibs), c.Timeout/2))
 }
 
 // auditRetryWait is the pause before an attempt that failed at once (no stream leader,
@@ -77,8 +89,8 @@ func (a *AuditPublisher) MaxEventBytes() int {
 
 // Record publishes ev with Nats-Msg-Id = request id and waits for the stream's ack, so a
 // stored event is never lost and a retried publish is never stored twice. An attempt
-// whose ack does not come within AttemptTimeout, or that fails, is made again until
-// Timeout. It does not stop when the caller goes away: the conversation happened and
+// whose ack does not come within its wait (attemptFor: AttemptTimeout per MiB begun), or
+// that fails, is made again until Timeout. It does not stop when the caller goes away: the conversation happened and
 // must be recorded.
 func (a *AuditPublisher) Record(ctx context.Context, ev *auditv1.ConversationEvent) error {
 	b, err := proto.Marshal(ev)
@@ -96,9 +108,10 @@ func (a *AuditPublisher) Record(ctx context.Context, ev *auditv1.ConversationEve
 	}
 	done := crossing.Track(ctx, crossing.AuditPublish)
 	defer done()
+	attempt := a.cfg.attemptFor(len(b))
 	for {
 		began := time.Now()
-		attemptEnd := began.Add(a.cfg.AttemptTimeout)
+		attemptEnd := began.Add(attempt)
 		if attemptEnd.After(deadline) {
 			attemptEnd = deadline
 		}

@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,4 +78,58 @@ func TestAuditPublishGivesUp(t *testing.T) {
 	require.NoError(t, err)
 	require.Error(t, a.Record(t.Context(), &auditv1.ConversationEvent{RequestId: "req-no-stream"}))
 	require.GreaterOrEqual(t, testutil.ToFloat64(a.retries), 1.0)
+}
+
+// TestAuditAttemptFor: the wait for one attempt's ack grows with each MiB of the event
+// begun, up to half of the whole publish's bound, and is never below AttemptTimeout.
+func TestAuditAttemptFor(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	cfg := AuditConfig{Timeout: 5 * time.Second, AttemptTimeout: time.Second}
+	tests := []struct {
+		name  string
+		cfg   AuditConfig
+		bytes int
+		want  time.Duration
+	}{
+		{"empty", cfg, 0, time.Second},
+		{"a typical event", cfg, 1500, time.Second},
+		{"one MiB", cfg, mib, time.Second},
+		{"a byte past one MiB", cfg, mib + 1, 2 * time.Second},
+		{"two MiB and a half", cfg, 5 * mib / 2, 2500 * time.Millisecond}, // half of Timeout
+		{"eight MiB", cfg, 8 * mib, 2500 * time.Millisecond},
+		{"attempt as long as the whole", AuditConfig{Timeout: time.Second, AttemptTimeout: time.Second}, 8 * mib, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.want, tt.cfg.attemptFor(tt.bytes))
+		})
+	}
+}
+
+// TestAuditPublishLargeEventWaitsLonger: an event of 3 MiB whose ack never comes is sent
+// again only after AttemptTimeout × 3 rather than every AttemptTimeout, so within one
+// Timeout it is sent at most Timeout ÷ (3 × AttemptTimeout) times (rounded up), where a
+// fixed wait would have sent it ten times. A busy machine can only make fewer attempts.
+func TestAuditPublishLargeEventWaitsLonger(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	// No stream: a plain subscriber takes every attempt and never answers.
+	var attempts atomic.Int64
+	sub, err := nc.Subscribe(auditevent.Subject, func(*nats.Msg) { attempts.Add(1) })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, nc.Flush())
+
+	a, err := NewAuditPublisher(js, AuditConfig{Timeout: time.Second, AttemptTimeout: 100 * time.Millisecond}, nil, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	ev := &auditv1.ConversationEvent{RequestId: "req-large", ErrorMessage: strings.Repeat("x", 3<<20-100)}
+	require.Error(t, a.Record(t.Context(), ev))
+	require.NoError(t, nc.Flush())
+	require.LessOrEqual(t, attempts.Load(), int64(4), "each attempt should wait 300 ms")
+	require.GreaterOrEqual(t, attempts.Load(), int64(1))
 }
