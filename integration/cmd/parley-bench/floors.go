@@ -36,6 +36,9 @@ const (
 	// PARLEY_AUDIT but apart from it, so that the audit service ingests nothing of it.
 	floorStream  = "PARLEY_BENCH_FLOOR"
 	floorSubject = "parley.bench.floor"
+	// keptSubject is the kept server's subject in floorStream: its events, unlike
+	// js-publish's, are read back and stored in PostgreSQL (parley-floor -store-dsn).
+	keptSubject = "parley.bench.kept"
 	// auditEventBytes is the js-publish payload: about a typical audit event of the
 	// router paths (request, answer and metadata, protobuf).
 	auditEventBytes = 1024
@@ -148,7 +151,7 @@ func natsFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target, bin 
 		return closeAll, err
 	}
 	cfg := auditevent.StreamConfig(1)
-	cfg.Name, cfg.Subjects, cfg.Description = floorStream, []string{floorSubject}, "parley-bench: the floor of the audit publish"
+	cfg.Name, cfg.Subjects, cfg.Description = floorStream, []string{floorSubject, keptSubject}, "parley-bench: the floor of the audit publish"
 	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return closeAll, fmt.Errorf("js-publish: create stream %s: %w", floorStream, err)
 	}
@@ -160,10 +163,12 @@ func natsFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target, bin 
 	}
 
 	// The kept crossings in one process: the same publish and request, made by a grpc-go
-	// server before it answers (as the admin user, whose permissions cover both).
+	// server before it answers (as the admin user, whose permissions cover both), and the
+	// events stored in the stack's database once each, as the audit log must.
 	if h.keptFloor, err = startHelper("kept floor", bin, "listening on ", "-server", "kept", "-nats-url", s.NATSURL,
 		"-nats-ca", s.NATSCAFile(), "-nats-seed", s.NATSSeedFile(stack.AdminUser),
-		"-publish-subject", floorSubject, "-publish-bytes", strconv.Itoa(auditEventBytes),
+		"-publish-subject", keptSubject, "-publish-bytes", strconv.Itoa(auditEventBytes),
+		"-store-dsn", s.DatabaseURL, "-store-stream", floorStream,
 		"-request-subject", subject, "-request-component", pathKeptProvider); err != nil {
 		return closeAll, err
 	}

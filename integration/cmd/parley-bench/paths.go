@@ -48,8 +48,10 @@ const (
 	// pathKeptHit and pathKeptProvider are the crossings the hit and the provider path
 	// must keep, made by one grpc-go server in one process with nothing else to do
 	// (parley-floor -server kept): the client's call, answered after a js-publish
-	// (kept-hit), after a nats-rr and a js-publish (kept-provider). What the sums of the
-	// floors estimate, measured: the lowest a path that keeps them can reach.
+	// (kept-hit), after a nats-rr and a js-publish (kept-provider), each event then read
+	// back from the stream and stored in PostgreSQL once (one COPY and one ack per batch),
+	// as the audit log must. What the sums of the floors estimate, measured: the lowest a
+	// path that keeps them can reach.
 	pathKeptHit      = "kept-hit"
 	pathKeptProvider = "kept-provider"
 	pathMiss         = "miss"
@@ -307,16 +309,16 @@ func parleyCPU(r pathRun) time.Duration {
 
 // floorColumns are, for the rows that measure a floor rather than Parley, the CPU
 // columns of the processes that serve it: the floor server, NATS for the NATS floors
-// (the responder and the server in between; the server alone for a publish), the fake
-// provider for fake-direct. The caller's side runs in the load generator (bench).
+// (the responder and the server in between; the server alone for a publish), PostgreSQL
+// for the kept rows (their events' storage), the fake provider for fake-direct. The caller's side runs in the load generator (bench).
 var floorColumns = map[string][]string{
 	pathFloor:        {colFloor},
 	pathFloorConnect: {colFloor},
 	pathConnectMTLS:  {colFloor},
 	pathNATSRR:       {colFloor, colNATS},
 	pathJSPublish:    {colNATS},
-	pathKeptHit:      {colFloor, colNATS},
-	pathKeptProvider: {colFloor, colNATS},
+	pathKeptHit:      {colFloor, colNATS, colPostgres},
+	pathKeptProvider: {colFloor, colNATS, colPostgres},
 	pathDirect:       {colFake},
 }
 
@@ -611,7 +613,7 @@ func printKept(w io.Writer, runs []pathRun) {
 	}
 	_, _ = fmt.Fprintf(w, "\nKept crossings: the floors of the crossings each path must keep, summed (the lowest ratios the path could reach with no work inside the services;\n"+
 		"req/s bound: the %d CPUs shared by requests costing at least the CPU sum and the load generator's CPU per floor call, ÷ the floor's req/s, both at -c;\n"+
-		"one process: the same crossings made by one grpc-go server with nothing else to do, measured, p50 and CPU ÷ the floor's):\n", runtime.NumCPU())
+		"one process: the same crossings made by one grpc-go server with nothing else to do, its events stored in PostgreSQL once each, measured, p50 and CPU ÷ the floor's):\n", runtime.NumCPU())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	_, _ = fmt.Fprintf(tw, "path\tcrossings\tp50 sum\tp50 ÷ floor\tone process\ttarget\tmeasured\tCPU sum\tCPU ÷ floor\tone process\tmeasured\treq/s bound ÷ floor\tmeasured\t\n")
 	times := func(x float64) string {
@@ -657,7 +659,7 @@ func printKept(w io.Writer, runs []pathRun) {
 			_, _ = fmt.Fprintf(w, "    %-13s %s\n", c.floor, c.what)
 		}
 		if k.composed != "" {
-			_, _ = fmt.Fprintf(w, "    %-13s one process: the client's call answered by grpc-go after the crossings above\n", k.composed)
+			_, _ = fmt.Fprintf(w, "    %-13s one process: the client's call answered by grpc-go after the crossings above; the events stored in PostgreSQL\n", k.composed)
 		}
 	}
 }

@@ -23,7 +23,9 @@
 // waits for the answer (the worker dispatch), and then, for every component, publishes an
 // event of -publish-bytes with a Nats-Msg-Id to -publish-subject in JetStream and waits
 // for its ack (the audit event stored before the reply): the cheapest server that keeps
-// those crossings, with nothing else to do.
+// those crossings, with nothing else to do. With -store-dsn and -store-stream it also does
+// the audit log's kept work: it reads the events back from the stream and stores each
+// once in PostgreSQL, in batches (store.go).
 //
 // connect-mtls serves the same echo over HTTP/2 with mutual TLS as a service does
 // (libs/identity: the certificate names spiffe://<trust domain>/<identity>, each call
@@ -51,6 +53,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
@@ -97,6 +100,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	requestSubject := fs.String("request-subject", "", "kept: the subject a -request-component call sends its NATS request to")
 	requestComponent := fs.String("request-component", "kept-provider", "kept: the component whose calls make the NATS request too")
 	publishBytes := fs.Int("publish-bytes", 1024, "kept: the size of each call's JetStream event")
+	storeDSN := fs.String("store-dsn", "", "kept: a PostgreSQL URL; when set, every event is also read back from -store-stream and stored there once")
+	storeStream := fs.String("store-stream", "", "kept: the stream holding -publish-subject, read by the -store-dsn storage")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -117,10 +122,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if natsCfg.URL == "" || *publishSubject == "" || *requestSubject == "" {
 			return errors.New("-server kept needs -nats-url, -publish-subject and -request-subject")
 		}
+		if (*storeDSN == "") != (*storeStream == "") {
+			return errors.New("-store-dsn and -store-stream go together")
+		}
 		natsCfg.ConnectTimeout = 5 * time.Second
 		serve = func(ctx context.Context) error {
 			return serveKept(ctx, *addr, natsCfg, keptCrossings{
 				publish: *publishSubject, publishBytes: *publishBytes, request: *requestSubject, requestComponent: *requestComponent,
+				storeDSN: *storeDSN, storeStream: *storeStream,
 			}, out)
 		}
 	case "nats":
@@ -167,12 +176,15 @@ func serveGRPCWith(ctx context.Context, addr string, out io.Writer,
 
 // keptCrossings are the kept server's crossings: the JetStream subject every call
 // publishes an event of publishBytes to, and the subject requestComponent's calls send
-// their NATS request to first.
+// their NATS request to first; with storeDSN, the events' storage in PostgreSQL
+// (keptStore), reading them from storeStream.
 type keptCrossings struct {
 	publish          string
 	publishBytes     int
 	request          string
 	requestComponent string
+	storeDSN         string
+	storeStream      string
 }
 
 // serveKept serves ConverseAlpha2 on grpc-go at addr, each call making the NATS
@@ -187,11 +199,34 @@ func serveKept(ctx context.Context, addr string, cfg bus.Config, kept keptCrossi
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stored := make(chan error, 1)
+	if kept.storeDSN == "" {
+		stored <- nil
+	} else {
+		db, err := pgx.Connect(ctx, kept.storeDSN)
+		if err != nil {
+			return fmt.Errorf("connect to PostgreSQL: %w", err)
+		}
+		defer func() { _ = db.Close(context.Background()) }()
+		store, err := newKeptStore(ctx, js, kept.storeStream, kept.publish, db)
+		if err != nil {
+			return err
+		}
+		go func() {
+			err := store.run(ctx)
+			if err != nil {
+				cancel() // the server stops: its rows would measure less than they say
+			}
+			stored <- err
+		}()
+	}
 	payload := []byte(strings.Repeat("x", kept.publishBytes))
 	// Message ids unique across runs of the benchmark against one stream.
 	prefix := strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
 	var seq atomic.Int64
-	return serveGRPCWith(ctx, addr, out, func(ctx context.Context, req *runtimev1.ConversationRequestAlpha2) (*runtimev1.ConversationResponseAlpha2, error) {
+	err = serveGRPCWith(ctx, addr, out, func(ctx context.Context, req *runtimev1.ConversationRequestAlpha2) (*runtimev1.ConversationResponseAlpha2, error) {
 		res := echo(req)
 		if req.GetName() == kept.requestComponent {
 			text := res.GetOutputs()[0].GetChoices()[0].GetMessage().GetContent()
@@ -205,6 +240,11 @@ func serveKept(ctx context.Context, addr string, cfg bus.Config, kept keptCrossi
 		}
 		return res, nil
 	})
+	cancel()
+	if serr := <-stored; serr != nil {
+		return fmt.Errorf("store: %w", serr)
+	}
+	return err
 }
 
 // mtls is what connect-mtls adds: the server's identity and the one identity it admits.

@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"connectrpc.com/connect"
@@ -25,6 +27,7 @@ import (
 	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/natsauth"
 	"github.com/parleyhq/parley/libs/natstest"
+	"github.com/parleyhq/parley/libs/pgtest"
 )
 
 // start runs parley-floor with args until the test ends and returns what its "listening
@@ -240,4 +243,86 @@ func TestKept(t *testing.T) {
 	if err := conn.Invoke(ctx, runtimev1connect.DaprConverseAlpha2Procedure, req, &runtimev1.ConversationResponseAlpha2{}); err == nil {
 		t.Fatal("answered without storing its event")
 	}
+}
+
+// TestKeptStore: with -store-dsn, every event the kept server publishes is read back from
+// its stream and stored in PostgreSQL once, under its message id, and the consumer's
+// acks cover them all (nothing left to redeliver).
+func TestKeptStore(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewDB(t, fstest.MapFS{"001_empty.sql": {Data: []byte("SELECT 1;")}})
+	dsn, err := url.Parse(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn.Path = "/" + pool.Config().ConnConfig.Database
+	locked := natstest.RunLockedServer(t,
+		natsauth.User{Name: "admin", Role: natsauth.Admin},
+		natsauth.User{Name: "floor", Role: natsauth.Worker, Components: []string{"bench-floor"}})
+	admin := locked.ConnectAs(t, "admin", nil)
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Another subject of the same stream, which the store must leave alone.
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KEPT", Subjects: []string{"kept.events", "kept.other"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "kept.other", []byte("not the kept server's")); err != nil {
+		t.Fatal(err)
+	}
+	subject := bus.ProviderSubjectPrefix + "bench-floor"
+	start(t, "-server", "nats", "-nats-url", locked.ClientURL(), "-nats-seed", locked.SeedFile("floor"), "-subject", subject)
+	addr := start(t, "-server", "kept", "-nats-url", locked.ClientURL(), "-nats-seed", locked.SeedFile("admin"),
+		"-publish-subject", "kept.events", "-request-subject", subject, "-publish-bytes", "300",
+		"-store-dsn", dsn.String(), "-store-stream", "KEPT")
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+
+	const calls = 600 // more than one batch
+	for i := range calls {
+		req := request("hello")
+		req.Name = []string{"kept-hit", "kept-provider"}[i%2]
+		if err := conn.Invoke(ctx, runtimev1connect.DaprConverseAlpha2Procedure, req, &runtimev1.ConversationResponseAlpha2{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rows, ids, short int
+	for ctx.Err() == nil {
+		if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE length(event) <> 300) FROM `+keptTable).
+			Scan(&rows, &ids, &short); err != nil {
+			t.Fatal(err)
+		}
+		if rows >= calls {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rows != calls || ids != calls || short != 0 {
+		t.Fatalf("%d rows, %d ids, %d of another size; want %d events of 300 bytes, each once", rows, ids, short, calls)
+	}
+	cons, err := stream.Consumer(ctx, "parley-floor-kept-store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ctx.Err() == nil {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 0 && info.AckFloor.Stream == info.Delivered.Stream && info.NumPending == 0 {
+			if info.Delivered.Consumer != calls {
+				t.Fatalf("%d messages delivered to the store, want %d", info.Delivered.Consumer, calls)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the store did not acknowledge every event")
 }
