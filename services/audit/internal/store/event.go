@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
@@ -234,9 +233,13 @@ func messageJSON(m proto.Message, legacy []byte) ([]byte, error) {
 	if m == nil || !m.ProtoReflect().IsValid() {
 		return cleanJSON(legacy)
 	}
-	b, err := protojson.Marshal(m)
+	b, direct, err := marshalJSON(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode as JSON: %w", err)
+	}
+	if direct {
+		// Valid UTF-8 JSON of a bounded depth already: only what jsonb refuses is left.
+		return cleanValidJSON(b)
 	}
 	return cleanJSON(b)
 }

@@ -54,6 +54,11 @@ func cleanJSON(b []byte) ([]byte, error) {
 		}
 		return s, nil
 	}
+	return cleanValidJSON(b)
+}
+
+// cleanValidJSON is cleanJSON for b known to be valid UTF-8 JSON within maxJSONDepth.
+func cleanValidJSON(b []byte) ([]byte, error) {
 	if !needsRewrite(b) {
 		return b, nil
 	}
