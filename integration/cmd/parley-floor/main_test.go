@@ -163,11 +163,10 @@ func TestNATSResponder(t *testing.T) {
 	}
 }
 
-// TestKept: the kept server answers a kept-hit call after its event is in the stream, and
-// a kept-provider call after the worker's subject answered too; a call whose publish
-// cannot be stored fails instead of answering.
-func TestKept(t *testing.T) {
-	t.Parallel()
+// keptNATS runs a NATS server with an admin user (the kept server's) and a worker of
+// bench-floor (the nats responder's), and connects to it as the admin.
+func keptNATS(t *testing.T) (*natstest.Locked, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
 	locked := natstest.RunLockedServer(t,
 		natsauth.User{Name: "admin", Role: natsauth.Admin},
 		natsauth.User{Name: "floor", Role: natsauth.Worker, Components: []string{"bench-floor"}})
@@ -176,6 +175,15 @@ func TestKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return locked, admin, js
+}
+
+// TestKept: the kept server answers a kept-hit call after its event is in the stream, and
+// a kept-provider call after the worker's subject answered too; a call whose publish
+// cannot be stored fails instead of answering.
+func TestKept(t *testing.T) {
+	t.Parallel()
+	locked, admin, js := keptNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KEPT", Subjects: []string{"kept.events"}})
@@ -256,14 +264,7 @@ func TestKeptStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	dsn.Path = "/" + pool.Config().ConnConfig.Database
-	locked := natstest.RunLockedServer(t,
-		natsauth.User{Name: "admin", Role: natsauth.Admin},
-		natsauth.User{Name: "floor", Role: natsauth.Worker, Components: []string{"bench-floor"}})
-	admin := locked.ConnectAs(t, "admin", nil)
-	js, err := jetstream.New(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	locked, _, js := keptNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// Another subject of the same stream, which the store must leave alone.
