@@ -113,6 +113,28 @@ func (w *jsonWriter) fail(err error) {
 	}
 }
 
+// list writes the member name, an array of each(item), unless items is empty (a repeated
+// field's zero value).
+func list[T any](w *jsonWriter, name string, items []T, each func(T)) {
+	if len(items) == 0 {
+		return
+	}
+	w.key(name)
+	w.open('[')
+	for _, item := range items {
+		w.elem()
+		each(item)
+	}
+	w.close(']')
+}
+
+// object writes an object whose members members writes.
+func (w *jsonWriter) object(members func()) {
+	w.open('{')
+	members()
+	w.close('}')
+}
+
 // Members, each omitted at its zero value as proto3 fields without presence are.
 
 func (w *jsonWriter) strField(name, v string) {
@@ -286,25 +308,12 @@ func (w *jsonWriter) structField(name string, s *structpb.Struct) {
 }
 
 func (w *jsonWriter) toolCall(c *providerv1.ToolCall) {
-	w.open('{')
-	w.strField("id", c.GetId())
-	w.strField("type", c.GetType())
-	w.strField("name", c.GetName())
-	w.strField("arguments", c.GetArguments())
-	w.close('}')
-}
-
-func (w *jsonWriter) toolCalls(name string, calls []*providerv1.ToolCall) {
-	if len(calls) == 0 {
-		return
-	}
-	w.key(name)
-	w.open('[')
-	for _, c := range calls {
-		w.elem()
-		w.toolCall(c)
-	}
-	w.close(']')
+	w.object(func() {
+		w.strField("id", c.GetId())
+		w.strField("type", c.GetType())
+		w.strField("name", c.GetName())
+		w.strField("arguments", c.GetArguments())
+	})
 }
 
 func (w *jsonWriter) part(p *providerv1.Part) {
@@ -319,11 +328,11 @@ func (w *jsonWriter) part(p *providerv1.Part) {
 		w.toolCall(k.ToolCall)
 	case *providerv1.Part_ToolResult:
 		w.key("toolResult")
-		w.open('{')
-		w.strField("toolCallId", k.ToolResult.GetToolCallId())
-		w.strField("name", k.ToolResult.GetName())
-		w.strField("content", k.ToolResult.GetContent())
-		w.close('}')
+		w.object(func() {
+			w.strField("toolCallId", k.ToolResult.GetToolCallId())
+			w.strField("name", k.ToolResult.GetName())
+			w.strField("content", k.ToolResult.GetContent())
+		})
 	}
 	w.close('}')
 }
@@ -334,40 +343,20 @@ func (w *jsonWriter) request(r *providerv1.Request) {
 	w.strField("requestId", r.GetRequestId())
 	w.strField("tenant", r.GetTenant())
 	w.strField("component", r.GetComponent())
-	if msgs := r.GetMessages(); len(msgs) > 0 {
-		w.key("messages")
-		w.open('[')
-		for _, m := range msgs {
-			w.elem()
-			w.open('{')
+	list(w, "messages", r.GetMessages(), func(m *providerv1.Message) {
+		w.object(func() {
 			w.enumField("role", int32(m.GetRole()), providerv1.Role_name)
-			if parts := m.GetParts(); len(parts) > 0 {
-				w.key("parts")
-				w.open('[')
-				for _, p := range parts {
-					w.elem()
-					w.part(p)
-				}
-				w.close(']')
-			}
-			w.close('}')
-		}
-		w.close(']')
-	}
-	if tools := r.GetTools(); len(tools) > 0 {
-		w.key("tools")
-		w.open('[')
-		for _, t := range tools {
-			w.elem()
-			w.open('{')
+			list(w, "parts", m.GetParts(), w.part)
+		})
+	})
+	list(w, "tools", r.GetTools(), func(t *providerv1.Tool) {
+		w.object(func() {
 			w.strField("type", t.GetType())
 			w.strField("name", t.GetName())
 			w.strField("description", t.GetDescription())
 			w.structField("parameters", t.GetParameters())
-			w.close('}')
-		}
-		w.close(']')
-	}
+		})
+	})
 	w.strField("toolChoice", r.GetToolChoice())
 	w.doubleField("temperature", r.GetTemperature())
 	if r.MaxTokens != nil {
@@ -376,15 +365,7 @@ func (w *jsonWriter) request(r *providerv1.Request) {
 		w.b = strconv.AppendInt(w.b, r.GetMaxTokens(), 10)
 		w.b = append(w.b, '"')
 	}
-	if stop := r.GetStop(); len(stop) > 0 {
-		w.key("stop")
-		w.open('[')
-		for _, s := range stop {
-			w.elem()
-			w.str(s)
-		}
-		w.close(']')
-	}
+	list(w, "stop", r.GetStop(), w.str)
 	w.structField("responseFormat", r.GetResponseFormat())
 	w.durationField("promptCacheRetention", r.GetPromptCacheRetention())
 	if md := r.GetMetadata(); len(md) > 0 {
@@ -412,20 +393,14 @@ func (w *jsonWriter) request(r *providerv1.Request) {
 // response writes r as protojson.Marshal does.
 func (w *jsonWriter) response(r *providerv1.Response) {
 	w.open('{')
-	if choices := r.GetChoices(); len(choices) > 0 {
-		w.key("choices")
-		w.open('[')
-		for _, c := range choices {
-			w.elem()
-			w.open('{')
+	list(w, "choices", r.GetChoices(), func(c *providerv1.Choice) {
+		w.object(func() {
 			w.int64Field("index", c.GetIndex())
 			w.strField("finishReason", c.GetFinishReason())
 			w.strField("content", c.GetContent())
-			w.toolCalls("toolCalls", c.GetToolCalls())
-			w.close('}')
-		}
-		w.close(']')
-	}
+			list(w, "toolCalls", c.GetToolCalls(), w.toolCall)
+		})
+	})
 	w.strField("model", r.GetModel())
 	if u := r.GetUsage(); u != nil {
 		w.key("usage")
