@@ -25,8 +25,9 @@ import (
 // messages directly: the same field names, the same omissions (proto3 zero values, an
 // unset oneof), int64 and uint64 as strings, enums by name, Duration and Timestamp in
 // protojson's form with its range checks, map keys in order. Only a Struct (a tool's
-// parameters, a response format: rare) still goes through protojson. TestMessageJSON and
-// FuzzMessageJSON hold them equal, as parsed JSON, to protojson's output.
+// parameters, a response format: rare) still goes through protojson. TestMessageJSON,
+// TestMessageJSONEveryField and FuzzMessageJSON hold them equal, as parsed JSON, to
+// protojson's output.
 
 // errInvalidUTF8 is what protojson reports for a string field that is not UTF-8.
 var errInvalidUTF8 = errors.New("string field contains invalid UTF-8")
@@ -52,16 +53,13 @@ func (w *jsonWriter) close(c byte) {
 
 // key writes a member's name (ASCII, no escaping needed).
 func (w *jsonWriter) key(name string) {
-	if !w.first {
-		w.b = append(w.b, ',')
-	}
-	w.first = false
+	w.elem()
 	w.b = append(w.b, '"')
 	w.b = append(w.b, name...)
 	w.b = append(w.b, '"', ':')
 }
 
-// elem separates an array's elements.
+// elem separates an array's elements, and an object's members (key).
 func (w *jsonWriter) elem() {
 	if !w.first {
 		w.b = append(w.b, ',')
@@ -223,25 +221,18 @@ func (w *jsonWriter) enumField(name string, v int32, names map[int32]string) {
 	w.b = strconv.AppendInt(w.b, int64(v), 10)
 }
 
-// durationField writes d as protojson does ("1.500s"), with its range checks.
+// durationField writes d as protojson does ("1.500s"); a Duration protojson refuses
+// (CheckValid: out of range, or seconds and nanos of opposite signs) fails the encoding.
 func (w *jsonWriter) durationField(name string, d *durationpb.Duration) {
 	if d == nil {
 		return
 	}
 	w.key(name)
-	const maxSeconds = 315576000000
-	secs, nanos := d.GetSeconds(), int64(d.GetNanos())
-	switch {
-	case secs < -maxSeconds || secs > maxSeconds:
-		w.fail(fmt.Errorf("%s: seconds out of range %v", name, secs))
-		return
-	case nanos <= -1e9 || nanos >= 1e9:
-		w.fail(fmt.Errorf("%s: nanos out of range %v", name, nanos))
-		return
-	case secs > 0 && nanos < 0 || secs < 0 && nanos > 0:
-		w.fail(fmt.Errorf("%s: signs of seconds and nanos do not match", name))
+	if err := d.CheckValid(); err != nil {
+		w.fail(fmt.Errorf("%s: %w", name, err))
 		return
 	}
+	secs, nanos := d.GetSeconds(), int64(d.GetNanos())
 	w.b = append(w.b, '"')
 	if secs < 0 || nanos < 0 {
 		w.b = append(w.b, '-')
@@ -252,25 +243,20 @@ func (w *jsonWriter) durationField(name string, d *durationpb.Duration) {
 	w.b = append(w.b, 's', '"')
 }
 
-// timestampField writes t as protojson does (RFC 3339 in UTC), with its range checks.
+// timestampField writes t as protojson does (RFC 3339 in UTC); a Timestamp protojson
+// refuses (CheckValid: outside years 1 to 9999, nanos out of range) fails the encoding.
 func (w *jsonWriter) timestampField(name string, t *timestamppb.Timestamp) {
 	if t == nil {
 		return
 	}
 	w.key(name)
-	const minSeconds, maxSeconds = -62135596800, 253402300799
-	secs, nanos := t.GetSeconds(), int64(t.GetNanos())
-	if secs < minSeconds || secs > maxSeconds {
-		w.fail(fmt.Errorf("%s: seconds out of range %v", name, secs))
-		return
-	}
-	if nanos < 0 || nanos >= 1e9 {
-		w.fail(fmt.Errorf("%s: nanos out of range %v", name, nanos))
+	if err := t.CheckValid(); err != nil {
+		w.fail(fmt.Errorf("%s: %w", name, err))
 		return
 	}
 	w.b = append(w.b, '"')
-	w.b = time.Unix(secs, 0).UTC().AppendFormat(w.b, "2006-01-02T15:04:05")
-	w.b = appendFraction(w.b, nanos)
+	w.b = time.Unix(t.GetSeconds(), 0).UTC().AppendFormat(w.b, "2006-01-02T15:04:05")
+	w.b = appendFraction(w.b, int64(t.GetNanos()))
 	w.b = append(w.b, 'Z', '"')
 }
 
