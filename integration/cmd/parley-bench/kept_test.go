@@ -13,8 +13,9 @@ func measured(name string, p50 time.Duration, cpu map[string]time.Duration) path
 }
 
 // TestRowCPU: a floor row counts the processes that serve it (NATS included for the NATS
-// floors, PostgreSQL for the kept rows, which store their events), a path row every Parley process, and a row whose column was not measured
-// (NATS embedded in the load generator) reports nothing.
+// floors, PostgreSQL for the kept rows, which store their events), a path row every
+// Parley process, and a row whose column was not measured (NATS embedded in the load
+// generator) reports nothing.
 func TestRowCPU(t *testing.T) {
 	t.Parallel()
 	all := map[string]time.Duration{colClient: 7, colFloor: 10, colNATS: 20, colFake: 30, "router": 100, "cache": 50, colPostgres: 5}

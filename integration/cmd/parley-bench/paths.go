@@ -310,7 +310,8 @@ func parleyCPU(r pathRun) time.Duration {
 // floorColumns are, for the rows that measure a floor rather than Parley, the CPU
 // columns of the processes that serve it: the floor server, NATS for the NATS floors
 // (the responder and the server in between; the server alone for a publish), PostgreSQL
-// for the kept rows (their events' storage), the fake provider for fake-direct. The caller's side runs in the load generator (bench).
+// for the kept rows (their events' storage), the fake provider for fake-direct. The
+// caller's side runs in the load generator (bench).
 var floorColumns = map[string][]string{
 	pathFloor:        {colFloor},
 	pathFloorConnect: {colFloor},

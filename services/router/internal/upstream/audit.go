@@ -90,8 +90,8 @@ func (a *AuditPublisher) MaxEventBytes() int {
 // Record publishes ev with Nats-Msg-Id = request id and waits for the stream's ack, so a
 // stored event is never lost and a retried publish is never stored twice. An attempt
 // whose ack does not come within its wait (attemptFor: AttemptTimeout per MiB begun), or
-// that fails, is made again until Timeout. It does not stop when the caller goes away: the conversation happened and
-// must be recorded.
+// that fails, is made again until Timeout. It does not stop when the caller goes away:
+// the conversation happened and must be recorded.
 func (a *AuditPublisher) Record(ctx context.Context, ev *auditv1.ConversationEvent) error {
 	b, err := proto.Marshal(ev)
 	if err != nil {
