@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/integration/fakeprovider"
 	"github.com/parleyhq/parley/integration/stack"
 	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/bus"
 )
 
 // envNATSNodeLossLong selects the full-size node-loss scenario.
@@ -81,7 +82,9 @@ func TestNATSNodeLoss(t *testing.T) {
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 	for _, name := range []string{auditevent.Stream, "KV_parley_cache"} {
-		s, err := js.Stream(t.Context(), name)
+		s, err := bus.RetryAPI(t.Context(), bus.APIAttempt, func(ctx context.Context) (jetstream.Stream, error) {
+			return js.Stream(ctx, name)
+		})
 		require.NoError(t, err, name)
 		require.Equal(t, 3, s.CachedInfo().Config.Replicas, name)
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parleyhq/parley/libs/bus"
 )
 
 const (
@@ -39,8 +41,15 @@ func StreamConfig(replicas int) jetstream.StreamConfig {
 }
 
 // Ensure creates the stream when it does not exist. An existing stream is left as it is,
-// so an operator's changes (limits, replicas) survive restarts.
+// so an operator's changes (limits, replicas) survive restarts. A request a forming or
+// re-electing cluster leaves unanswered is made again (bus.RetryAPI) until ctx ends.
 func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
+	return bus.RetryAPI(ctx, bus.APIAttempt, func(ctx context.Context) (jetstream.Stream, error) {
+		return ensure(ctx, js, replicas)
+	})
+}
+
+func ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
 	s, err := js.Stream(ctx, Stream)
 	if err == nil {
 		return s, nil

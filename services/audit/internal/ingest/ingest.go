@@ -42,6 +42,7 @@ import (
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	"github.com/parleyhq/parley/libs/auditevent"
+	"github.com/parleyhq/parley/libs/bus"
 	"github.com/parleyhq/parley/services/audit/internal/store"
 )
 
@@ -182,7 +183,9 @@ func (in *Ingester) attach(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, err := s.CreateOrUpdateConsumer(ctx, in.consumerConfig())
+	c, err := bus.RetryAPI(ctx, bus.APIAttempt, func(ctx context.Context) (jetstream.Consumer, error) {
+		return s.CreateOrUpdateConsumer(ctx, in.consumerConfig())
+	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", in.cfg.Consumer, err)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parleyhq/parley/libs/bus"
 )
 
 // Domain errors. internal/rpc maps them to Connect codes.
@@ -140,14 +142,16 @@ func (s *Store) Start(ctx context.Context) error {
 	if nc := s.js.Conn(); nc != nil && int64(s.cfg.MaxEntryBytes) > nc.MaxPayload() {
 		return fmt.Errorf("max entry bytes %d exceeds the NATS server's max_payload %d", s.cfg.MaxEntryBytes, nc.MaxPayload())
 	}
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:         s.cfg.Bucket,
-		Description:    "Parley response cache",
-		MaxValueSize:   int32(s.cfg.MaxEntryBytes + headerReserve), //nolint:gosec // range checked in New
-		MaxBytes:       s.cfg.MaxBucketBytes,
-		Storage:        jetstream.FileStorage,
-		Replicas:       s.cfg.Replicas,
-		LimitMarkerTTL: markerTTL,
+	kv, err := bus.RetryAPI(ctx, bus.APIAttempt, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:         s.cfg.Bucket,
+			Description:    "Parley response cache",
+			MaxValueSize:   int32(s.cfg.MaxEntryBytes + headerReserve), //nolint:gosec // range checked in New
+			MaxBytes:       s.cfg.MaxBucketBytes,
+			Storage:        jetstream.FileStorage,
+			Replicas:       s.cfg.Replicas,
+			LimitMarkerTTL: markerTTL,
+		})
 	})
 	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
 		return fmt.Errorf("create kv bucket %s: per-entry TTL needs nats-server 2.11 or later: %w", s.cfg.Bucket, err)
@@ -155,7 +159,9 @@ func (s *Store) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create kv bucket %s: %w", s.cfg.Bucket, err)
 	}
-	bucket, err := s.js.Stream(ctx, s.stream)
+	bucket, err := bus.RetryAPI(ctx, bus.APIAttempt, func(ctx context.Context) (jetstream.Stream, error) {
+		return s.js.Stream(ctx, s.stream)
+	})
 	if err != nil {
 		return fmt.Errorf("kv bucket %s stream: %w", s.cfg.Bucket, err)
 	}

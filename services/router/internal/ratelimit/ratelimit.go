@@ -111,9 +111,11 @@ type allowance struct {
 // Entries older than 32 days are dropped: a counter names its window, so an old one is
 // worthless.
 func (l *Limiter) Start(ctx context.Context) error {
-	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: bus.LimitsBucket, History: 1, TTL: 32 * 24 * time.Hour, Replicas: l.replicas,
-		Description: "Parley routers' shared rate limits and token budgets",
+	kv, err := bus.RetryAPI(ctx, bus.APIAttempt, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bus.LimitsBucket, History: 1, TTL: 32 * 24 * time.Hour, Replicas: l.replicas,
+			Description: "Parley routers' shared rate limits and token budgets",
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("limits bucket %s: %w", bus.LimitsBucket, err)
