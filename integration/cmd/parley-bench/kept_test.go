@@ -65,6 +65,7 @@ func TestSumKept(t *testing.T) {
 		measured(pathNATSRR, 3*ms, map[string]time.Duration{colClient: 1 * ms, colFloor: 2 * ms, colNATS: 5 * ms}),
 		measured(pathJSPublish, 1*ms, map[string]time.Duration{colClient: 1 * ms, colNATS: 3 * ms}),
 		measured(pathKeptHit, 4*ms, map[string]time.Duration{colClient: 9 * ms, colFloor: 5 * ms, colNATS: 3 * ms, colPostgres: 2 * ms}),
+		measured(pathKeptProvider, 5*ms, map[string]time.Duration{colClient: 9 * ms, colFloor: 6 * ms, colNATS: 4 * ms, colPostgres: 2 * ms}),
 		measured(pathMiss, 30*ms, map[string]time.Duration{"router": 40 * ms, colNATS: 20 * ms}),
 		measured(pathHit, 6*ms, map[string]time.Duration{"router": 10 * ms}),
 		measured(pathProvider, 20*ms, map[string]time.Duration{"router": 16 * ms}),
@@ -118,8 +119,15 @@ func TestSumKept(t *testing.T) {
 			// floor 2 + connect-mtls 5 + js-publish 1 + nats-rr 3 + js-publish 1 = 12 ms;
 			// CPU 4 + (6+3) + (3+1) + (2+5+1) + (3+1) = 29 ms; with the load generator's
 			// 9 ms per floor call, 2 CPUs serve at most 2 / 38 ms = 52.6 req/s, 0.526 of the
-			// floor's 100.
+			// floor's 100. Its cache calls batched: kept-provider 6 + 4 + 2 and js-publish
+			// 3 + 1 = 16 ms, 4× the floor's 4, bound 2 / (16 + 9) ms = 80 req/s, 0.8.
 			"miss", path(pathMiss), runs,
+			keptSum{p50: 12 * ms, p50Ratio: 6, cpu: 29 * ms, cpuRatio: 7.25, cpuOK: true, measuredP50Ratio: 15, measuredCPURatio: 15,
+				rpsRatio: 2.0 / 0.038 / 100, measuredRPSRatio: 0.1,
+				batchedCPU: 16 * ms, batchedCPURatio: 4, batchedRPSRatio: 2.0 / 0.025 / 100},
+		},
+		{
+			"miss without kept-provider", path(pathMiss), without(pathKeptProvider),
 			keptSum{p50: 12 * ms, p50Ratio: 6, cpu: 29 * ms, cpuRatio: 7.25, cpuOK: true, measuredP50Ratio: 15, measuredCPURatio: 15,
 				rpsRatio: 2.0 / 0.038 / 100, measuredRPSRatio: 0.1},
 		},
@@ -135,12 +143,12 @@ func TestSumKept(t *testing.T) {
 			// The provider row's p50 is what it adds to fake-direct: (20 - 4) / 2.
 			"provider", path(pathProvider), runs,
 			keptSum{p50: 6 * ms, p50Ratio: 3, cpu: 16 * ms, cpuRatio: 4, cpuOK: true, measuredP50Ratio: 8, measuredCPURatio: 4,
-				rpsRatio: 2.0 / 0.025 / 100, measuredRPSRatio: 0.1},
+				rpsRatio: 2.0 / 0.025 / 100, measuredRPSRatio: 0.1, composedP50Ratio: 2.5, composedCPURatio: 3},
 		},
 		{
 			"provider without fake-direct", path(pathProvider), without(pathDirect),
 			keptSum{p50: 6 * ms, p50Ratio: 3, cpu: 16 * ms, cpuRatio: 4, cpuOK: true, measuredP50Ratio: 10, measuredCPURatio: 4,
-				rpsRatio: 2.0 / 0.025 / 100, measuredRPSRatio: 0.1},
+				rpsRatio: 2.0 / 0.025 / 100, measuredRPSRatio: 0.1, composedP50Ratio: 2.5, composedCPURatio: 3},
 		},
 		{
 			"measured row not run", path(pathHit), without(pathHit),
@@ -187,7 +195,8 @@ func equalSums(a, b keptSum) bool {
 		near(a.p50Ratio, b.p50Ratio) && near(a.cpuRatio, b.cpuRatio) &&
 		near(a.measuredP50Ratio, b.measuredP50Ratio) && near(a.measuredCPURatio, b.measuredCPURatio) &&
 		near(a.rpsRatio, b.rpsRatio) && near(a.measuredRPSRatio, b.measuredRPSRatio) &&
-		near(a.composedP50Ratio, b.composedP50Ratio) && near(a.composedCPURatio, b.composedCPURatio)
+		near(a.composedP50Ratio, b.composedP50Ratio) && near(a.composedCPURatio, b.composedCPURatio) &&
+		a.batchedCPU == b.batchedCPU && near(a.batchedCPURatio, b.batchedCPURatio) && near(a.batchedRPSRatio, b.batchedRPSRatio)
 }
 
 // TestKeptPathsUseFloorRows: every kept crossing is measured by a floor row the benchmark
@@ -209,6 +218,17 @@ func TestKeptPathsUseFloorRows(t *testing.T) {
 		if _, ok := floorColumns[k.composed]; k.composed != "" && (!ok || !slices.Contains(allPaths, k.composed)) {
 			t.Errorf("%s: %s is not a floor row of the default paths", k.name, k.composed)
 		}
+		if b := k.batched; b != nil {
+			rows := []string{b.composed}
+			for _, c := range b.crossings {
+				rows = append(rows, c.floor)
+			}
+			for _, row := range rows {
+				if _, ok := floorColumns[row]; !ok || !slices.Contains(allPaths, row) {
+					t.Errorf("%s batched: %s is not a floor row of the default paths", k.name, row)
+				}
+			}
+		}
 	}
 }
 
@@ -227,9 +247,9 @@ func TestWithKeptFloors(t *testing.T) {
 		{"floor alone", []string{pathFloor}, all, []string{pathFloor}},
 		{"no kept path", []string{pathScrubbed}, all, []string{pathFloor, pathScrubbed}},
 		{"hit", []string{pathHit}, all, []string{pathFloor, pathJSPublish, pathKeptHit, pathHit}},
-		{"miss and hit", []string{pathMiss, pathHit}, all, []string{pathFloor, pathConnectMTLS, pathJSPublish, pathNATSRR, pathKeptHit, pathMiss, pathHit}},
+		{"miss and hit", []string{pathMiss, pathHit}, all, []string{pathFloor, pathConnectMTLS, pathJSPublish, pathNATSRR, pathKeptProvider, pathKeptHit, pathMiss, pathHit}},
 		{"asked for", []string{pathNATSRR, pathFloor, pathProvider, pathDirect}, all, []string{pathFloor, pathJSPublish, pathKeptProvider, pathNATSRR, pathProvider, pathDirect}},
-		{"not runnable", []string{pathMiss}, noMTLS, []string{pathFloor, pathJSPublish, pathNATSRR, pathMiss}},
+		{"not runnable", []string{pathMiss}, noMTLS, []string{pathFloor, pathJSPublish, pathNATSRR, pathKeptProvider, pathMiss}},
 		{"composed row not runnable", []string{pathHit}, func(p string) bool { return p != pathKeptHit }, []string{pathFloor, pathJSPublish, pathHit}},
 	}
 	for _, tt := range tests {

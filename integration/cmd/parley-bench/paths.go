@@ -473,6 +473,19 @@ type keptPath struct {
 	// composed is the row that makes the same crossings in one process (parley-floor
 	// -server kept), measured rather than summed; empty when none does.
 	composed string
+	// batched, when set, is what is left of the path's crossings with its cache calls
+	// batched (issue 12's "batching of internal calls under load").
+	batched *batchedKept
+}
+
+// batchedKept is what a path keeps when many conversations' calls to the cache share one
+// call: the batch's call costs each conversation nothing as batches grow, so what remains
+// is the composed row, measured in one process, and the crossings' floors that batching
+// does not remove, made once per conversation.
+type batchedKept struct {
+	composed  string
+	crossings []keptCrossing
+	what      string
 }
 
 // keptPaths is the one list of the crossings each path must keep. The audit copy's
@@ -485,6 +498,12 @@ var keptPaths = []keptPath{
 		{pathJSPublish, "cache → its JetStream bucket: the read and the lease in one write"},
 		{pathNATSRR, "router → NATS → worker → NATS → router: the provider call"},
 		{pathJSPublish, "router → JetStream: the audit event, stored before the reply"},
+	}, batched: &batchedKept{
+		what:     "the router → cache Lookup shared by a batch of conversations, its cost per conversation taken as nothing",
+		composed: pathKeptProvider,
+		crossings: []keptCrossing{
+			{pathJSPublish, "cache → its JetStream bucket: each key's read and lease, one write per key in a batch too (single flight across routers)"},
+		},
 	}},
 	{name: "hit (near cache)", row: pathHit, p50Target: 2.5, composed: pathKeptHit, crossings: []keptCrossing{
 		{pathFloor, "client → router"},
@@ -519,6 +538,9 @@ func withKeptFloors(order []string, runnable func(string) bool) []string {
 	for _, k := range keptPaths {
 		if slices.Contains(order, k.row) {
 			add(k.composed)
+			if k.batched != nil {
+				add(k.batched.composed)
+			}
 		}
 	}
 	return append(floors, slices.DeleteFunc(slices.Clone(order), func(p string) bool { return p == pathFloor })...)
@@ -548,6 +570,12 @@ type keptSum struct {
 	// composedP50Ratio and composedCPURatio are the composed row's ratios: the same
 	// crossings made by one process, measured (0: not run or not measured).
 	composedP50Ratio, composedCPURatio float64
+	// batchedCPU is the CPU per request of what the path keeps with its cache calls
+	// batched (keptPath.batched): the composed row's plus its crossings' floors', like
+	// cpu; batchedCPURatio its ratio to the floor server's, batchedRPSRatio the req/s
+	// bound it leaves, as rpsRatio (0: not measured).
+	batchedCPU                       time.Duration
+	batchedCPURatio, batchedRPSRatio float64
 	// missing are floor rows the sum needs that did not run.
 	missing []string
 }
@@ -557,6 +585,17 @@ func sumKept(k keptPath, byName map[string]pathRun, cpus int) keptSum {
 	out := keptSum{cpuOK: true}
 	floor, ok := byName[pathFloor]
 	floorCPU, floorCPUOK := rowCPU(floor)
+	// crossingCPU is a crossing's CPU per request: its floor row's, plus the caller's
+	// (the load generator standing for the router or the cache) for an internal one.
+	crossingCPU := func(c keptCrossing) (time.Duration, bool) {
+		r := byName[c.floor]
+		cpu, measured := rowCPU(r)
+		if c.floor != pathFloor {
+			caller, callerMeasured := r.cpu[colClient]
+			cpu, measured = cpu+caller, measured && callerMeasured
+		}
+		return cpu, measured
+	}
 	for _, c := range k.crossings {
 		r, ran := byName[c.floor]
 		if !ran {
@@ -566,11 +605,7 @@ func sumKept(k keptPath, byName map[string]pathRun, cpus int) keptSum {
 			continue
 		}
 		out.p50 += r.c1.p50
-		cpu, measured := rowCPU(r)
-		if c.floor != pathFloor {
-			caller, callerMeasured := r.cpu[colClient]
-			cpu, measured = cpu+caller, measured && callerMeasured
-		}
+		cpu, measured := crossingCPU(c)
 		out.cpu += cpu
 		out.cpuOK = out.cpuOK && measured
 	}
@@ -579,10 +614,32 @@ func sumKept(k keptPath, byName map[string]pathRun, cpus int) keptSum {
 	}
 	out.p50Ratio = float64(out.p50) / float64(floor.c1.p50)
 	out.cpuOK = out.cpuOK && floorCPUOK && floorCPU > 0
+	floorClient, floorClientOK := floor.cpu[colClient]
+	// bound is the req/s ÷ floor that cpus CPUs allow requests costing cpu each, with
+	// the load generator's CPU per floor call.
+	bound := func(cpu time.Duration) float64 {
+		if !floorClientOK || floor.cN.rps <= 0 {
+			return 0
+		}
+		return float64(cpus) / (cpu + floorClient).Seconds() / floor.cN.rps
+	}
 	if out.cpuOK {
 		out.cpuRatio = float64(out.cpu) / float64(floorCPU)
-		if client, ok := floor.cpu[colClient]; ok && floor.cN.rps > 0 {
-			out.rpsRatio = float64(cpus) / (out.cpu + client).Seconds() / floor.cN.rps
+		out.rpsRatio = bound(out.cpu)
+	}
+	if b := k.batched; b != nil && floorCPUOK && floorCPU > 0 {
+		r, ran := byName[b.composed]
+		cpu, measured := rowCPU(r)
+		measured = ran && measured
+		for _, c := range b.crossings {
+			_, ran := byName[c.floor]
+			v, m := crossingCPU(c)
+			cpu, measured = cpu+v, measured && ran && m
+		}
+		if measured {
+			out.batchedCPU = cpu
+			out.batchedCPURatio = float64(cpu) / float64(floorCPU)
+			out.batchedRPSRatio = bound(cpu)
 		}
 	}
 	if r, ran := byName[k.composed]; ran && k.composed != "" {
@@ -661,6 +718,22 @@ func printKept(w io.Writer, runs []pathRun) {
 		}
 		if k.composed != "" {
 			_, _ = fmt.Fprintf(w, "    %-13s one process: the client's call answered by grpc-go after the crossings above; the events stored in PostgreSQL\n", k.composed)
+		}
+		if b := k.batched; b != nil {
+			sum := sumKept(k, byName, runtime.NumCPU())
+			floors := []string{b.composed + " (one process)"}
+			for _, c := range b.crossings {
+				floors = append(floors, c.floor)
+			}
+			if sum.batchedCPU == 0 {
+				_, _ = fmt.Fprintf(w, "    batched: %s; not measured in this run (needs %s)\n", b.what, strings.Join(floors, ", "))
+				continue
+			}
+			_, _ = fmt.Fprintf(w, "    batched: %s: %s = CPU %s (%.1f× the floor's), req/s bound %.2f ÷ floor\n",
+				b.what, strings.Join(floors, " + "), fmtDur(sum.batchedCPU), sum.batchedCPURatio, sum.batchedRPSRatio)
+			for _, c := range b.crossings {
+				_, _ = fmt.Fprintf(w, "      %-13s %s\n", c.floor, c.what)
+			}
 		}
 	}
 }
