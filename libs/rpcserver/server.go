@@ -126,6 +126,7 @@ type Server struct {
 	logger    *slog.Logger
 	srv       *http.Server
 	grpc      *grpc.Server
+	warm      *warmHandler
 	health    *grpchealth.StaticChecker
 	services  []string
 	checks    []Check
@@ -212,8 +213,11 @@ func New(p Params) (*Server, error) {
 		}
 		s.grpc = newGRPCServer(cfg, streaming, handler, p.Logger)
 	}
+	// The gRPC port's calls run on grpc-go's stream workers; the HTTP server's on the warm
+	// pool's.
+	s.warm = newWarmHandler(bodyDeadline(cfg.ReadTimeout, streaming, recoverHandler(p.Logger, handler)))
 	s.srv = &http.Server{
-		Handler:           bodyDeadline(cfg.ReadTimeout, streaming, recoverHandler(p.Logger, handler)),
+		Handler:           s.warm,
 		Protocols:         protocols,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		// No ReadTimeout: it bounds every request body, so it would cut client- and
@@ -397,6 +401,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	if err != nil {
 		err = errors.Join(err, s.srv.Close())
 	}
+	s.warm.close()
 	if s.grpc != nil {
 		select {
 		case <-grpcDone:
