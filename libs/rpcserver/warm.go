@@ -82,7 +82,7 @@ func (h *warmHandler) serve(wk *warmWorker, job warmJob) {
 	returned := false
 	defer func() {
 		v := recover()
-		if !(returned || v != nil) || !h.release(wk) {
+		if (!returned && v == nil) || !h.release(wk) {
 			close(wk.jobs)
 		}
 		wk.done <- v
