@@ -628,13 +628,11 @@ func sumKept(k keptPath, byName map[string]pathRun, cpus int) keptSum {
 		out.rpsRatio = bound(out.cpu)
 	}
 	if b := k.batched; b != nil && floorCPUOK && floorCPU > 0 {
-		r, ran := byName[b.composed]
-		cpu, measured := rowCPU(r)
-		measured = ran && measured
+		// A row that did not run is not measured (rowCPU of the zero pathRun).
+		cpu, measured := rowCPU(byName[b.composed])
 		for _, c := range b.crossings {
-			_, ran := byName[c.floor]
 			v, m := crossingCPU(c)
-			cpu, measured = cpu+v, measured && ran && m
+			cpu, measured = cpu+v, measured && m
 		}
 		if measured {
 			out.batchedCPU = cpu
@@ -686,7 +684,11 @@ func printKept(w io.Writer, runs []pathRun) {
 		}
 		return fmt.Sprintf("%.2f", x)
 	}
-	var shown []keptPath
+	type shownPath struct {
+		k   keptPath
+		sum keptSum
+	}
+	var shown []shownPath
 	for _, k := range keptPaths {
 		floors := make([]string, len(k.crossings))
 		for i, c := range k.crossings {
@@ -696,7 +698,7 @@ func printKept(w io.Writer, runs []pathRun) {
 		if _, ran := byName[k.row]; !ran && len(sum.missing) > 0 {
 			continue
 		}
-		shown = append(shown, k)
+		shown = append(shown, shownPath{k, sum})
 		if len(sum.missing) > 0 {
 			_, _ = fmt.Fprintf(tw, "%s\t%s\t(needs %s)\t\t\t\t\t\t\t\t\t\t\t\n", k.name, strings.Join(floors, " + "), strings.Join(sum.missing, ", "))
 			continue
@@ -711,7 +713,8 @@ func printKept(w io.Writer, runs []pathRun) {
 			rate(sum.rpsRatio), rate(sum.measuredRPSRatio))
 	}
 	_ = tw.Flush()
-	for _, k := range shown {
+	for _, p := range shown {
+		k, sum := p.k, p.sum
 		_, _ = fmt.Fprintf(w, "  %s:\n", k.name)
 		for _, c := range k.crossings {
 			_, _ = fmt.Fprintf(w, "    %-13s %s\n", c.floor, c.what)
@@ -720,7 +723,6 @@ func printKept(w io.Writer, runs []pathRun) {
 			_, _ = fmt.Fprintf(w, "    %-13s one process: the client's call answered by grpc-go after the crossings above; the events stored in PostgreSQL\n", k.composed)
 		}
 		if b := k.batched; b != nil {
-			sum := sumKept(k, byName, runtime.NumCPU())
 			floors := []string{b.composed + " (one process)"}
 			for _, c := range b.crossings {
 				floors = append(floors, c.floor)
