@@ -145,10 +145,15 @@ func (w *jsonWriter) strField(name, v string) {
 func (w *jsonWriter) int64Field(name string, v int64) {
 	if v != 0 {
 		w.key(name)
-		w.b = append(w.b, '"')
-		w.b = strconv.AppendInt(w.b, v, 10)
-		w.b = append(w.b, '"')
+		w.quotedInt(v)
 	}
+}
+
+// quotedInt writes a 64-bit integer as protojson does, as a string.
+func (w *jsonWriter) quotedInt(v int64) {
+	w.b = append(w.b, '"')
+	w.b = strconv.AppendInt(w.b, v, 10)
+	w.b = append(w.b, '"')
 }
 
 func (w *jsonWriter) uint64Field(name string, v uint64) {
@@ -346,29 +351,29 @@ func (w *jsonWriter) request(r *providerv1.Request) {
 	w.strField("toolChoice", r.GetToolChoice())
 	w.doubleField("temperature", r.GetTemperature())
 	if r.MaxTokens != nil {
+		// An optional field: present when set, even to 0.
 		w.key("maxTokens")
-		w.b = append(w.b, '"')
-		w.b = strconv.AppendInt(w.b, r.GetMaxTokens(), 10)
-		w.b = append(w.b, '"')
+		w.quotedInt(r.GetMaxTokens())
 	}
 	list(w, "stop", r.GetStop(), w.str)
 	w.structField("responseFormat", r.GetResponseFormat())
 	w.durationField("promptCacheRetention", r.GetPromptCacheRetention())
 	if md := r.GetMetadata(); len(md) > 0 {
 		w.key("metadata")
+		// Sized once: slices.Sorted(maps.Keys(md)) grows its slice key by key.
 		keys := make([]string, 0, len(md))
 		for k := range md {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		w.open('{')
-		for _, k := range keys {
-			w.elem()
-			w.str(k)
-			w.b = append(w.b, ':')
-			w.str(md[k])
-		}
-		w.close('}')
+		w.object(func() {
+			for _, k := range keys {
+				w.elem()
+				w.str(k)
+				w.b = append(w.b, ':')
+				w.str(md[k])
+			}
+		})
 	}
 	w.timestampField("deadline", r.GetDeadline())
 	w.boolField("stream", r.GetStream())
@@ -390,17 +395,17 @@ func (w *jsonWriter) response(r *providerv1.Response) {
 	w.strField("model", r.GetModel())
 	if u := r.GetUsage(); u != nil {
 		w.key("usage")
-		w.open('{')
-		w.uint64Field("promptTokens", u.GetPromptTokens())
-		w.uint64Field("completionTokens", u.GetCompletionTokens())
-		w.uint64Field("totalTokens", u.GetTotalTokens())
-		w.uint64Field("promptCachedTokens", u.GetPromptCachedTokens())
-		w.uint64Field("promptAudioTokens", u.GetPromptAudioTokens())
-		w.uint64Field("completionReasoningTokens", u.GetCompletionReasoningTokens())
-		w.uint64Field("completionAudioTokens", u.GetCompletionAudioTokens())
-		w.uint64Field("completionAcceptedPredictionTokens", u.GetCompletionAcceptedPredictionTokens())
-		w.uint64Field("completionRejectedPredictionTokens", u.GetCompletionRejectedPredictionTokens())
-		w.close('}')
+		w.object(func() {
+			w.uint64Field("promptTokens", u.GetPromptTokens())
+			w.uint64Field("completionTokens", u.GetCompletionTokens())
+			w.uint64Field("totalTokens", u.GetTotalTokens())
+			w.uint64Field("promptCachedTokens", u.GetPromptCachedTokens())
+			w.uint64Field("promptAudioTokens", u.GetPromptAudioTokens())
+			w.uint64Field("completionReasoningTokens", u.GetCompletionReasoningTokens())
+			w.uint64Field("completionAudioTokens", u.GetCompletionAudioTokens())
+			w.uint64Field("completionAcceptedPredictionTokens", u.GetCompletionAcceptedPredictionTokens())
+			w.uint64Field("completionRejectedPredictionTokens", u.GetCompletionRejectedPredictionTokens())
+		})
 	}
 	w.strField("workerId", r.GetWorkerId())
 	w.durationField("providerLatency", r.GetProviderLatency())
