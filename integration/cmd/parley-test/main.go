@@ -1,13 +1,15 @@
 // Command parley-test runs `go test` with the PostgreSQL server the tests need: the one
 // in PG_TEST_DSN, else 127.0.0.1:5432 if it answers, else a private instance under
 // .data/test-postgres (installing PostgreSQL with apt-get when missing and run as root).
-// NATS needs nothing: tests embed nats-server. Arguments go to `go test` unchanged.
+// NATS needs nothing: tests embed nats-server. Arguments go to `go test` unchanged. When
+// something fails, the lines naming what failed are printed again at the end of the output.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -53,8 +55,26 @@ func run() (int, error) {
 	cmd := exec.CommandContext(ctx, "go", append([]string{"test"}, os.Args[1:]...)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "PG_TEST_DSN="+dsn)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	err = cmd.Run()
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("go test: %w", err)
+	}
+	failed, copyErr := copyFailures(out, os.Stdout)
+	if copyErr != nil {
+		// Keep reading so that go test is not blocked writing to a full pipe.
+		_, _ = io.Copy(io.Discard, out)
+	}
+	err = cmd.Wait()
+	if len(failed) > 0 {
+		fmt.Println("parley-test: what failed, again (the output above has each one's log):")
+		for _, line := range failed {
+			fmt.Println("  " + line)
+		}
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return ee.ExitCode(), nil
