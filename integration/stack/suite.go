@@ -68,28 +68,36 @@ func (s Suite) Run(tests func(st *Stack, root string) int) int {
 		return 1
 	}
 	code := tests(st, root)
+	// Why the run failed, said again after the services' log tail, which a CI log's tail
+	// would otherwise end with.
+	var failures []string
+	if code != 0 {
+		failures = append(failures, "a test failed (its --- FAIL line and log are above)")
+	}
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer stopCancel()
 	if err := st.Stop(stopCtx); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: stopping the stack: %v\n", s.Name, err)
-		code = 1
+		failures = append(failures, fmt.Sprintf("stopping the stack: %v", err))
 	}
 	if s.CheckLog != nil {
 		if b, err := os.ReadFile(logFile.Name()); err == nil {
 			if err := s.CheckLog(b); err != nil {
-				fmt.Fprintf(os.Stderr, "%s: %v\n", s.Name, err)
-				code = 1
+				failures = append(failures, err.Error())
 			}
 		}
 	}
-	if code != 0 {
-		if b, err := os.ReadFile(logFile.Name()); err == nil {
-			const tail = 40000
-			if len(b) > tail {
-				b = b[len(b)-tail:]
-			}
-			fmt.Fprintf(os.Stderr, "---- service logs (tail) ----\n%s\n", b)
-		}
+	if len(failures) == 0 {
+		return code
 	}
-	return code
+	if b, err := os.ReadFile(logFile.Name()); err == nil {
+		const tail = 40000
+		if len(b) > tail {
+			b = b[len(b)-tail:]
+		}
+		fmt.Fprintf(os.Stderr, "---- service logs (tail) ----\n%s\n---- end of service logs ----\n", b)
+	}
+	for _, f := range failures {
+		fmt.Fprintf(os.Stderr, "SUITE FAIL: %s: %s\n", s.Name, f)
+	}
+	return 1
 }

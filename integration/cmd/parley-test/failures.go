@@ -13,9 +13,10 @@ const maxLine = 1 << 20
 
 // copyFailures copies `go test` output from r to w unchanged and returns the lines that
 // name what failed: each failing test ("--- FAIL: TestX"), each failing package
-// ("FAIL\tpkg") and each panic's first line. A CI log shows only its tail, and a failing
-// package's output can be long (the stack's services print their logs when a test
-// fails), so these lines are printed again at the end.
+// ("FAIL\tpkg"), each panic's first line and each reason a stack.Suite gives for failing
+// ("SUITE FAIL: ..."). A CI log shows only its tail, and a failing package's output can
+// be long (the stack's services print their logs when a test fails), so these lines are
+// printed again at the end.
 func copyFailures(r io.Reader, w io.Writer) ([]string, error) {
 	br := bufio.NewReaderSize(r, maxLine)
 	var failed []string
@@ -43,10 +44,11 @@ func copyFailures(r io.Reader, w io.Writer) ([]string, error) {
 }
 
 // namesFailure reports whether a line of `go test` output names a failing test, a
-// failing package or a panic.
+// failing package, a panic or a failing suite.
 func namesFailure(line []byte) bool {
 	s := strings.TrimLeft(string(line), " \t")
 	return strings.HasPrefix(s, "--- FAIL: ") ||
 		strings.HasPrefix(string(line), "FAIL\t") ||
-		strings.HasPrefix(string(line), "panic: ")
+		strings.HasPrefix(string(line), "panic: ") ||
+		strings.HasPrefix(string(line), "SUITE FAIL: ")
 }

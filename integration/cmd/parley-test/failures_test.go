@@ -35,6 +35,13 @@ func TestCopyFailures(t *testing.T) {
 			failed: []string{"panic: test timed out after 15m0s", "FAIL\tgithub.com/p/x\t900.1s"},
 		},
 		{
+			name: "a suite's reasons after its service logs",
+			in: "---- service logs (tail) ----\naudit | stopped\n---- end of service logs ----\n" +
+				"SUITE FAIL: integration: a service hit a NATS permissions violation (see the service logs)\nFAIL\tgithub.com/p/integration\t190.2s\n",
+			failed: []string{"SUITE FAIL: integration: a service hit a NATS permissions violation (see the service logs)",
+				"FAIL\tgithub.com/p/integration\t190.2s"},
+		},
+		{
 			name:   "a build failure",
 			in:     "FAIL\tgithub.com/p/x [build failed]\n",
 			failed: []string{"FAIL\tgithub.com/p/x [build failed]"},
