@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -14,6 +16,7 @@ import (
 	cachev1 "github.com/parleyhq/parley/gen/pb/parley/cache/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/cache/v1/cachev1connect"
 	"github.com/parleyhq/parley/libs/identity"
+	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/cache/internal/store"
 )
 
@@ -30,24 +33,27 @@ type Cache interface {
 // Policy names who may call each RPC: routers read and fill the cache and hold its
 // leases; only an operator (the admin identity) purges it.
 var Policy = identity.Policy{
-	cachev1connect.CacheServiceGetProcedure:     {identity.Router},
-	cachev1connect.CacheServicePutProcedure:     {identity.Router},
-	cachev1connect.CacheServiceLookupProcedure:  {identity.Router},
-	cachev1connect.CacheServiceWaitProcedure:    {identity.Router},
-	cachev1connect.CacheServiceReleaseProcedure: {identity.Router},
-	cachev1connect.CacheServicePurgeProcedure:   {identity.Admin},
+	cachev1connect.CacheServiceGetProcedure:         {identity.Router},
+	cachev1connect.CacheServicePutProcedure:         {identity.Router},
+	cachev1connect.CacheServiceLookupProcedure:      {identity.Router},
+	cachev1connect.CacheServiceLookupBatchProcedure: {identity.Router},
+	cachev1connect.CacheServiceWaitProcedure:        {identity.Router},
+	cachev1connect.CacheServiceReleaseProcedure:     {identity.Router},
+	cachev1connect.CacheServicePurgeProcedure:       {identity.Admin},
 }
 
 // Handler implements CacheService over a Cache.
 type Handler struct {
-	cache Cache
+	cache  Cache
+	logger *slog.Logger
 }
 
 var _ cachev1connect.CacheServiceHandler = (*Handler)(nil)
 
-// NewHandler returns a handler serving c.
-func NewHandler(c Cache) *Handler {
-	return &Handler{cache: c}
+// NewHandler returns a handler serving c; logger gets the errors a batch's lookups
+// return unmapped.
+func NewHandler(c Cache, logger *slog.Logger) *Handler {
+	return &Handler{cache: c, logger: logger}
 }
 
 // Get returns the entry under the request's key, if it is live.
@@ -105,6 +111,63 @@ func (h *Handler) Lookup(ctx context.Context, req *cachev1.LookupRequest) (*cach
 		out.Outcome = cachev1.LookupOutcome_LOOKUP_OUTCOME_MISS
 	}
 	return out, nil
+}
+
+// MaxLookupBatch is the most lookups a LookupBatch may carry; the router's batches are
+// no larger (upstream.maxLookupBatch).
+const MaxLookupBatch = 64
+
+// MaxBatchValueBytes bounds the values of a LookupBatch's hits together: the router's
+// answer is then at most this plus a few bytes per lookup. A hit past it is answered
+// HIT_NOT_SENT, and the router Gets it.
+const MaxBatchValueBytes = 4 << 20
+
+// LookupBatch does each lookup as Lookup would, concurrently: each waits on its own NATS
+// round trips, so the batch takes about as long as its slowest lookup. One lookup's
+// error is its own result; the others go on.
+func (h *Handler) LookupBatch(ctx context.Context, req *cachev1.LookupBatchRequest) (*cachev1.LookupBatchResponse, error) {
+	lookups := req.GetLookups()
+	switch {
+	case len(lookups) == 0:
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("lookups: at least one is required"))
+	case len(lookups) > MaxLookupBatch:
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("lookups: %d, at most %d", len(lookups), MaxLookupBatch))
+	}
+	results := make([]*cachev1.LookupResult, len(lookups))
+	var wg sync.WaitGroup
+	for i := 1; i < len(lookups); i++ {
+		wg.Go(func() { results[i] = h.lookupResult(ctx, lookups[i]) })
+	}
+	results[0] = h.lookupResult(ctx, lookups[0])
+	wg.Wait()
+	budget := MaxBatchValueBytes
+	for _, r := range results {
+		res := r.GetResponse()
+		if res.GetOutcome() != cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT {
+			continue
+		}
+		if len(res.GetValue()) > budget {
+			res.Outcome, res.Value = cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT_NOT_SENT, nil
+			continue
+		}
+		budget -= len(res.GetValue())
+	}
+	return &cachev1.LookupBatchResponse{Results: results}, nil
+}
+
+// lookupResult is one lookup of a batch: its answer or its error's code and message.
+func (h *Handler) lookupResult(ctx context.Context, req *cachev1.LookupRequest) *cachev1.LookupResult {
+	out, err := h.Lookup(ctx, req)
+	if err == nil {
+		return &cachev1.LookupResult{Response: out}
+	}
+	ce := new(connect.Error)
+	if !errors.As(err, &ce) {
+		// What the shared middleware answers for an unmapped error: the text stays in the log.
+		id := rpcserver.LogError(ctx, h.logger, "unmapped rpc error", err, "rpc_method", cachev1connect.CacheServiceLookupBatchProcedure)
+		return &cachev1.LookupResult{Error: &cachev1.LookupError{Code: uint32(connect.CodeInternal), Message: "internal error (id " + id + ")"}}
+	}
+	return &cachev1.LookupResult{Error: &cachev1.LookupError{Code: uint32(ce.Code()), Message: ce.Message()}}
 }
 
 // Wait waits for the lease holder's value.

@@ -31,6 +31,7 @@ import (
 	"github.com/parleyhq/parley/libs/platform"
 	"github.com/parleyhq/parley/libs/rpcserver"
 	"github.com/parleyhq/parley/services/cache/internal/app"
+	"github.com/parleyhq/parley/services/cache/internal/rpc"
 )
 
 const maxEntry = 64 << 10
@@ -49,6 +50,12 @@ const (
 // running app and its server.
 func startApp(tb testing.TB, srv *server.Server) (*fxtest.App, *rpcserver.Server) {
 	tb.Helper()
+	return startAppWith(tb, srv, maxEntry)
+}
+
+// startAppWith is startApp with entries of up to entryBytes.
+func startAppWith(tb testing.TB, srv *server.Server, entryBytes int) (*fxtest.App, *rpcserver.Server) {
+	tb.Helper()
 	var server *rpcserver.Server
 	fxApp := fxtest.New(tb,
 		platform.Module("cache"),
@@ -58,7 +65,7 @@ func startApp(tb testing.TB, srv *server.Server) (*fxtest.App, *rpcserver.Server
 			identitytest.For(tb).Config(identity.Cache),
 			bus.Config{URL: srv.ClientURL(), ConnectTimeout: 5 * time.Second},
 			app.Config{
-				Bucket: "parley_cache", MaxEntryBytes: maxEntry, MaxBucketBytes: 64 << 20, Replicas: 1,
+				Bucket: "parley_cache", MaxEntryBytes: entryBytes, MaxBucketBytes: 64 << 20, Replicas: 1,
 				L1MaxBytes: 1 << 20, MaxLeaseTTL: time.Minute,
 			},
 			logging.Config{Level: slog.LevelError},
@@ -307,6 +314,139 @@ func TestLeases(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestLookupBatch: a batch answers each lookup in order as Lookup would, single flight
+// holds between lookups of one batch, one lookup's error leaves the others answered, and
+// the batch's hits carry at most rpc.MaxBatchValueBytes of values.
+func TestLookupBatch(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	fxApp, server := startApp(t, srv)
+	t.Cleanup(fxApp.RequireStop)
+	httpClient := h2cClient(t)
+	hour := durationpb.New(time.Hour)
+
+	for _, proto := range protocols {
+		client := cachev1connect.NewCacheServiceClient(httpClient, server.URL(), proto.opts...)
+		lookup := func(k string) *cachev1.LookupRequest {
+			return &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: k}
+		}
+		hitKey := key(proto.name + "/batch hit")
+		_, err := client.Put(t.Context(), &cachev1.PutRequest{Tenant: tenant, Component: component, Key: hitKey, Value: []byte("stored"), Ttl: hour})
+		require.NoError(t, err)
+
+		t.Run(proto.name+"/each lookup answered in order", func(t *testing.T) {
+			t.Parallel()
+			shared := key(proto.name + "/batch shared")
+			res, err := client.LookupBatch(t.Context(), &cachev1.LookupBatchRequest{Lookups: []*cachev1.LookupRequest{
+				lookup(hitKey),
+				lookup(shared),
+				lookup("not-a-sha256"),
+				lookup(shared),
+				{Tenant: tenant, Component: component, Key: key("bad ttl"), LeaseTtl: &durationpb.Duration{Seconds: 1, Nanos: -1}},
+				{Component: component, Key: key("no tenant")},
+			}})
+			require.NoError(t, err)
+			results := res.GetResults()
+			require.Len(t, results, 6)
+
+			require.Nil(t, results[0].GetError())
+			require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT, results[0].GetResponse().GetOutcome())
+			require.Equal(t, "stored", string(results[0].GetResponse().GetValue()))
+
+			// The same key twice in one batch: one lease, one wait, as across calls.
+			outcomes := []cachev1.LookupOutcome{results[1].GetResponse().GetOutcome(), results[3].GetResponse().GetOutcome()}
+			require.ElementsMatch(t, []cachev1.LookupOutcome{cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, cachev1.LookupOutcome_LOOKUP_OUTCOME_BUSY}, outcomes)
+
+			for i, want := range map[int]string{2: "64 lowercase hex", 4: "lease_ttl", 5: "tenant and component are required"} {
+				require.Nil(t, results[i].GetResponse(), "result %d", i)
+				require.Equal(t, uint32(connect.CodeInvalidArgument), results[i].GetError().GetCode(), "result %d", i)
+				require.Contains(t, results[i].GetError().GetMessage(), want, "result %d", i)
+			}
+		})
+		t.Run(proto.name+"/a full batch", func(t *testing.T) {
+			t.Parallel()
+			batch := make([]*cachev1.LookupRequest, rpc.MaxLookupBatch)
+			for i := range batch {
+				batch[i] = lookup(key(fmt.Sprintf("%s/full batch %d", proto.name, i)))
+			}
+			res, err := client.LookupBatch(t.Context(), &cachev1.LookupBatchRequest{Lookups: batch})
+			require.NoError(t, err)
+			require.Len(t, res.GetResults(), len(batch))
+			leases := map[uint64]bool{}
+			for i, r := range res.GetResults() {
+				require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, r.GetResponse().GetOutcome(), "result %d", i)
+				leases[r.GetResponse().GetLease()] = true
+				// The lease answered at i is the lease of lookup i: Release takes it.
+				_, err := client.Release(t.Context(), &cachev1.ReleaseRequest{Tenant: tenant, Component: component, Key: batch[i].GetKey(), Lease: r.GetResponse().GetLease()})
+				require.NoError(t, err)
+				again, err := client.Lookup(t.Context(), batch[i])
+				require.NoError(t, err)
+				require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, again.GetOutcome(), "lookup %d's lease was released", i)
+			}
+			require.Len(t, leases, len(batch), "every lease differs")
+		})
+		for _, tt := range []struct {
+			name    string
+			lookups int
+			wantMsg string
+		}{
+			{"an empty batch", 0, "at least one is required"},
+			{"a batch too large", rpc.MaxLookupBatch + 1, fmt.Sprintf("lookups: %d, at most %d", rpc.MaxLookupBatch+1, rpc.MaxLookupBatch)},
+		} {
+			t.Run(proto.name+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				batch := make([]*cachev1.LookupRequest, tt.lookups)
+				for i := range batch {
+					batch[i] = lookup(key(fmt.Sprintf("%s/%s %d", proto.name, tt.name, i)))
+				}
+				_, err := client.LookupBatch(t.Context(), &cachev1.LookupBatchRequest{Lookups: batch})
+				require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err), "err: %v", err)
+				require.ErrorContains(t, err, tt.wantMsg)
+			})
+		}
+	}
+
+	t.Run("hits past the batch's value budget are not sent", func(t *testing.T) {
+		t.Parallel()
+		// Entries as large as the NATS server allows, so a few fill the budget.
+		bigSrv := natstest.RunServer(t)
+		bigApp, bigServer := startAppWith(t, bigSrv, 1<<20)
+		t.Cleanup(bigApp.RequireStop)
+		client := cachev1connect.NewCacheServiceClient(h2cClient(t), bigServer.URL())
+		const size = 1_000_000
+		fit := rpc.MaxBatchValueBytes / size
+		var batch []*cachev1.LookupRequest
+		for i := range fit + 2 {
+			k, value := key(fmt.Sprintf("big %d", i)), bytes.Repeat([]byte{byte(i)}, size)
+			if i == fit+1 {
+				value = []byte("small") // still fits after the one that did not
+			}
+			_, err := client.Put(t.Context(), &cachev1.PutRequest{Tenant: tenant, Component: component, Key: k, Value: value, Ttl: hour})
+			require.NoError(t, err)
+			batch = append(batch, &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: k})
+		}
+		res, err := client.LookupBatch(t.Context(), &cachev1.LookupBatchRequest{Lookups: batch})
+		require.NoError(t, err)
+		for i, r := range res.GetResults() {
+			out := r.GetResponse()
+			switch {
+			case i < fit:
+				require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT, out.GetOutcome(), "result %d", i)
+				require.Len(t, out.GetValue(), size, "result %d", i)
+			case i == fit:
+				require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT_NOT_SENT, out.GetOutcome(), "result %d", i)
+				require.Empty(t, out.GetValue())
+				got, err := client.Get(t.Context(), &cachev1.GetRequest{Tenant: tenant, Component: component, Key: batch[i].GetKey()})
+				require.NoError(t, err)
+				require.Len(t, got.GetValue(), size, "Get has what the batch did not send")
+			default:
+				require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT, out.GetOutcome(), "result %d", i)
+				require.Equal(t, "small", string(out.GetValue()))
+			}
+		}
+	})
 }
 
 // TestShutdownEndsWaits: a replica stopping while a caller waits answers "no value" at

@@ -36,6 +36,9 @@ const (
 	// No entry, and no lease could be taken (the bucket is full): call the provider and
 	// Put without a lease.
 	LookupOutcome_LOOKUP_OUTCOME_MISS LookupOutcome = 4
+	// LookupBatch only: the entry exists, but its value did not fit in the batch's answer
+	// (see LookupBatchResponse). Get it.
+	LookupOutcome_LOOKUP_OUTCOME_HIT_NOT_SENT LookupOutcome = 5
 )
 
 // Enum value maps for LookupOutcome.
@@ -46,13 +49,15 @@ var (
 		2: "LOOKUP_OUTCOME_LEASED",
 		3: "LOOKUP_OUTCOME_BUSY",
 		4: "LOOKUP_OUTCOME_MISS",
+		5: "LOOKUP_OUTCOME_HIT_NOT_SENT",
 	}
 	LookupOutcome_value = map[string]int32{
-		"LOOKUP_OUTCOME_UNSPECIFIED": 0,
-		"LOOKUP_OUTCOME_HIT":         1,
-		"LOOKUP_OUTCOME_LEASED":      2,
-		"LOOKUP_OUTCOME_BUSY":        3,
-		"LOOKUP_OUTCOME_MISS":        4,
+		"LOOKUP_OUTCOME_UNSPECIFIED":  0,
+		"LOOKUP_OUTCOME_HIT":          1,
+		"LOOKUP_OUTCOME_LEASED":       2,
+		"LOOKUP_OUTCOME_BUSY":         3,
+		"LOOKUP_OUTCOME_MISS":         4,
+		"LOOKUP_OUTCOME_HIT_NOT_SENT": 5,
 	}
 )
 
@@ -530,6 +535,204 @@ func (x *LookupResponse) GetLayer() Layer {
 	return Layer_LAYER_UNSPECIFIED
 }
 
+// LookupBatchRequest carries the lookups of many callers, at most 64.
+type LookupBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lookups       []*LookupRequest       `protobuf:"bytes,1,rep,name=lookups,proto3" json:"lookups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupBatchRequest) Reset() {
+	*x = LookupBatchRequest{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupBatchRequest) ProtoMessage() {}
+
+func (x *LookupBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupBatchRequest.ProtoReflect.Descriptor instead.
+func (*LookupBatchRequest) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LookupBatchRequest) GetLookups() []*LookupRequest {
+	if x != nil {
+		return x.Lookups
+	}
+	return nil
+}
+
+// LookupBatchResponse answers each lookup, in the request's order. The values of its
+// hits add up to at most 4 MiB; a hit past that answers HIT_NOT_SENT, with no value.
+type LookupBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*LookupResult        `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupBatchResponse) Reset() {
+	*x = LookupBatchResponse{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupBatchResponse) ProtoMessage() {}
+
+func (x *LookupBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupBatchResponse.ProtoReflect.Descriptor instead.
+func (*LookupBatchResponse) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LookupBatchResponse) GetResults() []*LookupResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// LookupResult is one lookup's answer, or the error Lookup would have returned for it.
+type LookupResult struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Response *LookupResponse        `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	// Unset when the lookup succeeded.
+	Error         *LookupError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupResult) Reset() {
+	*x = LookupResult{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupResult) ProtoMessage() {}
+
+func (x *LookupResult) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupResult.ProtoReflect.Descriptor instead.
+func (*LookupResult) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LookupResult) GetResponse() *LookupResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *LookupResult) GetError() *LookupError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// LookupError is a failed lookup's Connect code (its number, as in gRPC) and message.
+type LookupError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupError) Reset() {
+	*x = LookupError{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupError) ProtoMessage() {}
+
+func (x *LookupError) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupError.ProtoReflect.Descriptor instead.
+func (*LookupError) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LookupError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *LookupError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // WaitRequest names an entry being computed by the holder of its lease.
 type WaitRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -544,7 +747,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[6]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +759,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[6]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +772,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{6}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WaitRequest) GetKey() string {
@@ -612,7 +815,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[7]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +827,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[7]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +840,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{7}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WaitResponse) GetFound() bool {
@@ -668,7 +871,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[8]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +883,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[8]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +896,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{8}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReleaseRequest) GetKey() string {
@@ -733,7 +936,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[9]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +948,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[9]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +961,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{9}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{13}
 }
 
 // PurgeRequest selects the entries to drop. At least one field is required; both
@@ -773,7 +976,7 @@ type PurgeRequest struct {
 
 func (x *PurgeRequest) Reset() {
 	*x = PurgeRequest{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[10]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +988,7 @@ func (x *PurgeRequest) String() string {
 func (*PurgeRequest) ProtoMessage() {}
 
 func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[10]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +1001,7 @@ func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeRequest.ProtoReflect.Descriptor instead.
 func (*PurgeRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{10}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PurgeRequest) GetTenant() string {
@@ -829,7 +1032,7 @@ type PurgeResponse struct {
 
 func (x *PurgeResponse) Reset() {
 	*x = PurgeResponse{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[11]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +1044,7 @@ func (x *PurgeResponse) String() string {
 func (*PurgeResponse) ProtoMessage() {}
 
 func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[11]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +1057,7 @@ func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeResponse.ProtoReflect.Descriptor instead.
 func (*PurgeResponse) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{11}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PurgeResponse) GetPurged() uint64 {
@@ -903,7 +1106,17 @@ const file_parley_cache_v1_cache_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x14\n" +
 	"\x05lease\x18\x03 \x01(\x04R\x05lease\x12B\n" +
 	"\x0flease_remaining\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0eleaseRemaining\x12,\n" +
-	"\x05layer\x18\x05 \x01(\x0e2\x16.parley.cache.v1.LayerR\x05layer\"\x8b\x01\n" +
+	"\x05layer\x18\x05 \x01(\x0e2\x16.parley.cache.v1.LayerR\x05layer\"N\n" +
+	"\x12LookupBatchRequest\x128\n" +
+	"\alookups\x18\x01 \x03(\v2\x1e.parley.cache.v1.LookupRequestR\alookups\"N\n" +
+	"\x13LookupBatchResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.parley.cache.v1.LookupResultR\aresults\"\x7f\n" +
+	"\fLookupResult\x12;\n" +
+	"\bresponse\x18\x01 \x01(\v2\x1f.parley.cache.v1.LookupResponseR\bresponse\x122\n" +
+	"\x05error\x18\x02 \x01(\v2\x1c.parley.cache.v1.LookupErrorR\x05error\";\n" +
+	"\vLookupError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x8b\x01\n" +
 	"\vWaitRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1c\n" +
@@ -923,21 +1136,23 @@ const file_parley_cache_v1_cache_proto_rawDesc = "" +
 	"\tcomponent\x18\x02 \x01(\tR\tcomponent\"J\n" +
 	"\rPurgeResponse\x12\x16\n" +
 	"\x06purged\x18\x01 \x01(\x04R\x06purged\x12!\n" +
-	"\fpurged_local\x18\x02 \x01(\x04R\vpurgedLocal*\x94\x01\n" +
+	"\fpurged_local\x18\x02 \x01(\x04R\vpurgedLocal*\xb5\x01\n" +
 	"\rLookupOutcome\x12\x1e\n" +
 	"\x1aLOOKUP_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12LOOKUP_OUTCOME_HIT\x10\x01\x12\x19\n" +
 	"\x15LOOKUP_OUTCOME_LEASED\x10\x02\x12\x17\n" +
 	"\x13LOOKUP_OUTCOME_BUSY\x10\x03\x12\x17\n" +
-	"\x13LOOKUP_OUTCOME_MISS\x10\x04*:\n" +
+	"\x13LOOKUP_OUTCOME_MISS\x10\x04\x12\x1f\n" +
+	"\x1bLOOKUP_OUTCOME_HIT_NOT_SENT\x10\x05*:\n" +
 	"\x05Layer\x12\x15\n" +
 	"\x11LAYER_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bLAYER_L1\x10\x01\x12\f\n" +
-	"\bLAYER_L2\x10\x022\xb8\x03\n" +
+	"\bLAYER_L2\x10\x022\x92\x04\n" +
 	"\fCacheService\x12@\n" +
 	"\x03Get\x12\x1b.parley.cache.v1.GetRequest\x1a\x1c.parley.cache.v1.GetResponse\x12@\n" +
 	"\x03Put\x12\x1b.parley.cache.v1.PutRequest\x1a\x1c.parley.cache.v1.PutResponse\x12I\n" +
-	"\x06Lookup\x12\x1e.parley.cache.v1.LookupRequest\x1a\x1f.parley.cache.v1.LookupResponse\x12C\n" +
+	"\x06Lookup\x12\x1e.parley.cache.v1.LookupRequest\x1a\x1f.parley.cache.v1.LookupResponse\x12X\n" +
+	"\vLookupBatch\x12#.parley.cache.v1.LookupBatchRequest\x1a$.parley.cache.v1.LookupBatchResponse\x12C\n" +
 	"\x04Wait\x12\x1c.parley.cache.v1.WaitRequest\x1a\x1d.parley.cache.v1.WaitResponse\x12L\n" +
 	"\aRelease\x12\x1f.parley.cache.v1.ReleaseRequest\x1a .parley.cache.v1.ReleaseResponse\x12F\n" +
 	"\x05Purge\x12\x1d.parley.cache.v1.PurgeRequest\x1a\x1e.parley.cache.v1.PurgeResponseB\xba\x01\n" +
@@ -957,7 +1172,7 @@ func file_parley_cache_v1_cache_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_cache_v1_cache_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_cache_v1_cache_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_parley_cache_v1_cache_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_parley_cache_v1_cache_proto_goTypes = []any{
 	(LookupOutcome)(0),          // 0: parley.cache.v1.LookupOutcome
 	(Layer)(0),                  // 1: parley.cache.v1.Layer
@@ -967,38 +1182,48 @@ var file_parley_cache_v1_cache_proto_goTypes = []any{
 	(*PutResponse)(nil),         // 5: parley.cache.v1.PutResponse
 	(*LookupRequest)(nil),       // 6: parley.cache.v1.LookupRequest
 	(*LookupResponse)(nil),      // 7: parley.cache.v1.LookupResponse
-	(*WaitRequest)(nil),         // 8: parley.cache.v1.WaitRequest
-	(*WaitResponse)(nil),        // 9: parley.cache.v1.WaitResponse
-	(*ReleaseRequest)(nil),      // 10: parley.cache.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),     // 11: parley.cache.v1.ReleaseResponse
-	(*PurgeRequest)(nil),        // 12: parley.cache.v1.PurgeRequest
-	(*PurgeResponse)(nil),       // 13: parley.cache.v1.PurgeResponse
-	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
+	(*LookupBatchRequest)(nil),  // 8: parley.cache.v1.LookupBatchRequest
+	(*LookupBatchResponse)(nil), // 9: parley.cache.v1.LookupBatchResponse
+	(*LookupResult)(nil),        // 10: parley.cache.v1.LookupResult
+	(*LookupError)(nil),         // 11: parley.cache.v1.LookupError
+	(*WaitRequest)(nil),         // 12: parley.cache.v1.WaitRequest
+	(*WaitResponse)(nil),        // 13: parley.cache.v1.WaitResponse
+	(*ReleaseRequest)(nil),      // 14: parley.cache.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),     // 15: parley.cache.v1.ReleaseResponse
+	(*PurgeRequest)(nil),        // 16: parley.cache.v1.PurgeRequest
+	(*PurgeResponse)(nil),       // 17: parley.cache.v1.PurgeResponse
+	(*durationpb.Duration)(nil), // 18: google.protobuf.Duration
 }
 var file_parley_cache_v1_cache_proto_depIdxs = []int32{
-	14, // 0: parley.cache.v1.PutRequest.ttl:type_name -> google.protobuf.Duration
-	14, // 1: parley.cache.v1.LookupRequest.lease_ttl:type_name -> google.protobuf.Duration
+	18, // 0: parley.cache.v1.PutRequest.ttl:type_name -> google.protobuf.Duration
+	18, // 1: parley.cache.v1.LookupRequest.lease_ttl:type_name -> google.protobuf.Duration
 	0,  // 2: parley.cache.v1.LookupResponse.outcome:type_name -> parley.cache.v1.LookupOutcome
-	14, // 3: parley.cache.v1.LookupResponse.lease_remaining:type_name -> google.protobuf.Duration
+	18, // 3: parley.cache.v1.LookupResponse.lease_remaining:type_name -> google.protobuf.Duration
 	1,  // 4: parley.cache.v1.LookupResponse.layer:type_name -> parley.cache.v1.Layer
-	14, // 5: parley.cache.v1.WaitRequest.max_wait:type_name -> google.protobuf.Duration
-	2,  // 6: parley.cache.v1.CacheService.Get:input_type -> parley.cache.v1.GetRequest
-	4,  // 7: parley.cache.v1.CacheService.Put:input_type -> parley.cache.v1.PutRequest
-	6,  // 8: parley.cache.v1.CacheService.Lookup:input_type -> parley.cache.v1.LookupRequest
-	8,  // 9: parley.cache.v1.CacheService.Wait:input_type -> parley.cache.v1.WaitRequest
-	10, // 10: parley.cache.v1.CacheService.Release:input_type -> parley.cache.v1.ReleaseRequest
-	12, // 11: parley.cache.v1.CacheService.Purge:input_type -> parley.cache.v1.PurgeRequest
-	3,  // 12: parley.cache.v1.CacheService.Get:output_type -> parley.cache.v1.GetResponse
-	5,  // 13: parley.cache.v1.CacheService.Put:output_type -> parley.cache.v1.PutResponse
-	7,  // 14: parley.cache.v1.CacheService.Lookup:output_type -> parley.cache.v1.LookupResponse
-	9,  // 15: parley.cache.v1.CacheService.Wait:output_type -> parley.cache.v1.WaitResponse
-	11, // 16: parley.cache.v1.CacheService.Release:output_type -> parley.cache.v1.ReleaseResponse
-	13, // 17: parley.cache.v1.CacheService.Purge:output_type -> parley.cache.v1.PurgeResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	6,  // 5: parley.cache.v1.LookupBatchRequest.lookups:type_name -> parley.cache.v1.LookupRequest
+	10, // 6: parley.cache.v1.LookupBatchResponse.results:type_name -> parley.cache.v1.LookupResult
+	7,  // 7: parley.cache.v1.LookupResult.response:type_name -> parley.cache.v1.LookupResponse
+	11, // 8: parley.cache.v1.LookupResult.error:type_name -> parley.cache.v1.LookupError
+	18, // 9: parley.cache.v1.WaitRequest.max_wait:type_name -> google.protobuf.Duration
+	2,  // 10: parley.cache.v1.CacheService.Get:input_type -> parley.cache.v1.GetRequest
+	4,  // 11: parley.cache.v1.CacheService.Put:input_type -> parley.cache.v1.PutRequest
+	6,  // 12: parley.cache.v1.CacheService.Lookup:input_type -> parley.cache.v1.LookupRequest
+	8,  // 13: parley.cache.v1.CacheService.LookupBatch:input_type -> parley.cache.v1.LookupBatchRequest
+	12, // 14: parley.cache.v1.CacheService.Wait:input_type -> parley.cache.v1.WaitRequest
+	14, // 15: parley.cache.v1.CacheService.Release:input_type -> parley.cache.v1.ReleaseRequest
+	16, // 16: parley.cache.v1.CacheService.Purge:input_type -> parley.cache.v1.PurgeRequest
+	3,  // 17: parley.cache.v1.CacheService.Get:output_type -> parley.cache.v1.GetResponse
+	5,  // 18: parley.cache.v1.CacheService.Put:output_type -> parley.cache.v1.PutResponse
+	7,  // 19: parley.cache.v1.CacheService.Lookup:output_type -> parley.cache.v1.LookupResponse
+	9,  // 20: parley.cache.v1.CacheService.LookupBatch:output_type -> parley.cache.v1.LookupBatchResponse
+	13, // 21: parley.cache.v1.CacheService.Wait:output_type -> parley.cache.v1.WaitResponse
+	15, // 22: parley.cache.v1.CacheService.Release:output_type -> parley.cache.v1.ReleaseResponse
+	17, // 23: parley.cache.v1.CacheService.Purge:output_type -> parley.cache.v1.PurgeResponse
+	17, // [17:24] is the sub-list for method output_type
+	10, // [10:17] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_parley_cache_v1_cache_proto_init() }
@@ -1012,7 +1237,7 @@ func file_parley_cache_v1_cache_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_cache_v1_cache_proto_rawDesc), len(file_parley_cache_v1_cache_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

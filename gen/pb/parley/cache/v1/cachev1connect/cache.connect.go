@@ -39,6 +39,9 @@ const (
 	CacheServicePutProcedure = "/parley.cache.v1.CacheService/Put"
 	// CacheServiceLookupProcedure is the fully-qualified name of the CacheService's Lookup RPC.
 	CacheServiceLookupProcedure = "/parley.cache.v1.CacheService/Lookup"
+	// CacheServiceLookupBatchProcedure is the fully-qualified name of the CacheService's LookupBatch
+	// RPC.
+	CacheServiceLookupBatchProcedure = "/parley.cache.v1.CacheService/LookupBatch"
 	// CacheServiceWaitProcedure is the fully-qualified name of the CacheService's Wait RPC.
 	CacheServiceWaitProcedure = "/parley.cache.v1.CacheService/Wait"
 	// CacheServiceReleaseProcedure is the fully-qualified name of the CacheService's Release RPC.
@@ -57,6 +60,10 @@ type CacheServiceClient interface {
 	// Lookup returns the entry, or grants the caller the key's lease, or says that
 	// another caller holds it.
 	Lookup(context.Context, *v1.LookupRequest) (*v1.LookupResponse, error)
+	// LookupBatch does the Lookups of many callers in one call, each as Lookup would,
+	// concurrently, and answers them in order. A router sends one when lookups queue
+	// behind a call in flight (docs/cache.md, "Batched lookups").
+	LookupBatch(context.Context, *v1.LookupBatchRequest) (*v1.LookupBatchResponse, error)
 	// Wait waits for the holder of the key's lease to store a value, at most max_wait.
 	Wait(context.Context, *v1.WaitRequest) (*v1.WaitResponse, error)
 	// Release ends the caller's lease without storing a value (the provider failed or
@@ -96,6 +103,12 @@ func NewCacheServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(cacheServiceMethods.ByName("Lookup")),
 			connect.WithClientOptions(opts...),
 		),
+		lookupBatch: connect.NewClient[v1.LookupBatchRequest, v1.LookupBatchResponse](
+			httpClient,
+			baseURL+CacheServiceLookupBatchProcedure,
+			connect.WithSchema(cacheServiceMethods.ByName("LookupBatch")),
+			connect.WithClientOptions(opts...),
+		),
 		wait: connect.NewClient[v1.WaitRequest, v1.WaitResponse](
 			httpClient,
 			baseURL+CacheServiceWaitProcedure,
@@ -119,12 +132,13 @@ func NewCacheServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 
 // cacheServiceClient implements CacheServiceClient.
 type cacheServiceClient struct {
-	get     *connect.Client[v1.GetRequest, v1.GetResponse]
-	put     *connect.Client[v1.PutRequest, v1.PutResponse]
-	lookup  *connect.Client[v1.LookupRequest, v1.LookupResponse]
-	wait    *connect.Client[v1.WaitRequest, v1.WaitResponse]
-	release *connect.Client[v1.ReleaseRequest, v1.ReleaseResponse]
-	purge   *connect.Client[v1.PurgeRequest, v1.PurgeResponse]
+	get         *connect.Client[v1.GetRequest, v1.GetResponse]
+	put         *connect.Client[v1.PutRequest, v1.PutResponse]
+	lookup      *connect.Client[v1.LookupRequest, v1.LookupResponse]
+	lookupBatch *connect.Client[v1.LookupBatchRequest, v1.LookupBatchResponse]
+	wait        *connect.Client[v1.WaitRequest, v1.WaitResponse]
+	release     *connect.Client[v1.ReleaseRequest, v1.ReleaseResponse]
+	purge       *connect.Client[v1.PurgeRequest, v1.PurgeResponse]
 }
 
 // Get calls parley.cache.v1.CacheService.Get.
@@ -148,6 +162,15 @@ func (c *cacheServiceClient) Put(ctx context.Context, req *v1.PutRequest) (*v1.P
 // Lookup calls parley.cache.v1.CacheService.Lookup.
 func (c *cacheServiceClient) Lookup(ctx context.Context, req *v1.LookupRequest) (*v1.LookupResponse, error) {
 	response, err := c.lookup.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// LookupBatch calls parley.cache.v1.CacheService.LookupBatch.
+func (c *cacheServiceClient) LookupBatch(ctx context.Context, req *v1.LookupBatchRequest) (*v1.LookupBatchResponse, error) {
+	response, err := c.lookupBatch.CallUnary(ctx, connect.NewRequest(req))
 	if response != nil {
 		return response.Msg, err
 	}
@@ -191,6 +214,10 @@ type CacheServiceHandler interface {
 	// Lookup returns the entry, or grants the caller the key's lease, or says that
 	// another caller holds it.
 	Lookup(context.Context, *v1.LookupRequest) (*v1.LookupResponse, error)
+	// LookupBatch does the Lookups of many callers in one call, each as Lookup would,
+	// concurrently, and answers them in order. A router sends one when lookups queue
+	// behind a call in flight (docs/cache.md, "Batched lookups").
+	LookupBatch(context.Context, *v1.LookupBatchRequest) (*v1.LookupBatchResponse, error)
 	// Wait waits for the holder of the key's lease to store a value, at most max_wait.
 	Wait(context.Context, *v1.WaitRequest) (*v1.WaitResponse, error)
 	// Release ends the caller's lease without storing a value (the provider failed or
@@ -226,6 +253,12 @@ func NewCacheServiceHandler(svc CacheServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(cacheServiceMethods.ByName("Lookup")),
 		connect.WithHandlerOptions(opts...),
 	)
+	cacheServiceLookupBatchHandler := connect.NewUnaryHandlerSimple(
+		CacheServiceLookupBatchProcedure,
+		svc.LookupBatch,
+		connect.WithSchema(cacheServiceMethods.ByName("LookupBatch")),
+		connect.WithHandlerOptions(opts...),
+	)
 	cacheServiceWaitHandler := connect.NewUnaryHandlerSimple(
 		CacheServiceWaitProcedure,
 		svc.Wait,
@@ -252,6 +285,8 @@ func NewCacheServiceHandler(svc CacheServiceHandler, opts ...connect.HandlerOpti
 			cacheServicePutHandler.ServeHTTP(w, r)
 		case CacheServiceLookupProcedure:
 			cacheServiceLookupHandler.ServeHTTP(w, r)
+		case CacheServiceLookupBatchProcedure:
+			cacheServiceLookupBatchHandler.ServeHTTP(w, r)
 		case CacheServiceWaitProcedure:
 			cacheServiceWaitHandler.ServeHTTP(w, r)
 		case CacheServiceReleaseProcedure:
@@ -277,6 +312,10 @@ func (UnimplementedCacheServiceHandler) Put(context.Context, *v1.PutRequest) (*v
 
 func (UnimplementedCacheServiceHandler) Lookup(context.Context, *v1.LookupRequest) (*v1.LookupResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.cache.v1.CacheService.Lookup is not implemented"))
+}
+
+func (UnimplementedCacheServiceHandler) LookupBatch(context.Context, *v1.LookupBatchRequest) (*v1.LookupBatchResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.cache.v1.CacheService.LookupBatch is not implemented"))
 }
 
 func (UnimplementedCacheServiceHandler) Wait(context.Context, *v1.WaitRequest) (*v1.WaitResponse, error) {
