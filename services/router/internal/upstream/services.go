@@ -72,16 +72,27 @@ func (s *Scrubber) Scrub(ctx context.Context, call conversation.ScrubCall) (conv
 type Cache struct {
 	client  cachev1connect.CacheServiceClient
 	timeout time.Duration
+	lookups *lookupBatcher
 }
 
 var _ conversation.Cache = (*Cache)(nil)
 
 // NewCache wraps a generated client.
 func NewCache(client cachev1connect.CacheServiceClient, timeout time.Duration) *Cache {
-	return &Cache{client: client, timeout: timeout}
+	c := &Cache{client: client, timeout: timeout}
+	c.lookups = &lookupBatcher{client: client, timeout: timeout, release: c.releaseAbandoned}
+	return c
+}
+
+// releaseAbandoned ends a lease a batch granted to a lookup whose caller had gone.
+func (c *Cache) releaseAbandoned(req *cachev1.LookupRequest, lease uint64) {
+	id := conversation.CacheID{Tenant: req.GetTenant(), Component: req.GetComponent(), Hash: req.GetKey()}
+	go func() { _ = c.Release(context.Background(), id, lease) }() // best effort: the lease expires anyway
 }
 
 // Lookup finds the entry of id, or takes its lease for leaseTTL (0: the cache's maximum).
+// Lookups made while another is in flight go to the cache together (lookupBatcher); the
+// timeout bounds the wait for that too.
 func (c *Cache) Lookup(ctx context.Context, id conversation.CacheID, leaseTTL time.Duration) (conversation.CacheLookup, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -90,7 +101,7 @@ func (c *Cache) Lookup(ctx context.Context, id conversation.CacheID, leaseTTL ti
 		req.LeaseTtl = durationpb.New(leaseTTL)
 	}
 	done := crossing.Track(ctx, crossing.CacheLookup)
-	res, err := c.client.Lookup(ctx, req)
+	res, err := c.lookups.Lookup(ctx, req)
 	done()
 	if err != nil {
 		return conversation.CacheLookup{}, fmt.Errorf("cache lookup: %w", err)
@@ -98,6 +109,16 @@ func (c *Cache) Lookup(ctx context.Context, id conversation.CacheID, leaseTTL ti
 	switch res.GetOutcome() {
 	case cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT:
 		return conversation.CacheLookup{Found: true, Value: res.GetValue()}, nil
+	case cachev1.LookupOutcome_LOOKUP_OUTCOME_HIT_NOT_SENT:
+		// A hit whose value did not fit in its batch's answer: fetch it alone. Gone since
+		// (expired or purged), it is a miss without a lease.
+		done := crossing.Track(ctx, crossing.CacheLookup)
+		got, err := c.client.Get(ctx, &cachev1.GetRequest{Key: id.Hash, Tenant: id.Tenant, Component: id.Component})
+		done()
+		if err != nil {
+			return conversation.CacheLookup{}, fmt.Errorf("cache get: %w", err)
+		}
+		return conversation.CacheLookup{Found: got.GetFound(), Value: got.GetValue()}, nil
 	case cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED:
 		return conversation.CacheLookup{Lease: res.GetLease(), LeaseRemaining: res.GetLeaseRemaining().AsDuration()}, nil
 	case cachev1.LookupOutcome_LOOKUP_OUTCOME_BUSY:

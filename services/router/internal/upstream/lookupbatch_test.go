@@ -1,0 +1,364 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/require"
+
+	cachev1 "github.com/parleyhq/parley/gen/pb/parley/cache/v1"
+)
+
+// fakeLookups answers every lookup with a lease derived from its key, so that each
+// caller can check it got its own answer. With hold set, each call waits for a token
+// from proceed after saying so on entered.
+type fakeLookups struct {
+	hold     bool
+	entered  chan string
+	proceed  chan struct{}
+	batchErr error                           // LookupBatch fails with it
+	itemErrs map[string]*cachev1.LookupError // by key
+
+	mu      sync.Mutex
+	singles []string
+	batches [][]string
+}
+
+func newFakeLookups(hold bool) *fakeLookups {
+	return &fakeLookups{hold: hold, entered: make(chan string, 256), proceed: make(chan struct{}, 256)}
+}
+
+func leaseOf(key string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	return h.Sum64() | 1
+}
+
+func (f *fakeLookups) wait(ctx context.Context, call string) error {
+	if !f.hold {
+		return nil
+	}
+	f.entered <- call
+	select {
+	case <-f.proceed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *fakeLookups) Lookup(ctx context.Context, req *cachev1.LookupRequest) (*cachev1.LookupResponse, error) {
+	f.mu.Lock()
+	f.singles = append(f.singles, req.GetKey())
+	f.mu.Unlock()
+	if err := f.wait(ctx, "lookup "+req.GetKey()); err != nil {
+		return nil, err
+	}
+	return &cachev1.LookupResponse{Outcome: cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, Lease: leaseOf(req.GetKey())}, nil
+}
+
+func (f *fakeLookups) LookupBatch(ctx context.Context, req *cachev1.LookupBatchRequest) (*cachev1.LookupBatchResponse, error) {
+	keys := make([]string, len(req.GetLookups()))
+	for i, l := range req.GetLookups() {
+		keys[i] = l.GetKey()
+	}
+	f.mu.Lock()
+	f.batches = append(f.batches, keys)
+	f.mu.Unlock()
+	if err := f.wait(ctx, fmt.Sprintf("batch of %d", len(keys))); err != nil {
+		return nil, err
+	}
+	if f.batchErr != nil {
+		return nil, f.batchErr
+	}
+	res := &cachev1.LookupBatchResponse{}
+	for _, k := range keys {
+		if e := f.itemErrs[k]; e != nil {
+			res.Results = append(res.Results, &cachev1.LookupResult{Error: e})
+			continue
+		}
+		res.Results = append(res.Results, &cachev1.LookupResult{Response: &cachev1.LookupResponse{
+			Outcome: cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, Lease: leaseOf(k),
+		}})
+	}
+	return res, nil
+}
+
+func (f *fakeLookups) calls() (singles []string, batches [][]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.singles...), append([][]string(nil), f.batches...)
+}
+
+// released records the leases the batcher gives back for callers that left.
+type released struct {
+	mu     sync.Mutex
+	leases map[string]uint64
+}
+
+func (r *released) release(req *cachev1.LookupRequest, lease uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.leases[req.GetKey()] = lease
+}
+
+func (r *released) get() map[string]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]uint64{}
+	for k, v := range r.leases {
+		out[k] = v
+	}
+	return out
+}
+
+// queued waits until n lookups queue behind the call in flight.
+func queued(t *testing.T, b *lookupBatcher, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.queue) == n
+	}, 30*time.Second, time.Millisecond, "%d lookups never queued", n)
+}
+
+type lookupOutcome struct {
+	key   string
+	lease uint64
+	err   error
+}
+
+// lookupAll starts a lookup for each key, each once the previous one queued, so that
+// the queue's order is the keys' order.
+func lookupAll(t *testing.T, b *lookupBatcher, ctxs []context.Context, keys []string, queuedBefore int) <-chan lookupOutcome {
+	t.Helper()
+	out := make(chan lookupOutcome, len(keys))
+	for i, k := range keys {
+		go func() {
+			res, err := b.Lookup(ctxs[i], &cachev1.LookupRequest{Key: k})
+			out <- lookupOutcome{key: k, lease: res.GetLease(), err: err}
+		}()
+		queued(t, b, queuedBefore+i+1)
+	}
+	return out
+}
+
+func keysN(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return keys
+}
+
+func contexts(t *testing.T, n int) []context.Context {
+	ctxs := make([]context.Context, n)
+	for i := range ctxs {
+		ctxs[i] = t.Context()
+	}
+	return ctxs
+}
+
+func TestLookupBatcherAloneWhenIdle(t *testing.T) {
+	t.Parallel()
+	f := newFakeLookups(false)
+	b := &lookupBatcher{client: f, timeout: time.Minute}
+	for _, k := range keysN("k", 5) {
+		res, err := b.Lookup(t.Context(), &cachev1.LookupRequest{Key: k})
+		require.NoError(t, err)
+		require.Equal(t, leaseOf(k), res.GetLease())
+	}
+	singles, batches := f.calls()
+	require.Equal(t, keysN("k", 5), singles, "one at a time, each lookup goes alone")
+	require.Empty(t, batches)
+}
+
+func TestLookupBatcherBatchesWhatQueues(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		queue       int
+		wantBatches []int // sizes
+	}{
+		{"one behind the call in flight", 1, []int{1}},
+		{"ten", 10, []int{10}},
+		{"a full batch", maxLookupBatch, []int{maxLookupBatch}},
+		{"more than a batch: the rest go next", maxLookupBatch + 6, []int{maxLookupBatch, 6}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeLookups(true)
+			b := &lookupBatcher{client: f, timeout: time.Minute}
+			first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1) // goes at once: nothing queues
+			require.Equal(t, "lookup first", <-f.entered)
+			keys := keysN("q", tt.queue)
+			out := lookupAll(t, b, contexts(t, tt.queue), keys, 0)
+			for range 1 + len(tt.wantBatches) {
+				f.proceed <- struct{}{}
+			}
+			require.Equal(t, lookupOutcome{key: "first", lease: leaseOf("first")}, <-first)
+			for range keys {
+				o := <-out
+				require.NoError(t, o.err)
+				require.Equal(t, leaseOf(o.key), o.lease, "%s got its own answer", o.key)
+			}
+			singles, batches := f.calls()
+			require.Equal(t, []string{"first"}, singles)
+			var sizes []int
+			var sent []string
+			for _, batch := range batches {
+				sizes = append(sizes, len(batch))
+				sent = append(sent, batch...)
+			}
+			require.Equal(t, tt.wantBatches, sizes)
+			require.Equal(t, keys, sent, "in the order they queued")
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			require.False(t, b.busy, "idle again")
+			require.Empty(t, b.queue)
+		})
+	}
+}
+
+func TestLookupBatcherCallersThatLeave(t *testing.T) {
+	t.Parallel()
+	t.Run("while queued: left out of the batch", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeLookups(true)
+		b := &lookupBatcher{client: f, timeout: time.Minute}
+		first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1)
+		<-f.entered
+		ctxs := contexts(t, 3)
+		leaving, leave := context.WithCancel(t.Context())
+		ctxs[1] = leaving
+		out := lookupAll(t, b, ctxs, []string{"a", "b", "c"}, 0)
+		leave()
+		o := <-out
+		require.Equal(t, "b", o.key)
+		require.ErrorIs(t, o.err, context.Canceled)
+		f.proceed <- struct{}{}
+		f.proceed <- struct{}{}
+		<-first
+		for range 2 {
+			require.NoError(t, (<-out).err)
+		}
+		_, batches := f.calls()
+		require.Equal(t, [][]string{{"a", "c"}}, batches)
+	})
+	t.Run("while its batch is in flight: its lease is given back", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeLookups(true)
+		rel := &released{leases: map[string]uint64{}}
+		b := &lookupBatcher{client: f, timeout: time.Minute, release: rel.release}
+		first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1)
+		<-f.entered
+		ctxs := contexts(t, 3)
+		leaving, leave := context.WithCancel(t.Context())
+		ctxs[2] = leaving
+		out := lookupAll(t, b, ctxs, []string{"a", "b", "c"}, 0)
+		f.proceed <- struct{}{}
+		<-first
+		require.Equal(t, "batch of 3", <-f.entered)
+		leave()
+		o := <-out
+		require.Equal(t, "c", o.key)
+		require.ErrorIs(t, o.err, context.Canceled)
+		f.proceed <- struct{}{}
+		for range 2 {
+			o := <-out
+			require.NoError(t, o.err)
+			require.Equal(t, leaseOf(o.key), o.lease)
+		}
+		require.Equal(t, map[string]uint64{"c": leaseOf("c")}, rel.get(), "only the lease of the caller that left")
+	})
+	t.Run("the batch's sender left: the batch still goes", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeLookups(true)
+		b := &lookupBatcher{client: f, timeout: time.Minute, release: (&released{leases: map[string]uint64{}}).release}
+		first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1)
+		<-f.entered
+		ctxs := contexts(t, 2)
+		leaving, leave := context.WithCancel(t.Context())
+		ctxs[0] = leaving
+		out := lookupAll(t, b, ctxs, []string{"a", "b"}, 0)
+		f.proceed <- struct{}{}
+		<-first
+		require.Equal(t, "batch of 2", <-f.entered)
+		leave() // a sends the batch: its own context does not end the call
+		f.proceed <- struct{}{}
+		for range 2 {
+			o := <-out
+			require.NoError(t, o.err, o.key)
+			require.Equal(t, leaseOf(o.key), o.lease)
+		}
+	})
+}
+
+func TestLookupBatcherErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		batchErr error
+		itemErrs map[string]*cachev1.LookupError
+		want     map[string]connect.Code // by key; absent: a lease
+		// wantAlone: the lookups the batch held went alone afterwards, as did the next.
+		wantAlone bool
+	}{
+		{
+			name:     "the batch fails: every lookup in it",
+			batchErr: connect.NewError(connect.CodeUnavailable, errors.New("cache down")),
+			want:     map[string]connect.Code{"a": connect.CodeUnavailable, "b": connect.CodeUnavailable},
+		},
+		{
+			name:     "one lookup fails: only it",
+			itemErrs: map[string]*cachev1.LookupError{"b": {Code: uint32(connect.CodeInvalidArgument), Message: "key: 64 lowercase hex"}},
+			want:     map[string]connect.Code{"b": connect.CodeInvalidArgument},
+		},
+		{
+			name:      "a cache service without LookupBatch: each goes alone",
+			batchErr:  connect.NewError(connect.CodeUnimplemented, errors.New("no such procedure")),
+			wantAlone: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeLookups(true)
+			f.batchErr, f.itemErrs = tt.batchErr, tt.itemErrs
+			b := &lookupBatcher{client: f, timeout: time.Minute}
+			first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1)
+			<-f.entered
+			out := lookupAll(t, b, contexts(t, 2), []string{"a", "b"}, 0)
+			f.hold = false // what follows the first call answers at once
+			f.proceed <- struct{}{}
+			<-first
+			for range 2 {
+				o := <-out
+				if code, ok := tt.want[o.key]; ok {
+					require.Equal(t, code, connect.CodeOf(o.err), "%s: %v", o.key, o.err)
+					continue
+				}
+				require.NoError(t, o.err, o.key)
+				require.Equal(t, leaseOf(o.key), o.lease, o.key)
+			}
+			// The next lookup, on an idle batcher.
+			res, err := b.Lookup(t.Context(), &cachev1.LookupRequest{Key: "next"})
+			require.NoError(t, err)
+			require.Equal(t, leaseOf("next"), res.GetLease())
+			singles, batches := f.calls()
+			require.Len(t, batches, 1)
+			if tt.wantAlone {
+				require.ElementsMatch(t, []string{"first", "a", "b", "next"}, singles)
+			} else {
+				require.Equal(t, []string{"first", "next"}, singles)
+			}
+		})
+	}
+}
