@@ -187,11 +187,11 @@ var Module = fx.Module("router",
 			}
 			return upstream.NewScrubber(piiv1connect.NewScrubberServiceClient(f.HTTPClient(identity.Scrubber), c.ScrubberURL, f.Options()...)), nil
 		},
-		func(f *rpcclient.Factory, c Config) (*upstream.Cache, error) {
+		func(f *rpcclient.Factory, c Config, reg prometheus.Registerer) (*upstream.Cache, error) {
 			if err := f.CheckURL("ROUTER_CACHE_URL", c.CacheURL); err != nil {
 				return nil, err
 			}
-			return upstream.NewCache(cachev1connect.NewCacheServiceClient(f.HTTPClient(identity.Cache), c.CacheURL, f.Options()...), c.CacheTimeout), nil
+			return upstream.NewCache(cachev1connect.NewCacheServiceClient(f.HTTPClient(identity.Cache), c.CacheURL, f.Options()...), c.CacheTimeout, reg)
 		},
 		func(f *rpcclient.Factory, c Config, l *slog.Logger) (*auditapi.Handler, error) {
 			if err := f.CheckURL("ROUTER_AUDIT_URL", c.AuditURL); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	cachev1 "github.com/parleyhq/parley/gen/pb/parley/cache/v1"
 )
@@ -37,6 +38,8 @@ type lookupBatcher struct {
 	client  lookupClient
 	timeout time.Duration // of one batch call
 	release func(req *cachev1.LookupRequest, lease uint64)
+	// sizes observes the lookups of each call: 1 alone, n in a batch.
+	sizes prometheus.Observer
 
 	mu    sync.Mutex
 	busy  bool // a call is in flight
@@ -44,8 +47,6 @@ type lookupBatcher struct {
 	// unbatchedUntil: the cache service answered a batch Unimplemented (an older
 	// version, in a rolling upgrade); until then lookups go alone, as before batching.
 	unbatchedUntil time.Time
-	// calls and batches count the calls sent, for tests.
-	calls, batches int
 }
 
 // lookupState is where a queued lookup is; it changes under the batcher's mutex.
@@ -76,16 +77,16 @@ func (b *lookupBatcher) Lookup(ctx context.Context, req *cachev1.LookupRequest) 
 	b.mu.Lock()
 	if !b.unbatchedUntil.IsZero() {
 		if time.Now().Before(b.unbatchedUntil) {
-			b.calls++
 			b.mu.Unlock()
+			b.observe(1)
 			return b.client.Lookup(ctx, req)
 		}
 		b.unbatchedUntil = time.Time{}
 	}
 	if !b.busy {
 		b.busy = true
-		b.calls++
 		b.mu.Unlock()
+		b.observe(1)
 		res, err := b.client.Lookup(ctx, req)
 		b.next()
 		return res, err
@@ -141,7 +142,6 @@ func (b *lookupBatcher) next() {
 		b.mu.Unlock()
 		return
 	}
-	b.batches++
 	for _, p := range batch {
 		p.state = lookupSent
 	}
@@ -158,6 +158,7 @@ func (b *lookupBatcher) send(batch []*pendingLookup) {
 		req.Lookups[i] = p.req
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), b.timeout)
+	b.observe(len(batch))
 	res, err := b.client.LookupBatch(ctx, req)
 	cancel()
 	if connect.CodeOf(err) == connect.CodeUnimplemented {
@@ -201,6 +202,12 @@ func (b *lookupBatcher) answer(p *pendingLookup, res *cachev1.LookupResponse, er
 	}
 }
 
+func (b *lookupBatcher) observe(n int) {
+	if b.sizes != nil {
+		b.sizes.Observe(float64(n))
+	}
+}
+
 // unbatchedRetry is how long lookups go alone after the cache service answered a batch
 // Unimplemented, before a batch is tried again.
 const unbatchedRetry = time.Minute
@@ -210,7 +217,6 @@ const unbatchedRetry = time.Minute
 func (b *lookupBatcher) unbatched(batch []*pendingLookup) {
 	b.mu.Lock()
 	b.unbatchedUntil = time.Now().Add(unbatchedRetry)
-	b.calls += len(batch)
 	b.mu.Unlock()
 	type result struct {
 		res *cachev1.LookupResponse
@@ -222,6 +228,7 @@ func (b *lookupBatcher) unbatched(batch []*pendingLookup) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), b.timeout)
 			defer cancel()
+			b.observe(1)
 			res, err := b.client.Lookup(ctx, p.req)
 			results[i] = result{res, err}
 		})

@@ -118,6 +118,18 @@ func (r *released) get() map[string]uint64 {
 	return out
 }
 
+// sizesSeen records what the batcher observes of each call.
+type sizesSeen struct {
+	mu  sync.Mutex
+	got []float64
+}
+
+func (s *sizesSeen) Observe(v float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, v)
+}
+
 // queued waits until n lookups queue behind the call in flight.
 func queued(t *testing.T, b *lookupBatcher, n int) {
 	t.Helper()
@@ -195,7 +207,8 @@ func TestLookupBatcherBatchesWhatQueues(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeLookups(true)
-			b := &lookupBatcher{client: f, timeout: time.Minute}
+			seen := &sizesSeen{}
+			b := &lookupBatcher{client: f, timeout: time.Minute, sizes: seen}
 			first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1) // goes at once: nothing queues
 			require.Equal(t, "lookup first", <-f.entered)
 			keys := keysN("q", tt.queue)
@@ -219,6 +232,11 @@ func TestLookupBatcherBatchesWhatQueues(t *testing.T) {
 			}
 			require.Equal(t, tt.wantBatches, sizes)
 			require.Equal(t, keys, sent, "in the order they queued")
+			wantSeen := []float64{1}
+			for _, n := range tt.wantBatches {
+				wantSeen = append(wantSeen, float64(n))
+			}
+			require.Equal(t, wantSeen, seen.got, "each call's lookups observed")
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			require.False(t, b.busy, "idle again")

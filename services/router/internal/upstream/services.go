@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	cachev1 "github.com/parleyhq/parley/gen/pb/parley/cache/v1"
@@ -77,11 +78,20 @@ type Cache struct {
 
 var _ conversation.Cache = (*Cache)(nil)
 
-// NewCache wraps a generated client.
-func NewCache(client cachev1connect.CacheServiceClient, timeout time.Duration) *Cache {
+// NewCache wraps a generated client and registers the batcher's metric with reg.
+func NewCache(client cachev1connect.CacheServiceClient, timeout time.Duration, reg prometheus.Registerer) (*Cache, error) {
+	sizes := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "parley_router_cache_lookups_per_call",
+		Help: "Lookups each call to the cache service carried: 1 alone, more in a LookupBatch " +
+			"(lookups that queued behind a call in flight).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+	})
+	if err := reg.Register(sizes); err != nil {
+		return nil, fmt.Errorf("register cache client metrics: %w", err)
+	}
 	c := &Cache{client: client, timeout: timeout}
-	c.lookups = &lookupBatcher{client: client, timeout: timeout, release: c.releaseAbandoned}
-	return c
+	c.lookups = &lookupBatcher{client: client, timeout: timeout, release: c.releaseAbandoned, sizes: sizes}
+	return c, nil
 }
 
 // releaseAbandoned ends a lease a batch granted to a lookup whose caller had gone.
