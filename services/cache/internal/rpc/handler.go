@@ -35,6 +35,7 @@ type Cache interface {
 var Policy = identity.Policy{
 	cachev1connect.CacheServiceGetProcedure:         {identity.Router},
 	cachev1connect.CacheServicePutProcedure:         {identity.Router},
+	cachev1connect.CacheServicePutBatchProcedure:    {identity.Router},
 	cachev1connect.CacheServiceLookupProcedure:      {identity.Router},
 	cachev1connect.CacheServiceLookupBatchProcedure: {identity.Router},
 	cachev1connect.CacheServiceWaitProcedure:        {identity.Router},
@@ -113,9 +114,9 @@ func (h *Handler) Lookup(ctx context.Context, req *cachev1.LookupRequest) (*cach
 	return out, nil
 }
 
-// MaxLookupBatch is the most lookups a LookupBatch may carry; the router's batches are
-// no larger (upstream.maxLookupBatch).
-const MaxLookupBatch = 64
+// MaxBatch is the most calls a LookupBatch or PutBatch may carry; the router's batches
+// are no larger (upstream.maxBatch).
+const MaxBatch = 64
 
 // MaxBatchValueBytes bounds the values of a LookupBatch's hits together: the router's
 // answer is then at most this plus a few bytes per lookup. A hit past it is answered
@@ -127,19 +128,14 @@ const MaxBatchValueBytes = 4 << 20
 // error is its own result; the others go on.
 func (h *Handler) LookupBatch(ctx context.Context, req *cachev1.LookupBatchRequest) (*cachev1.LookupBatchResponse, error) {
 	lookups := req.GetLookups()
-	switch {
-	case len(lookups) == 0:
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("lookups: at least one is required"))
-	case len(lookups) > MaxLookupBatch:
-		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("lookups: %d, at most %d", len(lookups), MaxLookupBatch))
+	if err := batchSize("lookups", len(lookups)); err != nil {
+		return nil, err
 	}
 	results := make([]*cachev1.LookupResult, len(lookups))
-	var wg sync.WaitGroup
-	for i := 1; i < len(lookups); i++ {
-		wg.Go(func() { results[i] = h.lookupResult(ctx, lookups[i]) })
-	}
-	results[0] = h.lookupResult(ctx, lookups[0])
-	wg.Wait()
+	each(len(lookups), func(i int) {
+		out, err := h.Lookup(ctx, lookups[i])
+		results[i] = &cachev1.LookupResult{Response: out, Error: h.batchError(ctx, cachev1connect.CacheServiceLookupBatchProcedure, err)}
+	})
 	budget := MaxBatchValueBytes
 	for _, r := range results {
 		res := r.GetResponse()
@@ -155,19 +151,54 @@ func (h *Handler) LookupBatch(ctx context.Context, req *cachev1.LookupBatchReque
 	return &cachev1.LookupBatchResponse{Results: results}, nil
 }
 
-// lookupResult is one lookup of a batch: its answer or its error's code and message.
-func (h *Handler) lookupResult(ctx context.Context, req *cachev1.LookupRequest) *cachev1.LookupResult {
-	out, err := h.Lookup(ctx, req)
+// PutBatch does each Put as Put would, concurrently. One Put's error is its own result;
+// the others go on. The request's size is bounded as any call's (RPC_MAX_MESSAGE_BYTES).
+func (h *Handler) PutBatch(ctx context.Context, req *cachev1.PutBatchRequest) (*cachev1.PutBatchResponse, error) {
+	puts := req.GetPuts()
+	if err := batchSize("puts", len(puts)); err != nil {
+		return nil, err
+	}
+	results := make([]*cachev1.PutResult, len(puts))
+	each(len(puts), func(i int) {
+		_, err := h.Put(ctx, puts[i])
+		results[i] = &cachev1.PutResult{Error: h.batchError(ctx, cachev1connect.CacheServicePutBatchProcedure, err)}
+	})
+	return &cachev1.PutBatchResponse{Results: results}, nil
+}
+
+func batchSize(field string, n int) error {
+	switch {
+	case n == 0:
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: at least one is required", field))
+	case n > MaxBatch:
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: %d, at most %d", field, n, MaxBatch))
+	}
+	return nil
+}
+
+// each runs do(0) … do(n-1) concurrently, do(0) on the calling goroutine, and returns
+// when all have.
+func each(n int, do func(i int)) {
+	var wg sync.WaitGroup
+	for i := 1; i < n; i++ {
+		wg.Go(func() { do(i) })
+	}
+	do(0)
+	wg.Wait()
+}
+
+// batchError is one call of a batch's error as the batch answers it; nil for none.
+func (h *Handler) batchError(ctx context.Context, procedure string, err error) *cachev1.BatchError {
 	if err == nil {
-		return &cachev1.LookupResult{Response: out}
+		return nil
 	}
 	ce := new(connect.Error)
 	if !errors.As(err, &ce) {
 		// What the shared middleware answers for an unmapped error: the text stays in the log.
-		id := rpcserver.LogError(ctx, h.logger, "unmapped rpc error", err, "rpc_method", cachev1connect.CacheServiceLookupBatchProcedure)
-		return &cachev1.LookupResult{Error: &cachev1.LookupError{Code: uint32(connect.CodeInternal), Message: "internal error (id " + id + ")"}}
+		id := rpcserver.LogError(ctx, h.logger, "unmapped rpc error", err, "rpc_method", procedure)
+		return &cachev1.BatchError{Code: uint32(connect.CodeInternal), Message: "internal error (id " + id + ")"}
 	}
-	return &cachev1.LookupResult{Error: &cachev1.LookupError{Code: uint32(ce.Code()), Message: ce.Message()}}
+	return &cachev1.BatchError{Code: uint32(ce.Code()), Message: ce.Message()}
 }
 
 // Wait waits for the lease holder's value.

@@ -316,10 +316,10 @@ func TestLeases(t *testing.T) {
 	}
 }
 
-// TestLookupBatch: a batch answers each lookup in order as Lookup would, single flight
-// holds between lookups of one batch, one lookup's error leaves the others answered, and
-// the batch's hits carry at most rpc.MaxBatchValueBytes of values.
-func TestLookupBatch(t *testing.T) {
+// TestBatches: a batch answers each lookup or Put in order as Lookup or Put would, single
+// flight holds between lookups of one batch, one call's error leaves the others
+// answered, and a lookup batch's hits carry at most rpc.MaxBatchValueBytes of values.
+func TestBatches(t *testing.T) {
 	t.Parallel()
 	srv := natstest.RunServer(t)
 	fxApp, server := startApp(t, srv)
@@ -367,7 +367,7 @@ func TestLookupBatch(t *testing.T) {
 		})
 		t.Run(proto.name+"/a full batch", func(t *testing.T) {
 			t.Parallel()
-			batch := make([]*cachev1.LookupRequest, rpc.MaxLookupBatch)
+			batch := make([]*cachev1.LookupRequest, rpc.MaxBatch)
 			for i := range batch {
 				batch[i] = lookup(key(fmt.Sprintf("%s/full batch %d", proto.name, i)))
 			}
@@ -393,7 +393,7 @@ func TestLookupBatch(t *testing.T) {
 			wantMsg string
 		}{
 			{"an empty batch", 0, "at least one is required"},
-			{"a batch too large", rpc.MaxLookupBatch + 1, fmt.Sprintf("lookups: %d, at most %d", rpc.MaxLookupBatch+1, rpc.MaxLookupBatch)},
+			{"a batch too large", rpc.MaxBatch + 1, fmt.Sprintf("lookups: %d, at most %d", rpc.MaxBatch+1, rpc.MaxBatch)},
 		} {
 			t.Run(proto.name+"/"+tt.name, func(t *testing.T) {
 				t.Parallel()
@@ -406,6 +406,54 @@ func TestLookupBatch(t *testing.T) {
 				require.ErrorContains(t, err, tt.wantMsg)
 			})
 		}
+	}
+
+	for _, proto := range protocols {
+		client := cachev1connect.NewCacheServiceClient(httpClient, server.URL(), proto.opts...)
+		t.Run(proto.name+"/puts", func(t *testing.T) {
+			t.Parallel()
+			k := func(name string) string { return key(proto.name + "/batch put " + name) }
+			lease, err := client.Lookup(t.Context(), &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: k("leased")})
+			require.NoError(t, err)
+			require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, lease.GetOutcome())
+			res, err := client.PutBatch(t.Context(), &cachev1.PutBatchRequest{Puts: []*cachev1.PutRequest{
+				{Tenant: tenant, Component: component, Key: k("a"), Value: []byte("first"), Ttl: hour},
+				{Tenant: tenant, Component: component, Key: k("no ttl"), Value: []byte("v")},
+				{Tenant: tenant, Component: component, Key: k("leased"), Value: []byte("for the waiters"), Ttl: hour, Lease: lease.GetLease()},
+				{Tenant: tenant, Component: component, Key: k("too large"), Value: make([]byte, maxEntry+1), Ttl: hour},
+				{Tenant: tenant, Component: component, Key: k("b"), Value: []byte("second"), Ttl: hour},
+			}})
+			require.NoError(t, err)
+			require.Len(t, res.GetResults(), 5)
+			stored := map[string]string{"a": "first", "leased": "for the waiters", "b": "second"}
+			refused := map[string]string{"no ttl": "ttl is required", "too large": "value too large"}
+			for i, name := range []string{"a", "no ttl", "leased", "too large", "b"} {
+				r := res.GetResults()[i]
+				got, err := client.Get(t.Context(), &cachev1.GetRequest{Tenant: tenant, Component: component, Key: k(name)})
+				require.NoError(t, err)
+				if want, ok := stored[name]; ok {
+					require.Nil(t, r.GetError(), name)
+					require.True(t, got.GetFound(), name)
+					require.Equal(t, want, string(got.GetValue()), name)
+					continue
+				}
+				require.Equal(t, uint32(connect.CodeInvalidArgument), r.GetError().GetCode(), name)
+				require.Contains(t, r.GetError().GetMessage(), refused[name], name)
+				require.False(t, got.GetFound(), name)
+			}
+			for _, tt := range []struct {
+				puts    int
+				wantMsg string
+			}{{0, "puts: at least one is required"}, {rpc.MaxBatch + 1, fmt.Sprintf("puts: %d, at most %d", rpc.MaxBatch+1, rpc.MaxBatch)}} {
+				puts := make([]*cachev1.PutRequest, tt.puts)
+				for i := range puts {
+					puts[i] = &cachev1.PutRequest{Tenant: tenant, Component: component, Key: k(fmt.Sprint(i)), Value: []byte("v"), Ttl: hour}
+				}
+				_, err := client.PutBatch(t.Context(), &cachev1.PutBatchRequest{Puts: puts})
+				require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err), "err: %v", err)
+				require.ErrorContains(t, err, tt.wantMsg)
+			}
+		})
 	}
 
 	t.Run("hits past the batch's value budget are not sent", func(t *testing.T) {

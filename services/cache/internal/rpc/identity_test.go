@@ -45,11 +45,11 @@ func TestCallersByIdentity(t *testing.T) {
 		client *http.Client
 		want   map[string]connect.Code // by call
 	}{
-		{"router", pki.Client(identity.Router, identity.Cache), map[string]connect.Code{"put": ok, "get": ok, "lookup": ok, "lookup batch": ok, "purge": connect.CodePermissionDenied}},
-		{"admin", pki.Client(identity.Admin, identity.Cache), map[string]connect.Code{"put": connect.CodePermissionDenied, "get": connect.CodePermissionDenied, "lookup": connect.CodePermissionDenied, "lookup batch": connect.CodePermissionDenied, "purge": ok}},
-		{"another service", pki.Client(identity.Scrubber, identity.Cache), map[string]connect.Code{"put": connect.CodePermissionDenied, "get": connect.CodePermissionDenied, "lookup": connect.CodePermissionDenied, "lookup batch": connect.CodePermissionDenied, "purge": connect.CodePermissionDenied}},
-		{"no certificate", pki.Client("", ""), map[string]connect.Code{"put": connect.CodeUnauthenticated, "get": connect.CodeUnauthenticated, "lookup": connect.CodeUnauthenticated, "lookup batch": connect.CodeUnauthenticated, "purge": connect.CodeUnauthenticated}},
-		{"router certificate of another CA", foreignClient, map[string]connect.Code{"put": refused, "get": refused, "lookup": refused, "lookup batch": refused, "purge": refused}},
+		{"router", pki.Client(identity.Router, identity.Cache), map[string]connect.Code{"put": ok, "get": ok, "lookup": ok, "lookup batch": ok, "put batch": ok, "purge": connect.CodePermissionDenied}},
+		{"admin", pki.Client(identity.Admin, identity.Cache), map[string]connect.Code{"put": connect.CodePermissionDenied, "get": connect.CodePermissionDenied, "lookup": connect.CodePermissionDenied, "lookup batch": connect.CodePermissionDenied, "put batch": connect.CodePermissionDenied, "purge": ok}},
+		{"another service", pki.Client(identity.Scrubber, identity.Cache), map[string]connect.Code{"put": connect.CodePermissionDenied, "get": connect.CodePermissionDenied, "lookup": connect.CodePermissionDenied, "lookup batch": connect.CodePermissionDenied, "put batch": connect.CodePermissionDenied, "purge": connect.CodePermissionDenied}},
+		{"no certificate", pki.Client("", ""), map[string]connect.Code{"put": connect.CodeUnauthenticated, "get": connect.CodeUnauthenticated, "lookup": connect.CodeUnauthenticated, "lookup batch": connect.CodeUnauthenticated, "put batch": connect.CodeUnauthenticated, "purge": connect.CodeUnauthenticated}},
+		{"router certificate of another CA", foreignClient, map[string]connect.Code{"put": refused, "get": refused, "lookup": refused, "lookup batch": refused, "put batch": refused, "purge": refused}},
 	}
 	for _, caller := range callers {
 		for _, proto := range protocols {
@@ -68,6 +68,12 @@ func TestCallersByIdentity(t *testing.T) {
 					_, err := client.Lookup(t.Context(), &cachev1.LookupRequest{Tenant: tenant, Component: component, Key: key("lease " + k)})
 					return err
 				},
+				"put batch": func() error {
+					_, err := client.PutBatch(t.Context(), &cachev1.PutBatchRequest{Puts: []*cachev1.PutRequest{
+						{Tenant: tenant, Component: component, Key: key("batch " + k), Value: []byte("forged"), Ttl: durationpb.New(time.Hour)},
+					}})
+					return err
+				},
 				"lookup batch": func() error {
 					_, err := client.LookupBatch(t.Context(), &cachev1.LookupBatchRequest{Lookups: []*cachev1.LookupRequest{
 						{Tenant: tenant, Component: component, Key: key("batch lease " + k)},
@@ -79,7 +85,7 @@ func TestCallersByIdentity(t *testing.T) {
 					return err
 				},
 			}
-			for _, call := range []string{"put", "get", "lookup", "lookup batch", "purge"} {
+			for _, call := range []string{"put", "put batch", "get", "lookup", "lookup batch", "purge"} {
 				t.Run(caller.name+"/"+proto.name+"/"+call, func(t *testing.T) {
 					err := calls[call]()
 					switch want := caller.want[call]; want {

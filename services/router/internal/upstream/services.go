@@ -2,10 +2,12 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -73,25 +75,110 @@ func (s *Scrubber) Scrub(ctx context.Context, call conversation.ScrubCall) (conv
 type Cache struct {
 	client  cachev1connect.CacheServiceClient
 	timeout time.Duration
-	lookups *lookupBatcher
+	lookups *batcher[*cachev1.LookupRequest, *cachev1.LookupResponse]
+	puts    *batcher[*cachev1.PutRequest, *cachev1.PutResponse]
 }
 
 var _ conversation.Cache = (*Cache)(nil)
 
-// NewCache wraps a generated client and registers the batcher's metric with reg.
+// NewCache wraps a generated client and registers its batchers' metric with reg.
 func NewCache(client cachev1connect.CacheServiceClient, timeout time.Duration, reg prometheus.Registerer) (*Cache, error) {
-	sizes := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "parley_router_cache_lookups_per_call",
-		Help: "Lookups each call to the cache service carried: 1 alone, more in a LookupBatch " +
-			"(lookups that queued behind a call in flight).",
+	sizes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "parley_router_cache_requests_per_call",
+		Help: "Requests each call to the cache service carried, by op: 1 alone, more in a batch " +
+			"(requests that queued behind a call of their op in flight).",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
-	})
+	}, []string{"op"})
 	if err := reg.Register(sizes); err != nil {
 		return nil, fmt.Errorf("register cache client metrics: %w", err)
 	}
 	c := &Cache{client: client, timeout: timeout}
-	c.lookups = &lookupBatcher{client: client, timeout: timeout, release: c.releaseAbandoned, sizes: sizes}
+	c.lookups = newLookupBatcher(client, timeout, c.releaseAbandoned, sizes.WithLabelValues("lookup"))
+	c.puts = newPutBatcher(client, timeout, sizes.WithLabelValues("put"))
 	return c, nil
+}
+
+// lookupClient and putClient are what the batchers need of the cache service's client.
+type lookupClient interface {
+	Lookup(ctx context.Context, req *cachev1.LookupRequest) (*cachev1.LookupResponse, error)
+	LookupBatch(ctx context.Context, req *cachev1.LookupBatchRequest) (*cachev1.LookupBatchResponse, error)
+}
+
+type putClient interface {
+	Put(ctx context.Context, req *cachev1.PutRequest) (*cachev1.PutResponse, error)
+	PutBatch(ctx context.Context, req *cachev1.PutBatchRequest) (*cachev1.PutBatchResponse, error)
+}
+
+// newLookupBatcher batches lookups into LookupBatch calls. left gives back the lease a
+// batch granted to a caller that had gone, so that no one waits for it to expire.
+func newLookupBatcher(client lookupClient, timeout time.Duration, release func(*cachev1.LookupRequest, uint64), sizes prometheus.Observer) *batcher[*cachev1.LookupRequest, *cachev1.LookupResponse] {
+	return &batcher[*cachev1.LookupRequest, *cachev1.LookupResponse]{
+		alone: client.Lookup,
+		many: func(ctx context.Context, reqs []*cachev1.LookupRequest) ([]*cachev1.LookupResponse, []error, error) {
+			res, err := client.LookupBatch(ctx, &cachev1.LookupBatchRequest{Lookups: reqs})
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(res.GetResults()) != len(reqs) {
+				return nil, nil, fmt.Errorf("%d results for %d lookups", len(res.GetResults()), len(reqs))
+			}
+			out, errs := make([]*cachev1.LookupResponse, len(reqs)), make([]error, len(reqs))
+			for i, r := range res.GetResults() {
+				out[i], errs[i] = r.GetResponse(), batchError(r.GetError())
+			}
+			return out, errs, nil
+		},
+		left: func(req *cachev1.LookupRequest, res *cachev1.LookupResponse) {
+			if res.GetOutcome() == cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED {
+				release(req, res.GetLease())
+			}
+		},
+		timeout: timeout,
+		sizes:   sizes,
+	}
+}
+
+// maxPutBatchBytes bounds the values of one PutBatch together: the default largest entry
+// (CACHE_MAX_ENTRY_BYTES), well under the cache's RPC_MAX_MESSAGE_BYTES. A larger value
+// goes alone.
+const maxPutBatchBytes = 1 << 20
+
+// newPutBatcher batches Puts into PutBatch calls of at most maxPutBatchBytes of values.
+func newPutBatcher(client putClient, timeout time.Duration, sizes prometheus.Observer) *batcher[*cachev1.PutRequest, *cachev1.PutResponse] {
+	return &batcher[*cachev1.PutRequest, *cachev1.PutResponse]{
+		alone: client.Put,
+		many: func(ctx context.Context, reqs []*cachev1.PutRequest) ([]*cachev1.PutResponse, []error, error) {
+			res, err := client.PutBatch(ctx, &cachev1.PutBatchRequest{Puts: reqs})
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(res.GetResults()) != len(reqs) {
+				return nil, nil, fmt.Errorf("%d results for %d puts", len(res.GetResults()), len(reqs))
+			}
+			out, errs := make([]*cachev1.PutResponse, len(reqs)), make([]error, len(reqs))
+			for i, r := range res.GetResults() {
+				out[i], errs[i] = &cachev1.PutResponse{}, batchError(r.GetError())
+			}
+			return out, errs, nil
+		},
+		fits: func(batch []*cachev1.PutRequest, next *cachev1.PutRequest) bool {
+			total := len(next.GetValue())
+			for _, r := range batch {
+				total += len(r.GetValue())
+			}
+			return total <= maxPutBatchBytes
+		},
+		timeout: timeout,
+		sizes:   sizes,
+	}
+}
+
+// batchError is the error a batch answered for one of its calls; nil for none.
+func batchError(e *cachev1.BatchError) error {
+	if e == nil {
+		return nil
+	}
+	return connect.NewError(connect.Code(e.GetCode()), errors.New(e.GetMessage()))
 }
 
 // releaseAbandoned ends a lease a batch granted to a lookup whose caller had gone.
@@ -101,7 +188,7 @@ func (c *Cache) releaseAbandoned(req *cachev1.LookupRequest, lease uint64) {
 }
 
 // Lookup finds the entry of id, or takes its lease for leaseTTL (0: the cache's maximum).
-// Lookups made while another is in flight go to the cache together (lookupBatcher); the
+// Lookups made while another is in flight go to the cache together (batcher); the
 // timeout bounds the wait for that too.
 func (c *Cache) Lookup(ctx context.Context, id conversation.CacheID, leaseTTL time.Duration) (conversation.CacheLookup, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -111,7 +198,7 @@ func (c *Cache) Lookup(ctx context.Context, id conversation.CacheID, leaseTTL ti
 		req.LeaseTtl = durationpb.New(leaseTTL)
 	}
 	done := crossing.Track(ctx, crossing.CacheLookup)
-	res, err := c.lookups.Lookup(ctx, req)
+	res, err := c.lookups.do(ctx, req)
 	done()
 	if err != nil {
 		return conversation.CacheLookup{}, fmt.Errorf("cache lookup: %w", err)
@@ -155,12 +242,13 @@ func (c *Cache) Wait(ctx context.Context, id conversation.CacheID, maxWait time.
 }
 
 // Put stores value under id for ttl and ends lease. It runs even when the caller has
-// gone: the answer is paid for, and waiters of other requests want it.
+// gone: the answer is paid for, and waiters of other requests want it. Puts made while
+// another is in flight go to the cache together (batcher).
 func (c *Cache) Put(ctx context.Context, id conversation.CacheID, value []byte, ttl time.Duration, lease uint64) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	done := crossing.Track(ctx, crossing.CachePut)
-	_, err := c.client.Put(ctx, &cachev1.PutRequest{
+	_, err := c.puts.do(ctx, &cachev1.PutRequest{
 		Key: id.Hash, Tenant: id.Tenant, Component: id.Component, Value: value, Ttl: durationpb.New(ttl), Lease: lease,
 	})
 	done()

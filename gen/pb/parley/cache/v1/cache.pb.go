@@ -631,7 +631,7 @@ type LookupResult struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Response *LookupResponse        `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
 	// Unset when the lookup succeeded.
-	Error         *LookupError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error         *BatchError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -673,15 +673,16 @@ func (x *LookupResult) GetResponse() *LookupResponse {
 	return nil
 }
 
-func (x *LookupResult) GetError() *LookupError {
+func (x *LookupResult) GetError() *BatchError {
 	if x != nil {
 		return x.Error
 	}
 	return nil
 }
 
-// LookupError is a failed lookup's Connect code (its number, as in gRPC) and message.
-type LookupError struct {
+// BatchError is the error one call of a batch failed with: its Connect code (the
+// number, as in gRPC) and message.
+type BatchError struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
 	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
@@ -689,20 +690,20 @@ type LookupError struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *LookupError) Reset() {
-	*x = LookupError{}
+func (x *BatchError) Reset() {
+	*x = BatchError{}
 	mi := &file_parley_cache_v1_cache_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *LookupError) String() string {
+func (x *BatchError) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*LookupError) ProtoMessage() {}
+func (*BatchError) ProtoMessage() {}
 
-func (x *LookupError) ProtoReflect() protoreflect.Message {
+func (x *BatchError) ProtoReflect() protoreflect.Message {
 	mi := &file_parley_cache_v1_cache_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -714,23 +715,158 @@ func (x *LookupError) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use LookupError.ProtoReflect.Descriptor instead.
-func (*LookupError) Descriptor() ([]byte, []int) {
+// Deprecated: Use BatchError.ProtoReflect.Descriptor instead.
+func (*BatchError) Descriptor() ([]byte, []int) {
 	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *LookupError) GetCode() uint32 {
+func (x *BatchError) GetCode() uint32 {
 	if x != nil {
 		return x.Code
 	}
 	return 0
 }
 
-func (x *LookupError) GetMessage() string {
+func (x *BatchError) GetMessage() string {
 	if x != nil {
 		return x.Message
 	}
 	return ""
+}
+
+// PutBatchRequest carries the Puts of many callers, at most 64.
+type PutBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Puts          []*PutRequest          `protobuf:"bytes,1,rep,name=puts,proto3" json:"puts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutBatchRequest) Reset() {
+	*x = PutBatchRequest{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutBatchRequest) ProtoMessage() {}
+
+func (x *PutBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutBatchRequest.ProtoReflect.Descriptor instead.
+func (*PutBatchRequest) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PutBatchRequest) GetPuts() []*PutRequest {
+	if x != nil {
+		return x.Puts
+	}
+	return nil
+}
+
+// PutBatchResponse answers each Put, in the request's order.
+type PutBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*PutResult           `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutBatchResponse) Reset() {
+	*x = PutBatchResponse{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutBatchResponse) ProtoMessage() {}
+
+func (x *PutBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutBatchResponse.ProtoReflect.Descriptor instead.
+func (*PutBatchResponse) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PutBatchResponse) GetResults() []*PutResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// PutResult is one Put's error, unset when it stored its value.
+type PutResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *BatchError            `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutResult) Reset() {
+	*x = PutResult{}
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResult) ProtoMessage() {}
+
+func (x *PutResult) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResult.ProtoReflect.Descriptor instead.
+func (*PutResult) Descriptor() ([]byte, []int) {
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PutResult) GetError() *BatchError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
 }
 
 // WaitRequest names an entry being computed by the holder of its lease.
@@ -747,7 +883,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[10]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +895,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[10]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +908,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{10}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WaitRequest) GetKey() string {
@@ -815,7 +951,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[11]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +963,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[11]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +976,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{11}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WaitResponse) GetFound() bool {
@@ -871,7 +1007,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[12]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1019,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[12]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1032,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{12}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReleaseRequest) GetKey() string {
@@ -936,7 +1072,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[13]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1084,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[13]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1097,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{13}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{16}
 }
 
 // PurgeRequest selects the entries to drop. At least one field is required; both
@@ -976,7 +1112,7 @@ type PurgeRequest struct {
 
 func (x *PurgeRequest) Reset() {
 	*x = PurgeRequest{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[14]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1124,7 @@ func (x *PurgeRequest) String() string {
 func (*PurgeRequest) ProtoMessage() {}
 
 func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[14]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1137,7 @@ func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeRequest.ProtoReflect.Descriptor instead.
 func (*PurgeRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{14}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PurgeRequest) GetTenant() string {
@@ -1032,7 +1168,7 @@ type PurgeResponse struct {
 
 func (x *PurgeResponse) Reset() {
 	*x = PurgeResponse{}
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[15]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1180,7 @@ func (x *PurgeResponse) String() string {
 func (*PurgeResponse) ProtoMessage() {}
 
 func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cache_v1_cache_proto_msgTypes[15]
+	mi := &file_parley_cache_v1_cache_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1193,7 @@ func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeResponse.ProtoReflect.Descriptor instead.
 func (*PurgeResponse) Descriptor() ([]byte, []int) {
-	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{15}
+	return file_parley_cache_v1_cache_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PurgeResponse) GetPurged() uint64 {
@@ -1110,13 +1246,20 @@ const file_parley_cache_v1_cache_proto_rawDesc = "" +
 	"\x12LookupBatchRequest\x128\n" +
 	"\alookups\x18\x01 \x03(\v2\x1e.parley.cache.v1.LookupRequestR\alookups\"N\n" +
 	"\x13LookupBatchResponse\x127\n" +
-	"\aresults\x18\x01 \x03(\v2\x1d.parley.cache.v1.LookupResultR\aresults\"\x7f\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.parley.cache.v1.LookupResultR\aresults\"~\n" +
 	"\fLookupResult\x12;\n" +
-	"\bresponse\x18\x01 \x01(\v2\x1f.parley.cache.v1.LookupResponseR\bresponse\x122\n" +
-	"\x05error\x18\x02 \x01(\v2\x1c.parley.cache.v1.LookupErrorR\x05error\";\n" +
-	"\vLookupError\x12\x12\n" +
+	"\bresponse\x18\x01 \x01(\v2\x1f.parley.cache.v1.LookupResponseR\bresponse\x121\n" +
+	"\x05error\x18\x02 \x01(\v2\x1b.parley.cache.v1.BatchErrorR\x05error\":\n" +
+	"\n" +
+	"BatchError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x8b\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"B\n" +
+	"\x0fPutBatchRequest\x12/\n" +
+	"\x04puts\x18\x01 \x03(\v2\x1b.parley.cache.v1.PutRequestR\x04puts\"H\n" +
+	"\x10PutBatchResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.parley.cache.v1.PutResultR\aresults\">\n" +
+	"\tPutResult\x121\n" +
+	"\x05error\x18\x01 \x01(\v2\x1b.parley.cache.v1.BatchErrorR\x05error\"\x8b\x01\n" +
 	"\vWaitRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1c\n" +
@@ -1147,10 +1290,11 @@ const file_parley_cache_v1_cache_proto_rawDesc = "" +
 	"\x05Layer\x12\x15\n" +
 	"\x11LAYER_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bLAYER_L1\x10\x01\x12\f\n" +
-	"\bLAYER_L2\x10\x022\x92\x04\n" +
+	"\bLAYER_L2\x10\x022\xe3\x04\n" +
 	"\fCacheService\x12@\n" +
 	"\x03Get\x12\x1b.parley.cache.v1.GetRequest\x1a\x1c.parley.cache.v1.GetResponse\x12@\n" +
-	"\x03Put\x12\x1b.parley.cache.v1.PutRequest\x1a\x1c.parley.cache.v1.PutResponse\x12I\n" +
+	"\x03Put\x12\x1b.parley.cache.v1.PutRequest\x1a\x1c.parley.cache.v1.PutResponse\x12O\n" +
+	"\bPutBatch\x12 .parley.cache.v1.PutBatchRequest\x1a!.parley.cache.v1.PutBatchResponse\x12I\n" +
 	"\x06Lookup\x12\x1e.parley.cache.v1.LookupRequest\x1a\x1f.parley.cache.v1.LookupResponse\x12X\n" +
 	"\vLookupBatch\x12#.parley.cache.v1.LookupBatchRequest\x1a$.parley.cache.v1.LookupBatchResponse\x12C\n" +
 	"\x04Wait\x12\x1c.parley.cache.v1.WaitRequest\x1a\x1d.parley.cache.v1.WaitResponse\x12L\n" +
@@ -1172,7 +1316,7 @@ func file_parley_cache_v1_cache_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_cache_v1_cache_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_cache_v1_cache_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_parley_cache_v1_cache_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_parley_cache_v1_cache_proto_goTypes = []any{
 	(LookupOutcome)(0),          // 0: parley.cache.v1.LookupOutcome
 	(Layer)(0),                  // 1: parley.cache.v1.Layer
@@ -1185,45 +1329,53 @@ var file_parley_cache_v1_cache_proto_goTypes = []any{
 	(*LookupBatchRequest)(nil),  // 8: parley.cache.v1.LookupBatchRequest
 	(*LookupBatchResponse)(nil), // 9: parley.cache.v1.LookupBatchResponse
 	(*LookupResult)(nil),        // 10: parley.cache.v1.LookupResult
-	(*LookupError)(nil),         // 11: parley.cache.v1.LookupError
-	(*WaitRequest)(nil),         // 12: parley.cache.v1.WaitRequest
-	(*WaitResponse)(nil),        // 13: parley.cache.v1.WaitResponse
-	(*ReleaseRequest)(nil),      // 14: parley.cache.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),     // 15: parley.cache.v1.ReleaseResponse
-	(*PurgeRequest)(nil),        // 16: parley.cache.v1.PurgeRequest
-	(*PurgeResponse)(nil),       // 17: parley.cache.v1.PurgeResponse
-	(*durationpb.Duration)(nil), // 18: google.protobuf.Duration
+	(*BatchError)(nil),          // 11: parley.cache.v1.BatchError
+	(*PutBatchRequest)(nil),     // 12: parley.cache.v1.PutBatchRequest
+	(*PutBatchResponse)(nil),    // 13: parley.cache.v1.PutBatchResponse
+	(*PutResult)(nil),           // 14: parley.cache.v1.PutResult
+	(*WaitRequest)(nil),         // 15: parley.cache.v1.WaitRequest
+	(*WaitResponse)(nil),        // 16: parley.cache.v1.WaitResponse
+	(*ReleaseRequest)(nil),      // 17: parley.cache.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),     // 18: parley.cache.v1.ReleaseResponse
+	(*PurgeRequest)(nil),        // 19: parley.cache.v1.PurgeRequest
+	(*PurgeResponse)(nil),       // 20: parley.cache.v1.PurgeResponse
+	(*durationpb.Duration)(nil), // 21: google.protobuf.Duration
 }
 var file_parley_cache_v1_cache_proto_depIdxs = []int32{
-	18, // 0: parley.cache.v1.PutRequest.ttl:type_name -> google.protobuf.Duration
-	18, // 1: parley.cache.v1.LookupRequest.lease_ttl:type_name -> google.protobuf.Duration
+	21, // 0: parley.cache.v1.PutRequest.ttl:type_name -> google.protobuf.Duration
+	21, // 1: parley.cache.v1.LookupRequest.lease_ttl:type_name -> google.protobuf.Duration
 	0,  // 2: parley.cache.v1.LookupResponse.outcome:type_name -> parley.cache.v1.LookupOutcome
-	18, // 3: parley.cache.v1.LookupResponse.lease_remaining:type_name -> google.protobuf.Duration
+	21, // 3: parley.cache.v1.LookupResponse.lease_remaining:type_name -> google.protobuf.Duration
 	1,  // 4: parley.cache.v1.LookupResponse.layer:type_name -> parley.cache.v1.Layer
 	6,  // 5: parley.cache.v1.LookupBatchRequest.lookups:type_name -> parley.cache.v1.LookupRequest
 	10, // 6: parley.cache.v1.LookupBatchResponse.results:type_name -> parley.cache.v1.LookupResult
 	7,  // 7: parley.cache.v1.LookupResult.response:type_name -> parley.cache.v1.LookupResponse
-	11, // 8: parley.cache.v1.LookupResult.error:type_name -> parley.cache.v1.LookupError
-	18, // 9: parley.cache.v1.WaitRequest.max_wait:type_name -> google.protobuf.Duration
-	2,  // 10: parley.cache.v1.CacheService.Get:input_type -> parley.cache.v1.GetRequest
-	4,  // 11: parley.cache.v1.CacheService.Put:input_type -> parley.cache.v1.PutRequest
-	6,  // 12: parley.cache.v1.CacheService.Lookup:input_type -> parley.cache.v1.LookupRequest
-	8,  // 13: parley.cache.v1.CacheService.LookupBatch:input_type -> parley.cache.v1.LookupBatchRequest
-	12, // 14: parley.cache.v1.CacheService.Wait:input_type -> parley.cache.v1.WaitRequest
-	14, // 15: parley.cache.v1.CacheService.Release:input_type -> parley.cache.v1.ReleaseRequest
-	16, // 16: parley.cache.v1.CacheService.Purge:input_type -> parley.cache.v1.PurgeRequest
-	3,  // 17: parley.cache.v1.CacheService.Get:output_type -> parley.cache.v1.GetResponse
-	5,  // 18: parley.cache.v1.CacheService.Put:output_type -> parley.cache.v1.PutResponse
-	7,  // 19: parley.cache.v1.CacheService.Lookup:output_type -> parley.cache.v1.LookupResponse
-	9,  // 20: parley.cache.v1.CacheService.LookupBatch:output_type -> parley.cache.v1.LookupBatchResponse
-	13, // 21: parley.cache.v1.CacheService.Wait:output_type -> parley.cache.v1.WaitResponse
-	15, // 22: parley.cache.v1.CacheService.Release:output_type -> parley.cache.v1.ReleaseResponse
-	17, // 23: parley.cache.v1.CacheService.Purge:output_type -> parley.cache.v1.PurgeResponse
-	17, // [17:24] is the sub-list for method output_type
-	10, // [10:17] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	11, // 8: parley.cache.v1.LookupResult.error:type_name -> parley.cache.v1.BatchError
+	4,  // 9: parley.cache.v1.PutBatchRequest.puts:type_name -> parley.cache.v1.PutRequest
+	14, // 10: parley.cache.v1.PutBatchResponse.results:type_name -> parley.cache.v1.PutResult
+	11, // 11: parley.cache.v1.PutResult.error:type_name -> parley.cache.v1.BatchError
+	21, // 12: parley.cache.v1.WaitRequest.max_wait:type_name -> google.protobuf.Duration
+	2,  // 13: parley.cache.v1.CacheService.Get:input_type -> parley.cache.v1.GetRequest
+	4,  // 14: parley.cache.v1.CacheService.Put:input_type -> parley.cache.v1.PutRequest
+	12, // 15: parley.cache.v1.CacheService.PutBatch:input_type -> parley.cache.v1.PutBatchRequest
+	6,  // 16: parley.cache.v1.CacheService.Lookup:input_type -> parley.cache.v1.LookupRequest
+	8,  // 17: parley.cache.v1.CacheService.LookupBatch:input_type -> parley.cache.v1.LookupBatchRequest
+	15, // 18: parley.cache.v1.CacheService.Wait:input_type -> parley.cache.v1.WaitRequest
+	17, // 19: parley.cache.v1.CacheService.Release:input_type -> parley.cache.v1.ReleaseRequest
+	19, // 20: parley.cache.v1.CacheService.Purge:input_type -> parley.cache.v1.PurgeRequest
+	3,  // 21: parley.cache.v1.CacheService.Get:output_type -> parley.cache.v1.GetResponse
+	5,  // 22: parley.cache.v1.CacheService.Put:output_type -> parley.cache.v1.PutResponse
+	13, // 23: parley.cache.v1.CacheService.PutBatch:output_type -> parley.cache.v1.PutBatchResponse
+	7,  // 24: parley.cache.v1.CacheService.Lookup:output_type -> parley.cache.v1.LookupResponse
+	9,  // 25: parley.cache.v1.CacheService.LookupBatch:output_type -> parley.cache.v1.LookupBatchResponse
+	16, // 26: parley.cache.v1.CacheService.Wait:output_type -> parley.cache.v1.WaitResponse
+	18, // 27: parley.cache.v1.CacheService.Release:output_type -> parley.cache.v1.ReleaseResponse
+	20, // 28: parley.cache.v1.CacheService.Purge:output_type -> parley.cache.v1.PurgeResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_parley_cache_v1_cache_proto_init() }
@@ -1237,7 +1389,7 @@ func file_parley_cache_v1_cache_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_cache_v1_cache_proto_rawDesc), len(file_parley_cache_v1_cache_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

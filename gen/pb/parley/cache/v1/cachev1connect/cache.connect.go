@@ -37,6 +37,8 @@ const (
 	CacheServiceGetProcedure = "/parley.cache.v1.CacheService/Get"
 	// CacheServicePutProcedure is the fully-qualified name of the CacheService's Put RPC.
 	CacheServicePutProcedure = "/parley.cache.v1.CacheService/Put"
+	// CacheServicePutBatchProcedure is the fully-qualified name of the CacheService's PutBatch RPC.
+	CacheServicePutBatchProcedure = "/parley.cache.v1.CacheService/PutBatch"
 	// CacheServiceLookupProcedure is the fully-qualified name of the CacheService's Lookup RPC.
 	CacheServiceLookupProcedure = "/parley.cache.v1.CacheService/Lookup"
 	// CacheServiceLookupBatchProcedure is the fully-qualified name of the CacheService's LookupBatch
@@ -57,12 +59,16 @@ type CacheServiceClient interface {
 	// Put stores value under key for ttl. When it names the caller's lease, it ends it
 	// and wakes the callers waiting for the key.
 	Put(context.Context, *v1.PutRequest) (*v1.PutResponse, error)
+	// PutBatch does the Puts of many callers in one call, each as Put would,
+	// concurrently, and answers them in order. A router sends one when Puts queue behind
+	// a call in flight (docs/cache.md, "Batched calls").
+	PutBatch(context.Context, *v1.PutBatchRequest) (*v1.PutBatchResponse, error)
 	// Lookup returns the entry, or grants the caller the key's lease, or says that
 	// another caller holds it.
 	Lookup(context.Context, *v1.LookupRequest) (*v1.LookupResponse, error)
 	// LookupBatch does the Lookups of many callers in one call, each as Lookup would,
 	// concurrently, and answers them in order. A router sends one when lookups queue
-	// behind a call in flight (docs/cache.md, "Batched lookups").
+	// behind a call in flight (docs/cache.md, "Batched calls").
 	LookupBatch(context.Context, *v1.LookupBatchRequest) (*v1.LookupBatchResponse, error)
 	// Wait waits for the holder of the key's lease to store a value, at most max_wait.
 	Wait(context.Context, *v1.WaitRequest) (*v1.WaitResponse, error)
@@ -95,6 +101,12 @@ func NewCacheServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			httpClient,
 			baseURL+CacheServicePutProcedure,
 			connect.WithSchema(cacheServiceMethods.ByName("Put")),
+			connect.WithClientOptions(opts...),
+		),
+		putBatch: connect.NewClient[v1.PutBatchRequest, v1.PutBatchResponse](
+			httpClient,
+			baseURL+CacheServicePutBatchProcedure,
+			connect.WithSchema(cacheServiceMethods.ByName("PutBatch")),
 			connect.WithClientOptions(opts...),
 		),
 		lookup: connect.NewClient[v1.LookupRequest, v1.LookupResponse](
@@ -134,6 +146,7 @@ func NewCacheServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 type cacheServiceClient struct {
 	get         *connect.Client[v1.GetRequest, v1.GetResponse]
 	put         *connect.Client[v1.PutRequest, v1.PutResponse]
+	putBatch    *connect.Client[v1.PutBatchRequest, v1.PutBatchResponse]
 	lookup      *connect.Client[v1.LookupRequest, v1.LookupResponse]
 	lookupBatch *connect.Client[v1.LookupBatchRequest, v1.LookupBatchResponse]
 	wait        *connect.Client[v1.WaitRequest, v1.WaitResponse]
@@ -153,6 +166,15 @@ func (c *cacheServiceClient) Get(ctx context.Context, req *v1.GetRequest) (*v1.G
 // Put calls parley.cache.v1.CacheService.Put.
 func (c *cacheServiceClient) Put(ctx context.Context, req *v1.PutRequest) (*v1.PutResponse, error) {
 	response, err := c.put.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// PutBatch calls parley.cache.v1.CacheService.PutBatch.
+func (c *cacheServiceClient) PutBatch(ctx context.Context, req *v1.PutBatchRequest) (*v1.PutBatchResponse, error) {
+	response, err := c.putBatch.CallUnary(ctx, connect.NewRequest(req))
 	if response != nil {
 		return response.Msg, err
 	}
@@ -211,12 +233,16 @@ type CacheServiceHandler interface {
 	// Put stores value under key for ttl. When it names the caller's lease, it ends it
 	// and wakes the callers waiting for the key.
 	Put(context.Context, *v1.PutRequest) (*v1.PutResponse, error)
+	// PutBatch does the Puts of many callers in one call, each as Put would,
+	// concurrently, and answers them in order. A router sends one when Puts queue behind
+	// a call in flight (docs/cache.md, "Batched calls").
+	PutBatch(context.Context, *v1.PutBatchRequest) (*v1.PutBatchResponse, error)
 	// Lookup returns the entry, or grants the caller the key's lease, or says that
 	// another caller holds it.
 	Lookup(context.Context, *v1.LookupRequest) (*v1.LookupResponse, error)
 	// LookupBatch does the Lookups of many callers in one call, each as Lookup would,
 	// concurrently, and answers them in order. A router sends one when lookups queue
-	// behind a call in flight (docs/cache.md, "Batched lookups").
+	// behind a call in flight (docs/cache.md, "Batched calls").
 	LookupBatch(context.Context, *v1.LookupBatchRequest) (*v1.LookupBatchResponse, error)
 	// Wait waits for the holder of the key's lease to store a value, at most max_wait.
 	Wait(context.Context, *v1.WaitRequest) (*v1.WaitResponse, error)
@@ -245,6 +271,12 @@ func NewCacheServiceHandler(svc CacheServiceHandler, opts ...connect.HandlerOpti
 		CacheServicePutProcedure,
 		svc.Put,
 		connect.WithSchema(cacheServiceMethods.ByName("Put")),
+		connect.WithHandlerOptions(opts...),
+	)
+	cacheServicePutBatchHandler := connect.NewUnaryHandlerSimple(
+		CacheServicePutBatchProcedure,
+		svc.PutBatch,
+		connect.WithSchema(cacheServiceMethods.ByName("PutBatch")),
 		connect.WithHandlerOptions(opts...),
 	)
 	cacheServiceLookupHandler := connect.NewUnaryHandlerSimple(
@@ -283,6 +315,8 @@ func NewCacheServiceHandler(svc CacheServiceHandler, opts ...connect.HandlerOpti
 			cacheServiceGetHandler.ServeHTTP(w, r)
 		case CacheServicePutProcedure:
 			cacheServicePutHandler.ServeHTTP(w, r)
+		case CacheServicePutBatchProcedure:
+			cacheServicePutBatchHandler.ServeHTTP(w, r)
 		case CacheServiceLookupProcedure:
 			cacheServiceLookupHandler.ServeHTTP(w, r)
 		case CacheServiceLookupBatchProcedure:
@@ -308,6 +342,10 @@ func (UnimplementedCacheServiceHandler) Get(context.Context, *v1.GetRequest) (*v
 
 func (UnimplementedCacheServiceHandler) Put(context.Context, *v1.PutRequest) (*v1.PutResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.cache.v1.CacheService.Put is not implemented"))
+}
+
+func (UnimplementedCacheServiceHandler) PutBatch(context.Context, *v1.PutBatchRequest) (*v1.PutBatchResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.cache.v1.CacheService.PutBatch is not implemented"))
 }
 
 func (UnimplementedCacheServiceHandler) Lookup(context.Context, *v1.LookupRequest) (*v1.LookupResponse, error) {

@@ -22,8 +22,8 @@ type fakeLookups struct {
 	hold     bool
 	entered  chan string
 	proceed  chan struct{}
-	batchErr error                           // LookupBatch fails with it
-	itemErrs map[string]*cachev1.LookupError // by key
+	batchErr error                          // LookupBatch fails with it
+	itemErrs map[string]*cachev1.BatchError // by key
 
 	mu      sync.Mutex
 	singles []string
@@ -118,6 +118,8 @@ func (r *released) get() map[string]uint64 {
 	return out
 }
 
+type lookups = batcher[*cachev1.LookupRequest, *cachev1.LookupResponse]
+
 // sizesSeen records what the batcher observes of each call.
 type sizesSeen struct {
 	mu  sync.Mutex
@@ -131,7 +133,7 @@ func (s *sizesSeen) Observe(v float64) {
 }
 
 // queued waits until n lookups queue behind the call in flight.
-func queued(t *testing.T, b *lookupBatcher, n int) {
+func queued(t *testing.T, b *lookups, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		b.mu.Lock()
@@ -148,12 +150,12 @@ type lookupOutcome struct {
 
 // lookupAll starts a lookup for each key, each once the previous one queued, so that
 // the queue's order is the keys' order.
-func lookupAll(t *testing.T, b *lookupBatcher, ctxs []context.Context, keys []string, queuedBefore int) <-chan lookupOutcome {
+func lookupAll(t *testing.T, b *lookups, ctxs []context.Context, keys []string, queuedBefore int) <-chan lookupOutcome {
 	t.Helper()
 	out := make(chan lookupOutcome, len(keys))
 	for i, k := range keys {
 		go func() {
-			res, err := b.Lookup(ctxs[i], &cachev1.LookupRequest{Key: k})
+			res, err := b.do(ctxs[i], &cachev1.LookupRequest{Key: k})
 			out <- lookupOutcome{key: k, lease: res.GetLease(), err: err}
 		}()
 		queued(t, b, queuedBefore+i+1)
@@ -180,9 +182,9 @@ func contexts(t *testing.T, n int) []context.Context {
 func TestLookupBatcherAloneWhenIdle(t *testing.T) {
 	t.Parallel()
 	f := newFakeLookups(false)
-	b := &lookupBatcher{client: f, timeout: time.Minute}
+	b := newLookupBatcher(f, time.Minute, nil, nil)
 	for _, k := range keysN("k", 5) {
-		res, err := b.Lookup(t.Context(), &cachev1.LookupRequest{Key: k})
+		res, err := b.do(t.Context(), &cachev1.LookupRequest{Key: k})
 		require.NoError(t, err)
 		require.Equal(t, leaseOf(k), res.GetLease())
 	}
@@ -200,15 +202,15 @@ func TestLookupBatcherBatchesWhatQueues(t *testing.T) {
 	}{
 		{"one behind the call in flight", 1, []int{1}},
 		{"ten", 10, []int{10}},
-		{"a full batch", maxLookupBatch, []int{maxLookupBatch}},
-		{"more than a batch: the rest go next", maxLookupBatch + 6, []int{maxLookupBatch, 6}},
+		{"a full batch", maxBatch, []int{maxBatch}},
+		{"more than a batch: the rest go next", maxBatch + 6, []int{maxBatch, 6}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeLookups(true)
 			seen := &sizesSeen{}
-			b := &lookupBatcher{client: f, timeout: time.Minute, sizes: seen}
+			b := newLookupBatcher(f, time.Minute, nil, seen)
 			first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1) // goes at once: nothing queues
 			require.Equal(t, "lookup first", <-f.entered)
 			keys := keysN("q", tt.queue)
@@ -250,7 +252,7 @@ func TestLookupBatcherCallersThatLeave(t *testing.T) {
 	t.Run("while queued: left out of the batch", func(t *testing.T) {
 		t.Parallel()
 		f := newFakeLookups(true)
-		b := &lookupBatcher{client: f, timeout: time.Minute}
+		b := newLookupBatcher(f, time.Minute, nil, nil)
 		first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1)
 		<-f.entered
 		ctxs := contexts(t, 3)
@@ -274,7 +276,7 @@ func TestLookupBatcherCallersThatLeave(t *testing.T) {
 		t.Parallel()
 		f := newFakeLookups(true)
 		rel := &released{leases: map[string]uint64{}}
-		b := &lookupBatcher{client: f, timeout: time.Minute, release: rel.release}
+		b := newLookupBatcher(f, time.Minute, rel.release, nil)
 		first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1)
 		<-f.entered
 		ctxs := contexts(t, 3)
@@ -299,7 +301,7 @@ func TestLookupBatcherCallersThatLeave(t *testing.T) {
 	t.Run("the batch's sender left: the batch still goes", func(t *testing.T) {
 		t.Parallel()
 		f := newFakeLookups(true)
-		b := &lookupBatcher{client: f, timeout: time.Minute, release: (&released{leases: map[string]uint64{}}).release}
+		b := newLookupBatcher(f, time.Minute, (&released{leases: map[string]uint64{}}).release, nil)
 		first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1)
 		<-f.entered
 		ctxs := contexts(t, 2)
@@ -324,7 +326,7 @@ func TestLookupBatcherErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		batchErr error
-		itemErrs map[string]*cachev1.LookupError
+		itemErrs map[string]*cachev1.BatchError
 		want     map[string]connect.Code // by key; absent: a lease
 		// wantAlone: the lookups the batch held went alone afterwards, as did the next.
 		wantAlone bool
@@ -336,7 +338,7 @@ func TestLookupBatcherErrors(t *testing.T) {
 		},
 		{
 			name:     "one lookup fails: only it",
-			itemErrs: map[string]*cachev1.LookupError{"b": {Code: uint32(connect.CodeInvalidArgument), Message: "key: 64 lowercase hex"}},
+			itemErrs: map[string]*cachev1.BatchError{"b": {Code: uint32(connect.CodeInvalidArgument), Message: "key: 64 lowercase hex"}},
 			want:     map[string]connect.Code{"b": connect.CodeInvalidArgument},
 		},
 		{
@@ -350,7 +352,7 @@ func TestLookupBatcherErrors(t *testing.T) {
 			t.Parallel()
 			f := newFakeLookups(true)
 			f.batchErr, f.itemErrs = tt.batchErr, tt.itemErrs
-			b := &lookupBatcher{client: f, timeout: time.Minute}
+			b := newLookupBatcher(f, time.Minute, nil, nil)
 			first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1)
 			<-f.entered
 			out := lookupAll(t, b, contexts(t, 2), []string{"a", "b"}, 0)
@@ -367,7 +369,7 @@ func TestLookupBatcherErrors(t *testing.T) {
 				require.Equal(t, leaseOf(o.key), o.lease, o.key)
 			}
 			// The next lookup, on an idle batcher.
-			res, err := b.Lookup(t.Context(), &cachev1.LookupRequest{Key: "next"})
+			res, err := b.do(t.Context(), &cachev1.LookupRequest{Key: "next"})
 			require.NoError(t, err)
 			require.Equal(t, leaseOf("next"), res.GetLease())
 			singles, batches := f.calls()
@@ -377,6 +379,103 @@ func TestLookupBatcherErrors(t *testing.T) {
 			} else {
 				require.Equal(t, []string{"first", "next"}, singles)
 			}
+		})
+	}
+}
+
+// fakePuts keeps what each call carried; with hold set, each call waits for a token from
+// proceed after saying so on entered.
+type fakePuts struct {
+	entered chan string
+	proceed chan struct{}
+
+	mu      sync.Mutex
+	singles []int   // value sizes
+	batches [][]int // value sizes
+}
+
+func (f *fakePuts) Put(_ context.Context, req *cachev1.PutRequest) (*cachev1.PutResponse, error) {
+	f.mu.Lock()
+	f.singles = append(f.singles, len(req.GetValue()))
+	f.mu.Unlock()
+	f.entered <- "put"
+	<-f.proceed
+	return &cachev1.PutResponse{}, nil
+}
+
+func (f *fakePuts) PutBatch(_ context.Context, req *cachev1.PutBatchRequest) (*cachev1.PutBatchResponse, error) {
+	var sizes []int
+	res := &cachev1.PutBatchResponse{}
+	for _, p := range req.GetPuts() {
+		sizes = append(sizes, len(p.GetValue()))
+		var e *cachev1.BatchError
+		if len(p.GetValue()) == 13 { // the unlucky size
+			e = &cachev1.BatchError{Code: uint32(connect.CodeInvalidArgument), Message: "refused"}
+		}
+		res.Results = append(res.Results, &cachev1.PutResult{Error: e})
+	}
+	f.mu.Lock()
+	f.batches = append(f.batches, sizes)
+	f.mu.Unlock()
+	f.entered <- "batch"
+	<-f.proceed
+	return res, nil
+}
+
+// TestPutBatcher: Puts that queue go together up to maxPutBatchBytes of values; a larger
+// value goes in a batch of its own; each Put gets its own error.
+func TestPutBatcher(t *testing.T) {
+	t.Parallel()
+	const kib = 1 << 10
+	tests := []struct {
+		name        string
+		queue       []int // value sizes
+		wantBatches [][]int
+	}{
+		{"small values share a batch", []int{10, 20, 13, 30}, [][]int{{10, 20, 13, 30}}},
+		{"values past the bound go next", []int{600 * kib, 600 * kib, 10}, [][]int{{600 * kib}, {600 * kib, 10}}},
+		{"a value past the bound alone goes alone", []int{10, 2 << 20, 10}, [][]int{{10}, {2 << 20}, {10}}},
+		{"exactly the bound", []int{maxPutBatchBytes / 2, maxPutBatchBytes / 2, 1}, [][]int{{maxPutBatchBytes / 2, maxPutBatchBytes / 2}, {1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakePuts{entered: make(chan string, 64), proceed: make(chan struct{}, 64)}
+			b := newPutBatcher(f, time.Minute, nil)
+			type outcome struct {
+				size int
+				err  error
+			}
+			out := make(chan outcome, len(tt.queue)+1)
+			put := func(size int) {
+				_, err := b.do(t.Context(), &cachev1.PutRequest{Value: make([]byte, size)})
+				out <- outcome{size, err}
+			}
+			go put(1)
+			require.Equal(t, "put", <-f.entered)
+			for i, size := range tt.queue {
+				go put(size)
+				require.Eventually(t, func() bool {
+					b.mu.Lock()
+					defer b.mu.Unlock()
+					return len(b.queue) == i+1
+				}, 30*time.Second, time.Millisecond)
+			}
+			for range 1 + len(tt.wantBatches) {
+				f.proceed <- struct{}{}
+			}
+			for range 1 + len(tt.queue) {
+				o := <-out
+				if o.size == 13 {
+					require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(o.err))
+					continue
+				}
+				require.NoError(t, o.err, "size %d", o.size)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			require.Equal(t, []int{1}, f.singles)
+			require.Equal(t, tt.wantBatches, f.batches)
 		})
 	}
 }
