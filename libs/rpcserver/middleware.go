@@ -48,8 +48,7 @@ func NewMiddleware(cfg Config, logger *slog.Logger, reg prometheus.Registerer, t
 	return &Middleware{option: connect.WithHandlerOptions(
 		connect.WithInterceptors(otel, obs, maskInterceptor{logger: logger}),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, v any) error {
-			id := errorID()
-			logger.ErrorContext(ctx, "rpc panic", "rpc_method", spec.Procedure, "error_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			id := LogPanic(ctx, logger, spec.Procedure, v)
 			return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
 		}),
 		connect.WithReadMaxBytes(cfg.MaxMessageBytes),
@@ -160,6 +159,14 @@ func (m maskInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc)
 func LogError(ctx context.Context, logger *slog.Logger, msg string, err error, args ...any) string {
 	id := errorID()
 	logger.ErrorContext(ctx, msg, append(args, "error_id", id, "err", err.Error())...) //nolint:sloglint // every caller passes a constant
+	return id
+}
+
+// LogPanic logs a handler's recovered panic value with the stack of the goroutine that
+// recovered it and returns the line's error id, for the Internal error the caller gets.
+func LogPanic(ctx context.Context, logger *slog.Logger, procedure string, v any) string {
+	id := errorID()
+	logger.ErrorContext(ctx, "rpc panic", "rpc_method", procedure, "error_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 	return id
 }
 

@@ -132,10 +132,16 @@ func (h *Handler) LookupBatch(ctx context.Context, req *cachev1.LookupBatchReque
 		return nil, err
 	}
 	results := make([]*cachev1.LookupResult, len(lookups))
-	each(len(lookups), func(i int) {
+	errs := h.each(ctx, cachev1connect.CacheServiceLookupBatchProcedure, len(lookups), func(i int) error {
 		out, err := h.Lookup(ctx, lookups[i])
-		results[i] = &cachev1.LookupResult{Response: out, Error: h.batchError(ctx, cachev1connect.CacheServiceLookupBatchProcedure, err)}
+		results[i] = &cachev1.LookupResult{Response: out}
+		return err
 	})
+	for i, e := range errs {
+		if e != nil {
+			results[i] = &cachev1.LookupResult{Error: e}
+		}
+	}
 	budget := MaxBatchValueBytes
 	for _, r := range results {
 		res := r.GetResponse()
@@ -158,11 +164,14 @@ func (h *Handler) PutBatch(ctx context.Context, req *cachev1.PutBatchRequest) (*
 	if err := batchSize("puts", len(puts)); err != nil {
 		return nil, err
 	}
-	results := make([]*cachev1.PutResult, len(puts))
-	each(len(puts), func(i int) {
+	errs := h.each(ctx, cachev1connect.CacheServicePutBatchProcedure, len(puts), func(i int) error {
 		_, err := h.Put(ctx, puts[i])
-		results[i] = &cachev1.PutResult{Error: h.batchError(ctx, cachev1connect.CacheServicePutBatchProcedure, err)}
+		return err
 	})
+	results := make([]*cachev1.PutResult, len(puts))
+	for i, e := range errs {
+		results[i] = &cachev1.PutResult{Error: e}
+	}
 	return &cachev1.PutBatchResponse{Results: results}, nil
 }
 
@@ -176,15 +185,28 @@ func batchSize(field string, n int) error {
 	return nil
 }
 
-// each runs do(0) … do(n-1) concurrently, do(0) on the calling goroutine, and returns
-// when all have.
-func each(n int, do func(i int)) {
+// each runs call(0) … call(n-1) concurrently, call(0) on the calling goroutine, and
+// returns their errors as the batch answers them. A call that panics fails alone, as a
+// single call's panic would (the shared middleware's recovery): logged with its stack,
+// answered Internal with the log line's id.
+func (h *Handler) each(ctx context.Context, procedure string, n int, call func(i int) error) []*cachev1.BatchError {
+	errs := make([]*cachev1.BatchError, n)
+	run := func(i int) {
+		defer func() {
+			if v := recover(); v != nil {
+				id := rpcserver.LogPanic(ctx, h.logger, procedure, v)
+				errs[i] = &cachev1.BatchError{Code: uint32(connect.CodeInternal), Message: "internal error (id " + id + ")"}
+			}
+		}()
+		errs[i] = h.batchError(ctx, procedure, call(i))
+	}
 	var wg sync.WaitGroup
 	for i := 1; i < n; i++ {
-		wg.Go(func() { do(i) })
+		wg.Go(func() { run(i) })
 	}
-	do(0)
+	run(0)
 	wg.Wait()
+	return errs
 }
 
 // batchError is one call of a batch's error as the batch answers it; nil for none.

@@ -17,11 +17,13 @@ import (
 // the load makes it: no timer holds a call back.
 //
 // The batch is sent by the goroutine of its first call, which the batcher wakes, so no
-// goroutine is started for it. A caller whose context ends while it queues leaves the
-// queue; one whose context ends while its batch is in flight leaves too, and its answer
-// then goes to left (a lookup's lease is given back). A service that answers the batch
-// call Unimplemented (an older version, in a rolling upgrade) gets that batch's calls
-// alone, and every call alone for unbatchedRetry, before a batch is tried again.
+// goroutine is started for it; that caller stays for the batch call (bounded by timeout)
+// even when its own context ends, since the others' answers depend on it. A caller whose
+// context ends while it queues leaves the queue. One whose context ends while its batch
+// is in flight leaves too, unless stayWhenSent, and its answer then goes to left (a
+// lookup's lease is given back). A service that answers the batch call Unimplemented (an
+// older version, in a rolling upgrade) gets that batch's calls alone, and every call alone
+// for unbatchedRetry, before a batch is tried again.
 type batcher[Req, Res any] struct {
 	alone func(ctx context.Context, req Req) (Res, error)
 	// many sends reqs in one call: their answers in order, each with its error (nil: its
@@ -30,8 +32,12 @@ type batcher[Req, Res any] struct {
 	// fits says whether next may join batch (never empty); nil: any may, up to maxBatch.
 	fits func(batch []Req, next Req) bool
 	// left gets the answer of a call whose caller had gone; nil: dropped.
-	left    func(req Req, res Res)
-	timeout time.Duration // of one batch call
+	left func(req Req, res Res)
+	// stayWhenSent: a caller whose context ends once its call is in a batch in flight
+	// waits for the batch's answer (bounded by timeout) instead of leaving. For Puts: a
+	// caller that gave up would Release a lease the batch then fills.
+	stayWhenSent bool
+	timeout      time.Duration // of one batch call
 	// sizes observes the calls' sizes: 1 alone, n in a batch.
 	sizes prometheus.Observer
 
@@ -39,6 +45,9 @@ type batcher[Req, Res any] struct {
 	busy           bool // a call is in flight
 	queue          []*pendingCall[Req, Res]
 	unbatchedUntil time.Time
+	// stayed counts the callers that stayed for their batch after their context ended
+	// (stayWhenSent), for tests.
+	stayed int
 }
 
 // maxBatch is the most calls one batch carries: the cache service's own limit
@@ -100,15 +109,20 @@ func (b *batcher[Req, Res]) do(ctx context.Context, req Req) (Res, error) {
 	case <-ctx.Done():
 		b.mu.Lock()
 		state := p.state
-		if state == callQueued || state == callSent {
+		leave := state == callQueued || (state == callSent && !b.stayWhenSent)
+		if leave {
 			p.gone = true
+		} else if state == callSent {
+			b.stayed++
 		}
 		b.mu.Unlock()
-		if state == callQueued || state == callSent {
+		if leave {
 			var zero Res
 			return zero, ctx.Err()
 		}
-		<-p.done // closed already, or about to be: the state changed under the mutex
+		// Leading or answered: done is closed already, or about to be (the state changed
+		// under the mutex). Sent and staying: done closes with the batch's answer.
+		<-p.done
 	}
 	if p.state == callLeading {
 		b.send(p.batch)
@@ -135,6 +149,7 @@ func (b *batcher[Req, Res]) next() {
 		batch = append(batch, p)
 		reqs = append(reqs, p.req)
 	}
+	clear(b.queue[:n]) // the backing array keeps no finished call (nor its value)
 	b.queue = b.queue[n:]
 	if len(b.queue) == 0 {
 		b.queue = nil // let the backing array go

@@ -374,11 +374,27 @@ func TestLookupBatcherErrors(t *testing.T) {
 			require.Equal(t, leaseOf("next"), res.GetLease())
 			singles, batches := f.calls()
 			require.Len(t, batches, 1)
-			if tt.wantAlone {
-				require.ElementsMatch(t, []string{"first", "a", "b", "next"}, singles)
-			} else {
+			if !tt.wantAlone {
 				require.Equal(t, []string{"first", "next"}, singles)
+				return
 			}
+			require.ElementsMatch(t, []string{"first", "a", "b", "next"}, singles)
+			// Within the minute, a lookup behind one in flight goes alone too, not queued.
+			f.hold = true
+			held := lookupAll(t, b, contexts(t, 1), []string{"held"}, -1)
+			require.Equal(t, "lookup held", <-f.entered)
+			go func() { _, _ = b.do(t.Context(), &cachev1.LookupRequest{Key: "beside"}) }()
+			select {
+			case call := <-f.entered:
+				require.Equal(t, "lookup beside", call, "sent at once, beside the one in flight")
+			case <-time.After(30 * time.Second):
+				t.Fatal("the lookup beside the one in flight was not sent: it queued")
+			}
+			f.proceed <- struct{}{}
+			f.proceed <- struct{}{}
+			<-held
+			_, batches = f.calls()
+			require.Len(t, batches, 1, "no batch tried again")
 		})
 	}
 }
@@ -420,6 +436,64 @@ func (f *fakePuts) PutBatch(_ context.Context, req *cachev1.PutBatchRequest) (*c
 	f.entered <- "batch"
 	<-f.proceed
 	return res, nil
+}
+
+// TestPutBatcherStaysForItsBatch: a Put whose context ends while its batch is in flight
+// waits for the batch's answer: its caller would otherwise Release a lease the batch
+// fills. A Put still queued leaves.
+func TestPutBatcherStaysForItsBatch(t *testing.T) {
+	t.Parallel()
+	f := &fakePuts{entered: make(chan string, 64), proceed: make(chan struct{}, 64)}
+	b := newPutBatcher(f, time.Minute, nil)
+	type outcome struct {
+		size int
+		err  error
+	}
+	out := make(chan outcome, 4)
+	put := func(ctx context.Context, size int) {
+		_, err := b.do(ctx, &cachev1.PutRequest{Value: make([]byte, size)})
+		out <- outcome{size, err}
+	}
+	queuedN := func(n int) {
+		require.Eventually(t, func() bool {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			return len(b.queue) == n
+		}, 30*time.Second, time.Millisecond)
+	}
+	go put(t.Context(), 1)
+	require.Equal(t, "put", <-f.entered)
+	inFlight, endInFlight := context.WithCancel(t.Context())
+	go put(t.Context(), 2) // sends the batch
+	queuedN(1)
+	go put(inFlight, 3)
+	queuedN(2)
+	f.proceed <- struct{}{} // the first Put's answer; the batch of 2 and 3 goes
+	require.Equal(t, outcome{1, nil}, <-out)
+	require.Equal(t, "batch", <-f.entered)
+
+	endInFlight()
+	require.Eventually(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.stayed == 1
+	}, 30*time.Second, time.Millisecond, "the Put in flight stays")
+	queuedLeaves, leave := context.WithCancel(t.Context())
+	go put(queuedLeaves, 4)
+	queuedN(1)
+	leave()
+	require.Equal(t, outcome{4, context.Canceled}, <-out, "a Put still queued leaves")
+
+	f.proceed <- struct{}{}
+	got := map[int]error{}
+	for range 2 {
+		o := <-out
+		got[o.size] = o.err
+	}
+	require.Equal(t, map[int]error{2: nil, 3: nil}, got, "both answered by their batch")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	require.Equal(t, [][]int{{2, 3}}, f.batches, "the Put that left was never sent")
 }
 
 // TestPutBatcher: Puts that queue go together up to maxPutBatchBytes of values; a larger

@@ -71,7 +71,9 @@ func (s *Scrubber) Scrub(ctx context.Context, call conversation.ScrubCall) (conv
 
 // Cache calls the cache service. Every call but Wait is bounded by timeout, so a slow
 // cache costs little: the conversation goes on without it. Wait is bounded by the
-// wait the service was asked for, plus timeout.
+// wait the service was asked for, plus timeout. Two exceptions, both at most twice the
+// timeout: the call that sends a batch stays for it, and a Put whose batch is in flight
+// waits for its answer (batcher).
 type Cache struct {
 	client  cachev1connect.CacheServiceClient
 	timeout time.Duration
@@ -168,8 +170,9 @@ func newPutBatcher(client putClient, timeout time.Duration, sizes prometheus.Obs
 			}
 			return total <= maxPutBatchBytes
 		},
-		timeout: timeout,
-		sizes:   sizes,
+		timeout:      timeout,
+		sizes:        sizes,
+		stayWhenSent: true,
 	}
 }
 

@@ -1,0 +1,70 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	cachev1 "github.com/parleyhq/parley/gen/pb/parley/cache/v1"
+	"github.com/parleyhq/parley/services/cache/internal/store"
+)
+
+// panicky is a store with a bug: it panics on the key "boom". Only Lookup and Put are
+// called.
+type panicky struct{ Cache }
+
+func (panicky) Lookup(_ context.Context, k store.Key, _ time.Duration) (store.Lookup, error) {
+	if k.Hash == "boom" {
+		panic("store bug on lookup")
+	}
+	return store.Lookup{Outcome: store.OutcomeLeased, Lease: 7}, nil
+}
+
+func (panicky) Put(_ context.Context, k store.Key, _ []byte, _ time.Duration) error {
+	if k.Hash == "boom" {
+		panic("store bug on put")
+	}
+	return nil
+}
+
+// TestBatchPanicFailsOneCall: a call of a batch that panics, on the handler's goroutine
+// or on another, fails alone with Internal and an id in the log; the batch and the
+// process go on.
+func TestBatchPanicFailsOneCall(t *testing.T) {
+	t.Parallel()
+	for _, keys := range [][]string{{"boom", "a", "b"}, {"a", "boom", "b"}} {
+		var log bytes.Buffer
+		h := NewHandler(panicky{}, slog.New(slog.NewJSONHandler(&log, nil)))
+		var lookups []*cachev1.LookupRequest
+		var puts []*cachev1.PutRequest
+		for _, k := range keys {
+			lookups = append(lookups, &cachev1.LookupRequest{Key: k})
+			puts = append(puts, &cachev1.PutRequest{Key: k, Value: []byte("v"), Ttl: durationpb.New(time.Hour)})
+		}
+		lres, err := h.LookupBatch(t.Context(), &cachev1.LookupBatchRequest{Lookups: lookups})
+		require.NoError(t, err)
+		pres, err := h.PutBatch(t.Context(), &cachev1.PutBatchRequest{Puts: puts})
+		require.NoError(t, err)
+		for i, k := range keys {
+			if k != "boom" {
+				require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, lres.GetResults()[i].GetResponse().GetOutcome(), k)
+				require.Nil(t, pres.GetResults()[i].GetError(), k)
+				continue
+			}
+			for _, e := range []*cachev1.BatchError{lres.GetResults()[i].GetError(), pres.GetResults()[i].GetError()} {
+				require.Equal(t, uint32(connect.CodeInternal), e.GetCode())
+				require.Contains(t, e.GetMessage(), "internal error (id ")
+				require.NotContains(t, e.GetMessage(), "store bug", "the panic stays in the log")
+			}
+			require.Nil(t, lres.GetResults()[i].GetResponse())
+		}
+		require.Contains(t, log.String(), "store bug on lookup")
+		require.Contains(t, log.String(), "store bug on put")
+	}
+}
