@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 // batcher sends a router's calls of one kind to a service one call at a time. A call
 // that finds none in flight goes at once, alone: one at a time, nothing waits. Calls
 // that come while one is in flight queue, and when it ends they go together in one batch
-// call (as many as fits allows; the rest wait for the next). So under load many
+// call (at most maxBatch, and at most maxWeight of weight; the rest wait for the next). So under load many
 // conversations share one crossing to the service and back, and a batch is as large as
 // the load makes it: no timer holds a call back.
 //
@@ -27,10 +28,13 @@ import (
 type batcher[Req, Res any] struct {
 	alone func(ctx context.Context, req Req) (Res, error)
 	// many sends reqs in one call: their answers in order, each with its error (nil: its
-	// result), or err for the whole call.
+	// result), or err for the whole call. An answer with another count than reqs fails
+	// every call of the batch.
 	many func(ctx context.Context, reqs []Req) (res []Res, errs []error, err error)
-	// fits says whether next may join batch (never empty); nil: any may, up to maxBatch.
-	fits func(batch []Req, next Req) bool
+	// weight, when set, is what a call adds to a batch, and a batch holds at most
+	// maxWeight of it; its first call goes whatever its weight.
+	weight    func(Req) int
+	maxWeight int
 	// left gets the answer of a call whose caller had gone; nil: dropped.
 	left func(req Req, res Res)
 	// stayWhenSent: a caller whose context ends once its call is in a batch in flight
@@ -135,19 +139,24 @@ func (b *batcher[Req, Res]) do(ctx context.Context, req Req) (Res, error) {
 func (b *batcher[Req, Res]) next() {
 	b.mu.Lock()
 	var batch []*pendingCall[Req, Res]
-	var reqs []Req
-	n := 0
+	n, weight := 0, 0
 	for _, p := range b.queue {
 		if p.gone {
 			n++
 			continue
 		}
-		if len(batch) == maxBatch || (len(batch) > 0 && b.fits != nil && !b.fits(reqs, p.req)) {
+		if len(batch) == maxBatch {
 			break
+		}
+		if b.weight != nil {
+			w := b.weight(p.req)
+			if len(batch) > 0 && weight+w > b.maxWeight {
+				break
+			}
+			weight += w
 		}
 		n++
 		batch = append(batch, p)
-		reqs = append(reqs, p.req)
 	}
 	clear(b.queue[:n]) // the backing array keeps no finished call (nor its value)
 	b.queue = b.queue[n:]
@@ -181,6 +190,9 @@ func (b *batcher[Req, Res]) send(batch []*pendingCall[Req, Res]) {
 	if connect.CodeOf(err) == connect.CodeUnimplemented {
 		b.unbatched(batch)
 		return
+	}
+	if err == nil && (len(res) != len(batch) || len(errs) != len(batch)) {
+		err = fmt.Errorf("%d answers for %d calls", len(res), len(batch))
 	}
 	for i, p := range batch {
 		var r Res

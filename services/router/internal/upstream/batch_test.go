@@ -23,6 +23,7 @@ type fakeLookups struct {
 	entered  chan string
 	proceed  chan struct{}
 	batchErr error                          // LookupBatch fails with it
+	short    bool                           // LookupBatch answers one lookup too few
 	itemErrs map[string]*cachev1.BatchError // by key
 
 	mu      sync.Mutex
@@ -76,6 +77,9 @@ func (f *fakeLookups) LookupBatch(ctx context.Context, req *cachev1.LookupBatchR
 	}
 	if f.batchErr != nil {
 		return nil, f.batchErr
+	}
+	if f.short {
+		keys = keys[1:]
 	}
 	res := &cachev1.LookupBatchResponse{}
 	for _, k := range keys {
@@ -326,6 +330,7 @@ func TestLookupBatcherErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		batchErr error
+		short    bool
 		itemErrs map[string]*cachev1.BatchError
 		want     map[string]connect.Code // by key; absent: a lease
 		// wantAlone: the lookups the batch held went alone afterwards, as did the next.
@@ -335,6 +340,11 @@ func TestLookupBatcherErrors(t *testing.T) {
 			name:     "the batch fails: every lookup in it",
 			batchErr: connect.NewError(connect.CodeUnavailable, errors.New("cache down")),
 			want:     map[string]connect.Code{"a": connect.CodeUnavailable, "b": connect.CodeUnavailable},
+		},
+		{
+			name:  "an answer one lookup short: every lookup in it fails",
+			short: true,
+			want:  map[string]connect.Code{"a": connect.CodeUnknown, "b": connect.CodeUnknown},
 		},
 		{
 			name:     "one lookup fails: only it",
@@ -351,7 +361,7 @@ func TestLookupBatcherErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeLookups(true)
-			f.batchErr, f.itemErrs = tt.batchErr, tt.itemErrs
+			f.batchErr, f.short, f.itemErrs = tt.batchErr, tt.short, tt.itemErrs
 			b := newLookupBatcher(f, time.Minute, nil, nil)
 			first := lookupAll(t, b, contexts(t, 1), []string{"first"}, -1)
 			<-f.entered

@@ -121,10 +121,7 @@ func newLookupBatcher(client lookupClient, timeout time.Duration, release func(*
 			if err != nil {
 				return nil, nil, err
 			}
-			if len(res.GetResults()) != len(reqs) {
-				return nil, nil, fmt.Errorf("%d results for %d lookups", len(res.GetResults()), len(reqs))
-			}
-			out, errs := make([]*cachev1.LookupResponse, len(reqs)), make([]error, len(reqs))
+			out, errs := make([]*cachev1.LookupResponse, len(res.GetResults())), make([]error, len(res.GetResults()))
 			for i, r := range res.GetResults() {
 				out[i], errs[i] = r.GetResponse(), batchError(r.GetError())
 			}
@@ -154,22 +151,14 @@ func newPutBatcher(client putClient, timeout time.Duration, sizes prometheus.Obs
 			if err != nil {
 				return nil, nil, err
 			}
-			if len(res.GetResults()) != len(reqs) {
-				return nil, nil, fmt.Errorf("%d results for %d puts", len(res.GetResults()), len(reqs))
-			}
-			out, errs := make([]*cachev1.PutResponse, len(reqs)), make([]error, len(reqs))
+			out, errs := make([]*cachev1.PutResponse, len(res.GetResults())), make([]error, len(res.GetResults()))
 			for i, r := range res.GetResults() {
 				out[i], errs[i] = &cachev1.PutResponse{}, batchError(r.GetError())
 			}
 			return out, errs, nil
 		},
-		fits: func(batch []*cachev1.PutRequest, next *cachev1.PutRequest) bool {
-			total := len(next.GetValue())
-			for _, r := range batch {
-				total += len(r.GetValue())
-			}
-			return total <= maxPutBatchBytes
-		},
+		weight:       func(r *cachev1.PutRequest) int { return len(r.GetValue()) },
+		maxWeight:    maxPutBatchBytes,
 		timeout:      timeout,
 		sizes:        sizes,
 		stayWhenSent: true,
