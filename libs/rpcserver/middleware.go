@@ -48,8 +48,7 @@ func NewMiddleware(cfg Config, logger *slog.Logger, reg prometheus.Registerer, t
 	return &Middleware{option: connect.WithHandlerOptions(
 		connect.WithInterceptors(otel, obs, maskInterceptor{logger: logger}),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, v any) error {
-			id := LogPanic(ctx, logger, spec.Procedure, v)
-			return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
+			return Panicked(ctx, logger, spec.Procedure, v)
 		}),
 		connect.WithReadMaxBytes(cfg.MaxMessageBytes),
 		// Small messages cost more CPU to gzip than they save on the wire.
@@ -129,7 +128,13 @@ func (m maskInterceptor) mask(ctx context.Context, procedure string, err error) 
 	if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	id := LogError(ctx, m.logger, "unmapped rpc error", err, "rpc_method", procedure)
+	return Unmapped(ctx, m.logger, procedure, err)
+}
+
+// Unmapped logs an error no handler mapped to a code and returns what the caller gets
+// instead: Internal, with a fixed message naming the log line's id.
+func Unmapped(ctx context.Context, logger *slog.Logger, procedure string, err error) *connect.Error {
+	id := LogError(ctx, logger, "unmapped rpc error", err, "rpc_method", procedure)
 	return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
 }
 
@@ -162,12 +167,13 @@ func LogError(ctx context.Context, logger *slog.Logger, msg string, err error, a
 	return id
 }
 
-// LogPanic logs a handler's recovered panic value with the stack of the goroutine that
-// recovered it and returns the line's error id, for the Internal error the caller gets.
-func LogPanic(ctx context.Context, logger *slog.Logger, procedure string, v any) string {
+// Panicked logs a handler's recovered panic value with the stack of the goroutine that
+// recovered it and returns what the caller gets instead: Internal, with a fixed message
+// naming the log line's id.
+func Panicked(ctx context.Context, logger *slog.Logger, procedure string, v any) *connect.Error {
 	id := errorID()
 	logger.ErrorContext(ctx, "rpc panic", "rpc_method", procedure, "error_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-	return id
+	return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error (id %s)", id))
 }
 
 func errorID() string {

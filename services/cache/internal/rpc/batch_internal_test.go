@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -15,13 +16,16 @@ import (
 	"github.com/parleyhq/parley/services/cache/internal/store"
 )
 
-// panicky is a store with a bug: it panics on the key "boom". Only Lookup and Put are
-// called.
+// panicky is a store with bugs: it panics on the key "boom" and fails with an error no
+// handler maps on "oops". Only Lookup and Put are called.
 type panicky struct{ Cache }
 
 func (panicky) Lookup(_ context.Context, k store.Key, _ time.Duration) (store.Lookup, error) {
 	if k.Hash == "boom" {
 		panic("store bug on lookup")
+	}
+	if k.Hash == "oops" {
+		return store.Lookup{}, errors.New("store detail on lookup")
 	}
 	return store.Lookup{Outcome: store.OutcomeLeased, Lease: 7}, nil
 }
@@ -30,15 +34,18 @@ func (panicky) Put(_ context.Context, k store.Key, _ []byte, _ time.Duration) er
 	if k.Hash == "boom" {
 		panic("store bug on put")
 	}
+	if k.Hash == "oops" {
+		return errors.New("store detail on put")
+	}
 	return nil
 }
 
-// TestBatchPanicFailsOneCall: a call of a batch that panics, on the handler's goroutine
-// or on another, fails alone with Internal and an id in the log; the batch and the
-// process go on.
+// TestBatchPanicFailsOneCall: a call of a batch that panics or fails unmapped, on the
+// handler's goroutine or on another, fails alone with Internal and an id in the log; the
+// batch and the process go on.
 func TestBatchPanicFailsOneCall(t *testing.T) {
 	t.Parallel()
-	for _, keys := range [][]string{{"boom", "a", "b"}, {"a", "boom", "b"}} {
+	for _, keys := range [][]string{{"boom", "a", "oops", "b"}, {"oops", "boom", "a", "b"}} {
 		var log bytes.Buffer
 		h := NewHandler(panicky{}, slog.New(slog.NewJSONHandler(&log, nil)))
 		var lookups []*cachev1.LookupRequest
@@ -52,7 +59,7 @@ func TestBatchPanicFailsOneCall(t *testing.T) {
 		pres, err := h.PutBatch(t.Context(), &cachev1.PutBatchRequest{Puts: puts})
 		require.NoError(t, err)
 		for i, k := range keys {
-			if k != "boom" {
+			if k != "boom" && k != "oops" {
 				require.Equal(t, cachev1.LookupOutcome_LOOKUP_OUTCOME_LEASED, lres.GetResults()[i].GetResponse().GetOutcome(), k)
 				require.Nil(t, pres.GetResults()[i].GetError(), k)
 				continue
@@ -60,11 +67,13 @@ func TestBatchPanicFailsOneCall(t *testing.T) {
 			for _, e := range []*cachev1.BatchError{lres.GetResults()[i].GetError(), pres.GetResults()[i].GetError()} {
 				require.Equal(t, uint32(connect.CodeInternal), e.GetCode())
 				require.Contains(t, e.GetMessage(), "internal error (id ")
-				require.NotContains(t, e.GetMessage(), "store bug", "the panic stays in the log")
+				require.NotContains(t, e.GetMessage(), "store", "the panic or error stays in the log")
 			}
 			require.Nil(t, lres.GetResults()[i].GetResponse())
 		}
 		require.Contains(t, log.String(), "store bug on lookup")
 		require.Contains(t, log.String(), "store bug on put")
+		require.Contains(t, log.String(), "store detail on lookup")
+		require.Contains(t, log.String(), "store detail on put")
 	}
 }

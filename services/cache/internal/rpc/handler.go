@@ -51,8 +51,8 @@ type Handler struct {
 
 var _ cachev1connect.CacheServiceHandler = (*Handler)(nil)
 
-// NewHandler returns a handler serving c; logger gets the errors a batch's lookups
-// return unmapped.
+// NewHandler returns a handler serving c; logger gets the unmapped errors and panics of
+// a batch's calls, as the shared middleware logs a single call's.
 func NewHandler(c Cache, logger *slog.Logger) *Handler {
 	return &Handler{cache: c, logger: logger}
 }
@@ -131,16 +131,14 @@ func (h *Handler) LookupBatch(ctx context.Context, req *cachev1.LookupBatchReque
 	if err := batchSize("lookups", len(lookups)); err != nil {
 		return nil, err
 	}
-	results := make([]*cachev1.LookupResult, len(lookups))
-	errs := h.each(ctx, cachev1connect.CacheServiceLookupBatchProcedure, len(lookups), func(i int) error {
-		out, err := h.Lookup(ctx, lookups[i])
-		results[i] = &cachev1.LookupResult{Response: out}
+	outs := make([]*cachev1.LookupResponse, len(lookups))
+	errs := h.each(ctx, cachev1connect.CacheServiceLookupBatchProcedure, len(lookups), func(i int) (err error) {
+		outs[i], err = h.Lookup(ctx, lookups[i])
 		return err
 	})
-	for i, e := range errs {
-		if e != nil {
-			results[i] = &cachev1.LookupResult{Error: e}
-		}
+	results := make([]*cachev1.LookupResult, len(lookups))
+	for i := range results {
+		results[i] = &cachev1.LookupResult{Response: outs[i], Error: errs[i]}
 	}
 	budget := MaxBatchValueBytes
 	for _, r := range results {
@@ -194,11 +192,16 @@ func (h *Handler) each(ctx context.Context, procedure string, n int, call func(i
 	run := func(i int) {
 		defer func() {
 			if v := recover(); v != nil {
-				id := rpcserver.LogPanic(ctx, h.logger, procedure, v)
-				errs[i] = &cachev1.BatchError{Code: uint32(connect.CodeInternal), Message: "internal error (id " + id + ")"}
+				errs[i] = batchError(rpcserver.Panicked(ctx, h.logger, procedure, v))
 			}
 		}()
-		errs[i] = h.batchError(ctx, procedure, call(i))
+		if err := call(i); err != nil {
+			ce := new(connect.Error)
+			if !errors.As(err, &ce) {
+				ce = rpcserver.Unmapped(ctx, h.logger, procedure, err)
+			}
+			errs[i] = batchError(ce)
+		}
 	}
 	var wg sync.WaitGroup
 	for i := 1; i < n; i++ {
@@ -209,17 +212,8 @@ func (h *Handler) each(ctx context.Context, procedure string, n int, call func(i
 	return errs
 }
 
-// batchError is one call of a batch's error as the batch answers it; nil for none.
-func (h *Handler) batchError(ctx context.Context, procedure string, err error) *cachev1.BatchError {
-	if err == nil {
-		return nil
-	}
-	ce := new(connect.Error)
-	if !errors.As(err, &ce) {
-		// What the shared middleware answers for an unmapped error: the text stays in the log.
-		id := rpcserver.LogError(ctx, h.logger, "unmapped rpc error", err, "rpc_method", procedure)
-		return &cachev1.BatchError{Code: uint32(connect.CodeInternal), Message: "internal error (id " + id + ")"}
-	}
+// batchError is how a batch answers one call's error.
+func batchError(ce *connect.Error) *cachev1.BatchError {
 	return &cachev1.BatchError{Code: uint32(ce.Code()), Message: ce.Message()}
 }
 
