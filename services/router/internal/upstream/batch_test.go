@@ -136,14 +136,14 @@ func (s *sizesSeen) Observe(v float64) {
 	s.got = append(s.got, v)
 }
 
-// queued waits until n lookups queue behind the call in flight.
-func queued(t *testing.T, b *lookups, n int) {
+// queued waits until n calls queue behind the call in flight.
+func queued[Req, Res any](t *testing.T, b *batcher[Req, Res], n int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.queue) == n
-	}, 30*time.Second, time.Millisecond, "%d lookups never queued", n)
+	}, 30*time.Second, time.Millisecond, "%d calls never queued", n)
 }
 
 type lookupOutcome struct {
@@ -464,20 +464,13 @@ func TestPutBatcherStaysForItsBatch(t *testing.T) {
 		_, err := b.do(ctx, &cachev1.PutRequest{Value: make([]byte, size)})
 		out <- outcome{size, err}
 	}
-	queuedN := func(n int) {
-		require.Eventually(t, func() bool {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			return len(b.queue) == n
-		}, 30*time.Second, time.Millisecond)
-	}
 	go put(t.Context(), 1)
 	require.Equal(t, "put", <-f.entered)
 	inFlight, endInFlight := context.WithCancel(t.Context())
 	go put(t.Context(), 2) // sends the batch
-	queuedN(1)
+	queued(t, b, 1)
 	go put(inFlight, 3)
-	queuedN(2)
+	queued(t, b, 2)
 	f.proceed <- struct{}{} // the first Put's answer; the batch of 2 and 3 goes
 	require.Equal(t, outcome{1, nil}, <-out)
 	require.Equal(t, "batch", <-f.entered)
@@ -490,7 +483,7 @@ func TestPutBatcherStaysForItsBatch(t *testing.T) {
 	}, 30*time.Second, time.Millisecond, "the Put in flight stays")
 	queuedLeaves, leave := context.WithCancel(t.Context())
 	go put(queuedLeaves, 4)
-	queuedN(1)
+	queued(t, b, 1)
 	leave()
 	require.Equal(t, outcome{4, context.Canceled}, <-out, "a Put still queued leaves")
 
@@ -539,11 +532,7 @@ func TestPutBatcher(t *testing.T) {
 			require.Equal(t, "put", <-f.entered)
 			for i, size := range tt.queue {
 				go put(size)
-				require.Eventually(t, func() bool {
-					b.mu.Lock()
-					defer b.mu.Unlock()
-					return len(b.queue) == i+1
-				}, 30*time.Second, time.Millisecond)
+				queued(t, b, i+1)
 			}
 			for range 1 + len(tt.wantBatches) {
 				f.proceed <- struct{}{}
