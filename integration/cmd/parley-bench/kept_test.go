@@ -116,20 +116,22 @@ func TestSumKept(t *testing.T) {
 		want keptSum
 	}{
 		{
-			// floor 2 + connect-mtls 5 + js-publish 1 + nats-rr 3 + js-publish 1 = 12 ms;
-			// CPU 4 + (6+3) + (3+1) + (2+5+1) + (3+1) = 29 ms; with the load generator's
-			// 9 ms per floor call, 2 CPUs serve at most 2 / 38 ms = 52.6 req/s, 0.526 of the
-			// floor's 100. Its cache calls batched: kept-provider 6 + 4 + 2 and js-publish
-			// 3 + 1 = 16 ms, 4× the floor's 4, bound 2 / (16 + 9) ms = 80 req/s, 0.8.
+			// Before the reply: floor 2 + connect-mtls 5 + js-publish 1 + nats-rr 3 +
+			// js-publish 1 = 12 ms; the Put after it (connect-mtls + js-publish) adds no
+			// latency. CPU 4 + (6+3) + (3+1) + (2+5+1) + (3+1) = 29 ms, and the Put's (6+3)
+			// + (3+1) = 13 ms: 42 ms; with the load generator's 9 ms per floor call, 2 CPUs
+			// serve at most 2 / 51 ms = 39.2 req/s, 0.392 of the floor's 100. Its cache
+			// calls batched: kept-provider 6 + 4 + 2, the lease's js-publish 3 + 1 and the
+			// Put's 3 + 1 = 20 ms, 5× the floor's 4, bound 2 / (20 + 9) ms = 69 req/s.
 			"miss", path(pathMiss), runs,
-			keptSum{p50: 12 * ms, p50Ratio: 6, cpu: 29 * ms, cpuRatio: 7.25, cpuOK: true, measuredP50Ratio: 15, measuredCPURatio: 15,
-				rpsRatio: 2.0 / 0.038 / 100, measuredRPSRatio: 0.1,
-				batchedCPU: 16 * ms, batchedCPURatio: 4, batchedRPSRatio: 2.0 / 0.025 / 100},
+			keptSum{p50: 12 * ms, p50Ratio: 6, cpu: 42 * ms, cpuRatio: 10.5, cpuOK: true, measuredP50Ratio: 15, measuredCPURatio: 15,
+				rpsRatio: 2.0 / 0.051 / 100, measuredRPSRatio: 0.1,
+				batchedCPU: 20 * ms, batchedCPURatio: 5, batchedRPSRatio: 2.0 / 0.029 / 100},
 		},
 		{
 			"miss without kept-provider", path(pathMiss), without(pathKeptProvider),
-			keptSum{p50: 12 * ms, p50Ratio: 6, cpu: 29 * ms, cpuRatio: 7.25, cpuOK: true, measuredP50Ratio: 15, measuredCPURatio: 15,
-				rpsRatio: 2.0 / 0.038 / 100, measuredRPSRatio: 0.1},
+			keptSum{p50: 12 * ms, p50Ratio: 6, cpu: 42 * ms, cpuRatio: 10.5, cpuOK: true, measuredP50Ratio: 15, measuredCPURatio: 15,
+				rpsRatio: 2.0 / 0.051 / 100, measuredRPSRatio: 0.1},
 		},
 		{
 			// kept-hit, the same crossings in one process: p50 4 / 2, CPU (5 + 3 + 2) / 4
@@ -161,6 +163,12 @@ func TestSumKept(t *testing.T) {
 		{
 			"floors missing", path(pathMiss), without(pathConnectMTLS, pathJSPublish),
 			keptSum{missing: []string{pathConnectMTLS, pathJSPublish}},
+		},
+		{
+			"floor after the reply missing",
+			keptPath{name: "x", row: pathHit, crossings: []keptCrossing{{pathFloor, "client"}}, afterReply: []keptCrossing{{pathNATSRR, "later"}}},
+			without(pathNATSRR),
+			keptSum{missing: []string{pathNATSRR}},
 		},
 		{
 			"no floor", path(pathHit), without(pathFloor),
@@ -210,7 +218,7 @@ func TestKeptPathsUseFloorRows(t *testing.T) {
 		if len(k.crossings) == 0 || k.crossings[0].floor != pathFloor {
 			t.Errorf("%s: the first crossing must be the client's hop, the floor", k.name)
 		}
-		for _, c := range k.crossings {
+		for _, c := range slices.Concat(k.crossings, k.afterReply) {
 			if _, ok := floorColumns[c.floor]; !ok || !slices.Contains(allPaths, c.floor) {
 				t.Errorf("%s: %s is not a floor row of the default paths", k.name, c.floor)
 			}
@@ -219,10 +227,7 @@ func TestKeptPathsUseFloorRows(t *testing.T) {
 			t.Errorf("%s: %s is not a floor row of the default paths", k.name, k.composed)
 		}
 		if b := k.batched; b != nil {
-			rows := []string{b.composed}
-			for _, c := range b.crossings {
-				rows = append(rows, c.floor)
-			}
+			rows := append([]string{b.composed}, floorRows(slices.Concat(b.crossings, b.afterReply))...)
 			for _, row := range rows {
 				if _, ok := floorColumns[row]; !ok || !slices.Contains(allPaths, row) {
 					t.Errorf("%s batched: %s is not a floor row of the default paths", k.name, row)

@@ -470,6 +470,9 @@ type keptPath struct {
 	// p50Target is issue 12's target for the row's c=1 p50 ÷ the floor's.
 	p50Target float64
 	crossings []keptCrossing
+	// afterReply are the crossings every request of the path causes after its reply (the
+	// answer's Put): their CPU counts, every request paying it, their latency does not.
+	afterReply []keptCrossing
 	// composed is the row that makes the same crossings in one process (parley-floor
 	// -server kept), measured rather than summed; empty when none does.
 	composed string
@@ -485,7 +488,9 @@ type keptPath struct {
 type batchedKept struct {
 	composed  string
 	crossings []keptCrossing
-	what      string
+	// afterReply, as keptPath's, once per conversation in a batch too.
+	afterReply []keptCrossing
+	what       string
 }
 
 // keptPaths is the one list of the crossings each path must keep. The audit copy's
@@ -498,11 +503,17 @@ var keptPaths = []keptPath{
 		{pathJSPublish, "cache → its JetStream bucket: the read and the lease in one write"},
 		{pathNATSRR, "router → NATS → worker → NATS → router: the provider call"},
 		{pathJSPublish, "router → JetStream: the audit event, stored before the reply"},
+	}, afterReply: []keptCrossing{
+		{pathConnectMTLS, "router → cache: Put, the answer stored for the next caller"},
+		{pathJSPublish, "cache → its JetStream bucket: the Put's write, which ends the lease"},
 	}, batched: &batchedKept{
-		what:     "the router → cache Lookup shared by a batch of conversations, its cost per conversation taken as nothing",
+		what:     "the router → cache Lookup and Put shared by batches of conversations, their calls' cost per conversation taken as nothing",
 		composed: pathKeptProvider,
 		crossings: []keptCrossing{
 			{pathJSPublish, "cache → its JetStream bucket: each key's read and lease, one write per key in a batch too (single flight across routers)"},
+		},
+		afterReply: []keptCrossing{
+			{pathJSPublish, "cache → its JetStream bucket: each key's Put, one write per key in a batch too"},
 		},
 	}},
 	{name: "hit (near cache)", row: pathHit, p50Target: 2.5, composed: pathKeptHit, crossings: []keptCrossing{
@@ -531,7 +542,7 @@ func withKeptFloors(order []string, runnable func(string) bool) []string {
 		if !slices.Contains(order, k.row) {
 			continue
 		}
-		for _, c := range k.crossings {
+		for _, c := range slices.Concat(k.crossings, k.afterReply) {
 			add(c.floor)
 		}
 	}
@@ -596,7 +607,8 @@ func sumKept(k keptPath, byName map[string]pathRun, cpus int) keptSum {
 		}
 		return cpu, measured
 	}
-	for _, c := range k.crossings {
+	// The crossings after the reply cost CPU, not latency.
+	for i, c := range slices.Concat(k.crossings, k.afterReply) {
 		r, ran := byName[c.floor]
 		if !ran {
 			if !slices.Contains(out.missing, c.floor) {
@@ -604,7 +616,9 @@ func sumKept(k keptPath, byName map[string]pathRun, cpus int) keptSum {
 			}
 			continue
 		}
-		out.p50 += r.c1.p50
+		if i < len(k.crossings) {
+			out.p50 += r.c1.p50
+		}
 		cpu, measured := crossingCPU(c)
 		out.cpu += cpu
 		out.cpuOK = out.cpuOK && measured
@@ -630,7 +644,7 @@ func sumKept(k keptPath, byName map[string]pathRun, cpus int) keptSum {
 	if b := k.batched; b != nil && floorCPUOK && floorCPU > 0 {
 		// A row that did not run is not measured (rowCPU of the zero pathRun).
 		cpu, measured := rowCPU(byName[b.composed])
-		for _, c := range b.crossings {
+		for _, c := range slices.Concat(b.crossings, b.afterReply) {
 			v, m := crossingCPU(c)
 			cpu, measured = cpu+v, measured && m
 		}
@@ -668,6 +682,7 @@ func printKept(w io.Writer, runs []pathRun) {
 		byName[r.name] = r
 	}
 	_, _ = fmt.Fprintf(w, "\nKept crossings: the floors of the crossings each path must keep, summed (the lowest ratios the path could reach with no work inside the services;\n"+
+		"crossings after the reply (the answer's Put) count in the CPU sum and the req/s bound, not in the p50 sum;\n"+
 		"req/s bound: the %d CPUs shared by requests costing at least the CPU sum and the load generator's CPU per floor call, ÷ the floor's req/s, both at -c;\n"+
 		"one process: the same crossings made by one grpc-go server with nothing else to do, its events stored in PostgreSQL once each, measured, p50 and CPU ÷ the floor's):\n", runtime.NumCPU())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -690,9 +705,9 @@ func printKept(w io.Writer, runs []pathRun) {
 	}
 	var shown []shownPath
 	for _, k := range keptPaths {
-		floors := make([]string, len(k.crossings))
-		for i, c := range k.crossings {
-			floors[i] = c.floor
+		crossings := strings.Join(floorRows(k.crossings), " + ")
+		if len(k.afterReply) > 0 {
+			crossings += " (after the reply: " + strings.Join(floorRows(k.afterReply), " + ") + ")"
 		}
 		sum := sumKept(k, byName, runtime.NumCPU())
 		if _, ran := byName[k.row]; !ran && len(sum.missing) > 0 {
@@ -700,14 +715,14 @@ func printKept(w io.Writer, runs []pathRun) {
 		}
 		shown = append(shown, shownPath{k, sum})
 		if len(sum.missing) > 0 {
-			_, _ = fmt.Fprintf(tw, "%s\t%s\t(needs %s)\t\t\t\t\t\t\t\t\t\t\t\n", k.name, strings.Join(floors, " + "), strings.Join(sum.missing, ", "))
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t(needs %s)\t\t\t\t\t\t\t\t\t\t\t\n", k.name, crossings, strings.Join(sum.missing, ", "))
 			continue
 		}
 		cpu := "—"
 		if sum.cpuOK {
 			cpu = fmtDur(sum.cpu)
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t≤ %.1f×\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", k.name, strings.Join(floors, " + "),
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t≤ %.1f×\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", k.name, crossings,
 			fmtDur(sum.p50), times(sum.p50Ratio), times(sum.composedP50Ratio), k.p50Target, times(sum.measuredP50Ratio),
 			cpu, times(sum.cpuRatio), times(sum.composedCPURatio), times(sum.measuredCPURatio),
 			rate(sum.rpsRatio), rate(sum.measuredRPSRatio))
@@ -719,13 +734,16 @@ func printKept(w io.Writer, runs []pathRun) {
 		for _, c := range k.crossings {
 			_, _ = fmt.Fprintf(w, "    %-13s %s\n", c.floor, c.what)
 		}
+		for _, c := range k.afterReply {
+			_, _ = fmt.Fprintf(w, "    %-13s after the reply: %s\n", c.floor, c.what)
+		}
 		if k.composed != "" {
 			_, _ = fmt.Fprintf(w, "    %-13s one process: the client's call answered by grpc-go after the crossings above; the events stored in PostgreSQL\n", k.composed)
 		}
 		if b := k.batched; b != nil {
-			floors := []string{b.composed + " (one process)"}
-			for _, c := range b.crossings {
-				floors = append(floors, c.floor)
+			floors := append([]string{b.composed + " (one process)"}, floorRows(b.crossings)...)
+			for _, c := range b.afterReply {
+				floors = append(floors, c.floor+" (after the reply)")
 			}
 			if sum.batchedCPU == 0 {
 				_, _ = fmt.Fprintf(w, "    batched: %s; not measured in this run (needs %s)\n", b.what, strings.Join(floors, ", "))
@@ -736,6 +754,18 @@ func printKept(w io.Writer, runs []pathRun) {
 			for _, c := range b.crossings {
 				_, _ = fmt.Fprintf(w, "      %-13s %s\n", c.floor, c.what)
 			}
+			for _, c := range b.afterReply {
+				_, _ = fmt.Fprintf(w, "      %-13s after the reply: %s\n", c.floor, c.what)
+			}
 		}
 	}
+}
+
+// floorRows are the floor rows of cs, in order.
+func floorRows(cs []keptCrossing) []string {
+	rows := make([]string, len(cs))
+	for i, c := range cs {
+		rows[i] = c.floor
+	}
+	return rows
 }
