@@ -270,6 +270,11 @@ func TestConsole(t *testing.T) {
 			chromedp.WaitVisible(chromedp.ID("conversations")),
 			// This test's word: other tests' conversations stay out of the table.
 			chromedp.SendKeys(chromedp.ID("f-words"), n),
+			// The filter applies a moment after the last key: until then a load made for
+			// part of the word (or before it) also reads "0 conversations", and the
+			// whole word's load, if it ran after the conversation below, would show it
+			// as a plain row, not a fresh one. The address carries the filter applied.
+			until(fmt.Sprintf(`new URLSearchParams(location.search).get("q") === %q`, n)),
 			statusIs("Page 1, 0 conversations"),
 		)
 		// Made after the page loaded: only the live tail can show them, highlighted as new.
