@@ -152,7 +152,21 @@ func TestOneTracePerConversation(t *testing.T) {
 		require.NotEmpty(t, got)
 		requestID := msgs[len(msgs)-1].GetRequestId()
 
-		tr := waitTrace(t, sink, traceID, "audit", "process parley.audit.conversation")
+		// The router's server and chat spans end with the stream, and its exporter may send
+		// them after the audit service's span arrives: wait for each span asserted below.
+		var tr traceSpans
+		for _, s := range [][2]string{
+			{"audit", "process parley.audit.conversation"},
+			{"router", "parley.conversation.v1.ConversationService/ConverseStream"},
+			{"router", "chat fake-model"},
+			{"router", "send parley.provider.traced"},
+			{"router", "send parley.audit.conversation"},
+			{"provider-worker", "process parley.provider.traced"},
+			{"provider-worker", "chat fake-model"},
+			{"provider-worker", "POST"},
+		} {
+			tr = waitTrace(t, sink, traceID, s[0], s[1])
+		}
 		t.Logf("the streamed conversation's trace:\n%s", tr)
 		server := tr.one(t, "router", "parley.conversation.v1.ConversationService/ConverseStream", parentID)
 		chat := tr.one(t, "router", "chat fake-model", server.SpanID)
