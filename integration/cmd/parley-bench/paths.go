@@ -731,12 +731,7 @@ func printKept(w io.Writer, runs []pathRun) {
 	for _, p := range shown {
 		k, sum := p.k, p.sum
 		_, _ = fmt.Fprintf(w, "  %s:\n", k.name)
-		for _, c := range k.crossings {
-			_, _ = fmt.Fprintf(w, "    %-13s %s\n", c.floor, c.what)
-		}
-		for _, c := range k.afterReply {
-			_, _ = fmt.Fprintf(w, "    %-13s after the reply: %s\n", c.floor, c.what)
-		}
+		listCrossings(w, "    ", k.crossings, k.afterReply)
 		if k.composed != "" {
 			_, _ = fmt.Fprintf(w, "    %-13s one process: the client's call answered by grpc-go after the crossings above; the events stored in PostgreSQL\n", k.composed)
 		}
@@ -751,13 +746,18 @@ func printKept(w io.Writer, runs []pathRun) {
 			}
 			_, _ = fmt.Fprintf(w, "    batched: %s: %s = CPU %s (%.1f× the floor's), req/s bound %.2f ÷ floor\n",
 				b.what, strings.Join(floors, " + "), fmtDur(sum.batchedCPU), sum.batchedCPURatio, sum.batchedRPSRatio)
-			for _, c := range b.crossings {
-				_, _ = fmt.Fprintf(w, "      %-13s %s\n", c.floor, c.what)
-			}
-			for _, c := range b.afterReply {
-				_, _ = fmt.Fprintf(w, "      %-13s after the reply: %s\n", c.floor, c.what)
-			}
+			listCrossings(w, "      ", b.crossings, b.afterReply)
 		}
+	}
+}
+
+// listCrossings writes a line per crossing, those after the reply marked, each at indent.
+func listCrossings(w io.Writer, indent string, crossings, afterReply []keptCrossing) {
+	for _, c := range crossings {
+		_, _ = fmt.Fprintf(w, "%s%-13s %s\n", indent, c.floor, c.what)
+	}
+	for _, c := range afterReply {
+		_, _ = fmt.Fprintf(w, "%s%-13s after the reply: %s\n", indent, c.floor, c.what)
 	}
 }
 

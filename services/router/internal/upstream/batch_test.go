@@ -448,22 +448,31 @@ func (f *fakePuts) PutBatch(_ context.Context, req *cachev1.PutBatchRequest) (*c
 	return res, nil
 }
 
+// putOutcome is what a Put of a value of size bytes was answered.
+type putOutcome struct {
+	size int
+	err  error
+}
+
+// putRig is a Put batcher over a fakePuts, and a Put of a value of size bytes that
+// reports its outcome on out (room for outs of them).
+func putRig(outs int) (*fakePuts, *batcher[*cachev1.PutRequest, *cachev1.PutResponse], chan putOutcome, func(context.Context, int)) {
+	f := &fakePuts{entered: make(chan string, 64), proceed: make(chan struct{}, 64)}
+	b := newPutBatcher(f, time.Minute, nil)
+	out := make(chan putOutcome, outs)
+	put := func(ctx context.Context, size int) {
+		_, err := b.do(ctx, &cachev1.PutRequest{Value: make([]byte, size)})
+		out <- putOutcome{size, err}
+	}
+	return f, b, out, put
+}
+
 // TestPutBatcherStaysForItsBatch: a Put whose context ends while its batch is in flight
 // waits for the batch's answer: its caller would otherwise Release a lease the batch
 // fills. A Put still queued leaves.
 func TestPutBatcherStaysForItsBatch(t *testing.T) {
 	t.Parallel()
-	f := &fakePuts{entered: make(chan string, 64), proceed: make(chan struct{}, 64)}
-	b := newPutBatcher(f, time.Minute, nil)
-	type outcome struct {
-		size int
-		err  error
-	}
-	out := make(chan outcome, 4)
-	put := func(ctx context.Context, size int) {
-		_, err := b.do(ctx, &cachev1.PutRequest{Value: make([]byte, size)})
-		out <- outcome{size, err}
-	}
+	f, b, out, put := putRig(4)
 	go put(t.Context(), 1)
 	require.Equal(t, "put", <-f.entered)
 	inFlight, endInFlight := context.WithCancel(t.Context())
@@ -472,7 +481,7 @@ func TestPutBatcherStaysForItsBatch(t *testing.T) {
 	go put(inFlight, 3)
 	queued(t, b, 2)
 	f.proceed <- struct{}{} // the first Put's answer; the batch of 2 and 3 goes
-	require.Equal(t, outcome{1, nil}, <-out)
+	require.Equal(t, putOutcome{1, nil}, <-out)
 	require.Equal(t, "batch", <-f.entered)
 
 	endInFlight()
@@ -485,7 +494,7 @@ func TestPutBatcherStaysForItsBatch(t *testing.T) {
 	go put(queuedLeaves, 4)
 	queued(t, b, 1)
 	leave()
-	require.Equal(t, outcome{4, context.Canceled}, <-out, "a Put still queued leaves")
+	require.Equal(t, putOutcome{4, context.Canceled}, <-out, "a Put still queued leaves")
 
 	f.proceed <- struct{}{}
 	got := map[int]error{}
@@ -517,21 +526,11 @@ func TestPutBatcher(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := &fakePuts{entered: make(chan string, 64), proceed: make(chan struct{}, 64)}
-			b := newPutBatcher(f, time.Minute, nil)
-			type outcome struct {
-				size int
-				err  error
-			}
-			out := make(chan outcome, len(tt.queue)+1)
-			put := func(size int) {
-				_, err := b.do(t.Context(), &cachev1.PutRequest{Value: make([]byte, size)})
-				out <- outcome{size, err}
-			}
-			go put(1)
+			f, b, out, put := putRig(len(tt.queue) + 1)
+			go put(t.Context(), 1)
 			require.Equal(t, "put", <-f.entered)
 			for i, size := range tt.queue {
-				go put(size)
+				go put(t.Context(), size)
 				queued(t, b, i+1)
 			}
 			for range 1 + len(tt.wantBatches) {
