@@ -8,6 +8,10 @@
 // guards, interceptors and limits), with the call's metadata as headers and its messages
 // as a gRPC-framed body, and turns what the handler writes back into grpc-go's headers,
 // messages, trailers and status. An address served this way speaks gRPC only.
+//
+// The package bridges the other way too: a Client carries a Connect client's gRPC calls on
+// grpc-go's client transport. A Split shares one TLS port between grpc-go's server and
+// net/http's, by the protocol the client chose by ALPN.
 package grpcbridge
 
 import (
@@ -28,12 +32,22 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
+)
+
+// Flow-control windows of the grpc-go transports at both ends of a bridged call (a
+// Bridge's server, and the client connections that rpcclient dials for a Client): a
+// stream may have StreamWindow bytes in flight unread, a connection ConnWindow, as
+// net/http's HTTP/2 server allows (1 MiB a stream) with room for several streams.
+const (
+	StreamWindow = 1 << 20
+	ConnWindow   = 4 << 20
 )
 
 // Options configure a Bridge.
@@ -72,6 +86,11 @@ func (b *Bridge) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.UnknownServiceHandler(b.handle),
+		// Fixed flow-control windows: grpc-go otherwise estimates the link's bandwidth with
+		// a PING that the peer answers after nearly every message received, a write and a
+		// read at each end that a small call pays for beside its own.
+		grpc.InitialWindowSize(StreamWindow),
+		grpc.InitialConnWindowSize(ConnWindow),
 	}
 	if b.opts.ReadTimeout > 0 {
 		opts = append(opts, grpc.InTapHandle(b.tap))
@@ -90,7 +109,7 @@ func (b *Bridge) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 // handle serves one call of any method through the handler.
 func (b *Bridge) handle(_ any, ss grpc.ServerStream) (err error) {
 	ctx := ss.Context()
-	body := &requestBody{ss: ss}
+	body := &messageBody{stream: ss}
 	// The handler runs on the call's own context: the stream's ends when the request
 	// is late, and is no business of the handler's once the request has arrived.
 	reqCtx := ctx
@@ -120,7 +139,7 @@ func (b *Bridge) handle(_ any, ss grpc.ServerStream) (err error) {
 
 // newRequest is the HTTP/2 request a gRPC client would have sent for this call, on
 // reqCtx; ctx is the stream's.
-func newRequest(ctx, reqCtx context.Context, method string, body *requestBody) *http.Request {
+func newRequest(ctx, reqCtx context.Context, method string, body *messageBody) *http.Request {
 	md, _ := metadata.FromIncomingContext(reqCtx)
 	h := make(http.Header, len(md)+2)
 	host := ""
@@ -160,16 +179,23 @@ func newRequest(ctx, reqCtx context.Context, method string, body *requestBody) *
 		Host:          host,
 		RequestURI:    method,
 	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		r.RemoteAddr = p.Addr.String()
+	if p, ok := peer.FromContext(ctx); ok {
+		if p.Addr != nil {
+			r.RemoteAddr = p.Addr.String()
+		}
+		// The connection's TLS state, as net/http gives it: the handler's identity checks
+		// read the verified client certificate from it.
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			r.TLS = &ti.State
+		}
 	}
 	return r.WithContext(reqCtx)
 }
 
-// requestBody is the call's request messages as a gRPC-framed body, received one message
-// at a time as the handler reads.
-type requestBody struct {
-	ss      grpc.ServerStream
+// messageBody is a stream's received messages as a gRPC-framed body, received one message
+// at a time as the reader reads: a call's request on the server, its answer on the client.
+type messageBody struct {
+	stream  interface{ RecvMsg(m any) error }
 	arrived func() // lifts the request deadline
 	msg     inMessage
 	prefix  [5]byte
@@ -177,12 +203,12 @@ type requestBody struct {
 	err     error
 }
 
-func (b *requestBody) Read(p []byte) (int, error) {
+func (b *messageBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
 	if b.off == b.n {
-		if err := b.ss.RecvMsg(&b.msg); err != nil {
+		if err := b.stream.RecvMsg(&b.msg); err != nil {
 			if errors.Is(err, io.EOF) && b.arrived != nil {
 				b.arrived()
 			}
@@ -207,7 +233,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 }
 
 // Close ends the body: later reads fail, as a closed HTTP request body's do.
-func (b *requestBody) Close() error {
+func (b *messageBody) Close() error {
 	if b.err == nil {
 		b.err = http.ErrBodyReadAfterClose
 	}

@@ -37,3 +37,10 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	return nil
 }
+
+// callCodec is rawCodec for Client's calls. Its empty name keeps a call's content type as
+// the Connect client wrote it: grpc-go names the codec in the content type when the call
+// sets no subtype, and a bare "application/grpc" sets none.
+type callCodec struct{ rawCodec }
+
+func (callCodec) Name() string { return "" }

@@ -34,6 +34,8 @@ type material struct {
 	roots  *x509.CertPool
 	digest [sha256.Size]byte
 	server *tls.Config
+	// grpcServer is server offering GRPCProtocol first (GRPCServerTLS).
+	grpcServer *tls.Config
 }
 
 // NewSource loads the files of cfg for service name; the certificate must name
@@ -189,6 +191,8 @@ func (s *Source) parse(f pemFiles, digest [sha256.Size]byte) (*material, error) 
 		ClientCAs:  roots,
 		NextProtos: []string{"h2", "http/1.1"},
 	}
+	m.grpcServer = m.server.Clone()
+	m.grpcServer.NextProtos = []string{GRPCProtocol, "h2", "http/1.1"}
 	return m, nil
 }
 
@@ -207,14 +211,43 @@ func intermediates(ders [][]byte) *x509.CertPool {
 // ALPN h2 and http/1.1. Session tickets stay on, so a reconnecting client resumes
 // without a full handshake.
 func (s *Source) ServerTLS() *tls.Config {
+	return s.serverTLS(false)
+}
+
+// GRPCServerTLS is ServerTLS for a port that hands the connections whose client chose
+// GRPCProtocol to grpc-go's server (libs/rpcserver, through grpcbridge.Split): it offers
+// GRPCProtocol first, then h2 and http/1.1. A server that cannot serve GRPCProtocol's
+// connections must use ServerTLS, so that such clients fall back to h2.
+func (s *Source) GRPCServerTLS() *tls.Config {
+	return s.serverTLS(true)
+}
+
+func (s *Source) serverTLS(grpc bool) *tls.Config {
+	protocols := []string{"h2", "http/1.1"}
+	if grpc {
+		protocols = []string{GRPCProtocol, "h2", "http/1.1"}
+	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
-		NextProtos: []string{"h2", "http/1.1"},
+		NextProtos: protocols,
 		// Returning the prebuilt per-material config keeps this Config's session ticket
 		// keys (crypto/tls uses the original's when the returned one sets none).
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return s.cur.Load().server, nil },
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			m := s.cur.Load()
+			if grpc {
+				return m.grpcServer, nil
+			}
+			return m.server, nil
+		},
 	}
 }
+
+// GRPCProtocol is the ALPN protocol an internal caller offers, before h2, to have its
+// connection served by the service's grpc-go server rather than net/http's (libs/rpcserver
+// splits a TLS port by it, offering it with GRPCServerTLS). The connection then carries
+// gRPC over HTTP/2 as h2 would; a server that does not offer it answers h2, which serves
+// gRPC as well.
+const GRPCProtocol = "parley-grpc"
 
 // ClientTLS is the configuration for calls to service server: it presents the current
 // certificate and accepts only a server whose certificate chains to the current bundle

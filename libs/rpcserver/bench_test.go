@@ -13,8 +13,9 @@ import (
 )
 
 // BenchmarkUnary is one small Connect/gRPC call through the shared server and client
-// stacks (interceptors, tracing, metrics) over loopback: HTTP/2 over mutual TLS (the
-// default) and cleartext h2c (INTERNAL_TLS=off). Connections are reused, so the TLS
+// stacks (interceptors, tracing, metrics) over loopback: over mutual TLS (the default)
+// and cleartext h2c (INTERNAL_TLS=off); internal callers' client (rpc) and net/http's
+// HTTP/2 client with the Connect and gRPC protocols. Connections are reused, so the TLS
 // handshake is paid once; the difference is the record encryption per call.
 func BenchmarkUnary(b *testing.B) {
 	for _, transport := range []struct {
@@ -28,9 +29,16 @@ func BenchmarkUnary(b *testing.B) {
 		srv, clients := startAppB(b, &ready, transport.id(), rpcserver.Defaults{})
 		for _, proto := range []struct {
 			name string
+			hc   connect.HTTPClient
 			opts []connect.ClientOption
-		}{{"connect", nil}, {"grpc", []connect.ClientOption{connect.WithGRPC()}}} {
-			client := piiv1connect.NewScrubberServiceClient(clients.HTTPClient("test"), srv.URL(), append(clients.Options(), proto.opts...)...)
+		}{
+			// rpc: internal callers' way (rpcclient.RPC): under mutual TLS, gRPC on grpc-go's
+			// transport at both ends.
+			{"rpc", clients.RPC("test"), clients.Options()},
+			{"connect", clients.HTTPClient("test"), nil},
+			{"grpc", clients.HTTPClient("test"), []connect.ClientOption{connect.WithGRPC()}},
+		} {
+			client := piiv1connect.NewScrubberServiceClient(proto.hc, srv.URL(), proto.opts...)
 			req := &piiv1.ScrubRequest{Texts: []string{"hello"}}
 			b.Run(transport.name+"/"+proto.name, func(b *testing.B) {
 				for b.Loop() {

@@ -21,10 +21,11 @@ const maxHeaderBytes = 1 << 20
 // clients allow no less than 10 s, and net/http's server accepts any.
 const minPingInterval = 5 * time.Second
 
-// newGRPCServer serves handler's gRPC calls on grpc-go's transport (RPC_GRPC_ADDRS), with
-// the limits the HTTP server applies: the message size, the streams per connection, the
-// idle and handshake timeouts and the request deadline.
-func newGRPCServer(cfg Config, streaming map[string]bool, handler http.Handler, logger *slog.Logger) *grpc.Server {
+// newGRPCServer serves handler's gRPC calls on grpc-go's transport (RPC_GRPC_ADDRS, and
+// internal callers on a TLS port), with the limits the HTTP server applies: the message
+// size, the streams per connection, the idle and handshake timeouts and the request
+// deadline. extra adds options (the credentials of a TLS port's connections).
+func newGRPCServer(cfg Config, streaming map[string]bool, handler http.Handler, logger *slog.Logger, extra ...grpc.ServerOption) *grpc.Server {
 	bridge := grpcbridge.New(handler, grpcbridge.Options{ReadTimeout: cfg.ReadTimeout, StreamingRequests: streaming, Logger: logger})
 	opts := append(bridge.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
@@ -42,5 +43,5 @@ func newGRPCServer(cfg Config, streaming map[string]bool, handler http.Handler, 
 	if cfg.ReadHeaderTimeout > 0 {
 		opts = append(opts, grpc.ConnectionTimeout(cfg.ReadHeaderTimeout)) // the client's preface and settings
 	}
-	return grpc.NewServer(opts...)
+	return grpc.NewServer(append(opts, extra...)...)
 }

@@ -1,8 +1,10 @@
 // Package rpcserver runs a service's single HTTP server: Connect, gRPC and gRPC-Web
 // handlers plus grpc.health.v1, gRPC reflection, /healthz, /readyz and /metrics, with a
-// graceful shutdown. An internal service serves HTTP/2 (ALPN) and HTTP/1.1 over mutual
-// TLS with the service's identity; the public edge (router) and INTERNAL_TLS=off serve
-// HTTP/1.1 and cleartext HTTP/2 (h2c).
+// graceful shutdown. An internal service serves mutual TLS with the service's identity:
+// a connection whose client chose identity.GRPCProtocol by ALPN (internal callers,
+// libs/rpcclient) reaches grpc-go's server, which runs the same handlers through
+// libs/grpcbridge; any other (h2, HTTP/1.1) reaches net/http's. The public edge (router)
+// and INTERNAL_TLS=off serve HTTP/1.1 and cleartext HTTP/2 (h2c).
 package rpcserver
 
 import (
@@ -29,6 +31,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/parleyhq/parley/libs/grpcbridge"
 	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/metrics"
 )
@@ -81,6 +84,7 @@ func (c *Config) Validate() error {
 
 // Defaults of the limits, as the environment's defaults above.
 const (
+	DefaultReadHeaderTimeout    = 5 * time.Second
 	DefaultReadTimeout          = 30 * time.Second
 	DefaultIdleTimeout          = 120 * time.Second
 	DefaultMaxConcurrentStreams = 250
@@ -122,10 +126,14 @@ func AsCheck(f any) any {
 
 // Server is the service's HTTP server.
 type Server struct {
-	cfg       Config
-	logger    *slog.Logger
-	srv       *http.Server
-	grpc      *grpc.Server
+	cfg    Config
+	logger *slog.Logger
+	srv    *http.Server
+	grpc   *grpc.Server
+	// internal serves, on each TLS port, the connections whose client chose
+	// identity.GRPCProtocol: internal callers' gRPC calls, on grpc-go's transport.
+	internal  *grpc.Server
+	splits    []*grpcbridge.Split
 	warm      *warmHandler
 	health    *grpchealth.StaticChecker
 	services  []string
@@ -168,6 +176,9 @@ func New(p Params) (*Server, error) {
 	// A Config built in code (tests) may leave the limits unset: they take the defaults.
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
@@ -213,6 +224,9 @@ func New(p Params) (*Server, error) {
 		}
 		s.grpc = newGRPCServer(cfg, streaming, handler, p.Logger)
 	}
+	if s.tls {
+		s.internal = newGRPCServer(cfg, streaming, handler, p.Logger, grpc.Creds(grpcbridge.Handshaken()))
+	}
 	// The gRPC port's calls run on grpc-go's stream workers; the HTTP server's on the warm
 	// pool's.
 	s.warm = newWarmHandler(bodyDeadline(cfg.ReadTimeout, streaming, recoverHandler(p.Logger, handler)))
@@ -228,7 +242,7 @@ func New(p Params) (*Server, error) {
 		ErrorLog:    slog.NewLogLogger(p.Logger.Handler(), slog.LevelWarn),
 	}
 	if s.tls {
-		s.srv.TLSConfig = p.Identity.ServerTLS()
+		s.srv.TLSConfig = p.Identity.GRPCServerTLS()
 	}
 	return s, nil
 }
@@ -346,19 +360,36 @@ func (s *Server) Start(_ context.Context) error {
 	}
 	for _, ln := range s.listeners {
 		s.logger.Info("rpc server listening", "addr", ln.Addr().String(), "mtls", s.tls)
+		if s.tls {
+			s.serveTLS(ln)
+			continue
+		}
 		s.wg.Go(func() {
-			var err error
-			if s.tls {
-				err = s.srv.ServeTLS(ln, "", "")
-			} else {
-				err = s.srv.Serve(bufferedListener{ln})
-			}
-			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.srv.Serve(bufferedListener{ln}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.logger.Error("rpc server stopped", "addr", ln.Addr().String(), "err", err)
 			}
 		})
 	}
 	return nil
+}
+
+// serveTLS serves a TLS port: the handshake is the split's, then a connection whose client
+// chose identity.GRPCProtocol goes to the internal grpc-go server and any other to the
+// HTTP server, which serves the handshaken *tls.Conn as ServeTLS would.
+func (s *Server) serveTLS(ln net.Listener) {
+	split := grpcbridge.NewSplit(ln, s.srv.TLSConfig, identity.GRPCProtocol, s.cfg.ReadHeaderTimeout, s.logger)
+	s.splits = append(s.splits, split)
+	s.wg.Go(split.Run)
+	s.wg.Go(func() {
+		if err := s.internal.Serve(split.GRPC()); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
+			s.logger.Error("rpc server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	})
+	s.wg.Go(func() {
+		if err := s.srv.Serve(split.HTTP()); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.logger.Error("rpc server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	})
 }
 
 // listen binds every address of addrs, or none: when one fails, those bound are closed
@@ -389,29 +420,43 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.health.SetStatus(svc, grpchealth.StatusNotServing)
 	}
 	s.health.SetStatus("", grpchealth.StatusNotServing)
-	var grpcDone chan struct{}
-	if s.grpc != nil {
-		grpcDone = make(chan struct{})
-		go func() {
-			defer close(grpcDone)
-			s.grpc.GracefulStop()
-		}()
+	for _, split := range s.splits {
+		_ = split.Close() // no more connections; those served drain below
+	}
+	var drained []func()
+	for _, g := range []*grpc.Server{s.grpc, s.internal} {
+		if g != nil {
+			drained = append(drained, gracefulStop(ctx, g))
+		}
 	}
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		err = errors.Join(err, s.srv.Close())
 	}
 	s.warm.close()
-	if s.grpc != nil {
-		select {
-		case <-grpcDone:
-		case <-ctx.Done():
-			s.grpc.Stop() // the calls still running are cut, as Close cuts the HTTP server's
-			<-grpcDone
-		}
+	for _, wait := range drained {
+		wait()
 	}
 	s.wg.Wait()
 	return err
+}
+
+// gracefulStop starts g's graceful stop; the function it returns waits for it, cutting
+// the calls still running once ctx ends, as Close cuts the HTTP server's.
+func gracefulStop(ctx context.Context, g *grpc.Server) func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.GracefulStop()
+	}()
+	return func() {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			g.Stop()
+			<-done
+		}
+	}
 }
 
 // Addr is the main listener's address once started.

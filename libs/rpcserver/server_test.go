@@ -2,6 +2,8 @@ package rpcserver_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,9 +17,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	piiv1 "github.com/parleyhq/parley/gen/pb/parley/pii/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
+	"github.com/parleyhq/parley/libs/grpcbridge"
 	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/identity/identitytest"
 	"github.com/parleyhq/parley/libs/platform"
@@ -81,13 +86,16 @@ func TestServerProtocolsAndErrors(t *testing.T) {
 
 	for _, proto := range []struct {
 		name string
+		hc   connect.HTTPClient
 		opts []connect.ClientOption
 	}{
-		{"connect", nil},
-		{"grpc", []connect.ClientOption{connect.WithGRPC()}},
-		{"grpcweb", []connect.ClientOption{connect.WithGRPCWeb()}},
+		{"connect", clients.HTTPClient("test"), nil},
+		{"grpc", clients.HTTPClient("test"), []connect.ClientOption{connect.WithGRPC()}},
+		{"grpcweb", clients.HTTPClient("test"), []connect.ClientOption{connect.WithGRPCWeb()}},
+		// Internal callers: gRPC on grpc-go's transport at both ends.
+		{"rpc", clients.RPC("test"), clients.Options()},
 	} {
-		client := piiv1connect.NewScrubberServiceClient(clients.HTTPClient("test"), srv.URL(), append(clients.Options(), proto.opts...)...)
+		client := piiv1connect.NewScrubberServiceClient(proto.hc, srv.URL(), proto.opts...)
 		for _, tt := range scrubCases {
 			t.Run(proto.name+"/"+tt.name, func(t *testing.T) {
 				res, err := client.Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{tt.text}})
@@ -112,8 +120,8 @@ func TestServerProtocolsAndErrors(t *testing.T) {
 	require.Equal(t, grpchealth.StatusServing, res.Status)
 
 	body := get(t, clients.HTTPClient("test"), srv.URL()+"/metrics", http.StatusOK)
-	require.Contains(t, body, `parley_rpc_server_handled_total{code="internal",procedure="/parley.pii.v1.ScrubberService/Scrub"} 6`)
-	require.Contains(t, body, `parley_rpc_server_handled_total{code="ok",procedure="/parley.pii.v1.ScrubberService/Scrub"} 3`)
+	require.Contains(t, body, `parley_rpc_server_handled_total{code="internal",procedure="/parley.pii.v1.ScrubberService/Scrub"} 8`)
+	require.Contains(t, body, `parley_rpc_server_handled_total{code="ok",procedure="/parley.pii.v1.ScrubberService/Scrub"} 4`)
 }
 
 // scrubCases are the scrubber's answers by text, through the server's middleware: an
@@ -177,6 +185,21 @@ func TestInternalServerRequiresIdentity(t *testing.T) {
 			require.Error(t, err)
 		})
 	}
+	// Nor is the grpc-go server that a client choosing identity.GRPCProtocol reaches.
+	t.Run("grpc-go", func(t *testing.T) {
+		t.Parallel()
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pki.CA().CertPEM())
+		anon := credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, NextProtos: []string{identity.GRPCProtocol}, ServerName: "localhost", InsecureSkipVerify: true}) //nolint:gosec // an anonymous client; the server's identity is not what this checks
+		hc := grpcbridge.NewClient(func(host string) (*grpc.ClientConn, error) {
+			return grpc.NewClient("passthrough:///"+host, grpc.WithTransportCredentials(anon))
+		})
+		t.Cleanup(hc.Close)
+		_, err := piiv1connect.NewScrubberServiceClient(hc, srv.URL(), connect.WithGRPC()).
+			Scrub(t.Context(), &piiv1.ScrubRequest{Texts: []string{"hello"}})
+		require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(err), "err: %v", err)
+		require.ErrorContains(t, err, "a client certificate of the trust domain is required")
+	})
 	// Reflection is no open path either.
 	get(t, pki.Client("", ""), srv.URL()+"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", http.StatusUnauthorized)
 }

@@ -106,7 +106,7 @@ func crossingFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target, 
 		return closeAll, err
 	}
 	closers = append(closers, clients.CloseIdleConnections)
-	floor := runtimev1connect.NewDaprClient(clients.HTTPClient(floorIdentity), "https://"+h.mtlsFloor.addr, clients.Options()...)
+	floor := runtimev1connect.NewDaprClient(clients.RPC(floorIdentity), "https://"+h.mtlsFloor.addr, clients.Options()...)
 	t.connectMTLS = func(ctx context.Context) error {
 		_, err := floor.ConverseAlpha2(ctx, daprRequest("echo", distinct(), false))
 		return err

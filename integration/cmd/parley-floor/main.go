@@ -29,7 +29,8 @@
 //
 // connect-mtls serves the same echo over HTTP/2 with mutual TLS as a service does
 // (libs/identity: the certificate names spiffe://<trust domain>/<identity>, each call
-// needs a verified client certificate whose identity -allow lists). nats answers every
+// needs a verified client certificate whose identity -allow lists), on grpc-go's server
+// for a caller that asks for it by ALPN as internal callers do, else on net/http's. nats answers every
 // request on -subject with its own payload, in the queue group named like the subject, as
 // a provider-worker takes work (libs/bus: TLS and an nkey user); it prints "listening on
 // <subject>". Ctrl-C or SIGTERM stops it.
@@ -61,6 +62,7 @@ import (
 	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
 	"github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1/runtimev1connect"
 	"github.com/parleyhq/parley/libs/bus"
+	"github.com/parleyhq/parley/libs/grpcbridge"
 	"github.com/parleyhq/parley/libs/identity"
 )
 
@@ -274,10 +276,21 @@ func serveConnect(ctx context.Context, addr string, out io.Writer, tls *mtls) er
 		p.SetUnencryptedHTTP2(true)
 		return serveUntil(ctx, func() error { return srv.Serve(ln) }, srv.Shutdown)
 	}
+	// As a service's port (libs/rpcserver): the handshake is the split's, a caller choosing
+	// identity.GRPCProtocol (rpcclient's RPC) reaches grpc-go's server through the bridge,
+	// any other net/http's.
 	p.SetHTTP2(true)
 	srv.Handler = tls.id.Peers(mux)
-	srv.TLSConfig = tls.id.ServerTLS()
-	return serveUntil(ctx, func() error { return srv.ServeTLS(ln, "", "") }, srv.Shutdown)
+	srv.TLSConfig = tls.id.GRPCServerTLS()
+	split := grpcbridge.NewSplit(ln, srv.TLSConfig, identity.GRPCProtocol, 0, nil)
+	g := grpc.NewServer(append(grpcbridge.New(srv.Handler, grpcbridge.Options{}).ServerOptions(), grpc.Creds(grpcbridge.Handshaken()))...)
+	go split.Run()
+	go func() { _ = g.Serve(split.GRPC()) }()
+	return serveUntil(ctx, func() error { return srv.Serve(split.HTTP()) }, func(ctx context.Context) error {
+		_ = split.Close()
+		g.GracefulStop()
+		return srv.Shutdown(ctx)
+	})
 }
 
 // serveNATS answers every request on subject with its payload, in the queue group named

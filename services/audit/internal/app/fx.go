@@ -96,7 +96,7 @@ func newIngester(lc fx.Lifecycle, js jetstream.JetStream, st ingest.Store, cfg C
 		return nil, err
 	}
 	icfg.Openers = openers
-	icfg.Scrubber = piiv1connect.NewScrubberServiceClient(f.HTTPClient(identity.Scrubber), cfg.ScrubberURL, f.Options()...)
+	icfg.Scrubber = piiv1connect.NewScrubberServiceClient(f.RPC(identity.Scrubber), cfg.ScrubberURL, f.Options()...)
 	in, err := ingest.New(js, st, icfg, logger, reg)
 	if err != nil {
 		return nil, err

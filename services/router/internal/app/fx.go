@@ -185,19 +185,19 @@ var Module = fx.Module("router",
 			if err := f.CheckURL("ROUTER_SCRUBBER_URL", c.ScrubberURL); err != nil {
 				return nil, err
 			}
-			return upstream.NewScrubber(piiv1connect.NewScrubberServiceClient(f.HTTPClient(identity.Scrubber), c.ScrubberURL, f.Options()...)), nil
+			return upstream.NewScrubber(piiv1connect.NewScrubberServiceClient(f.RPC(identity.Scrubber), c.ScrubberURL, f.Options()...)), nil
 		},
 		func(f *rpcclient.Factory, c Config, reg prometheus.Registerer) (*upstream.Cache, error) {
 			if err := f.CheckURL("ROUTER_CACHE_URL", c.CacheURL); err != nil {
 				return nil, err
 			}
-			return upstream.NewCache(cachev1connect.NewCacheServiceClient(f.HTTPClient(identity.Cache), c.CacheURL, f.Options()...), c.CacheTimeout, reg)
+			return upstream.NewCache(cachev1connect.NewCacheServiceClient(f.RPC(identity.Cache), c.CacheURL, f.Options()...), c.CacheTimeout, reg)
 		},
 		func(f *rpcclient.Factory, c Config, l *slog.Logger) (*auditapi.Handler, error) {
 			if err := f.CheckURL("ROUTER_AUDIT_URL", c.AuditURL); err != nil {
 				return nil, err
 			}
-			return auditapi.New(auditv1connect.NewAuditServiceClient(f.HTTPClient(identity.Audit), c.AuditURL, f.Options()...), l), nil
+			return auditapi.New(auditv1connect.NewAuditServiceClient(f.RPC(identity.Audit), c.AuditURL, f.Options()...), l), nil
 		},
 		newCache,
 		newService,
