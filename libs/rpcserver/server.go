@@ -132,9 +132,11 @@ type Server struct {
 	grpc   *grpc.Server
 	// internal serves, on each TLS port, the connections whose client chose
 	// identity.GRPCProtocol: internal callers' gRPC calls, on grpc-go's transport.
-	internal  *grpc.Server
-	splits    []*grpcbridge.Split
-	warm      *warmHandler
+	internal *grpc.Server
+	splits   []*grpcbridge.Split
+	warm     *warmHandler
+	// grpcWarm is the warm pool of the gRPC calls grpc-go serves (grpc or internal).
+	grpcWarm  *warmHandler
 	health    *grpchealth.StaticChecker
 	services  []string
 	checks    []Check
@@ -222,10 +224,12 @@ func New(p Params) (*Server, error) {
 		if s.tls {
 			return nil, errors.New("RPC_GRPC_ADDRS serve cleartext gRPC: set them only on the public edge (router) or with INTERNAL_TLS=off")
 		}
-		s.grpc = newGRPCServer(cfg, streaming, handler, p.Logger)
+		s.grpcWarm = newWarmHandler(handler)
+		s.grpc = newGRPCServer(cfg, streaming, s.grpcWarm, p.Logger)
 	}
 	if s.tls {
-		s.internal = newGRPCServer(cfg, streaming, handler, p.Logger, grpc.Creds(grpcbridge.Handshaken()))
+		s.grpcWarm = newWarmHandler(handler)
+		s.internal = newGRPCServer(cfg, streaming, s.grpcWarm, p.Logger, grpc.Creds(grpcbridge.Handshaken()))
 	}
 	// The gRPC port's calls run on grpc-go's stream workers; the HTTP server's on the warm
 	// pool's.
@@ -434,6 +438,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		err = errors.Join(err, s.srv.Close())
 	}
 	s.warm.close()
+	if s.grpcWarm != nil {
+		s.grpcWarm.close()
+	}
 	for _, wait := range drained {
 		wait()
 	}

@@ -17,8 +17,8 @@ const maxIdleWorkers = 128
 // deeper (the interceptors, protobuf, a JSON decode inside the NATS client): a CPU
 // profile of the cache service at a miss's c=16 put 15 % of its CPU in runtime.copystack,
 // about 30 µs per call. A worker of the pool has grown its stack already; the request's
-// own goroutine only hands the request over and waits. grpc-go's stream workers do the
-// same for the ports it serves (RPC_GRPC_ADDRS).
+// own goroutine only hands the request over and waits. The calls grpc-go serves
+// (RPC_GRPC_ADDRS, internal callers on a TLS port) run on a pool of their own.
 //
 // Idle workers are taken last-in first-out, so the fewest workers do the most work and
 // keep their stacks warm; at most maxIdleWorkers wait, the others end. A panic in the
