@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,5 +76,45 @@ func TestBatchPanicFailsOneCall(t *testing.T) {
 		require.Contains(t, log.String(), "store bug on put")
 		require.Contains(t, log.String(), "store detail on lookup")
 		require.Contains(t, log.String(), "store detail on put")
+	}
+}
+
+// TestBatchesReuseWorkers counts the goroutines batches start: a batch of n runs its first
+// call on the handler's goroutine and the others on workers kept from batch to batch, so
+// rounds of batches start only as many workers as the largest batch needs, up to
+// maxIdleWorkers kept.
+func TestBatchesReuseWorkers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		sizes   []int
+		started int
+	}{
+		{name: "one call a batch", sizes: []int{1, 1, 1}, started: 0},
+		{name: "the same size round after round", sizes: []int{4, 4, 4, 4}, started: 3},
+		{name: "growing", sizes: []int{2, 5, 3, 5}, started: 4},
+		{name: "more than are kept", sizes: []int{maxIdleWorkers + 3, maxIdleWorkers + 3}, started: maxIdleWorkers + 2 + 2},
+		{name: "empty", sizes: []int{0}, started: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := NewHandler(panicky{}, slog.New(slog.DiscardHandler))
+			for _, n := range tt.sizes {
+				// Each batch's calls wait for one another, so all n run at once.
+				var arrived sync.WaitGroup
+				arrived.Add(n)
+				errs := h.each(t.Context(), "/test", n, func(int) error {
+					arrived.Done()
+					arrived.Wait()
+					return nil
+				})
+				require.Len(t, errs, n)
+				for _, e := range errs {
+					require.Nil(t, e)
+				}
+			}
+			require.Equal(t, tt.started, h.workers.Started())
+		})
 	}
 }

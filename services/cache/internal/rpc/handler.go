@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/gen/pb/parley/cache/v1/cachev1connect"
 	"github.com/parleyhq/parley/libs/identity"
 	"github.com/parleyhq/parley/libs/rpcserver"
+	"github.com/parleyhq/parley/libs/warm"
 	"github.com/parleyhq/parley/services/cache/internal/store"
 )
 
@@ -43,10 +44,16 @@ var Policy = identity.Policy{
 	cachev1connect.CacheServicePurgeProcedure:       {identity.Admin},
 }
 
+// maxIdleWorkers bounds the goroutines kept between batches for their calls: a CPU
+// profile of this service at a miss's c=16 put 8.6 % of its CPU in growing the stacks of
+// goroutines started for a batch's calls (libs/warm).
+const maxIdleWorkers = 64
+
 // Handler implements CacheService over a Cache.
 type Handler struct {
-	cache  Cache
-	logger *slog.Logger
+	cache   Cache
+	logger  *slog.Logger
+	workers *warm.Pool // a batch's calls after its first
 }
 
 var _ cachev1connect.CacheServiceHandler = (*Handler)(nil)
@@ -54,7 +61,7 @@ var _ cachev1connect.CacheServiceHandler = (*Handler)(nil)
 // NewHandler returns a handler serving c; logger gets the unmapped errors and panics of
 // a batch's calls, as the shared middleware logs a single call's.
 func NewHandler(c Cache, logger *slog.Logger) *Handler {
-	return &Handler{cache: c, logger: logger}
+	return &Handler{cache: c, logger: logger, workers: warm.New(maxIdleWorkers)}
 }
 
 // Get returns the entry under the request's key, if it is live.
@@ -189,6 +196,9 @@ func batchSize(field string, n int) error {
 // answered Internal with the log line's id.
 func (h *Handler) each(ctx context.Context, procedure string, n int, call func(i int) error) []*cachev1.BatchError {
 	errs := make([]*cachev1.BatchError, n)
+	if n == 0 {
+		return errs
+	}
 	run := func(i int) {
 		defer func() {
 			if v := recover(); v != nil {
@@ -204,8 +214,9 @@ func (h *Handler) each(ctx context.Context, procedure string, n int, call func(i
 		}
 	}
 	var wg sync.WaitGroup
+	wg.Add(n - 1)
 	for i := 1; i < n; i++ {
-		wg.Go(func() { run(i) })
+		h.workers.Go(func() { run(i) }, wg.Done)
 	}
 	run(0)
 	wg.Wait()
