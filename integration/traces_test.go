@@ -61,7 +61,24 @@ func TestOneTracePerConversation(t *testing.T) {
 		_ = resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
 
-		tr := waitTrace(t, sink, traceID, "audit", "process parley.audit.conversation")
+		// Each service exports its spans on its own schedule: wait for every span asserted
+		// below, and for a scrubber span under each of the router's scrub calls.
+		want := [][2]string{
+			{"audit", "process parley.audit.conversation"},
+			{"router", "POST /v1.0-alpha2/conversation/{name}/converse"},
+			{"router", "chat fake-model"},
+			{"router", "parley.pii.v1.ScrubberService/Scrub"},
+			{"router", "parley.cache.v1.CacheService/Lookup"},
+			{"cache", "parley.cache.v1.CacheService/Lookup"},
+			{"router", "send parley.provider.traced"},
+			{"provider-worker", "process parley.provider.traced"},
+			{"provider-worker", "chat fake-model"},
+			{"provider-worker", "POST"},
+			{"router", "send parley.audit.conversation"},
+		}
+		tr := waitTraceFor(t, sink, traceID, func(tr traceSpans) bool {
+			return tr.has(want) && tr.count("pii-scrubber", "parley.pii.v1.ScrubberService/Scrub") >= tr.count("router", "parley.pii.v1.ScrubberService/Scrub")
+		})
 		t.Logf("the conversation's trace:\n%s", tr)
 		server := tr.one(t, "router", "POST /v1.0-alpha2/conversation/{name}/converse", parentID)
 		chat := tr.one(t, "router", "chat fake-model", server.SpanID)
@@ -107,7 +124,7 @@ func TestOneTracePerConversation(t *testing.T) {
 		resp2, err := h2cClient().Do(req2)
 		require.NoError(t, err)
 		_ = resp2.Body.Close()
-		tr2 := waitTrace(t, sink, trace2, "audit", "process parley.audit.conversation")
+		tr2 := waitTrace(t, sink, trace2, [2]string{"audit", "process parley.audit.conversation"}, [2]string{"router", "chat fake-model"})
 		require.Equal(t, "true", tr2.one(t, "router", "chat fake-model", "").Attributes["parley.cache_hit"])
 		require.Zero(t, tr2.count("router", "send parley.provider.traced"))
 	})
@@ -127,7 +144,10 @@ func TestOneTracePerConversation(t *testing.T) {
 			CacheMode: conversationv1.CacheMode_CACHE_MODE_BYPASS,
 		})
 		require.NoError(t, err)
-		tr := waitTrace(t, sink, traceID, "audit", "process parley.audit.conversation")
+		tr := waitTrace(t, sink, traceID,
+			[2]string{"audit", "process parley.audit.conversation"},
+			[2]string{"router", "parley.conversation.v1.ConversationService/Converse"},
+			[2]string{"provider-worker", "process parley.provider.traced"})
 		for _, service := range []string{"router", "provider-worker", "audit"} {
 			require.NotZero(t, tr.countService(service), "spans of %s in the trace", service)
 		}
@@ -154,19 +174,15 @@ func TestOneTracePerConversation(t *testing.T) {
 
 		// The router's server and chat spans end with the stream, and its exporter may send
 		// them after the audit service's span arrives: wait for each span asserted below.
-		var tr traceSpans
-		for _, s := range [][2]string{
-			{"audit", "process parley.audit.conversation"},
-			{"router", "parley.conversation.v1.ConversationService/ConverseStream"},
-			{"router", "chat fake-model"},
-			{"router", "send parley.provider.traced"},
-			{"router", "send parley.audit.conversation"},
-			{"provider-worker", "process parley.provider.traced"},
-			{"provider-worker", "chat fake-model"},
-			{"provider-worker", "POST"},
-		} {
-			tr = waitTrace(t, sink, traceID, s[0], s[1])
-		}
+		tr := waitTrace(t, sink, traceID,
+			[2]string{"audit", "process parley.audit.conversation"},
+			[2]string{"router", "parley.conversation.v1.ConversationService/ConverseStream"},
+			[2]string{"router", "chat fake-model"},
+			[2]string{"router", "send parley.provider.traced"},
+			[2]string{"router", "send parley.audit.conversation"},
+			[2]string{"provider-worker", "process parley.provider.traced"},
+			[2]string{"provider-worker", "chat fake-model"},
+			[2]string{"provider-worker", "POST"})
 		t.Logf("the streamed conversation's trace:\n%s", tr)
 		server := tr.one(t, "router", "parley.conversation.v1.ConversationService/ConverseStream", parentID)
 		chat := tr.one(t, "router", "chat fake-model", server.SpanID)
@@ -203,7 +219,11 @@ func TestOneTracePerConversation(t *testing.T) {
 			}}}},
 		}, res)
 		require.NoError(t, err)
-		tr := waitTrace(t, sink, traceID, "audit", "process parley.audit.conversation")
+		tr := waitTrace(t, sink, traceID,
+			[2]string{"audit", "process parley.audit.conversation"},
+			[2]string{"router", "dapr.proto.runtime.v1.Dapr/ConverseAlpha2"},
+			[2]string{"router", "chat fake-model"},
+			[2]string{"provider-worker", "process parley.provider.traced"})
 		server := tr.one(t, "router", "dapr.proto.runtime.v1.Dapr/ConverseAlpha2", "")
 		tr.one(t, "router", "chat fake-model", server.SpanID)
 		require.NotZero(t, tr.countService("provider-worker"))
@@ -231,16 +251,33 @@ func TestOneTracePerConversation(t *testing.T) {
 // traceSpans are the spans of one trace.
 type traceSpans []otlpsink.Span
 
-// waitTrace waits until trace id has a span of service named name (the last to arrive)
-// and returns its spans.
-func waitTrace(t *testing.T, sink *otlpsink.Sink, id, service, name string) traceSpans {
+// waitTrace waits until trace id has a span of each (service, name) of want and returns
+// its spans: every service exports its spans on its own schedule, so a span that ended
+// first may arrive last.
+func waitTrace(t *testing.T, sink *otlpsink.Sink, id string, want ...[2]string) traceSpans {
+	t.Helper()
+	return waitTraceFor(t, sink, id, func(tr traceSpans) bool { return tr.has(want) })
+}
+
+// waitTraceFor waits until trace id's spans satisfy ready and returns them.
+func waitTraceFor(t *testing.T, sink *otlpsink.Sink, id string, ready func(traceSpans) bool) traceSpans {
 	t.Helper()
 	var tr traceSpans
 	require.Eventually(t, func() bool {
 		tr = sink.Trace(id)
-		return tr.count(service, name) > 0
-	}, 60*time.Second, 50*time.Millisecond, "trace %s never got %s's %q", id, service, name)
+		return ready(tr)
+	}, 60*time.Second, 50*time.Millisecond, "trace %s never got all its spans; it has:\n%s", id, &tr)
 	return tr
+}
+
+// has reports whether tr has a span of each (service, name) of want.
+func (tr traceSpans) has(want [][2]string) bool {
+	for _, w := range want {
+		if tr.count(w[0], w[1]) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // one returns the single span of service named name whose parent is parent (any parent
