@@ -90,20 +90,9 @@ func crossingFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target, 
 		"-trust-domain", s.TrustDomain(), "-tls-ca", f.CA, "-tls-cert", f.Cert, "-tls-key", f.Key); err != nil {
 		return closeAll, err
 	}
-	// The router's own client: its identity, rpcclient's transport and options.
-	rf := s.Files(identity.Router)
-	id, err := identity.NewSource(identity.Config{Mode: identity.ModeOn, CAFile: rf.CA, CertFile: rf.Cert, KeyFile: rf.Key,
-		TrustDomain: s.TrustDomain()}, identity.Router, slog.New(slog.DiscardHandler))
+	clients, err := routerClients(ctx, s)
 	if err != nil {
 		return closeAll, fmt.Errorf("connect-mtls: %w", err)
-	}
-	tel, err := telemetry.New(ctx, "parley-bench", telemetry.Config{})
-	if err != nil {
-		return closeAll, err
-	}
-	clients, err := rpcclient.New(tel, id)
-	if err != nil {
-		return closeAll, err
 	}
 	closers = append(closers, clients.CloseIdleConnections)
 	floor := runtimev1connect.NewDaprClient(clients.RPC(floorIdentity), "https://"+h.mtlsFloor.addr, clients.Options()...)
@@ -181,4 +170,23 @@ func natsFloors(ctx context.Context, s *stack.Stack, h *helpers, t *target, bin 
 	t.keptHit = viaGRPC(kept, pathKeptHit, distinct, false)
 	t.keptProvider = viaGRPC(kept, pathKeptProvider, distinct, false)
 	return closeAll, nil
+}
+
+// routerClients is the router's own client factory for s's services: its identity (none
+// under INTERNAL_TLS=off), rpcclient's transports and options.
+func routerClients(ctx context.Context, s *stack.Stack) (*rpcclient.Factory, error) {
+	cfg := identity.Config{Mode: identity.ModeOff}
+	if !s.InsecureInternal() {
+		rf := s.Files(identity.Router)
+		cfg = identity.Config{Mode: identity.ModeOn, CAFile: rf.CA, CertFile: rf.Cert, KeyFile: rf.Key, TrustDomain: s.TrustDomain()}
+	}
+	id, err := identity.NewSource(cfg, identity.Router, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err //nolint:wrapcheck // the caller names the path
+	}
+	tel, err := telemetry.New(ctx, "parley-bench", telemetry.Config{})
+	if err != nil {
+		return nil, err //nolint:wrapcheck // the caller names the path
+	}
+	return rpcclient.New(tel, id) //nolint:wrapcheck // the caller names the path
 }

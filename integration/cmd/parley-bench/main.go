@@ -13,7 +13,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -29,6 +28,7 @@ import (
 	"github.com/parleyhq/parley/gen/pb/parley/pii/v1/piiv1connect"
 	"github.com/parleyhq/parley/integration/otlpsink"
 	"github.com/parleyhq/parley/integration/stack"
+	"github.com/parleyhq/parley/libs/identity"
 )
 
 func main() {
@@ -161,7 +161,10 @@ func run() error {
 		t.routerURL = s.URL("router")
 		t.fakeURL = "http://" + h.fake.addr
 		t.fakeStreamURL = "http://" + h.fakeStream.addr
-		if t.hop, err = internalHop(s); err != nil {
+		var closeHop func()
+		t.hop, closeHop, err = internalHop(ctx, s)
+		defer closeHop()
+		if err != nil {
 			return err
 		}
 		ownNATS := os.Getenv("NATS_URL") == ""
@@ -330,28 +333,20 @@ func startStack(ctx context.Context, root string, env envFlag, natsURL string, c
 	}, nil
 }
 
-// internalHop calls the pii-scrubber directly with the router's certificate, the way
-// router does: one Connect call over one reused connection.
-func internalHop(s *stack.Stack) (func(context.Context) error, error) {
-	url := s.URL("pii-scrubber")
-	var client *http.Client
-	if strings.HasPrefix(url, "https://") {
-		c, err := s.Client("router")
-		if err != nil {
-			return nil, err
-		}
-		client = c
-	} else {
-		p := new(http.Protocols)
-		p.SetUnencryptedHTTP2(true)
-		client = &http.Client{Transport: &http.Transport{Protocols: p}}
+// internalHop calls the pii-scrubber directly with the router's identity and client
+// (rpcclient.RPC), the way the router does: one call over one reused connection. The
+// function it returns closes the connection.
+func internalHop(ctx context.Context, s *stack.Stack) (func(context.Context) error, func(), error) {
+	clients, err := routerClients(ctx, s)
+	if err != nil {
+		return nil, func() {}, fmt.Errorf("internal-hop: %w", err)
 	}
-	scrubber := piiv1connect.NewScrubberServiceClient(client, url)
+	scrubber := piiv1connect.NewScrubberServiceClient(clients.RPC(identity.Scrubber), s.URL("pii-scrubber"), clients.Options()...)
 	req := &piiv1.ScrubRequest{Texts: []string{"What is the capital of France? Answer in one word, please."}}
 	return func(ctx context.Context) error {
 		_, err := scrubber.Scrub(ctx, req)
 		return err
-	}, nil
+	}, clients.CloseIdleConnections, nil
 }
 
 // stackEnv is the stack's environment: env with defaults, and the CA of the NATS child

@@ -32,10 +32,11 @@ const (
 	// pathHop is one internal Connect call, a Scrub straight to the pii-scrubber with a
 	// router's identity (over mutual TLS by default; h2c with -set INTERNAL_TLS=off).
 	pathHop = "internal-hop"
-	// pathConnectMTLS is the floor of an internal Connect call: the echo on connect-go over
-	// HTTP/2 with mutual TLS and the services' identity checks (parley-floor -server
-	// connect-mtls), called with the router's identity and client (libs/rpcclient). Unlike
-	// internal-hop, no service work is behind it.
+	// pathConnectMTLS is the floor of an internal Connect call: the echo on connect-go with
+	// mutual TLS and the services' identity checks, served as a service serves it
+	// (parley-floor -server connect-mtls), called with the router's identity and client
+	// (rpcclient.RPC: gRPC on grpc-go's transport at both ends). Unlike internal-hop, no
+	// service work is behind it.
 	pathConnectMTLS = "connect-mtls"
 	// pathNATSRR is the floor of the worker dispatch: a NATS request from a router's user
 	// to a responder in another process (parley-floor -server nats, a worker's user, in its
