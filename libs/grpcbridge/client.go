@@ -117,20 +117,26 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		go call.send(req.Body, c.pool)
 	}
 	if md, err := cs.Header(); err == nil {
-		for k, vs := range md {
-			if reserved(k) {
-				continue
-			}
-			ck := http.CanonicalHeaderKey(k)
-			for _, v := range vs {
-				if strings.HasSuffix(k, "-bin") {
-					v = base64.RawStdEncoding.EncodeToString([]byte(v))
-				}
-				resp.Header[ck] = append(resp.Header[ck], v)
-			}
-		}
+		addMetadata(resp.Header, md)
 	}
 	return resp, nil
+}
+
+// addMetadata adds md to h as a gRPC client reads it from HTTP/2 headers: without what
+// belongs to the protocol, -bin values base64-encoded.
+func addMetadata(h http.Header, md metadata.MD) {
+	for k, vs := range md {
+		if reserved(k) {
+			continue
+		}
+		ck := http.CanonicalHeaderKey(k)
+		for _, v := range vs {
+			if strings.HasSuffix(k, "-bin") {
+				v = base64.RawStdEncoding.EncodeToString([]byte(v))
+			}
+			h[ck] = append(h[ck], v)
+		}
+	}
 }
 
 func closeBody(req *http.Request) {
@@ -230,18 +236,7 @@ func (c *clientCall) end(err error) {
 	}
 	c.mu.Unlock()
 	if c.stream != nil {
-		for k, vs := range c.stream.Trailer() {
-			if reserved(k) {
-				continue
-			}
-			ck := http.CanonicalHeaderKey(k)
-			for _, v := range vs {
-				if strings.HasSuffix(k, "-bin") {
-					v = base64.RawStdEncoding.EncodeToString([]byte(v))
-				}
-				c.trailer[ck] = append(c.trailer[ck], v)
-			}
-		}
+		addMetadata(c.trailer, c.stream.Trailer())
 	}
 	if errors.Is(err, io.EOF) {
 		c.trailer["Grpc-Status"] = []string{"0"}
