@@ -323,12 +323,20 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 
 // copyMessage copies an answer's message into a buffer grpc-go frees once written.
 func (w *responseWriter) copyMessage(b []byte) mem.BufferSlice {
-	if mem.IsBelowBufferPoolingThreshold(len(b)) {
-		return mem.BufferSlice{mem.SliceBuffer(append([]byte(nil), b...))}
+	buf, data := newMessage(w.pool, len(b))
+	copy(buf, b)
+	return data
+}
+
+// newMessage is a buffer of n bytes for a message grpc-go sends and then frees (data):
+// taken from pool when it is large enough to be worth pooling.
+func newMessage(pool mem.BufferPool, n int) (buf []byte, data mem.BufferSlice) {
+	if mem.IsBelowBufferPoolingThreshold(n) {
+		buf = make([]byte, n)
+		return buf, mem.BufferSlice{mem.SliceBuffer(buf)}
 	}
-	buf := w.pool.Get(len(b))
-	copy(*buf, b)
-	return mem.BufferSlice{mem.NewBuffer(buf, w.pool)}
+	b := pool.Get(n)
+	return *b, mem.BufferSlice{mem.NewBuffer(b, pool)}
 }
 
 // Flush sends the headers if nothing has been sent yet: a streaming answer's handler

@@ -174,23 +174,11 @@ func (c *clientCall) send(body io.ReadCloser, pool mem.BufferPool) {
 			c.fail(status.Errorf(codes.Internal, "grpcbridge: a request message with flags %#x (compressed requests are grpc-go's to make)", prefix[0]))
 			return
 		}
-		n := int(binary.BigEndian.Uint32(prefix[1:]))
-		var data mem.BufferSlice
-		if mem.IsBelowBufferPoolingThreshold(n) {
-			b := make([]byte, n)
-			if _, err := io.ReadFull(body, b); err != nil {
-				c.fail(status.Errorf(codes.Internal, "grpcbridge: reading the request: %v", err))
-				return
-			}
-			data = mem.BufferSlice{mem.SliceBuffer(b)}
-		} else {
-			b := pool.Get(n)
-			if _, err := io.ReadFull(body, *b); err != nil {
-				pool.Put(b)
-				c.fail(status.Errorf(codes.Internal, "grpcbridge: reading the request: %v", err))
-				return
-			}
-			data = mem.BufferSlice{mem.NewBuffer(b, pool)}
+		buf, data := newMessage(pool, int(binary.BigEndian.Uint32(prefix[1:])))
+		if _, err := io.ReadFull(body, buf); err != nil {
+			data.Free()
+			c.fail(status.Errorf(codes.Internal, "grpcbridge: reading the request: %v", err))
+			return
 		}
 		// io.EOF: the call has ended (the server answered); its status comes with the answer.
 		if err := c.stream.SendMsg(&outMessage{data: data}); err != nil {
