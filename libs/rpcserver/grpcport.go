@@ -21,17 +21,17 @@ const maxHeaderBytes = 1 << 20
 // clients allow no less than 10 s, and net/http's server accepts any.
 const minPingInterval = 5 * time.Second
 
-// newGRPCServer serves handler's gRPC calls (handler is the server's warm pool, so calls
-// run on goroutines kept from call to call, whose stacks have grown already: warm.go).
-// grpc-go's own stream workers (grpc.NumStreamWorkers) took calls round robin, so with
-// as many workers as the pool keeps each sat idle long enough for the collector to
-// shrink its stack, and 7 % of the cache service's CPU at a miss's c=16 went to growing
-// them again; the pool takes its idle workers last-in first-out.
-//
 // newGRPCServer serves handler's gRPC calls on grpc-go's transport (RPC_GRPC_ADDRS, and
 // internal callers on a TLS port), with the limits the HTTP server applies: the message
 // size, the streams per connection, the idle and handshake timeouts and the request
 // deadline. extra adds options (the credentials of a TLS port's connections).
+//
+// handler is the server's warm pool, so calls run on goroutines kept from call to call,
+// whose stacks have grown already (warm.go). grpc-go's own stream workers
+// (grpc.NumStreamWorkers) took calls round robin, so with as many workers as the pool
+// keeps each sat idle long enough for the collector to shrink its stack, and 7 % of the
+// cache service's CPU at a miss's c=16 went to growing them again; the pool takes its idle
+// workers last-in first-out.
 func newGRPCServer(cfg Config, streaming map[string]bool, handler http.Handler, logger *slog.Logger, extra ...grpc.ServerOption) *grpc.Server {
 	bridge := grpcbridge.New(handler, grpcbridge.Options{ReadTimeout: cfg.ReadTimeout, StreamingRequests: streaming, Logger: logger})
 	opts := append(bridge.ServerOptions(),

@@ -220,14 +220,13 @@ func New(p Params) (*Server, error) {
 		protocols.SetUnencryptedHTTP2(true)
 	}
 	streaming := streamingBodies(s.services)
-	if len(cfg.GRPCAddrs) > 0 {
-		if s.tls {
-			return nil, errors.New("RPC_GRPC_ADDRS serve cleartext gRPC: set them only on the public edge (router) or with INTERNAL_TLS=off")
-		}
+	switch {
+	case len(cfg.GRPCAddrs) > 0 && s.tls:
+		return nil, errors.New("RPC_GRPC_ADDRS serve cleartext gRPC: set them only on the public edge (router) or with INTERNAL_TLS=off")
+	case len(cfg.GRPCAddrs) > 0:
 		s.grpcWarm = newWarmHandler(handler)
 		s.grpc = newGRPCServer(cfg, streaming, s.grpcWarm, p.Logger)
-	}
-	if s.tls {
+	case s.tls:
 		s.grpcWarm = newWarmHandler(handler)
 		s.internal = newGRPCServer(cfg, streaming, s.grpcWarm, p.Logger, grpc.Creds(grpcbridge.Handshaken()))
 	}
