@@ -189,10 +189,10 @@ func (s *Source) parse(f pemFiles, digest [sha256.Size]byte) (*material, error) 
 		// reach /healthz, /readyz and /metrics; every RPC requires a verified peer.
 		ClientAuth: tls.VerifyClientCertIfGiven,
 		ClientCAs:  roots,
-		NextProtos: []string{"h2", "http/1.1"},
+		NextProtos: serverProtocols(false),
 	}
 	m.grpcServer = m.server.Clone()
-	m.grpcServer.NextProtos = []string{GRPCProtocol, "h2", "http/1.1"}
+	m.grpcServer.NextProtos = serverProtocols(true)
 	return m, nil
 }
 
@@ -223,13 +223,9 @@ func (s *Source) GRPCServerTLS() *tls.Config {
 }
 
 func (s *Source) serverTLS(grpc bool) *tls.Config {
-	protocols := []string{"h2", "http/1.1"}
-	if grpc {
-		protocols = []string{GRPCProtocol, "h2", "http/1.1"}
-	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
-		NextProtos: protocols,
+		NextProtos: serverProtocols(grpc),
 		// Returning the prebuilt per-material config keeps this Config's session ticket
 		// keys (crypto/tls uses the original's when the returned one sets none).
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -240,6 +236,15 @@ func (s *Source) serverTLS(grpc bool) *tls.Config {
 			return m.server, nil
 		},
 	}
+}
+
+// serverProtocols are a server's ALPN protocols, in its order of preference: h2 and
+// http/1.1, after GRPCProtocol when grpc.
+func serverProtocols(grpc bool) []string {
+	if grpc {
+		return []string{GRPCProtocol, "h2", "http/1.1"}
+	}
+	return []string{"h2", "http/1.1"}
 }
 
 // GRPCProtocol is the ALPN protocol an internal caller offers, before h2, to have its
