@@ -3,14 +3,16 @@ package rpcserver
 import (
 	"net/http"
 	"sync"
-	"sync/atomic"
+
+	"github.com/parleyhq/parley/libs/warm"
 )
 
 // maxIdleWorkers bounds the goroutines a warmHandler keeps waiting for requests. More
 // requests at once are served by goroutines that end with their request.
 const maxIdleWorkers = 128
 
-// warmHandler runs every request's handler on a goroutine kept from request to request.
+// warmHandler runs every request's handler on a goroutine kept from request to request
+// (libs/warm).
 //
 // net/http's servers run each request on a goroutine of their own, started for it. Its
 // stack starts small and is copied to a larger one each time the handler's calls go
@@ -20,96 +22,56 @@ const maxIdleWorkers = 128
 // own goroutine only hands the request over and waits. The calls grpc-go serves
 // (RPC_GRPC_ADDRS, internal callers on a TLS port) run on a pool of their own.
 //
-// Idle workers are taken last-in first-out, so the fewest workers do the most work and
-// keep their stacks warm; at most maxIdleWorkers wait, the others end. A panic in the
-// handler is raised again on the request's own goroutine, where net/http expects it (an
-// http.ErrAbortHandler aborts the response there), and the worker goes on.
+// At most maxIdleWorkers wait. A panic in the handler is raised again on the request's
+// own goroutine, where net/http expects it (an http.ErrAbortHandler aborts the response
+// there), and the worker goes on. A handler that ends its goroutine (runtime.Goexit) ends
+// the worker, and its request is still answered.
 type warmHandler struct {
-	next http.Handler
-
-	mu     sync.Mutex
-	idle   []*warmWorker
-	closed bool
-	// started counts the workers started, for tests.
-	started atomic.Int64
+	next  http.Handler
+	pool  *warm.Pool
+	calls sync.Pool // of *warmCall, reused from request to request
 }
 
-type warmWorker struct {
-	jobs chan warmJob
-	done chan any // the handler's panic value, or nil
+// warmCall is one request handed to a worker: the handler's panic value, nil if it did
+// not panic, and done, signalled once the worker is free again (before the request's
+// goroutine returns, so the worker is free before the client can have the whole answer).
+type warmCall struct {
+	h     *warmHandler
+	w     http.ResponseWriter
+	r     *http.Request
+	panic any
+	done  chan struct{}
 }
 
-type warmJob struct {
-	w http.ResponseWriter
-	r *http.Request
+func newWarmHandler(next http.Handler) *warmHandler {
+	return &warmHandler{next: next, pool: warm.New(maxIdleWorkers)}
 }
-
-func newWarmHandler(next http.Handler) *warmHandler { return &warmHandler{next: next} }
 
 func (h *warmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mu.Lock()
-	var wk *warmWorker
-	if n := len(h.idle); n > 0 {
-		wk = h.idle[n-1]
-		h.idle[n-1] = nil
-		h.idle = h.idle[:n-1]
+	c, ok := h.calls.Get().(*warmCall)
+	if !ok {
+		c = &warmCall{h: h, done: make(chan struct{}, 1)}
 	}
-	h.mu.Unlock()
-	if wk == nil {
-		wk = &warmWorker{jobs: make(chan warmJob), done: make(chan any)}
-		h.started.Add(1)
-		go h.work(wk)
-	}
-	wk.jobs <- warmJob{w: w, r: r}
-	if v := <-wk.done; v != nil {
+	c.w, c.r = w, r
+	h.pool.Go(c)
+	<-c.done
+	v := c.panic
+	c.w, c.r, c.panic = nil, nil, nil
+	h.calls.Put(c)
+	if v != nil {
 		panic(v) //nolint:forbidigo // the handler's own panic, raised where net/http recovers it
 	}
 }
 
-// work serves wk's jobs until serve lets it go.
-func (h *warmHandler) work(wk *warmWorker) {
-	for job := range wk.jobs {
-		h.serve(wk, job)
-	}
+// Run serves the request on the worker, keeping what the handler panicked with.
+func (c *warmCall) Run() {
+	defer func() { c.panic = recover() }()
+	c.h.next.ServeHTTP(c.w, c.r)
 }
 
-// serve runs one request, puts wk back among the idle workers (or lets it end: the pool
-// is closed or has idle workers enough) and then hands back what the handler panicked
-// with, nil if it did not. Back among the idle before the request's goroutine returns,
-// the worker is free before the client can have the whole answer. A handler that ends
-// its goroutine (runtime.Goexit) ends the worker, and its request is still answered.
-func (h *warmHandler) serve(wk *warmWorker, job warmJob) {
-	returned := false
-	defer func() {
-		v := recover()
-		if (!returned && v == nil) || !h.release(wk) {
-			close(wk.jobs)
-		}
-		wk.done <- v
-	}()
-	h.next.ServeHTTP(job.w, job.r)
-	returned = true
-}
-
-// release puts wk among the idle workers, unless the pool is closed or full.
-func (h *warmHandler) release(wk *warmWorker) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed || len(h.idle) >= maxIdleWorkers {
-		return false
-	}
-	h.idle = append(h.idle, wk)
-	return true
-}
+// Done lets the request's goroutine go on.
+func (c *warmCall) Done() { c.done <- struct{}{} }
 
 // close ends the idle workers, and the busy ones once their request is done. Requests
 // that come after it are served on goroutines that end with them.
-func (h *warmHandler) close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.closed = true
-	for _, wk := range h.idle {
-		close(wk.jobs)
-	}
-	h.idle = nil
-}
+func (h *warmHandler) close() { h.pool.Close() }

@@ -43,7 +43,7 @@ func TestWarmHandlerReusesWorkers(t *testing.T) {
 		name      string
 		atOnce    int
 		rounds    int
-		started   int64
+		started   int
 		idleAfter int
 	}{
 		{name: "one at a time", atOnce: 1, rounds: 50, started: 1, idleAfter: 1},
@@ -73,14 +73,10 @@ func TestWarmHandlerReusesWorkers(t *testing.T) {
 				}
 				wg.Wait()
 			}
-			require.Equal(t, tt.started, h.started.Load())
-			h.mu.Lock()
-			require.Len(t, h.idle, tt.idleAfter)
-			h.mu.Unlock()
+			require.Equal(t, tt.started, h.pool.Started())
+			require.Equal(t, tt.idleAfter, h.pool.Idle())
 			h.close()
-			h.mu.Lock()
-			require.Empty(t, h.idle)
-			h.mu.Unlock()
+			require.Zero(t, h.pool.Idle())
 		})
 	}
 }
@@ -95,7 +91,7 @@ func TestWarmHandlerPanicsAndGoexit(t *testing.T) {
 		name    string
 		handler func()
 		panics  any
-		started int64 // after the failing request and one good one
+		started int // after the failing request and one good one
 	}{
 		{name: "panic", handler: func() { panic(boom) }, panics: boom, started: 1},
 		{name: "abort", handler: func() { panic(http.ErrAbortHandler) }, panics: http.ErrAbortHandler, started: 1},
@@ -121,7 +117,7 @@ func TestWarmHandlerPanicsAndGoexit(t *testing.T) {
 				require.NotPanics(t, func() { serve("/fail") })
 			}
 			require.Equal(t, "ok", serve("/good").Body.String())
-			require.Equal(t, tt.started, h.started.Load())
+			require.Equal(t, tt.started, h.pool.Started())
 		})
 	}
 }
@@ -168,5 +164,5 @@ func TestWarmHandlerOverHTTP2(t *testing.T) {
 		require.Equal(t, "HTTP/2.0", res.Header.Get("Proto"))
 		require.Equal(t, want, string(got))
 	}
-	require.Equal(t, int64(1), h.started.Load())
+	require.Equal(t, 1, h.pool.Started())
 }

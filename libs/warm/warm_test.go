@@ -1,6 +1,7 @@
 package warm_test
 
 import (
+	"runtime"
 	"sync"
 	"testing"
 
@@ -37,11 +38,11 @@ func TestPoolReusesGoroutines(t *testing.T) {
 				done.Add(n)
 				ran := make([]int, n)
 				for i := range n {
-					p.Go(func() {
+					p.Go(warm.Func{F: func() {
 						arrived.Done()
 						arrived.Wait()
 						ran[i]++
-					}, done.Done)
+					}, Finish: done.Done})
 				}
 				done.Wait()
 				for i, c := range ran {
@@ -51,4 +52,32 @@ func TestPoolReusesGoroutines(t *testing.T) {
 			require.Equal(t, tt.started, p.Started())
 		})
 	}
+}
+
+// TestPoolGoexitAndClose: a job that ends its goroutine still gets its Done and the
+// goroutine is replaced; after Close no goroutine is kept, and jobs still run.
+func TestPoolGoexitAndClose(t *testing.T) {
+	t.Parallel()
+	p := warm.New(4)
+	runOne := func(f func()) {
+		done := make(chan struct{})
+		p.Go(warm.Func{F: f, Finish: func() { close(done) }})
+		<-done
+	}
+	ran := 0
+	runOne(func() { ran++ })
+	require.Equal(t, 1, p.Idle())
+	runOne(runtime.Goexit)
+	require.Equal(t, 0, p.Idle(), "the goroutine that ended is not kept")
+	runOne(func() { ran++ })
+	require.Equal(t, 2, p.Started())
+	require.Equal(t, 1, p.Idle())
+
+	p.Close()
+	require.Zero(t, p.Idle())
+	runOne(func() { ran++ })
+	runOne(func() { ran++ })
+	require.Zero(t, p.Idle(), "a closed pool keeps no goroutine")
+	require.Equal(t, 4, p.Started())
+	require.Equal(t, 4, ran)
 }

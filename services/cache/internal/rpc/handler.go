@@ -216,7 +216,7 @@ func (h *Handler) each(ctx context.Context, procedure string, n int, call func(i
 	var wg sync.WaitGroup
 	wg.Add(n - 1)
 	for i := 1; i < n; i++ {
-		h.workers.Go(func() { run(i) }, wg.Done)
+		h.workers.Go(warm.Func{F: func() { run(i) }, Finish: wg.Done})
 	}
 	run(0)
 	wg.Wait()

@@ -219,10 +219,10 @@ func (s *Service) later(ctx context.Context, write func(ctx context.Context)) {
 	s.bg.Add(1)
 	// On a kept goroutine: one started per write spent 5 % of the router's CPU at a miss's
 	// c=16 in growing its stack through the Put's batcher and RPC client (libs/warm).
-	s.writers.Go(func() { write(ctx) }, func() {
+	s.writers.Go(warm.Func{F: func() { write(ctx) }, Finish: func() {
 		<-s.slots
 		s.bg.Done()
-	})
+	}})
 }
 
 // Lookup resolves a component by name.
