@@ -53,6 +53,10 @@ const (
 	minBackoff = 100 * time.Millisecond
 	// apiTimeout bounds a JetStream API call made by the loop.
 	apiTimeout = 5 * time.Second
+	// takeWait is how long a fetch's pull request stays open for messages that arrive
+	// after it: what the stream holds comes at once, and later messages wait for the
+	// next fetch.
+	takeWait = 5 * time.Millisecond
 	// abandonTimeout bounds the dead-lettering of held messages on their last delivery at
 	// stop, after the stop context has ended.
 	abandonTimeout = 2 * time.Second
@@ -75,7 +79,9 @@ type Config struct {
 	// max_payload when lower, since a message larger than a pull request's byte budget is
 	// never delivered.
 	MaxBytes int
-	// MaxWait is how long a batch waits to fill before it is written.
+	// MaxWait is how long the loop gathers events after a fetch that left the stream
+	// empty before it fetches again: an event waits about this long at most before its
+	// batch is fetched.
 	MaxWait time.Duration
 	// MaxDeliver is the delivery on which a row PostgreSQL still rejects is dead-lettered;
 	// the consumer itself redelivers without limit.
@@ -309,18 +315,28 @@ func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 		default:
 		}
 		msgs, err := in.fetch(ctx)
+		fetched := time.Now()
 		if len(msgs) > 0 {
 			b, ok := in.prepare(ctx, msgs)
 			if !ok || len(b.msgs) > 0 && !in.handOver(ctx, ready, b) {
 				return
 			}
 		}
-		in.refreshLag(ctx)
+		pending, known := in.refreshLag(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
 			failures = 0
+			// Caught up: gather what arrives for up to MaxWait from the fetch, so that it
+			// comes in one delivery. With a batch's worth pending (or the count unknown)
+			// the next fetch follows at once, so a backlog drains at full speed.
+			if len(msgs) < in.cfg.MaxRows && known && pending < uint64(in.cfg.MaxRows) { //nolint:gosec // MaxRows is positive
+				in.m.pauses.Inc()
+				if !in.sleep(ctx, time.Until(fetched.Add(in.cfg.MaxWait))) {
+					return
+				}
+			}
 			continue
 		}
 		failures++
@@ -360,13 +376,18 @@ func (in *Ingester) handOver(ctx context.Context, ready chan<- batch, b batch) b
 	}
 }
 
-// fetch pulls one batch: up to MaxRows messages and fetchBytes bytes, waiting up to
-// MaxWait for it to fill. Messages received before an error are returned with it.
+// fetch pulls one batch: up to MaxRows messages and fetchBytes bytes, the ones the stream
+// holds for the consumer and those arriving within takeWait (or MaxWait, if shorter).
+// Messages received before an error are returned with it.
+//
+// The pull request stays open only briefly because each message that reaches an open
+// request is delivered alone, costing NATS and this process a write, a read and a
+// wake-up apiece; the messages a pause (produce) leaves in the stream are sent together.
 func (in *Ingester) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 	in.mu.Lock()
 	c, fetchBytes := in.consumer, in.fetchBytes
 	in.mu.Unlock()
-	batch, err := c.Fetch(in.cfg.MaxRows, jetstream.FetchMaxBytes(fetchBytes), jetstream.FetchMaxWait(in.cfg.MaxWait))
+	batch, err := c.Fetch(in.cfg.MaxRows, jetstream.FetchMaxBytes(fetchBytes), jetstream.FetchMaxWait(min(takeWait, in.cfg.MaxWait)))
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
@@ -621,11 +642,13 @@ func (in *Ingester) abandon(ctx context.Context, msgs []jetstream.Msg) {
 
 var errAbandoned = errors.New("abandoned at stop on its last delivery")
 
-// refreshLag sets the lag gauge from the consumer's state.
-func (in *Ingester) refreshLag(ctx context.Context) {
+// refreshLag sets the lag gauge from the consumer's state and returns the number of
+// messages the stream holds that the consumer has not delivered yet; known is false when
+// the state could not be read.
+func (in *Ingester) refreshLag(ctx context.Context) (pending uint64, known bool) {
 	c := in.currentConsumer()
 	if c == nil || ctx.Err() != nil {
-		return
+		return 0, false
 	}
 	ictx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
@@ -633,9 +656,10 @@ func (in *Ingester) refreshLag(ctx context.Context) {
 	if err != nil {
 		// The fetch reports the same trouble; the gauge keeps its last value.
 		in.logger.DebugContext(ctx, "consumer info failed", "err", err)
-		return
+		return 0, false
 	}
 	in.m.lag.Set(float64(info.NumPending) + float64(info.NumAckPending))
+	return info.NumPending, true
 }
 
 // sleep waits for d; it reports false when the loop must stop instead.

@@ -36,6 +36,7 @@ type metrics struct {
 	deadLetterFails prometheus.Counter
 	lag             prometheus.Gauge
 	fetchFailures   prometheus.Counter
+	pauses          prometheus.Counter
 
 	sealedOpened     prometheus.Counter
 	sealedUnreadable *prometheus.CounterVec
@@ -86,6 +87,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "parley_audit_fetch_failures_total",
 			Help: "Fetches from the audit stream's consumer that failed (NATS unreachable, the consumer's leader moving); each is retried after a backoff.",
 		}),
+		pauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_audit_fetch_pauses_total",
+			Help: "Times the writer found the stream empty and gathered events for AUDIT_BATCH_MAX_WAIT before its next fetch.",
+		}),
 		sealedOpened: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_audit_sealed_opened_total",
 			Help: "Sealed audit copies opened with the audit service's key.",
@@ -120,7 +125,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{ReasonDecode, ReasonInvalid, ReasonMaxDeliver} {
 		m.deadLetters.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.rows, m.batches, m.batchRows, m.batchBytes, m.delay, m.deadLetters, m.deadLetterFails, m.lag, m.fetchFailures,
+	for _, c := range []prometheus.Collector{m.rows, m.batches, m.batchRows, m.batchBytes, m.delay, m.deadLetters, m.deadLetterFails, m.lag, m.fetchFailures, m.pauses,
 		m.sealedOpened, m.sealedUnreadable, m.scrubTexts, m.scrubErrors, m.purges} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register ingest metrics: %w", err)
