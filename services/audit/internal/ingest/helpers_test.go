@@ -69,7 +69,13 @@ func newEnv(tb testing.TB) *env {
 // start runs an Ingester on e until the test ends.
 func (e *env) start(tb testing.TB, cfg ingest.Config) *ingest.Ingester {
 	tb.Helper()
-	in, err := ingest.New(e.js, store.New(e.pool), cfg, testLogger(tb), e.reg)
+	return e.startWith(tb, cfg, e.reg)
+}
+
+// startWith runs an Ingester on e, its metrics registered with reg, until the test ends.
+func (e *env) startWith(tb testing.TB, cfg ingest.Config, reg prometheus.Registerer) *ingest.Ingester {
+	tb.Helper()
+	in, err := ingest.New(e.js, store.New(e.pool), cfg, testLogger(tb), reg)
 	require.NoError(tb, err)
 	require.NoError(tb, in.Start(tb.Context()))
 	tb.Cleanup(func() {

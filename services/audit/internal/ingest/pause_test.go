@@ -9,8 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
-	"github.com/parleyhq/parley/services/audit/internal/ingest"
-	"github.com/parleyhq/parley/services/audit/internal/store"
 )
 
 // events returns n valid events of tenant, numbered from first.
@@ -60,14 +58,7 @@ func TestGatherLeavesEventsInTheStream(t *testing.T) {
 	require.Zero(t, ackPending)
 
 	// The next writer takes them.
-	next, err := ingest.New(e.js, store.New(e.pool), testConfig(), testLogger(t), prometheus.NewRegistry())
-	require.NoError(t, err)
-	require.NoError(t, next.Start(t.Context()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, next.Stop(ctx))
-	})
+	e.startWith(t, testConfig(), prometheus.NewRegistry())
 	e.requireRows(t, cfg.Consumer, 1+gathered)
 }
 
