@@ -328,10 +328,7 @@ func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 		}
 		if err == nil {
 			failures = 0
-			// Caught up: gather what arrives for up to MaxWait from the fetch, so that it
-			// comes in one delivery. With a batch's worth pending (or the count unknown)
-			// the next fetch follows at once, so a backlog drains at full speed.
-			if len(msgs) < in.cfg.MaxRows && known && pending < uint64(in.cfg.MaxRows) { //nolint:gosec // MaxRows is positive
+			if in.caughtUp(len(msgs), pending, known) {
 				in.m.pauses.Inc()
 				if !in.sleep(ctx, time.Until(fetched.Add(in.cfg.MaxWait))) {
 					return
@@ -353,6 +350,16 @@ func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 		}
 		cancel()
 	}
+}
+
+// caughtUp reports whether, after a fetch of n messages that left pending undelivered
+// (known: the count could be read), the loop should gather what arrives for up to MaxWait
+// so that it comes in one delivery. It should when the batch was not full and fewer are
+// waiting than it took: what arrived while the batch was prepared, not a backlog. A fetch
+// that a loaded server cut short, or a backlog, is followed by the next at once, so a
+// backlog drains at full speed.
+func (in *Ingester) caughtUp(n int, pending uint64, known bool) bool {
+	return known && n < in.cfg.MaxRows && (pending == 0 || pending < uint64(n)) //nolint:gosec // n is a count
 }
 
 // handOver passes b to run. While run is busy (a slow write, or a batch held through a

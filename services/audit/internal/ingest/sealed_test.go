@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
@@ -422,9 +421,6 @@ func TestSealedCopiesShareScrubCalls(t *testing.T) {
 			scrubber := &fakeScrubber{}
 			cfg := testConfig()
 			cfg.MaxRows = tt.events + tt.tokenize
-			// The batch ends when it is full: a long wait keeps a slow delivery (a loaded
-			// machine, -race) from splitting it.
-			cfg.MaxWait = 10 * time.Second
 			cfg.Openers, cfg.Scrubber = []ingest.Opener{opener}, scrubber
 			cfg.ScrubMaxTexts = tt.maxTexts
 
