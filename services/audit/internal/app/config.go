@@ -22,8 +22,8 @@ type Config struct {
 	// BatchMaxBytes is the most message bytes in one batch (raised to the NATS server's
 	// max_payload when lower, so that a large event can always be delivered).
 	BatchMaxBytes int `env:"AUDIT_BATCH_MAX_BYTES, default=4194304"`
-	// BatchMaxWait is how long the writer gathers events in the stream after a fetch that
-	// left it empty, before it fetches again.
+	// BatchMaxWait is the longest wait to fill a batch, and how long the writer lets
+	// events gather in the stream after a fetch that took all it held.
 	BatchMaxWait time.Duration `env:"AUDIT_BATCH_MAX_WAIT, default=200ms"`
 	// MaxDeliver is how many times JetStream delivers an event; one PostgreSQL still
 	// rejects on its last delivery goes to the dead-letter subject. A database outage does

@@ -53,10 +53,6 @@ const (
 	minBackoff = 100 * time.Millisecond
 	// apiTimeout bounds a JetStream API call made by the loop.
 	apiTimeout = 5 * time.Second
-	// takeWait is how long a fetch's pull request stays open for messages that arrive
-	// after it: what the stream holds comes at once, and later messages wait for the
-	// next fetch.
-	takeWait = 5 * time.Millisecond
 	// abandonTimeout bounds the dead-lettering of held messages on their last delivery at
 	// stop, after the stop context has ended.
 	abandonTimeout = 2 * time.Second
@@ -79,9 +75,9 @@ type Config struct {
 	// max_payload when lower, since a message larger than a pull request's byte budget is
 	// never delivered.
 	MaxBytes int
-	// MaxWait is how long the loop gathers events after a fetch that left the stream
-	// empty before it fetches again: an event waits about this long at most before its
-	// batch is fetched.
+	// MaxWait is how long a fetch waits for its batch to fill, and how long after a fetch
+	// that took every event the stream held the loop lets the next ones gather before it
+	// fetches them.
 	MaxWait time.Duration
 	// MaxDeliver is the delivery on which a row PostgreSQL still rejects is dead-lettered;
 	// the consumer itself redelivers without limit.
@@ -306,6 +302,8 @@ func (in *Ingester) run(ctx context.Context) {
 func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 	defer close(ready)
 	failures := 0
+	gather := false
+	var fetched time.Time
 	for {
 		select {
 		case <-in.quit:
@@ -314,11 +312,11 @@ func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 			return
 		default:
 		}
-		msgs, err := in.fetch(ctx)
-		fetched := time.Now()
-		if len(msgs) > 0 {
-			b, ok := in.prepare(ctx, msgs)
-			if !ok || len(b.msgs) > 0 && !in.handOver(ctx, ready, b) {
+		if gather {
+			// The last fetch took every event the stream held: the next ones gather in
+			// the stream until MaxWait after it, and come in one delivery.
+			in.m.pauses.Inc()
+			if !in.sleep(ctx, time.Until(fetched.Add(in.cfg.MaxWait))) {
 				return
 			}
 		}
@@ -326,16 +324,27 @@ func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 		if ctx.Err() != nil {
 			return
 		}
+		want := in.cfg.MaxRows
+		if known && pending > 0 && pending < uint64(want) { //nolint:gosec // MaxRows is positive
+			want = int(pending)
+		}
+		msgs, err := in.fetch(ctx, want)
+		fetched = time.Now()
+		if len(msgs) > 0 {
+			b, ok := in.prepare(ctx, msgs)
+			if !ok || len(b.msgs) > 0 && !in.handOver(ctx, ready, b) {
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
 		if err == nil {
 			failures = 0
-			if in.caughtUp(len(msgs), pending, known) {
-				in.m.pauses.Inc()
-				if !in.sleep(ctx, time.Until(fetched.Add(in.cfg.MaxWait))) {
-					return
-				}
-			}
+			gather = want < in.cfg.MaxRows && len(msgs) == want
 			continue
 		}
+		gather = false
 		failures++
 		in.m.fetchFailures.Inc()
 		in.logger.WarnContext(ctx, "fetch failed", "consumer", in.cfg.Consumer, "attempt", failures, "err", err)
@@ -350,16 +359,6 @@ func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 		}
 		cancel()
 	}
-}
-
-// caughtUp reports whether, after a fetch of n messages that left pending undelivered
-// (known: the count could be read), the loop should gather what arrives for up to MaxWait
-// so that it comes in one delivery. It should when the batch was not full and fewer are
-// waiting than it took: what arrived while the batch was prepared, not a backlog. A fetch
-// that a loaded server cut short, or a backlog, is followed by the next at once, so a
-// backlog drains at full speed.
-func (in *Ingester) caughtUp(n int, pending uint64, known bool) bool {
-	return known && n < in.cfg.MaxRows && (pending == 0 || pending < uint64(n)) //nolint:gosec // n is a count
 }
 
 // handOver passes b to run. While run is busy (a slow write, or a batch held through a
@@ -383,18 +382,18 @@ func (in *Ingester) handOver(ctx context.Context, ready chan<- batch, b batch) b
 	}
 }
 
-// fetch pulls one batch: up to MaxRows messages and fetchBytes bytes, the ones the stream
-// holds for the consumer and those arriving within takeWait (or MaxWait, if shorter).
-// Messages received before an error are returned with it.
+// fetch pulls one batch: up to want messages and fetchBytes bytes, waiting up to MaxWait
+// for them. Messages received before an error are returned with it.
 //
-// The pull request stays open only briefly because each message that reaches an open
-// request is delivered alone, costing NATS and this process a write, a read and a
-// wake-up apiece; the messages a pause (produce) leaves in the stream are sent together.
-func (in *Ingester) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+// produce asks for as many as the stream holds (when fewer than MaxRows), so that the
+// pull request ends as soon as they have come, together: a request left open gets each
+// message that reaches it alone, costing NATS and this process a write, a read and a
+// wake-up apiece.
+func (in *Ingester) fetch(ctx context.Context, want int) ([]jetstream.Msg, error) {
 	in.mu.Lock()
 	c, fetchBytes := in.consumer, in.fetchBytes
 	in.mu.Unlock()
-	batch, err := c.Fetch(in.cfg.MaxRows, jetstream.FetchMaxBytes(fetchBytes), jetstream.FetchMaxWait(min(takeWait, in.cfg.MaxWait)))
+	batch, err := c.Fetch(want, jetstream.FetchMaxBytes(fetchBytes), jetstream.FetchMaxWait(in.cfg.MaxWait))
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}

@@ -56,11 +56,12 @@ func TestHistBounds(t *testing.T) {
 // the exact nearest-rank percentile, for latency samples of various shapes.
 func TestHistQuantileAccuracy(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(3, 4))
-	shapes := map[string]func() time.Duration{
-		"log uniform 0.1ms to 100s": func() time.Duration { return time.Duration(math.Exp(math.Log(1e5) + rng.Float64()*math.Log(1e6))) },
-		"normal around 800ms":       func() time.Duration { return time.Duration(max(1e5, 8e8+rng.NormFloat64()*1e8)) },
-		"bimodal cache and provider": func() time.Duration {
+	shapes := map[string]func(rng *rand.Rand) time.Duration{
+		"log uniform 0.1ms to 100s": func(rng *rand.Rand) time.Duration {
+			return time.Duration(math.Exp(math.Log(1e5) + rng.Float64()*math.Log(1e6)))
+		},
+		"normal around 800ms": func(rng *rand.Rand) time.Duration { return time.Duration(max(1e5, 8e8+rng.NormFloat64()*1e8)) },
+		"bimodal cache and provider": func(rng *rand.Rand) time.Duration {
 			if rng.IntN(3) == 0 {
 				return time.Duration(2e6 + rng.Float64()*1e6)
 			}
@@ -70,10 +71,11 @@ func TestHistQuantileAccuracy(t *testing.T) {
 	for name, draw := range shapes {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
+			rng := rand.New(rand.NewPCG(3, 4)) // one a subtest: they run in parallel
 			hist := make([]int64, histBuckets)
 			samples := make([]time.Duration, 5000)
 			for i := range samples {
-				samples[i] = draw()
+				samples[i] = draw(rng)
 				hist[histBucket(samples[i].Microseconds())]++
 			}
 			slices.Sort(samples)
