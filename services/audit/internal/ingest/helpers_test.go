@@ -120,6 +120,16 @@ func event(tb testing.TB, tenant string, i, size int) *auditv1.ConversationEvent
 	}
 }
 
+// newEvents returns n valid events of tenant, numbered from first.
+func newEvents(tb testing.TB, tenant string, first, n int) []*auditv1.ConversationEvent {
+	tb.Helper()
+	evs := make([]*auditv1.ConversationEvent, n)
+	for i := range evs {
+		evs[i] = event(tb, tenant, first+i, 0)
+	}
+	return evs
+}
+
 func encode(tb testing.TB, ev *auditv1.ConversationEvent) []byte {
 	tb.Helper()
 	b, err := proto.Marshal(ev)

@@ -153,10 +153,7 @@ func TestIngestDeadLettersRowsTheDatabaseRejects(t *testing.T) {
 
 			bad := event(t, "tenant-a", 0, 0)
 			bad.Model = "rejected"
-			events := []*auditv1.ConversationEvent{bad}
-			for i := range tt.good {
-				events = append(events, event(t, "tenant-a", i+1, 0))
-			}
+			events := append([]*auditv1.ConversationEvent{bad}, newEvents(t, "tenant-a", 1, tt.good)...)
 			events[0], events[len(events)/2] = events[len(events)/2], events[0]
 			e.publishAll(t, events)
 
@@ -197,10 +194,7 @@ func TestIngestHoldsEventsWhileDatabaseIsDown(t *testing.T) {
 			e.start(t, cfg)
 			db := databaseOf(t, e.pool)
 
-			var events []*auditv1.ConversationEvent
-			for i := range tt.before + tt.during {
-				events = append(events, event(t, "tenant-a", i, 0))
-			}
+			events := newEvents(t, "tenant-a", 0, tt.before+tt.during)
 			e.publishAll(t, events[:tt.before])
 			e.requireDrained(t, cfg.Consumer)
 

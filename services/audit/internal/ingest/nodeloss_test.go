@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	"github.com/parleyhq/parley/libs/auditevent"
 	"github.com/parleyhq/parley/libs/natstest"
 	"github.com/parleyhq/parley/libs/pgtest"
@@ -31,10 +30,7 @@ func TestIngestSurvivesNodeLoss(t *testing.T) {
 	require.NoError(t, err)
 	e := &env{js: js, pool: pgtest.NewDB(t, store.Migrations()), reg: prometheus.NewRegistry()}
 	const events = 3000
-	evs := make([]*auditv1.ConversationEvent, events)
-	for i := range evs {
-		evs[i] = event(t, "tenant-a", i, 0)
-	}
+	evs := newEvents(t, "tenant-a", 0, events)
 	e.publishAll(t, evs)
 
 	wjs, err := jetstream.New(c.Connect(t, nats.Name("writer")))

@@ -7,19 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
-
-	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 )
-
-// events returns n valid events of tenant, numbered from first.
-func events(t *testing.T, tenant string, first, n int) []*auditv1.ConversationEvent {
-	t.Helper()
-	evs := make([]*auditv1.ConversationEvent, n)
-	for i := range evs {
-		evs[i] = event(t, tenant, first+i, 0)
-	}
-	return evs
-}
 
 // After a fetch that took every event the stream held, the writer opens no pull request
 // until MaxWait has passed: the events published meanwhile stay in the stream,
@@ -31,7 +19,7 @@ func TestGatherLeavesEventsInTheStream(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxWait = time.Hour // the pause after the first fetch outlasts the test
 
-	e.publishAll(t, events(t, "acme", 0, 1))
+	e.publishAll(t, newEvents(t, "acme", 0, 1))
 	in := e.start(t, cfg)
 	e.requireRows(t, cfg.Consumer, 1)
 	require.Eventually(t, func() bool {
@@ -39,7 +27,7 @@ func TestGatherLeavesEventsInTheStream(t *testing.T) {
 	}, waitFor, tick)
 
 	const gathered = 50
-	e.publishAll(t, events(t, "acme", 1, gathered))
+	e.publishAll(t, newEvents(t, "acme", 1, gathered))
 	// Published events reach the consumer's pending count a moment after their acks.
 	require.Eventually(t, func() bool {
 		pending, ackPending := e.consumerState(t, cfg.Consumer)
@@ -76,7 +64,7 @@ func TestBacklogIsFetchedWithoutPausing(t *testing.T) {
 	cfg.MaxRows = 100
 	cfg.MaxWait = 2 * time.Second
 	const backlog = 1200
-	e.publishAll(t, events(t, "acme", 0, backlog))
+	e.publishAll(t, newEvents(t, "acme", 0, backlog))
 	e.start(t, cfg)
 	e.requireRows(t, cfg.Consumer, backlog)
 	require.GreaterOrEqual(t, metric(t, e.reg, "parley_audit_batches_total", "outcome", "ok"), float64(backlog/cfg.MaxRows))
