@@ -339,12 +339,12 @@ func (in *Ingester) produce(ctx context.Context, ready chan<- batch) {
 		if ctx.Err() != nil {
 			return
 		}
+		// Asked for fewer than a batch and got them all: the stream is taken.
+		gather = err == nil && want < in.cfg.MaxRows && len(msgs) == want
 		if err == nil {
 			failures = 0
-			gather = want < in.cfg.MaxRows && len(msgs) == want
 			continue
 		}
-		gather = false
 		failures++
 		in.m.fetchFailures.Inc()
 		in.logger.WarnContext(ctx, "fetch failed", "consumer", in.cfg.Consumer, "attempt", failures, "err", err)
