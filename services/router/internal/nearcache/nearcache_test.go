@@ -153,7 +153,10 @@ func TestExpiry(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 1<<20)
 	k := id("t", "c", "short")
-	f.put(t, k, "answer", 50*time.Millisecond)
+	// Long enough that a descheduled test goroutine does not see it expire before Put
+	// stores it: Put refuses an entry already expired, and the eviction count below
+	// would then be 0.
+	f.put(t, k, "answer", time.Second)
 	long := id("t", "c", "long")
 	f.put(t, long, "answer", time.Hour)
 	require.Eventually(t, func() bool { return !f.hit(t, k) }, 10*time.Second, 5*time.Millisecond)
