@@ -111,7 +111,7 @@ func TestAuditRecordsFailures(t *testing.T) {
 		}
 		rows = list.GetConversations()
 		return len(rows) == 1
-	}, 20*time.Second, 100*time.Millisecond)
+	}, time.Minute, 100*time.Millisecond) // as auditRow: rows can queue behind a large event
 	require.Equal(t, "ERR_CONVERSATION_INVOKE", rows[0].GetErrorCode())
 	require.True(t, strings.Contains(rows[0].GetErrorMessage(), "no worker"), rows[0].GetErrorMessage())
 }

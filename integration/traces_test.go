@@ -331,7 +331,7 @@ func requireAuditTraceID(t *testing.T, router, requestID, traceID string) {
 		res, err := audit.GetConversation(t.Context(), &auditv1.GetConversationRequest{RequestId: requestID})
 		got = res.GetConversation()
 		return err == nil
-	}, 30*time.Second, 100*time.Millisecond)
+	}, time.Minute, 100*time.Millisecond) // as auditRow: rows can queue behind a large event
 	require.Equal(t, traceID, got.GetTraceId())
 }
 
