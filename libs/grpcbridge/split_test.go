@@ -22,7 +22,9 @@ func TestSplit(t *testing.T) {
 	pki := identitytest.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	split := grpcbridge.NewSplit(ln, pki.Source("server").GRPCServerTLS(), identity.GRPCProtocol, 200*time.Millisecond, nil)
+	// A handshake timeout of seconds: the race-built handshake on loaded cores can take
+	// hundreds of milliseconds, and the idle client below waits it out.
+	split := grpcbridge.NewSplit(ln, pki.Source("server").GRPCServerTLS(), identity.GRPCProtocol, 2*time.Second, nil)
 	done := make(chan struct{})
 	go func() { defer close(done); split.Run() }()
 
@@ -68,7 +70,12 @@ func TestSplit(t *testing.T) {
 		}
 		c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
 		require.NoError(t, err, tt.name)
-		got := <-arrivals
+		var got arrival
+		select {
+		case got = <-arrivals:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the connection reached neither side", tt.name)
+		}
 		require.Equal(t, tt.grpc, got.grpc, "%s: the connection reached the other side", tt.name)
 		tc, ok := got.conn.(*tls.Conn)
 		require.True(t, ok, "%s: %T", tt.name, got.conn)

@@ -175,7 +175,9 @@ func TestWaitEnds(t *testing.T) {
 			end: func(*testing.T, *store.Store, store.Key, uint64) {},
 		},
 		{
-			name: "the wait is shorter than the lease", leaseTTL: time.Minute, maxWait: 200 * time.Millisecond, wantResult: "timeout",
+			// maxWait is long enough for the test to see the waiter watching before it
+			// gives up, however late the test's goroutine runs.
+			name: "the wait is shorter than the lease", leaseTTL: time.Minute, maxWait: 2 * time.Second, wantResult: "timeout",
 			end: func(*testing.T, *store.Store, store.Key, uint64) {},
 		},
 	}

@@ -73,7 +73,9 @@ func TestAuditPublishGivesUp(t *testing.T) {
 	srv := natstest.RunServer(t)
 	js, err := jetstream.New(natstest.Connect(t, srv))
 	require.NoError(t, err)
-	a, err := NewAuditPublisher(js, AuditConfig{Timeout: 300 * time.Millisecond, AttemptTimeout: 100 * time.Millisecond}, nil, nil, prometheus.NewRegistry())
+	// A Timeout of seconds: an attempt that fails after it is not counted as a retry, and a
+	// descheduled goroutine could make the first attempt end past a short one.
+	a, err := NewAuditPublisher(js, AuditConfig{Timeout: 2 * time.Second, AttemptTimeout: 100 * time.Millisecond}, nil, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
 	require.Error(t, a.Record(t.Context(), &auditv1.ConversationEvent{RequestId: "req-no-stream"}))
 	require.GreaterOrEqual(t, testutil.ToFloat64(a.retries), 1.0)

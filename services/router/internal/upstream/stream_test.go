@@ -53,8 +53,12 @@ func (w *streamWorker) serve(t *testing.T, nc *nats.Conn, m *nats.Msg) {
 	})
 	require.NoError(t, err)
 	require.NoError(t, nc.Flush())
+	// One heartbeat, announcing 500 ms: the router then allows 1.5 s of silence
+	// (HeartbeatMisses 3), long enough that a goroutine descheduled on loaded cores between
+	// a credit grant and the next chunk is not taken for a dead worker, short enough that
+	// the "dies" case is noticed soon.
 	hb, _ := proto.Marshal(&providerv1.Reply{Kind: &providerv1.Reply_Heartbeat{Heartbeat: &providerv1.Heartbeat{WorkerId: "w"}}})
-	require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: m.Reply, Reply: control, Data: hb, Header: nats.Header{bus.HeartbeatIntervalHeader: {"50ms"}}}))
+	require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: m.Reply, Reply: control, Data: hb, Header: nats.Header{bus.HeartbeatIntervalHeader: {"500ms"}}}))
 	go func() {
 		defer func() { _ = sub.Unsubscribe() }()
 		granted := uint64(req.GetStreamWindow())
