@@ -208,7 +208,7 @@ func TestCacheSingleFlight(t *testing.T) {
 			}
 			rows = list.GetConversations()
 			return len(rows) == n
-		}, time.Minute, 100*time.Millisecond) // as auditRow: rows can queue behind a large event
+		}, auditWait, 100*time.Millisecond)
 		asked := 0
 		for _, r := range rows {
 			if !r.GetCacheHit() {
@@ -233,8 +233,9 @@ func TestCacheTTLExpiry(t *testing.T) {
 
 // TestCachePurge: the admin call drops a component's entries, from the bucket, from
 // every cache replica's memory and from every router's near cache; a purge through one
-// cache replica also empties the other's memory. The subtests run one after the other:
-// each waits on a counter of cache replica memory purges that the other also moves.
+// cache replica also empties the other's memory. The subtests run one after the other: the
+// first waits for cache-2's count of memory purges to move, and the second's purge through
+// cache-2 moves it too.
 func TestCachePurge(t *testing.T) {
 	needExtras(t)
 	t.Parallel()

@@ -111,7 +111,7 @@ func TestAuditRecordsFailures(t *testing.T) {
 		}
 		rows = list.GetConversations()
 		return len(rows) == 1
-	}, time.Minute, 100*time.Millisecond) // as auditRow: rows can queue behind a large event
+	}, auditWait, 100*time.Millisecond)
 	require.Equal(t, "ERR_CONVERSATION_INVOKE", rows[0].GetErrorCode())
 	require.True(t, strings.Contains(rows[0].GetErrorMessage(), "no worker"), rows[0].GetErrorMessage())
 }
@@ -131,12 +131,15 @@ func TestAuditErrors(t *testing.T) {
 	require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err), "%v", err)
 }
 
-// auditRow waits for the audit service to have written request id's row: up to a minute,
-// since on the shared stack a row can queue behind TestBodyLimitEndToEnd's, whose 8 MiB of
-// text the race-built audit service scrubs for tens of seconds on loaded cores.
+// auditWait is how long a test waits for audit rows: on the shared stack a row can queue
+// behind TestBodyLimitEndToEnd's, whose 8 MiB of text the race-built audit service scrubs
+// for tens of seconds on loaded cores.
+const auditWait = time.Minute
+
+// auditRow waits up to auditWait for the audit service to have written request id's row.
 func auditRow(t *testing.T, audit auditv1connect.AuditServiceClient, id string) *auditv1.Conversation {
 	t.Helper()
-	return auditRowWithin(t, audit, id, time.Minute)
+	return auditRowWithin(t, audit, id, auditWait)
 }
 
 // auditRowWithin is auditRow waiting up to wait: longer for the largest events, which the

@@ -156,7 +156,7 @@ func TestMetricsContract(t *testing.T) {
 	// have observations too.
 	require.Eventually(t, func() bool {
 		return metricSum(t, st.URL("audit"), "parley_audit_rows_written_total") > 0
-	}, time.Minute, 50*time.Millisecond) // as auditRow: rows can queue behind a large event
+	}, auditWait, 50*time.Millisecond)
 
 	// Metrics the conversations above must have produced, on top of the "always" ones.
 	produced := map[string][]string{

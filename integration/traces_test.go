@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	runtimev1 "github.com/parleyhq/parley/gen/pb/dapr/proto/runtime/v1"
-	auditv1 "github.com/parleyhq/parley/gen/pb/parley/audit/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/audit/v1/auditv1connect"
 	conversationv1 "github.com/parleyhq/parley/gen/pb/parley/conversation/v1"
 	"github.com/parleyhq/parley/gen/pb/parley/conversation/v1/conversationv1connect"
@@ -325,13 +324,7 @@ func (tr traceSpans) String() string {
 // requireAuditTraceID waits for the audit row of requestID and checks its trace id.
 func requireAuditTraceID(t *testing.T, router, requestID, traceID string) {
 	t.Helper()
-	audit := auditv1connect.NewAuditServiceClient(http.DefaultClient, router)
-	var got *auditv1.Conversation
-	require.Eventually(t, func() bool {
-		res, err := audit.GetConversation(t.Context(), &auditv1.GetConversationRequest{RequestId: requestID})
-		got = res.GetConversation()
-		return err == nil
-	}, time.Minute, 100*time.Millisecond) // as auditRow: rows can queue behind a large event
+	got := auditRow(t, auditv1connect.NewAuditServiceClient(http.DefaultClient, router), requestID)
 	require.Equal(t, traceID, got.GetTraceId())
 }
 
